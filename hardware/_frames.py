@@ -1,0 +1,94 @@
+"""The records every camera source yields: raw frames and, where the source has them, H.264 packets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CameraSource", "EncodedPacket", "Frame", "StreamInfo"]
+
+Plane = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    """One H.264 access unit as the source delivered it (Annex B), to be remuxed, never re-encoded."""
+
+    data: bytes = field(repr=False)
+    pts: int
+    dts: int
+    time_base: Fraction
+    keyframe: bool
+
+    def __post_init__(self) -> None:
+        if self.time_base <= 0:
+            raise ValueError(f"time_base must be positive, got {self.time_base}")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured picture in yuv420p.
+
+    ``index`` counts captured frames from 0; a gap in the indices a consumer sees is a dropped frame.
+    ``pts_s`` is the capture time in seconds since the source started (virtual time for the
+    simulator), ``wall_s`` the UTC epoch seconds of capture. ``truth`` names the ground-truth actors
+    visible (simulator only). ``packet`` is the encoded form of this same picture when the source
+    delivers H.264.
+    """
+
+    index: int
+    pts_s: float
+    wall_s: float
+    y: Plane = field(repr=False)
+    u: Plane = field(repr=False)
+    v: Plane = field(repr=False)
+    truth: frozenset[str] = frozenset()
+    packet: EncodedPacket | None = None
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ValueError(f"index must be >= 0, got {self.index}")
+        h, w = self.y.shape
+        if self.u.shape != (h // 2, w // 2) or self.v.shape != (h // 2, w // 2):
+            raise ValueError(
+                f"chroma planes must be {(h // 2, w // 2)} for a {w}x{h} luma plane, "
+                f"got {self.u.shape} and {self.v.shape}"
+            )
+
+    @property
+    def width(self) -> int:
+        return int(self.y.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a source delivers: picture size, nominal rate, and the codec of its packets if any."""
+
+    width: int
+    height: int
+    fps: Fraction
+    codec: str | None = None  # "h264" when frames carry packets
+    extradata: bytes | None = field(default=None, repr=False)  # codec parameters (SPS/PPS), if any
+
+
+@runtime_checkable
+class CameraSource(Protocol):
+    """A camera: async frames in capture order; cancelling the iteration stops the capture."""
+
+    name: str
+
+    @property
+    def info(self) -> StreamInfo: ...
+
+    def frames(self) -> AsyncIterator[Frame]: ...
+
+    async def close(self) -> None: ...
