@@ -11,6 +11,7 @@ Hierarchy::
         │   ├── NoIdentityMatched   none of the identities unwraps the file key
         │   ├── HeaderMacError      the file key unwrapped but the header MAC is wrong
         │   └── PayloadError        the payload is corrupt or truncated
+        ├── SignatureError          a signature or signed document does not verify
         └── PairingFailed           the pairing exchange did not confirm
 
 Messages say what failed and what to do next; they never contain key material.
@@ -28,6 +29,7 @@ __all__ = [
     "NoIdentityMatched",
     "PairingFailed",
     "PayloadError",
+    "SignatureError",
     "UnsupportedRecipient",
 ]
 
@@ -66,6 +68,10 @@ class HeaderMacError(AgeError):
 
 class PayloadError(AgeError):
     """The payload failed authentication or ended early: the file is corrupt or truncated."""
+
+
+class SignatureError(CryptoError):
+    """A signature or signed document does not verify against the expected key."""
 
 
 class PairingFailed(CryptoError):
