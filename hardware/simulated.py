@@ -1,0 +1,172 @@
+"""SimulatedCamera: a scenario played as a camera, in virtual time or in real time.
+
+Faults act at the source: ``drop_frames`` skips indices, ``stall`` holds delivery back and then
+releases the late frames in a burst, ``disconnect`` makes ``frames()`` raise CameraDisconnected
+(the next ``frames()`` call reconnects at the first frame after the outage), ``clock_jump`` moves
+``wall_s``, and ``corrupt_packets`` flips bytes in H.264 packets. ``disk_full`` and ``slow_disk``
+are storage faults: they stay in ``scenario.faults`` for the device side to apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from hardware._clock import Clock, SystemClock
+from hardware._frames import EncodedPacket, Frame, StreamInfo
+from hardware._scene import SceneRenderer
+from hardware._x264 import X264Encoder
+from hardware.button import SimulatedButton
+from hardware.errors import CameraDisconnected
+from hardware.scenario import Fault, Scenario
+
+__all__ = ["SimulatedCamera"]
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_INTERVAL_S = 2  # the simulated hardware encoder's keyframe spacing
+
+
+class SimulatedCamera:
+    """A deterministic synthetic camera driven by a scenario (implements CameraSource).
+
+    In virtual time (the default unless the scenario sets ``realtime``) frames come as fast as the
+    consumer takes them, ``pts_s = index / fps`` and ``wall_s`` follows the scenario's ``start``;
+    in real time each frame waits for its due time on ``clock`` and ``wall_s`` is ``clock.now()``.
+    Scenario presses go to ``self.button`` just before the first frame at or after their time.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        realtime: bool | None = None,
+        clock: Clock | None = None,
+        button: SimulatedButton | None = None,
+        name: str | None = None,
+    ) -> None:
+        cam = scenario.camera
+        self.scenario = scenario
+        self.name = name or Path(scenario.name).stem
+        self.realtime = cam.realtime if realtime is None else realtime
+        self._clock = clock or SystemClock()
+        self.button = button or SimulatedButton(clock=self._clock)
+        self._renderer = SceneRenderer(scenario)
+        self._encoder = self._new_encoder()
+        self._info = StreamInfo(
+            cam.width, cam.height, Fraction(cam.fps), "h264" if cam.h264 else None
+        )
+        self._next_index = 0
+        self._pending_presses = sorted(scenario.presses, key=lambda p: p.at_s)
+        self._fired_disconnects: set[int] = set()
+        self._start_monotonic: float | None = None
+        self._closed = False
+
+    @property
+    def info(self) -> StreamInfo:
+        return self._info
+
+    @property
+    def frame_count(self) -> int:
+        """How many frame indices the run spans (delivered or not)."""
+        return self.scenario.camera.frame_count
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Frames from where the last iteration stopped; raises CameraDisconnected on that fault."""
+        fps = self.scenario.camera.fps
+        if self._start_monotonic is None:
+            self._start_monotonic = self._clock.monotonic()
+        while not self._closed and self._next_index < self.frame_count:
+            index = self._next_index
+            t = index / fps
+            self._next_index += 1
+            self._check_disconnect(index, t)
+            self._emit_presses(t)
+            if self._dropped(index, t):
+                logger.debug("camera.frame_dropped camera=%s index=%s", self.name, index)
+                continue
+            if self.realtime:
+                await self._clock.sleep(self._due_s(t) - self._clock.monotonic())
+            yield self._frame(index, t)
+            if not self.realtime:
+                await asyncio.sleep(0)  # let other cameras and tasks run between frames
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.button.close()
+
+    def _new_encoder(self) -> X264Encoder | None:
+        cam = self.scenario.camera
+        if not cam.h264:
+            return None
+        return X264Encoder(cam.width, cam.height, cam.fps, keyint=KEYFRAME_INTERVAL_S * cam.fps)
+
+    def _frame(self, index: int, t: float) -> Frame:
+        y, u, v, truth = self._renderer.render(index)
+        packet = None
+        if self._encoder is not None:
+            packets = self._encoder.encode(y, u, v, index)
+            packet = self._corrupt(packets[0], index, t) if packets else None
+        return Frame(index, t, self._wall_s(t), y, u, v, truth, packet)
+
+    def _wall_s(self, t: float) -> float:
+        base = self._clock.now() if self.realtime else self.scenario.camera.start.timestamp() + t
+        return base + sum(f.jump_s for f in self.scenario.faults_of("clock_jump") if f.at_s <= t)
+
+    def _due_s(self, t: float) -> float:
+        """Monotonic time at which the frame captured at ``t`` is delivered (stalls delay it)."""
+        assert self._start_monotonic is not None
+        due = t
+        for stall in self.scenario.faults_of("stall"):
+            if stall.active(t):
+                due = max(due, stall.end_s)
+        return self._start_monotonic + due
+
+    def _check_disconnect(self, index: int, t: float) -> None:
+        for i, fault in enumerate(self.scenario.faults):
+            if fault.kind == "disconnect" and fault.active(t) and i not in self._fired_disconnects:
+                self._fired_disconnects.add(i)
+                self._next_index = max(
+                    index, math.ceil(fault.end_s * self.scenario.camera.fps - 1e-9)
+                )
+                self._encoder = self._new_encoder()  # the stream restarts with a keyframe
+                logger.info("camera.disconnected camera=%s at_s=%s", self.name, t)
+                raise CameraDisconnected(
+                    f"camera {self.name}: disconnected at {t:.3f} s (simulated fault; "
+                    f"it is back at {fault.end_s:.3f} s: iterate frames() again)"
+                )
+
+    def _emit_presses(self, t: float) -> None:
+        while self._pending_presses and self._pending_presses[0].at_s <= t + 1e-9:
+            press = self._pending_presses.pop(0)
+            if press.hold_s > 0:
+                self.button.hold(press.hold_s, at_s=press.at_s)
+            else:
+                self.button.press(at_s=press.at_s)
+
+    def _dropped(self, index: int, t: float) -> bool:
+        fps = self.scenario.camera.fps
+        for fault in self.scenario.faults_of("drop_frames"):
+            if fault.active(t):
+                first = math.ceil(fault.at_s * fps - 1e-9)
+                if (index - first) % fault.every == 0:
+                    return True
+        return False
+
+    def _corrupt(self, packet: EncodedPacket, index: int, t: float) -> EncodedPacket:
+        faults: list[Fault] = [f for f in self.scenario.faults_of("corrupt_packets") if f.active(t)]
+        if not faults:
+            return packet
+        data = bytearray(packet.data)
+        rng = np.random.default_rng([self.scenario.camera.seed, index, 0xC0])
+        for fault in faults:
+            # Leave the start code and NAL header alone so the damage lands in slice data.
+            for pos in rng.integers(min(5, len(data) - 1), len(data), size=fault.flips):
+                data[pos] ^= 0xFF
+        return EncodedPacket(bytes(data), packet.pts, packet.dts, packet.time_base, packet.keyframe)
