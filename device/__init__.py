@@ -1,1 +1,54 @@
-"""Doorward device package."""
+"""Doorward's recording side: motion detection, the recorder, encrypted segments and the clip store.
+
+Common case::
+
+    store = ClipStore(data_dir, DeviceIdentity.load_or_create(key_path))
+    pipeline = CameraPipeline("front", camera, store, owner_recipients, detector=detector)
+    await pipeline.run()
+"""
+
+from device._config import Polygon, RecorderConfig
+from device._motion import Box, MotionConfig, MotionDetector, MotionResult
+from device._recorder import Recorder, RecorderAction, RecorderState
+from device.errors import ClipHeld, ClipRefused, DeviceError, StoreError
+from device.events import (
+    ClipFinished,
+    ClipStarted,
+    DeviceEvent,
+    DoorbellPressed,
+    MotionDetected,
+    RecordingError,
+    SegmentWritten,
+)
+from device.faults import StorageFaults
+from device.pipeline import CameraPipeline, PipelineStats
+from device.store import ClipRecord, ClipStore, SegmentRecord
+
+__all__ = [
+    "Box",
+    "CameraPipeline",
+    "ClipFinished",
+    "ClipHeld",
+    "ClipRecord",
+    "ClipRefused",
+    "ClipStarted",
+    "ClipStore",
+    "DeviceError",
+    "DeviceEvent",
+    "DoorbellPressed",
+    "MotionConfig",
+    "MotionDetected",
+    "MotionDetector",
+    "MotionResult",
+    "PipelineStats",
+    "Polygon",
+    "Recorder",
+    "RecorderAction",
+    "RecorderConfig",
+    "RecorderState",
+    "RecordingError",
+    "SegmentRecord",
+    "SegmentWritten",
+    "StorageFaults",
+    "StoreError",
+]

@@ -1,0 +1,102 @@
+"""The one libx264 encode of a raw camera: yuv420p planes in, Annex B H.264 access units out."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from device._config import RecorderConfig
+from device._preroll import TimedPacket
+
+__all__ = ["TIME_BASE", "H264Encoder"]
+
+logger = logging.getLogger(__name__)
+
+TIME_BASE = Fraction(1, 90000)  # MPEG-TS clock (ISO/IEC 13818-1 §2.4.3.6)
+
+Plane = npt.NDArray[np.uint8]
+
+
+class H264Encoder:
+    """Encodes frames once, low latency: no B-frames, zerolatency tune, a keyframe every ~2 s.
+
+    Without B-frames and lookahead every frame yields its packet immediately, so the pre-roll
+    buffer is never behind the picture that triggered a clip. SPS/PPS are repeated in-band before
+    every keyframe (no global header), which keeps each MPEG-TS segment decodable on its own.
+    """
+
+    def __init__(self, width: int, height: int, fps: Fraction, config: RecorderConfig) -> None:
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width = width
+        ctx.height = height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = TIME_BASE
+        ctx.framerate = fps
+        ctx.gop_size = max(1, round(config.keyframe_interval_s * float(fps)))
+        ctx.max_b_frames = 0
+        options = {"preset": config.x264_preset, "tune": config.x264_tune}
+        if config.bitrate_kbps is None:
+            options["crf"] = str(config.crf)
+        else:
+            ctx.bit_rate = config.bitrate_kbps * 1000
+            options["maxrate"] = f"{config.bitrate_kbps * 3 // 2}k"
+            options["bufsize"] = f"{config.bitrate_kbps * 2}k"
+        ctx.options = options
+        ctx.open()
+        self._ctx = ctx
+        self._width = width
+        self._height = height
+        self._last_pts = -1
+        self._wall_by_pts: dict[int, tuple[float, float]] = {}
+
+    def encode(
+        self, y: Plane, u: Plane, v: Plane, pts_s: float, wall_s: float
+    ) -> list[TimedPacket]:
+        frame = self._frame(y, u, v)
+        pts = max(round(pts_s / TIME_BASE), self._last_pts + 1)
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        self._wall_by_pts[pts] = (pts_s, wall_s)
+        return self._collect(self._ctx.encode(frame))
+
+    def flush(self) -> list[TimedPacket]:
+        return self._collect(self._ctx.encode(None))
+
+    def _frame(self, y: Plane, u: Plane, v: Plane) -> av.VideoFrame:
+        frame = av.VideoFrame(self._width, self._height, "yuv420p")
+        planes = frame.planes
+        if all(p.line_size == a.shape[1] for p, a in zip(planes, (y, u, v), strict=True)):
+            for plane, array in zip(planes, (y, u, v), strict=True):
+                plane.update(np.ascontiguousarray(array))
+            return frame
+        stacked = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+        return av.VideoFrame.from_ndarray(
+            stacked.reshape(self._height * 3 // 2, self._width), format="yuv420p"
+        )
+
+    def _collect(self, packets: list[av.Packet]) -> list[TimedPacket]:
+        out = []
+        for packet in packets:
+            assert packet.pts is not None
+            assert packet.dts is not None
+            # Packets come out in input order (no B-frames): forget frames the encoder skipped.
+            while self._wall_by_pts and next(iter(self._wall_by_pts)) < packet.pts:
+                del self._wall_by_pts[next(iter(self._wall_by_pts))]
+            pts_s, wall_s = self._wall_by_pts.pop(packet.pts, (float(packet.pts * TIME_BASE), 0.0))
+            out.append(
+                TimedPacket(
+                    data=bytes(packet),
+                    pts=packet.pts,
+                    dts=packet.dts,
+                    time_base=TIME_BASE,
+                    keyframe=packet.is_keyframe,
+                    pts_s=pts_s,
+                    wall_s=wall_s,
+                )
+            )
+        return out

@@ -1,0 +1,301 @@
+"""One camera's recording pipeline: frames → privacy zones → motion → encoder or remux → pre-roll →
+recorder → segmenter → age encryption → clip store.
+
+The asyncio shell only moves frames and events. All per-frame work (masking, detection, encoding,
+muxing, encryption, fsync) runs in a worker thread of this camera, so a stalled disk or a slow
+encoder holds up this camera alone: other cameras' pipelines and the event loop carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from device._config import RecorderConfig
+from device._encoder import H264Encoder
+from device._motion import MotionDetector, MotionResult
+from device._preroll import PrerollBuffer, TimedPacket
+from device._privacy import PrivacyMask
+from device._recorder import Recorder, RecorderAction
+from device._segmenter import ClipWriter, VideoFormat
+from device.errors import ClipRefused
+from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
+from device.faults import StorageFaults
+from device.store import ClipStore
+from hardware import _frames
+from hardware.button import DoorbellButton
+
+__all__ = ["CameraPipeline", "PipelineStats"]
+
+logger = logging.getLogger(__name__)
+
+_NO_MOTION = MotionResult(score=0.0, motion=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    """Counters of one pipeline so far."""
+
+    frames: int = 0
+    dropped_frames: int = 0  # gaps in the source's frame indices
+    motion_frames: int = 0
+    encoded_frames: int = 0  # frames through libx264 (0 for a remuxed H.264 camera)
+    remuxed_packets: int = 0  # source packets passed through untouched
+    clips: int = 0
+    segments: int = 0
+    bytes_written: int = 0
+    errors: int = 0
+
+
+class CameraPipeline:
+    """Records one camera into ``store`` until the source ends or :meth:`run` is cancelled.
+
+    ``recipients`` is called at every segment: segments are encrypted to the owners paired at that
+    moment. Raw sources are encoded once with libx264; H.264 sources (``info.codec == "h264"``) are
+    remuxed untouched, unless the config has privacy zones, which forces an encode of the masked
+    picture. ``on_event`` and ``on_frame`` run on the event loop.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: _frames.CameraSource,
+        store: ClipStore,
+        recipients: Callable[[], Sequence[object]],
+        *,
+        detector: MotionDetector | None = None,
+        config: RecorderConfig | None = None,
+        on_event: Callable[[DeviceEvent], None] | None = None,
+        on_frame: Callable[[_frames.Frame, MotionResult], None] | None = None,
+        button: DoorbellButton | None = None,
+        storage_faults: StorageFaults | None = None,
+    ) -> None:
+        info = source.info
+        config = config or RecorderConfig()
+        self.camera_id = camera_id
+        self._source = source
+        self._detector = detector
+        self._config = config
+        self._on_event = on_event
+        self._on_frame = on_frame
+        self._button = button
+        self._video = VideoFormat(info.width, info.height, info.fps)
+        self._remux = info.codec == "h264" and not config.privacy_zones
+        self._parameter_sets = _annexb_extradata(info.extradata) if self._remux else b""
+        self._mask = (
+            PrivacyMask(config.privacy_zones, info.width, info.height)
+            if config.privacy_zones
+            else None
+        )
+        self._encoder: H264Encoder | None = None
+        self._preroll = PrerollBuffer(config.pre_roll_s, config.max_preroll_bytes)
+        self._recorder = Recorder(config, name=camera_id)
+        self._writer_args = (store, camera_id, self._video, recipients)
+        self._faults = storage_faults
+        self._clip: ClipWriter | None = None
+        self._pending_presses = 0
+        self._was_motion = False
+        self._last_index: int | None = None
+        self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
+
+    @property
+    def stats(self) -> PipelineStats:
+        counts = dict(self._counts)
+        clip = self._clip
+        if clip is not None:
+            counts["segments"] += clip.segments
+            counts["bytes_written"] += clip.bytes_written
+        return PipelineStats(**counts)
+
+    async def run(self) -> PipelineStats:
+        """Record until the source ends; on cancellation the open clip is closed, then re-raised."""
+        loop = asyncio.get_running_loop()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camera-{self.camera_id}")
+        button_task = asyncio.create_task(self._watch_button()) if self._button else None
+        frames = self._source.frames()
+        logger.info(
+            "pipeline.start camera=%s mode=%s size=%dx%d",
+            self.camera_id,
+            "remux" if self._remux else "encode",
+            self._video.width,
+            self._video.height,
+        )
+        try:
+            async for frame in frames:
+                presses, self._pending_presses = self._pending_presses, 0
+                result, events = await loop.run_in_executor(worker, self._process, frame, presses)
+                self._emit(events)
+                if self._on_frame is not None:
+                    self._on_frame(frame, result)
+        finally:
+            # The worker runs one job at a time: this runs after any frame still in progress.
+            closing = loop.run_in_executor(worker, self._close_clip)
+            try:
+                self._emit(await asyncio.shield(closing))
+            finally:
+                if button_task is not None:
+                    button_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await button_task
+                with contextlib.suppress(RuntimeError):
+                    await frames.aclose()  # type: ignore[attr-defined]
+                worker.shutdown(wait=False)
+                logger.info("pipeline.stop camera=%s stats=%s", self.camera_id, self.stats)
+        return self.stats
+
+    # -- event loop side ---------------------------------------------------------------------
+
+    async def _watch_button(self) -> None:
+        assert self._button is not None
+        async for event in self._button.events():
+            if event.kind == "press":
+                self._pending_presses += 1
+
+    def _emit(self, events: list[DeviceEvent]) -> None:
+        if self._on_event is None:
+            return
+        for event in events:
+            self._on_event(event)
+
+    # -- worker thread side ------------------------------------------------------------------
+
+    def _process(
+        self, frame: _frames.Frame, presses: int
+    ) -> tuple[MotionResult, list[DeviceEvent]]:
+        counts = self._counts
+        counts["frames"] += 1
+        if self._last_index is not None and frame.index > self._last_index + 1:
+            counts["dropped_frames"] += frame.index - self._last_index - 1
+        self._last_index = frame.index
+        y, u, v = frame.y, frame.u, frame.v
+        if self._mask is not None:
+            y, u, v = self._mask.apply(y, u, v)
+        result = self._detector.process(y, frame.pts_s) if self._detector else _NO_MOTION
+        events: list[DeviceEvent] = []
+        if result.motion:
+            counts["motion_frames"] += 1
+            if not self._was_motion:
+                events.append(
+                    MotionDetected(self.camera_id, frame.pts_s, result.score, result.regions)
+                )
+        self._was_motion = result.motion
+        if presses:
+            events.append(DoorbellPressed(self.camera_id, frame.pts_s))
+
+        packets = self._packets(frame, y, u, v)
+        for packet in packets:
+            self._preroll.push(packet)
+        action = self._recorder.step(
+            motion=result.motion,
+            press=presses > 0,
+            pts_s=frame.pts_s,
+            keyframe=any(p.keyframe for p in packets),
+        )
+        try:
+            events += self._apply(action, packets)
+        except ClipRefused as exc:
+            events += self._refuse(exc)
+        return result, events
+
+    def _packets(
+        self, frame: _frames.Frame, y: _frames.Plane, u: _frames.Plane, v: _frames.Plane
+    ) -> list[TimedPacket]:
+        if self._remux:
+            source = frame.packet
+            if source is None:
+                return []
+            data = source.data
+            if source.keyframe and self._parameter_sets and not _has_sps(data):
+                data = self._parameter_sets + data
+            self._counts["remuxed_packets"] += 1
+            return [
+                TimedPacket(
+                    data,
+                    source.pts,
+                    source.dts,
+                    source.time_base,
+                    source.keyframe,
+                    frame.pts_s,
+                    frame.wall_s,
+                )
+            ]
+        if self._encoder is None:
+            self._encoder = H264Encoder(
+                self._video.width, self._video.height, self._video.fps, self._config
+            )
+        self._counts["encoded_frames"] += 1
+        return self._encoder.encode(y, u, v, frame.pts_s, frame.wall_s)
+
+    def _apply(self, action: RecorderAction, packets: list[TimedPacket]) -> list[DeviceEvent]:
+        events: list[DeviceEvent] = []
+        if action is RecorderAction.START:
+            events += self._start(self._preroll.packets())
+        elif action is RecorderAction.SPLIT:
+            events += self._close_clip()
+            events += self._start(packets)
+        elif action in (RecorderAction.RECORD, RecorderAction.STOP) and self._clip is not None:
+            for packet in packets:
+                events += self._clip.add(packet)
+            if action is RecorderAction.STOP:
+                events += self._close_clip()
+        return events
+
+    def _start(self, packets: list[TimedPacket]) -> list[DeviceEvent]:
+        store, camera, video, recipients = self._writer_args
+        self._clip = ClipWriter(
+            store, camera, video, recipients, segment_s=self._config.segment_s, faults=self._faults
+        )
+        self._counts["clips"] += 1
+        return self._clip.start(packets)
+
+    def _close_clip(self) -> list[DeviceEvent]:
+        if self._clip is None:
+            return []
+        try:
+            events = self._clip.finish()
+        except ClipRefused as exc:
+            return self._refuse(exc)
+        self._drop_clip()
+        return events
+
+    def _refuse(self, exc: ClipRefused) -> list[DeviceEvent]:
+        """Give up the open clip (keeping what is on disk) and report; the pipeline carries on."""
+        logger.warning("pipeline.clip_refused camera=%s error=%s", self.camera_id, exc)
+        self._counts["errors"] += 1
+        events: list[DeviceEvent] = [RecordingError(self.camera_id, str(exc))]
+        if self._clip is not None:
+            try:
+                events += self._clip.close_clip()
+            except ClipRefused as again:
+                events.append(RecordingError(self.camera_id, str(again)))
+            self._drop_clip()
+        return events
+
+    def _drop_clip(self) -> None:
+        clip, self._clip = self._clip, None
+        assert clip is not None
+        self._counts["segments"] += clip.segments
+        self._counts["bytes_written"] += clip.bytes_written
+
+
+def _has_sps(data: bytes) -> bool:
+    """Whether an Annex B access unit carries a sequence parameter set (NAL type 7)."""
+    start = 0
+    while (start := data.find(b"\x00\x00\x01", start)) != -1 and start < 512:
+        if start + 3 < len(data) and data[start + 3] & 0x1F == 7:
+            return True
+        start += 3
+    return False
+
+
+def _annexb_extradata(extradata: bytes | None) -> bytes:
+    """SPS/PPS to put before keyframes that lack them (only Annex B extradata can be used as is)."""
+    if extradata and (
+        extradata.startswith(b"\x00\x00\x00\x01") or extradata.startswith(b"\x00\x00\x01")
+    ):
+        return extradata
+    return b""
