@@ -1,0 +1,433 @@
+"""The requester's side: check a release bundle against every signature, hash and proof, decrypt it,
+join the segments into one MPEG-TS file and write a verification report (JSON and text).
+
+Trust: the device key comes from the bundle's self-signed ``device.json`` unless the caller pins it
+(``device_key``, e.g. the key learned when the request was sent over the pinned TLS connection); the
+report says which. Every other check chains from that key: the owner key the device lists, the
+clip manifests and the audit checkpoint are all signed by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consent import _jws
+from consent._audit_errors import AuditError
+from consent._manifest import ReleaseManifest, parse_manifest
+from consent._merkle import decode_proof, leaf_hash, verify_inclusion
+from consent._note import NoteVerifier, open_checkpoint
+from consent.bundle import bundle_root
+from consent.errors import BundleInvalid, ConsentError
+from consent.tokens import CONSENT_TYP
+from crypto import age
+from crypto.errors import CryptoError, SignatureError
+from crypto.keys import device_id as device_id_of
+from crypto.keys import key_id, load_ed25519_public
+from crypto.signed import b64url, b64url_decode, verify_document
+
+__all__ = ["SegmentResult", "VerificationReport", "open_bundle"]
+
+logger = logging.getLogger(__name__)
+
+MAX_SMALL_MEMBER_BYTES = 4 * 1024 * 1024  # JSON, token, checkpoint, README
+MAX_MEMBERS = 2100  # 1000 segments, their clips, and the fixed files
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResult:
+    """What happened to one released segment."""
+
+    segment_id: str
+    clip_id: str
+    index: int
+    payload_sha256: str
+    decrypted: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """What was checked, against which keys, and what was decrypted."""
+
+    release_id: str
+    device_id: str
+    device_key: str
+    device_key_pinned: bool
+    owner_key_id: str
+    requester_key_id: str
+    checks: tuple[str, ...]
+    segments: tuple[SegmentResult, ...]
+    video: str | None
+    disclosures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.decrypted for s in self.segments)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "release_id": self.release_id,
+            "device_id": self.device_id,
+            "device_key": self.device_key,
+            "device_key_pinned": self.device_key_pinned,
+            "owner_key_id": self.owner_key_id,
+            "requester_key_id": self.requester_key_id,
+            "checks": list(self.checks),
+            "segments": [
+                {
+                    "segment_id": s.segment_id,
+                    "clip_id": s.clip_id,
+                    "index": s.index,
+                    "payload_sha256": s.payload_sha256,
+                    "decrypted": s.decrypted,
+                    "error": s.error,
+                }
+                for s in self.segments
+            ],
+            "video": self.video,
+            "disclosures": dict(self.disclosures),
+        }
+
+    def to_text(self) -> str:
+        pin = "pinned by you" if self.device_key_pinned else "taken from the bundle (not pinned)"
+        lines = [
+            f"Doorward release {self.release_id}: {'VERIFIED' if self.ok else 'INCOMPLETE'}",
+            f"Device {self.device_id}, key {self.device_key} ({pin})",
+            f"Consent signed by owner key {self.owner_key_id}",
+            f"Released to requester key {self.requester_key_id}",
+            "",
+            "Checked:",
+            *(f"  - {c}" for c in self.checks),
+            "",
+            "Segments:",
+        ]
+        for s in self.segments:
+            state = "decrypted" if s.decrypted else f"NOT decrypted: {s.error}"
+            lines.append(f"  - {s.segment_id} (clip {s.clip_id} #{s.index}): {state}")
+        lines += ["", f"Video: {self.video or 'none written'}"]
+        if self.disclosures:
+            lines.append("Owner chose to disclose: " + ", ".join(sorted(self.disclosures)))
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class _Received:
+    header: bytes
+    payload_sha256: str
+    path: Path
+
+
+def open_bundle(
+    src: BinaryIO | Path,
+    identities: Sequence[age.Identity],
+    out_dir: Path,
+    *,
+    requester_key_id: str | None = None,
+    device_key: Ed25519PublicKey | None = None,
+) -> VerificationReport:
+    """Verify, decrypt and join a release bundle into ``out_dir``; raise BundleInvalid if any
+    signature, hash or proof fails. A segment that does not decrypt is reported, not raised."""
+    out_dir = Path(out_dir)
+    work = out_dir / "encrypted"
+    work.mkdir(parents=True, exist_ok=True)
+    if isinstance(src, Path):
+        with open(src, "rb") as f:
+            small, received = _read_tar(f, work)
+    else:
+        small, received = _read_tar(src, work)
+    checks: list[str] = []
+    device_doc = _need(small, "device.json")
+    dev_key, dev_id, listed_owners, release_id = _check_device(device_doc, device_key, checks)
+    token = _need(small, "consent-token.jws").decode("ascii", "replace")
+    manifest_bytes = _need(small, "release-manifest.json")
+    claims, owner_kid = _check_token(token, listed_owners, dev_id, release_id, manifest_bytes)
+    checks.append(f"consent token signature by owner key {owner_kid} (listed by the device)")
+    if requester_key_id is not None and claims["sub"] != requester_key_id:
+        raise BundleInvalid(
+            f"release is for requester {claims['sub']!r}, not your key {requester_key_id!r}"
+        )
+    checks.append(f"consent token audience is device {dev_id}, subject is {claims['sub']}")
+    checks.append("SHA-256 of release-manifest.json matches the token")
+    manifest = parse_manifest(manifest_bytes)
+    if manifest.device_id != dev_id or manifest.requester_key_id != claims["sub"]:
+        raise BundleInvalid("release manifest names another device or requester")
+    if manifest.request_id != claims["request_id"]:
+        raise BundleInvalid("release manifest names another request than the token")
+    _check_clips(small, manifest, dev_key, received, checks)
+    _check_audit(small, dev_key, dev_id, release_id, claims, checks)
+    results, video = _decrypt_all(manifest, received, identities, out_dir)
+    report = VerificationReport(
+        release_id=release_id,
+        device_id=dev_id,
+        device_key=b64url(dev_key.public_bytes_raw()),
+        device_key_pinned=device_key is not None,
+        owner_key_id=owner_kid,
+        requester_key_id=claims["sub"],
+        checks=tuple(checks),
+        segments=tuple(results),
+        video=str(video) if video is not None else None,
+        disclosures=dict(claims["disclosures"]),
+    )
+    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (out_dir / "report.txt").write_text(report.to_text())
+    logger.info("consent.bundle_opened release_id=%s ok=%s", release_id, report.ok)
+    return report
+
+
+def _read_tar(src: BinaryIO, work: Path) -> tuple[dict[str, bytes], dict[str, _Received]]:
+    small: dict[str, bytes] = {}
+    received: dict[str, _Received] = {}
+    root: str | None = None
+    count = 0
+    try:
+        with tarfile.open(fileobj=src, mode="r|") as tar:
+            for member in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise BundleInvalid(f"bundle has more than {MAX_MEMBERS} files")
+                if not member.isfile():
+                    raise BundleInvalid(f"bundle member {member.name[:80]!r} is not a regular file")
+                top, _, name = member.name.partition("/")
+                if root is None:
+                    root = top
+                if top != root or not top.startswith(bundle_root("")) or not name:
+                    raise BundleInvalid(f"bundle member {member.name[:80]!r} is outside the bundle")
+                f = tar.extractfile(member)
+                assert f is not None
+                if name.startswith("segments/") and name.endswith(".age"):
+                    segment_id = name[len("segments/") : -len(".age")]
+                    if segment_id in received:
+                        raise BundleInvalid(f"segment {segment_id!r} appears twice in the bundle")
+                    received[segment_id] = _receive_segment(f, work / f"{len(received):06d}.age")
+                else:
+                    if name in small:
+                        raise BundleInvalid(f"{name!r} appears twice in the bundle")
+                    if member.size > MAX_SMALL_MEMBER_BYTES:
+                        raise BundleInvalid(f"{name!r} is larger than {MAX_SMALL_MEMBER_BYTES}")
+                    small[name] = f.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleInvalid(f"bundle is not a readable tar stream: {exc}") from exc
+    return small, received
+
+
+def _receive_segment(f: BinaryIO, path: Path) -> _Received:
+    try:
+        header = age.read_header(f)
+    except CryptoError as exc:
+        raise BundleInvalid(f"a segment in the bundle has no valid age header: {exc}") from exc
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        out.write(header)
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return _Received(header, digest.hexdigest(), path)
+
+
+def _need(small: dict[str, bytes], name: str) -> bytes:
+    if name not in small:
+        raise BundleInvalid(f"bundle has no {name}")
+    return small[name]
+
+
+def _check_device(
+    data: bytes, pinned: Ed25519PublicKey | None, checks: list[str]
+) -> tuple[Ed25519PublicKey, str, dict[str, Ed25519PublicKey], str]:
+    try:
+        doc = _jws.loads_strict(data, "device.json")
+        key = load_ed25519_public(doc["key"])
+        if pinned is not None and key.public_bytes_raw() != pinned.public_bytes_raw():
+            raise BundleInvalid("device.json is signed by another key than the device you pinned")
+        body = verify_document(doc, key)
+        dev_id = body["device_id"]
+        if body.get("type") != "doorward-release-keys" or dev_id != device_id_of(key):
+            raise BundleInvalid("device.json does not describe the key that signed it")
+        owners = {o["key_id"]: load_ed25519_public(o["ed25519"]) for o in body["owners"]}
+        release_id = body["release_id"]
+    except BundleInvalid:
+        raise
+    except (ConsentError, CryptoError, ValueError, KeyError, TypeError) as exc:
+        raise BundleInvalid(f"device.json does not verify: {exc}") from exc
+    for kid, public in owners.items():
+        if key_id(public) != kid:
+            raise BundleInvalid(f"device.json lists owner {kid!r} with a key of another id")
+    checks.append(f"device.json signature by device key (device id {dev_id})")
+    return key, dev_id, owners, release_id
+
+
+def _check_token(
+    token: str,
+    owners: dict[str, Ed25519PublicKey],
+    dev_id: str,
+    release_id: str,
+    manifest: bytes,
+) -> tuple[dict[str, Any], str]:
+    try:
+        compact = _jws.decode_compact(token, typ=CONSENT_TYP)
+        kid = compact.header["kid"]
+        if kid not in owners:
+            raise BundleInvalid(
+                f"consent token is signed by {kid!r}, not an owner the device lists"
+            )
+        _jws.verify_signature(compact, owners[kid])
+    except ConsentError as exc:
+        if isinstance(exc, BundleInvalid):
+            raise
+        raise BundleInvalid(f"consent token does not verify: {exc}") from exc
+    claims = compact.claims
+    if claims.get("aud") != dev_id or claims.get("iss") != kid:
+        raise BundleInvalid("consent token is not for this device or not issued by its signer")
+    if claims.get("jti") != release_id:
+        raise BundleInvalid("consent token is for another release")
+    if claims.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
+        raise BundleInvalid("release-manifest.json does not match the hash the owner signed")
+    if not isinstance(claims.get("disclosures"), dict):
+        raise BundleInvalid("consent token has no disclosures object")
+    return claims, kid
+
+
+def _check_clips(
+    small: dict[str, bytes],
+    manifest: ReleaseManifest,
+    dev_key: Ed25519PublicKey,
+    received: dict[str, _Received],
+    checks: list[str],
+) -> None:
+    signed_hashes: dict[tuple[str, int], str] = {}
+    for clip_id, digest in manifest.clip_manifests.items():
+        data = _need(small, f"clips/{clip_id}.json")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BundleInvalid(f"clip manifest of {clip_id!r} is not the one the owner signed")
+        try:
+            body = verify_document(_jws.loads_strict(data, "clip manifest"), dev_key)
+            if body["clip_id"] != clip_id:
+                raise BundleInvalid(f"clip manifest of {clip_id!r} describes another clip")
+            for seg in body["segments"]:
+                signed_hashes[(clip_id, int(seg["index"]))] = str(seg["payload_sha256"])
+        except BundleInvalid:
+            raise
+        except (ConsentError, SignatureError, KeyError, TypeError, ValueError) as exc:
+            raise BundleInvalid(f"clip manifest of {clip_id!r} does not verify: {exc}") from exc
+    checks.append(f"{len(manifest.clip_manifests)} clip manifest(s) signed by the device key")
+    expected = {s.segment_id for s in manifest.segments}
+    if set(received) != expected:
+        extra = sorted(set(received) - expected)[:3]
+        missing = sorted(expected - set(received))[:3]
+        raise BundleInvalid(
+            f"bundle segments differ from the manifest (extra {extra}, missing {missing})"
+        )
+    for seg in manifest.segments:
+        got = received[seg.segment_id]
+        if got.header != seg.header:
+            raise BundleInvalid(
+                f"header of segment {seg.segment_id!r} differs from the one the owner signed"
+            )
+        if got.payload_sha256 != seg.payload_sha256:
+            raise BundleInvalid(f"payload of segment {seg.segment_id!r} does not match its hash")
+        if signed_hashes.get((seg.clip_id, seg.index)) != seg.payload_sha256:
+            raise BundleInvalid(
+                f"payload hash of segment {seg.segment_id!r} is not the one the device signed"
+            )
+    checks.append(
+        f"{len(manifest.segments)} segment payload SHA-256 hash(es) match the release manifest "
+        "and the device-signed clip manifests; headers match the owner-signed manifest"
+    )
+
+
+def _check_audit(
+    small: dict[str, bytes],
+    dev_key: Ed25519PublicKey,
+    dev_id: str,
+    release_id: str,
+    claims: dict[str, Any],
+    checks: list[str],
+) -> None:
+    origin = f"doorward/{dev_id}"
+    try:
+        checkpoint = open_checkpoint(
+            _need(small, "audit/checkpoint.txt"), NoteVerifier(origin, dev_key)
+        )
+        inclusion = _jws.loads_strict(_need(small, "audit/inclusion.json"), "inclusion.json")
+        leaf = b64url_decode(inclusion["leaf"])
+        index = inclusion["index"]
+        if inclusion["tree_size"] != checkpoint.size:
+            raise BundleInvalid("inclusion proof is for another tree size than the checkpoint")
+        verify_inclusion(
+            leaf_hash(leaf),
+            index,
+            checkpoint.size,
+            decode_proof(inclusion["proof"]),
+            checkpoint.root_hash,
+        )
+        entry = _jws.loads_strict(leaf, "audit entry")
+    except BundleInvalid:
+        raise
+    except (AuditError, ConsentError, ValueError, KeyError, TypeError) as exc:
+        raise BundleInvalid(f"audit proof does not verify: {exc}") from exc
+    if (
+        not isinstance(entry, dict)
+        or entry.get("kind") != "release.created"
+        or _field(entry, "release_id") != release_id
+        or _field(entry, "manifest_sha256") != claims["manifest_sha256"]
+    ):
+        raise BundleInvalid("the audit entry in the bundle is not this release's")
+    checks.append(
+        f"release entry #{index} is in the device's audit log (inclusion proof to the root of "
+        f"the checkpoint of size {checkpoint.size} signed by {origin})"
+    )
+
+
+def _field(entry: dict[str, Any], name: str) -> Any:
+    if name in entry:
+        return entry[name]
+    fields = entry.get("fields")
+    return fields.get(name) if isinstance(fields, dict) else None
+
+
+def _decrypt_all(
+    manifest: ReleaseManifest,
+    received: dict[str, _Received],
+    identities: Sequence[age.Identity],
+    out_dir: Path,
+) -> tuple[list[SegmentResult], Path | None]:
+    results = []
+    plain_dir = out_dir / "segments"
+    plain_dir.mkdir(exist_ok=True)
+    plain_paths = []
+    for n, seg in enumerate(manifest.segments):
+        path = plain_dir / f"{n:06d}.ts"
+        error = None
+        try:
+            with open(received[seg.segment_id].path, "rb") as src, open(path, "wb") as dst:
+                age.decrypt(list(identities), src, dst)
+        except CryptoError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            path.unlink(missing_ok=True)
+        else:
+            plain_paths.append(path)
+        results.append(
+            SegmentResult(
+                seg.segment_id, seg.clip_id, seg.index, seg.payload_sha256, error is None, error
+            )
+        )
+    if not plain_paths:
+        return results, None
+    # MPEG-TS is a packet stream: segments cut at keyframes join by plain concatenation.
+    video = out_dir / "release.ts"
+    with open(video, "wb") as out:
+        for path in plain_paths:
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    out.write(chunk)
+    return results, video
