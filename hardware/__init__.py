@@ -1,9 +1,14 @@
 """Doorward's camera and sensor sources behind one protocol, plus the scenario simulator."""
 
+import logging
+
+from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._frames import CameraSource, EncodedPacket, Frame, StreamInfo
 from hardware.button import ButtonEvent, DoorbellButton, SimulatedButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
+from hardware.file import FileCamera
+from hardware.live import LiveCamera, SourceSpec, parse_source
 from hardware.scenario import (
     Actor,
     CameraSpec,
@@ -20,6 +25,7 @@ from hardware.strip import StripReading, read_strip, strip_rows
 
 __all__ = [
     "Actor",
+    "Backoff",
     "ButtonEvent",
     "CameraDisconnected",
     "CameraOpenFailed",
@@ -30,19 +36,25 @@ __all__ = [
     "EncodedPacket",
     "Expect",
     "Fault",
+    "FileCamera",
     "Frame",
     "HardwareError",
     "Light",
+    "LiveCamera",
     "Press",
     "Scenario",
     "ScenarioError",
     "SimulatedButton",
     "SimulatedCamera",
+    "SourceSpec",
     "StreamInfo",
     "StripReading",
     "SystemClock",
     "load_scenario",
     "parse_scenario",
+    "parse_source",
     "read_strip",
     "strip_rows",
 ]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,169 @@
+"""Reading one opened PyAV container: decoded yuv420p planes paired with H.264 packets.
+
+Sync and blocking: the async sources run it on their own single worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from hardware._frames import EncodedPacket, StreamInfo
+from hardware.errors import CameraOpenFailed
+
+__all__ = ["Decoded", "StreamReader", "avcc_to_annexb", "open_container", "redact_url"]
+
+logger = logging.getLogger(__name__)
+
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One decoded picture: planes, its time in seconds from the stream's start, and a packet."""
+
+    y: U8 = field(repr=False)
+    u: U8 = field(repr=False)
+    v: U8 = field(repr=False)
+    pts_s: float
+    packet: EncodedPacket | None
+
+
+def open_container(
+    url: str,
+    *,
+    format: str | None = None,
+    options: dict[str, str] | None = None,
+    timeout: float | tuple[float, float] | None = None,
+) -> Any:
+    """Open ``url`` for reading; raises CameraOpenFailed naming the url and the reason."""
+    try:
+        container = av.open(url, format=format, options=options or {}, timeout=timeout)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise CameraOpenFailed(f"cannot open {redact_url(url)}: {_reason(exc)}") from exc
+    if not container.streams.video:
+        container.close()
+        raise CameraOpenFailed(f"cannot open {redact_url(url)}: it has no video stream")
+    return container
+
+
+def redact_url(url: str) -> str:
+    """The url with any user name and password replaced by ``***`` (they are secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def _reason(exc: BaseException) -> str:
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror) if strerror else str(exc)
+
+
+def avcc_to_annexb(extradata: bytes) -> bytes:
+    """SPS and PPS from an MP4 ``avcC`` record, as Annex B NAL units."""
+    if len(extradata) < 7 or extradata[0] != 1:
+        raise ValueError("not an avcC record")
+    out = bytearray()
+    pos = 5
+    for count_mask in (0x1F, 0xFF):  # SPS count is 5 bits, PPS count 8 bits
+        count = extradata[pos] & count_mask
+        pos += 1
+        for _ in range(count):
+            size = int.from_bytes(extradata[pos : pos + 2], "big")
+            out += b"\x00\x00\x00\x01" + extradata[pos + 2 : pos + 2 + size]
+            pos += 2 + size
+    return bytes(out)
+
+
+class StreamReader:
+    """Decodes the first video stream of a container; H.264 packets pass through untouched.
+
+    A frame carries the packets in decode order (the n-th frame out gets the n-th packet in):
+    for streams without B-frames, which is what cameras send, that is the frame's own packet.
+    """
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        ctx = self._stream.codec_context
+        self.is_h264 = ctx.name == "h264"
+        extradata = bytes(ctx.extradata or b"")
+        self._bsf = None
+        self.extradata: bytes | None = None
+        if self.is_h264 and extradata[:1] == b"\x01":
+            self._bsf = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", self._stream)
+            self.extradata = avcc_to_annexb(extradata)
+        elif self.is_h264 and extradata:
+            self.extradata = extradata
+        self.time_base = Fraction(self._stream.time_base or Fraction(1, 90000))
+        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
+        self.fps = Fraction(rate)
+        self._pending: deque[EncodedPacket] = deque()
+        self._last_pts = -1
+
+    def info(self) -> StreamInfo:
+        ctx = self._stream.codec_context
+        return StreamInfo(
+            width=ctx.width - ctx.width % 2,
+            height=ctx.height - ctx.height % 2,
+            fps=self.fps,
+            codec="h264" if self.is_h264 else None,
+            extradata=self.extradata,
+        )
+
+    def read(self) -> Iterator[Decoded]:
+        """Every picture of the stream, then stops at its end."""
+        for packet in self._container.demux(self._stream):
+            # Decode before filtering: the bitstream filter takes the packet's data.
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:
+                logger.warning("camera.decode_error reason=%s", exc)
+                continue  # this packet gave no picture, so it is not queued either
+            if packet.size and self.is_h264:
+                self._queue_packets(packet)
+            for frame in frames:
+                yield self._decoded(frame)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _queue_packets(self, packet: Any) -> None:
+        out = self._bsf.filter(packet) if self._bsf is not None else [packet]
+        for p in out:
+            pts = (
+                p.pts if p.pts is not None else (p.dts if p.dts is not None else self._last_pts + 1)
+            )
+            dts = p.dts if p.dts is not None else pts
+            self._last_pts = pts
+            self._pending.append(
+                EncodedPacket(bytes(p), pts, dts, self.time_base, bool(p.is_keyframe))
+            )
+
+    def _decoded(self, frame: Any) -> Decoded:
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
+        y = _plane(frame.planes[0], w, h)
+        u = _plane(frame.planes[1], w // 2, h // 2)
+        v = _plane(frame.planes[2], w // 2, h // 2)
+        pts_s = float(frame.time) if frame.time is not None else 0.0
+        packet = self._pending.popleft() if self._pending else None
+        return Decoded(y, u, v, pts_s, packet)
+
+
+def _plane(plane: Any, width: int, height: int) -> U8:
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    return rows[:height, :width].copy()

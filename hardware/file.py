@@ -1,0 +1,119 @@
+"""FileCamera: any video file PyAV opens, replayed as a camera; H.264 packets pass through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from hardware._clock import Clock, SystemClock
+from hardware._demux import Decoded, StreamReader, open_container
+from hardware._frames import EncodedPacket, Frame, StreamInfo
+from hardware._worker import Worker
+
+__all__ = ["FileCamera"]
+
+logger = logging.getLogger(__name__)
+
+
+class FileCamera:
+    """Replays a video file (implements CameraSource).
+
+    Frames are decoded for motion detection; for H.264 files each frame also carries the file's
+    own packet in Annex B form (MP4/MKV are converted with ``h264_mp4toannexb``), never re-encoded,
+    and ``info.codec == "h264"``. Other codecs give frames only. With ``loop`` the file restarts
+    at its end, times and packet timestamps continuing. In virtual time frames come as fast as
+    they decode, ``wall_s`` counting from ``clock.now()`` at the first frame; with ``realtime``
+    each frame waits for its due time.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        loop: bool = False,
+        realtime: bool = False,
+        clock: Clock | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.loop = loop
+        self.realtime = realtime
+        self._clock = clock or SystemClock()
+        self._reader = StreamReader(open_container(str(self.path)))
+        self._info = self._reader.info()
+        self._worker = Worker(self.name)
+        self._decoded: Iterator[Decoded] | None = None
+        self._index = 0
+        self._pass_offset_s = 0.0  # added to pts_s in the current pass through the file
+        self._first_pts_s: float | None = None
+        self._last_pts_s = 0.0
+        self._start_monotonic: float | None = None
+        self._start_wall: float | None = None
+        self._closed = False
+
+    @property
+    def info(self) -> StreamInfo:
+        return self._info
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Frames from where the last iteration stopped, until the end of the file (or forever)."""
+        if self._start_monotonic is None:
+            self._start_monotonic = self._clock.monotonic()
+            self._start_wall = self._clock.now()
+        frame_s = 1 / float(self._info.fps) if self._info.fps else 0.0
+        while not self._closed:
+            if self._decoded is None:
+                self._decoded = self._reader.read()
+            decoded = await self._worker.run(next, self._decoded, None)
+            if decoded is None:
+                if not self.loop or self._index == 0:
+                    return
+                await self._restart(self._last_pts_s + frame_s)
+                continue
+            if self._first_pts_s is None:
+                self._first_pts_s = decoded.pts_s
+            pts_s = self._pass_offset_s + decoded.pts_s - self._first_pts_s
+            self._last_pts_s = pts_s
+            if self.realtime:
+                assert self._start_monotonic is not None
+                await self._clock.sleep(self._start_monotonic + pts_s - self._clock.monotonic())
+                wall_s = self._clock.now()
+            else:
+                assert self._start_wall is not None
+                wall_s = self._start_wall + pts_s
+            packet = decoded.packet
+            if packet is not None and self._pass_offset_s:
+                shift = round(self._pass_offset_s / packet.time_base)
+                packet = EncodedPacket(
+                    packet.data,
+                    packet.pts + shift,
+                    packet.dts + shift,
+                    packet.time_base,
+                    packet.keyframe,
+                )
+            frame = Frame(
+                self._index, pts_s, wall_s, decoded.y, decoded.u, decoded.v, packet=packet
+            )
+            self._index += 1
+            yield frame
+            if not self.realtime:
+                await asyncio.sleep(0)  # let other sources and tasks run between frames
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._worker.run(self._reader.close)
+        self._worker.shutdown()
+
+    async def _restart(self, offset_s: float) -> None:
+        logger.info("camera.file_loop camera=%s offset_s=%.3f", self.name, offset_s)
+        await self._worker.run(self._reader.close)
+        container = await self._worker.run(open_container, str(self.path))
+        self._reader = StreamReader(container)
+        self._decoded = None
+        self._pass_offset_s = offset_s
+        self._first_pts_s = None

@@ -1,0 +1,206 @@
+"""LiveCamera: V4L2 devices and RTSP cameras through PyAV, reconnecting with exponential backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+
+from hardware._backoff import Backoff
+from hardware._clock import Clock, SystemClock
+from hardware._demux import Decoded, StreamReader, open_container, redact_url
+from hardware._frames import EncodedPacket, Frame, StreamInfo
+from hardware._worker import Worker
+from hardware.errors import CameraOpenFailed, HardwareError
+
+__all__ = ["LiveCamera", "SourceSpec", "parse_source"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """How to open a live source with PyAV: the url, the demuxer and its options."""
+
+    url: str
+    format: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_source(
+    source: str, *, v4l2_options: Mapping[str, str] | None = None, read_timeout_s: float = 10.0
+) -> SourceSpec:
+    """``v4l2:/dev/videoN``, ``rtsp://…``/``rtsps://…`` (over TCP), or ``file:/path``."""
+    if source.startswith("v4l2:"):
+        device = source.removeprefix("v4l2:")
+        if not device.startswith("/dev/"):
+            raise CameraOpenFailed(f"camera source {source!r}: a V4L2 source is v4l2:/dev/videoN")
+        return SourceSpec(device, "v4l2", dict(v4l2_options or {}))
+    if source.startswith(("rtsp://", "rtsps://")):
+        # FFmpeg's rtsp "timeout" is the socket read timeout, in microseconds.
+        options = {"rtsp_transport": "tcp", "timeout": str(round(read_timeout_s * 1_000_000))}
+        return SourceSpec(source, None, options)
+    if source.startswith("file:"):
+        return SourceSpec(source.removeprefix("file:"))
+    raise CameraOpenFailed(
+        f"camera source {redact_url(source)!r} is not supported: use v4l2:/dev/videoN, "
+        "rtsp://host/path or file:/path"
+    )
+
+
+class LiveCamera:
+    """A live camera (implements CameraSource) that reconnects until closed.
+
+    When opening fails or the stream ends or errors, it waits ``backoff.delay_s(n)`` on ``clock``
+    (n counts failures since the last frame) and tries again; after ``max_attempts`` failures in
+    a row ``frames()`` raises CameraOpenFailed. H.264 streams pass their packets through.
+    ``pts_s`` is the monotonic time since the first frame; ``wall_s`` is ``clock.now()``.
+    ``info`` is known once ``connect()`` (or the first frame) has succeeded.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+        rand: Callable[[], float] = random.random,
+        max_attempts: int | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        v4l2_options: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.source = source
+        self.spec = parse_source(source, v4l2_options=v4l2_options, read_timeout_s=read_timeout_s)
+        self.name = name or redact_url(source)
+        self._clock = clock or SystemClock()
+        self._backoff = backoff or Backoff()
+        self._rand = rand
+        self._max_attempts = max_attempts
+        self._timeout = (open_timeout_s, read_timeout_s)
+        self._worker = Worker("live")
+        self._reader: StreamReader | None = None
+        self._decoded: Iterator[Decoded] | None = None
+        self._info: StreamInfo | None = None
+        self._failures = 0
+        self._index = 0
+        self._start_monotonic: float | None = None
+        self._closed = False
+        self.connections = 0  # successful opens so far
+
+    @property
+    def info(self) -> StreamInfo:
+        if self._info is None:
+            raise HardwareError(f"camera {self.name} has not connected yet: await connect() first")
+        return self._info
+
+    async def connect(self) -> StreamInfo:
+        """Open the source, retrying with backoff; returns what it delivers."""
+        while self._reader is None:
+            if self._closed:
+                raise HardwareError(f"camera {self.name} is closed")
+            try:
+                container = await self._worker.run(self._open)
+            except CameraOpenFailed as exc:
+                await self._failed(str(exc), exc)
+                continue
+            self._reader = StreamReader(container)
+            self._decoded = None
+            self._info = self._reader.info()
+            self.connections += 1
+            logger.info("camera.connected camera=%s codec=%s", self.name, self._info.codec)
+        assert self._info is not None
+        return self._info
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Frames until closed, across reconnects; indices continue, lost frames leave no gap."""
+        shift_base: int | None = None  # packet timestamp shift for the current connection
+        while not self._closed:
+            await self.connect()
+            assert self._reader is not None
+            if self._decoded is None:
+                self._decoded = self._reader.read()
+                shift_base = None
+            try:
+                decoded = await self._worker.run(next, self._decoded, None)
+            except (av.error.FFmpegError, OSError) as exc:
+                await self._disconnected(f"read failed: {exc}")
+                continue
+            if decoded is None:
+                await self._disconnected("the stream ended")
+                continue
+            now = self._clock.monotonic()
+            if self._start_monotonic is None:
+                self._start_monotonic = now
+            pts_s = now - self._start_monotonic
+            packet = decoded.packet
+            if packet is not None:
+                if shift_base is None:
+                    shift_base = round(pts_s / packet.time_base) - packet.dts
+                packet = _shifted(packet, shift_base)
+            self._failures = 0
+            frame = Frame(
+                self._index,
+                pts_s,
+                self._clock.now(),
+                decoded.y,
+                decoded.u,
+                decoded.v,
+                packet=packet,
+            )
+            self._index += 1
+            yield frame
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            await self._worker.run(self._reader.close)
+            self._reader = None
+        self._worker.shutdown()
+
+    def _open(self) -> object:
+        return open_container(
+            self.spec.url,
+            format=self.spec.format,
+            options=dict(self.spec.options),
+            timeout=self._timeout,
+        )
+
+    async def _disconnected(self, reason: str) -> None:
+        logger.warning("camera.disconnected camera=%s reason=%s", self.name, reason)
+        if self._reader is not None:
+            await self._worker.run(self._reader.close)
+        self._reader = None
+        self._decoded = None
+        await self._failed(f"camera {self.name}: {reason}", None)
+
+    async def _failed(self, message: str, cause: BaseException | None) -> None:
+        self._failures += 1
+        if self._max_attempts is not None and self._failures >= self._max_attempts:
+            raise CameraOpenFailed(
+                f"{message} (gave up after {self._failures} attempts in a row)"
+            ) from cause
+        delay_s = self._backoff.delay_s(self._failures - 1, self._rand())
+        logger.info(
+            "camera.retry camera=%s attempt=%s delay_s=%.3f", self.name, self._failures, delay_s
+        )
+        await self._clock.sleep(delay_s)
+
+
+def _shifted(packet: EncodedPacket, shift: int) -> EncodedPacket:
+    return EncodedPacket(
+        packet.data,
+        packet.pts + shift,
+        packet.dts + shift,
+        Fraction(packet.time_base),
+        packet.keyframe,
+    )
