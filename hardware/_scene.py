@@ -90,7 +90,7 @@ class SceneRenderer:
         """Top-left pixel of the actor's sprite at ``t``, or None when it is not visible."""
         if not actor.enter_s <= t < actor.leave_s:
             return None
-        x, y = _along_path(actor.path, (t - actor.enter_s) / (actor.leave_s - actor.enter_s))
+        x, y = _position(actor, t)
         sprite = self._sprites[actor.id]
         h, w = sprite.luma.shape
         left = round(x * self.width - w / 2)
@@ -117,7 +117,8 @@ class SceneRenderer:
 
     def _lighting(self, t: float) -> tuple[float | F32, float | F32, float]:
         """Luma gain and offset (scalars or per-column rows) and chroma saturation at ``t``."""
-        gain: float | F32 = 1.0 + 0.03 * math.sin(2 * math.pi * t / 40.0 + self._drift_phase)
+        drift = 1.0 + 0.03 * math.sin(2 * math.pi * t / 40.0 + self._drift_phase)
+        gain: float | F32 = self.scenario.camera.ambient * drift
         offset: float | F32 = 0.0
         saturation = 1.0
         for light in self.scenario.lights:
@@ -154,6 +155,21 @@ def _light_transform(
         return contrast, (1.0 - contrast) * 128.0 + 20.0 * s
     # flicker
     return 1.0 + s * math.sin(2 * math.pi * (t - light.at_s) / light.period_s), 0.0
+
+
+def _position(actor: Actor, t: float) -> tuple[float, float]:
+    """Where the actor's bottom-centre is at ``t``: by its waypoint times, else at constant speed."""
+    if actor.times is None:
+        return _along_path(actor.path, (t - actor.enter_s) / (actor.leave_s - actor.enter_s))
+    if t <= actor.times[0]:
+        return actor.path[0]
+    for (a, b), (ta, tb) in zip(
+        itertools.pairwise(actor.path), itertools.pairwise(actor.times), strict=True
+    ):
+        if t <= tb:
+            k = (t - ta) / (tb - ta) if tb > ta else 1.0
+            return a[0] + (b[0] - a[0]) * k, a[1] + (b[1] - a[1]) * k
+    return actor.path[-1]
 
 
 def _along_path(path: tuple[tuple[float, float], ...], fraction: float) -> tuple[float, float]:

@@ -8,6 +8,7 @@ key, and saying what is allowed. The format is documented in ``docs/scenarios.md
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import re
 import tomllib
@@ -66,6 +67,7 @@ class CameraSpec:
     seed: int = 0
     realtime: bool = False
     noise: float = 2.0  # sensor noise, standard deviation in luma levels
+    ambient: float = 1.0  # scene brightness: 1 is daylight, 0.3 is night
     h264: bool = False  # deliver H.264 packets too, like a camera with a hardware encoder
     start: dt.datetime = DEFAULT_START  # wall-clock time of the first frame
 
@@ -84,6 +86,7 @@ class Actor:
     leave_s: float
     path: tuple[Point, ...]
     size: float  # height as a fraction of the picture height
+    times: tuple[float, ...] | None = None  # when each waypoint is reached; None: constant speed
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,19 @@ def _points(lo: float, hi: float, min_points: int, max_points: int) -> Check:
     return check
 
 
+def _times(value: Any) -> tuple[float, ...]:
+    must = "must be a list of times in seconds, one per waypoint, never decreasing"
+    if not isinstance(value, list) or not 1 <= len(value) <= 64:
+        raise _Bad(must)
+    try:
+        times = tuple(_TIME(item) for item in value)
+    except _Bad:
+        raise _Bad(must) from None
+    if any(b < a for a, b in itertools.pairwise(times)):
+        raise _Bad(must)
+    return times
+
+
 def _polygons(value: Any) -> tuple[Polygon, ...]:
     polygon = _points(0.0, 1.0, 3, 64)
     if not isinstance(value, list) or len(value) > 32:
@@ -307,6 +323,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "seed": _Key(_integer(0, 2**63 - 1)),
         "realtime": _Key(_boolean),
         "noise": _Key(_number(0.0, 50.0)),
+        "ambient": _Key(_number(0.05, 2.0)),
         "h264": _Key(_boolean),
         "start": _Key(_datetime),
     },
@@ -317,6 +334,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "leave_s": _Key(_TIME),
         "path": _Key(_points(-1.0, 2.0, 1, 64), required=True),
         "size": _Key(_number(0.0, 1.0, lo_open=True)),
+        "times": _Key(_times),
     },
     "light": {
         "kind": _Key(_choice(LIGHT_KINDS), required=True),
@@ -539,6 +557,9 @@ class _Parser:
                     "leave_s",
                     f"[[actor]] leave_s must be greater than enter_s ({enter_s:g}), got {leave_s:g}",
                 )
+            times = values.get("times")
+            if times is not None:
+                self.check_times(i, times, values["path"], enter_s, leave_s)
             actors.append(
                 Actor(
                     id=actor_id,
@@ -547,9 +568,35 @@ class _Parser:
                     leave_s=leave_s,
                     path=values["path"],
                     size=values.get("size", DEFAULT_SIZE[kind]),
+                    times=times,
                 )
             )
         return tuple(actors)
+
+    def check_times(
+        self,
+        i: int,
+        times: tuple[float, ...],
+        path: tuple[Point, ...],
+        enter_s: float,
+        leave_s: float,
+    ) -> None:
+        if len(times) != len(path):
+            raise self.error(
+                "actor",
+                i,
+                "times",
+                f"[[actor]] times must have one entry per path point ({len(path)}), "
+                f"got {len(times)}",
+            )
+        if times[0] < enter_s or times[-1] > leave_s:
+            raise self.error(
+                "actor",
+                i,
+                "times",
+                f"[[actor]] times must lie between enter_s ({enter_s:g}) and leave_s "
+                f"({leave_s:g}), got {times[0]:g} to {times[-1]:g}",
+            )
 
     def light(self, i: int, raw: dict[str, Any], camera: CameraSpec) -> Light:
         kind = self.kind_of("light", i, raw)
