@@ -1,0 +1,399 @@
+"""Motion detection on the luma plane: a pure core, frame in, score and regions out.
+
+The detector works on a strided sample of the Y plane (``target_rows`` rows, no colour conversion)
+and keeps a running-average background. Light changes are the main source of false triggers on a
+doorbell, so each frame is first brought to the background's lighting: the ratio of frame to
+background is measured per cell (a small block of the sampled picture) and interpolated smoothly
+across the picture, which cancels clouds, flicker, an IR switch and soft headlight beams while a
+person or car still leaves a residual (its outline and its texture differ from what it hides).
+What remains is box-filtered (3x3, which also averages sensor noise down), thresholded against
+``max(threshold, noise_factor * noise)`` where ``noise`` is tracked on quiet frames, and grouped
+into connected regions on the same cell grid. A frame where most of the picture changed at once
+is treated as a light change: the background is reset to it and detection rests for ``settle_s``.
+A region must cover ``min_area`` of the picture for ``confirm_frames`` frames in a row before
+``motion`` turns on; it stays on until ``hold_s`` passes without a detection.
+
+Why cells rather than per-pixel labelling: boxes only need to be about a cell (1/15 of the
+picture height) accurate before they are tightened to the pixels inside, the grid has at most a
+few hundred cells so a plain flood fill is cheap, and the same grid already serves the lighting
+correction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Box", "MotionConfig", "MotionDetector", "MotionResult", "Polygon"]
+
+Polygon = tuple[tuple[float, float], ...]
+_F32 = npt.NDArray[np.float32]
+
+_CELL = 6  # sampled pixels per cell side (lighting correction and region labelling)
+_GAIN_OFFSET = 4.0  # luma added to both sides of the gain ratio so near-black cells stay stable
+_GAIN_RANGE = (0.33, 3.0)  # contrast change a cell may be corrected by
+_SPREAD_FLOOR = 4.0  # luma spread added to every cell so flat cells are not stretched
+_CELL_ACTIVE = 0.15  # fraction of a cell's pixels that must have changed for it to join a region
+_MAX_REGIONS = 16
+_RESIDUAL_TO_SIGMA = 3.75  # sensor sigma per unit of mean |3x3 mean of noise| (3 / 0.8)
+_NOISE_ALPHA = 0.05  # weight of one frame in the noise estimate
+_AFFINE_RELIT = 0.2  # relit more of the picture than this: correct contrast as well
+_ADAPT_FAST = 3.0  # background adapts this many times faster while the light is changing
+_SATURATED = 250.0  # luma at which the sensor has clipped
+_RELIT_GAIN = 0.15  # a cell whose brightness moved by more than this fraction was relit
+_RELIT_RESIDUAL = 0.03  # ... and if this much of the picture still differs, restart from it
+_RESET_REST_S = 0.5  # no detection this long after such a restart
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A region of the picture, normalised to [0, 1] (x, y: top-left corner; w, h: size)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def area(self) -> float:
+        return self.w * self.h
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """What one frame showed: ``score`` is the fraction of the watched picture that changed."""
+
+    score: float
+    motion: bool
+    regions: tuple[Box, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MotionConfig:
+    """Detector settings; ``sensitivity`` in [0, 1] scales threshold and min_area (0.5 = as given).
+
+    ``masks`` are polygons of normalised (x, y) points whose inside is never watched.
+    """
+
+    target_rows: int = 90
+    threshold: float = 10.0  # luma levels a 3x3 mean must differ by, at least
+    noise_factor: float = 4.0  # ... and at least this many times the mean residual on quiet frames
+    min_area: float = 0.003  # fraction of the watched picture a region must cover
+    sensitivity: float = 0.5
+    alpha: float = 0.05  # running-average weight of each new frame in the background
+    confirm_frames: int = 2
+    hold_s: float = 1.0
+    global_change_fraction: float = 0.5  # relit more than this at once: a light change
+    settle_s: float = 2.0  # light-change handling stays on this long after the light settles
+    masks: tuple[Polygon, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.target_rows <= 1080:
+            raise ValueError(f"target_rows must be in [16, 1080], got {self.target_rows}")
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+        if not self.noise_factor >= 0:
+            raise ValueError(f"noise_factor must be >= 0, got {self.noise_factor}")
+        if not 0 < self.min_area < 1:
+            raise ValueError(f"min_area must be in (0, 1), got {self.min_area}")
+        if not 0 <= self.sensitivity <= 1:
+            raise ValueError(f"sensitivity must be in [0, 1], got {self.sensitivity}")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if self.confirm_frames < 1:
+            raise ValueError(f"confirm_frames must be >= 1, got {self.confirm_frames}")
+        if self.hold_s < 0 or self.settle_s < 0:
+            raise ValueError(
+                f"hold_s and settle_s must be >= 0, got {self.hold_s} and {self.settle_s}"
+            )
+        if not 0 < self.global_change_fraction <= 1:
+            raise ValueError(
+                f"global_change_fraction must be in (0, 1], got {self.global_change_fraction}"
+            )
+        for i, polygon in enumerate(self.masks):
+            if len(polygon) < 3:
+                raise ValueError(f"masks[{i}] must have at least 3 points, got {len(polygon)}")
+            for x, y in polygon:
+                if not (0 <= x <= 1 and 0 <= y <= 1):
+                    raise ValueError(f"masks[{i}] points must be in [0, 1], got ({x}, {y})")
+
+
+class MotionDetector:
+    """Feed it every frame's Y plane in order; it returns a MotionResult per frame."""
+
+    def __init__(self, config: MotionConfig, width: int, height: int) -> None:
+        if width < 16 or height < 16:
+            raise ValueError(f"picture must be at least 16x16, got {width}x{height}")
+        self.config = config
+        self.width = width
+        self.height = height
+        self._step = max(1, height // config.target_rows)
+        step = self._step
+        self._rows = height // step
+        self._cols = width // step
+        self._offset = step // 2
+        rows, cols = self._rows, self._cols
+        self._cell_rows = math.ceil(rows / _CELL)
+        self._cell_cols = math.ceil(cols / _CELL)
+        self._pool_y, self._pool_x = _pool_matrix(rows, _CELL).T, _pool_matrix(cols, _CELL)
+        self._lerp_y, self._lerp_x = _lerp_matrix(rows, _CELL), _lerp_matrix(cols, _CELL).T
+        self._keep = ~_rasterise(config.masks, rows, cols, step / width, step / height)
+        self._keep_f = self._keep.astype(np.float32)
+        # Watched pixels per cell (at least 1, so a fully masked cell divides safely).
+        self._cell_px = np.maximum(self._pool_y @ self._keep_f @ self._pool_x, 1.0)
+        self._watched = max(1, int(self._keep.sum()))
+        self._masked = not bool(self._keep.all())
+        factor = 2.0 ** (1.0 - 2.0 * config.sensitivity)  # 0 -> x2, 0.5 -> x1, 1 -> x0.5
+        self._threshold = config.threshold * factor
+        self._min_px = max(1.0, config.min_area * factor * self._watched)
+        self._background: _F32 | None = None
+        self._noise = 0.0  # mean residual of a quiet cell
+        self._affine_until_s = -math.inf
+        self._streak = 0
+        self._last_seen_s = -math.inf
+        self._settle_until_s = -math.inf
+        self._on = False
+
+    def reset(self) -> None:
+        """Forget the background (after a camera reconnect, say); the next frame becomes it."""
+        self._background = None
+        self._streak = 0
+        self._on = False
+        self._last_seen_s = -math.inf
+
+    def process(self, y_plane: npt.NDArray[np.uint8], pts_s: float) -> MotionResult:
+        """Run one frame (the full-resolution Y plane) captured at ``pts_s`` seconds."""
+        if y_plane.shape != (self.height, self.width):
+            raise ValueError(
+                f"y_plane must be {self.height}x{self.width}, got "
+                f"{y_plane.shape[0]}x{y_plane.shape[1] if y_plane.ndim > 1 else 0}"
+            )
+        o, k = self._offset, self._step
+        sample = y_plane[o::k, o::k][: self._rows, : self._cols].astype(np.float32)
+        if self._masked:
+            sample *= self._keep_f  # masked pixels read as black: they never differ
+        background = self._background
+        if background is None:
+            self._background = sample
+            return MotionResult(0.0, False)
+        changed, relit, affine = self._changed(sample, background, pts_s)
+        count = float(np.count_nonzero(changed))
+        score = count / self._watched
+        config = self.config
+        regions: tuple[Box, ...] = ()
+        if relit > config.global_change_fraction and score > _RELIT_RESIDUAL:
+            # The light moved in most of the picture and even the affine correction could not
+            # follow it: start again from this frame and rest briefly.
+            self._background = sample
+            self._settle_until_s = pts_s + _RESET_REST_S
+            self._streak = 0
+            return self._result(score, False, (), pts_s)
+        if count >= self._min_px:
+            regions = self._regions(changed)
+        seen = bool(regions) and pts_s >= self._settle_until_s
+        # While the light is changing, follow it faster so the calm mode finds a fitting background.
+        alpha = min(1.0, config.alpha * _ADAPT_FAST) if affine else config.alpha
+        background += alpha * (sample - background)
+        return self._result(score, seen, regions, pts_s)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _changed(
+        self, sample: _F32, background: _F32, pts_s: float
+    ) -> tuple[npt.NDArray[np.bool_], float, bool]:
+        """Changed pixels after lighting correction, the fraction of cells relit, and whether
+        the contrast-correcting (affine) mode was on.
+
+        A pixel changed when its lighting-corrected, 3x3-averaged difference from the background
+        exceeds the threshold.
+        """
+        keep = self._keep_f if self._masked else None
+        pool_y, pool_x, px = self._pool_y, self._pool_x, self._cell_px
+        mean_now = (pool_y @ sample @ pool_x) / px
+        mean_bg = (pool_y @ background @ pool_x) / px
+        # Light fields are smooth and objects are local: the median over each cell's 3x3
+        # neighbourhood follows the light but not a person covering a few cells.
+        brightness = _median3((mean_bg + _GAIN_OFFSET) / (mean_now + _GAIN_OFFSET))
+        relit = float(np.count_nonzero(np.abs(brightness - 1.0) > _RELIT_GAIN)) / brightness.size
+        if relit > _AFFINE_RELIT:
+            self._affine_until_s = pts_s + self.config.settle_s
+        affine = pts_s < self._affine_until_s
+        if not affine:
+            # Calm light: scale each cell to the background's brightness, which cancels flicker
+            # and slow drift and leaves anything that moved at full contrast.
+            np.clip(brightness, _GAIN_RANGE[0], _GAIN_RANGE[1], out=brightness)
+            diff = sample * (self._lerp_y @ brightness @ self._lerp_x)
+        else:
+            # The light is changing across much of the picture (and for settle_s after): undo
+            # its affine change per cell from the means and spreads, as a beam both multiplies
+            # and adds and an IR switch flattens contrast. This also flattens the inside of large
+            # objects, but their outlines remain.
+            var_now = (pool_y @ (sample * sample) @ pool_x) / px - mean_now * mean_now
+            var_bg = (pool_y @ (background * background) @ pool_x) / px - mean_bg * mean_bg
+            # Sensor noise inflates the spread of a single frame, not of the averaged background.
+            floor = _SPREAD_FLOOR**2 + (_RESIDUAL_TO_SIGMA * self._noise) ** 2
+            gain = np.sqrt((np.maximum(var_bg, 0.0) + floor) / (np.maximum(var_now, 0.0) + floor))
+            np.clip(gain, _GAIN_RANGE[0], _GAIN_RANGE[1], out=gain)
+            diff = sample * (self._lerp_y @ gain @ self._lerp_x)
+            diff += self._lerp_y @ (mean_bg - mean_now * gain) @ self._lerp_x
+        diff -= background
+        if keep is not None:
+            diff *= keep
+        # A clipped pixel says nothing about what is there (a headlight beam saturates the wall).
+        diff[sample >= _SATURATED] = 0.0
+        blurred = _box3(diff)
+        np.abs(blurred, out=blurred)
+        if keep is not None:
+            blurred *= keep
+        # The median cell's mean residual is this camera's noise (and texture) level: moving things
+        # cover a minority of cells, so they do not raise it.
+        residual = float(np.median((pool_y @ blurred @ pool_x) / px))
+        if self._noise == 0.0:
+            self._noise = residual
+        elif not affine:
+            self._noise += _NOISE_ALPHA * (residual - self._noise)
+        limit = max(self._threshold, self.config.noise_factor * self._noise)
+        return blurred > limit, relit, affine
+
+    def _regions(self, changed: npt.NDArray[np.bool_]) -> tuple[Box, ...]:
+        """Connected groups of active cells that cover at least min_area, as tight boxes."""
+        counts = self._pool_y @ changed.astype(np.float32) @ self._pool_x
+        active = counts >= _CELL_ACTIVE * self._cell_px
+        boxes: list[tuple[float, Box]] = []
+        for cells in _components(active):
+            area = float(sum(counts[r, c] for r, c in cells))
+            if area < self._min_px:
+                continue
+            r0 = min(r for r, _ in cells) * _CELL
+            r1 = (max(r for r, _ in cells) + 1) * _CELL
+            c0 = min(c for _, c in cells) * _CELL
+            c1 = (max(c for _, c in cells) + 1) * _CELL
+            patch = changed[r0:r1, c0:c1]
+            ys = np.flatnonzero(patch.any(axis=1))
+            xs = np.flatnonzero(patch.any(axis=0))
+            sx, sy = self._step / self.width, self._step / self.height
+            box = Box(
+                x=(c0 + int(xs[0])) * sx,
+                y=(r0 + int(ys[0])) * sy,
+                w=(int(xs[-1]) - int(xs[0]) + 1) * sx,
+                h=(int(ys[-1]) - int(ys[0]) + 1) * sy,
+            )
+            boxes.append((area, box))
+        boxes.sort(key=lambda item: -item[0])
+        return tuple(box for _, box in boxes[:_MAX_REGIONS])
+
+    def _result(
+        self, score: float, seen: bool, regions: tuple[Box, ...], pts_s: float
+    ) -> MotionResult:
+        """Apply confirmation (frames in a row) and hold (seconds) to the raw detection."""
+        self._streak = self._streak + 1 if seen else 0
+        if self._streak >= self.config.confirm_frames:
+            self._on = True
+            self._last_seen_s = pts_s
+        elif self._on and seen:
+            self._last_seen_s = pts_s
+        elif self._on and pts_s - self._last_seen_s > self.config.hold_s:
+            self._on = False
+        return MotionResult(score, self._on, regions if seen else ())
+
+
+def _median3(grid: _F32) -> _F32:
+    """Median of each cell's 3x3 neighbourhood (edges repeat the border)."""
+    rows, cols = grid.shape
+    padded = np.pad(grid, 1, mode="edge")
+    stack = np.stack([padded[dy : dy + rows, dx : dx + cols] for dy in range(3) for dx in range(3)])
+    return np.partition(stack, 4, axis=0)[4]
+
+
+def _box3(a: _F32) -> _F32:
+    """Sum over each pixel's 3x3 neighbourhood divided by 9 (edges repeat the border)."""
+    rows = a.copy()
+    rows[1:] += a[:-1]
+    rows[:-1] += a[1:]
+    rows[0] += a[0]
+    rows[-1] += a[-1]
+    out = rows.copy()
+    out[:, 1:] += rows[:, :-1]
+    out[:, :-1] += rows[:, 1:]
+    out[:, 0] += rows[:, 0]
+    out[:, -1] += rows[:, -1]
+    out *= 1.0 / 9.0
+    return out
+
+
+def _pool_matrix(n: int, cell: int) -> _F32:
+    """n x cells matrix with ones where a sampled pixel falls in a cell (sums pixels per cell)."""
+    cells = math.ceil(n / cell)
+    m = np.zeros((n, cells), dtype=np.float32)
+    m[np.arange(n), np.arange(n) // cell] = 1.0
+    return m
+
+
+def _lerp_matrix(n: int, cell: int) -> _F32:
+    """n x cells matrix interpolating per-cell values linearly between cell centres."""
+    cells = math.ceil(n / cell)
+    centres = np.array(
+        [(c * cell + min(n, (c + 1) * cell)) / 2 for c in range(cells)], dtype=np.float64
+    )
+    m = np.zeros((n, cells), dtype=np.float32)
+    for i in range(n):
+        x = i + 0.5
+        if cells == 1 or x <= centres[0]:
+            m[i, 0] = 1.0
+        elif x >= centres[-1]:
+            m[i, -1] = 1.0
+        else:
+            j = int(np.searchsorted(centres, x)) - 1
+            t = (x - centres[j]) / (centres[j + 1] - centres[j])
+            m[i, j], m[i, j + 1] = 1.0 - t, t
+    return m
+
+
+def _rasterise(
+    polygons: Sequence[Polygon], rows: int, cols: int, sx: float, sy: float
+) -> npt.NDArray[np.bool_]:
+    """Sampled pixels whose centre lies inside any polygon (even-odd rule)."""
+    inside = np.zeros((rows, cols), dtype=np.bool_)
+    if not polygons:
+        return inside
+    px = (np.arange(cols, dtype=np.float64) + 0.5) * sx
+    py = (np.arange(rows, dtype=np.float64) + 0.5) * sy
+    gx, gy = np.meshgrid(px, py)
+    for polygon in polygons:
+        hit = np.zeros((rows, cols), dtype=np.bool_)
+        points = list(polygon)
+        for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
+            if y0 == y1:
+                continue
+            crosses = (gy >= min(y0, y1)) & (gy < max(y0, y1))
+            x_at = x0 + (gy - y0) * (x1 - x0) / (y1 - y0)
+            hit ^= crosses & (gx < x_at)
+        inside |= hit
+    return inside
+
+
+def _components(active: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
+    """8-connected groups of True cells, each as a list of (row, col)."""
+    rows, cols = active.shape
+    seen = np.zeros_like(active)
+    groups: list[list[tuple[int, int]]] = []
+    for r0, c0 in zip(*np.nonzero(active), strict=True):
+        if seen[r0, c0]:
+            continue
+        seen[r0, c0] = True
+        stack = [(int(r0), int(c0))]
+        group: list[tuple[int, int]] = []
+        while stack:
+            r, c = stack.pop()
+            group.append((r, c))
+            for nr in (r - 1, r, r + 1):
+                for nc in (c - 1, c, c + 1):
+                    if 0 <= nr < rows and 0 <= nc < cols and active[nr, nc] and not seen[nr, nc]:
+                        seen[nr, nc] = True
+                        stack.append((nr, nc))
+        groups.append(group)
+    return groups
