@@ -26,9 +26,10 @@ _SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Heal
 
 @st.composite
 def key_sets(draw: st.DrawFn) -> list[age.Identity]:
-    pool = draw(st.sampled_from([X25519_KEYS, HYBRID_KEYS]))
+    pools: list[list[age.Identity]] = [list(X25519_KEYS), list(HYBRID_KEYS)]
+    pool = draw(st.sampled_from(pools))
     count = draw(st.integers(min_value=1, max_value=3))
-    return draw(st.permutations(pool))[:count]  # type: ignore[no-any-return]
+    return draw(st.permutations(pool))[:count]
 
 
 @_SETTINGS

@@ -12,6 +12,7 @@ from crypto import age
 from crypto.errors import AgeError, HeaderError, HeaderMacError, NoIdentityMatched, PayloadError
 
 DATA = os.urandom(2 * age.CHUNK_SIZE + 17)
+_Kind = type[age.X25519Identity] | type[age.HybridIdentity]
 
 
 def _file(recipients: list[age.Recipient], data: bytes = DATA) -> tuple[bytes, bytes]:
@@ -27,7 +28,7 @@ def _file(recipients: list[age.Recipient], data: bytes = DATA) -> tuple[bytes, b
         (age.X25519Identity, age.X25519Identity),
     ],
 )
-def test_reheader_moves_access(owner_kind: type, requester_kind: type) -> None:
+def test_reheader_moves_access(owner_kind: _Kind, requester_kind: _Kind) -> None:
     owner, requester = owner_kind.generate(), requester_kind.generate()
     header, payload = _file([owner.recipient()])
     new_header = age.reheader(header, [owner], [requester.recipient()])
