@@ -60,6 +60,11 @@ class SimulatedButton:
         """Hold the button down for ``seconds``."""
         return self._emit(ButtonEvent("hold", self._at(at_s), held_s=seconds))
 
+    @property
+    def pending(self) -> int:
+        """Events emitted and not yet taken by ``events()``."""
+        return self._queue.qsize() - (1 if self._closed else 0)
+
     async def events(self) -> AsyncIterator[ButtonEvent]:
         while True:
             event = await self._queue.get()

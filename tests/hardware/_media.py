@@ -1,0 +1,79 @@
+"""Small real media for the tests: frames from the simulator, encoded with libx264 via PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from hardware import parse_scenario
+from hardware._scene import SceneRenderer
+from tests.hardware.conftest import camera_toml
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def rendered(count: int, width: int = 320, height: int = 240, fps: int = 15) -> list[Planes]:
+    """``count`` simulator pictures (with their strips) of a scene with a person walking."""
+    text = camera_toml(width, height, fps, seconds=count / fps) + (
+        '[[actor]]\nkind = "person"\nenter_s = 0\npath = [[0.1, 0.9], [0.9, 0.9]]\n'
+    )
+    renderer = SceneRenderer(parse_scenario(text, "media.toml"))
+    return [renderer.render(i)[:3] for i in range(count)]
+
+
+def to_video_frame(planes: Planes, pts: int) -> av.VideoFrame:
+    y, u, v = planes
+    h, w = y.shape
+    stacked = np.concatenate((y.reshape(-1), u.reshape(-1), v.reshape(-1))).reshape(h * 3 // 2, w)
+    frame = av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+    frame.pts = pts
+    return frame
+
+
+def write_video(
+    path: Path,
+    pictures: list[Planes],
+    *,
+    codec: str = "libx264",
+    fps: int = 15,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Encode pictures into a container chosen by the file's extension."""
+    h, w = pictures[0][0].shape
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = (
+            options
+            if options is not None
+            else ({"preset": "veryfast", "g": "10"} if codec == "libx264" else {})
+        )
+        for i, planes in enumerate(pictures):
+            for packet in stream.encode(to_video_frame(planes, i)):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def x264_round_trip(pictures: list[Planes], *, crf: int = 28) -> list[np.ndarray]:
+    """Encode with libx264 and decode back; returns the decoded luma planes."""
+    h, w = pictures[0][0].shape
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = w, h, "yuv420p"
+    encoder.time_base = Fraction(1, 15)
+    encoder.options = {"preset": "veryfast", "crf": str(crf)}
+    decoder = av.CodecContext.create("h264", "r")
+    lumas = []
+    packets = []
+    for i, planes in enumerate(pictures):
+        packets += encoder.encode(to_video_frame(planes, i))
+    packets += encoder.encode(None)
+    for packet in packets:
+        for frame in decoder.decode(packet):
+            lumas.append(frame.to_ndarray(format="gray"))
+    for frame in decoder.decode(None):
+        lumas.append(frame.to_ndarray(format="gray"))
+    return lumas
