@@ -121,7 +121,7 @@ class Encryptor:
         self._stream = PayloadEncryptor(_payload_key(file_key, nonce), self._counting_sink)
         logger.debug(
             "age.encrypt.start stanzas=%s armor=%s",
-            ",".join(Header.parse(self.header).stanza_types),
+            ",".join(r.stanza_type for r in recipients),
             armor,
         )
 

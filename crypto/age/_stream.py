@@ -30,7 +30,7 @@ class PayloadEncryptor:
     """Encrypts plaintext pushed through write() into sealed chunks passed to `sink`.
 
     A full chunk is held back until more data arrives, because only close() knows which chunk
-    is the last one. Immutable `bytes` are held by reference; anything else is copied.
+    is the last one. Views of immutable `bytes` are held by reference; anything else is copied.
     """
 
     __slots__ = ("_aead", "_buf", "_counter", "_held", "_sink")
@@ -67,7 +67,7 @@ class PayloadEncryptor:
         while size - pos > CHUNK_SIZE:
             seal(view[pos : pos + CHUNK_SIZE], _MORE)
             pos += CHUNK_SIZE
-        if isinstance(data, bytes):
+        if isinstance(view.obj, bytes):  # immutable: safe to hold by reference
             self._held = view[pos:]
         else:
             self._buf += view[pos:]

@@ -189,3 +189,14 @@ def test_header_helpers() -> None:
     assert src.read() == data[len(header) :]
     assert age.split_header(data) == (header, data[len(header) :])
     assert len(data) - len(header) == 16 + 3 + 16
+
+
+def test_encryptor_copies_mutable_input() -> None:
+    identity = age.X25519Identity.generate()
+    out = io.BytesIO()
+    buffer = bytearray(b"a" * 1000)
+    with age.Encryptor(out, [identity.recipient()]) as enc:
+        enc.write(buffer)
+        buffer[:] = b"b" * 1000  # a caller reusing its buffer must not change what was written
+        enc.write(memoryview(bytes(10)))
+    assert age.decrypt_bytes([identity], out.getvalue()) == b"a" * 1000 + bytes(10)
