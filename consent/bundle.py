@@ -169,12 +169,13 @@ class _Concat(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        if self._head:
-            n = len(self._head) if size < 0 else min(size, len(self._head))
-            chunk = bytes(self._head[:n])
-            self._head = self._head[n:]
-            return chunk
-        return self._tail.read(size)
+        # Fill the request fully: tarfile treats a short read as the end of the data.
+        n = len(self._head) if size < 0 else min(size, len(self._head))
+        chunk = bytes(self._head[:n])
+        self._head = self._head[n:]
+        if size < 0:
+            return chunk + self._tail.read()
+        return chunk + self._tail.read(size - n) if size > n else chunk
 
 
 def _json(obj: object) -> bytes:

@@ -243,8 +243,9 @@ class ConsentDesk:
         if status is not None:
             sql += " WHERE status = ?"
             args = (status.value,)
-        rows = self._db.execute(sql + " ORDER BY received_s DESC, request_id", args).fetchall()
-        return [_record(r) for r in rows]
+        cursor = self._db.execute(sql + " ORDER BY received_s DESC, request_id", args)
+        cursor.row_factory = sqlite3.Row
+        return [_record(r) for r in cursor.fetchall()]
 
     def pending_requests(self, now: int) -> list[ConsentRequest]:
         """The verified pending requests, for an owner's phone to list."""
