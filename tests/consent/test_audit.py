@@ -38,7 +38,9 @@ def db() -> sqlite3.Connection:
     return sqlite3.connect(":memory:", isolation_level=None)
 
 
-def make_log(db: sqlite3.Connection | Path, key: Ed25519PrivateKey, clock: FakeClock | None = None):
+def make_log(
+    db: sqlite3.Connection | Path, key: Ed25519PrivateKey, clock: FakeClock | None = None
+) -> AuditLog:
     return AuditLog(
         db, signer=key, origin=audit_origin(key.public_key()), clock=clock or FakeClock()
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from consent import _merkle
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "_audit_bench.py"
 
 
-def load_bench():  # type: ignore[no-untyped-def]
+def load_bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("_audit_bench", BENCH)
     assert spec is not None
     assert spec.loader is not None
