@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from hardware._clock import Clock, SystemClock
+from hardware.errors import HardwareError
 
 __all__ = ["ButtonEvent", "DoorbellButton", "SimulatedButton"]
 
@@ -51,6 +52,7 @@ class SimulatedButton:
         self._max_pending = max_pending
         self._queue: asyncio.Queue[ButtonEvent | None] = asyncio.Queue()
         self._closed = False
+        self._pending = 0
 
     def press(self, at_s: float | None = None) -> ButtonEvent:
         """Press and release the button."""
@@ -63,13 +65,14 @@ class SimulatedButton:
     @property
     def pending(self) -> int:
         """Events emitted and not yet taken by ``events()``."""
-        return self._queue.qsize() - (1 if self._closed else 0)
+        return self._pending
 
     async def events(self) -> AsyncIterator[ButtonEvent]:
         while True:
             event = await self._queue.get()
             if event is None:
                 return
+            self._pending -= 1
             yield event
 
     async def close(self) -> None:
@@ -82,14 +85,16 @@ class SimulatedButton:
 
     def _emit(self, event: ButtonEvent) -> ButtonEvent:
         if self._closed:
-            raise RuntimeError("the button is closed")
-        if self._queue.qsize() >= self._max_pending:
+            raise HardwareError("the button is closed: make a new one")
+        if self._pending >= self._max_pending:
             dropped = self._queue.get_nowait()
+            self._pending -= 1
             logger.warning(
                 "button.event_dropped kind=%s at_s=%s",
                 getattr(dropped, "kind", None),
                 getattr(dropped, "at_s", None),
             )
         self._queue.put_nowait(event)
+        self._pending += 1
         logger.debug("button.event kind=%s at_s=%s held_s=%s", event.kind, event.at_s, event.held_s)
         return event

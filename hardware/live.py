@@ -38,7 +38,9 @@ def parse_source(
     if source.startswith("v4l2:"):
         device = source.removeprefix("v4l2:")
         if not device.startswith("/dev/"):
-            raise CameraOpenFailed(f"camera source {source!r}: a V4L2 source is v4l2:/dev/videoN")
+            raise CameraOpenFailed(
+                f"camera source {source!r} is not a V4L2 device: use v4l2:/dev/videoN"
+            )
         return SourceSpec(device, "v4l2", dict(v4l2_options or {}))
     if source.startswith(("rtsp://", "rtsps://")):
         # FFmpeg's rtsp "timeout" is the socket read timeout, in microseconds.
@@ -187,7 +189,8 @@ class LiveCamera:
         self._failures += 1
         if self._max_attempts is not None and self._failures >= self._max_attempts:
             raise CameraOpenFailed(
-                f"{message} (gave up after {self._failures} attempts in a row)"
+                f"{message} (gave up after {self._failures} "
+                f"{'attempt' if self._failures == 1 else 'attempts in a row'})"
             ) from cause
         delay_s = self._backoff.delay_s(self._failures - 1, self._rand())
         logger.info(
