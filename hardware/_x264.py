@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -44,7 +45,7 @@ class X264Encoder:
     def flush(self) -> list[EncodedPacket]:
         return [self._packet(p) for p in self._ctx.encode(None)]
 
-    def _packet(self, packet: av.Packet) -> EncodedPacket:
+    def _packet(self, packet: Any) -> EncodedPacket:
         pts = packet.pts if packet.pts is not None else 0
         dts = packet.dts if packet.dts is not None else pts
         return EncodedPacket(bytes(packet), pts, dts, self.time_base, bool(packet.is_keyframe))

@@ -45,12 +45,10 @@ def write_video(
     h, w = pictures[0][0].shape
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = (
-            options
-            if options is not None
-            else ({"preset": "veryfast", "g": "10"} if codec == "libx264" else {})
-        )
+        default: dict[str, str] = {"preset": "veryfast", "g": "10"} if codec == "libx264" else {}
+        stream.options = dict(options if options is not None else default)
         for i, planes in enumerate(pictures):
             for packet in stream.encode(to_video_frame(planes, i)):
                 container.mux(packet)

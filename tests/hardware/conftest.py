@@ -30,7 +30,11 @@ def clock() -> FakeClock:
 
 
 def camera_toml(
-    width: int = 160, height: int = 96, fps: int = 10, seconds: float = 3.0, **extra: object
+    width: object = 160,
+    height: object = 96,
+    fps: object = 10,
+    seconds: object = 3.0,
+    **extra: object,
 ) -> str:
     lines = [
         "[camera]",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -9,7 +10,7 @@ import pytest
 
 from hardware import CameraOpenFailed, CameraSource, FileCamera, Frame, StripReading, read_strip
 from hardware._demux import avcc_to_annexb
-from tests.hardware._media import rendered, write_video
+from tests.hardware._media import Planes, rendered, write_video
 
 COUNT = 24  # frames in each test file, 15 fps
 
@@ -25,12 +26,12 @@ def nal_types(data: bytes) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def pictures() -> list:
+def pictures() -> list[Planes]:
     return rendered(COUNT)
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory, pictures: list) -> dict[str, Path]:
+def videos(tmp_path_factory: pytest.TempPathFactory, pictures: list[Planes]) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("videos")
     out = {}
     camera_like = {"preset": "veryfast", "tune": "zerolatency", "g": "10"}  # no B-frames
@@ -67,7 +68,7 @@ async def test_h264_packets_pass_through_unchanged(videos: dict[str, Path], ext:
     assert isinstance(cam, CameraSource)
     assert cam.name == "clip"
     info = cam.info
-    assert (info.width, info.height, info.fps, info.codec) == (320, 240, 15, "h264")
+    assert (info.width, info.height, info.fps, info.codec) == (320, 240, Fraction(15), "h264")
     assert info.extradata is not None
     assert nal_types(info.extradata)[:2] == [7, 8]  # SPS, PPS in Annex B form
     frames = await collect(cam)

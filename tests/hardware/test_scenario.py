@@ -165,7 +165,10 @@ def test_defaults() -> None:
     assert s.camera.noise == 2.0
     assert not s.camera.realtime
     assert not s.camera.h264
-    assert s.actors == s.lights == s.presses == s.faults == ()
+    assert s.actors == ()
+    assert s.lights == ()
+    assert s.presses == ()
+    assert s.faults == ()
     assert s.expect == Expect()
     assert s.expect.max_false_clips == 0
     assert s.expect.all_events_recorded
