@@ -96,7 +96,7 @@ _SAFE_SUFFIXES = frozenset({"id", "ids", "hash", "sha256", "kind", "type", "coun
 _SHORT_VALUE_CHARS = 16
 _SECRET_MARKERS = ("AGE-SECRET-KEY-", "PRIVATE KEY", "PRIVATE+KEY")
 
-_TRIGGER = """CREATE TRIGGER IF NOT EXISTS {table}_append_only_{op} BEFORE {op} ON {table}
+_TRIGGER = """CREATE TRIGGER IF NOT EXISTS {table}_append_only_{name} BEFORE {op} ON {table}
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"""
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit_leaves (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL)",
@@ -105,7 +105,7 @@ _SCHEMA = (
     # A guard against our own bugs, not against someone holding the file: the owner's phone is
     # what detects that.
     *(
-        _TRIGGER.format(table=table, op=op)
+        _TRIGGER.format(table=table, op=op, name=op.lower())
         for table in ("audit_leaves", "audit_nodes")
         for op in ("UPDATE", "DELETE")
     ),
