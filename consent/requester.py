@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -209,7 +209,9 @@ def _read_tar(src: BinaryIO, work: Path) -> tuple[dict[str, bytes], dict[str, _R
                     segment_id = name[len("segments/") : -len(".age")]
                     if segment_id in received:
                         raise BundleInvalid(f"segment {segment_id!r} appears twice in the bundle")
-                    received[segment_id] = _receive_segment(f, work / f"{len(received):06d}.age")
+                    received[segment_id] = _receive_segment(
+                        cast(BinaryIO, f), work / f"{len(received):06d}.age"
+                    )
                 else:
                     if name in small:
                         raise BundleInvalid(f"{name!r} appears twice in the bundle")

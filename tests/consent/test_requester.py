@@ -20,7 +20,7 @@ from consent.requester import open_bundle
 from consent.tokens import sign_consent
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from crypto.signed import sign_document
+from crypto.signed import b64url, sign_document
 from tests.consent.conftest import NOW, World, make_request
 from tests.consent.test_flow import run_flow
 
@@ -247,3 +247,22 @@ def test_header_that_does_not_decrypt_is_reported(
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["ok"] is False
     assert saved["segments"][1]["decrypted"] is False
+
+
+def test_another_genuine_audit_entry_is_not_this_release(
+    world: World, bundle: bytes, requester: KeyBundle, device: DeviceIdentity, tmp_path: Path
+) -> None:
+    """A real entry of the same log, with a valid proof, still is not the release's entry."""
+    from consent._merkle import encode_proof
+
+    members = _members(bundle)
+    name = _find(members, "audit/inclusion.json")
+    doc = json.loads(members[name])
+    entry = world.audit.entries(0, 1)[0]  # type: ignore[attr-defined]
+    doc["leaf"] = b64url(entry.leaf)
+    doc["index"] = 0
+    doc["proof"] = encode_proof(world.audit.inclusion_proof(0, doc["tree_size"]))  # type: ignore[attr-defined]
+    members[name] = json.dumps(doc).encode()
+    with pytest.raises(BundleInvalid) as info:
+        _open(_pack(members), requester, tmp_path, device)
+    assert str(info.value) == "the audit entry in the bundle is not this release's"
