@@ -20,7 +20,7 @@ from hardware.scenario import (
     load_scenario,
     parse_scenario,
 )
-from hardware.simulated import SimulatedCamera
+from hardware.simulated import SimulatedCamera, TruthSpan
 from hardware.strip import StripReading, read_strip, strip_rows
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "StreamInfo",
     "StripReading",
     "SystemClock",
+    "TruthSpan",
     "load_scenario",
     "parse_scenario",
     "parse_source",

@@ -122,7 +122,7 @@ class SceneRenderer:
         offset: float | F32 = 0.0
         saturation = 1.0
         for light in self.scenario.lights:
-            if not light.at_s <= t < light.at_s + light.duration_s:
+            if not light.at_s - 1e-9 <= t < light.at_s + light.duration_s - 1e-9:
                 continue
             phase = (t - light.at_s) / light.duration_s
             g, o = _light_transform(light, phase, t, self.width)

@@ -53,6 +53,7 @@ FAULT_KINDS = (
 )
 DEFAULT_SIZE = {"person": 0.5, "car": 0.35, "dog": 0.18, "parcel": 0.1}
 DEFAULT_STRENGTH = {"headlights": 0.6, "cloud": 0.35, "ir_switch": 0.5, "flicker": 0.12}
+_EPSILON_S = 1e-9
 DEFAULT_START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
@@ -126,7 +127,8 @@ class Fault:
         return math.inf if self.duration_s is None else self.at_s + self.duration_s
 
     def active(self, t_s: float) -> bool:
-        return self.at_s <= t_s < self.end_s
+        # The tolerance keeps at_s + duration_s rounding (0.2 + 0.4 > 0.6) off frame times.
+        return self.at_s - _EPSILON_S <= t_s < self.end_s - _EPSILON_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,11 +27,20 @@ from hardware.button import SimulatedButton
 from hardware.errors import CameraDisconnected
 from hardware.scenario import Fault, Scenario
 
-__all__ = ["SimulatedCamera"]
+__all__ = ["SimulatedCamera", "TruthSpan"]
 
 logger = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL_S = 2  # the simulated hardware encoder's keyframe spacing
+
+
+@dataclass(frozen=True, slots=True)
+class TruthSpan:
+    """An actor visible from frame ``first_index`` to ``last_index``, both included."""
+
+    actor_id: str
+    first_index: int
+    last_index: int
 
 
 class SimulatedCamera:
@@ -76,6 +86,34 @@ class SimulatedCamera:
     def frame_count(self) -> int:
         """How many frame indices the run spans (delivered or not)."""
         return self.scenario.camera.frame_count
+
+    def truth(self, index: int) -> frozenset[str]:
+        """Ids of the actors visible in frame ``index`` (without rendering it)."""
+        return self._renderer.truth(index / self.scenario.camera.fps)
+
+    def truth_spans(self) -> tuple[TruthSpan, ...]:
+        """Every run of consecutive frames in which an actor is visible, in order of start."""
+        open_spans: dict[str, int] = {}
+        spans: list[TruthSpan] = []
+        for index in range(self.frame_count + 1):
+            visible = self.truth(index) if index < self.frame_count else frozenset()
+            for actor_id in visible - open_spans.keys():
+                open_spans[actor_id] = index
+            for actor_id in sorted(open_spans.keys() - visible):
+                spans.append(TruthSpan(actor_id, open_spans.pop(actor_id), index - 1))
+        return tuple(sorted(spans, key=lambda s: (s.first_index, s.actor_id)))
+
+    def skipped_indices(self) -> frozenset[int]:
+        """Frame indices the scenario's faults keep from ever being delivered (drops, outages)."""
+        fps = self.scenario.camera.fps
+        skipped = set()
+        for index in range(self.frame_count):
+            t = index / fps
+            if self._dropped(index, t) or any(
+                f.active(t) for f in self.scenario.faults_of("disconnect")
+            ):
+                skipped.add(index)
+        return frozenset(skipped)
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames from where the last iteration stopped; raises CameraDisconnected on that fault."""

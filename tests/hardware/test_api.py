@@ -35,6 +35,7 @@ def test_all_is_pinned() -> None:
         "StreamInfo",
         "StripReading",
         "SystemClock",
+        "TruthSpan",
         "load_scenario",
         "parse_scenario",
         "parse_source",

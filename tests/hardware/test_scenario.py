@@ -400,3 +400,18 @@ def test_error_in_second_actor_names_its_line() -> None:
     assert str(err.value) == (
         "x.toml line 12: [[actor]] enter_s must be a number from 0 to 86400, got true"
     )
+
+
+def test_docs_cover_every_key_and_their_example_parses() -> None:
+    from hardware.scenario import _SCHEMA
+
+    docs = (SCENARIOS.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    for table, keys in _SCHEMA.items():
+        if table:
+            assert f"[{table}]" in docs
+        for key in keys:
+            assert f"`{key}`" in docs, key
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    scenario = parse_scenario(example, "example.toml")
+    assert [a.id for a in scenario.actors] == ["visitor"]
+    assert scenario.faults[0].kind == "drop_frames"

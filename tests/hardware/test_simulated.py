@@ -16,6 +16,7 @@ from hardware import (
     Frame,
     SimulatedCamera,
     StripReading,
+    TruthSpan,
     parse_scenario,
     read_strip,
     strip_rows,
@@ -259,3 +260,25 @@ async def test_close_stops_iteration() -> None:
         if frame.index == 3:
             await cam.close()
     assert seen == [0, 1, 2, 3]
+
+
+def test_truth_spans_and_skipped_indices_without_rendering() -> None:
+    text = (
+        camera_toml(seconds=3.0)
+        + PERSON
+        + '[[actor]]\nid = "d"\nkind = "dog"\nenter_s = 0.5\n'
+        + "path = [[0.5, 0.9], [-0.8, 0.9], [0.5, 0.9]]\ntimes = [0.5, 1.5, 2.5]\n"
+        + '[[fault]]\nkind = "drop_frames"\nat_s = 0.2\nduration_s = 0.4\nevery = 2\n'
+        + '[[fault]]\nkind = "disconnect"\nat_s = 2.5\nduration_s = 0.25\n'
+    )
+    cam = camera(text)
+    assert cam.truth(6) == frozenset({"d"})
+    assert cam.truth(15) == frozenset({"p"})
+    # The dog runs out of the picture and back: two spans.
+    spans = cam.truth_spans()
+    assert [s.actor_id for s in spans] == ["d", "p", "d"]
+    assert spans[1] == TruthSpan("p", 10, 19)
+    assert spans[0].first_index == 5
+    assert spans[2].last_index == 29
+    assert spans[0].last_index < 15 < spans[2].first_index
+    assert cam.skipped_indices() == frozenset({2, 4, 25, 26, 27})
