@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -96,13 +96,17 @@ def write_bundle(
     owner_key_id: str,
     owner_public: str,
     clips: ClipSource,
+    clip_manifests: Mapping[str, bytes],
     checkpoint: str,
     leaf: bytes,
     leaf_index: int,
     tree_size: int,
     proof: Sequence[bytes],
 ) -> None:
-    """Stream a release bundle to ``dst`` (a writable binary file, need not be seekable)."""
+    """Stream a release bundle to ``dst`` (a writable binary file, need not be seekable).
+
+    ``clip_manifests`` are the device-signed clip manifests as the owner approved them; segment
+    payloads are read from ``clips``."""
     parsed = parse_manifest(manifest)
     root = bundle_root(release_id)
     device_doc = sign_document(
@@ -126,7 +130,7 @@ def write_bundle(
         _add_bytes(tar, f"{root}/release-manifest.json", manifest)
         _add_bytes(tar, f"{root}/device.json", _json(device_doc))
         for clip_id in sorted(parsed.clip_manifests):
-            _add_bytes(tar, f"{root}/clips/{clip_id}.json", clips.manifest_bytes(clip_id))
+            _add_bytes(tar, f"{root}/clips/{clip_id}.json", clip_manifests[clip_id])
         for segment in parsed.segments:
             _add_segment(
                 tar,

@@ -9,6 +9,7 @@ accepted or refused action is an audit entry; refusals are audited before the er
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -59,7 +60,7 @@ from consent.tokens import (
 from crypto import age
 from crypto.errors import CryptoError, DoorwardError
 from crypto.keys import DeviceIdentity
-from crypto.signed import b64url
+from crypto.signed import b64url, b64url_decode, canonical_json
 
 __all__ = ["AuditSink", "ConsentDesk", "RequestRecord"]
 
@@ -101,6 +102,7 @@ CREATE TABLE IF NOT EXISTS releases (
     revoked INTEGER NOT NULL DEFAULT 0,
     audit_index INTEGER NOT NULL,
     audit_leaf BLOB NOT NULL,
+    clip_manifests BLOB NOT NULL,
     created_s INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS consent_policy (
@@ -282,7 +284,7 @@ class ConsentDesk:
                     "it was altered after signing"
                 )
             parsed = parse_manifest(manifest)
-            self._check_manifest(parsed, request)
+            clip_manifests = self._check_manifest(parsed, request)
         except ConsentError as exc:
             self._refused("consent", exc, request_id=request_id)
             raise
@@ -308,7 +310,8 @@ class ConsentDesk:
             self._db.execute(
                 "INSERT INTO releases (release_id, request_id, token, manifest, owner_key_id, "
                 "owner_public, requester_key_id, expires_at_s, max_downloads, audit_index, "
-                "audit_leaf, created_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "audit_leaf, clip_manifests, created_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     release_id,
                     request_id,
@@ -321,6 +324,7 @@ class ConsentDesk:
                     claims.max_downloads,
                     entry.index,
                     entry.leaf,
+                    clip_manifests,
                     now,
                 ),
             )
@@ -431,6 +435,10 @@ class ConsentDesk:
             owner_key_id=row["owner_key_id"],
             owner_public=row["owner_public"],
             clips=self._clips,
+            clip_manifests={
+                clip_id: b64url_decode(text)
+                for clip_id, text in json.loads(row["clip_manifests"]).items()
+            },
             checkpoint=checkpoint,
             leaf=bytes(row["audit_leaf"]),
             leaf_index=row["audit_index"],
@@ -548,7 +556,10 @@ class ConsentDesk:
         # Verified when it arrived; re-verify at that moment to rebuild the record.
         return verify_request(row["token"], row["received_s"])
 
-    def _check_manifest(self, manifest: ReleaseManifest, request: ConsentRequest) -> None:
+    def _check_manifest(self, manifest: ReleaseManifest, request: ConsentRequest) -> bytes:
+        """Check the manifest against the request and the store; return the clip manifests the
+        owner saw (canonical JSON, clip id -> base64url), kept so the bundle carries exactly them
+        even if a clip's manifest is re-signed later."""
         if manifest.request_id != request.request_id:
             raise ManifestMismatch("release manifest names another request")
         if manifest.device_id != self._device.device_id:
@@ -579,6 +590,7 @@ class ConsentDesk:
                     f"{seen_headers[released.header]!r}"
                 )
             seen_headers[released.header] = released.segment_id
+        kept = {}
         for clip_id, digest in manifest.clip_manifests.items():
             try:
                 data = self._clips.manifest_bytes(clip_id)
@@ -586,6 +598,8 @@ class ConsentDesk:
                 raise SegmentMissing(f"clip {clip_id!r} is not in the store") from exc
             if hashlib.sha256(data).hexdigest() != digest:
                 raise ManifestMismatch(f"clip manifest of {clip_id!r} differs from the store's")
+            kept[clip_id] = b64url(data)
+        return canonical_json(kept)
 
     def _stored_segment(self, segment_id: str) -> Any:
         try:

@@ -1,0 +1,86 @@
+"""Consent against the device's real clip store: holds keep clips from retention until the release
+ends, and the bundle carries the clip manifest the owner approved even if the store re-signs it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from consent import owner as phone
+from consent.audit import AuditLog, audit_origin
+from consent.clips import ClipSource, StoreFootage
+from consent.device import ConsentDesk
+from consent.requester import open_bundle
+from crypto import age
+from crypto.keys import DeviceIdentity, KeyBundle
+from device.store import ClipStore
+from tests.consent.conftest import HOUR, NOW, Owners, make_request
+
+
+def test_release_from_the_clip_store(
+    tmp_path: Path, device: DeviceIdentity, owner: KeyBundle, requester: KeyBundle, owners: Owners
+) -> None:
+    store = ClipStore(tmp_path, device, clock=lambda: NOW)
+    assert isinstance(store, ClipSource)
+    start = NOW - 3 * HOUR + 60
+    clip_id = store.open_clip("front", start)
+    plaintexts = []
+    for index in range(4):
+        data = f"segment {index} ".encode() * 500
+        file = store.open_segment(clip_id, index)
+        enc = age.Encryptor(file, [owner.recipient])
+        enc.write(data)
+        enc.close()
+        store.commit_segment(
+            clip_id,
+            index,
+            file,
+            start_s=start + 2 * index,
+            duration_s=2.0,
+            payload_sha256=enc.payload_sha256,
+        )
+        plaintexts.append(data)
+
+    db = tmp_path / "doorward.db"
+    audit = AuditLog(
+        db, signer=device.private_key, origin=audit_origin(device.public_key), clock=lambda: NOW
+    )
+    desk = ConsentDesk(db, device=device, clips=store, audit=audit, owners=owners)
+    desk.submit_request(make_request(requester), NOW)
+    [request] = desk.pending_requests(NOW)
+    footage = StoreFootage(store)
+    [pending] = phone.list_pending([request], footage, NOW)
+    segments = pending.clips[0][1]
+    approval = phone.approve(
+        owner.signing_key,
+        [owner.age_identity],
+        request,
+        segments[:2],
+        footage,
+        device_id=device.device_id,
+        token_id="rel-store",
+        now=NOW,
+        expires_at_s=NOW + HOUR,
+    )
+    desk.record_approval(request.request_id, approval.token, approval.manifest, NOW)
+    assert store.is_held(clip_id, NOW)
+
+    # The clip finishes after approval: the store re-signs its manifest (now with an end time).
+    store.finish_clip(clip_id, start + 8)
+    assert store.apply_retention(NOW + 60, max_age_s=1, max_bytes=0) == []
+
+    desk.authorize_download("rel-store", requester.key_id, NOW)
+    assert not store.is_held(clip_id, NOW)
+    buf = io.BytesIO()
+    desk.write_bundle("rel-store", buf)
+    buf.seek(0)
+    report = open_bundle(
+        buf,
+        [requester.age_identity],
+        tmp_path / "out",
+        requester_key_id=requester.key_id,
+        device_key=device.public_key,
+    )
+    assert report.ok
+    assert Path(report.video or "").read_bytes() == plaintexts[0] + plaintexts[1]
+    store.close()
