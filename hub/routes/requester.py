@@ -1,0 +1,169 @@
+"""Requester routes: submit a request, ask its status, fetch a release (a tar stream).
+
+Any well-formed RFC 9421 signature is accepted, but it must be made by the requester's own key:
+for ``POST /requests`` the key inside the signed request token, for status and fetch the key of the
+stored request. Every route is rate limited per key and per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from consent.requests import verify_request
+from hub import keys
+from hub._errors import BadRequest, NotFound
+from hub.routes._auth import check_rate, require_requester
+
+__all__ = ["add_routes"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_QUEUE = 8  # chunks of the tar buffered between the writer thread and the socket
+_SEND_TIMEOUT_S = 60.0
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_routes(
+        [
+            web.post("/requests", submit),
+            web.get("/requests/{request_id}/status", status),
+            web.get("/releases/{release_id}", fetch),
+        ]
+    )
+
+
+async def submit(request: web.Request) -> web.Response:
+    check_rate(request, key_id=None)
+    deps = request.app[keys.DEPS]
+    body = await request.read()
+    try:
+        token = body.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise BadRequest("request body must be a compact JWS (ASCII)") from None
+    now = int(deps.clock())
+    # Verify the token first (pure and cheap) to learn the requester's key; the desk
+    # verifies it again and audits a refusal.
+    parsed = await request.app[keys.WRITES].run(_verify_or_submit, deps.desk, token, now, True)
+    await require_requester(request, parsed.requester_key)
+    record = await request.app[keys.WRITES].run(_verify_or_submit, deps.desk, token, now, False)
+    request.app[keys.BUS].publish(
+        "request.pending", request_id=record.request_id, requester_key_id=record.requester_key_id
+    )
+    return web.json_response(_status_json(record), status=201)
+
+
+async def status(request: web.Request) -> web.Response:
+    check_rate(request, key_id=None)
+    deps = request.app[keys.DEPS]
+    request_id = request.match_info["request_id"]
+    writes = request.app[keys.WRITES]
+    stored = await writes.run(_stored_request, deps.desk, request_id)
+    if stored is None:
+        raise NotFound(f"no request with id {request_id[:64]!r}")
+    await require_requester(request, stored.requester_key)
+    record = await writes.run(deps.desk.request, request_id)
+    body = _status_json(record)
+    releases = await writes.run(_releases_of, deps.desk, request_id)
+    body["release_ids"] = releases
+    return web.json_response(body)
+
+
+async def fetch(request: web.Request) -> web.StreamResponse:
+    check_rate(request, key_id=None)
+    deps = request.app[keys.DEPS]
+    writes = request.app[keys.WRITES]
+    release_id = request.match_info["release_id"]
+    release = await writes.run(deps.desk.release, release_id)
+    stored = await writes.run(_stored_request, deps.desk, release.request_id)
+    if stored is None:
+        raise NotFound(f"no request behind release {release_id[:64]!r}")
+    signer = await require_requester(request, stored.requester_key)
+    now = int(deps.clock())
+    release = await writes.run(deps.desk.authorize_download, release_id, signer, now)
+    request.app[keys.BUS].publish(
+        "release.downloaded", release_id=release_id, download=release.downloads
+    )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-tar",
+            "Content-Disposition": f'attachment; filename="release-{release_id}.tar"',
+        }
+    )
+    await response.prepare(request)
+    await _stream_bundle(request, response, release_id)
+    await response.write_eof()
+    return response
+
+
+async def _stream_bundle(
+    request: web.Request, response: web.StreamResponse, release_id: str
+) -> None:
+    """Write the bundle on the write worker into a bounded queue; send chunks as they come."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_CHUNK_QUEUE)
+    stop = threading.Event()
+
+    class _Pipe:
+        def write(self, data: bytes) -> int:
+            if stop.is_set():
+                raise BrokenPipeError("the requester hung up")
+            asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    def produce() -> None:
+        try:
+            request.app[keys.DEPS].desk.write_bundle(release_id, _Pipe())  # type: ignore[arg-type]
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    producer = asyncio.ensure_future(request.app[keys.WRITES].run(produce))
+    try:
+        while (chunk := await queue.get()) is not None:
+            await asyncio.wait_for(response.write(chunk), _SEND_TIMEOUT_S)
+    finally:
+        stop.set()
+        # Drain so the producer never blocks on a full queue after we stop reading.
+        while not producer.done():
+            try:
+                await asyncio.wait_for(queue.get(), 1.0)
+            except TimeoutError:
+                continue
+        await producer
+
+
+def _verify_or_submit(desk: Any, token: str, now: int, verify_only: bool) -> Any:
+    if verify_only:
+        return verify_request(token, now)
+    return desk.submit_request(token, now)
+
+
+def _stored_request(desk: Any, request_id: str) -> Any:
+    row = desk._request_row(request_id)
+    if row is None:
+        return None
+    return verify_request(row["token"], row["received_s"])
+
+
+def _releases_of(desk: Any, request_id: str) -> list[str]:
+    rows = desk._db.execute(
+        "SELECT release_id FROM releases WHERE request_id = ? ORDER BY created_s", (request_id,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _status_json(record: Any) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "status": record.status.value,
+        "rule": record.rule,
+        "reason": record.reason,
+        "expires": record.expires_at_s,
+    }

@@ -1,0 +1,437 @@
+"""``doorward serve``: the device itself — identity, clip store, audit log, consent desk, one
+recording pipeline per camera, the HTTPS API on TLS 1.3 and the zeroconf advertisement.
+
+:class:`Device` opens (and on first start creates) everything under the data directory::
+
+    keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
+    keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
+    audit.db              the audit log                         clips/…           encrypted segments
+
+:func:`serve` runs until SIGINT/SIGTERM (or ``stop``), then stops the cameras (each finishes its
+open segment), the API and the databases, and returns 0. Log lines are ``event key=value`` and
+never carry a key, a token or the setup code; the code is printed (with its QR) to ``out`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from aiohttp import web
+
+from consent.audit import AuditLog, audit_origin
+from consent.device import ConsentDesk
+from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
+from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
+from crypto.tls import (
+    load_certificate,
+    make_certificate,
+    server_context,
+    spki_fingerprint,
+    write_certificate,
+)
+from device import CameraPipeline, ClipStore, MotionConfig, MotionDetector, RecorderConfig
+from device.events import DeviceEvent
+from hardware import FileCamera, LiveCamera, SimulatedButton, SimulatedCamera, load_scenario
+from hardware._frames import CameraSource
+from hub import keys
+from hub.app import CameraInfo, HubDeps, create_app
+from hub.events import device_event
+from hub.owners import OwnersTable
+
+__all__ = ["Device", "ServeConfig", "load_config", "parse_camera", "serve"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "visitor.toml"
+_HOLD_TO_UNLOCK_S = 3.0
+_RETENTION_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Every ``doorward serve`` option; the TOML file and the flags fill it (flags win)."""
+
+    data_dir: Path = Path("doorward-data")
+    cameras: tuple[str, ...] = ("simulated",)
+    name: str = "Doorward"
+    host: str = "0.0.0.0"  # noqa: S104 - a doorbell serves its LAN
+    port: int = 8443
+    advertise: bool = True
+    pre_roll_s: float = 5.0
+    post_roll_s: float = 5.0
+    segment_s: float = 2.0
+    retention_days: float = 30.0
+    max_storage_mb: int = 8192
+    max_pairing_failures: int = 20
+    signature_window_s: int = 60
+    rate_per_s: float = 2.0
+    rate_burst: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be 0-65535, got {self.port}")
+        if not self.cameras:
+            raise ValueError("at least one camera is needed")
+        if self.retention_days <= 0 or self.max_storage_mb <= 0:
+            raise ValueError("retention_days and max_storage_mb must be positive")
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:
+    """Read a TOML config (top-level keys named as :class:`ServeConfig` fields), then apply
+    ``overrides`` (flags; None values are ignored)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name: f for f in fields(ServeConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown config option(s): {', '.join(unknown)}; see `doorward serve --help`"
+        )
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    if "cameras" in values:
+        cams = values["cameras"]
+        if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
+            raise ValueError("cameras must be a list of camera specs")
+        values["cameras"] = tuple(cams)
+    return ServeConfig(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """A parsed ``--camera`` value: ``[NAME=]simulated[:SCENARIO] | PATH | v4l2:/dev/videoN | rtsp://…``."""
+
+    name: str
+    kind: str  # simulated, file, live
+    target: str
+
+    def open(self) -> CameraSource:
+        if self.kind == "simulated":
+            return SimulatedCamera(load_scenario(self.target), realtime=True, name=self.name)
+        if self.kind == "file":
+            return FileCamera(self.target, loop=True, realtime=True, name=self.name)
+        return LiveCamera(self.target, name=self.name)
+
+
+def parse_camera(text: str, index: int) -> CameraSpec:
+    """Parse one camera spec; unnamed cameras are called ``cam1``, ``cam2``, …"""
+    name = f"cam{index + 1}"
+    head, sep, rest = text.partition("=")
+    if sep and head.replace("-", "").replace("_", "").isalnum() and "://" not in head:
+        name, text = head, rest
+    if text == "simulated" or text.startswith("simulated:"):
+        scenario = text.removeprefix("simulated").removeprefix(":") or str(_DEFAULT_SCENARIO)
+        return CameraSpec(name, "simulated", scenario)
+    if text.startswith(("v4l2:", "rtsp://", "rtsps://")):
+        return CameraSpec(name, "live", text)
+    if Path(text).is_file():
+        return CameraSpec(name, "file", text)
+    raise ValueError(
+        f"camera spec {text!r} is not simulated[:SCENARIO], an existing file, v4l2:/dev/videoN "
+        "or rtsp://…"
+    )
+
+
+@dataclass
+class Device:
+    """The device's durable state under one data directory (see the module docstring)."""
+
+    data_dir: Path
+    identity: DeviceIdentity
+    store: ClipStore
+    audit: AuditLog
+    owners: OwnersTable
+    desk: ConsentDesk
+    cert_path: Path
+    key_path: Path
+    fingerprint: str
+    setup_code: SetupCode = field(repr=False)
+
+    @classmethod
+    def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
+        """Open the data directory, creating identity, certificate and setup code on first start."""
+        data_dir = Path(data_dir)
+        key_dir = data_dir / "keys"
+        key_path = key_dir / "device.ed25519"
+        identity = DeviceIdentity.load_or_create(key_path)
+        cert_path = key_dir / "device.crt"
+        if not cert_path.exists():
+            cert = make_certificate(
+                identity.private_key, identity.device_id, now=datetime.fromtimestamp(clock(), UTC)
+            )
+            write_certificate(cert_path, cert)
+        fingerprint = spki_fingerprint(load_certificate(cert_path))
+        if fingerprint != spki_fingerprint(identity.public_key):
+            raise ValueError(f"{cert_path} is for another key; delete it and start again")
+        code_path = key_dir / "setup-code"
+        if code_path.exists():
+            code = SetupCode.parse(read_secret_file(code_path).decode().strip())
+        else:
+            code = draw_setup_code()
+            write_secret_file(code_path, code.digits().encode())
+        store = ClipStore(data_dir, identity, clock=clock)
+        audit = AuditLog(
+            data_dir / "audit.db",
+            signer=identity.private_key,
+            origin=audit_origin(identity.public_key),
+            clock=clock,
+        )
+        owners = OwnersTable(data_dir / "doorward.db")
+        desk = ConsentDesk(
+            _desk_connection(data_dir / "doorward.db"),
+            device=identity,
+            clips=store,
+            audit=audit,
+            owners=owners.paired_owners,
+        )
+        logger.info("device.open device_id=%s data_dir=%s", identity.device_id, data_dir)
+        return cls(
+            data_dir, identity, store, audit, owners, desk, cert_path, key_path, fingerprint, code
+        )
+
+    def ssl_context(self) -> Any:
+        return server_context(self.cert_path, self.key_path)
+
+    def deps(
+        self,
+        cameras: Mapping[str, CameraInfo],
+        config: ServeConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> HubDeps:
+        return HubDeps(
+            device=self.identity,
+            store=self.store,
+            audit=self.audit,
+            desk=self.desk,
+            owners=self.owners,
+            tls_fingerprint=self.fingerprint,
+            data_dir=self.data_dir,
+            cameras=dict(cameras),
+            setup_code=self.setup_code,
+            clock=clock,
+            name=config.name,
+            signature_window_s=config.signature_window_s,
+            rate_per_s=config.rate_per_s,
+            rate_burst=config.rate_burst,
+            max_pairing_failures=config.max_pairing_failures,
+        )
+
+    def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:
+        return PairingURI(self.identity.device_id, self.setup_code, self.fingerprint, host, port)
+
+    def close(self) -> None:
+        self.owners.close()
+        self.audit.close()
+        self.store.close()
+        logger.info("device.closed device_id=%s", self.identity.device_id)
+
+
+async def serve(
+    config: ServeConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    out: IO[str] | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Run the device until SIGINT/SIGTERM or ``stop``; returns the exit status (0)."""
+    out = out or sys.stdout
+    started = time.monotonic()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    specs = [parse_camera(text, i) for i, text in enumerate(config.cameras)]
+    device = Device.open(config.data_dir)
+    tasks: set[asyncio.Task[Any]] = set()
+    runner: web.AppRunner | None = None
+    advertiser: Any = None
+    try:
+        sources = {spec.name: spec.open() for spec in specs}
+        infos = {
+            name: _camera_info(name, spec.kind + ":" + spec.target, source)
+            for (name, source), spec in zip(sources.items(), specs, strict=True)
+        }
+        app = create_app(device.deps(infos, config))
+        bus = app[keys.BUS]
+
+        def on_event(event: DeviceEvent) -> None:
+            mapped = device_event(event)
+            if mapped is not None:
+                bus.publish(mapped[0], **mapped[1])
+
+        recording = RecorderConfig(
+            pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s
+        )
+        pipelines = {}
+        for name, source in sources.items():
+            relay = SimulatedButton() if isinstance(source, SimulatedCamera) else None
+            info = source.info
+            pipelines[name] = CameraPipeline(
+                name,
+                source,
+                device.store,
+                device.owners.recipients,
+                detector=MotionDetector(MotionConfig(), info.width, info.height),
+                config=recording,
+                on_event=on_event,
+                button=relay,
+            )
+            infos[name] = replace(infos[name], stats=lambda p=pipelines[name]: p.stats)
+            if relay is not None:
+                assert isinstance(source, SimulatedCamera)
+                _track(tasks, _relay_button(source.button, relay, app))
+        app[keys.DEPS] = replace(app[keys.DEPS], cameras=infos)
+
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=device.ssl_context())
+        await site.start()
+        port = _bound_port(runner)
+        for pipeline in pipelines.values():
+            _track(tasks, pipeline.run())
+        _track(tasks, _housekeeping(device, config))
+        advertiser = await _advertise(config, device, port)
+        url = f"https://{_display_host(config.host)}:{port}"
+        logger.info(
+            "serve.ready url=%s device_id=%s cameras=%d startup_s=%.3f",
+            url,
+            device.identity.device_id,
+            len(pipelines),
+            time.monotonic() - started,
+        )
+        if device.owners.count() == 0:
+            _print_pairing(device, _display_host(config.host), port, out)
+        print(f"doorward: serving {url} (device {device.identity.device_id})", file=out, flush=True)
+        if on_ready is not None:
+            on_ready(url)
+        await stop.wait()
+        logger.info("serve.stopping")
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Pipelines close their open clip when cancelled; wait for every one to finish.
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                logger.error("serve.task_failed error=%s", type(result).__name__)
+        if advertiser is not None:
+            await advertiser.close()
+        if runner is not None:
+            await runner.cleanup()
+        device.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+    logger.info("serve.stopped")
+    return 0
+
+
+def _camera_info(name: str, spec: str, source: CameraSource) -> CameraInfo:
+    info = source.info
+    return CameraInfo(name, spec, info.width, info.height, info.fps, info.codec)
+
+
+def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+
+
+async def _relay_button(
+    button: SimulatedButton, relay: SimulatedButton, app: web.Application
+) -> None:
+    """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
+    async for event in button.events():
+        if event.kind == "press":
+            relay.press(event.at_s)
+        elif event.held_s >= _HOLD_TO_UNLOCK_S:
+            app[keys.PAIRING].unlock()
+
+
+async def _housekeeping(device: Device, config: ServeConfig) -> None:
+    """Retention and release expiry, once a minute."""
+    loop = asyncio.get_running_loop()
+    while True:
+        now = time.time()
+        await loop.run_in_executor(
+            None,
+            device.store.apply_retention,
+            now,
+            config.retention_days * 86400,
+            config.max_storage_mb * 1024 * 1024,
+        )
+        await asyncio.sleep(_RETENTION_EVERY_S)
+
+
+async def _advertise(config: ServeConfig, device: Device, port: int) -> Any:
+    if not config.advertise:
+        return None
+    try:
+        from hub import discovery
+    except ImportError:
+        logger.warning("serve.no_discovery reason=hub.discovery_missing")
+        return None
+    advertiser = discovery.Advertiser(
+        device_id=device.identity.device_id,
+        name=config.name,
+        port=port,
+        fingerprint=device.fingerprint,
+        paired=device.owners.count() > 0,
+    )
+    await asyncio.wait_for(advertiser.start(), 10.0)
+    return advertiser
+
+
+def _print_pairing(device: Device, host: str, port: int, out: IO[str]) -> None:
+    """The setup code and its QR code, for the person installing the doorbell (never logged)."""
+    uri = device.pairing_uri(host, port)
+    print("Pair a phone with this doorbell:", file=out)
+    print(f"  setup code: {device.setup_code.display()}", file=out)
+    try:
+        import segno
+
+        qr = segno.make(uri.to_uri(), error="m")
+        qr.terminal(out=out, compact=True)
+    except (ImportError, ValueError) as exc:
+        logger.warning("serve.qr_unavailable error=%s", type(exc).__name__)
+    print(f"  pairing URI: {uri.to_uri()}", file=out, flush=True)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the HTTPS site is not bound to a TCP port")
+
+
+def _display_host(host: str) -> str:
+    """Where a client on this machine reaches the API (a wildcard address means loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+def _desk_connection(path: Path) -> Any:
+    # Default isolation level: the desk groups its writes with ``with db:`` transactions.
+    # Used from the API's single write thread only.
+    db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
