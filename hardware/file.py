@@ -79,7 +79,9 @@ class FileCamera:
             self._last_pts_s = pts_s
             if self.realtime:
                 assert self._start_monotonic is not None
-                await self._clock.sleep(self._start_monotonic + pts_s - self._clock.monotonic())
+                wait_s = self._start_monotonic + pts_s - self._clock.monotonic()
+                if wait_s > 0:
+                    await self._clock.sleep(wait_s)
                 wall_s = self._clock.now()
             else:
                 assert self._start_wall is not None

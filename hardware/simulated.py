@@ -130,7 +130,9 @@ class SimulatedCamera:
                 logger.debug("camera.frame_dropped camera=%s index=%s", self.name, index)
                 continue
             if self.realtime:
-                await self._clock.sleep(self._due_s(t) - self._clock.monotonic())
+                wait_s = self._due_s(t) - self._clock.monotonic()
+                if wait_s > 0:
+                    await self._clock.sleep(wait_s)
             yield self._frame(index, t)
             if not self.realtime:
                 await asyncio.sleep(0)  # let other cameras and tasks run between frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 from pathlib import Path
 
@@ -176,3 +177,40 @@ def test_avcc_to_annexb() -> None:
     assert avcc_to_annexb(avcc) == b"\x00\x00\x00\x01\x67ab\x00\x00\x00\x01\x68c"
     with pytest.raises(ValueError, match="not an avcC record"):
         avcc_to_annexb(b"\x00\x00\x00\x01\x67")
+
+
+class BlockingClock:
+    """A clock whose sleeps never end: the camera is waiting for a frame's due time."""
+
+    def __init__(self) -> None:
+        self.sleeping = asyncio.Event()
+
+    def now(self) -> float:
+        return 0.0
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_consumer_then_closing_is_clean(videos: dict[str, Path]) -> None:
+    clock = BlockingClock()
+    cam = FileCamera(videos["ts"], realtime=True, clock=clock)
+    got: list[Frame] = []
+
+    async def consume() -> None:
+        async for frame in cam.frames():
+            got.append(frame)
+
+    task = asyncio.create_task(consume())
+    await clock.sleeping.wait()  # the camera holds frame 1 until its due time
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await cam.close()
+    assert [f.index for f in got] == [0]
+    assert await collect(cam) == []  # a closed camera delivers nothing
