@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING = 500  # a flood of requests from many keys cannot grow the table without bound
 _DAY_S = 86400
+_MAX_WARNED = 256  # distinct (action, error) pairs remembered for log rate limiting
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -103,6 +104,7 @@ CREATE TABLE IF NOT EXISTS releases (
     audit_index INTEGER NOT NULL,
     audit_leaf BLOB NOT NULL,
     clip_manifests BLOB NOT NULL,
+    ended INTEGER NOT NULL DEFAULT 0,
     created_s INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS consent_policy (
@@ -164,6 +166,7 @@ class ConsentDesk:
         self._audit = audit
         self._owners = owners
         self._default_policy = policy
+        self._warned: set[tuple[str, str]] = set()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -248,6 +251,13 @@ class ConsentDesk:
         cursor = self._db.execute(sql + " ORDER BY received_s DESC, request_id", args)
         cursor.row_factory = sqlite3.Row
         return [_record(r) for r in cursor.fetchall()]
+
+    def request_token(self, request_id: str) -> str:
+        """The request exactly as the requester signed it, for a phone to verify by itself."""
+        row = self._request_row(request_id)
+        if row is None:
+            raise UnknownRelease(f"no request with id {request_id[:64]!r}")
+        return str(row["token"])
 
     def pending_requests(self, now: int) -> list[ConsentRequest]:
         """The verified pending requests, for an owner's phone to list."""
@@ -464,26 +474,22 @@ class ConsentDesk:
             audit_index=row["audit_index"],
         )
 
-    def expire_releases(self, now: int) -> list[str]:
-        """End the holds of releases past their expiry; audit each once. Returns their ids."""
+    def expire(self, now: int) -> list[str]:
+        """Mark pending requests past their expiry as expired, and end the releases past theirs
+        (their clip holds are lifted, each audited once as ``release.expired``). Returns the ids
+        of the releases that ended; the hub calls this periodically."""
+        with self._db:
+            self._db.execute(
+                "UPDATE requests SET status = ? WHERE status = ? AND expires_at_s <= ?",
+                (RequestStatus.EXPIRED.value, RequestStatus.PENDING.value, now),
+            )
         rows = self._db.execute(
-            "SELECT release_id FROM releases WHERE expires_at_s <= ? AND revoked = 0 "
-            "AND downloads < max_downloads AND release_id NOT IN "
-            "(SELECT subject_id FROM consents WHERE typ = 'expired')",
-            (now,),
+            "SELECT release_id FROM releases WHERE ended = 0 AND expires_at_s <= ?", (now,)
         ).fetchall()
-        expired = []
         for (release_id,) in rows:
-            release = self.release(release_id)
-            with self._db:
-                self._db.execute(
-                    "INSERT INTO consents VALUES (?, 'expired', '', ?, ?)",
-                    (f"expired:{release_id}", release_id, now),
-                )
-            self._end_holds(release)
+            self._end_holds(self.release(release_id))
             self._audit.append("release.expired", release_id=release_id)
-            expired.append(release_id)
-        return expired
+        return [release_id for (release_id,) in rows]
 
     # -- policy -----------------------------------------------------------------------------
 
@@ -636,6 +642,10 @@ class ConsentDesk:
     def _end_holds(self, release: Release) -> None:
         for clip_id in release.clip_ids:
             self._clips.release_hold(_hold_id(release.release_id, clip_id))
+        with self._db:
+            self._db.execute(
+                "UPDATE releases SET ended = 1 WHERE release_id = ?", (release.release_id,)
+            )
 
     def _refused(self, what: str, exc: ConsentError, **ids: str) -> None:
         self._audit.append(
@@ -645,7 +655,13 @@ class ConsentDesk:
             reason=str(exc)[:500],
             **{k: v[:128] for k, v in ids.items()},
         )
-        logger.warning("consent.refused what=%s error=%s", what, type(exc).__name__)
+        # Peer misbehaviour: the first of each kind at WARNING, repeats at DEBUG (a hostile
+        # requester must not be able to flood the log; the audit entry is the full record).
+        kind = (what, type(exc).__name__)
+        level = logging.DEBUG if kind in self._warned else logging.WARNING
+        if len(self._warned) < _MAX_WARNED:
+            self._warned.add(kind)
+        logger.log(level, "consent.refused action=%s error=%s", what, type(exc).__name__)
 
 
 def _check_header(segment_id: str, header: bytes, stanza_type: str) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -571,3 +572,19 @@ def test_database_survives_reopen(scene: Scene, requester: KeyBundle, tmp_path: 
     reopened.authorize_download("rel-0001", requester.key_id, NOW)
     reopened.write_bundle("rel-0001", buf)
     assert buf.getvalue()
+
+
+def test_refusals_log_once_at_warning_then_quietly(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk: ConsentDesk = world.desk  # type: ignore[assignment]
+    caplog.set_level(logging.DEBUG, logger="consent.device")
+    for _ in range(3):
+        with pytest.raises(RequestInvalid):
+            desk.submit_request("garbage", NOW)
+    levels = [r.levelno for r in caplog.records if r.message.startswith("consent.refused")]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert all("garbage" not in r.message for r in caplog.records)
+    # Every one is still on the record.
+    kinds = [e.body()["kind"] for e in world.audit.entries()]  # type: ignore[attr-defined]
+    assert kinds == ["consent.refused"] * 3

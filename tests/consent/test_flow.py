@@ -144,9 +144,21 @@ def test_hold_lasts_until_release_ends(
     assert world.clips.holds == {"release:rel-hold:clip-0001": ("clip-0001", NOW + 3600)}
     desk.authorize_download("rel-hold", requester.key_id, NOW + 1)
     assert "release:rel-hold:clip-0001" in world.clips.holds
-    assert desk.expire_releases(NOW + 3600) == ["rel-hold"]
+    assert desk.expire(NOW + 3600) == ["rel-hold"]
     assert world.clips.holds == {}
-    assert desk.expire_releases(NOW + 7200) == []
+    assert desk.expire(NOW + 7200) == []
+    kinds = [e.body()["kind"] for e in world.audit.entries()]  # type: ignore[attr-defined]
+    assert kinds[-2:] == ["release.downloaded", "release.expired"]
+
+
+def test_expired_request_leaves_the_pending_list(world: World, requester: KeyBundle) -> None:
+    desk: ConsentDesk = world.desk  # type: ignore[assignment]
+    token = make_request(requester, expires_at_s=NOW + 600)
+    record = desk.submit_request(token, NOW)
+    assert desk.request_token(record.request_id) == token
+    assert desk.expire(NOW + 600) == []
+    assert desk.request(record.request_id).status is RequestStatus.EXPIRED
+    assert desk.pending_requests(NOW + 600) == []
 
 
 def test_age_cli_decrypts_released_segments(
