@@ -16,6 +16,8 @@ from consent import _jws
 from consent.errors import ManifestMismatch, TokenInvalid
 from crypto.signed import b64url, b64url_decode, canonical_json
 
+__all__ = ["MAX_MANIFEST_BYTES", "ReleaseManifest", "ReleasedSegment", "parse_manifest"]
+
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # 1000 segments even with ~2.1 KB hybrid headers in base64
 MAX_SEGMENTS = 1000
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")

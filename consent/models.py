@@ -14,6 +14,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from crypto.keys import key_id
 
+__all__ = [
+    "ALL_CAMERAS",
+    "CATEGORIES",
+    "CLOCK_SLACK_S",
+    "LEGAL_BASES",
+    "MAX_WINDOW_S",
+    "REQUESTER_KINDS",
+    "ConsentClaims",
+    "ConsentRequest",
+    "Decision",
+    "PairedOwner",
+    "PastRequest",
+    "Release",
+    "RequestStatus",
+    "RequesterIdentity",
+]
+
 REQUESTER_KINDS = (
     "neighbour",
     "local_agency",
