@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardware import ScenarioError, load_scenario, parse_scenario
 from hardware.scenario import Actor, Expect, Fault, Light, Press
@@ -415,3 +418,39 @@ def test_docs_cover_every_key_and_their_example_parses() -> None:
     scenario = parse_scenario(example, "example.toml")
     assert [a.id for a in scenario.actors] == ["visitor"]
     assert scenario.faults[0].kind == "drop_frames"
+
+
+_LITERALS = [
+    "0",
+    "-1",
+    "7",
+    "0.5",
+    "1e9",
+    "nan",
+    "inf",
+    '"x"',
+    '"person"',
+    "true",
+    "[]",
+    "[1, 2]",
+    "[[0.5, 0.5]]",
+    "[[[0, 0], [1, 0], [1, 1]]]",
+    "2026-01-01T00:00:00Z",
+    "2026-01-01",
+    "{a = 1}",
+]
+_VALUE_LINES = [i for i, line in enumerate(FULL.splitlines()) if " = " in line]
+
+
+@settings(max_examples=80, deadline=None)
+@given(line=st.sampled_from(_VALUE_LINES), literal=st.sampled_from(_LITERALS))
+def test_any_bad_value_is_a_scenario_error_naming_a_line(line: int, literal: str) -> None:
+    lines = FULL.splitlines()
+    key = lines[line].split(" = ", 1)[0]
+    lines[line] = f"{key} = {literal}"
+    message = ""
+    try:
+        parse_scenario("\n".join(lines), "x.toml")
+    except ScenarioError as err:
+        message = str(err)
+    assert message == "" or re.match(r"^x\.toml line \d+: ", message), message
