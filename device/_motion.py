@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ import numpy.typing as npt
 __all__ = ["Box", "MotionConfig", "MotionDetector", "MotionResult", "Polygon"]
 
 Polygon = tuple[tuple[float, float], ...]
-_F32 = npt.NDArray[np.float32]
+_F32 = npt.NDArray[np.floating[Any]]  # float32 in practice
 
 _CELL = 6  # sampled pixels per cell side (lighting correction and region labelling)
 _GAIN_OFFSET = 4.0  # luma added to both sides of the gain ratio so near-black cells stay stable
@@ -306,7 +307,8 @@ def _median3(grid: _F32) -> _F32:
     rows, cols = grid.shape
     padded = np.pad(grid, 1, mode="edge")
     stack = np.stack([padded[dy : dy + rows, dx : dx + cols] for dy in range(3) for dx in range(3)])
-    return np.partition(stack, 4, axis=0)[4]
+    median: _F32 = np.partition(stack, 4, axis=0)[4]
+    return median
 
 
 def _box3(a: _F32) -> _F32:
