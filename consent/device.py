@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from consent import bundle as _bundle
-from consent._manifest import ReleaseManifest, parse_manifest
+from consent._manifest import parse_manifest
 from consent._policy import DEFAULT_POLICY, Policy, decide
+from consent._release_check import check_release
+from consent._tables import SCHEMA
 from consent.clips import ClipSource
 from consent.errors import (
     ConsentError,
     DownloadsExhausted,
-    HeaderInvalid,
-    HeaderReused,
     ManifestMismatch,
     PolicyInvalid,
     PolicyRefused,
@@ -33,7 +33,6 @@ from consent.errors import (
     RequestInvalid,
     RequestMismatch,
     RevocationTooLate,
-    SegmentMissing,
     TokenExpired,
     TokenReplayed,
     UnknownRelease,
@@ -57,10 +56,8 @@ from consent.tokens import (
     consent_claims,
     verify_owner_token,
 )
-from crypto import age
-from crypto.errors import CryptoError, DoorwardError
 from crypto.keys import DeviceIdentity
-from crypto.signed import b64url, b64url_decode, canonical_json
+from crypto.signed import b64url, b64url_decode
 
 __all__ = ["AuditSink", "ConsentDesk", "RequestRecord"]
 
@@ -69,50 +66,6 @@ logger = logging.getLogger(__name__)
 MAX_PENDING = 500  # a flood of requests from many keys cannot grow the table without bound
 _DAY_S = 86400
 _MAX_WARNED = 256  # distinct (action, error) pairs remembered for log rate limiting
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    request_id TEXT PRIMARY KEY,
-    token TEXT NOT NULL,
-    requester_key_id TEXT NOT NULL,
-    received_s INTEGER NOT NULL,
-    expires_at_s INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    rule TEXT,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS requests_by_requester ON requests (requester_key_id, received_s);
-CREATE TABLE IF NOT EXISTS consents (
-    token_id TEXT PRIMARY KEY,
-    typ TEXT NOT NULL,
-    owner_key_id TEXT NOT NULL,
-    subject_id TEXT NOT NULL,
-    received_s INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS releases (
-    release_id TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    token TEXT NOT NULL,
-    manifest BLOB NOT NULL,
-    owner_key_id TEXT NOT NULL,
-    owner_public TEXT NOT NULL,
-    requester_key_id TEXT NOT NULL,
-    expires_at_s INTEGER NOT NULL,
-    max_downloads INTEGER NOT NULL,
-    downloads INTEGER NOT NULL DEFAULT 0,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    audit_index INTEGER NOT NULL,
-    audit_leaf BLOB NOT NULL,
-    clip_manifests BLOB NOT NULL,
-    ended INTEGER NOT NULL DEFAULT 0,
-    created_s INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS consent_policy (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    document TEXT NOT NULL,
-    issued_at_s INTEGER NOT NULL
-);
-"""
 
 
 class AuditEntryLike(Protocol):
@@ -159,7 +112,7 @@ class ConsentDesk:
         policy: Policy = DEFAULT_POLICY,
     ) -> None:
         self._db = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db)
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self._db.commit()
         self._device = device
         self._clips = clips
@@ -259,6 +212,18 @@ class ConsentDesk:
             raise UnknownRelease(f"no request with id {request_id[:64]!r}")
         return str(row["token"])
 
+    def stored_request(self, request_id: str) -> ConsentRequest:
+        """The verified request ``request_id`` (re-verified as of when it arrived)."""
+        return verify_request(self.request_token(request_id), self.request(request_id).received_s)
+
+    def releases_for(self, request_id: str) -> list[str]:
+        """Ids of the releases made for ``request_id``, oldest first."""
+        rows = self._db.execute(
+            "SELECT release_id FROM releases WHERE request_id = ? ORDER BY created_s, release_id",
+            (request_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def pending_requests(self, now: int) -> list[ConsentRequest]:
         """The verified pending requests, for an owner's phone to list."""
         rows = self._db.execute(
@@ -294,7 +259,7 @@ class ConsentDesk:
                     "it was altered after signing"
                 )
             parsed = parse_manifest(manifest)
-            clip_manifests = self._check_manifest(parsed, request)
+            clip_manifests = check_release(parsed, request, self._clips, self._device.device_id)
         except ConsentError as exc:
             self._refused("consent", exc, request_id=request_id)
             raise
@@ -562,61 +527,6 @@ class ConsentDesk:
         # Verified when it arrived; re-verify at that moment to rebuild the record.
         return verify_request(row["token"], row["received_s"])
 
-    def _check_manifest(self, manifest: ReleaseManifest, request: ConsentRequest) -> bytes:
-        """Check the manifest against the request and the store; return the clip manifests the
-        owner saw (canonical JSON, clip id -> base64url), kept so the bundle carries exactly them
-        even if a clip's manifest is re-signed later."""
-        if manifest.request_id != request.request_id:
-            raise ManifestMismatch("release manifest names another request")
-        if manifest.device_id != self._device.device_id:
-            raise ManifestMismatch("release manifest names another device")
-        if manifest.requester_key_id != request.requester_key_id:
-            raise ManifestMismatch("release manifest names another requester")
-        stanza_type = age.parse_recipient(request.recipient).stanza_type
-        seen_headers: dict[bytes, str] = {}
-        for released in manifest.segments:
-            stored = self._stored_segment(released.segment_id)
-            if (stored.clip_id, stored.index) != (released.clip_id, released.index):
-                raise ManifestMismatch(
-                    f"segment {released.segment_id!r} is not clip {released.clip_id!r} "
-                    f"index {released.index}"
-                )
-            if stored.payload_sha256 != released.payload_sha256:
-                raise ManifestMismatch(
-                    f"payload hash of segment {released.segment_id!r} differs from the store's"
-                )
-            if not request.covers(stored.camera, stored.start_s, stored.duration_s):
-                raise ManifestMismatch(
-                    f"segment {released.segment_id!r} is outside the request's camera or window"
-                )
-            _check_header(released.segment_id, released.header, stanza_type)
-            if released.header in seen_headers:
-                raise HeaderReused(
-                    f"segment {released.segment_id!r} carries the same header as segment "
-                    f"{seen_headers[released.header]!r}"
-                )
-            seen_headers[released.header] = released.segment_id
-        kept = {}
-        for clip_id, digest in manifest.clip_manifests.items():
-            try:
-                data = self._clips.manifest_bytes(clip_id)
-            except (DoorwardError, LookupError, OSError) as exc:
-                raise SegmentMissing(f"clip {clip_id!r} is not in the store") from exc
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise ManifestMismatch(f"clip manifest of {clip_id!r} differs from the store's")
-            kept[clip_id] = b64url(data)
-        return canonical_json(kept)
-
-    def _stored_segment(self, segment_id: str) -> Any:
-        try:
-            stored = self._clips.segment(segment_id)
-            path = self._clips.segment_path(segment_id)
-        except (DoorwardError, LookupError, OSError) as exc:
-            raise SegmentMissing(f"segment {segment_id!r} is not in the store") from exc
-        if not Path(path).is_file():
-            raise SegmentMissing(f"segment {segment_id!r} has no file in the store")
-        return stored
-
     def _history(self, request: ConsentRequest, now: int) -> Sequence[PastRequest]:
         rows = self._db.execute(
             "SELECT requester_key_id, received_s FROM requests "
@@ -662,19 +572,6 @@ class ConsentDesk:
         if len(self._warned) < _MAX_WARNED:
             self._warned.add(kind)
         logger.log(level, "consent.refused action=%s error=%s", what, type(exc).__name__)
-
-
-def _check_header(segment_id: str, header: bytes, stanza_type: str) -> None:
-    try:
-        parsed = age.Header.parse(header)
-    except (CryptoError, ValueError) as exc:
-        raise HeaderInvalid(f"new header of segment {segment_id!r} does not parse: {exc}") from exc
-    types = [s.type for s in parsed.stanzas]
-    if types != [stanza_type]:
-        raise HeaderInvalid(
-            f"new header of segment {segment_id!r} must hold exactly one {stanza_type} stanza, "
-            f"got {', '.join(t[:32] for t in types[:5]) or 'none'}"
-        )
 
 
 def _record(row: sqlite3.Row) -> RequestRecord:

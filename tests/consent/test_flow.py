@@ -52,6 +52,8 @@ def run_flow(world: World, owner: KeyBundle, requester: KeyBundle, device: Devic
         pending.request.request_id, approval.token, approval.manifest, NOW + 10
     )
     assert release.segment_ids == tuple(s.segment_id for s in chosen)
+    assert desk.releases_for(pending.request.request_id) == [release.release_id]
+    assert desk.stored_request(pending.request.request_id) == pending.request
     desk.authorize_download(release.release_id, requester.key_id, NOW + 20)
     buf = io.BytesIO()
     desk.write_bundle(release.release_id, buf)

@@ -17,6 +17,8 @@ MODULES = [
     "consent.clips",
     "consent.owner",
     "consent.device",
+    "consent._release_check",
+    "consent._tables",
     "consent.bundle",
     "consent.requester",
 ]
