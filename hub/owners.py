@@ -161,7 +161,7 @@ class OwnersTable:
         if not include_removed:
             sql += " WHERE removed_s IS NULL"
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY added_s, key_id").fetchall()
+            rows = self._db.execute(sql + " ORDER BY added_s, rowid").fetchall()
         return [_owner(r) for r in rows]
 
     def active(self, owner_key_id: str) -> Owner | None:
