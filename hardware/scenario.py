@@ -8,15 +8,25 @@ key, and saying what is allowed. The format is documented in ``docs/scenarios.md
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hardware._scenario_schema import (
+    ACTOR_KINDS,
+    ARRAYS,
+    FAULT_KINDS,
+    LIGHT_KINDS,
+    REQUIRED_FOR_KIND,
+    SCHEMA,
+    Bad,
+    Point,
+    Polygon,
+)
 from hardware._toml_lines import LineIndex
 from hardware.errors import ScenarioError
 
@@ -37,20 +47,6 @@ __all__ = [
     "parse_scenario",
 ]
 
-Point = tuple[float, float]
-Polygon = tuple[Point, ...]
-
-ACTOR_KINDS = ("car", "dog", "parcel", "person")
-LIGHT_KINDS = ("cloud", "flicker", "headlights", "ir_switch")
-FAULT_KINDS = (
-    "clock_jump",
-    "corrupt_packets",
-    "disconnect",
-    "disk_full",
-    "drop_frames",
-    "slow_disk",
-    "stall",
-)
 DEFAULT_SIZE = {"person": 0.5, "car": 0.35, "dog": 0.18, "parcel": 0.1}
 DEFAULT_STRENGTH = {"headlights": 0.6, "cloud": 0.35, "ir_switch": 0.5, "flicker": 0.12}
 _EPSILON_S = 1e-9
@@ -184,215 +180,10 @@ def parse_scenario(text: str, name: str) -> Scenario:
     return _Parser(name, LineIndex.scan(text)).scenario(data)
 
 
-# --- value checkers: return the value or raise _Bad("must be ...") --------------------------
-
-
-class _Bad(Exception):
-    def __init__(self, must: str) -> None:
-        super().__init__(must)
-        self.must = must
-
-
-Check = Callable[[Any], Any]
-
-
-def _number(lo: float, hi: float, *, lo_open: bool = False, what: str = "a number") -> Check:
-    lo_text = f"greater than {lo:g}" if lo_open else f"from {lo:g}"
-
-    def check(value: Any) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi:
-            return float(value)
-        if lo_open:
-            raise _Bad(f"must be {what} {lo_text} and at most {hi:g}")
-        raise _Bad(f"must be {what} {lo_text} to {hi:g}")
-
-    return check
-
-
-def _integer(lo: int, hi: int, *, even: bool = False) -> Check:
-    def check(value: Any) -> int:
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if is_int and lo <= value <= hi and (not even or value % 2 == 0):
-            return int(value)
-        raise _Bad(f"must be an {'even ' if even else ''}integer from {lo} to {hi}")
-
-    return check
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _Bad("must be true or false")
-
-
-def _choice(options: tuple[str, ...]) -> Check:
-    def check(value: Any) -> str:
-        if isinstance(value, str) and value in options:
-            return value
-        raise _Bad(f"must be one of {', '.join(options)}")
-
-    return check
-
-
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-
-
-def _identifier(value: Any) -> str:
-    if isinstance(value, str) and _ID.fullmatch(value):
-        return value
-    raise _Bad("must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str) and len(value) <= 2000:
-        return value
-    raise _Bad("must be a string of at most 2000 characters")
-
-
-def _datetime(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value
-    raise _Bad("must be a TOML date-time with a UTC offset, like 2026-06-01T18:30:00Z")
-
-
-def _points(lo: float, hi: float, min_points: int, max_points: int) -> Check:
-    must = (
-        f"must be a list of {min_points} to {max_points} [x, y] points, "
-        f"each coordinate from {lo:g} to {hi:g}"
-    )
-
-    def check(value: Any) -> tuple[Point, ...]:
-        if not isinstance(value, list) or not min_points <= len(value) <= max_points:
-            raise _Bad(must)
-        points = []
-        for item in value:
-            if not isinstance(item, list) or len(item) != 2:
-                raise _Bad(must)
-            try:
-                x, y = (_number(lo, hi)(c) for c in item)
-            except _Bad:
-                raise _Bad(must) from None
-            points.append((x, y))
-        return tuple(points)
-
-    return check
-
-
-def _times(value: Any) -> tuple[float, ...]:
-    must = "must be a list of times in seconds, one per waypoint, never decreasing"
-    if not isinstance(value, list) or not 1 <= len(value) <= 64:
-        raise _Bad(must)
-    try:
-        times = tuple(_TIME(item) for item in value)
-    except _Bad:
-        raise _Bad(must) from None
-    if any(b < a for a, b in itertools.pairwise(times)):
-        raise _Bad(must)
-    return times
-
-
-def _polygons(value: Any) -> tuple[Polygon, ...]:
-    polygon = _points(0.0, 1.0, 3, 64)
-    if not isinstance(value, list) or len(value) > 32:
-        raise _Bad("must be a list of at most 32 polygons, each a list of [x, y] points")
-    try:
-        return tuple(polygon(item) for item in value)
-    except _Bad:
-        raise _Bad(
-            "must be a list of polygons, each a list of 3 to 64 [x, y] points from 0 to 1"
-        ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    check: Check
-    required: bool = False
-    kinds: tuple[str, ...] | None = None  # kinds this key applies to; None: every kind
-
-
-_MAX_S = 24 * 3600.0
-_TIME = _number(0.0, _MAX_S)
-_DURATION = _number(0.0, _MAX_S, lo_open=True)
-
-_SCHEMA: dict[str, dict[str, _Key]] = {
-    "": {"description": _Key(_text)},
-    "camera": {
-        "width": _Key(_integer(160, 3840, even=True), required=True),
-        "height": _Key(_integer(96, 2160, even=True), required=True),
-        "fps": _Key(_integer(1, 120), required=True),
-        "seconds": _Key(_number(0.0, 3600.0, lo_open=True), required=True),
-        "seed": _Key(_integer(0, 2**63 - 1)),
-        "realtime": _Key(_boolean),
-        "noise": _Key(_number(0.0, 50.0)),
-        "ambient": _Key(_number(0.05, 2.0)),
-        "h264": _Key(_boolean),
-        "start": _Key(_datetime),
-    },
-    "actor": {
-        "id": _Key(_identifier),
-        "kind": _Key(_choice(ACTOR_KINDS), required=True),
-        "enter_s": _Key(_TIME, required=True),
-        "leave_s": _Key(_TIME),
-        "path": _Key(_points(-1.0, 2.0, 1, 64), required=True),
-        "size": _Key(_number(0.0, 1.0, lo_open=True)),
-        "times": _Key(_times),
-    },
-    "light": {
-        "kind": _Key(_choice(LIGHT_KINDS), required=True),
-        "at_s": _Key(_TIME, required=True),
-        "duration_s": _Key(_DURATION, required=True),
-        "strength": _Key(_number(0.0, 1.0)),
-        "period_s": _Key(_number(0.02, 60.0), kinds=("flicker",)),
-        "direction": _Key(_choice(("left", "right")), kinds=("headlights",)),
-    },
-    "press": {
-        "at_s": _Key(_TIME, required=True),
-        "hold_s": _Key(_number(0.0, 60.0)),
-    },
-    "fault": {
-        "kind": _Key(_choice(FAULT_KINDS), required=True),
-        "at_s": _Key(_TIME, required=True),
-        "duration_s": _Key(
-            _DURATION,
-            kinds=(
-                "corrupt_packets",
-                "disconnect",
-                "disk_full",
-                "drop_frames",
-                "slow_disk",
-                "stall",
-            ),
-        ),
-        "every": _Key(_integer(1, 1000), kinds=("drop_frames",)),
-        "flips": _Key(_integer(1, 64), kinds=("corrupt_packets",)),
-        "jump_s": _Key(_number(-_MAX_S * 365, _MAX_S * 365), kinds=("clock_jump",)),
-        "delay_s": _Key(_number(0.0, 60.0, lo_open=True), kinds=("slow_disk",)),
-    },
-    "expect": {
-        "all_events_recorded": _Key(_boolean),
-        "max_false_clips": _Key(_integer(0, 10_000)),
-        "max_trigger_latency_frames": _Key(_integer(0, 100_000)),
-        "min_preroll_s": _Key(_number(0.0, 60.0)),
-        "max_clips": _Key(_integer(0, 10_000)),
-        "presses_recorded": _Key(_boolean),
-    },
-    "privacy": {"zones": _Key(_polygons)},
-    "motion": {"masks": _Key(_polygons), "sensitivity": _Key(_number(0.0, 1.0, lo_open=True))},
-}
-_ARRAYS = ("actor", "fault", "light", "press")
-_REQUIRED_FOR_KIND = {
-    "fault": {
-        "jump_s": ("clock_jump",),
-        "duration_s": ("corrupt_packets", "disconnect", "drop_frames", "slow_disk", "stall"),
-    }
-}
-
-
 def _label(table: str) -> str:
     if table == "":
         return "top level"
-    return f"[[{table}]]" if table in _ARRAYS else f"[{table}]"
+    return f"[[{table}]]" if table in ARRAYS else f"[{table}]"
 
 
 class _Parser:
@@ -407,14 +198,14 @@ class _Parser:
 
     def scenario(self, data: Mapping[str, Any]) -> Scenario:
         for key, value in data.items():
-            if key in _SCHEMA and key != "":
+            if key in SCHEMA and key != "":
                 self.check_form(key, value)
             elif key in self.lines.header_forms:
                 line = self.lines.header_forms.get(key, (False, None))[1]
                 where = f"{self.name} line {line}" if line else self.name
-                known = ", ".join(sorted(k for k in _SCHEMA if k))
+                known = ", ".join(sorted(k for k in SCHEMA if k))
                 raise ScenarioError(f"{where}: table [{key}] is not known (known tables: {known})")
-        top = self.table("", 0, {k: v for k, v in data.items() if k not in _SCHEMA})
+        top = self.table("", 0, {k: v for k, v in data.items() if k not in SCHEMA})
         if "camera" not in data:
             raise ScenarioError(
                 f"{self.name}: the [camera] table is missing (it needs width, "
@@ -449,7 +240,7 @@ class _Parser:
         )
 
     def check_form(self, table: str, value: Any) -> None:
-        is_array = table in _ARRAYS
+        is_array = table in ARRAYS
         if is_array and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
             line = self.lines.header_forms.get(table, (False, None))[1]
             where = f"{self.name} line {line}" if line else self.name
@@ -464,7 +255,7 @@ class _Parser:
     def table(
         self, table: str, occurrence: int, raw: Mapping[str, Any], kind: str | None = None
     ) -> dict[str, Any]:
-        schema = _SCHEMA[table]
+        schema = SCHEMA[table]
         label = _label(table)
         out: dict[str, Any] = {}
         for key, value in raw.items():
@@ -487,14 +278,14 @@ class _Parser:
                 )
             try:
                 out[key] = spec.check(value)
-            except _Bad as bad:
+            except Bad as bad:
                 raise self.error(
                     table, occurrence, key, f"{label} {key} {bad.must}, got {_show(value)}"
                 ) from None
         required = [k for k, spec in schema.items() if spec.required]
         if kind is not None:
             required += [
-                k for k, kinds in _REQUIRED_FOR_KIND.get(table, {}).items() if kind in kinds
+                k for k, kinds in REQUIRED_FOR_KIND.get(table, {}).items() if kind in kinds
             ]
         for key in required:
             if key not in out:
@@ -513,8 +304,8 @@ class _Parser:
                 table, occurrence, None, f"{_label(table)} is missing the required key 'kind'"
             )
         try:
-            return str(_SCHEMA[table]["kind"].check(raw["kind"]))
-        except _Bad as bad:
+            return str(SCHEMA[table]["kind"].check(raw["kind"]))
+        except Bad as bad:
             raise self.error(
                 table,
                 occurrence,

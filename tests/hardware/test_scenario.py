@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import ScenarioError, load_scenario, parse_scenario
+from hardware._scenario_schema import SCHEMA
 from hardware.scenario import Actor, Expect, Fault, Light, Press
 from tests.hardware.conftest import camera_toml
 
@@ -406,10 +407,8 @@ def test_error_in_second_actor_names_its_line() -> None:
 
 
 def test_docs_cover_every_key_and_their_example_parses() -> None:
-    from hardware.scenario import _SCHEMA
-
     docs = (SCENARIOS.parent / "docs" / "scenarios.md").read_text(encoding="utf-8")
-    for table, keys in _SCHEMA.items():
+    for table, keys in SCHEMA.items():
         if table:
             assert f"[{table}]" in docs
         for key in keys:
