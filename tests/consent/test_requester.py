@@ -7,10 +7,13 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from consent._manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import StoreFootage
@@ -266,3 +269,34 @@ def test_another_genuine_audit_entry_is_not_this_release(
     with pytest.raises(BundleInvalid) as info:
         _open(_pack(members), requester, tmp_path, device)
     assert str(info.value) == "the audit entry in the bundle is not this release's"
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_any_flipped_byte_is_caught_or_harmless(
+    world: World, bundle: bytes, requester: KeyBundle, device: DeviceIdentity, data: st.DataObject
+) -> None:
+    """Flip one byte anywhere in the tar: the bundle is refused, a segment is reported as not
+    decrypted, or (README text, tar padding) the video that comes out is still the original."""
+    position = data.draw(st.integers(0, len(bundle) - 1))
+    bit = data.draw(st.integers(0, 7))
+    mutated = bytearray(bundle)
+    mutated[position] ^= 1 << bit
+    expected = b"".join(
+        world.plaintexts[s] for s in ("clip-0001.000001", "clip-0001.000002", "clip-0001.000004")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            report = _open(bytes(mutated), requester, Path(tmp), device)
+        except BundleInvalid as exc:
+            event(f"refused: {str(exc).split(':')[0][:40]}")
+            return
+        event(f"ok={report.ok}")
+        if report.ok:
+            assert Path(report.video or "").read_bytes() == expected
+        else:
+            assert any(not s.decrypted and s.error for s in report.segments)
