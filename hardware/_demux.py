@@ -111,7 +111,8 @@ class StreamReader:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self.fps = Fraction(rate)
         self._pending: deque[EncodedPacket] = deque()
-        self._last_pts = -1
+        self._packets_in = 0
+        self._frames_out = 0
 
     def info(self) -> StreamInfo:
         ctx = self._stream.codec_context
@@ -143,11 +144,11 @@ class StreamReader:
     def _queue_packets(self, packet: Any) -> None:
         out = self._bsf.filter(packet) if self._bsf is not None else [packet]
         for p in out:
-            pts = (
-                p.pts if p.pts is not None else (p.dts if p.dts is not None else self._last_pts + 1)
-            )
+            # Raw Annex B files carry no timestamps: count packets at the nominal rate.
+            counted = round(self._packets_in / self.fps / self.time_base)
+            self._packets_in += 1
+            pts = p.pts if p.pts is not None else (p.dts if p.dts is not None else counted)
             dts = p.dts if p.dts is not None else pts
-            self._last_pts = pts
             self._pending.append(
                 EncodedPacket(bytes(p), pts, dts, self.time_base, bool(p.is_keyframe))
             )
@@ -159,7 +160,8 @@ class StreamReader:
         y = _plane(frame.planes[0], w, h)
         u = _plane(frame.planes[1], w // 2, h // 2)
         v = _plane(frame.planes[2], w // 2, h // 2)
-        pts_s = float(frame.time) if frame.time is not None else 0.0
+        pts_s = float(frame.time) if frame.time is not None else self._frames_out / float(self.fps)
+        self._frames_out += 1
         packet = self._pending.popleft() if self._pending else None
         return Decoded(y, u, v, pts_s, packet)
 

@@ -214,3 +214,19 @@ async def test_cancelling_a_consumer_then_closing_is_clean(videos: dict[str, Pat
     await cam.close()
     assert [f.index for f in got] == [0]
     assert await collect(cam) == []  # a closed camera delivers nothing
+
+
+@pytest.mark.asyncio
+async def test_raw_annex_b_file_gets_counted_timestamps(tmp_path: Path) -> None:
+    path = tmp_path / "dump.h264"
+    write_video(path, rendered(8), options={"tune": "zerolatency", "g": "4"})
+    cam = FileCamera(path)
+    assert cam.info.codec == "h264"
+    fps = cam.info.fps  # a raw stream has no container rate: whatever FFmpeg assumes
+    frames = await collect(cam)
+    assert [read_strip(f.y).counter for f in frames] == list(range(8))  # type: ignore[union-attr]
+    assert [f.pts_s for f in frames] == pytest.approx([i / float(fps) for i in range(8)])
+    packets = [f.packet for f in frames]
+    assert [p.data for p in packets] == demuxed_packets(path, annexb=False)  # type: ignore[union-attr]
+    assert [p.pts * p.time_base for p in packets] == [i / fps for i in range(8)]  # type: ignore[union-attr]
+    assert [p.keyframe for p in packets] == [i % 4 == 0 for i in range(8)]  # type: ignore[union-attr]
