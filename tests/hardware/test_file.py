@@ -230,3 +230,14 @@ async def test_raw_annex_b_file_gets_counted_timestamps(tmp_path: Path) -> None:
     assert [p.data for p in packets] == demuxed_packets(path, annexb=False)  # type: ignore[union-attr]
     assert [p.pts * p.time_base for p in packets] == [i / fps for i in range(8)]  # type: ignore[union-attr]
     assert [p.keyframe for p in packets] == [i % 4 == 0 for i in range(8)]  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_truncated_file_ends_cleanly(videos: dict[str, Path], tmp_path: Path) -> None:
+    data = videos["ts"].read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2 + 77])  # mid-packet
+    frames = await collect(FileCamera(cut))
+    counters = [read_strip(f.y).counter for f in frames]  # type: ignore[union-attr]
+    assert 0 < len(frames) < COUNT
+    assert counters == list(range(len(frames)))
