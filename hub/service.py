@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -32,6 +33,7 @@ from aiohttp import web
 
 from consent.audit import AuditLog, audit_origin
 from consent.device import ConsentDesk
+from crypto.errors import DoorwardError
 from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
 from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
 from crypto.tls import (
@@ -50,13 +52,17 @@ from hub.app import CameraInfo, HubDeps, create_app
 from hub.events import device_event
 from hub.owners import OwnersTable
 
-__all__ = ["Device", "ServeConfig", "load_config", "parse_camera", "serve"]
+__all__ = ["ConfigError", "Device", "ServeConfig", "load_config", "parse_camera", "serve"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "visitor.toml"
 _HOLD_TO_UNLOCK_S = 3.0
 _RETENTION_EVERY_S = 60.0
+
+
+class ConfigError(DoorwardError, ValueError):
+    """A ``doorward serve`` option is missing, unknown or out of range: fix the file or flag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +102,14 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         try:
             values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ValueError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {f.name: f for f in fields(ServeConfig)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config option(s): {', '.join(unknown)}; see `doorward serve --help`"
         )
     if "data_dir" in values:
@@ -111,9 +117,12 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     if "cameras" in values:
         cams = values["cameras"]
         if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
-            raise ValueError("cameras must be a list of camera specs")
+            raise ConfigError("cameras must be a list of camera specs")
         values["cameras"] = tuple(cams)
-    return ServeConfig(**values)
+    try:
+        return ServeConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid serve option: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +154,7 @@ def parse_camera(text: str, index: int) -> CameraSpec:
         return CameraSpec(name, "live", text)
     if Path(text).is_file():
         return CameraSpec(name, "file", text)
-    raise ValueError(
+    raise ConfigError(
         f"camera spec {text!r} is not simulated[:SCENARIO], an existing file, v4l2:/dev/videoN "
         "or rtsp://…"
     )
@@ -181,7 +190,7 @@ class Device:
             write_certificate(cert_path, cert)
         fingerprint = spki_fingerprint(load_certificate(cert_path))
         if fingerprint != spki_fingerprint(identity.public_key):
-            raise ValueError(f"{cert_path} is for another key; delete it and start again")
+            raise ConfigError(f"{cert_path} is for another key; delete it and start again")
         code_path = key_dir / "setup-code"
         if code_path.exists():
             code = SetupCode.parse(read_secret_file(code_path).decode().strip())
@@ -311,7 +320,7 @@ async def serve(
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config))
-        advertiser = await _advertise(config, device, port)
+        advertiser = await _advertise(config, device, port, app[keys.PAIRING])
         url = f"https://{_display_host(config.host)}:{port}"
         logger.info(
             "serve.ready url=%s device_id=%s cameras=%d startup_s=%.3f",
@@ -349,7 +358,7 @@ async def serve(
 
 def _camera_info(name: str, spec: str, source: CameraSource) -> CameraInfo:
     info = source.info
-    return CameraInfo(name, spec, info.width, info.height, info.fps, info.codec)
+    return CameraInfo(name, spec, info.width, info.height, float(info.fps), info.codec)
 
 
 def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
@@ -383,23 +392,38 @@ async def _housekeeping(device: Device, config: ServeConfig) -> None:
         await asyncio.sleep(_RETENTION_EVERY_S)
 
 
-async def _advertise(config: ServeConfig, device: Device, port: int) -> Any:
+async def _advertise(config: ServeConfig, device: Device, port: int, pairing: Any) -> Any:
     if not config.advertise:
         return None
-    try:
-        from hub import discovery
-    except ImportError:
-        logger.warning("serve.no_discovery reason=hub.discovery_missing")
-        return None
-    advertiser = discovery.Advertiser(
+    from hub import discovery
+
+    state = "locked" if pairing.locked else ("open" if device.owners.count() == 0 else "closed")
+    record = discovery.DiscoveredDevice(
         device_id=device.identity.device_id,
         name=config.name,
         port=port,
+        pairing=state,
         fingerprint=device.fingerprint,
-        paired=device.owners.count() > 0,
     )
+    addresses = _lan_addresses(config.host)
+    advertiser = discovery.Advertiser(record, interfaces=addresses, addresses=addresses)
     await asyncio.wait_for(advertiser.start(), 10.0)
     return advertiser
+
+
+def _lan_addresses(host: str) -> list[str]:
+    """The IPv4 address to advertise: the bound one, else the one the default route uses."""
+    if host not in ("0.0.0.0", "::", ""):  # noqa: S104
+        return [host]
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # Connecting a UDP socket sends nothing; it only picks the outgoing interface.
+        probe.connect(("192.0.2.1", 9))
+        return [probe.getsockname()[0]]
+    except OSError:
+        return ["127.0.0.1"]
+    finally:
+        probe.close()
 
 
 def _print_pairing(device: Device, host: str, port: int, out: IO[str]) -> None:

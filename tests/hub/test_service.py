@@ -1,0 +1,160 @@
+"""``doorward serve``: first start prints the code and QR, a phone pairs over the printed URI, the
+camera records to the new owner, and SIGTERM (or stop) finishes the open segment and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crypto import age
+from crypto.keys import KeyBundle
+from crypto.setup_code import PairingURI
+from device import ClipStore
+from hub.client import DoorwardClient, pair
+from hub.service import ConfigError, Device, ServeConfig, load_config, parse_camera, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = """[camera]
+width = 160
+height = 120
+fps = 10
+seconds = 120
+seed = 3
+
+[[press]]
+at_s = 0.5
+"""
+
+
+def _config(tmp_path: Path) -> ServeConfig:
+    scenario = tmp_path / "cam.toml"
+    scenario.write_text(SCENARIO)
+    return ServeConfig(
+        data_dir=tmp_path / "data",
+        cameras=(f"front=simulated:{scenario}",),
+        host="127.0.0.1",
+        port=0,
+        advertise=False,
+        pre_roll_s=1.0,
+        post_roll_s=1.0,
+        segment_s=1.0,
+    )
+
+
+def _pairing_uri(text: str) -> PairingURI:
+    line = next(t for t in text.splitlines() if t.strip().startswith("pairing URI:"))
+    return PairingURI.parse(line.split("pairing URI:", 1)[1].strip())
+
+
+@pytest.mark.asyncio
+async def test_serve_pairs_records_and_stops_cleanly(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = io.StringIO()
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(serve(config, stop=stop, out=out, on_ready=ready.set_result))
+    url = await asyncio.wait_for(ready, 20)
+    printed = out.getvalue()
+    assert "setup code: " in printed
+    assert "█" in printed  # the QR code, drawn in the terminal
+    uri = _pairing_uri(printed)
+    assert (uri.host, uri.port) == ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+
+    phone = KeyBundle.generate("x25519")
+    device_keys = await pair(url, uri, phone, name="Ada's phone")
+    assert device_keys.device_id == uri.device_id
+    async with DoorwardClient(
+        url, fingerprint=uri.fingerprint, device_id=uri.device_id, key=phone.signing_key
+    ) as api:
+        [owner] = await api.owners()
+        assert (owner.key_id, owner.admin, owner.name) == (phone.key_id, True, "Ada's phone")
+        assert [c.name for c in await api.cameras()] == ["front"]
+        async for event in api.events(("clip.started",)):
+            assert event.data["camera"] == "front"
+            break
+    stop.set()
+    assert await asyncio.wait_for(server, 20) == 0
+
+    # The clip open at shutdown was closed, and every segment decrypts with the phone's key.
+    device = Device.open(config.data_dir)
+    try:
+        store: ClipStore = device.store
+        clips = store.list_clips()
+        assert clips
+        assert all(c.finished for c in clips)
+        for clip in clips:
+            for segment in store.list_segments(clip.clip_id):
+                plaintext = age.decrypt_bytes([phone.age_identity], segment.path.read_bytes())
+                assert plaintext[:1] == b"\x47"  # MPEG-TS sync byte
+    finally:
+        device.close()
+
+
+def test_sigterm_exits_zero_and_keeps_the_identity(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "hub._cli_serve",
+        "--data",
+        str(config.data_dir),
+        "--camera",
+        config.cameras[0],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-advertise",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(2):
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("doorward: serving "):
+                break
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert "serve.stopped" in err
+        code = (config.data_dir / "keys" / "setup-code").read_text()
+        # Structured logs never carry the setup code.
+        assert code not in err
+    assert (config.data_dir / "keys" / "device.ed25519").stat().st_mode & 0o077 == 0
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "doorward.toml"
+    path.write_text('name = "Front door"\nport = 9443\ncameras = ["simulated"]\n')
+    config = load_config(path, {"port": 8444, "name": None})
+    assert (config.name, config.port, config.cameras) == ("Front door", 8444, ("simulated",))
+    path.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match=r"^unknown config option\(s\): colour; "):
+        load_config(path)
+    with pytest.raises(
+        ConfigError, match=r"^invalid serve option: port must be 0-65535, got 70000$"
+    ):
+        load_config(None, {"port": 70000})
+
+
+def test_camera_specs(tmp_path: Path) -> None:
+    video = tmp_path / "door.mp4"
+    video.write_bytes(b"")
+    assert parse_camera("simulated", 0).name == "cam1"
+    assert parse_camera("porch=simulated:x.toml", 1).target == "x.toml"
+    assert parse_camera("v4l2:/dev/video0", 0).kind == "live"
+    assert parse_camera("rtsp://cam.local/stream", 0).kind == "live"
+    assert parse_camera(str(video), 0).kind == "file"
+    with pytest.raises(ConfigError, match=r"^camera spec 'nothing' is not simulated\[:SCENARIO\]"):
+        parse_camera("nothing", 0)
