@@ -49,7 +49,8 @@ def open_container(
     try:
         container = av.open(url, format=format, options=options or {}, timeout=timeout)
     except (av.error.FFmpegError, OSError) as exc:
-        raise CameraOpenFailed(f"cannot open {redact_url(url)}: {_reason(exc)}") from exc
+        reason = _reason(exc).replace(url, redact_url(url))  # never echo a password
+        raise CameraOpenFailed(f"cannot open {redact_url(url)}: {reason}") from exc
     if not container.streams.video:
         container.close()
         raise CameraOpenFailed(f"cannot open {redact_url(url)}: it has no video stream")

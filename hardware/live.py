@@ -26,9 +26,14 @@ logger = logging.getLogger(__name__)
 class SourceSpec:
     """How to open a live source with PyAV: the url, the demuxer and its options."""
 
-    url: str
+    url: str = field(repr=False)  # may hold a user name and password
     format: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def display_url(self) -> str:
+        """The url with any credentials replaced by ``***``."""
+        return redact_url(self.url)
 
 
 def parse_source(

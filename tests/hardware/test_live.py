@@ -88,6 +88,8 @@ def test_unsupported_sources_are_refused(source: str, message: str) -> None:
 def test_credentials_never_appear_in_the_name() -> None:
     cam = LiveCamera("rtsp://bob:hunter2@cam.local:554/stream")
     assert cam.name == "rtsp://***@cam.local:554/stream"
+    assert cam.spec.display_url == "rtsp://***@cam.local:554/stream"
+    assert "hunter2" not in repr(cam.spec)
     with pytest.raises(HardwareError) as err:
         _ = cam.info
     assert str(err.value) == (
