@@ -47,8 +47,9 @@ class SimulatedCamera:
     """A deterministic synthetic camera driven by a scenario (implements CameraSource).
 
     In virtual time (the default unless the scenario sets ``realtime``) frames come as fast as the
-    consumer takes them, ``pts_s = index / fps`` and ``wall_s`` follows the scenario's ``start``;
-    in real time each frame waits for its due time on ``clock`` and ``wall_s`` is ``clock.now()``.
+    consumer takes them and ``wall_s`` counts from the scenario's ``start``; in real time each
+    frame waits for its due time on ``clock`` and ``wall_s`` counts from ``clock.now()`` at the
+    first frame. Either way ``pts_s = index / fps`` and ``wall_s`` is the capture time.
     Scenario presses go to ``self.button`` just before the first frame at or after their time.
     """
 
@@ -76,6 +77,7 @@ class SimulatedCamera:
         self._pending_presses = sorted(scenario.presses, key=lambda p: p.at_s)
         self._fired_disconnects: set[int] = set()
         self._start_monotonic: float | None = None
+        self._start_wall = scenario.camera.start.timestamp()
         self._closed = False
 
     @property
@@ -120,6 +122,8 @@ class SimulatedCamera:
         fps = self.scenario.camera.fps
         if self._start_monotonic is None:
             self._start_monotonic = self._clock.monotonic()
+            if self.realtime:
+                self._start_wall = self._clock.now()
         while not self._closed and self._next_index < self.frame_count:
             index = self._next_index
             t = index / fps
@@ -156,8 +160,12 @@ class SimulatedCamera:
         return Frame(index, t, self._wall_s(t), y, u, v, truth, packet)
 
     def _wall_s(self, t: float) -> float:
-        base = self._clock.now() if self.realtime else self.scenario.camera.start.timestamp() + t
-        return base + sum(f.jump_s for f in self.scenario.faults_of("clock_jump") if f.at_s <= t)
+        """Capture time: from the scenario's ``start`` (virtual) or the clock at the first frame."""
+        return (
+            self._start_wall
+            + t
+            + sum(f.jump_s for f in self.scenario.faults_of("clock_jump") if f.at_s <= t)
+        )
 
     def _due_s(self, t: float) -> float:
         """Monotonic time at which the frame captured at ``t`` is delivered (stalls delay it)."""
