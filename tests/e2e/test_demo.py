@@ -1,0 +1,70 @@
+"""`doorward demo` as a user runs it: a subprocess, then the artefacts it leaves are checked here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+
+from crypto import age
+from crypto.errors import NoIdentityMatched
+
+
+def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_cli: str) -> None:
+    out = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "demo", "--dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "every check passed" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "data_dir",
+        "owner_identity",
+        "requester_identity",
+        "bundle",
+        "released_segments",
+        "video",
+        "report",
+        "checkpoint",
+    ):
+        assert summary[key], key
+    assert summary["federal_request_refused_by"] == "requester_kind"
+    assert summary["plaintext_files_on_device"] == []
+
+    # The requester's key file works with the age CLI on every released segment; the owner's
+    # key does not open them any more.
+    released = [Path(p) for p in summary["released_segments"]]
+    assert 0 < len(released) < summary["segments_recorded"]
+    owner = age.parse_identities(Path(summary["owner_identity"]).read_text())
+    for path in released:
+        clear = subprocess.run(
+            [age_cli, "-d", "-i", summary["requester_identity"], str(path)],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        assert clear[:1] == b"\x47"  # an MPEG-TS packet
+        try:
+            age.decrypt_bytes(owner, path.read_bytes())
+        except NoIdentityMatched:
+            pass
+        else:
+            raise AssertionError(f"the owner's key opened the released copy {path}")
+
+    # The joined video decodes, and the owner kept a verified audit checkpoint.
+    with av.open(summary["video"]) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == summary["video_frames"] > 0
+    report = json.loads(Path(summary["report"]).read_text())
+    assert report["ok"] is True
+    checkpoint = Path(summary["checkpoint"]).read_text()
+    assert checkpoint.startswith(f"doorward/{summary['device_id']}\n")
+    assert summary["audit_entries"][-1] == "release.downloaded"
