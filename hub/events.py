@@ -63,7 +63,8 @@ class Subscription:
     def __init__(self, bus: EventBus, kinds: frozenset[str] | None) -> None:
         self._bus = bus
         self._kinds = kinds
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LENGTH)
+        # One slot more than the events it may hold: the end marker always fits.
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LENGTH + 1)
         self.dropped = False
         self.closed = False
 
@@ -74,12 +75,11 @@ class Subscription:
         """Queue an event; False (and the subscriber ends) when its queue is full."""
         if self.closed:
             return False
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._queue.qsize() >= QUEUE_LENGTH:
             self.dropped = True
             self._end()
             return False
+        self._queue.put_nowait(event)
         return True
 
     async def get(self) -> Event | None:
@@ -96,9 +96,6 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
-        # Make room for the end marker so a waiting reader always wakes up.
-        while self._queue.full():
-            self._queue.get_nowait()
         self._queue.put_nowait(None)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -116,6 +113,7 @@ class EventBus:
         self._max = max_subscribers
         self._subscribers: list[Subscription] = []
         self._seq = itertools.count(1)
+        self._subscribed = asyncio.Event()
         self.dropped_subscribers = 0
 
     @property
@@ -128,7 +126,14 @@ class EventBus:
             return None
         subscription = Subscription(self, kinds)
         self._subscribers.append(subscription)
+        self._subscribed.set()
         return subscription
+
+    async def wait_for_subscriber(self) -> None:
+        """Return once the bus has at least one subscriber (tests, startup checks)."""
+        while not self._subscribers:
+            self._subscribed.clear()
+            await self._subscribed.wait()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscribers:

@@ -262,9 +262,4 @@ async def _audit(running: Running, owner: KeyBundle) -> list[dict[str, object]]:
 
 
 async def _until_subscribed(running: Running) -> None:
-    bus = running.app[keys.BUS]
-    for _ in range(200):
-        if bus.subscriber_count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the event stream never subscribed")
+    await asyncio.wait_for(running.app[keys.BUS].wait_for_subscriber(), 10)
