@@ -136,5 +136,6 @@ async def _pairing_desk(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_sockets(app: web.Application) -> None:
     app[keys.BUS].close()
-    for socket in list(app[keys.SOCKETS]):
+    sockets: set[web.WebSocketResponse] = app[keys.SOCKETS]
+    for socket in list(sockets):
         await socket.close(code=1001, message=b"device shutting down")

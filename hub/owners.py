@@ -155,7 +155,7 @@ class OwnersTable:
             raise OwnerError(f"no owner with key id {owner_key_id[:64]!r}")
         return _owner(row)
 
-    def list(self, *, include_removed: bool = False) -> list[Owner]:
+    def list_owners(self, *, include_removed: bool = False) -> list[Owner]:
         """Owners in the order they were added."""
         sql = "SELECT * FROM owners"
         if not include_removed:
@@ -183,13 +183,13 @@ class OwnersTable:
 
     def recipients(self) -> list[age.Recipient]:
         """The age recipients of the current owners: what every new segment is encrypted to."""
-        return [age.parse_recipient(o.recipient) for o in self.list()]
+        return [age.parse_recipient(o.recipient) for o in self.list_owners()]
 
     def paired_owners(self) -> list[PairedOwner]:
         """Every owner ever paired, removed ones flagged, as ``consent.device`` expects."""
         return [
             PairedOwner(o.key_id, o.signing_public, o.removed)
-            for o in self.list(include_removed=True)
+            for o in self.list_owners(include_removed=True)
         ]
 
 

@@ -43,7 +43,14 @@ from crypto.tls import (
     spki_fingerprint,
     write_certificate,
 )
-from device import CameraPipeline, ClipStore, MotionConfig, MotionDetector, RecorderConfig
+from device import (
+    CameraPipeline,
+    ClipStore,
+    MotionConfig,
+    MotionDetector,
+    PipelineStats,
+    RecorderConfig,
+)
 from device.events import DeviceEvent
 from hardware import FileCamera, LiveCamera, SimulatedButton, SimulatedCamera, load_scenario
 from hardware._frames import CameraSource
@@ -208,7 +215,7 @@ class Device:
         desk = ConsentDesk(
             _desk_connection(data_dir / "doorward.db"),
             device=identity,
-            clips=store,
+            clips=store,  # type: ignore[arg-type]  # list_clips has extra keyword options
             audit=audit,
             owners=owners.paired_owners,
         )
@@ -306,7 +313,7 @@ async def serve(
                 on_event=on_event,
                 button=relay,
             )
-            infos[name] = replace(infos[name], stats=lambda p=pipelines[name]: p.stats)
+            infos[name] = replace(infos[name], stats=_stats_of(pipelines[name]))
             if relay is not None:
                 assert isinstance(source, SimulatedCamera)
                 _track(tasks, _relay_button(source.button, relay, app))
@@ -319,7 +326,7 @@ async def serve(
         port = _bound_port(runner)
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
-        _track(tasks, _housekeeping(device, config))
+        _track(tasks, _housekeeping(device, config, app))
         advertiser = await _advertise(config, device, port, app[keys.PAIRING])
         url = f"https://{_display_host(config.host)}:{port}"
         logger.info(
@@ -356,9 +363,13 @@ async def serve(
     return 0
 
 
+def _stats_of(pipeline: CameraPipeline) -> Callable[[], PipelineStats]:
+    return lambda: pipeline.stats
+
+
 def _camera_info(name: str, spec: str, source: CameraSource) -> CameraInfo:
     info = source.info
-    return CameraInfo(name, spec, info.width, info.height, float(info.fps), info.codec)
+    return CameraInfo(name, spec, info.width, info.height, float(info.fps), info.codec or "unknown")
 
 
 def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
@@ -377,11 +388,13 @@ async def _relay_button(
             app[keys.PAIRING].unlock()
 
 
-async def _housekeeping(device: Device, config: ServeConfig) -> None:
-    """Retention and release expiry, once a minute."""
+async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
+    """Release expiry and retention, once a minute."""
     loop = asyncio.get_running_loop()
     while True:
         now = time.time()
+        # The desk's connection belongs to the API's write thread.
+        await app[keys.WRITES].run(device.desk.expire_releases, int(now))
         await loop.run_in_executor(
             None,
             device.store.apply_retention,
@@ -397,7 +410,9 @@ async def _advertise(config: ServeConfig, device: Device, port: int, pairing: An
         return None
     from hub import discovery
 
-    state = "locked" if pairing.locked else ("open" if device.owners.count() == 0 else "closed")
+    state: discovery.PairingState = "open" if device.owners.count() == 0 else "closed"
+    if pairing.locked:
+        state = "locked"
     record = discovery.DiscoveredDevice(
         device_id=device.identity.device_id,
         name=config.name,
@@ -435,7 +450,7 @@ def _print_pairing(device: Device, host: str, port: int, out: IO[str]) -> None:
         import segno
 
         qr = segno.make(uri.to_uri(), error="m")
-        qr.terminal(out=out, compact=True)
+        qr.terminal(out=out, compact=True)  # type: ignore[arg-type]
     except (ImportError, ValueError) as exc:
         logger.warning("serve.qr_unavailable error=%s", type(exc).__name__)
     print(f"  pairing URI: {uri.to_uri()}", file=out, flush=True)

@@ -205,7 +205,9 @@ async def list_requests(request: web.Request) -> web.Response:
         status = RequestStatus(status_text) if status_text else None
     except ValueError:
         allowed = ", ".join(s.value for s in RequestStatus)
-        raise BadRequest(f"status must be one of {allowed}, got {status_text[:32]!r}") from None
+        raise BadRequest(
+            f"status must be one of {allowed}, got {(status_text or '')[:32]!r}"
+        ) from None
     writes = request.app[keys.WRITES]
     records = await writes.run(desk.list_requests, status)
     tokens = await writes.run(_tokens, desk, [r.request_id for r in records])
@@ -289,7 +291,7 @@ async def list_owners(request: web.Request) -> web.Response:
     owners = request.app[keys.DEPS].owners
     include_removed = request.query.get("removed") == "true"
     return web.json_response(
-        {"owners": [o.to_json() for o in owners.list(include_removed=include_removed)]}
+        {"owners": [o.to_json() for o in owners.list_owners(include_removed=include_removed)]}
     )
 
 

@@ -75,7 +75,7 @@ def test_owners_table(tmp_path: Path) -> None:
         table.add(second.public(), name="back", now=105)
     table.close()
     reopened = OwnersTable(tmp_path / "doorward.db")
-    assert [o.key_id for o in reopened.list()] == [first.key_id]
+    assert [o.key_id for o in reopened.list_owners()] == [first.key_id]
     assert reopened.count() == 1
     with pytest.raises(OwnerError, match=r"^owner name must be 1-64 printable characters$"):
         reopened.add(KeyBundle.generate("x25519").public(), name="a\nb", now=1)

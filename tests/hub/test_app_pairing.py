@@ -37,7 +37,7 @@ async def test_first_phone_pairs_as_admin(tmp_path: Path) -> None:
     async with running_device(tmp_path / "data") as running:
         device_keys = await pair(running.url, _uri(running), phone, name="Ada's phone")
         assert device_keys.tls_fingerprint == running.device.fingerprint
-        [owner] = running.device.owners.list()
+        [owner] = running.device.owners.list_owners()
         assert (owner.key_id, owner.admin, owner.recipient) == (
             phone.key_id,
             True,
@@ -56,7 +56,7 @@ async def test_wrong_code_fails_on_the_phone_and_is_counted(tmp_path: Path) -> N
         with pytest.raises(PairingFailed, match="the setup code was typed wrong"):
             await pair(running.url, wrong, phone, name="phone")
         assert running.app[keys.PAIRING].failures == 1
-        assert running.device.owners.list() == []
+        assert running.device.owners.list_owners() == []
         # The abandoned attempt does not block the right code (the session is replaced).
         running.app[keys.PAIRING].close()
         await pair(running.url, _uri(running), phone, name="phone")
@@ -86,7 +86,7 @@ async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path
         )
         restarted.app[keys.PAIRING].unlock()  # what holding the button does
         await pair(restarted.url, _uri(restarted), phone, name="phone")
-        assert [o.key_id for o in restarted.device.owners.list()] == [phone.key_id]
+        assert [o.key_id for o in restarted.device.owners.list_owners()] == [phone.key_id]
 
 
 async def test_second_phone_needs_an_admin_approval(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ async def test_second_phone_needs_an_admin_approval(tmp_path: Path) -> None:
         async with running.client(admin) as api:
             await api.approve_owner(second.key_id)
         await pair(running.url, _uri(running), second, name="second")
-        owners = running.device.owners.list()
+        owners = running.device.owners.list_owners()
         assert [(o.key_id, o.admin) for o in owners] == [
             (admin.key_id, True),
             (second.key_id, False),
