@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import http_sf
 from aiohttp import web
+from aiohttp.payload import BytesPayload
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures import (
     ContentDigest,
@@ -210,14 +211,8 @@ class RequestSigner:
         data: bytes
         if body is None or body == b"":
             data = b""
-        elif hasattr(body, "as_bytes") and type(body).__name__ in (
-            "BytesPayload",
-            "StringPayload",
-            "JsonPayload",
-        ):
+        elif isinstance(body, BytesPayload):  # bytes, str and JSON bodies
             data = await body.as_bytes()
-        elif isinstance(body, bytes):
-            data = body
         else:
             raise TypeError(f"cannot sign a streaming {type(body).__name__} body; pass bytes")
         for name, value in self.headers(request.method, str(request.url), data).items():

@@ -516,3 +516,18 @@ def test_signer_draws_a_fresh_nonce_per_request(key: Ed25519PrivateKey) -> None:
     assert f'nonce="{"a" * 24}"' in first
     assert f'nonce="{"b" * 24}"' in second
     assert "created=1800000000;" in first
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.asyncio
+async def test_middleware_refuses_streaming_bodies(key: Ed25519PrivateKey, server: Server) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"part"
+
+    signer = RequestSigner(key, key_id="owner-1", device_id=DEVICE, now_s=server.clock)
+    async with aiohttp.ClientSession(middlewares=(signer,)) as session:
+        with pytest.raises(
+            TypeError, match=r"^cannot sign a streaming AsyncIterablePayload body; pass bytes$"
+        ):
+            await session.post(f"{server.base}/upload", data=chunks())
+    assert server.seen == []
