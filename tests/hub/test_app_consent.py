@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from consent.models import RequesterIdentity
-from consent.owner import approve, decline
+from consent.owner import approve, decline, revoke
 from consent.requester import open_bundle
 from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle
@@ -263,3 +263,58 @@ async def _audit(running: Running, owner: KeyBundle) -> list[dict[str, object]]:
 
 async def _until_subscribed(running: Running) -> None:
     await asyncio.wait_for(running.app[keys.BUS].wait_for_subscriber(), 10)
+
+
+async def test_owner_revokes_a_release_before_download(recorded, tmp_path: Path) -> None:
+    running, owner, start_s = recorded
+    requester = KeyBundle.generate("x25519")
+    device_id = running.device.identity.device_id
+    async with running.client(owner) as phone, running.client(requester) as agency:
+        submitted = await agency.submit_request(_request(requester, start_s))
+        request = verify_request(
+            (await phone.request(submitted.request_id)).token or "", int(time.time())
+        )
+        [clip] = (await phone.clips()).clips
+        [first, *_] = (await phone.clip(clip.clip_id)).segments
+        footage = ApiFootage()
+        footage.headers[first.segment_id] = await phone.segment_header(first.segment_id)
+        footage.manifests[clip.clip_id] = await phone.clip_manifest(clip.clip_id)
+        now = int(time.time())
+        approval = approve(
+            owner.signing_key,
+            [owner.age_identity],
+            request,
+            [first],
+            footage,  # type: ignore[arg-type]
+            device_id=device_id,
+            token_id=secrets.token_urlsafe(16),
+            now=now,
+            expires_at_s=now + 3600,
+        )
+        release = await phone.consent(request.request_id, approval)
+        token = revoke(
+            owner.signing_key,
+            release.release_id,
+            device_id=device_id,
+            token_id=secrets.token_urlsafe(16),
+            now=now,
+        )
+        revoked = await phone.revoke(release.release_id, token)
+        assert revoked.revoked
+        with pytest.raises(ApiError) as caught:
+            await agency.fetch_release(release.release_id, tmp_path / "bundle.tar")
+        assert (caught.value.status, caught.value.code) == (410, "release_revoked")
+        assert caught.value.detail == f"release {release.release_id} was revoked by an owner"
+
+
+async def test_a_request_must_be_signed_by_its_own_key(recorded) -> None:
+    running, _, start_s = recorded
+    requester, other = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with running.client(other) as impostor:
+        with pytest.raises(ApiError) as caught:
+            await impostor.submit_request(_request(requester, start_s))
+    assert (caught.value.status, caught.value.code) == (403, "unknown_key")
+    async with running.client(requester) as agency:
+        with pytest.raises(ApiError) as caught:
+            await agency.submit_request("not-a-jws")
+    assert (caught.value.status, caught.value.code) == (400, "request_invalid")
