@@ -385,7 +385,7 @@ async def _relay_button(
         if event.kind == "press":
             relay.press(event.at_s)
         elif event.held_s >= _HOLD_TO_UNLOCK_S:
-            app[keys.PAIRING].unlock()
+            await app[keys.WRITES].run(app[keys.PAIRING].unlock)
 
 
 async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
@@ -394,7 +394,7 @@ async def _housekeeping(device: Device, config: ServeConfig, app: web.Applicatio
     while True:
         now = time.time()
         # The desk's connection belongs to the API's write thread.
-        await app[keys.WRITES].run(device.desk.expire_releases, int(now))
+        await app[keys.WRITES].run(device.desk.expire, int(now))
         await loop.run_in_executor(
             None,
             device.store.apply_retention,
@@ -410,9 +410,7 @@ async def _advertise(config: ServeConfig, device: Device, port: int, pairing: An
         return None
     from hub import discovery
 
-    state: discovery.PairingState = "open" if device.owners.count() == 0 else "closed"
-    if pairing.locked:
-        state = "locked"
+    state: discovery.PairingState = pairing.state
     record = discovery.DiscoveredDevice(
         device_id=device.identity.device_id,
         name=config.name,
@@ -423,6 +421,16 @@ async def _advertise(config: ServeConfig, device: Device, port: int, pairing: An
     addresses = _lan_addresses(config.host)
     advertiser = discovery.Advertiser(record, interfaces=addresses, addresses=addresses)
     await asyncio.wait_for(advertiser.start(), 10.0)
+    loop = asyncio.get_running_loop()
+    updates: set[asyncio.Task[None]] = set()
+
+    def reannounce(new_state: str) -> None:
+        task = loop.create_task(advertiser.update(pairing=new_state))  # type: ignore[arg-type]
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+
+    # Pairing changes happen on the API's write thread: hop to the loop to re-announce.
+    pairing.on_state = lambda new_state: loop.call_soon_threadsafe(reannounce, new_state)
     return advertiser
 
 

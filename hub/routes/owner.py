@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consent.device import ConsentDesk
 from consent.models import RequestStatus
 from crypto import age
 from crypto.errors import CryptoError
@@ -439,14 +440,9 @@ def _read_header(path: Path) -> bytes:
         return age.read_header(f)
 
 
-def _tokens(desk: Any, request_ids: list[str]) -> dict[str, str]:
+def _tokens(desk: ConsentDesk, request_ids: list[str]) -> dict[str, str]:
     """The stored request tokens (compact JWS) so a phone can verify requests itself."""
-    tokens = {}
-    for request_id in request_ids:
-        row = desk._request_row(request_id)
-        if row is not None:
-            tokens[request_id] = row["token"]
-    return tokens
+    return {request_id: desk.request_token(request_id) for request_id in request_ids}
 
 
 def _request_json(record: Any, token: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,16 @@ class PairingDesk:
         self._path = Path(deps.data_dir) / _STATE_FILE
         self._session: _Session | None = None
         self._approvals: OrderedDict[str, float] = OrderedDict()
+        # Told "open", "closed" or "locked" when that changes (zeroconf re-announces it).
+        # Called on the thread that made the change.
+        self.on_state: Callable[[str], None] | None = None
+
+    @property
+    def state(self) -> str:
+        """What zeroconf advertises: open (no owner yet), closed, or locked."""
+        if self.locked:
+            return "locked"
+        return "open" if self._deps.owners.count() == 0 else "closed"
 
     @property
     def failures(self) -> int:
@@ -85,6 +96,7 @@ class PairingDesk:
         """Reset the failure count (the doorbell button was held)."""
         self._write(0)
         logger.info("pairing.unlocked")
+        self._notify()
 
     def approve(self, phone_key_id: str, now: float) -> None:
         """Let the phone with ``phone_key_id`` pair during the next APPROVAL_TTL_S seconds."""
@@ -119,6 +131,8 @@ class PairingDesk:
                     code="approval_required",
                 )
         self._write(self.failures + 1)
+        if self.locked:
+            self._notify()
         machine = DevicePairing(
             code,
             device_signing_key=self._deps.device.public_key,
@@ -147,10 +161,15 @@ class PairingDesk:
             "owner.added", owner_key_id=owner.key_id, admin=owner.admin, via="pairing"
         )
         logger.info("pairing.paired key_id=%s admin=%s", owner.key_id, owner.admin)
+        self._notify()
         return owner, reply
 
     def close(self) -> None:
         self._session = None
+
+    def _notify(self) -> None:
+        if self.on_state is not None:
+            self.on_state(self.state)
 
     def _expire(self, now: float) -> None:
         for kid, until in list(self._approvals.items()):
@@ -198,7 +217,8 @@ async def approve_owner(request: web.Request) -> web.Response:
     phone_key_id = str_field(await json_body(request), "key_id")
     if len(phone_key_id) != 43:
         raise BadRequest("key_id must be a 43-character JWK thumbprint")
-    request.app[keys.PAIRING].approve(phone_key_id, request.app[keys.DEPS].clock())
+    desk = request.app[keys.PAIRING]
+    await request.app[keys.WRITES].run(desk.approve, phone_key_id, request.app[keys.DEPS].clock())
     logger.info("pairing.approved key_id=%s by=%s", phone_key_id, admin.key_id)
     return web.json_response({"approved": phone_key_id, "valid_s": APPROVAL_TTL_S})
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from consent.device import ConsentDesk
+from consent.errors import UnknownRelease
+from consent.models import ConsentRequest
 from consent.requests import verify_request
 from hub import keys
 from hub._errors import BadRequest, NotFound
@@ -68,7 +71,7 @@ async def status(request: web.Request) -> web.Response:
     await require_requester(request, stored.requester_key)
     record = await writes.run(deps.desk.request, request_id)
     body = _status_json(record)
-    releases = await writes.run(_releases_of, deps.desk, request_id)
+    releases = await writes.run(deps.desk.releases_for, request_id)
     body["release_ids"] = releases
     return web.json_response(body)
 
@@ -145,18 +148,11 @@ def _verify_or_submit(desk: Any, token: str, now: int, verify_only: bool) -> Any
     return desk.submit_request(token, now)
 
 
-def _stored_request(desk: Any, request_id: str) -> Any:
-    row = desk._request_row(request_id)
-    if row is None:
+def _stored_request(desk: ConsentDesk, request_id: str) -> ConsentRequest | None:
+    try:
+        return desk.stored_request(request_id)
+    except UnknownRelease:
         return None
-    return verify_request(row["token"], row["received_s"])
-
-
-def _releases_of(desk: Any, request_id: str) -> list[str]:
-    rows = desk._db.execute(
-        "SELECT release_id FROM releases WHERE request_id = ? ORDER BY created_s", (request_id,)
-    ).fetchall()
-    return [r[0] for r in rows]
 
 
 def _status_json(record: Any) -> dict[str, Any]:

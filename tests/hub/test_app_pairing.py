@@ -68,7 +68,9 @@ async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path
     data = tmp_path / "data"
     # A burst large enough that the rate limit never answers first.
     config = ServeConfig(data_dir=data, rate_burst=50)
+    states: list[str] = []
     async with running_device(data, config=config) as running:
+        running.app[keys.PAIRING].on_state = states.append
         wrong = _uri(running, _wrong(running.device.setup_code))
         for _ in range(20):
             with pytest.raises(PairingFailed):
@@ -77,7 +79,10 @@ async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path
         with pytest.raises(ApiError) as caught:
             await pair(running.url, _uri(running), phone, name="phone")
         assert (caught.value.status, caught.value.code) == (403, "pairing_locked")
+        assert states == ["locked"]  # zeroconf re-announces pair=locked
     async with running_device(data, config=config) as restarted:
+        restarted.app[keys.PAIRING].on_state = states.append
+        assert restarted.app[keys.PAIRING].state == "locked"
         assert restarted.app[keys.PAIRING].failures == 20
         with pytest.raises(ApiError) as caught:
             await pair(restarted.url, _uri(restarted), phone, name="phone")
@@ -87,6 +92,7 @@ async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path
         restarted.app[keys.PAIRING].unlock()  # what holding the button does
         await pair(restarted.url, _uri(restarted), phone, name="phone")
         assert [o.key_id for o in restarted.device.owners.list_owners()] == [phone.key_id]
+        assert states == ["locked", "open", "closed"]
 
 
 async def test_second_phone_needs_an_admin_approval(tmp_path: Path) -> None:
