@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from crypto import age
-from crypto.keys import KeyBundle
+from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.setup_code import PairingURI
+from crypto.tls import spki_fingerprint
 from device import ClipStore
 from hub.client import DoorwardClient, pair
 from hub.service import ConfigError, Device, ServeConfig, load_config, parse_camera, serve
@@ -158,3 +159,33 @@ def test_camera_specs(tmp_path: Path) -> None:
     assert parse_camera(str(video), 0).kind == "file"
     with pytest.raises(ConfigError, match=r"^camera spec 'nothing' is not simulated\[:SCENARIO\]"):
         parse_camera("nothing", 0)
+
+
+@pytest.mark.asyncio
+async def test_serve_is_discoverable_with_its_txt_records(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hub.discovery import browse
+
+    config = replace(_config(tmp_path), advertise=True, name="Front door")
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(
+        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+    )
+    try:
+        url = await asyncio.wait_for(ready, 20)
+        # Read the identity from its files: opening the live store a second time would not do.
+        identity = DeviceIdentity.load(config.data_dir / "keys" / "device.ed25519")
+        device_id, fingerprint = identity.device_id, spki_fingerprint(identity.public_key)
+        found = await browse(20, interfaces=["127.0.0.1"], until_found=[device_id])
+        [record] = [d for d in found if d.device_id == device_id]
+        assert (record.name, record.port, record.pairing, record.fingerprint) == (
+            "Front door",
+            int(url.rsplit(":", 1)[1]),
+            "open",
+            fingerprint,
+        )
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(server, 20) == 0
