@@ -24,16 +24,22 @@ REPO = Path(__file__).resolve().parents[2]
 FP = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 LOOPBACK = ["127.0.0.1"]
 
-# Runs in a fresh interpreter: browse on loopback until the device shows up, print what it saw.
+# Runs in a fresh interpreter: browse on loopback until the device shows up (in the expected
+# pairing state: mDNS responders may still be sending the previous record for a moment after
+# an update), then print what it saw.
 BROWSER = """
 import asyncio, json, sys
 from hub.discovery import browse
-device_id = sys.argv[1]
-devices = asyncio.run(browse(20, interfaces=["127.0.0.1"], until_found=[device_id]))
+device_id, expected_pair = sys.argv[1], sys.argv[2]
+for _ in range(5):
+    devices = asyncio.run(browse(20, interfaces=["127.0.0.1"], until_found=[device_id]))
+    ours = [d for d in devices if d.device_id == device_id]
+    if [d.pairing for d in ours] == [expected_pair]:
+        break
 print(json.dumps([
     {"id": d.device_id, "name": d.name, "port": d.port, "pair": d.pairing, "fp": d.fingerprint,
      "v": d.version, "addresses": list(d.addresses)}
-    for d in devices if d.device_id == device_id
+    for d in ours
 ]))
 """
 
@@ -55,13 +61,14 @@ def device(**changes: object) -> DiscoveredDevice:
     return DiscoveredDevice(**fields)  # type: ignore[arg-type]
 
 
-async def browse_in_another_process(device_id: str) -> list[dict[str, object]]:
+async def browse_in_another_process(device_id: str, pair: str) -> list[dict[str, object]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         BROWSER,
         device_id,
+        pair,
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -77,7 +84,7 @@ async def browse_in_another_process(device_id: str) -> list[dict[str, object]]:
 async def test_browser_in_another_process_finds_the_device_and_its_updates() -> None:
     ad = device(name="Front door ✓")
     async with Advertiser(ad, interfaces=LOOPBACK) as advertiser:
-        seen = await browse_in_another_process(ad.device_id)
+        seen = await browse_in_another_process(ad.device_id, "open")
         assert seen == [
             {
                 "id": ad.device_id,
@@ -90,7 +97,7 @@ async def test_browser_in_another_process_finds_the_device_and_its_updates() -> 
             }
         ]
         await advertiser.update(pairing="locked")
-        seen = await browse_in_another_process(ad.device_id)
+        seen = await browse_in_another_process(ad.device_id, "locked")
         assert [d["pair"] for d in seen] == ["locked"]
     assert advertiser.device.pairing == "locked"
 
