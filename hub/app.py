@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class HubDeps:
     data_dir: Path
     cameras: Mapping[str, CameraInfo] = field(default_factory=dict)
     setup_code: SetupCode | None = field(default=None, repr=False)
-    clock: Callable[[], float] = field(default=__import__("time").time, repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False)
     name: str = "Doorward"
     # Signed requests older or newer than this are refused (RFC 9421 ``created``).
     signature_window_s: int = 300

@@ -205,6 +205,9 @@ class Device:
             code = draw_setup_code()
             write_secret_file(code_path, code.digits().encode())
         store = ClipStore(data_dir, identity, clock=clock)
+        # Release bundles spooled for a download that a crash interrupted (ciphertext only).
+        for leftover in (data_dir / "spool").glob("release-*"):
+            leftover.unlink()
         audit = AuditLog(
             data_dir / "audit.db",
             signer=identity.private_key,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +27,7 @@ __all__ = ["add_routes"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_QUEUE = 8  # chunks of the tar buffered between the writer thread and the socket
+_CHUNK_BYTES = 256 * 1024
 _SEND_TIMEOUT_S = 60.0
 
 
@@ -106,40 +107,28 @@ async def fetch(request: web.Request) -> web.StreamResponse:
 async def _stream_bundle(
     request: web.Request, response: web.StreamResponse, release_id: str
 ) -> None:
-    """Write the bundle on the write worker into a bounded queue; send chunks as they come."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_CHUNK_QUEUE)
-    stop = threading.Event()
-
-    class _Pipe:
-        def write(self, data: bytes) -> int:
-            if stop.is_set():
-                raise BrokenPipeError("the requester hung up")
-            asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
-    def produce() -> None:
-        try:
-            request.app[keys.DEPS].desk.write_bundle(release_id, _Pipe())  # type: ignore[arg-type]
-        finally:
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-
-    producer = asyncio.ensure_future(request.app[keys.WRITES].run(produce))
+    """Write the bundle to a temp file on the write thread (local disk, quick), then stream it:
+    a slow requester must not hold the thread that records consent and audit entries."""
+    deps = request.app[keys.DEPS]
+    spool = Path(deps.data_dir) / "spool"
+    path = await request.app[keys.WRITES].run(_spool_bundle, deps.desk, release_id, spool)
     try:
-        while (chunk := await queue.get()) is not None:
-            await asyncio.wait_for(response.write(chunk), _SEND_TIMEOUT_S)
+        with open(path, "rb") as f:  # noqa: ASYNC230 - reads below go through a thread
+            while chunk := await asyncio.to_thread(f.read, _CHUNK_BYTES):
+                await asyncio.wait_for(response.write(chunk), _SEND_TIMEOUT_S)
     finally:
-        stop.set()
-        # Drain so the producer never blocks on a full queue after we stop reading.
-        while not producer.done():
-            try:
-                await asyncio.wait_for(queue.get(), 1.0)
-            except TimeoutError:
-                continue
-        await producer
+        path.unlink(missing_ok=True)
+
+
+def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
+    spool.mkdir(mode=0o700, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=spool, prefix="release-", delete=False) as f:
+        try:
+            desk.write_bundle(release_id, f)  # type: ignore[arg-type]
+        except BaseException:
+            Path(f.name).unlink(missing_ok=True)
+            raise
+    return Path(f.name)
 
 
 def _verify_or_submit(desk: Any, token: str, now: int, verify_only: bool) -> Any:
