@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto.errors import DoorwardError
-from hub.service import load_config, serve
+from hub.service import EXAMPLE_CONFIG, load_config, serve
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -50,11 +50,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="do not advertise on zeroconf",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a config file with every option and its default, then exit",
+    )
     parser.set_defaults(handler=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.print_config:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
     overrides = {
         "data_dir": args.data_dir,
         "cameras": tuple(args.cameras) if args.cameras else None,

@@ -59,13 +59,48 @@ from hub.app import CameraInfo, HubDeps, create_app
 from hub.events import device_event
 from hub.owners import OwnersTable
 
-__all__ = ["ConfigError", "Device", "ServeConfig", "load_config", "parse_camera", "serve"]
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "ConfigError",
+    "Device",
+    "ServeConfig",
+    "load_config",
+    "parse_camera",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "visitor.toml"
 _HOLD_TO_UNLOCK_S = 3.0
 _RETENTION_EVERY_S = 60.0
+
+
+EXAMPLE_CONFIG = """\
+# doorward serve configuration (TOML). Every option, with its default; flags override.
+
+data_dir = "doorward-data"      # keys, database, audit log and encrypted clips live here
+name = "Doorward"               # display name advertised on the LAN (at most 63 bytes)
+
+# One entry per camera: [NAME=]simulated[:SCENARIO] | a video file | v4l2:/dev/videoN | rtsp://...
+cameras = ["simulated"]
+
+host = "0.0.0.0"                # address the HTTPS API listens on
+port = 8443                     # HTTPS port (0 picks a free one)
+advertise = true                # announce _doorward._tcp.local. with zeroconf
+
+pre_roll_s = 5.0                # video kept from before motion or a ring
+post_roll_s = 5.0               # recording continues this long after motion stops
+segment_s = 2.0                 # length of each encrypted segment (cut at keyframes)
+
+retention_days = 30.0           # clips older than this are deleted (unless a release holds them)
+max_storage_mb = 8192           # oldest clips are deleted past this much video
+
+max_pairing_failures = 20       # then pairing is refused until the doorbell button is held
+signature_window_s = 60         # signed requests must be created within this many seconds
+rate_per_s = 2.0                # requester and pairing requests per second, per address and key
+rate_burst = 20                 # ... with bursts up to this many
+"""
 
 
 class ConfigError(DoorwardError, ValueError):

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,15 @@ from crypto.setup_code import PairingURI
 from crypto.tls import spki_fingerprint
 from device import ClipStore
 from hub.client import DoorwardClient, pair
-from hub.service import ConfigError, Device, ServeConfig, load_config, parse_camera, serve
+from hub.service import (
+    EXAMPLE_CONFIG,
+    ConfigError,
+    Device,
+    ServeConfig,
+    load_config,
+    parse_camera,
+    serve,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,6 +156,18 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
         ConfigError, match=r"^invalid serve option: port must be 0-65535, got 70000$"
     ):
         load_config(None, {"port": 70000})
+
+
+def test_example_config_documents_every_option_with_its_default(tmp_path: Path) -> None:
+    path = tmp_path / "doorward.toml"
+    path.write_text(EXAMPLE_CONFIG)
+    assert load_config(path) == ServeConfig()
+    documented = {
+        line.split("=")[0].strip()
+        for line in EXAMPLE_CONFIG.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert documented == {f.name for f in fields(ServeConfig)}
 
 
 def test_camera_specs(tmp_path: Path) -> None:
