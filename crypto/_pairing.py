@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
 from spake2.ed25519_basic import NotOnCurve
 
-from crypto.errors import PairingFailed
+from crypto import age
+from crypto.errors import CryptoError, PairingFailed
 from crypto.keys import device_id, key_id
 from crypto.setup_code import SetupCode
 from crypto.signed import b64url, b64url_decode, canonical_json
@@ -413,8 +414,11 @@ class DevicePairing(_Machine):
                 raise ValueError("confirm must carry signing_key, recipient and name")
             signing_key = Ed25519PublicKey.from_public_bytes(b64url_decode(body["signing_key"]))
             phone = PhoneKeys(signing_key, body["recipient"], body["name"])
+            age.parse_recipient(phone.recipient)
         except (ValueError, TypeError) as exc:
             raise self._fail(FailureReason.MALFORMED, str(exc)) from None
+        except CryptoError:
+            raise self._fail(FailureReason.MALFORMED, "recipient is not an age recipient") from None
         if phone.key_id != self._phone_id:
             raise self._fail(FailureReason.MALFORMED, "the phone's key does not match its key id")
         payload = canonical_json(

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crypto import age
 from crypto._pairing import (
     DeviceKeys,
     DevicePairing,
@@ -28,7 +29,7 @@ from crypto.signed import b64url, b64url_decode, canonical_json
 
 CODE = SetupCode("48151623")
 WRONG = SetupCode("48151624")
-RECIPIENT = "age1" + "qz" * 29
+RECIPIENT = str(age.X25519Identity.generate().recipient())
 FP = b64url(bytes(range(32)))
 
 S, P, C, OK, F = (
@@ -448,3 +449,38 @@ def test_json_garbage_only_ever_raises_pairing_failed(body: dict[str, object]) -
     pair = make_pair()
     with pytest.raises(PairingFailed):
         pair.device.receive_pake(json.dumps(body).encode())
+
+
+def test_hybrid_recipients_pair_too() -> None:
+    hybrid = str(age.HybridIdentity.generate().recipient())
+    pair = make_pair()
+    pair.phone._keys = PhoneKeys(pair.phone_key.public_key(), hybrid, "Ann's phone")
+    confirm = pair.phone.receive_pake(pair.device.receive_pake(pair.phone.start()))
+    phone_keys, _ = pair.device.receive_confirm(confirm)
+    assert phone_keys.recipient == hybrid
+    assert len(confirm) < 16 * 1024
+
+
+def test_device_refuses_a_recipient_that_is_not_age() -> None:
+    pair = make_pair()
+    # Well-formed on the surface (age1 + alphanumerics) but not valid bech32.
+    pair.phone._keys = PhoneKeys(pair.phone_key.public_key(), "age1" + "b" * 58, "Ann's phone")
+    confirm = pair.phone.receive_pake(pair.device.receive_pake(pair.phone.start()))
+    fail_with(
+        lambda: pair.device.receive_confirm(confirm), malformed("recipient is not an age recipient")
+    )
+
+
+def test_phone_refuses_a_device_whose_key_is_not_the_device_id() -> None:
+    # A device that knows the code but hands over another signing key.
+    pair = make_pair()
+    confirm = pair.phone.receive_pake(pair.device.receive_pake(pair.phone.start()))
+    pair.device._keys = DeviceKeys(Ed25519PrivateKey.generate().public_key(), FP)
+    _, keys = pair.device.receive_confirm(confirm)
+    expected = device_id(pair.device_key.public_key())
+    fail_with(
+        lambda: pair.phone.receive_keys(keys),
+        f"pairing failed: the doorbell's keys do not match the device id {expected}; "
+        "this may not be your doorbell: check that you are on your home network "
+        "and scan the code again",
+    )
