@@ -59,7 +59,7 @@ class StorageFaults:
                 self.injected_failures += 1
             delay_s = self._delay_s
         if fail:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"injected, {nbytes} bytes")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if delay_s > 0:
             time.sleep(delay_s)
         if not self._gate.is_set():
