@@ -40,11 +40,14 @@ _GAIN_RANGE = (0.33, 3.0)  # contrast change a cell may be corrected by
 _SPREAD_FLOOR = 4.0  # luma spread added to every cell so flat cells are not stretched
 _CELL_ACTIVE = 0.15  # fraction of a cell's pixels that must have changed for it to join a region
 _MAX_REGIONS = 16
-_RESIDUAL_TO_SIGMA = 3.75  # sensor sigma per unit of mean |3x3 mean of noise| (3 / 0.8)
-_NOISE_ALPHA = 0.05  # weight of one frame in the noise estimate
+_RESIDUAL_TO_SIGMA = 3.3  # sensor sigma per unit of mean smoothed residual: 1 / (0.8 * 0.375)
+_NOISE_ALPHA = 0.2  # weight of one measurement in the noise estimate
+_NOISE_EVERY = 4  # frames between noise measurements
 _AFFINE_RELIT = 0.2  # relit more of the picture than this: correct contrast as well
 _ADAPT_FAST = 3.0  # background adapts this many times faster while the light is changing
 _SATURATED = 250.0  # luma at which the sensor has clipped
+_BRIGHT_MARGIN = 50.0  # look for clipped pixels once a cell's mean is this close to clipping
+_STEADY = 0.02  # no cell's brightness moved more than this: skip the lighting correction
 _RELIT_GAIN = 0.15  # a cell whose brightness moved by more than this fraction was relit
 _RELIT_RESIDUAL = 0.03  # ... and if this much of the picture still differs, restart from it
 _RESET_REST_S = 0.5  # no detection this long after such a restart
@@ -140,8 +143,11 @@ class MotionDetector:
         rows, cols = self._rows, self._cols
         self._cell_rows = math.ceil(rows / _CELL)
         self._cell_cols = math.ceil(cols / _CELL)
-        self._pool_y, self._pool_x = _pool_matrix(rows, _CELL).T, _pool_matrix(cols, _CELL)
-        self._lerp_y, self._lerp_x = _lerp_matrix(rows, _CELL), _lerp_matrix(cols, _CELL).T
+        # Contiguous copies: BLAS is noticeably faster on them than on transposed views.
+        self._pool_y = np.ascontiguousarray(_pool_matrix(rows, _CELL).T)
+        self._pool_x = _pool_matrix(cols, _CELL)
+        self._lerp_y = _lerp_matrix(rows, _CELL)
+        self._lerp_x = np.ascontiguousarray(_lerp_matrix(cols, _CELL).T)
         self._keep = ~_rasterise(config.masks, rows, cols, step / width, step / height)
         self._keep_f = self._keep.astype(np.float32)
         # Watched pixels per cell (at least 1, so a fully masked cell divides safely).
@@ -151,8 +157,22 @@ class MotionDetector:
         factor = 2.0 ** (1.0 - 2.0 * config.sensitivity)  # 0 -> x2, 0.5 -> x1, 1 -> x0.5
         self._threshold = config.threshold * factor
         self._min_px = max(1.0, config.min_area * factor * self._watched)
+        block_rows, block_cols = math.ceil(self._cell_rows / 2), math.ceil(self._cell_cols / 2)
+        self._dense = np.zeros((2 * block_rows, 2 * block_cols), dtype=np.float32)
+        self._neighbours = _neighbour_lists(block_rows, block_cols)
+        self._sample = np.empty((rows, cols), dtype=np.float32)
+        self._diff = np.empty((rows, cols), dtype=np.float32)
+        n = rows * cols
+        self._scratch = (
+            np.empty(n - cols, dtype=np.float32),
+            np.empty(n - 2 * cols, dtype=np.float32),
+            np.empty(n - 2 * cols - 1, dtype=np.float32),
+            np.zeros((rows, cols), dtype=np.float32),
+        )
         self._background: _F32 | None = None
+        self._mean_bg: _F32 | None = None  # per-cell mean of the background, kept in step
         self._noise = 0.0  # mean residual of a quiet cell
+        self._frames = 0
         self._affine_until_s = -math.inf
         self._streak = 0
         self._last_seen_s = -math.inf
@@ -162,6 +182,7 @@ class MotionDetector:
     def reset(self) -> None:
         """Forget the background (after a camera reconnect, say); the next frame becomes it."""
         self._background = None
+        self._mean_bg = None
         self._streak = 0
         self._on = False
         self._last_seen_s = -math.inf
@@ -174,14 +195,17 @@ class MotionDetector:
                 f"{y_plane.shape[0]}x{y_plane.shape[1] if y_plane.ndim > 1 else 0}"
             )
         o, k = self._offset, self._step
-        sample = y_plane[o::k, o::k][: self._rows, : self._cols].astype(np.float32)
+        sample = self._sample
+        picked = y_plane[o::k, o::k][: self._rows, : self._cols]
+        np.copyto(sample, picked)
         if self._masked:
             sample *= self._keep_f  # masked pixels read as black: they never differ
         background = self._background
-        if background is None:
-            self._background = sample
+        mean_now = (self._pool_y @ sample @ self._pool_x) / self._cell_px
+        if background is None or self._mean_bg is None:
+            self._background, self._mean_bg = sample.copy(), mean_now
             return MotionResult(0.0, False)
-        changed, relit, affine = self._changed(sample, background, pts_s)
+        changed, relit, affine = self._changed(sample, background, mean_now, pts_s)
         count = float(np.count_nonzero(changed))
         score = count / self._watched
         config = self.config
@@ -189,7 +213,7 @@ class MotionDetector:
         if relit > config.global_change_fraction and score > _RELIT_RESIDUAL:
             # The light moved in most of the picture and even the affine correction could not
             # follow it: start again from this frame and rest briefly.
-            self._background = sample
+            self._background, self._mean_bg = sample.copy(), mean_now
             self._settle_until_s = pts_s + _RESET_REST_S
             self._streak = 0
             return self._result(score, False, (), pts_s)
@@ -197,14 +221,21 @@ class MotionDetector:
             regions = self._regions(changed)
         seen = bool(regions) and pts_s >= self._settle_until_s
         # While the light is changing, follow it faster so the calm mode finds a fitting background.
-        alpha = min(1.0, config.alpha * _ADAPT_FAST) if affine else config.alpha
-        background += alpha * (sample - background)
+        # In calm light the background moves every other frame by twice the weight: the same
+        # time constant for half the work.
+        if affine or self._frames % 2 == 0:
+            alpha = min(1.0, config.alpha * (_ADAPT_FAST if affine else 2.0))
+            sample -= background
+            sample *= alpha
+            background += sample
+            # The cell means are linear in the picture: update them the same way, no pooling.
+            self._mean_bg += alpha * (mean_now - self._mean_bg)
         return self._result(score, seen, regions, pts_s)
 
     # -- internals ---------------------------------------------------------------------------
 
     def _changed(
-        self, sample: _F32, background: _F32, pts_s: float
+        self, sample: _F32, background: _F32, mean_now: _F32, pts_s: float
     ) -> tuple[npt.NDArray[np.bool_], float, bool]:
         """Changed pixels after lighting correction, the fraction of cells relit, and whether
         the contrast-correcting (affine) mode was on.
@@ -212,10 +243,9 @@ class MotionDetector:
         A pixel changed when its lighting-corrected, 3x3-averaged difference from the background
         exceeds the threshold.
         """
-        keep = self._keep_f if self._masked else None
         pool_y, pool_x, px = self._pool_y, self._pool_x, self._cell_px
-        mean_now = (pool_y @ sample @ pool_x) / px
-        mean_bg = (pool_y @ background @ pool_x) / px
+        mean_bg = self._mean_bg
+        assert mean_bg is not None
         # Light fields are smooth and objects are local: the median over each cell's 3x3
         # neighbourhood follows the light but not a person covering a few cells.
         brightness = _median3((mean_bg + _GAIN_OFFSET) / (mean_now + _GAIN_OFFSET))
@@ -223,11 +253,16 @@ class MotionDetector:
         if relit > _AFFINE_RELIT:
             self._affine_until_s = pts_s + self.config.settle_s
         affine = pts_s < self._affine_until_s
-        if not affine:
+        diff = self._diff
+        if not affine and float(np.abs(brightness - 1.0).max()) <= _STEADY:
+            # Steady light (the usual case): the background already matches it.
+            np.subtract(sample, background, out=diff)
+        elif not affine:
             # Calm light: scale each cell to the background's brightness, which cancels flicker
             # and slow drift and leaves anything that moved at full contrast.
             np.clip(brightness, _GAIN_RANGE[0], _GAIN_RANGE[1], out=brightness)
-            diff = sample * (self._lerp_y @ brightness @ self._lerp_x)
+            np.multiply(sample, self._lerp_y @ brightness @ self._lerp_x, out=diff)
+            diff -= background
         else:
             # The light is changing across much of the picture (and for settle_s after): undo
             # its affine change per cell from the means and spreads, as a beam both multiplies
@@ -239,44 +274,74 @@ class MotionDetector:
             floor = _SPREAD_FLOOR**2 + (_RESIDUAL_TO_SIGMA * self._noise) ** 2
             gain = np.sqrt((np.maximum(var_bg, 0.0) + floor) / (np.maximum(var_now, 0.0) + floor))
             np.clip(gain, _GAIN_RANGE[0], _GAIN_RANGE[1], out=gain)
-            diff = sample * (self._lerp_y @ gain @ self._lerp_x)
+            np.multiply(sample, self._lerp_y @ gain @ self._lerp_x, out=diff)
             diff += self._lerp_y @ (mean_bg - mean_now * gain) @ self._lerp_x
-        diff -= background
-        if keep is not None:
-            diff *= keep
-        # A clipped pixel says nothing about what is there (a headlight beam saturates the wall).
-        diff[sample >= _SATURATED] = 0.0
-        blurred = _box3(diff)
+            diff -= background
+        if float(mean_now.max()) > _SATURATED - _BRIGHT_MARGIN:
+            # A clipped pixel says nothing about what is there (a headlight beam saturates the
+            # wall). Only cells this bright on average can hold many of them.
+            diff *= sample < _SATURATED
+        if affine and self._masked:
+            diff *= self._keep_f  # the shift moved masked pixels off zero; put them back
+        blurred = self._smooth(diff)  # 16 times the weighted mean: noise averages down
         np.abs(blurred, out=blurred)
-        if keep is not None:
-            blurred *= keep
-        # The median cell's mean residual is this camera's noise (and texture) level: moving things
-        # cover a minority of cells, so they do not raise it.
-        residual = float(np.median((pool_y @ blurred @ pool_x) / px))
-        if self._noise == 0.0:
-            self._noise = residual
-        elif not affine:
-            self._noise += _NOISE_ALPHA * (residual - self._noise)
+        self._frames += 1
+        if self._noise == 0.0 or (not affine and self._frames % _NOISE_EVERY == 0):
+            # The median cell's mean residual is this camera's noise (and texture) level: moving
+            # things cover a minority of cells, so they do not raise it. It changes slowly, so
+            # it is sampled every few frames.
+            cells = ((pool_y @ blurred @ pool_x) / (16.0 * px)).ravel()
+            middle = cells.size // 2
+            residual = float(np.partition(cells, middle)[middle])
+            if self._noise == 0.0:
+                self._noise = residual
+            else:
+                self._noise += _NOISE_ALPHA * (residual - self._noise)
         limit = max(self._threshold, self.config.noise_factor * self._noise)
-        return blurred > limit, relit, affine
+        return blurred > 16.0 * limit, relit, affine
+
+    def _smooth(self, a: _F32) -> _F32:
+        """Sum over each pixel's 3x3 neighbourhood weighted [1 2 1] x [1 2 1] (16 in all).
+
+        Separable sums over the flattened picture (a row below is ``cols`` samples further on),
+        into preallocated buffers; the outermost ring of samples is left at zero.
+        """
+        v1, v2, h1, out = self._scratch
+        cols = self._cols
+        flat = a.reshape(-1)
+        np.add(flat[:-cols], flat[cols:], out=v1)
+        np.add(v1[:-cols], v1[cols:], out=v2)
+        np.add(v2[:-1], v2[1:], out=h1)
+        np.add(h1[:-1], h1[1:], out=out.reshape(-1)[cols + 1 : flat.size - cols - 1])
+        out[:, 0] = 0.0  # these sums wrapped around from the neighbouring row
+        out[:, -1] = 0.0
+        return out
 
     def _regions(self, changed: npt.NDArray[np.bool_]) -> tuple[Box, ...]:
-        """Connected groups of active cells that cover at least min_area, as tight boxes."""
+        """Connected groups of active cells that cover at least min_area, as tight boxes.
+
+        Cells are grouped 2x2 into blocks for the flood fill, which keeps it to a few dozen
+        steps; the boxes are then tightened to the changed pixels inside.
+        """
         counts = self._pool_y @ changed.astype(np.float32) @ self._pool_x
-        active = counts >= _CELL_ACTIVE * self._cell_px
+        dense = self._dense
+        rows, cols = counts.shape
+        np.multiply(counts, counts >= _CELL_ACTIVE * self._cell_px, out=dense[:rows, :cols])
+        block_rows, block_cols = dense.shape[0] // 2, dense.shape[1] // 2
+        blocks = dense.reshape(block_rows, 2, block_cols, 2).sum(axis=(1, 3)).ravel()
+        side = 2 * _CELL
+        sx, sy = self._step / self.width, self._step / self.height
         boxes: list[tuple[float, Box]] = []
-        for cells in _components(active):
-            area = float(sum(counts[r, c] for r, c in cells))
+        for group in _components(np.flatnonzero(blocks).tolist(), self._neighbours):
+            area = float(blocks[group].sum())
             if area < self._min_px:
                 continue
-            r0 = min(r for r, _ in cells) * _CELL
-            r1 = (max(r for r, _ in cells) + 1) * _CELL
-            c0 = min(c for _, c in cells) * _CELL
-            c1 = (max(c for _, c in cells) + 1) * _CELL
+            r0, r1 = min(group) // block_cols * side, (max(group) // block_cols + 1) * side
+            group_cols = [b % block_cols for b in group]
+            c0, c1 = min(group_cols) * side, (max(group_cols) + 1) * side
             patch = changed[r0:r1, c0:c1]
             ys = np.flatnonzero(patch.any(axis=1))
             xs = np.flatnonzero(patch.any(axis=0))
-            sx, sy = self._step / self.width, self._step / self.height
             box = Box(
                 x=(c0 + int(xs[0])) * sx,
                 y=(r0 + int(ys[0])) * sy,
@@ -297,33 +362,23 @@ class MotionDetector:
             self._last_seen_s = pts_s
         elif self._on and seen:
             self._last_seen_s = pts_s
-        elif self._on and pts_s - self._last_seen_s > self.config.hold_s:
+        elif self._on and pts_s - self._last_seen_s > self.config.hold_s + 1e-9:
             self._on = False
         return MotionResult(score, self._on, regions if seen else ())
 
 
 def _median3(grid: _F32) -> _F32:
-    """Median of each cell's 3x3 neighbourhood (edges repeat the border)."""
-    rows, cols = grid.shape
-    padded = np.pad(grid, 1, mode="edge")
-    stack = np.stack([padded[dy : dy + rows, dx : dx + cols] for dy in range(3) for dx in range(3)])
-    median: _F32 = np.partition(stack, 4, axis=0)[4]
-    return median
+    """Separable 3x3 median (median of 3 along rows, then along columns; edges repeat)."""
+    return _median3_axis(_median3_axis(grid.T).T)
 
 
-def _box3(a: _F32) -> _F32:
-    """Sum over each pixel's 3x3 neighbourhood divided by 9 (edges repeat the border)."""
-    rows = a.copy()
-    rows[1:] += a[:-1]
-    rows[:-1] += a[1:]
-    rows[0] += a[0]
-    rows[-1] += a[-1]
-    out = rows.copy()
-    out[:, 1:] += rows[:, :-1]
-    out[:, :-1] += rows[:, 1:]
-    out[:, 0] += rows[:, 0]
-    out[:, -1] += rows[:, -1]
-    out *= 1.0 / 9.0
+def _median3_axis(grid: _F32) -> _F32:
+    """Median of each value and its neighbours above and below (the border repeats)."""
+    up = np.concatenate((grid[:1], grid[:-1]))
+    down = np.concatenate((grid[1:], grid[-1:]))
+    low = np.minimum(up, down)
+    high = np.maximum(up, down)
+    out: _F32 = np.maximum(low, np.minimum(high, grid))
     return out
 
 
@@ -378,24 +433,38 @@ def _rasterise(
     return inside
 
 
-def _components(active: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
-    """8-connected groups of True cells, each as a list of (row, col)."""
-    rows, cols = active.shape
-    seen = np.zeros_like(active)
-    groups: list[list[tuple[int, int]]] = []
-    for r0, c0 in zip(*np.nonzero(active), strict=True):
-        if seen[r0, c0]:
+def _neighbour_lists(rows: int, cols: int) -> list[list[int]]:
+    """For each grid square (flat index), the flat indices of its 8 neighbours in the grid."""
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            out.append(
+                [
+                    nr * cols + nc
+                    for nr in (r - 1, r, r + 1)
+                    for nc in (c - 1, c, c + 1)
+                    if (nr, nc) != (r, c) and 0 <= nr < rows and 0 <= nc < cols
+                ]
+            )
+    return out
+
+
+def _components(active: list[int], neighbours: list[list[int]]) -> list[list[int]]:
+    """8-connected groups of the active grid squares (flat indices)."""
+    left = set(active)
+    groups: list[list[int]] = []
+    for start in active:
+        if start not in left:
             continue
-        seen[r0, c0] = True
-        stack = [(int(r0), int(c0))]
-        group: list[tuple[int, int]] = []
+        left.discard(start)
+        stack = [start]
+        group: list[int] = []
         while stack:
-            r, c = stack.pop()
-            group.append((r, c))
-            for nr in (r - 1, r, r + 1):
-                for nc in (c - 1, c, c + 1):
-                    if 0 <= nr < rows and 0 <= nc < cols and active[nr, nc] and not seen[nr, nc]:
-                        seen[nr, nc] = True
-                        stack.append((nr, nc))
+            cell = stack.pop()
+            group.append(cell)
+            for other in neighbours[cell]:
+                if other in left:
+                    left.discard(other)
+                    stack.append(other)
         groups.append(group)
     return groups
