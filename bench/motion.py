@@ -87,6 +87,7 @@ class FrigateMotion:
         self.average = np.zeros((frame_height, self.size[0]), np.float32)
         self.calibrating = True
         self.moving_frames = 0
+        self.kernel = np.ones((3, 3), np.uint8)  # what cv2.dilate uses for kernel=None
 
     def process(self, y: U8) -> bool:
         small = cv2.resize(y, self.size, interpolation=cv2.INTER_NEAREST)
@@ -102,7 +103,7 @@ class FrigateMotion:
         blurred = cv2.GaussianBlur(small, (3, 3), 1.0)
         delta = cv2.absdiff(blurred, cv2.convertScaleAbs(self.average))
         changed = cv2.threshold(delta, self.threshold, 255, cv2.THRESH_BINARY)[1]
-        changed = cv2.dilate(changed, None, iterations=1)
+        changed = cv2.dilate(changed, self.kernel, iterations=1)
         contours, _ = cv2.findContours(changed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         areas = [cv2.contourArea(c) for c in contours]
         boxes = sum(1 for a in areas if a > self.contour_area)

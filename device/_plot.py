@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,12 +25,25 @@ def plot_run(
 
     figure = Figure(figsize=(11, 4), dpi=100)
     axes = figure.subplots()
-    times = [s.pts_s for s in samples]
-    scores = [max(s.score, 1e-5) for s in samples]
+    times: list[float] = []
+    scores: list[float] = []
+    for before, sample in zip([None, *samples], samples, strict=False):
+        if before is not None and sample.index > before.index + 1:
+            times.append(math.nan)  # frames the camera never delivered: break the line
+            scores.append(math.nan)
+        times.append(sample.pts_s)
+        scores.append(max(sample.score, 1e-5))
     axes.plot(times, scores, lw=0.8, color="black", label="motion score")
     axes.axhline(min_area, color="grey", ls=":", lw=0.8, label="min_area")
-    motion = [1.0 if s.motion else 1e-5 for s in samples]
-    axes.fill_between(times, 1e-5, motion, step="mid", color="red", alpha=0.12, label="motion")
+    axes.fill_between(
+        [s.pts_s for s in samples],
+        1e-5,
+        [1.0 if s.motion else 1e-5 for s in samples],
+        step="mid",
+        color="red",
+        alpha=0.12,
+        label="motion",
+    )
     presses = [e for e in events if e.kind == "press"]
     for i, e in enumerate(presses):
         axes.axvline(e.start_s, color="purple", lw=1.2, label="press" if i == 0 else None)
