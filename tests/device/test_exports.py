@@ -1,0 +1,38 @@
+"""The device package's public names, pinned."""
+
+from __future__ import annotations
+
+import device
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(device.__all__) == [
+        "Box",
+        "CameraPipeline",
+        "ClipFinished",
+        "ClipHeld",
+        "ClipRecord",
+        "ClipRefused",
+        "ClipStarted",
+        "ClipStore",
+        "DeviceError",
+        "DeviceEvent",
+        "DoorbellPressed",
+        "MotionConfig",
+        "MotionDetected",
+        "MotionDetector",
+        "MotionResult",
+        "PipelineStats",
+        "Polygon",
+        "Recorder",
+        "RecorderAction",
+        "RecorderConfig",
+        "RecorderState",
+        "RecordingError",
+        "SegmentRecord",
+        "SegmentWritten",
+        "StorageFaults",
+        "StoreError",
+    ]
+    for name in device.__all__:
+        assert getattr(device, name) is not None
