@@ -128,8 +128,8 @@ class SimulatedCamera:
             index = self._next_index
             t = index / fps
             self._next_index += 1
+            self._emit_presses(t)  # the button is not the camera: it works through outages
             self._check_disconnect(index, t)
-            self._emit_presses(t)
             if self._dropped(index, t):
                 logger.debug("camera.frame_dropped camera=%s index=%s", self.name, index)
                 continue
