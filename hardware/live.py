@@ -138,7 +138,8 @@ class LiveCamera:
             try:
                 decoded = await self._worker.run(next, self._decoded, None)
             except (av.error.FFmpegError, OSError) as exc:
-                await self._disconnected(f"read failed: {exc}")
+                reason = str(exc).replace(self.spec.url, self.spec.display_url)
+                await self._disconnected(f"read failed: {reason}")
                 continue
             if decoded is None:
                 await self._disconnected("the stream ended")
