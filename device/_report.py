@@ -92,9 +92,9 @@ class HarnessReport:
     clips: tuple[ClipCheck, ...]
     frame_gaps: int
     unreadable_frames: int
-    cpu_s: float
+    cpu_s: float  # process CPU seconds of the recording run (every thread), not of the checks
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the process's peak resident set so far (ru_maxrss), run included
     failures: tuple[str, ...]
     errors: tuple[str, ...] = ()  # RecordingError messages the pipeline reported
     plot: Path | None = None
