@@ -12,7 +12,7 @@ from hardware.errors import ScenarioError
 __all__ = ["EXIT_BAD_SCENARIO", "EXIT_FAILED", "add_parser"]
 
 EXIT_FAILED = 1  # the scenario ran but its [expect] did not hold
-EXIT_BAD_SCENARIO = 2  # the scenario file could not be used
+EXIT_BAD_SCENARIO = 2  # the scenario file (or the report directory) could not be used
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,6 +55,14 @@ def handle_run(args: argparse.Namespace) -> int:
         report = run_scenario(args.scenario, report_dir=args.report)
     except ScenarioError as exc:
         print(f"doorward: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SCENARIO
+    except OSError as exc:
+        if args.report is None:
+            raise
+        print(
+            f"doorward: error: cannot write the report into {args.report}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_SCENARIO
     if args.json:
         print(json.dumps(report.to_json(), sort_keys=True))

@@ -223,3 +223,16 @@ def test_press_is_ground_truth() -> None:
     ]
     _, _, failures = judge(scenario, truths, [], _samples(100, 100, 100))
     assert failures == ["event press at 4.05 s was not recorded"]
+
+
+def test_unwritable_report_dir_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "small.toml"
+    scenario.write_text(SMALL)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["harness", "run", str(scenario), "--report", str(blocker / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"doorward: error: cannot write the report into {blocker / 'out'}: Not a directory\n"
+    )
