@@ -97,6 +97,8 @@ class HarnessReport:
     peak_rss_mb: float  # the process's peak resident set so far (ru_maxrss), run included
     failures: tuple[str, ...]
     errors: tuple[str, ...] = ()  # RecordingError messages the pipeline reported
+    encoded_frames: int = 0  # frames the pipeline encoded with libx264
+    remuxed_packets: int = 0  # camera H.264 packets the pipeline passed through untouched
     plot: Path | None = None
     samples: tuple[FrameSample, ...] = field(default=(), repr=False)
 
@@ -160,6 +162,8 @@ class HarnessReport:
             "wall_s": round(self.wall_s, 3),
             "peak_rss_MB": round(self.peak_rss_mb, 1),
             "recording_errors": list(self.errors),
+            "encoded_frames": self.encoded_frames,
+            "remuxed_packets": self.remuxed_packets,
             "plot": None if self.plot is None else str(self.plot),
             "event_details": [
                 {
@@ -213,6 +217,10 @@ class HarnessReport:
         lines.append(
             f"  frames {self.frames} (dropped at the source {self.dropped_frames}), "
             f"frame gaps {self.frame_gaps}, unreadable {self.unreadable_frames}"
+        )
+        lines.append(
+            f"  pipeline encoded {self.encoded_frames} frames, "
+            f"remuxed {self.remuxed_packets} camera packets"
         )
         lines.append(
             f"  cpu {self.cpu_s:.2f} s, wall {self.wall_s:.2f} s, peak RSS {self.peak_rss_mb:.0f} MB"

@@ -148,7 +148,7 @@ class _Run:
         )
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
-            await pipeline.run()
+            stats = await pipeline.run()
         finally:
             await source.close()
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -173,6 +173,8 @@ class _Run:
             peak_rss_mb=_peak_rss_mb(),
             failures=tuple(failures),
             errors=tuple(self.errors),
+            encoded_frames=stats.encoded_frames,
+            remuxed_packets=stats.remuxed_packets,
             samples=tuple(self.samples),
         )
         if report_dir is not None:

@@ -57,6 +57,13 @@ def test_shipped_scenario_meets_its_expectations(path: Path) -> None:
         assert report.clips == ()
     assert report.frame_gaps == 0
     assert report.unreadable_frames == 0
+    # A camera with its own H.264 encoder is remuxed, never re-encoded.
+    if scenario.camera.h264 and not scenario.privacy_zones:
+        assert report.encoded_frames == 0
+        assert report.remuxed_packets == report.frames
+    else:
+        assert report.encoded_frames == report.frames
+        assert report.remuxed_packets == 0
     # Source-side drops (a disconnect) are accounted for, not counted as gaps.
     outage = sum(f.duration_s or 0.0 for f in scenario.faults_of("disconnect"))
     assert report.dropped_frames == round(outage * scenario.camera.fps)
