@@ -2,21 +2,24 @@
 
 The detector works on a strided sample of the Y plane (``target_rows`` rows, no colour conversion)
 and keeps a running-average background. Light changes are the main source of false triggers on a
-doorbell, so each frame is first brought to the background's lighting: the ratio of frame to
-background is measured per cell (a small block of the sampled picture) and interpolated smoothly
-across the picture, which cancels clouds, flicker, an IR switch and soft headlight beams while a
-person or car still leaves a residual (its outline and its texture differ from what it hides).
-What remains is box-filtered (3x3, which also averages sensor noise down), thresholded against
-``max(threshold, noise_factor * noise)`` where ``noise`` is tracked on quiet frames, and grouped
-into connected regions on the same cell grid. A frame where most of the picture changed at once
-is treated as a light change: the background is reset to it and detection rests for ``settle_s``.
-A region must cover ``min_area`` of the picture for ``confirm_frames`` frames in a row before
-``motion`` turns on; it stays on until ``hold_s`` passes without a detection.
+doorbell, so each frame is first brought to the background's lighting. Per cell (6x6 samples) the
+brightness ratio of background to frame is measured, median-filtered over 3x3 cells (light fields
+are smooth, a person covers only a few cells) and interpolated smoothly across the picture; that
+cancels clouds, flicker and slow drift while anything that moved keeps its full contrast. When
+the light moves in more than a fifth of the cells (headlights, an IR switch) the detector fits an
+affine change per cell instead (gain from the spreads, offset from the means), which follows a
+beam that both multiplies and adds and an IR switch that flattens contrast, and it keeps doing so
+for ``settle_s`` while the background catches up faster. The residual is smoothed with a
+[1 2 1] x [1 2 1] kernel (sensor noise averages down) and thresholded at
+``max(threshold, noise_factor * noise)``, ``noise`` being the quiet cells' residual. Cells where
+at least 15 % of the samples changed are grouped into 8-connected regions (on 2x2-cell blocks).
+If a frame still differs widely after the affine fit, the background restarts from it. A region
+must cover ``min_area`` of the watched picture for ``confirm_frames`` frames in a row before
+``motion`` turns on; it stays on until ``hold_s`` passes without one (the cooldown).
 
-Why cells rather than per-pixel labelling: boxes only need to be about a cell (1/15 of the
-picture height) accurate before they are tightened to the pixels inside, the grid has at most a
-few hundred cells so a plain flood fill is cheap, and the same grid already serves the lighting
-correction.
+Why cells rather than per-pixel labelling: boxes only need to be about a block accurate before
+they are tightened to the changed samples inside, the block grid has about a hundred squares so
+a plain flood fill is cheap, and the same cell grid already serves the lighting correction.
 """
 
 from __future__ import annotations
