@@ -124,6 +124,7 @@ class ClipWriter:
         self._last: TimedPacket | None = None
         self.segments = 0
         self.bytes_written = 0
+        self.rejected_packets = 0
 
     def start(self, packets: Sequence[TimedPacket]) -> list[DeviceEvent]:
         """Open the clip at the first packet (a keyframe) and write ``packets``."""
@@ -155,6 +156,11 @@ class ClipWriter:
                 self._writer.mux(packet)
             except OSError as exc:
                 self._replay_or_refuse(exc)
+            except av.error.FFmpegError as exc:
+                # A packet the muxer rejects (a camera's corrupt data) is dropped, not fatal.
+                self._packets.pop()
+                self.rejected_packets += 1
+                logger.debug("segment.packet_rejected camera=%s error=%s", self._camera, exc)
         return events
 
     def finish(self) -> list[DeviceEvent]:

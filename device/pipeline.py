@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 
 from device._config import RecorderConfig
 from device._encoder import H264Encoder
@@ -100,6 +101,8 @@ class CameraPipeline:
         self._pending_presses = 0
         self._was_motion = False
         self._last_index: int | None = None
+        self._last_dts: int | None = None
+        self._ts_shift = 0
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
 
     @property
@@ -212,15 +215,10 @@ class CameraPipeline:
             if source.keyframe and self._parameter_sets and not _has_sps(data):
                 data = self._parameter_sets + data
             self._counts["remuxed_packets"] += 1
+            pts, dts = self._monotonic(source.pts, source.dts, source.time_base)
             return [
                 TimedPacket(
-                    data,
-                    source.pts,
-                    source.dts,
-                    source.time_base,
-                    source.keyframe,
-                    frame.pts_s,
-                    frame.wall_s,
+                    data, pts, dts, source.time_base, source.keyframe, frame.pts_s, frame.wall_s
                 )
             ]
         if self._encoder is None:
@@ -229,6 +227,18 @@ class CameraPipeline:
             )
         self._counts["encoded_frames"] += 1
         return self._encoder.encode(y, u, v, frame.pts_s, frame.wall_s)
+
+    def _monotonic(self, pts: int, dts: int, time_base: Fraction) -> tuple[int, int]:
+        """Shift source timestamps that went backwards (a reconnected camera restarts its clock):
+        a muxer refuses decreasing dts. The shift lasts until the source's clock moves on."""
+        if self._last_dts is not None and dts + self._ts_shift <= self._last_dts:
+            frame_ticks = max(1, round(1 / (self._video.fps * time_base)))
+            self._ts_shift = self._last_dts + frame_ticks - dts
+            logger.info(
+                "pipeline.timestamps_rebased camera=%s shift=%d", self.camera_id, self._ts_shift
+            )
+        self._last_dts = dts + self._ts_shift
+        return pts + self._ts_shift, dts + self._ts_shift
 
     def _apply(self, action: RecorderAction, packets: list[TimedPacket]) -> list[DeviceEvent]:
         events: list[DeviceEvent] = []

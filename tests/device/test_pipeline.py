@@ -163,7 +163,10 @@ class PacketCamera:
 
     name = "packets"
 
-    def __init__(self, seconds: float, fps: int = 15, width: int = 320, height: int = 240) -> None:
+    def __init__(
+        self, seconds: float, fps: int = 15, width: int = 320, height: int = 240, reset_at: int = 0
+    ) -> None:
+        self._reset_at = reset_at  # from this frame on, timestamps restart at 0 (a reconnect)
         self.info = StreamInfo(width, height, Fraction(fps), "h264")
         self._count = round(seconds * fps)
         self.sent: dict[int, bytes] = {}
@@ -188,7 +191,8 @@ class PacketCamera:
             picture.pts = index
             (out,) = self._ctx.encode(picture)
             self.sent[index] = bytes(out)
-            packet = EncodedPacket(bytes(out), index, index, Fraction(1, fps), out.is_keyframe)
+            ts = index - self._reset_at if 0 < self._reset_at <= index else index
+            packet = EncodedPacket(bytes(out), ts, ts, Fraction(1, fps), out.is_keyframe)
             yield Frame(index, index / fps, T0 + index / fps, y, u, u.copy(), packet=packet)
 
     async def close(self) -> None:
@@ -223,6 +227,30 @@ async def test_h264_sources_are_remuxed_not_reencoded(
         assert index is not None
         # The TS muxer may put an access unit delimiter in front; the camera's bytes are intact.
         assert data.endswith(source.sent[index])
+
+
+@pytest.mark.asyncio
+async def test_a_source_clock_that_restarts_mid_clip_is_rebased(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    source = PacketCamera(6, reset_at=40)
+    button = SimulatedButton()
+    pipeline = CameraPipeline(
+        "door",
+        source,
+        store,
+        lambda: [owner.recipient()],
+        button=button,
+        config=RecorderConfig(pre_roll_s=1, post_roll_s=4),
+        on_frame=lambda frame, _r: button.press(frame.pts_s) if frame.index == 20 else None,
+    )
+    stats = await pipeline.run()
+    assert stats.errors == 0
+    (clip,) = store.list_clips()
+    counters = [c for p in decrypt_segments(store, clip.clip_id, owner) for c in decode_counters(p)]
+    # One clip across the reset, every frame in order.
+    assert counters == list(range(counters[0], counters[0] + len(counters)))
+    assert counters[0] < 40 < counters[-1]
 
 
 @pytest.mark.asyncio
