@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -72,14 +74,14 @@ class H264Encoder:
         planes = frame.planes
         if all(p.line_size == a.shape[1] for p, a in zip(planes, (y, u, v), strict=True)):
             for plane, array in zip(planes, (y, u, v), strict=True):
-                plane.update(np.ascontiguousarray(array))
+                plane.update(np.ascontiguousarray(array))  # type: ignore[arg-type]  # any buffer
             return frame
         stacked = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
         return av.VideoFrame.from_ndarray(
             stacked.reshape(self._height * 3 // 2, self._width), format="yuv420p"
         )
 
-    def _collect(self, packets: list[av.Packet]) -> list[TimedPacket]:
+    def _collect(self, packets: Iterable[Any]) -> list[TimedPacket]:
         out = []
         for packet in packets:
             assert packet.pts is not None

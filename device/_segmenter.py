@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import BinaryIO, cast
 
 import av
 import av.error
@@ -53,10 +54,12 @@ class _MuxSink:
 class _SegmentWriter:
     """One segment being muxed and encrypted into a temp file."""
 
-    def __init__(self, file: SegmentFile, recipients: Sequence[object], video: VideoFormat) -> None:
+    def __init__(
+        self, file: SegmentFile, recipients: Sequence[age.Recipient], video: VideoFormat
+    ) -> None:
         self.file = file
         self._container: av.container.OutputContainer | None = None
-        self._encryptor = age.Encryptor(file, recipients)
+        self._encryptor = age.Encryptor(cast(BinaryIO, file), recipients)
         self._container = av.open(_MuxSink(self._encryptor), "w", format="mpegts")
         self._stream = self._container.add_mux_stream(
             "h264", rate=video.fps, width=video.width, height=video.height
@@ -104,7 +107,7 @@ class ClipWriter:
         store: ClipStore,
         camera: str,
         video: VideoFormat,
-        recipients: Callable[[], Sequence[object]],
+        recipients: Callable[[], Sequence[age.Recipient]],
         *,
         segment_s: float,
         faults: StorageFaults | None = None,

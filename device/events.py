@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from device._motion import Box
+
 __all__ = [
     "ClipFinished",
     "ClipStarted",
@@ -22,7 +24,7 @@ class MotionDetected:
     camera: str
     pts_s: float
     score: float
-    regions: tuple[object, ...]  # device._motion.Box values, normalised
+    regions: tuple[Box, ...]  # normalised
 
 
 @dataclass(frozen=True, slots=True)

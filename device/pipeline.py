@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
+from crypto import age
 from device._config import RecorderConfig
 from device._encoder import H264Encoder
 from device._motion import MotionDetector, MotionResult
@@ -66,7 +67,7 @@ class CameraPipeline:
         camera_id: str,
         source: _frames.CameraSource,
         store: ClipStore,
-        recipients: Callable[[], Sequence[object]],
+        recipients: Callable[[], Sequence[age.Recipient]],
         *,
         detector: MotionDetector | None = None,
         config: RecorderConfig | None = None,
