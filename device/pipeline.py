@@ -59,7 +59,8 @@ class CameraPipeline:
     ``recipients`` is called at every segment: segments are encrypted to the owners paired at that
     moment. Raw sources are encoded once with libx264; H.264 sources (``info.codec == "h264"``) are
     remuxed untouched, unless the config has privacy zones, which forces an encode of the masked
-    picture. ``on_event`` and ``on_frame`` run on the event loop.
+    picture. Motion is detected on the masked picture, so nothing inside a privacy zone triggers a
+    clip. ``on_event`` and ``on_frame`` run on the event loop.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class CameraPipeline:
         self._was_motion = False
         self._last_index: int | None = None
         self._last_dts: int | None = None
+        self._awaiting_keyframe = False
         self._ts_shift = 0
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
 
@@ -244,14 +246,23 @@ class CameraPipeline:
     def _apply(self, action: RecorderAction, packets: list[TimedPacket]) -> list[DeviceEvent]:
         events: list[DeviceEvent] = []
         if action is RecorderAction.START:
-            events += self._start(self._preroll.packets())
+            preroll = self._preroll.packets()
+            if preroll:
+                events += self._start(preroll)
+            else:  # no keyframe seen yet (an H.264 source joined mid-GOP): open at the first one
+                self._awaiting_keyframe = True
         elif action is RecorderAction.SPLIT:
             events += self._close_clip()
             events += self._start(packets)
-        elif action in (RecorderAction.RECORD, RecorderAction.STOP) and self._clip is not None:
-            for packet in packets:
-                events += self._clip.add(packet)
+        elif action in (RecorderAction.RECORD, RecorderAction.STOP):
+            if self._clip is None and self._awaiting_keyframe and self._preroll.packets():
+                self._awaiting_keyframe = False
+                events += self._start(self._preroll.packets())  # ends with this frame's packets
+            elif self._clip is not None:
+                for packet in packets:
+                    events += self._clip.add(packet)
             if action is RecorderAction.STOP:
+                self._awaiting_keyframe = False
                 events += self._close_clip()
         return events
 

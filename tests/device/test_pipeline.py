@@ -164,9 +164,16 @@ class PacketCamera:
     name = "packets"
 
     def __init__(
-        self, seconds: float, fps: int = 15, width: int = 320, height: int = 240, reset_at: int = 0
+        self,
+        seconds: float,
+        fps: int = 15,
+        width: int = 320,
+        height: int = 240,
+        reset_at: int = 0,
+        join_at: int = 0,
     ) -> None:
         self._reset_at = reset_at  # from this frame on, timestamps restart at 0 (a reconnect)
+        self._join_at = join_at  # frames before this are encoded but not delivered (mid-GOP join)
         self.info = StreamInfo(width, height, Fraction(fps), "h264")
         self._count = round(seconds * fps)
         self.sent: dict[int, bytes] = {}
@@ -193,6 +200,8 @@ class PacketCamera:
             self.sent[index] = bytes(out)
             ts = index - self._reset_at if 0 < self._reset_at <= index else index
             packet = EncodedPacket(bytes(out), ts, ts, Fraction(1, fps), out.is_keyframe)
+            if index < self._join_at:
+                continue
             yield Frame(index, index / fps, T0 + index / fps, y, u, u.copy(), packet=packet)
 
     async def close(self) -> None:
@@ -251,6 +260,31 @@ async def test_a_source_clock_that_restarts_mid_clip_is_rebased(
     # One clip across the reset, every frame in order.
     assert counters == list(range(counters[0], counters[0] + len(counters)))
     assert counters[0] < 40 < counters[-1]
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_before_the_first_keyframe_opens_the_clip_at_that_keyframe(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    source = PacketCamera(3, join_at=5)  # delivery starts mid-GOP; the next keyframe is frame 15
+    button = SimulatedButton()
+    button.press(0.0)
+    events: list[DeviceEvent] = []
+    pipeline = CameraPipeline(
+        "door",
+        source,
+        store,
+        lambda: [owner.recipient()],
+        button=button,
+        on_event=events.append,
+        config=RecorderConfig(post_roll_s=1),
+    )
+    await pipeline.run()
+    assert not [e for e in events if isinstance(e, RecordingError)]
+    (clip,) = store.list_clips()
+    counters = [c for p in decrypt_segments(store, clip.clip_id, owner) for c in decode_counters(p)]
+    assert counters[0] == 15
+    assert counters == list(range(15, 15 + len(counters)))
 
 
 @pytest.mark.asyncio
