@@ -19,6 +19,7 @@ import av
 import av.error
 
 from crypto import age
+from crypto.errors import AgeError
 from device._files import SegmentFile
 from device._preroll import TimedPacket
 from device.errors import ClipRefused, StoreError
@@ -170,7 +171,7 @@ class ClipWriter:
         """Close the last segment and the clip."""
         assert self.clip_id is not None
         events: list[DeviceEvent] = []
-        if self._packets:
+        if self._packets and self._writer is not None:
             events.append(self._close_segment(next_start=None))
         return events + self.close_clip()
 
@@ -200,6 +201,11 @@ class ClipWriter:
         file = self._store.open_segment(self.clip_id, self._index, faults=self._faults)
         try:
             return _SegmentWriter(file, recipients, self._video)
+        except AgeError as exc:
+            file.abort()
+            raise ClipRefused(
+                f"camera {self._camera}: cannot encrypt to the owners: {exc}"
+            ) from exc
         except BaseException:
             file.abort()
             raise

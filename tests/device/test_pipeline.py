@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from crypto import age
+from crypto.errors import NoIdentityMatched
 from device import (
     CameraPipeline,
     ClipFinished,
@@ -360,4 +361,55 @@ async def test_no_owner_means_an_error_event_not_a_crash(store: ClipStore) -> No
         "front", "camera front: no owner recipients to encrypt to; pair an owner's phone"
     )
     assert stats.errors >= 1
+    assert store.list_clips() == []
+
+
+@pytest.mark.asyncio
+async def test_segments_follow_the_current_owners(store: ClipStore) -> None:
+    phone = age.HybridIdentity.generate()  # the default, post-quantum owner
+    old_phone = age.HybridIdentity.generate()
+    owners: list[age.Recipient] = [phone.recipient(), old_phone.recipient()]
+
+    def on_event(event: DeviceEvent) -> None:
+        if isinstance(event, SegmentWritten) and event.index == 1:
+            del owners[1]  # an owner is removed mid-clip
+
+    source = camera(12, presses=[0.5, 5.0])
+    pipeline = CameraPipeline(
+        "front", source, store, lambda: list(owners), on_event=on_event, button=source.button
+    )
+    await pipeline.run()
+    (clip,) = store.list_clips()
+    segments = store.list_segments(clip.clip_id)
+    assert len(segments) == 6  # pre-roll from 0, presses at 0.5 and 5 s, post-roll to ~10.1 s
+    for seg in segments:
+        assert decode_counters(age.decrypt_bytes([phone], seg.path.read_bytes()))
+    # Segment 2 was opened as segment 1 closed, before the event reached the owner list.
+    for seg in segments[:3]:
+        assert decode_counters(age.decrypt_bytes([old_phone], seg.path.read_bytes()))
+    for seg in segments[3:]:
+        header, _payload = age.split_header(seg.path.read_bytes())
+        assert age.stanza_types(header) == ("mlkem768x25519",)
+        with pytest.raises(NoIdentityMatched):
+            age.decrypt_bytes([old_phone], seg.path.read_bytes())
+
+
+@pytest.mark.asyncio
+async def test_owners_the_encryptor_refuses_give_an_error_event(store: ClipStore) -> None:
+    mixed = [age.HybridIdentity.generate().recipient(), age.X25519Identity.generate().recipient()]
+    source = camera(3, presses=[0.5])
+    events: list[DeviceEvent] = []
+    pipeline = CameraPipeline(
+        "front", source, store, lambda: mixed, on_event=events.append, button=source.button
+    )
+    stats = await pipeline.run()
+    assert [e for e in events if isinstance(e, RecordingError)] == [
+        RecordingError(
+            "front",
+            "camera front: cannot encrypt to the owners: refusing to mix post-quantum "
+            "(mlkem768x25519) and classic recipients: the file would be only as strong as the "
+            "classic one; use hybrid recipients for everyone",
+        )
+    ]
+    assert stats.errors == 1
     assert store.list_clips() == []
