@@ -32,6 +32,9 @@ __all__ = ["ClipWriter", "VideoFormat"]
 logger = logging.getLogger(__name__)
 
 _CUT_TOLERANCE = 0.95  # cut at a keyframe once a segment holds this share of segment_s
+# A source that stops sending keyframes still gets cut here: the packets kept for a retry stay
+# bounded (the next segment then starts mid-GOP and only decodes after its predecessor).
+_FORCED_CUT_FACTOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +148,14 @@ class ClipWriter:
 
     def add(self, packet: TimedPacket) -> list[DeviceEvent]:
         events: list[DeviceEvent] = []
-        if (
-            self._packets
-            and packet.keyframe
-            and packet.pts_s - self._packets[0].pts_s >= self._segment_s * _CUT_TOLERANCE
-        ):
-            events.append(self._close_segment(next_start=packet))
+        if self._packets:
+            held_s = packet.pts_s - self._packets[0].pts_s
+            if (packet.keyframe and held_s >= self._segment_s * _CUT_TOLERANCE) or (
+                held_s >= self._segment_s * _FORCED_CUT_FACTOR
+            ):
+                if not packet.keyframe:
+                    logger.warning("segment.forced_cut camera=%s held_s=%.1f", self._camera, held_s)
+                events.append(self._close_segment(next_start=packet))
         self._packets.append(packet)
         self._last = packet
         if self._writer is None:

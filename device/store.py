@@ -347,7 +347,10 @@ class ClipStore:
     # -- crash recovery ----------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Make rows and files agree after a crash (see the module docstring for the rules)."""
+        """Make rows and files agree after a crash (see the module docstring for the rules).
+
+        Runs at open. It closes every unfinished clip, so call it only while nothing records.
+        """
         with self._lock:
             known = dict(self._db.execute("SELECT rel_dir, clip_id FROM clips").fetchall())
             for directory in self._clip_dirs():

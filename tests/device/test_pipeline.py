@@ -172,6 +172,7 @@ class PacketCamera:
         height: int = 240,
         reset_at: int = 0,
         join_at: int = 0,
+        gop: int = 0,
     ) -> None:
         self._reset_at = reset_at  # from this frame on, timestamps restart at 0 (a reconnect)
         self._join_at = join_at  # frames before this are encoded but not delivered (mid-GOP join)
@@ -180,7 +181,7 @@ class PacketCamera:
         self.sent: dict[int, bytes] = {}
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-        ctx.time_base, ctx.framerate, ctx.gop_size = Fraction(1, fps), Fraction(fps), fps
+        ctx.time_base, ctx.framerate, ctx.gop_size = Fraction(1, fps), Fraction(fps), gop or fps
         ctx.max_b_frames = 0
         ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "38"}
         self._ctx = ctx
@@ -286,6 +287,32 @@ async def test_a_trigger_before_the_first_keyframe_opens_the_clip_at_that_keyfra
     counters = [c for p in decrypt_segments(store, clip.clip_id, owner) for c in decode_counters(p)]
     assert counters[0] == 15
     assert counters == list(range(15, 15 + len(counters)))
+
+
+@pytest.mark.asyncio
+async def test_a_source_without_keyframes_still_gets_bounded_segments(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    source = PacketCamera(20, gop=1000)  # one keyframe, then never again
+    button = SimulatedButton()
+    button.press(0.0)
+    pipeline = CameraPipeline(
+        "door",
+        source,
+        store,
+        lambda: [owner.recipient()],
+        button=button,
+        config=RecorderConfig(post_roll_s=15),
+    )
+    await pipeline.run()
+    (clip,) = store.list_clips()
+    segments = store.list_segments(clip.clip_id)
+    # 0 to ~15.2 s (press near 0, post-roll 15 s), cut by force at 4 x segment_s.
+    assert [round(s.duration_s) for s in segments] == [8, 7]
+    whole = b"".join(decrypt_segments(store, clip.clip_id, owner))
+    counters = decode_counters(whole)
+    assert counters == list(range(len(counters)))
+    assert len(counters) >= 15 * 15
 
 
 @pytest.mark.asyncio
