@@ -12,8 +12,9 @@
 - ``peak_rss_MB_1080p``: ru_maxrss of a fresh process recording a simulated 1080p30 camera
   (continuous recording), camera included. Goal <= 150.
 
-CPU is process time (all threads: x264's and the pipeline's worker). Each side runs twice and the
-lower figure counts, which damps interference from other processes on the machine. The last line
+CPU is process time (all threads: x264's and the pipeline's worker). The two sides of a ratio run
+alternately three times and the lowest figure of each counts, which damps interference from other
+processes on the machine. The last line
 of output is one JSON object.
 """
 
@@ -94,13 +95,17 @@ class ReplaySource:
         return None
 
 
-def cpu_s(run: Callable[[], object], repeats: int = 2) -> float:
-    best = float("inf")
+def cpu_pair(
+    anchor: Callable[[], object], subject: Callable[[], object], repeats: int = 3
+) -> tuple[float, float]:
+    """CPU seconds of ``anchor`` and ``subject``, run alternately; the lowest of each counts."""
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        start = time.process_time()
-        run()
-        best = min(best, time.process_time() - start)
-    return best
+        for i, run in enumerate((anchor, subject)):
+            start = time.process_time()
+            run()
+            best[i] = min(best[i], time.process_time() - start)
+    return best[0], best[1]
 
 
 def bare_encode(info: StreamInfo, frames: list[Frame]) -> None:
@@ -240,19 +245,24 @@ def main() -> None:
 
     info, frames = asyncio.run(render(1280, 720, args.seconds))
     video_s = len(frames) / float(info.fps)
-    encode_cpu = cpu_s(lambda: bare_encode(info, frames)) / video_s
-    pipeline_cpu = (
-        cpu_s(lambda: record(lambda: ReplaySource(info, frames), detector_size=(1280, 720)))
-        / video_s
+    encode_cpu, pipeline_cpu = (
+        cpu / video_s
+        for cpu in cpu_pair(
+            lambda: bare_encode(info, frames),
+            lambda: record(lambda: ReplaySource(info, frames), detector_size=(1280, 720)),
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         ts = Path(tmp) / "source.ts"
         write_ts(info, frames, ts)
-        decode_cpu = cpu_s(lambda: bare_decode(ts)) / video_s
-        source_cpu = cpu_s(lambda: source_only(ts)) / video_s
-        remux_cpu = (
-            cpu_s(lambda: record(lambda: FileCamera(ts), detector_size=(1280, 720))) / video_s
+        decode_cpu, remux_cpu = (
+            cpu / video_s
+            for cpu in cpu_pair(
+                lambda: bare_decode(ts),
+                lambda: record(lambda: FileCamera(ts), detector_size=(1280, 720)),
+            )
         )
+        _, source_cpu = (cpu / video_s for cpu in cpu_pair(lambda: None, lambda: source_only(ts)))
 
     result = {
         "encode_cpu_s_per_s": round(encode_cpu, 4),
