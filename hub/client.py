@@ -35,6 +35,7 @@ from crypto.setup_code import PairingURI
 from crypto.signed import b64url, b64url_decode
 from crypto.tls import client_context
 from hub._httpsig import RequestSigner
+from hub.events import CLOSE_TOO_SLOW
 
 __all__ = [
     "ApiError",
@@ -44,6 +45,7 @@ __all__ = [
     "ClipPage",
     "DoorwardClient",
     "EventMessage",
+    "EventStreamDropped",
     "OwnerInfo",
     "ReleaseInfo",
     "RequestInfo",
@@ -55,6 +57,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 _CHUNK_BYTES = 256 * 1024
+
+
+class EventStreamDropped(DoorwardError):
+    """The device dropped this event stream because the client fell behind: reconnect, then
+    re-list clips and requests to catch up on what was missed."""
 
 
 class ApiError(DoorwardError):
@@ -310,7 +317,8 @@ class DoorwardClient:
         return dict(await self._json("GET", "/metrics"))
 
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
-        """Device events as they happen, until the device closes the stream."""
+        """Device events as they happen, until the device closes the stream; raises
+        :class:`EventStreamDropped` if it dropped this client for falling behind."""
         query = {"kinds": ",".join(kinds) if kinds else None}
         url = self._url("/events", query)
         headers = self._signer.headers("GET", str(url), b"")
@@ -325,6 +333,11 @@ class DoorwardClient:
                     break
                 data = json.loads(message.data)
                 yield EventMessage(data["seq"], data["kind"], data["time"], data["data"])
+        if socket.close_code == CLOSE_TOO_SLOW:
+            raise EventStreamDropped(
+                "the device dropped the event stream because this client fell behind; "
+                "reconnect and re-list what changed"
+            )
 
     # -- requester -------------------------------------------------------------------------
 

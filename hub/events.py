@@ -17,6 +17,7 @@ from typing import Any
 from device.events import ClipFinished, ClipStarted, DeviceEvent, DoorbellPressed, MotionDetected
 
 __all__ = [
+    "CLOSE_TOO_SLOW",
     "EVENT_KINDS",
     "MAX_SUBSCRIBERS",
     "Event",
@@ -40,6 +41,7 @@ EVENT_KINDS = frozenset(
         "owner.removed",
     }
 )
+CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind
 MAX_SUBSCRIBERS = 64  # each open WebSocket holds one queue: cap them so sockets cannot pile up
 QUEUE_LENGTH = 256
 

@@ -15,14 +15,13 @@ from aiohttp import WSMsgType, web
 
 from hub import keys
 from hub._errors import BadRequest, Conflict
-from hub.events import EVENT_KINDS
+from hub.events import CLOSE_TOO_SLOW, EVENT_KINDS
 from hub.routes._auth import require_owner
 
 __all__ = ["CLOSE_TOO_SLOW", "add_routes"]
 
 logger = logging.getLogger(__name__)
 
-CLOSE_TOO_SLOW = 4008
 _SEND_TIMEOUT_S = 10.0
 _HEARTBEAT_S = 30.0
 

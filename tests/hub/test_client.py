@@ -16,7 +16,8 @@ from consent.audit_verify import AuditVerifier
 from crypto.keys import KeyBundle
 from crypto.tls import PinMismatch
 from hub import keys
-from hub.client import ApiError, DoorwardClient
+from hub.client import ApiError, DoorwardClient, EventStreamDropped
+from hub.events import QUEUE_LENGTH
 from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -136,3 +137,27 @@ async def test_clip_paging(device) -> None:
         assert third.next is None
         only = await phone.clips(camera="back")
         assert only.clips == ()
+
+
+async def test_a_client_that_falls_behind_is_disconnected(device) -> None:
+    running, owner = device
+    bus = running.app[keys.BUS]
+    async with running.client(owner) as phone:
+        stream = phone.events()
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.wait_for(bus.wait_for_subscriber(), 10)
+        # Published without yielding: the sender cannot keep up, so the queue overflows.
+        for i in range(QUEUE_LENGTH + 10):
+            bus.publish("motion", camera="front", n=i)
+        received = [await asyncio.wait_for(first, 10)]
+
+        async def rest() -> None:
+            async for event in stream:
+                received.append(event)
+
+        with pytest.raises(EventStreamDropped, match="fell behind; reconnect and re-list"):
+            await rest()
+    # Everything queued before the overflow arrives in order, then the stream ends.
+    assert [e.data["n"] for e in received] == list(range(QUEUE_LENGTH))
+    assert bus.subscriber_count == 0
+    assert bus.dropped_subscribers == 1
