@@ -12,7 +12,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from consent import Policy
 from consent.audit_verify import AuditVerifier
+from consent.policy_doc import sign_policy
 from crypto.keys import KeyBundle
 from crypto.tls import PinMismatch
 from hub import keys
@@ -161,3 +163,20 @@ async def test_a_client_that_falls_behind_is_disconnected(device) -> None:
     assert [e.data["n"] for e in received] == list(range(QUEUE_LENGTH))
     assert bus.subscriber_count == 0
     assert bus.dropped_subscribers == 1
+
+
+async def test_owner_sets_a_signed_policy_and_an_old_one_cannot_be_replayed(device) -> None:
+    running, owner = device
+    device_id = running.device.identity.device_id
+    stricter = Policy(refused_kinds=frozenset({"federal_agency", "state_agency"}))
+    now = int(time.time())
+    document = sign_policy(stricter, owner.signing_key, device_id=device_id, issued_at_s=now)
+    older = sign_policy(Policy(), owner.signing_key, device_id=device_id, issued_at_s=now - 10)
+    async with running.client(owner) as phone:
+        installed = await phone.set_policy(document)
+        assert installed["refused_kinds"] == ["federal_agency", "state_agency"]
+        assert (await phone.policy()) == installed
+        with pytest.raises(ApiError) as caught:
+            await phone.set_policy(older)
+    assert (caught.value.status, caught.value.code) == (400, "policy_invalid")
+    assert "an old policy cannot be replayed" in caught.value.detail
