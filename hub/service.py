@@ -365,7 +365,7 @@ async def serve(
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))
-        advertiser = await _advertise(config, device, port, app[keys.PAIRING])
+        advertiser = _advertise(config, device, port, app[keys.PAIRING], tasks)
         url = f"https://{_display_host(config.host)}:{port}"
         logger.info(
             "serve.ready url=%s device_id=%s cameras=%d startup_s=%.3f",
@@ -390,7 +390,10 @@ async def serve(
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
         if advertiser is not None:
-            await advertiser.close()
+            try:
+                await asyncio.wait_for(advertiser.close(), 10.0)
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                logger.warning("serve.withdraw_failed error=%s", type(exc).__name__)
         if runner is not None:
             await runner.cleanup()
         device.close()
@@ -443,32 +446,42 @@ async def _housekeeping(device: Device, config: ServeConfig, app: web.Applicatio
         await asyncio.sleep(_RETENTION_EVERY_S)
 
 
-async def _advertise(config: ServeConfig, device: Device, port: int, pairing: Any) -> Any:
+def _advertise(
+    config: ServeConfig, device: Device, port: int, pairing: Any, tasks: set[asyncio.Task[Any]]
+) -> Any:
+    """Start advertising in the background (zeroconf probing takes about a second; the API
+    answers meanwhile); pairing state changes re-announce."""
     if not config.advertise:
         return None
     from hub import discovery
 
-    state: discovery.PairingState = pairing.state
+    started = time.monotonic()
     record = discovery.DiscoveredDevice(
         device_id=device.identity.device_id,
         name=config.name,
         port=port,
-        pairing=state,
+        pairing=pairing.state,
         fingerprint=device.fingerprint,
     )
     addresses = _lan_addresses(config.host)
     advertiser = discovery.Advertiser(record, interfaces=addresses, addresses=addresses)
-    await asyncio.wait_for(advertiser.start(), 10.0)
-    loop = asyncio.get_running_loop()
-    updates: set[asyncio.Task[None]] = set()
 
-    def reannounce(new_state: str) -> None:
-        task = loop.create_task(advertiser.update(pairing=new_state))  # type: ignore[arg-type]
-        updates.add(task)
-        task.add_done_callback(updates.discard)
+    async def start() -> None:
+        await asyncio.wait_for(advertiser.start(), 10.0)
+        logger.info("serve.discoverable after_s=%.3f", time.monotonic() - started)
+
+    loop = asyncio.get_running_loop()
+    starting = loop.create_task(start())
+    tasks.add(starting)
+
+    async def reannounce(new_state: Any) -> None:
+        await asyncio.shield(starting)
+        await advertiser.update(pairing=new_state)
 
     # Pairing changes happen on the API's write thread: hop to the loop to re-announce.
-    pairing.on_state = lambda new_state: loop.call_soon_threadsafe(reannounce, new_state)
+    pairing.on_state = lambda new_state: loop.call_soon_threadsafe(
+        lambda: tasks.add(loop.create_task(reannounce(new_state)))
+    )
     return advertiser
 
 
