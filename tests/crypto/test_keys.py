@@ -73,7 +73,8 @@ def test_device_identity_save_load_and_repr_hides_key(tmp_path: Path) -> None:
     again.public_key.verify(signature, b"checkpoint")
     text = repr(identity)
     assert identity.device_id in text
-    assert "PRIVATE" not in text and path.read_text().splitlines()[1] not in text
+    assert "PRIVATE" not in text
+    assert path.read_text().splitlines()[1] not in text
 
 
 def test_device_identity_refuses_non_ed25519_pem(tmp_path: Path) -> None:
