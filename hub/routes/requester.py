@@ -50,11 +50,11 @@ async def submit(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise BadRequest("request body must be a compact JWS (ASCII)") from None
     now = int(deps.clock())
-    # Verify the token first (pure and cheap) to learn the requester's key; the desk
-    # verifies it again and audits a refusal.
-    parsed = await request.app[keys.WRITES].run(_verify_or_submit, deps.desk, token, now, True)
+    # Verify the token first (pure, off the write thread) to learn the requester's key and
+    # check the HTTP signature with it; the desk then verifies it again and audits a refusal.
+    parsed = await asyncio.to_thread(verify_request, token, now)
     await require_requester(request, parsed.requester_key)
-    record = await request.app[keys.WRITES].run(_verify_or_submit, deps.desk, token, now, False)
+    record = await request.app[keys.WRITES].run(deps.desk.submit_request, token, now)
     request.app[keys.BUS].publish(
         "request.pending", request_id=record.request_id, requester_key_id=record.requester_key_id
     )
@@ -92,32 +92,26 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     request.app[keys.BUS].publish(
         "release.downloaded", release_id=release_id, download=release.downloads
     )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/x-tar",
-            "Content-Disposition": f'attachment; filename="release-{release_id}.tar"',
-        }
-    )
-    await response.prepare(request)
-    await _stream_bundle(request, response, release_id)
-    await response.write_eof()
-    return response
-
-
-async def _stream_bundle(
-    request: web.Request, response: web.StreamResponse, release_id: str
-) -> None:
-    """Write the bundle to a temp file on the write thread (local disk, quick), then stream it:
-    a slow requester must not hold the thread that records consent and audit entries."""
-    deps = request.app[keys.DEPS]
+    # Spool the bundle to disk on the write thread (local disk, quick) before answering, then
+    # stream it: a slow requester must not hold the thread that records consent and audit.
     spool = Path(deps.data_dir) / "spool"
-    path = await request.app[keys.WRITES].run(_spool_bundle, deps.desk, release_id, spool)
+    path = await writes.run(_spool_bundle, deps.desk, release_id, spool)
     try:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/x-tar",
+                "Content-Disposition": f'attachment; filename="release-{release_id}.tar"',
+                "Content-Length": str(path.stat().st_size),
+            }
+        )
+        await response.prepare(request)
         with open(path, "rb") as f:  # noqa: ASYNC230 - reads below go through a thread
             while chunk := await asyncio.to_thread(f.read, _CHUNK_BYTES):
                 await asyncio.wait_for(response.write(chunk), _SEND_TIMEOUT_S)
+        await response.write_eof()
     finally:
         path.unlink(missing_ok=True)
+    return response
 
 
 def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
@@ -129,12 +123,6 @@ def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
             Path(f.name).unlink(missing_ok=True)
             raise
     return Path(f.name)
-
-
-def _verify_or_submit(desk: Any, token: str, now: int, verify_only: bool) -> Any:
-    if verify_only:
-        return verify_request(token, now)
-    return desk.submit_request(token, now)
 
 
 def _stored_request(desk: ConsentDesk, request_id: str) -> ConsentRequest | None:
