@@ -119,9 +119,16 @@ class PairingDesk:
                 "hold the doorbell button to unlock it",
                 code="pairing_locked",
             )
-        if self._session is not None and now - self._session.started_s < SESSION_TIMEOUT_S:
-            raise Conflict("another phone is pairing; try again in a minute", code="pairing_busy")
         phone_key_id = _phone_key_id(message)
+        # One pairing at a time; the same phone may start over (after a mistyped code it gives
+        # up without telling us), another phone waits for the session to time out.
+        session = self._session
+        if (
+            session is not None
+            and session.phone_key_id != phone_key_id
+            and now - session.started_s < SESSION_TIMEOUT_S
+        ):
+            raise Conflict("another phone is pairing; try again in a minute", code="pairing_busy")
         if self._deps.owners.count() > 0:
             self._expire(now)
             if phone_key_id not in self._approvals:

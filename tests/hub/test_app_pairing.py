@@ -57,8 +57,12 @@ async def test_wrong_code_fails_on_the_phone_and_is_counted(tmp_path: Path) -> N
             await pair(running.url, wrong, phone, name="phone")
         assert running.app[keys.PAIRING].failures == 1
         assert running.device.owners.list_owners() == []
-        # The abandoned attempt does not block the right code (the session is replaced).
-        running.app[keys.PAIRING].close()
+        # Another phone must wait while that attempt's session is open...
+        other = KeyBundle.generate("x25519")
+        with pytest.raises(ApiError) as caught:
+            await pair(running.url, _uri(running), other, name="other")
+        assert (caught.value.status, caught.value.code) == (409, "pairing_busy")
+        # ...but the same phone may start over with the right code.
         await pair(running.url, _uri(running), phone, name="phone")
         assert running.app[keys.PAIRING].failures == 0
 
