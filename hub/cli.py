@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.add_parser(commands)
 
-    from hub import _cli_harness
+    from hub import _cli_harness, _cli_serve
 
+    _cli_serve.add_parser(commands)
     _cli_harness.add_parser(commands)
     return parser
 
