@@ -1,0 +1,227 @@
+"""CLI profiles: one directory per owner or requester holding its keys and what it has pinned.
+
+A profile lives in ``$XDG_CONFIG_HOME/doorward/<owner|requester>/<name>`` (``~/.config`` when
+``XDG_CONFIG_HOME`` is unset), or wherever ``--profile DIR`` points::
+
+    signing.ed25519, age.key     the keys (``crypto.keys.KeyBundle``; 0600, ``age -d -i age.key``)
+    profile.json                 who this is: kind, name, requester identity
+    devices.json                 pinned devices: id, TLS SPKI fingerprint, Ed25519 key, URL
+    requests.json                (requester) which device each request and release went to
+    audit/<device-id>.checkpoint (owner) the last audit checkpoint this profile accepted
+
+Only the key files are secret; the JSON files hold public facts about devices and requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from crypto.errors import DoorwardError
+from crypto.keys import KeyBundle, load_ed25519_public
+from crypto.signed import b64url
+
+__all__ = [
+    "PinnedDevice",
+    "Profile",
+    "ProfileError",
+    "ProfileKind",
+    "default_profile_dir",
+]
+
+ProfileKind = Literal["owner", "requester"]
+
+_PROFILE_FILE = "profile.json"
+_DEVICES_FILE = "devices.json"
+_REQUESTS_FILE = "requests.json"
+_MAX_JSON_BYTES = 1024 * 1024
+
+
+class ProfileError(DoorwardError):
+    """A profile is missing, of the other kind, or does not know the device asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedDevice:
+    """A device this profile talks to: only a TLS key with ``fingerprint`` is accepted."""
+
+    device_id: str
+    fingerprint: str
+    url: str
+    name: str = ""
+    signing_key: Ed25519PublicKey | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        key = b64url(self.signing_key.public_bytes_raw()) if self.signing_key else None
+        return {
+            "device_id": self.device_id,
+            "fingerprint": self.fingerprint,
+            "url": self.url,
+            "name": self.name,
+            "ed25519": key,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PinnedDevice:
+        try:
+            key = data.get("ed25519")
+            return cls(
+                device_id=str(data["device_id"]),
+                fingerprint=str(data["fingerprint"]),
+                url=str(data["url"]),
+                name=str(data.get("name", "")),
+                signing_key=load_ed25519_public(key) if isinstance(key, str) else None,
+            )
+        except (KeyError, TypeError, ValueError, DoorwardError) as exc:
+            raise ProfileError(f"pinned device record is malformed: {exc}") from exc
+
+
+def default_profile_dir(kind: ProfileKind, name: str = "default") -> Path:
+    """Where a profile lives unless ``--profile`` says otherwise."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "doorward" / kind / name
+
+
+class Profile:
+    """One owner's or requester's directory; every write is atomic."""
+
+    def __init__(self, directory: Path, kind: ProfileKind) -> None:
+        self.directory = Path(directory)
+        self.kind = kind
+
+    # -- creation and keys -----------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.directory / _PROFILE_FILE).exists()
+
+    def create(self, keys: KeyBundle, info: Mapping[str, Any]) -> None:
+        """Write a new profile; refuses to overwrite one (its keys may be paired somewhere)."""
+        if self.exists():
+            raise ProfileError(
+                f"a profile already exists in {self.directory}; use --profile DIR for another"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys.save(self.directory)
+        _write_json(self.directory / _PROFILE_FILE, {"kind": self.kind, **info})
+
+    def info(self) -> dict[str, Any]:
+        if not self.exists():
+            raise ProfileError(
+                f"no {self.kind} profile in {self.directory}; run 'doorward {self.kind} init' first"
+            )
+        data = _read_json(self.directory / _PROFILE_FILE)
+        if data.get("kind") != self.kind:
+            raise ProfileError(
+                f"{self.directory} holds a {data.get('kind')!s:.20} profile, not a {self.kind} one"
+            )
+        return data
+
+    def keys(self) -> KeyBundle:
+        self.info()
+        return KeyBundle.load(self.directory)
+
+    @property
+    def identity_path(self) -> Path:
+        """The age identity file (usable with ``age -d -i``)."""
+        return self.directory / "age.key"
+
+    # -- pinned devices ---------------------------------------------------------------------
+
+    def devices(self) -> list[PinnedDevice]:
+        path = self.directory / _DEVICES_FILE
+        if not path.exists():
+            return []
+        records = _read_json(path).get("devices", [])
+        return [PinnedDevice.from_json(r) for r in records if isinstance(r, dict)]
+
+    def pin(self, device: PinnedDevice) -> None:
+        """Remember ``device``, replacing an earlier record with the same id."""
+        others = [d for d in self.devices() if d.device_id != device.device_id]
+        records = [d.to_json() for d in [*others, device]]
+        _write_json(self.directory / _DEVICES_FILE, {"devices": records})
+
+    def device(self, device_id: str | None = None) -> PinnedDevice:
+        """The pinned device with ``device_id``, or the only one when it is None."""
+        devices = self.devices()
+        if device_id is not None:
+            for device in devices:
+                if device.device_id == device_id:
+                    return device
+            raise ProfileError(
+                f"device {device_id!r} is not pinned in {self.directory}; pair with it first"
+            )
+        if not devices:
+            action = "pair" if self.kind == "owner" else "ask"
+            raise ProfileError(
+                f"no device is pinned in {self.directory}; run 'doorward {self.kind} {action}' first"
+            )
+        if len(devices) > 1:
+            ids = ", ".join(d.device_id for d in devices)
+            raise ProfileError(f"several devices are pinned ({ids}); choose one with --device ID")
+        return devices[0]
+
+    # -- requester bookkeeping ----------------------------------------------------------------
+
+    def remember(
+        self, table: Literal["requests", "releases"], item_id: str, device_id: str
+    ) -> None:
+        """Record which device a request or release belongs to."""
+        path = self.directory / _REQUESTS_FILE
+        data = _read_json(path) if path.exists() else {}
+        entries = dict(data.get(table, {}))
+        entries[item_id] = device_id
+        data[table] = entries
+        _write_json(path, data)
+
+    def device_of(self, table: Literal["requests", "releases"], item_id: str) -> str | None:
+        path = self.directory / _REQUESTS_FILE
+        if not path.exists():
+            return None
+        value = _read_json(path).get(table, {}).get(item_id)
+        return value if isinstance(value, str) else None
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def checkpoint_path(self, device_id: str) -> Path:
+        """Where the last accepted audit checkpoint of ``device_id`` is kept."""
+        directory = self.directory / "audit"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{device_id}.checkpoint"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_JSON_BYTES + 1)
+        if len(data) > _MAX_JSON_BYTES:
+            raise ProfileError(f"{path} is over {_MAX_JSON_BYTES} bytes")
+        value = json.loads(data)
+    except OSError as exc:
+        raise ProfileError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ProfileError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ProfileError(f"{path} must hold a JSON object")
+    return value
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
