@@ -1,0 +1,163 @@
+"""Live view over WebRTC to owners: real aiortc peers on loopback, a real-time simulated camera
+recorded by a real pipeline; frames reach viewers through the relay, never a second capture."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import av
+import pytest
+
+from crypto.keys import KeyBundle
+from hub.client import ApiError
+from hub.live import LiveConfig
+from hub.routes.live import LIVE
+from hub.webrtc import receive_live
+from tests.hub.test_live_kit import live_device, post_offer, strip_counter
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+
+def _counter_sink(counters: list[int], enough: int, done: asyncio.Event):
+    def on_frame(picture: av.VideoFrame) -> None:
+        counter = strip_counter(picture)
+        if counter is not None:
+            counters.append(counter)
+        if len(counters) >= enough:
+            done.set()
+
+    return on_frame
+
+
+async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        counters: list[int] = []
+        done = asyncio.Event()
+        async with live.client(owner) as api:
+            frames = await receive_live(
+                lambda sdp: post_offer(api, sdp, camera="front"),
+                on_frame=_counter_sink(counters, 10, done),
+                stop=done,
+            )
+        assert frames >= 10
+        assert len(counters) >= 10
+        assert counters == sorted(counters)
+        assert counters[-1] > counters[0]
+        # The audit log and the session table tell the story once the device sees the hang-up.
+        sessions = live.app[LIVE]
+        while sessions.sessions:
+            await asyncio.wait_for(sessions.sessions[0].ended.wait(), 30)
+        kinds = [e.body() for e in live.device.audit.entries(0, live.device.audit.size)]
+        started = [e for e in kinds if e["kind"] == "live.started"]
+        ended = [e for e in kinds if e["kind"] == "live.ended"]
+        assert [(e["camera"], e["owner_key_id"], e["via"]) for e in started] == [
+            ("front", owner.key_id, "owner")
+        ]
+        assert [(e["session_id"], e["reason"]) for e in ended] == [
+            (started[0]["session_id"], "hangup")
+        ]
+
+
+async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        results: list[list[int]] = [[], []]
+        events = [asyncio.Event(), asyncio.Event()]
+        async with live.client(owner) as api:
+            await asyncio.gather(
+                *(
+                    receive_live(
+                        lambda sdp: post_offer(api, sdp),
+                        on_frame=_counter_sink(results[i], 15, events[i]),
+                        stop=events[i],
+                    )
+                    for i in range(2)
+                )
+            )
+        # One open of the camera, and every frame it captured went through the pipeline once.
+        assert live.source.opened == 1
+        assert live.pipeline.stats.frames <= live.source.captured <= live.pipeline.stats.frames + 1
+        assert live.relay.frames_in["front"] == live.pipeline.stats.frames
+        # Both viewers saw pictures of that one capture: counters no camera frame lacks.
+        for counters in results:
+            assert len(counters) >= 15
+            assert counters[-1] > counters[0]
+            assert max(counters) < live.source.captured
+
+
+async def test_unsigned_and_non_owner_offers_are_refused(tmp_path: Path) -> None:
+    owner, stranger = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        async with live.client(stranger) as api:
+            with pytest.raises(ApiError) as refused:
+                await post_offer(api, "v=0\r\n")
+        assert (refused.value.status, refused.value.code) == (403, "unknown_key")
+        async with live.client(owner) as api:
+            session = api._ensure_session()
+            async with session.post(
+                live.url + "/live/offer", json={"sdp": "v=0\r\n"}, ssl=api._ssl
+            ) as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["code"] == "unsigned"
+            with pytest.raises(ApiError) as bad:
+                await post_offer(api, "hello")
+            assert (bad.value.status, bad.value.detail) == (
+                400,
+                "sdp must be an SDP offer (text starting with v=0)",
+            )
+            with pytest.raises(ApiError) as unknown:
+                await post_offer(api, "v=0\r\n", camera="garage")
+            assert (unknown.value.status, unknown.value.detail) == (
+                404,
+                "no camera named 'garage'; GET /cameras lists them",
+            )
+        assert live.app[LIVE].sessions == ()
+        assert live.relay.viewer_count() == 0
+
+
+async def test_removing_the_owner_ends_the_session(tmp_path: Path) -> None:
+    admin, owner = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(admin, "admin")
+        live.add_owner(owner, "guest")
+        first = asyncio.Event()
+        async with live.client(owner) as api, live.client(admin) as admin_api:
+            watching = asyncio.ensure_future(
+                receive_live(lambda sdp: post_offer(api, sdp), on_frame=lambda _: first.set())
+            )
+            await asyncio.wait_for(first.wait(), 30)
+            session = live.app[LIVE].sessions[0]
+            await admin_api.remove_owner(owner.key_id)
+            await asyncio.wait_for(session.ended.wait(), 30)
+            frames = await asyncio.wait_for(watching, 60)
+        assert session.end_reason == "owner_removed"
+        assert frames >= 1
+        assert live.relay.viewer_count() == 0
+
+
+async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> None:
+    owner = KeyBundle.generate("x25519")
+    config = LiveConfig(max_viewers=1, max_session_s=2.0)
+    async with live_device(tmp_path / "data", config=config) as live:
+        live.add_owner(owner)
+        first = asyncio.Event()
+        async with live.client(owner) as api:
+            watching = asyncio.ensure_future(
+                receive_live(lambda sdp: post_offer(api, sdp), on_frame=lambda _: first.set())
+            )
+            await asyncio.wait_for(first.wait(), 30)
+            with pytest.raises(ApiError) as busy:
+                await receive_live(lambda sdp: post_offer(api, sdp))
+            assert (busy.value.status, busy.value.code) == (409, "busy")
+            assert busy.value.detail == (
+                "1 viewers are already watching; try again when one hangs up"
+            )
+            session = live.app[LIVE].sessions[0]
+            await asyncio.wait_for(session.ended.wait(), 30)
+            await asyncio.wait_for(watching, 60)
+        assert session.end_reason == "max_duration"

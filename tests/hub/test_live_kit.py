@@ -1,0 +1,118 @@
+"""A live device for live-view tests: a real-time simulated camera recorded by a real pipeline whose
+``on_frame`` feeds the relay, the API with live view installed, on TLS 1.3 at 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from aiohttp import web
+
+from crypto.keys import KeyBundle
+from device import CameraPipeline
+from hardware import Frame, SimulatedCamera, StreamInfo, parse_scenario, read_strip
+from hub.app import create_app
+from hub.client import DoorwardClient
+from hub.live import FrameRelay, LiveConfig
+from hub.routes import live as live_routes
+from hub.service import Device, ServeConfig
+
+SCENARIO = """[camera]
+width = 320
+height = 240
+fps = 15
+seconds = 600
+seed = 5
+realtime = true
+"""
+
+
+class CountingSource:
+    """A real camera source that counts how often it is opened and how many frames it captured."""
+
+    def __init__(self, camera: SimulatedCamera) -> None:
+        self.name = camera.name
+        self._camera = camera
+        self.opened = 0
+        self.captured = 0
+
+    @property
+    def info(self) -> StreamInfo:
+        return self._camera.info
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        self.opened += 1
+        async for frame in self._camera.frames():
+            self.captured += 1
+            yield frame
+
+    async def close(self) -> None:
+        await self._camera.close()
+
+
+@dataclass
+class LiveDevice:
+    device: Device
+    app: web.Application
+    url: str
+    source: CountingSource
+    relay: FrameRelay
+    pipeline: CameraPipeline
+
+    def client(self, keys: KeyBundle) -> DoorwardClient:
+        return DoorwardClient(
+            self.url,
+            fingerprint=self.device.fingerprint,
+            device_id=self.device.identity.device_id,
+            key=keys.signing_key,
+            timeout_s=60.0,
+        )
+
+    def add_owner(self, keys: KeyBundle, name: str = "phone") -> None:
+        self.device.owners.add(keys.public(), name=name, now=int(time.time()))
+
+
+@contextlib.asynccontextmanager
+async def live_device(
+    data_dir: Path, *, config: LiveConfig | None = None, camera: str = "front"
+) -> AsyncIterator[LiveDevice]:
+    device = Device.open(data_dir)
+    app = create_app(device.deps({}, ServeConfig(data_dir=data_dir)))
+    relay = FrameRelay()
+    live_routes.install(app, relay, config)
+    source = CountingSource(SimulatedCamera(parse_scenario(SCENARIO, "live.toml"), name=camera))
+    pipeline = CameraPipeline(
+        camera, source, device.store, device.owners.recipients, on_frame=relay.add_camera(camera)
+    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    task = asyncio.ensure_future(pipeline.run())
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())
+        await site.start()
+        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        yield LiveDevice(device, app, f"https://127.0.0.1:{port}", source, relay, pipeline)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.cleanup()
+        device.close()
+
+
+def strip_counter(picture: av.VideoFrame) -> int | None:
+    """The frame counter drawn by the simulated camera, read back from a decoded picture."""
+    reading = read_strip(np.asarray(picture.to_ndarray(format="gray"), dtype=np.uint8))
+    return None if reading is None else reading.counter
+
+
+async def post_offer(client: DoorwardClient, sdp: str, **extra: Any) -> str:
+    body = await client._json("POST", "/live/offer", body={"sdp": sdp, **extra})
+    return str(body["sdp"])
