@@ -42,10 +42,12 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                 f"kinds must be a comma-separated list of {', '.join(sorted(EVENT_KINDS))}; "
                 f"unknown: {', '.join(k[:32] for k in unknown[:5])}"
             )
+    socket = web.WebSocketResponse(heartbeat=_HEARTBEAT_S)
+    if not socket.can_prepare(request).ok:
+        raise BadRequest("GET /events must be a WebSocket upgrade request")
     subscription = request.app[keys.BUS].subscribe(kinds)
     if subscription is None:
         raise Conflict("too many event streams are open; close one and retry", code="busy")
-    socket = web.WebSocketResponse(heartbeat=_HEARTBEAT_S)
     sockets = request.app[keys.SOCKETS]
     try:
         await socket.prepare(request)
@@ -68,7 +70,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     finally:
         subscription.close()
         sockets.discard(socket)
-        if not socket.closed:
+        if socket.prepared and not socket.closed:
             await socket.close()
         logger.info("events.close key_id=%s", owner.key_id)
     return socket
