@@ -185,16 +185,20 @@ class Advertiser:
         self._interfaces = interfaces
         self._zc: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
+        self._announcing: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
-        """Register the service (announcing it on the network)."""
+        """Register the service: returns once probing is done and the record answers queries.
+
+        The announcements (three, 225 ms apart) go on in the background, starting with the
+        next turn of the event loop; ``update`` and ``close`` wait for them first, so a change
+        never races with the original records still being broadcast.
+        """
         if self._zc is not None:
             raise RuntimeError("Advertiser already started")
         self._zc = _zeroconf(self._interfaces)
         self._info = self._service_info()
-        # Wait for the announcements too: otherwise a later update() could race with the
-        # original records still being broadcast.
-        await (await self._zc.async_register_service(self._info))
+        self._announcing = await self._zc.async_register_service(self._info)
         logger.info(
             "discovery.advertised device_id=%s port=%s pair=%s",
             self.device.device_id,
@@ -211,9 +215,11 @@ class Advertiser:
             changes["pairing"] = pairing
         if name is not None:
             changes["name"] = name
+        await self._announced()
         self.device = replace(self.device, **changes)
         self._info = self._service_info()
-        await (await self._zc.async_update_service(self._info))
+        self._announcing = await self._zc.async_update_service(self._info)
+        await self._announced()
         logger.info(
             "discovery.updated device_id=%s pair=%s", self.device.device_id, self.device.pairing
         )
@@ -224,11 +230,17 @@ class Advertiser:
         if zc is None:
             return
         try:
+            await self._announced()
             if self._info is not None:
                 await (await zc.async_unregister_service(self._info))
         finally:
             await zc.async_close()
         logger.info("discovery.withdrawn device_id=%s", self.device.device_id)
+
+    async def _announced(self) -> None:
+        announcing, self._announcing = self._announcing, None
+        if announcing is not None:
+            await announcing
 
     async def __aenter__(self) -> Advertiser:
         await self.start()
