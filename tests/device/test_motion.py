@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from device._motion import Box, MotionConfig, MotionDetector, MotionResult
+from device._motion import Box, MotionConfig, MotionDetector, MotionResult, _Median3
 
 W, H, FPS = 320, 240, 15
 U8 = npt.NDArray[np.uint8]
@@ -254,3 +254,39 @@ def test_bad_config_is_refused(kwargs: dict[str, object], message: str) -> None:
 
 def test_box_area() -> None:
     assert Box(0.1, 0.2, 0.5, 0.25).area == pytest.approx(0.125)
+
+
+def _median3_by_definition(grid: F64) -> F64:
+    """Median of 3 along each row, then along each column, the border value repeated."""
+
+    def along_rows(a: F64) -> F64:
+        padded = np.concatenate((a[:, :1], a, a[:, -1:]), axis=1)
+        return np.median(np.stack((padded[:, :-2], padded[:, 1:-1], padded[:, 2:])), axis=0)
+
+    return along_rows(along_rows(grid).T).T
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (3, 3), (2, 5), (1, 4)])
+def test_cell_median_matches_its_definition(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(5)
+    grid = np.empty(shape, dtype=np.float32)
+    median = _Median3(grid)
+    for _ in range(3):  # the buffers are reused from call to call
+        grid[:] = rng.uniform(0.5, 2.0, shape)
+        expected = _median3_by_definition(grid.astype(np.float64))
+        assert np.array_equal(median(), expected.astype(np.float32))
+
+
+def test_detectors_keep_their_own_state() -> None:
+    """Two detectors fed in turns give what each gives alone (their buffers are not shared)."""
+    walker = list(_frames(40, blob=_walker(10)))
+    parcel = list(_frames(40, seed=3, blob=lambda i: (200.0, 80.0, 20.0) if i >= 20 else None))
+    alone = [_run(iter(walker)), _run(iter(parcel))]
+    a, b = MotionDetector(MotionConfig(), W, H), MotionDetector(MotionConfig(), W, H)
+    in_turns: list[list[MotionResult]] = [[], []]
+    for i, (ya, yb) in enumerate(zip(walker, parcel, strict=True)):
+        in_turns[0].append(a.process(ya, i / FPS))
+        in_turns[1].append(b.process(yb, i / FPS))
+    assert in_turns == alone
+    assert any(r.motion for r in alone[0])
+    assert any(r.motion for r in alone[1])
