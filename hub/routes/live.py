@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from hub.routes._auth import check_rate, require_owner
 from hub.routes._params import json_body, str_field
 from hub.webrtc import answer_offer
 
-__all__ = ["LINKS", "LIVE", "RELAY", "install"]
+__all__ = ["LINKS", "LIVE", "RELAY", "PagePort", "install"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,17 @@ RELAY: web.AppKey[FrameRelay] = web.AppKey("live_relay", FrameRelay)
 LIVE: web.AppKey[LiveSessions] = web.AppKey("live_sessions", LiveSessions)
 LINKS: web.AppKey[LinkBook] = web.AppKey("live_links", LinkBook)
 _CONFIG: web.AppKey[LiveConfig] = web.AppKey("live_config", LiveConfig)
+
+
+@dataclass(slots=True)
+class PagePort:
+    """The port that serves the page with a browser-compatible certificate (``hub._page_tls``);
+    set once that site is bound. None: links point at the port the owner used."""
+
+    port: int | None = None
+
+
+_PAGE_PORT: web.AppKey[PagePort] = web.AppKey("live_page_port", PagePort)
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 _PAGE_HEADERS = {
@@ -57,8 +69,11 @@ _PAGE_HEADERS = {
 _FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
 
 
-def install(app: web.Application, relay: FrameRelay, config: LiveConfig | None = None) -> None:
-    """Add live view to an app built by ``hub.app.create_app`` (before it starts)."""
+def install(app: web.Application, relay: FrameRelay, config: LiveConfig | None = None) -> PagePort:
+    """Add live view to an app built by ``hub.app.create_app`` (before it starts); set the
+    returned :class:`PagePort` once the browser-facing site is bound."""
+    page_port = PagePort()
+    app[_PAGE_PORT] = page_port
     app[RELAY] = relay
     app[_CONFIG] = config or LiveConfig()
     app[LINKS] = LinkBook()
@@ -74,6 +89,7 @@ def install(app: web.Application, relay: FrameRelay, config: LiveConfig | None =
             web.get("/live/link-events", link_events),
         ]
     )
+    return page_port
 
 
 async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
@@ -140,6 +156,9 @@ async def link(request: web.Request) -> web.Response:
     _camera(request, claims.camera)
     request.app[LINKS].register(claims, deps.clock())
     url = URL.build(scheme=request.scheme, authority=request.host, path="/live/page")
+    port = request.app[_PAGE_PORT].port
+    if port is not None:
+        url = url.with_port(port)
     logger.info("live.link_minted owner=%s camera=%s", owner.key_id, claims.camera)
     return web.json_response({"url": str(url.with_query(t=token)), "expires": claims.expires_s})
 

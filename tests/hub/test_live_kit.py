@@ -18,6 +18,7 @@ from aiohttp import web
 from crypto.keys import KeyBundle
 from device import CameraPipeline
 from hardware import Frame, SimulatedCamera, StreamInfo, parse_scenario, read_strip
+from hub._page_tls import page_tls_context
 from hub.app import create_app
 from hub.client import DoorwardClient
 from hub.live import FrameRelay, LiveConfig
@@ -86,7 +87,7 @@ async def live_device(
     device = Device.open(data_dir)
     app = create_app(device.deps({}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
-    live_routes.install(app, relay, config)
+    page_port = live_routes.install(app, relay, config)
     source = CountingSource(SimulatedCamera(parse_scenario(SCENARIO, "live.toml"), name=camera))
     pipeline = CameraPipeline(
         camera, source, device.store, device.owners.recipients, on_frame=relay.add_camera(camera)
@@ -98,6 +99,14 @@ async def live_device(
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())
         await site.start()
         port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        # The browser-facing port: same app, an ECDSA certificate browsers accept.
+        page_site = web.TCPSite(
+            runner, "127.0.0.1", 0, ssl_context=page_tls_context(data_dir / "keys")
+        )
+        await page_site.start()
+        page_port.port = next(
+            a[1] for a in runner.addresses if isinstance(a, tuple) and a[1] != port
+        )
         yield LiveDevice(device, app, f"https://127.0.0.1:{port}", source, relay, pipeline)
     finally:
         task.cancel()

@@ -1,0 +1,243 @@
+"""The live-view page in headless Chromium, driven over the DevTools protocol: an owner mints a
+link, the page plays the doorbell's video (the strip counter read from the picture advances) and
+shows a doorbell press; a second visit with the same link shows a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from crypto.keys import KeyBundle
+from crypto.signed import b64url_decode
+from hardware import read_strip, strip_rows
+from hub import keys
+from hub._live_link import mint_link_token
+from hub._page_tls import page_spki_sha256
+from tests.conftest import require_tool
+from tests.hub.test_live_kit import LiveDevice, live_device
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+
+_TIMEOUT_S = 45.0
+
+# Waits for the next decoded picture, then returns the luma of the strip rows (the simulated
+# camera's frame counter) as a flat list, with the picture size.
+_READ_STRIP = """
+(async (rows) => {
+  const video = document.getElementById("video");
+  const deadline = Date.now() + 40000;
+  while (!(video.videoWidth > 0) || video.paused) {
+    if (Date.now() > deadline) return {error: "video never played", state: document.body.dataset.state};
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => video.requestVideoFrameCallback(() => r()));
+  const w = video.videoWidth, h = video.videoHeight;
+  const canvas = document.createElement("canvas");
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(video, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, rows).data;
+  const luma = new Array(w * rows);
+  for (let i = 0; i < w * rows; i++) {
+    luma[i] = Math.round(0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2]);
+  }
+  return {width: w, height: h, luma: luma};
+})
+"""
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one browser WebSocket (flat sessions)."""
+
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self._socket = socket
+        self._ids = itertools.count(1)
+        self._events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, session: str | None = None, **params: Any) -> Any:
+        message_id = next(self._ids)
+        message: dict[str, Any] = {"id": message_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        await self._socket.send_json(message)
+        while True:
+            reply = await asyncio.wait_for(self._socket.receive_json(), _TIMEOUT_S)
+            if reply.get("id") == message_id:
+                if "error" in reply:
+                    raise AssertionError(f"{method} failed: {reply['error']}")
+                return reply["result"]
+            if "method" in reply:
+                self._events.append(reply)
+
+    async def wait_event(self, method: str, session: str) -> dict[str, Any]:
+        while True:
+            for event in self._events:
+                if event["method"] == method and event.get("sessionId") == session:
+                    self._events.remove(event)
+                    return event
+            message = await asyncio.wait_for(self._socket.receive_json(), _TIMEOUT_S)
+            if "method" in message:
+                self._events.append(message)
+
+    async def open_page(self, url: str) -> str:
+        """Open ``url`` in a new tab and return its session once the page has loaded."""
+        target = await self.call("Target.createTarget", url="about:blank")
+        attached = await self.call(
+            "Target.attachToTarget", targetId=target["targetId"], flatten=True
+        )
+        session = str(attached["sessionId"])
+        await self.call("Page.enable", session)
+        nav = await self.call("Page.navigate", session, url=url)
+        assert "errorText" not in nav, nav
+        await self.wait_event("Page.loadEventFired", session)
+        return session
+
+    async def evaluate(self, session: str, expression: str) -> Any:
+        result = await self.call(
+            "Runtime.evaluate",
+            session,
+            expression=expression,
+            awaitPromise=True,
+            returnByValue=True,
+        )
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+
+@contextlib.asynccontextmanager
+async def chromium(tmp_path: Path, spki_pin: str) -> AsyncIterator[DevTools]:
+    binary = require_tool("chromium")
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        # Trust exactly the device's key, as a paired phone does (SHA-256 of the SPKI, base64).
+        f"--ignore-certificate-errors-spki-list={spki_pin}",
+        "--remote-debugging-port=0",
+        "about:blank",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        endpoint = None
+        while endpoint is None:
+            line = await asyncio.wait_for(process.stderr.readline(), _TIMEOUT_S)
+            assert line, "chromium exited before opening its DevTools port"
+            found = re.search(rb"DevTools listening on (ws://\S+)", line)
+            endpoint = found.group(1).decode() if found else None
+        drain = asyncio.ensure_future(process.stderr.read())
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(endpoint, max_msg_size=64 * 1024 * 1024) as socket,
+        ):
+            yield DevTools(socket)
+        drain.cancel()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 10)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _mint_link(live: LiveDevice, owner: KeyBundle) -> str:
+    token = mint_link_token(
+        owner.signing_key,
+        device_id=live.device.identity.device_id,
+        camera="front",
+        now_s=int(time.time()),
+        ttl_s=120,
+    )
+    async with live.client(owner) as api:
+        body = await api._json("POST", "/live/link", body={"token": token})
+    return str(body["url"])
+
+
+async def _counter(tools: DevTools, page: str, width: int) -> int | None:
+    rows = strip_rows(width)
+    reading = await tools.evaluate(page, f"{_READ_STRIP}({rows})")
+    assert "error" not in reading, reading
+    assert reading["width"] == width
+    luma = np.array(reading["luma"], dtype=np.uint8).reshape(rows, reading["width"])
+    strip = read_strip(luma)
+    return None if strip is None else strip.counter
+
+
+async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        url = await _mint_link(live, owner)
+        pin = base64.b64encode(b64url_decode(page_spki_sha256(tmp_path / "data" / "keys")))
+        async with chromium(tmp_path, pin.decode()) as tools:
+            page = await tools.open_page(url)
+            counters: list[int] = []
+            for _ in range(40):
+                counter = await _counter(tools, page, 320)
+                if counter is not None:
+                    counters.append(counter)
+                if len(counters) >= 2 and counters[-1] > counters[0]:
+                    break
+            assert len(counters) >= 2
+            assert counters[-1] > counters[0]
+            assert await tools.evaluate(page, "document.body.dataset.state") == "live"
+
+            # A doorbell press reaches the page through its session's event feed.
+            live.app[keys.BUS].publish("doorbell.pressed", camera="front")
+            text = await tools.evaluate(
+                page,
+                """(async () => {
+                  const list = document.getElementById("events");
+                  const deadline = Date.now() + 40000;
+                  while (!list.textContent && Date.now() < deadline) {
+                    await new Promise((r) => setTimeout(r, 50));
+                  }
+                  return list.textContent;
+                })()""",
+            )
+            assert text.startswith("Doorbell pressed at ")
+
+            # The same link again: the page says it was used, and no second session starts.
+            again = await tools.open_page(url)
+            message = await tools.evaluate(
+                again,
+                """(async () => {
+                  const deadline = Date.now() + 40000;
+                  while (document.body.dataset.state !== "error" && Date.now() < deadline) {
+                    await new Promise((r) => setTimeout(r, 50));
+                  }
+                  return document.getElementById("status").textContent;
+                })()""",
+            )
+            assert message == (
+                "This live link was already used: each link works once. "
+                "Ask the owner for a new link."
+            )
+            assert live.relay.viewer_count() == 1
+        assert live.source.opened == 1
