@@ -55,9 +55,12 @@ from device.events import DeviceEvent
 from hardware import FileCamera, LiveCamera, SimulatedButton, SimulatedCamera, load_scenario
 from hardware._frames import CameraSource
 from hub import keys
+from hub._page_tls import page_tls_context
 from hub.app import CameraInfo, HubDeps, create_app
 from hub.events import device_event
+from hub.live import FrameRelay
 from hub.owners import OwnersTable
+from hub.routes import live as live_routes
 
 __all__ = [
     "EXAMPLE_CONFIG",
@@ -100,6 +103,7 @@ max_pairing_failures = 20       # then pairing is refused until the doorbell but
 signature_window_s = 60         # signed requests must be created within this many seconds
 rate_per_s = 2.0                # requester and pairing requests per second, per address and key
 rate_burst = 20                 # ... with bursts up to this many
+live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
 """
 
 
@@ -126,10 +130,13 @@ class ServeConfig:
     signature_window_s: int = 60
     rate_per_s: float = 2.0
     rate_burst: int = 20
+    live_page_port: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be 0-65535, got {self.port}")
+        if not 0 <= self.live_page_port < 65536:
+            raise ValueError(f"live_page_port must be 0-65535, got {self.live_page_port}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
@@ -328,6 +335,8 @@ async def serve(
         }
         app = create_app(device.deps(infos, config))
         bus = app[keys.BUS]
+        relay = FrameRelay()  # live view watches the pipelines' frames, never the cameras
+        page_port = live_routes.install(app, relay)
 
         def on_event(event: DeviceEvent) -> None:
             mapped = device_event(event)
@@ -339,7 +348,7 @@ async def serve(
         )
         pipelines = {}
         for name, source in sources.items():
-            relay = SimulatedButton() if isinstance(source, SimulatedCamera) else None
+            button = SimulatedButton() if isinstance(source, SimulatedCamera) else None
             info = source.info
             pipelines[name] = CameraPipeline(
                 name,
@@ -349,12 +358,13 @@ async def serve(
                 detector=MotionDetector(MotionConfig(), info.width, info.height),
                 config=recording,
                 on_event=on_event,
-                button=relay,
+                on_frame=relay.add_camera(name),
+                button=button,
             )
             infos[name] = replace(infos[name], stats=_stats_of(pipelines[name]))
-            if relay is not None:
+            if button is not None:
                 assert isinstance(source, SimulatedCamera)
-                _track(tasks, _relay_button(source.button, relay, app))
+                _track(tasks, _relay_button(source.button, button, app))
         app[keys.DEPS] = replace(app[keys.DEPS], cameras=infos)
 
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -362,6 +372,16 @@ async def serve(
         site = web.TCPSite(runner, config.host, config.port, ssl_context=device.ssl_context())
         await site.start()
         port = _bound_port(runner)
+        page_site = web.TCPSite(
+            runner,
+            config.host,
+            config.live_page_port,
+            ssl_context=page_tls_context(device.data_dir / "keys"),
+        )
+        await page_site.start()
+        page_port.port = next(
+            a[1] for a in runner.addresses if isinstance(a, tuple) and a[1] != port
+        )
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))

@@ -4,17 +4,21 @@ recorded by a real pipeline; frames reach viewers through the relay, never a sec
 from __future__ import annotations
 
 import asyncio
+import io
+import time
 from pathlib import Path
 
 import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.client import ApiError
+from hub._live_link import mint_link_token
+from hub.client import ApiError, DoorwardClient
 from hub.live import LiveConfig
 from hub.routes.live import LIVE
+from hub.service import Device, ServeConfig, serve
 from hub.webrtc import receive_live
-from tests.hub.test_live_kit import live_device, post_offer, strip_counter
+from tests.hub.test_live_kit import SCENARIO, live_device, post_offer, strip_counter
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -161,3 +165,56 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
             await asyncio.wait_for(session.ended.wait(), 30)
             await asyncio.wait_for(watching, 60)
         assert session.end_reason == "max_duration"
+
+
+async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) -> None:
+    scenario = tmp_path / "cam.toml"
+    scenario.write_text(SCENARIO)
+    config = ServeConfig(
+        data_dir=tmp_path / "data",
+        cameras=(f"front=simulated:{scenario}",),
+        host="127.0.0.1",
+        port=0,
+        advertise=False,
+    )
+    owner = KeyBundle.generate("x25519")
+    device = Device.open(config.data_dir)
+    device.owners.add(owner.public(), name="phone", now=int(time.time()))
+    fingerprint, device_id = device.fingerprint, device.identity.device_id
+    device.close()
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(
+        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+    )
+    try:
+        url = await asyncio.wait_for(ready, 30)
+        counters: list[int] = []
+        done = asyncio.Event()
+        async with DoorwardClient(
+            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
+        ) as api:
+            await receive_live(
+                lambda sdp: post_offer(api, sdp, camera="front"),
+                on_frame=_counter_sink(counters, 5, done),
+                stop=done,
+            )
+            link = await api._json(
+                "POST",
+                "/live/link",
+                body={
+                    "token": mint_link_token(
+                        owner.signing_key,
+                        device_id=device_id,
+                        camera="front",
+                        now_s=int(time.time()),
+                    )
+                },
+            )
+        assert counters[-1] > counters[0]
+        # The page is served on its own port (a certificate browsers accept).
+        assert link["url"].startswith("https://127.0.0.1:")
+        assert not link["url"].startswith(url + "/")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(server, 30) == 0
