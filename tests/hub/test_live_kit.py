@@ -19,7 +19,7 @@ from crypto.keys import KeyBundle
 from device import CameraPipeline
 from hardware import Frame, SimulatedCamera, StreamInfo, parse_scenario, read_strip
 from hub._page_tls import page_tls_context
-from hub.app import create_app
+from hub.app import CameraInfo, create_app
 from hub.client import DoorwardClient
 from hub.live import FrameRelay, LiveConfig
 from hub.routes import live as live_routes
@@ -85,10 +85,11 @@ async def live_device(
     data_dir: Path, *, config: LiveConfig | None = None, camera: str = "front"
 ) -> AsyncIterator[LiveDevice]:
     device = Device.open(data_dir)
-    app = create_app(device.deps({}, ServeConfig(data_dir=data_dir)))
+    source = CountingSource(SimulatedCamera(parse_scenario(SCENARIO, "live.toml"), name=camera))
+    info = CameraInfo(camera, "simulated", 320, 240, 15.0, "raw")
+    app = create_app(device.deps({camera: info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
     page_port = live_routes.install(app, relay, config)
-    source = CountingSource(SimulatedCamera(parse_scenario(SCENARIO, "live.toml"), name=camera))
     pipeline = CameraPipeline(
         camera, source, device.store, device.owners.recipients, on_frame=relay.add_camera(camera)
     )
