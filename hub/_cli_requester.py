@@ -18,7 +18,8 @@ from typing import IO, Any, cast
 from consent.errors import BundleInvalid
 from consent.models import CATEGORIES, LEGAL_BASES, REQUESTER_KINDS, RequesterIdentity
 from consent.requester import VerificationReport, open_bundle
-from consent.requests import sign_request
+from consent.requests import request_id_of, sign_request
+from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle
 from hub._cli_common import (
     CliError,
@@ -33,7 +34,7 @@ from hub._cli_common import (
     run_async,
 )
 from hub._progress import Progress, ProgressWriter
-from hub.client import RequestInfo
+from hub.client import ApiError, RequestInfo
 from hub.profile import PinnedDevice, Profile
 
 __all__ = ["add_parser", "main"]
@@ -144,9 +145,21 @@ def _ask(args: argparse.Namespace) -> int:
 
     async def go() -> RequestInfo:
         async with client_for(device, keys.signing_key) as api:
-            return await api.submit_request(token)
+            try:
+                return await api.submit_request(token)
+            except ApiError as exc:
+                if exc.code != "policy_refused":
+                    raise
+                # The refusal is recorded on the device; its status names the rule.
+                refused = await api.request_status(request_id_of(token))
+                raise _Refused(refused, exc.detail) from exc
 
-    info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    try:
+        info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    except _Refused as exc:
+        profile.pin(device)
+        profile.remember("requests", exc.info.request_id, device.device_id)
+        raise CliError(f"{exc.detail} (rule {exc.info.rule})") from exc
     profile.pin(device)
     profile.remember("requests", info.request_id, device.device_id)
     return emit(
@@ -157,6 +170,13 @@ def _ask(args: argparse.Namespace) -> int:
             f"check with: doorward requester status {info.request_id}",
         ],
     )
+
+
+class _Refused(DoorwardError):
+    def __init__(self, info: RequestInfo, detail: str) -> None:
+        super().__init__(detail)
+        self.info = info
+        self.detail = detail
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -1,0 +1,327 @@
+"""The owner and requester CLIs against ``doorward serve``, all as separate processes over real TLS.
+
+The camera is a short H.264 file played in a loop in real time: a grey door with a bright square
+crossing it once per loop, so every loop records one clip (motion → post-roll → idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from crypto.setup_code import PairingURI
+from hub.client import Clip
+from hub.profile import Profile
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_CONFIG = "pre_roll_s = 1.0\npost_roll_s = 2.0\nsegment_s = 1.0\n"
+WRONG_CODE_ERROR = (
+    "doorward: error: pairing failed: the setup code was typed wrong, or someone tried to guess "
+    "it; check the code on the doorbell and try again\n"
+)
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    url: str
+    uri: PairingURI
+    uri_text: str
+    data_dir: Path
+    home: Path
+
+    def cli(self, group: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """``doorward GROUP ARGS`` in a fresh process (profiles under this test's config home)."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)}
+        return subprocess.run(
+            [sys.executable, "-m", f"hub._cli_{group}", *args],
+            cwd=self.home,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def ok(self, group: str, *args: str, here: bool = False) -> dict[str, Any]:
+        """Run a command with ``--json``; it must succeed and print exactly one JSON object.
+
+        ``here`` runs it in this process (same code, same TLS to the served device): the commands
+        the story needs only as checks stay fast, since each new process imports the whole hub.
+        """
+        run = self.inline(group, *args, "--json") if here else self.cli(group, *args, "--json")
+        assert run.returncode == 0, run.stderr
+        [line] = run.stdout.splitlines()
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def inline(self, group: str, *args: str) -> subprocess.CompletedProcess[str]:
+        module = importlib.import_module(f"hub._cli_{group}")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = module.main(list(args))
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def _door_video(path: Path) -> None:
+    """Six seconds at 10 fps: still for 2 s, a square crosses in 1.5 s, still again (GOP 0.5 s)."""
+    width, height, fps = 320, 240, 10
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"g": "5", "keyint_min": "5", "sc_threshold": "0", "bf": "0"}
+        for i in range(6 * fps):
+            image = np.full((height, width, 3), 90, np.uint8)
+            t = i / fps
+            if 2 <= t < 3.5:
+                x = int((t - 2) / 1.5 * (width - 100))
+                image[70:170, x : x + 100] = 235
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    video = tmp_path / "door.mp4"
+    _door_video(video)
+    config = tmp_path / "serve.toml"
+    config.write_text(SERVE_CONFIG)
+    data_dir = tmp_path / "data"
+    command = [
+        sys.executable,
+        "-m",
+        "hub._cli_serve",
+        "--config",
+        str(config),
+        "--data",
+        str(data_dir),
+        "--camera",
+        f"front={video}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-advertise",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        uri_text = url = ""
+        for line in process.stdout:
+            if line.strip().startswith("pairing URI:"):
+                uri_text = line.split("pairing URI:", 1)[1].strip()
+            if line.startswith("doorward: serving "):
+                url = line.split()[2]
+                break
+        assert url, "doorward serve did not start"
+        assert uri_text, "doorward serve printed no pairing URI"
+        home = tmp_path / "home"
+        home.mkdir()
+        yield Served(process, url, PairingURI.parse(uri_text), uri_text, data_dir, home)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _finished_clip(profile_dir: Path) -> Clip:
+    """The next clip of at least three segments to finish, from the owner's event stream (the
+    looping camera finishes one every six seconds)."""
+    from hub._cli_common import client_for
+
+    profile = Profile(profile_dir, "owner")
+    keys, device = profile.keys(), profile.device()
+
+    async def wait() -> Clip:
+        async with client_for(device, keys.signing_key) as api:
+            async for event in api.events(("clip.finished",)):
+                clip = await api.clip(event.data["clip_id"])
+                if clip.segment_count >= 3:
+                    return clip
+        raise AssertionError("the event stream ended before a clip finished")
+
+    return asyncio.run(asyncio.wait_for(wait(), 90))
+
+
+def test_owner_and_requester_run_the_story(served: Served) -> None:
+    owner = served.ok("owner", "init", "--name", "Ada's laptop")
+    owner_dir = served.home / "doorward" / "owner" / "default"
+    assert owner["profile"] == str(owner_dir)
+    as_owner = ("--profile", str(owner_dir))
+
+    # A mistyped setup code fails with one line and is counted on the device.
+    digits = served.uri.code.digits()
+    wrong = f"{(int(digits[0]) + 1) % 10}{digits[1:]}"
+    failed = served.cli("owner", "pair", served.uri_text.replace(f"c={digits}", f"c={wrong}"))
+    assert (failed.returncode, failed.stdout, failed.stderr) == (1, "", WRONG_CODE_ERROR)
+    assert _pairing_failures(served) == 1
+
+    paired = served.ok("owner", "pair", served.uri_text)
+    assert (paired["device_id"], paired["fingerprint"], paired["url"]) == (
+        served.uri.device_id,
+        served.uri.fingerprint,
+        served.url,
+    )
+    assert _pairing_failures(served) == 0
+
+    clip = _finished_clip(owner_dir)
+    listed = served.ok("owner", "clips", "--camera", "front", *as_owner, here=True)["clips"]
+    assert clip.clip_id in [c["clip_id"] for c in listed]
+    view = served.home / "clip.mp4"
+    shown = served.ok("owner", "view", clip.clip_id, "--out", str(view), *as_owner, here=True)
+    assert shown["segments"] == clip.segment_count
+    with av.open(str(view)) as container:
+        assert "mp4" in container.format.name
+        assert sum(1 for _ in container.decode(video=0)) > 0
+
+    # A local police department asks for the clip's window.
+    served.ok(
+        "requester",
+        "init",
+        "--name",
+        "Det. R. Alvarez",
+        "--organisation",
+        "Springfield Police Department",
+        "--kind",
+        "local_agency",
+        "--jurisdiction",
+        "Springfield",
+        "--contact",
+        "records@springfield.example",
+    )
+    as_police = ("--profile", str(served.home / "doorward" / "requester" / "default"))
+    window = [str(int(clip.start_s) - 5), str(int(clip.end_s or clip.start_s) + 5)]
+    ask = [
+        served.url,
+        "--fingerprint",
+        served.uri.fingerprint,
+        "--device-id",
+        served.uri.device_id,
+        "--camera",
+        "front",
+        "--start",
+        window[0],
+        "--end",
+        window[1],
+        "--category",
+        "package_theft",
+        "--case",
+        "SPD-2026-1142",
+        "--reason",
+        "a parcel was taken from a porch on this street",
+        "--legal-basis",
+        "voluntary",
+    ]
+    asked = served.ok("requester", "ask", *ask)
+    assert asked["status"] == "pending"
+    request_id = asked["request_id"]
+
+    # A federal agency's request is refused by the default policy, naming the rule.
+    federal = ("--profile", str(served.home / "federal"))
+    served.ok("requester", "init", *federal, "--name", "Agent K. Lee", "--kind", "federal_agency")
+    refused = served.cli("requester", "ask", *federal, *ask)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("doorward: error: request ")
+    assert line.endswith(
+        " declined by the owner's policy: the owner refuses requests from federal_agency "
+        "(rule requester_kind)"
+    )
+
+    [pending] = served.ok("owner", "requests", "--pending")["requests"]
+    assert (pending["request_id"], pending["organisation"], pending["kind"]) == (
+        request_id,
+        "Springfield Police Department",
+        "local_agency",
+    )
+
+    # Approval asks first; anything but "yes" releases nothing.
+    segments = f"{clip.clip_id}.000001,{clip.clip_id}.000002"
+    cancelled = served.cli("owner", "approve", request_id, "--segments", segments, stdin="no\n")
+    assert cancelled.returncode == 1
+    assert "Releases cannot be unsent" in cancelled.stderr
+    assert cancelled.stderr.endswith("doorward: error: approval cancelled; nothing was released\n")
+    approved = served.ok(
+        "owner", "approve", request_id, "--segments", segments, "--max-downloads", "2", "--yes"
+    )
+    assert approved["segment_ids"] == segments.split(",")
+
+    status = served.ok("requester", "status", request_id, *as_police, here=True)
+    assert (status["status"], status["release_ids"]) == ("approved", [approved["release_id"]])
+
+    out = served.home / "release"
+    fetched = served.ok("requester", "fetch", approved["release_id"], "--out", str(out))
+    assert fetched["ok"] is True
+    assert fetched["device_id"] == served.uri.device_id
+    assert [s["segment_id"] for s in fetched["segments"]] == segments.split(",")
+    assert json.loads((out / "report.json").read_text())["ok"] is True
+    assert "VERIFIED" in (out / "report.txt").read_text()
+    with av.open(fetched["video"]) as container:
+        assert sum(1 for _ in container.decode(video=0)) > 0
+    offline = served.ok(
+        "requester",
+        "verify",
+        str(out / "release.tar"),
+        "--out",
+        str(out / "v"),
+        *as_police,
+        here=True,
+    )
+    assert offline["ok"] is True
+
+    audit = served.ok("owner", "audit")
+    assert (audit["verified"], audit["previous_size"]) == (True, 0)
+    kinds = [e["kind"] for e in audit["entries"]]
+    for kind in ("owner.added", "request.pending", "release.created", "release.downloaded"):
+        assert kind in kinds
+    assert [e["rule"] for e in audit["entries"] if "rule" in e] == ["requester_kind"]
+    # A later check starts from the stored checkpoint.
+    later = served.ok("audit", "verify", *as_owner, here=True)
+    assert (later["verified"], later["previous_size"]) == (True, audit["size"])
+
+    # A profile whose pin does not match the device's TLS key refuses before any request.
+    devices = json.loads((owner_dir / "devices.json").read_text())
+    devices["devices"][0]["fingerprint"] = "A" * 43
+    (owner_dir / "devices.json").write_text(json.dumps(devices))
+    mismatch = served.cli("owner", "clips")
+    assert (mismatch.returncode, mismatch.stdout) == (1, "")
+    assert mismatch.stderr == (
+        f"doorward: error: device {served.uri.device_id} at {served.url} presented a TLS key "
+        "other than the pinned one: refusing to talk to it (if the device was reset, pair again)\n"
+    )
+
+
+def _pairing_failures(served: Served) -> int:
+    failures: int = json.loads((served.data_dir / "pairing-state.json").read_text())["failures"]
+    return failures
