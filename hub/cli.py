@@ -27,9 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.add_parser(commands)
 
-    from hub import _cli_harness, _cli_serve
+    from hub import _cli_audit, _cli_harness, _cli_owner, _cli_requester, _cli_serve
 
     _cli_serve.add_parser(commands)
+    _cli_owner.add_parser(commands)
+    _cli_requester.add_parser(commands)
+    _cli_audit.add_parser(commands)
     _cli_harness.add_parser(commands)
     return parser
 
