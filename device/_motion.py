@@ -50,6 +50,9 @@ _F32 = npt.NDArray[np.floating[Any]]  # float32 in practice
 _CELL = 6  # sampled pixels per cell side (lighting correction and region labelling)
 _GAIN_OFFSET = 4.0  # luma added to both sides of the gain ratio so near-black cells stay stable
 _GAIN_RANGE = (0.33, 3.0)  # contrast change a cell may be corrected by
+# Brightness within this of 1 needs no clipping to _GAIN_RANGE (and, being within [0.5, 2],
+# its distance from 1 is exact in float32).
+_GAIN_SAFE = min(0.5, 1.0 - _GAIN_RANGE[0], _GAIN_RANGE[1] - 1.0)
 _SPREAD_FLOOR = 4.0  # luma spread added to every cell so flat cells are not stretched
 _CELL_ACTIVE = 0.15  # fraction of a cell's pixels that must have changed for it to join a region
 _MAX_REGIONS = 16
@@ -292,15 +295,19 @@ class MotionDetector:
         if 1.0 - float(ratio.min()) <= _STEADY and float(ratio.max()) - 1.0 <= _STEADY:
             # Every cell is steady, so their medians are too (a median is one of its values):
             # the usual case, and it needs no filtering.
-            brightness, relit, steady = ratio, 0.0, True
+            brightness, relit, steady, moved = ratio, 0.0, True, 0.0
         else:
             # Light fields are smooth and objects are local: the median over each cell's 3x3
             # neighbourhood follows the light but not a person covering a few cells.
-            brightness = self._median()  # of ratio
+            self._median()  # of ratio, in place
+            brightness = ratio
             deviation = np.subtract(brightness, 1.0, out=self._deviation)
             np.abs(deviation, out=deviation)
-            relit = float(np.count_nonzero(deviation > _RELIT_GAIN)) / deviation.size
-            steady = float(deviation.max()) <= _STEADY
+            moved = float(deviation.max())
+            relit = 0.0
+            if moved > _RELIT_GAIN:
+                relit = float(np.count_nonzero(deviation > _RELIT_GAIN)) / deviation.size
+            steady = moved <= _STEADY
         if relit > _AFFINE_RELIT:
             self._affine_until_s = pts_s + self.config.settle_s
         affine = pts_s < self._affine_until_s
@@ -311,7 +318,8 @@ class MotionDetector:
         elif not affine:
             # Calm light: scale each cell to the background's brightness, which cancels flicker
             # and slow drift and leaves anything that moved at full contrast.
-            _clip_gain(brightness)
+            if moved > _GAIN_SAFE:
+                _clip_gain(brightness)
             np.multiply(sample, self._interpolate(brightness), out=diff)
             diff -= background
         else:
@@ -430,33 +438,25 @@ def _clip_gain(gain: _F32) -> None:
 
 
 class _Median3:
-    """Separable 3x3 median of one cell grid: of 3 along each row, then along each column.
+    """Separable 3x3 median of one cell grid, in place: of 3 along each row, then each column.
 
     The border repeats, which leaves border values as they are along that axis (the median of
     a, a, b is a), so only the interior is computed. The views are made once: the caller fills
-    ``grid`` in and calls this; the result is a buffer reused next call.
+    ``grid`` in and calls this.
     """
 
     def __init__(self, grid: _F32) -> None:
-        across = np.empty_like(grid)
-        out = np.empty_like(grid)
-        self._out = out
-        # (source, destination, before, value, after, the destination's interior), per pass.
-        passes = (
-            (grid, across, grid[:, :-2], grid[:, 1:-1], grid[:, 2:], across[:, 1:-1]),
-            (across, out, across[:-2], across[1:-1], across[2:], out[1:-1]),
-        )
-        self._passes = [(*p, np.empty_like(p[5]), np.empty_like(p[5])) for p in passes]
+        # (before, value, after) along rows, then along columns; value is the interior.
+        passes = ((grid[:, :-2], grid[:, 1:-1], grid[:, 2:]), (grid[:-2], grid[1:-1], grid[2:]))
+        self._passes = [(*p, np.empty_like(p[1]), np.empty_like(p[1])) for p in passes]
 
-    def __call__(self) -> _F32:
-        for src, dst, before, value, after, inner, low, high in self._passes:
+    def __call__(self) -> None:
+        for before, value, after, low, high in self._passes:
             # median(before, value, after) = max(min(before, after), min(max(before, after), value))
             np.minimum(before, after, out=low)
             np.maximum(before, after, out=high)
             np.minimum(high, value, out=high)
-            np.copyto(dst, src)
-            np.maximum(low, high, out=inner)
-        return self._out
+            np.maximum(low, high, out=value)  # every read is done: overwrite in place
 
 
 def _pool_matrix(n: int, cell: int) -> _F32:
