@@ -149,7 +149,7 @@ def iso(seconds: float | None) -> str:
 
 def entry_point(
     add_parser: Callable[[Any], argparse.ArgumentParser], group: str
-) -> Callable[[Sequence[str] | None], int]:
+) -> Callable[..., int]:
     """A ``main(argv)`` running one command group alone (``python -m hub._cli_owner init``)."""
 
     def main(argv: Sequence[str] | None = None) -> int:

@@ -123,6 +123,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = command("export-identity", _export_identity, "write the age identity file (0600)")
     p.add_argument("--out", type=Path, default=Path("doorward-owner.age.key"), metavar="FILE")
+
+    from hub._cli_live import add_live_commands  # live view pulls in aiortc: only when wired
+
+    add_live_commands(commands)
     return group
 
 
@@ -316,7 +320,7 @@ def _view(args: argparse.Namespace) -> int:
 def _remux_to_mp4(ts: bytes, out: Path) -> None:
     import av
 
-    with av.open(io.BytesIO(ts), format="mpegts") as src, av.open(str(out), "w") as dst:
+    with av.open(io.BytesIO(ts), "r", format="mpegts") as src, av.open(str(out), "w") as dst:
         stream = src.streams.video[0]
         target = dst.add_stream_from_template(stream)
         for packet in src.demux(stream):

@@ -119,7 +119,8 @@ class Profile:
         data = _read_json(self.directory / _PROFILE_FILE)
         if data.get("kind") != self.kind:
             raise ProfileError(
-                f"{self.directory} holds a {data.get('kind')!s:.20} profile, not a {self.kind} one"
+                f"{self.directory} holds a profile of kind {str(data.get('kind'))[:20]!r}, "
+                f"not {self.kind!r}"
             )
         return data
 
