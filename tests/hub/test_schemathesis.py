@@ -1,9 +1,9 @@
 """schemathesis against the live server: every operation of docs/openapi.yaml, generated requests
-(valid ones and ones that break the document) signed (RFC 9421) as a paired owner or as a requester, over real TLS 1.3 with the device's pin.
-No answer is a server error and every answer conforms to the document: status code, content
-type, headers and body schema. Each operation also gets one case with real identifiers (a
-recorded clip and its segments, a pending request, a release) so success answers are checked
-too, not only 4xx ones."""
+(valid ones and ones that break the document) signed with RFC 9421 as a paired owner or as a
+requester, over real TLS 1.3 with the device's pin. No answer is a server error and every answer
+conforms to the document: status code, content type, headers and body schema. Each operation with
+path parameters also gets one case with real identifiers (a recorded clip and its segments, a
+pending request, owners) so success answers are checked too, not only 4xx ones."""
 
 from __future__ import annotations
 
