@@ -22,8 +22,17 @@ from typing import Any
 
 from hardware._frames import Frame
 from hub._errors import Conflict, NotFound
+from hub._live_h264 import H264Feed, PacketViewer
 
-__all__ = ["FrameRelay", "LiveConfig", "LiveSession", "LiveSessions", "Viewer"]
+__all__ = [
+    "FrameRelay",
+    "H264Feed",
+    "LiveConfig",
+    "LiveSession",
+    "LiveSessions",
+    "PacketViewer",
+    "Viewer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +87,30 @@ class Viewer:
 
 
 class FrameRelay:
-    """Fans the frames of each running pipeline out to its viewers (everything on the loop)."""
+    """Fans the frames of each running pipeline out to its viewers (everything on the loop):
+    raw frames to each Viewer, and H.264 made once per camera (``hub._live_h264``) to each
+    PacketViewer."""
 
     def __init__(self) -> None:
         self._viewers: dict[str, list[Viewer]] = {}
+        self._h264: dict[str, H264Feed] = {}
         self.frames_in: dict[str, int] = {}
 
-    def add_camera(self, camera: str) -> Callable[[Frame, Any], None]:
-        """Register a camera; returns the hook to pass as the pipeline's ``on_frame``."""
+    def add_camera(
+        self, camera: str, *, extradata: bytes | None = None
+    ) -> Callable[[Frame, Any], None]:
+        """Register a camera (``extradata``: its H.264 parameter sets, if any); returns the hook
+        to pass as the pipeline's ``on_frame``."""
         self._viewers.setdefault(camera, [])
+        self._h264.setdefault(camera, H264Feed(camera, extradata=extradata))
         self.frames_in.setdefault(camera, 0)
         return lambda frame, _result: self.push(camera, frame)
+
+    def h264(self, camera: str) -> H264Feed:
+        """The camera's H.264 feed (passthrough or one shared encode)."""
+        if camera not in self._h264:
+            raise NotFound(f"no camera named {camera[:64]!r}; GET /cameras lists them")
+        return self._h264[camera]
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -99,6 +121,9 @@ class FrameRelay:
         self.frames_in[camera] = self.frames_in.get(camera, 0) + 1
         for viewer in self._viewers.get(camera, ()):
             viewer.offer(frame)
+        feed = self._h264.get(camera)
+        if feed is not None:
+            feed.push(frame)
 
     def subscribe(self, camera: str) -> Viewer:
         if camera not in self._viewers:
@@ -108,9 +133,12 @@ class FrameRelay:
         return viewer
 
     def viewer_count(self, camera: str | None = None) -> int:
-        if camera is not None:
-            return len(self._viewers.get(camera, ()))
-        return sum(len(v) for v in self._viewers.values())
+        """Viewers of ``camera`` (default: of every camera), raw and H.264."""
+        names = [camera] if camera is not None else list(self._viewers)
+        return sum(
+            len(self._viewers.get(n, ())) + (self._h264[n].viewer_count if n in self._h264 else 0)
+            for n in names
+        )
 
     def _remove(self, viewer: Viewer) -> None:
         with contextlib.suppress(ValueError):
@@ -125,15 +153,19 @@ class LiveSession:
     owner_key_id: str
     camera: str
     via: str  # "owner" (a signed offer) or "link" (the browser page)
-    viewer: Viewer
+    viewer: Viewer | PacketViewer | None = None  # set once the offer is answered
     peer: Any = field(repr=False, default=None)  # the RTCPeerConnection
     feed_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None
 
 
-# Starts WebRTC for a viewer: (offer SDP, viewer, on_closed) -> (peer connection, answer SDP).
-Answerer = Callable[[str, Viewer, Callable[[], None]], Awaitable[tuple[Any, str]]]
+# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed) ->
+# (peer connection, answer SDP, the relay viewer it plays).
+Answerer = Callable[
+    [str, FrameRelay, str, Callable[[], None]],
+    Awaitable[tuple[Any, str, Viewer | PacketViewer]],
+]
 # Records an audit entry off the loop (the API's write queue): (kind, fields) -> None.
 AuditWriter = Callable[[str, dict[str, Any]], Awaitable[None]]
 # Publishes an event on the bus: (kind, fields) -> None.
@@ -181,20 +213,22 @@ class LiveSessions:
                 "hangs up",
                 code="busy",
             )
-        viewer = self.relay.subscribe(camera)
-        session = LiveSession(secrets.token_hex(8), owner_key_id, camera, via, viewer)
+        self.relay.h264(camera)  # refuses an unknown camera before any WebRTC work
+        session = LiveSession(secrets.token_hex(8), owner_key_id, camera, via)
         self._starting += 1
         try:
-            peer, answer_sdp = await asyncio.wait_for(
-                self._answer(offer_sdp, viewer, lambda: self._spawn(self.end(session, "hangup"))),
+            peer, answer_sdp, viewer = await asyncio.wait_for(
+                self._answer(
+                    offer_sdp,
+                    self.relay,
+                    camera,
+                    lambda: self._spawn(self.end(session, "hangup")),
+                ),
                 self.config.answer_timeout_s,
             )
-        except BaseException:
-            viewer.close()
-            raise
         finally:
             self._starting -= 1
-        session.peer = peer
+        session.peer, session.viewer = peer, viewer
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
         fields = {
@@ -202,6 +236,8 @@ class LiveSessions:
             "camera": camera,
             "owner_key_id": owner_key_id,
             "via": via,
+            # shared_h264: passthrough or one encode for all; per_viewer: aiortc encodes (VP8)
+            "encoding": "shared_h264" if isinstance(viewer, PacketViewer) else "per_viewer",
         }
         logger.info(
             "live.started session_id=%s camera=%s owner=%s via=%s",
@@ -219,7 +255,8 @@ class LiveSessions:
         if session.end_reason is not None:
             return
         session.end_reason = reason
-        session.viewer.close()
+        if session.viewer is not None:
+            session.viewer.close()
         if session.peer is not None:
             await session.peer.close()
         fields = {
@@ -227,7 +264,7 @@ class LiveSessions:
             "camera": session.camera,
             "owner_key_id": session.owner_key_id,
             "reason": reason,
-            "skipped_frames": session.viewer.skipped,
+            "skipped_frames": session.viewer.skipped if session.viewer is not None else 0,
         }
         logger.info("live.ended session_id=%s reason=%s", session.session_id, reason)
         try:

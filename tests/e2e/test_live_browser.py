@@ -241,3 +241,10 @@ async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) 
             )
             assert live.relay.viewer_count() == 1
         assert live.source.opened == 1
+        started = [
+            e.body()
+            for e in live.device.audit.entries(0, live.device.audit.size)
+            if e.body()["kind"] == "live.started"
+        ]
+        # Chromium accepts H.264, so it got the camera's one shared encode.
+        assert [(e["via"], e["encoding"]) for e in started] == [("link", "shared_h264")]

@@ -57,8 +57,8 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         kinds = [e.body() for e in live.device.audit.entries(0, live.device.audit.size)]
         started = [e for e in kinds if e["kind"] == "live.started"]
         ended = [e for e in kinds if e["kind"] == "live.ended"]
-        assert [(e["camera"], e["owner_key_id"], e["via"]) for e in started] == [
-            ("front", owner.key_id, "owner")
+        assert [(e["camera"], e["owner_key_id"], e["via"], e["encoding"]) for e in started] == [
+            ("front", owner.key_id, "owner", "shared_h264")
         ]
         assert [(e["session_id"], e["reason"]) for e in ended] == [
             (started[0]["session_id"], "hangup")
@@ -86,6 +86,11 @@ async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
         assert live.source.opened == 1
         assert live.pipeline.stats.frames <= live.source.captured <= live.pipeline.stats.frames + 1
         assert live.relay.frames_in["front"] == live.pipeline.stats.frames
+        # One H.264 encode served both viewers: never more encodes than captured frames.
+        feed = live.relay.h264("front")
+        assert feed.encoded_frames > 0
+        assert feed.encoded_frames + feed.skipped_frames <= live.relay.frames_in["front"]
+        assert feed.passed_through == 0
         # Both viewers saw pictures of that one capture: counters no camera frame lacks.
         for counters in results:
             assert len(counters) >= 15
@@ -218,3 +223,42 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
     finally:
         stop.set()
         assert await asyncio.wait_for(server, 30) == 0
+
+
+async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8(
+    tmp_path: Path,
+) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data", h264=True) as live:
+        live.add_owner(owner)
+        counters: list[int] = []
+        done = asyncio.Event()
+        async with live.client(owner) as api:
+            await receive_live(
+                lambda sdp: post_offer(api, sdp),
+                on_frame=_counter_sink(counters, 5, done),
+                stop=done,
+            )
+            feed = live.relay.h264("front")
+            # The camera's own access units went out as they were: nothing was encoded.
+            assert feed.passed_through > 0
+            assert feed.encoded_frames == 0
+            assert counters[-1] > counters[0]
+            vp8: list[int] = []
+            done = asyncio.Event()
+            await receive_live(
+                lambda sdp: post_offer(api, sdp),
+                on_frame=_counter_sink(vp8, 5, done),
+                stop=done,
+                codec="video/VP8",
+            )
+            assert vp8[-1] > vp8[0]
+        sessions = live.app[LIVE]
+        while sessions.sessions:
+            await asyncio.wait_for(sessions.sessions[0].ended.wait(), 30)
+        started = [
+            e.body()
+            for e in live.device.audit.entries(0, live.device.audit.size)
+            if e.body()["kind"] == "live.started"
+        ]
+        assert [e["encoding"] for e in started] == ["shared_h264", "per_viewer"]

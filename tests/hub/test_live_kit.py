@@ -82,10 +82,16 @@ class LiveDevice:
 
 @contextlib.asynccontextmanager
 async def live_device(
-    data_dir: Path, *, config: LiveConfig | None = None, camera: str = "front"
+    data_dir: Path,
+    *,
+    config: LiveConfig | None = None,
+    camera: str = "front",
+    h264: bool = False,
 ) -> AsyncIterator[LiveDevice]:
+    """``h264``: the camera has its own encoder (frames carry H.264 packets)."""
     device = Device.open(data_dir)
-    source = CountingSource(SimulatedCamera(parse_scenario(SCENARIO, "live.toml"), name=camera))
+    scenario = SCENARIO + ("h264 = true\n" if h264 else "")
+    source = CountingSource(SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera))
     info = CameraInfo(camera, "simulated", 320, 240, 15.0, "raw")
     app = create_app(device.deps({camera: info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
