@@ -249,7 +249,16 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
 
     # A federal agency's request is refused by the default policy, naming the rule.
     federal = ("--profile", str(served.home / "federal"))
-    served.ok("requester", "init", *federal, "--name", "Agent K. Lee", "--kind", "federal_agency")
+    served.ok(
+        "requester",
+        "init",
+        *federal,
+        "--name",
+        "Agent K. Lee",
+        "--kind",
+        "federal_agency",
+        here=True,
+    )
     refused = served.cli("requester", "ask", *federal, *ask)
     assert (refused.returncode, refused.stdout) == (1, "")
     [line] = refused.stderr.splitlines()
@@ -310,6 +319,8 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     later = served.ok("audit", "verify", *as_owner, here=True)
     assert (later["verified"], later["previous_size"]) == (True, audit["size"])
 
+    _owner_housekeeping(served, as_owner, as_police, ask, approved["release_id"])
+
     # A profile whose pin does not match the device's TLS key refuses before any request.
     devices = json.loads((owner_dir / "devices.json").read_text())
     devices["devices"][0]["fingerprint"] = "A" * 43
@@ -325,3 +336,46 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
 def _pairing_failures(served: Served) -> int:
     failures: int = json.loads((served.data_dir / "pairing-state.json").read_text())["failures"]
     return failures
+
+
+def _owner_housekeeping(
+    served: Served,
+    as_owner: tuple[str, str],
+    as_police: tuple[str, str],
+    ask: list[str],
+    release_id: str,
+) -> None:
+    """The owner's other commands, run in this process against the same device."""
+    [me] = served.ok("owner", "owners", *as_owner, here=True)["owners"]
+    assert (me["name"], me["admin"]) == ("Ada's laptop", True)
+
+    policy = served.ok("owner", "policy", *as_owner, here=True)["policy"]
+    assert "federal_agency" in policy["refused_kinds"]
+    stricter = {**policy, "refused_kinds": [*policy["refused_kinds"], "insurer"]}
+    path = served.home / "policy.json"
+    path.write_text(json.dumps(stricter))
+    installed = served.ok("owner", "policy", "set", str(path), *as_owner, here=True)["policy"]
+    assert "insurer" in installed["refused_kinds"]
+
+    # A downloaded release can no longer be withdrawn; the device says so in one line.
+    late = served.inline("owner", "revoke", release_id, *as_owner)
+    assert (late.returncode, late.stdout) == (1, "")
+    assert late.stderr.startswith(
+        f"doorward: error: release {release_id} was already downloaded 1 time(s); "
+        "a release cannot be unsent ("
+    )
+    assert late.stderr.count("\n") == 1
+
+    again = served.ok("requester", "ask", *ask, *as_police, here=True)
+    declined = served.ok(
+        "owner", "decline", again["request_id"], "--reason", "no parcel here", *as_owner, here=True
+    )
+    assert (declined["status"], declined["reason"]) == ("declined", "no parcel here")
+    status = served.ok("requester", "status", again["request_id"], *as_police, here=True)
+    assert (status["status"], status["reason"]) == ("declined", "no parcel here")
+
+    exported = served.home / "owner.age.key"
+    result = served.ok("owner", "export-identity", "--out", str(exported), *as_owner, here=True)
+    assert result["identity"] == str(exported)
+    assert exported.stat().st_mode & 0o777 == 0o600
+    assert exported.read_bytes() == (Path(as_owner[1]) / "age.key").read_bytes()
