@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _SELF = Path(__file__).resolve()
 _REPO = _SELF.parent.parent
@@ -131,7 +131,7 @@ async def _prepare(work: Path, fps: int) -> Bench:
 
 
 async def _start_serve(
-    bench: Bench, scene: Path
+    bench: Bench, scene: Path, log: IO[bytes]
 ) -> tuple[asyncio.subprocess.Process, dict[str, float]]:
     """Launch ``doorward serve``; time HTTPS and zeroconf discovery from the launch."""
     browser = asyncio.ensure_future(
@@ -141,7 +141,7 @@ async def _start_serve(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub._cli_serve", "--data", str(bench.data), "--host", "127.0.0.1",
         "--port", "0", "--camera", f"front=simulated:{scene}",
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=_REPO,
+        stdout=subprocess.PIPE, stderr=log, cwd=_REPO,
     )  # fmt: skip
     assert process.stdout is not None
     line = b""
@@ -149,7 +149,8 @@ async def _start_serve(
         while not line.startswith(b"doorward: serving "):
             line = await process.stdout.readline()
             if not line:
-                raise RuntimeError("doorward serve exited before serving")
+                code = await process.wait()
+                raise RuntimeError(f"doorward serve exited with status {code} before serving")
     bench.url = line.split()[2].decode()
     async with bench.client() as phone:
         await phone.health()
@@ -310,20 +311,26 @@ async def run(seconds: float, clients: list[int], fps: int) -> dict[str, Any]:
         rings = [float(at) for at in range(2, int(total_s), _RING_EVERY_S)]
         scene = _scenario(work / "live.toml", fps=fps, seconds=total_s, presses=rings)
         result: dict[str, Any] = {"clients": clients, "seconds": seconds, "camera": f"720p{fps}"}
-        serve, times = await _start_serve(bench, scene)
-        static: asyncio.subprocess.Process | None = None
-        try:
-            result.update(times)
-            for n in clients:
-                result.update(await _load(bench, n, seconds))
-            static, static_url = await _start_static(bench)
-            result.update(await _download_vs_static(bench, static_url, min(3.0, seconds / 3)))
-            result["segments"] = len(bench.segments)
-            result["segment_bytes"] = sum(p.stat().st_size for p in bench.segments.values())
-        finally:
-            if static is not None:
-                await _stop(static)
-            await _stop(serve)
+        log_path = work / "serve.log"
+        with log_path.open("wb") as log:
+            try:
+                serve, times = await _start_serve(bench, scene, log)
+            except RuntimeError:
+                print(log_path.read_text(errors="replace")[-2000:], file=sys.stderr)
+                raise
+            static: asyncio.subprocess.Process | None = None
+            try:
+                result.update(times)
+                for n in clients:
+                    result.update(await _load(bench, n, seconds))
+                static, static_url = await _start_static(bench)
+                result.update(await _download_vs_static(bench, static_url, min(3.0, seconds / 3)))
+                result["segments"] = len(bench.segments)
+                result["segment_bytes"] = sum(p.stat().st_size for p in bench.segments.values())
+            finally:
+                if static is not None:
+                    await _stop(static)
+                await _stop(serve)
         result["serve_exit"] = serve.returncode
         return result
 
