@@ -283,3 +283,14 @@ def test_unsigned_owner_requests_are_refused(live: Live) -> None:
     response = session.get(live.url + "/cameras", timeout=30)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unsigned"
+
+
+def test_events_without_a_websocket_upgrade_is_a_json_400(live: Live) -> None:
+    response = live.owner.get(live.url + "/events", timeout=30)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "bad_request",
+            "message": "GET /events must be a WebSocket upgrade request",
+        }
+    }
