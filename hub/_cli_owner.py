@@ -422,7 +422,10 @@ def _approve(args: argparse.Namespace) -> int:
     )
     if not args.yes:
         print("Type 'yes' to approve: ", end="", file=sys.stderr, flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        answer = sys.stdin.readline()
+        if not sys.stdin.isatty():
+            print(file=sys.stderr)  # a terminal echoed the newline; a pipe did not
+        if answer.strip().lower() not in ("y", "yes"):
             raise CliError("approval cancelled; nothing was released")
     approval = phone.approve(
         s.keys.signing_key,
