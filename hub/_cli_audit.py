@@ -14,7 +14,15 @@ from typing import Any
 
 from consent.audit import audit_origin
 from consent.audit_verify import AuditVerifier
-from hub._cli_common import CliError, add_common, client_for, emit, entry_point, open_profile
+from hub._cli_common import (
+    CliError,
+    add_common,
+    client_for,
+    command_handler,
+    emit,
+    entry_point,
+    open_profile,
+)
 from hub._cli_common import run_async as _run_async
 
 __all__ = ["add_parser", "main", "run"]
@@ -31,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_common(verify, "owner")
     verify.add_argument("--device", metavar="ID", help="device id (when several are paired)")
-    verify.set_defaults(handler=run)
+    verify.set_defaults(handler=command_handler(run))
     return group
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import ssl
@@ -25,8 +26,10 @@ __all__ = [
     "CliError",
     "add_common",
     "client_for",
+    "command_handler",
     "emit",
     "entry_point",
+    "iso",
     "open_profile",
     "parse_duration",
     "parse_time",
@@ -54,6 +57,22 @@ def add_common(parser: argparse.ArgumentParser, kind: ProfileKind) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(profile_kind=kind)
+
+
+def command_handler(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``handler`` with file-system failures (an unwritable ``--out``) as one-line CliErrors."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CliError(f"{where}{exc.strerror or exc}") from exc
+
+    return run
 
 
 def open_profile(args: argparse.Namespace, kind: ProfileKind | None = None) -> Profile:

@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from consent import owner as phone
 from consent._policy import Policy
@@ -28,6 +28,7 @@ from hub._cli_common import (
     CliError,
     add_common,
     client_for,
+    command_handler,
     emit,
     entry_point,
     iso,
@@ -37,6 +38,7 @@ from hub._cli_common import (
     run_async,
 )
 from hub._cli_footage import ApiFootage
+from hub._progress import Progress, ProgressWriter
 from hub.client import DoorwardClient, RequestInfo, pair
 from hub.discovery import browse
 from hub.profile import PinnedDevice, Profile
@@ -56,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
         add_common(parser, "owner")
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=command_handler(handler))
         return parser
 
     p = command("init", _init, "make this owner's keys (Ed25519 + age)")
@@ -293,17 +295,24 @@ def _view(args: argparse.Namespace) -> int:
     out: Path = args.out or Path(f"{args.clip_id}.ts")
     identities = [s.keys.age_identity]
 
+    progress = Progress(f"clip {args.clip_id}")
+
     async def fetch() -> tuple[int, bytes]:
         joined = io.BytesIO()
         async with s.client() as api:
             clip = await api.clip(args.clip_id)
+            progress.total = clip.bytes
             for segment in clip.segments:
                 buffer = io.BytesIO()
-                await api.download_segment(segment.segment_id, buffer)
+                writer = cast(IO[bytes], ProgressWriter(buffer, progress))
+                await api.download_segment(segment.segment_id, writer)
                 joined.write(age.decrypt_bytes(identities, buffer.getvalue()))
             return len(clip.segments), joined.getvalue()
 
-    count, video = run_async(fetch(), where=s.where)
+    try:
+        count, video = run_async(fetch(), where=s.where)
+    finally:
+        progress.close()
     if count == 0:
         raise CliError(f"clip {args.clip_id} has no segments yet")
     if out.suffix.lower() == ".mp4":

@@ -25,6 +25,7 @@ from hub._cli_common import (
     CliError,
     add_common,
     client_for,
+    command_handler,
     emit,
     entry_point,
     iso,
@@ -50,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
         add_common(parser, "requester")
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=command_handler(handler))
         return parser
 
     p = command("init", _init, "make this requester's keys and record who you are")
