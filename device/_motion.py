@@ -28,8 +28,9 @@ contiguous conversion to float32, and the median filter is skipped when no cell'
 moved (then neither did its median). ``target_rows`` defaults to 72 (every 5th row and column
 of 360p, every 15th of 1080p): a third fewer samples than 90 rows for about a sixth less time in
 ``bench/motion.py``. The cost is resolution: boxes are a sample coarser (5 px at 360p instead
-of 4) and ``min_area`` now spans 28 samples at 360p instead of 43, so very small or distant
-changes are noisier to measure; every shipped scenario is still recorded with no false clip.
+of 4) and ``min_area`` spans 28 samples of an unmasked 360p picture instead of 43, so very small
+or distant changes are noisier to measure; every shipped scenario is still recorded with no
+false clip. Pass ``target_rows=90`` for the finer grid.
 """
 
 from __future__ import annotations
