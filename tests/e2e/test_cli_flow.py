@@ -322,11 +322,14 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     for kind in ("owner.added", "request.pending", "release.created", "release.downloaded"):
         assert kind in kinds
     assert [e["rule"] for e in audit["entries"] if "rule" in e] == ["requester_kind"]
-    # A later check starts from the stored checkpoint.
+
+    _owner_housekeeping(served, as_owner, as_police, ask, request_id, approved["release_id"])
+
+    # The log grew since: the next check needs a consistency proof from the stored checkpoint.
     later = served.ok("audit", "verify", *as_owner, here=True)
     assert (later["verified"], later["previous_size"]) == (True, audit["size"])
-
-    _owner_housekeeping(served, as_owner, as_police, ask, approved["release_id"])
+    assert later["size"] > audit["size"]
+    assert later["entries"][: audit["size"]] == audit["entries"]
 
     # A profile whose pin does not match the device's TLS key refuses before any request.
     devices = json.loads((owner_dir / "devices.json").read_text())
@@ -357,6 +360,7 @@ def _owner_housekeeping(
     as_owner: tuple[str, str],
     as_police: tuple[str, str],
     ask: list[str],
+    request_id: str,
     release_id: str,
 ) -> None:
     """The owner's other commands, run in this process against the same device."""
@@ -380,7 +384,21 @@ def _owner_housekeeping(
     )
     assert late.stderr.count("\n") == 1
 
+    # The first request was decided already.
+    done = served.inline("owner", "approve", request_id, "--all", "--yes", *as_owner)
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"doorward: error: request {request_id} is approved, not pending\n",
+    )
+
     again = served.ok("requester", "ask", *ask, *as_police, here=True)
+    bogus = served.inline(
+        "owner", "approve", again["request_id"], "--segments", "nope", "--yes", *as_owner
+    )
+    assert bogus.returncode == 1
+    assert bogus.stderr.startswith(
+        "doorward: error: segment(s) nope are not in the request's window; choose from: "
+    )
     declined = served.ok(
         "owner", "decline", again["request_id"], "--reason", "no parcel here", *as_owner, here=True
     )
