@@ -154,7 +154,7 @@ def _print_qr(url: str) -> None:
     try:
         import segno
 
-        segno.make(url, error="l").terminal(out=sys.stdout, compact=True)  # type: ignore[arg-type]
+        segno.make(url, error="l").terminal(out=sys.stdout, compact=True)
     except (ImportError, ValueError):
         return  # the printed URL is enough
 

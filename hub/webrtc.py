@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -85,9 +86,8 @@ class RelayTrack(MediaStreamTrack):
             raise MediaStreamError("the live session ended")
         picture = frame_to_av(frame)
         # RTP timestamps must move forward even if a source's clock restarts (reconnect).
-        if picture.pts <= self._last_pts:
-            picture.pts = self._last_pts + 1
-        self._last_pts = picture.pts
+        pts = max(round(frame.pts_s / VIDEO_TIME_BASE), self._last_pts + 1)
+        picture.pts = self._last_pts = pts
         return picture
 
     def stop(self) -> None:
@@ -104,7 +104,7 @@ class PacketTrack(MediaStreamTrack):
         super().__init__()
         self._viewer = viewer
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         unit = await self._viewer.next()
         if unit is None:
             self.stop()
@@ -246,6 +246,8 @@ async def receive_live(
                 raise
             except MediaStreamError:
                 break  # the device hung up
+            if not isinstance(picture, av.VideoFrame):
+                continue
             count += 1
             if on_frame is not None:
                 on_frame(picture)
