@@ -64,7 +64,11 @@ class _SegmentWriter:
         self.file = file
         self._container: av.container.OutputContainer | None = None
         self._encryptor = age.Encryptor(cast(BinaryIO, file), recipients)
-        self._container = av.open(_MuxSink(self._encryptor), "w", format="mpegts")
+        # A sink without seek() would otherwise be flushed after every packet: one trip through
+        # Python and the encryptor per frame instead of one per buffer (the bytes are the same).
+        self._container = av.open(
+            _MuxSink(self._encryptor), "w", format="mpegts", options={"flush_packets": "0"}
+        )
         self._stream = self._container.add_mux_stream(
             "h264", rate=video.fps, width=video.width, height=video.height
         )

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -29,6 +28,7 @@ from device.events import DeviceEvent, DoorbellPressed, MotionDetected, Recordin
 from device.faults import StorageFaults
 from device.store import ClipStore
 from hardware import _frames
+from hardware._worker import Worker
 from hardware.button import DoorbellButton
 
 __all__ = ["CameraPipeline", "PipelineStats"]
@@ -119,8 +119,7 @@ class CameraPipeline:
 
     async def run(self) -> PipelineStats:
         """Record until the source ends; on cancellation the open clip is closed, then re-raised."""
-        loop = asyncio.get_running_loop()
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camera-{self.camera_id}")
+        worker = Worker(self.camera_id)
         button_task = asyncio.create_task(self._watch_button()) if self._button else None
         frames = self._source.frames()
         logger.info(
@@ -133,13 +132,13 @@ class CameraPipeline:
         try:
             async for frame in frames:
                 presses, self._pending_presses = self._pending_presses, 0
-                result, events = await loop.run_in_executor(worker, self._process, frame, presses)
+                result, events = await worker.run(self._process, frame, presses)
                 self._emit(events)
                 if self._on_frame is not None:
                     self._on_frame(frame, result)
         finally:
             # The worker runs one job at a time: this runs after any frame still in progress.
-            closing = loop.run_in_executor(worker, self._close_clip)
+            closing = worker.run(self._close_clip)
             try:
                 self._emit(await asyncio.shield(closing))
             finally:
@@ -149,7 +148,7 @@ class CameraPipeline:
                         await button_task
                 with contextlib.suppress(RuntimeError):
                     await frames.aclose()  # type: ignore[attr-defined]
-                worker.shutdown(wait=False)
+                worker.shutdown()
                 logger.info("pipeline.stop camera=%s stats=%s", self.camera_id, self.stats)
         return self.stats
 

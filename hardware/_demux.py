@@ -1,6 +1,9 @@
 """Reading one opened PyAV container: decoded yuv420p planes paired with H.264 packets.
 
-Sync and blocking: the async sources run it on their own single worker thread.
+Sync and blocking: the async sources run it on their own single worker thread. The planes are
+read-only views of the decoder's own picture buffers, not copies: FFmpeg reference-counts them,
+so a picture stays intact for as long as any view of it lives, and the decoder never writes into
+a picture it has handed out.
 """
 
 from __future__ import annotations
@@ -20,11 +23,22 @@ import numpy.typing as npt
 from hardware._frames import EncodedPacket, StreamInfo
 from hardware.errors import CameraOpenFailed
 
-__all__ = ["Decoded", "StreamReader", "avcc_to_annexb", "open_container", "redact_url"]
+__all__ = [
+    "DECODE_THREAD_TYPE",
+    "Decoded",
+    "StreamReader",
+    "avcc_to_annexb",
+    "open_container",
+    "plane_view",
+    "redact_url",
+]
 
 logger = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
+
+# Frame and slice threads: on a multi-core device a file replays faster than one core decodes it.
+DECODE_THREAD_TYPE = "AUTO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +111,7 @@ class StreamReader:
     def __init__(self, container: Any) -> None:
         self._container = container
         self._stream = container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = DECODE_THREAD_TYPE
         ctx = self._stream.codec_context
         self.is_h264 = ctx.name == "h264"
         extradata = bytes(ctx.extradata or b"")
@@ -111,6 +125,8 @@ class StreamReader:
         self.time_base = Fraction(self._stream.time_base or Fraction(1, 90000))
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self.fps = Fraction(rate)
+        self._ticks_per_frame = float(1 / (self.fps * self.time_base))
+        self._frame_s = float(1 / self.fps)
         self._pending: deque[EncodedPacket] = deque()
         self._packets_in = 0
         self._frames_out = 0
@@ -145,11 +161,13 @@ class StreamReader:
     def _queue_packets(self, packet: Any) -> None:
         out = self._bsf.filter(packet) if self._bsf is not None else [packet]
         for p in out:
-            # Raw Annex B files carry no timestamps: count packets at the nominal rate.
-            counted = round(self._packets_in / self.fps / self.time_base)
+            pts, dts = p.pts, p.dts
+            if pts is None:
+                # Raw Annex B files carry no timestamps: count packets at the nominal rate.
+                pts = dts if dts is not None else round(self._packets_in * self._ticks_per_frame)
+            if dts is None:
+                dts = pts
             self._packets_in += 1
-            pts = p.pts if p.pts is not None else (p.dts if p.dts is not None else counted)
-            dts = p.dts if p.dts is not None else pts
             self._pending.append(
                 EncodedPacket(bytes(p), pts, dts, self.time_base, bool(p.is_keyframe))
             )
@@ -158,15 +176,17 @@ class StreamReader:
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
         w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
-        y = _plane(frame.planes[0], w, h)
-        u = _plane(frame.planes[1], w // 2, h // 2)
-        v = _plane(frame.planes[2], w // 2, h // 2)
-        pts_s = float(frame.time) if frame.time is not None else self._frames_out / float(self.fps)
+        y = plane_view(frame.planes[0], w, h)
+        u = plane_view(frame.planes[1], w // 2, h // 2)
+        v = plane_view(frame.planes[2], w // 2, h // 2)
+        pts_s = float(frame.time) if frame.time is not None else self._frames_out * self._frame_s
         self._frames_out += 1
         packet = self._pending.popleft() if self._pending else None
         return Decoded(y, u, v, pts_s, packet)
 
 
-def _plane(plane: Any, width: int, height: int) -> U8:
-    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
-    return rows[:height, :width].copy()
+def plane_view(plane: Any, width: int, height: int) -> U8:
+    """A read-only ``height`` x ``width`` view of a decoded plane (rows are ``line_size`` apart)."""
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:height, :width]
+    rows.flags.writeable = False  # the buffer is the decoder's: nobody may paint into it
+    return rows
