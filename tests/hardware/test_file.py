@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from hardware import CameraOpenFailed, CameraSource, FileCamera, Frame, StripReading, read_strip
@@ -87,6 +88,44 @@ async def test_h264_packets_pass_through_unchanged(videos: dict[str, Path], ext:
         assert packet.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01"))
         if packet.keyframe:
             assert {5, 7, 8} <= set(nal_types(packet.data))  # IDR with SPS and PPS in-band
+
+
+def decoded_copies(path: Path) -> list[np.ndarray]:
+    """Each picture of the file as one yuv420p array, copied out by PyAV."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray() for frame in container.decode(video=0)]
+
+
+@pytest.mark.asyncio
+async def test_planes_are_read_only_views_that_outlive_the_camera(videos: dict[str, Path]) -> None:
+    cam = FileCamera(videos["ts"])
+    frames = await collect(cam)  # every picture held at once, then the decoder closed
+    await cam.close()
+    expected = decoded_copies(videos["ts"])
+    assert len(frames) == len(expected) == COUNT
+    for frame, picture in zip(frames, expected, strict=True):
+        stacked = np.concatenate((frame.y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)))
+        assert np.array_equal(stacked, picture.reshape(-1))
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        frames[0].y[0, 0] = 0
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        frames[0].u[0, 0] = 0
+
+
+@pytest.mark.asyncio
+async def test_a_new_iteration_continues_where_the_last_stopped(videos: dict[str, Path]) -> None:
+    cam = FileCamera(videos["ts"])
+    first = []
+    async for frame in cam.frames():
+        first.append(frame)
+        if len(first) == 3:  # mid-way through a batch of decoded pictures
+            break
+    rest = await collect(cam)
+    await cam.close()
+    frames = first + rest
+    assert [f.index for f in frames] == list(range(COUNT))
+    assert [read_strip(f.y).counter for f in frames] == list(range(COUNT))  # type: ignore[union-attr]
+    assert [f.packet.data for f in frames] == demuxed_packets(videos["ts"], annexb=False)  # type: ignore[union-attr]
 
 
 @pytest.mark.asyncio
