@@ -183,8 +183,11 @@ class LiveSessions:
         audit: AuditWriter,
         publish: Publisher,
         config: LiveConfig | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``sleep`` times the session maximum (injected so tests can end it by hand)."""
         self.relay = relay
+        self._sleep = sleep
         self.config = config or LiveConfig()
         self._answer = answer
         self._audit = audit
@@ -290,9 +293,15 @@ class LiveSessions:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _expire(self, session: LiveSession) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.ended.wait(), self.config.max_session_s)
-        await self.end(session, "max_duration")
+        timer = asyncio.ensure_future(self._sleep(self.config.max_session_s))
+        ended = asyncio.ensure_future(session.ended.wait())
+        try:
+            await asyncio.wait({timer, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            ended.cancel()
+        if not session.ended.is_set():
+            await self.end(session, "max_duration")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

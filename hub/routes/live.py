@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class PagePort:
 
 
 _PAGE_PORT: web.AppKey[PagePort] = web.AppKey("live_page_port", PagePort)
+_SLEEP: web.AppKey[Callable[[float], Awaitable[None]]] = web.AppKey("live_sleep")
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 _PAGE_HEADERS = {
@@ -69,10 +70,18 @@ _PAGE_HEADERS = {
 _FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
 
 
-def install(app: web.Application, relay: FrameRelay, config: LiveConfig | None = None) -> PagePort:
+def install(
+    app: web.Application,
+    relay: FrameRelay,
+    config: LiveConfig | None = None,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> PagePort:
     """Add live view to an app built by ``hub.app.create_app`` (before it starts); set the
-    returned :class:`PagePort` once the browser-facing site is bound."""
+    returned :class:`PagePort` once the browser-facing site is bound. ``sleep`` times the
+    session maximum."""
     page_port = PagePort()
+    app[_SLEEP] = sleep
     app[_PAGE_PORT] = page_port
     app[RELAY] = relay
     app[_CONFIG] = config or LiveConfig()
@@ -106,7 +115,12 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
             bus.publish(kind, **fields)
 
     sessions = LiveSessions(
-        app[RELAY], answer=answer_offer, audit=audit, publish=publish, config=app[_CONFIG]
+        app[RELAY],
+        answer=answer_offer,
+        audit=audit,
+        publish=publish,
+        config=app[_CONFIG],
+        sleep=app[_SLEEP],
     )
     app[LIVE] = sessions
     removals = bus.subscribe(frozenset({"owner.removed"}))

@@ -149,10 +149,23 @@ async def test_removing_the_owner_ends_the_session(tmp_path: Path) -> None:
         assert live.relay.viewer_count() == 0
 
 
+class HandTimer:
+    """A session timer the test runs out by hand: records what was asked, waits for ``fire``."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self.fire = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self.fire.wait()
+
+
 async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> None:
     owner = KeyBundle.generate("x25519")
-    config = LiveConfig(max_viewers=1, max_session_s=2.0)
-    async with live_device(tmp_path / "data", config=config) as live:
+    config = LiveConfig(max_viewers=1, max_session_s=120.0)
+    timer = HandTimer()
+    async with live_device(tmp_path / "data", config=config, sleep=timer.sleep) as live:
         live.add_owner(owner)
         first = asyncio.Event()
         async with live.client(owner) as api:
@@ -167,6 +180,9 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
                 "1 viewers are already watching; try again when one hangs up"
             )
             session = live.app[LIVE].sessions[0]
+            assert timer.asked == [120.0]
+            assert not session.ended.is_set()
+            timer.fire.set()  # the two minutes are up
             await asyncio.wait_for(session.ended.wait(), 30)
             await asyncio.wait_for(watching, 60)
         assert session.end_reason == "max_duration"

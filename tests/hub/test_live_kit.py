@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ async def live_device(
     config: LiveConfig | None = None,
     camera: str = "front",
     h264: bool = False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[LiveDevice]:
     """``h264``: the camera has its own encoder (frames carry H.264 packets)."""
     device = Device.open(data_dir)
@@ -95,7 +96,7 @@ async def live_device(
     info = CameraInfo(camera, "simulated", 320, 240, 15.0, "raw")
     app = create_app(device.deps({camera: info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
-    page_port = live_routes.install(app, relay, config)
+    page_port = live_routes.install(app, relay, config, sleep=sleep)
     pipeline = CameraPipeline(
         camera, source, device.store, device.owners.recipients, on_frame=relay.add_camera(camera)
     )
