@@ -84,8 +84,10 @@ async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
             )
         # One open of the camera, and every frame it captured went through the pipeline once.
         assert live.source.opened == 1
-        assert live.pipeline.stats.frames <= live.source.captured <= live.pipeline.stats.frames + 1
-        assert live.relay.frames_in["front"] == live.pipeline.stats.frames
+        # (At most one frame is between the camera and the relay: the one the pipeline holds.)
+        processed = live.pipeline.stats.frames
+        assert processed <= live.source.captured <= processed + 1
+        assert processed - 1 <= live.relay.frames_in["front"] <= processed
         # One H.264 encode served both viewers: never more encodes than captured frames.
         feed = live.relay.h264("front")
         assert feed.encoded_frames > 0
