@@ -4,7 +4,8 @@
   "session_id", "camera"}`` out.
 - ``POST /live/link`` (owner-signed): ``{"token"}`` (minted by the owner, ``hub._live_link``) in,
   ``{"url", "expires"}`` out: the page URL carrying the token.
-- ``GET /live/page?t=…`` and ``GET /live/page.js``: the static page (no external resources).
+- ``GET /live/page?t=…``, ``/live/page.js``, ``/live/page.css``: the static page (no external
+  resources).
 - ``POST /live/link-offer``: ``{"token", "sdp"}`` from the page; uses the link once.
 - ``GET /live/link-events?feed=…``: Server-Sent Events (doorbell presses, motion, the end of
   the session) for the page, authorised by the session's feed secret.
