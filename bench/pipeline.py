@@ -17,7 +17,7 @@
   (continuous recording), camera included. Goal <= 150.
 
 CPU is process time (all threads: x264's, the decoder's and the pipeline's workers). The sides of a
-ratio take turns (``--repeats`` rounds, default 5) and the lowest figure of each counts, which
+ratio take turns (``--repeats`` rounds, default 7) and the lowest figure of each counts, which
 damps interference from other processes on the machine. Opening the clip store happens once per
 device, not per second of video, so it stays outside the timed part of a recording. The last line
 of output is one JSON object.
@@ -259,7 +259,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds of video per run")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds of each measurement")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds of each measurement")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scenario", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
