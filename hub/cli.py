@@ -41,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``doorward`` command and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    # The service logs its state changes; a one-shot command prints one line or one error, so
+    # its own warnings (already turned into that error) stay out of the way unless asked for.
+    quiet = logging.WARNING if args.command in ("serve", "demo", "harness") else logging.ERROR
+    level = quiet - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         status: int = args.handler(args)

@@ -1,55 +1,37 @@
-"""``doorward demo``: the Doorward story, run for real on this machine and narrated for a person.
+"""``doorward demo``: the Doorward story on loopback, with real processes and real TLS, narrated.
 
-The doorbell (simulated camera → motion → libx264 → MPEG-TS segments → age → SQLite clip store), the
-owner's phone, a local police department and a federal agency all run here, in one process, with the
-real components: real age files, real signatures, a real audit log. Every artefact is kept.
+The demo starts ``doorward serve`` (a simulated camera running in real time) as its own process, then
+plays the people in the story with the ``doorward`` command line, each command its own process:
+the owner's phone pairs, a scripted visitor is recorded, a local police department asks for footage,
+a federal agency's request is refused by the default policy, the owner approves part of the clip,
+the police department fetches, verifies and decrypts it, and the owner verifies the audit log.
+Every artefact stays in the demo's folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import json
-import secrets
+import os
+import queue
+import signal
+import subprocess
 import sys
-import tarfile
+import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import av
-
-from consent import owner as phone
-from consent.audit import AuditLog, audit_origin
-from consent.audit_verify import AuditVerifier
-from consent.bundle import bundle_root
-from consent.clips import StoreFootage
-from consent.device import ConsentDesk
-from consent.errors import PolicyRefused
-from consent.models import PairedOwner, RequesterIdentity
-from consent.requester import open_bundle
-from consent.requests import sign_request
 from crypto import age
-from crypto.errors import NoIdentityMatched
-from crypto.keys import DeviceIdentity, KeyBundle
-from device import (
-    CameraPipeline,
-    ClipFinished,
-    ClipStarted,
-    ClipStore,
-    DoorbellPressed,
-    RecorderConfig,
-)
-from device.harness import detector_for
-from hardware import SimulatedCamera, parse_scenario
+from crypto.errors import DoorwardError, NoIdentityMatched
+from crypto.setup_code import PairingURI
 
-__all__ = ["add_parser", "run_demo"]
+__all__ = ["DemoFailed", "add_parser", "run_demo"]
 
 _CAMERA = "front-door"
-# A visitor walks up, rings, waits and leaves; the camera starts a minute ago so the clip is recent.
+_TIMEOUT_S = 90  # the whole recording must be done by then
+# A visitor walks up, rings, waits and leaves, a few seconds after the owner has paired.
 _SCENE = """\
 description = "A visitor walks up to the door, rings the bell, waits and walks away."
 
@@ -57,28 +39,31 @@ description = "A visitor walks up to the door, rings the bell, waits and walks a
 width = 640
 height = 360
 fps = 15
-seconds = 30
+seconds = 34
 seed = 7
-start = {start}
 
 [[actor]]
 id = "visitor"
 kind = "person"
-enter_s = 7
-leave_s = 24
+enter_s = 13
+leave_s = 25
 path = [[-0.1, 0.92], [0.66, 0.86], [0.66, 0.86], [-0.1, 0.92]]
-times = [7, 12, 17, 24]
+times = [13, 17, 21, 25]
 
 [[press]]
-at_s = 13
+at_s = 18
 """
+
+
+class DemoFailed(DoorwardError):
+    """A step of the demo did not do what the story needs; the message names the step."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo",
         help="run the whole story on a simulated doorbell and keep every artefact",
-        description="Run the Doorward story end to end and leave every artefact in DIR.",
+        description="Run the Doorward story on loopback and leave every artefact in DIR.",
     )
     parser.add_argument(
         "--dir", type=Path, default=None, help="where to keep the artefacts (default: a new folder)"
@@ -92,327 +77,432 @@ def _handle(args: argparse.Namespace) -> int:
     return 0 if summary["verified"] else 1
 
 
-@dataclass
-class _Narrator:
-    out: TextIO
-    started: float
-    number: int = 0
+def run_demo(directory: Path, *, out: TextIO) -> dict[str, Any]:
+    """Run the story, write ``directory/summary.json`` and return the summary."""
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    story = _Story(directory, out)
+    try:
+        return story.run()
+    finally:
+        story.stop_device()
+
+
+class _Story:
+    def __init__(self, directory: Path, out: TextIO) -> None:
+        self.dir = directory
+        self.out = out
+        self.started = time.monotonic()
+        self.step_number = 0
+        self.device: subprocess.Popen[str] | None = None
+        self.device_lines: queue.Queue[str | None] = queue.Queue()
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(directory / "config")}
+        self.env.pop("DOORWARD_PROFILE", None)
+
+    # -- narration ---------------------------------------------------------------------------
 
     def step(self, title: str) -> None:
-        self.number += 1
-        self.out.write(f"\n[{self.number}] {title}\n")
+        self.step_number += 1
+        self.out.write(f"\n[{self.step_number}] {title}\n")
         self.out.flush()
 
     def say(self, text: str) -> None:
         self.out.write(f"    {text}\n")
         self.out.flush()
 
+    # -- the story ---------------------------------------------------------------------------
 
-def run_demo(directory: Path, *, out: TextIO) -> dict[str, Any]:
-    """Run the story, write ``directory/summary.json`` and return the summary."""
-    return asyncio.run(_Demo(Path(directory), out).run())
-
-
-class _Demo:
-    def __init__(self, directory: Path, out: TextIO) -> None:
-        self.dir = directory
-        self.data = directory / "device" / "data"
-        self.n = _Narrator(out, time.monotonic())
-
-    async def run(self) -> dict[str, Any]:
-        n = self.n
-        self.dir.mkdir(parents=True, exist_ok=True)
-        n.out.write(f"Doorward demo — every artefact is kept in {self.dir}\n")
-
-        n.step("The doorbell starts for the first time and makes its identity")
-        device = DeviceIdentity.load_or_create(self.data / "keys" / "device.ed25519")
-        n.say(f"device id {device.device_id}; its key signs manifests and the audit log")
-
-        n.step("The owner's phone makes its keys and pairs with the doorbell")
-        owner = KeyBundle.generate("hybrid")
-        owner.save(self.dir / "owner")
-        paired = [PairedOwner.from_public(owner.signing_key.public_key())]
-        n.say(f"owner key id {owner.key_id}")
-        n.say(
-            f"post-quantum age recipient {str(owner.recipient)[:28]}… (the doorbell keeps only this)"
+    def run(self) -> dict[str, Any]:
+        self.out.write(f"Doorward demo — every artefact is kept in {self.dir}\n")
+        self.step(
+            "The doorbell starts: `doorward serve` with a simulated camera, HTTPS on loopback"
         )
-        store = ClipStore(self.data, device)
-        audit = AuditLog(
-            self.data / "doorward.db",
-            signer=device.private_key,
-            origin=audit_origin(device.public_key),
-        )
-        audit.append("owner.added", owner=owner.key_id, admin=True)
-        desk = ConsentDesk(
-            self.data / "doorward.db",
-            device=device,
-            clips=store,
-            audit=audit,
-            owners=lambda: paired,
-        )
-        try:
-            return await self._story(device, owner, store, audit, desk)
-        finally:
-            audit.close()
-            store.close()
+        url, uri = self.start_device()
+        self.say(f"serving {url}; device id {uri.device_id}")
+        self.say(f"TLS key fingerprint {uri.fingerprint} (phones pin it)")
+        self.say("first start: it printed a setup code and its QR code (kept in device.log)")
 
-    async def _story(
-        self,
-        device: DeviceIdentity,
-        owner: KeyBundle,
-        store: ClipStore,
-        audit: AuditLog,
-        desk: ConsentDesk,
-    ) -> dict[str, Any]:
-        n = self.n
-        n.step("A visitor comes to the door; the doorbell records with pre-roll")
-        await self._record(store, owner)
-        [clip] = store.list_clips(camera=_CAMERA)
-        segments = store.list_segments(clip.clip_id)
-        n.say(
-            f"clip {clip.clip_id}: {len(segments)} segments, "
-            f"{clip.end_s - clip.start_s:.1f} s, {sum(s.size for s in segments)} bytes"
+        self.step("The owner's phone makes its keys and pairs with the setup code (SPAKE2)")
+        owner = self.dir / "owner"
+        made = self.cli("owner", "init", "--name", "Sam's phone", profile=owner)
+        self.say(
+            f"owner key id {made['key_id']}; post-quantum age recipient {made['recipient'][:24]}…"
         )
-        n.say(f"each segment is an age file to the owner: {segments[0].path.name} …")
-        leaks = _plaintext_video_files(self.data)
-        n.say(f"files under the data directory holding plaintext MPEG-TS: {len(leaks)}")
+        paired = self.cli("owner", "pair", uri.to_uri(), profile=owner)
+        self.say(f"paired with {paired['device_id']}; its TLS key is pinned from now on")
+        self.say("the doorbell keeps only the owner's public keys: it cannot read what it records")
 
-        now = int(time.time())
-        n.step("A local police department asks for footage of the visit")
-        police = KeyBundle.generate("x25519")
-        police.save(self.dir / "requester")
-        police_who = RequesterIdentity(
-            name="Det. R. Alvarez",
-            organisation="Springfield Police Department",
-            kind="local_agency",
-            jurisdiction="Springfield",
-            contact="records@springfield.example",
+        self.step("A visitor comes to the door and rings; the doorbell records with pre-roll")
+        clip = self.wait_for_clip(owner)
+        self.say(
+            f"clip {clip['clip_id']}: {clip['segments']} segments, {clip['bytes']} bytes, "
+            f"{clip['end'] - clip['start']:.1f} s, each segment an age file to the owner"
         )
-        token = self._ask(
+        data = self.dir / "device" / "data"
+        leaks = _plaintext_video_files(data)
+        self.say(f"files on the doorbell holding plaintext video: {len(leaks)}")
+
+        self.step("A local police department asks for footage of the visit")
+        police = self.dir / "requester"
+        self.cli(
+            "requester",
+            "init",
+            "--name",
+            "Det. R. Alvarez",
+            "--organisation",
+            "Springfield Police Department",
+            "--kind",
+            "local_agency",
+            "--jurisdiction",
+            "Springfield",
+            "--contact",
+            "records@springfield.example",
+            profile=police,
+        )
+        asked = self.ask(
             police,
-            police_who,
+            url,
+            uri,
             clip,
-            now,
             "package_theft",
             "SPD-2026-1142",
             "a parcel was taken from a porch on this street",
-            "voluntary",
         )
-        record = desk.submit_request(token, now)
-        n.say(f"request {record.request_id}: {record.status.value} — the owner's phone is asked")
+        self.say(f"request {asked['request_id']}: {asked['status']} — the owner's phone is asked")
 
-        n.step("A federal agency asks too; the owner's default policy refuses it at once")
-        federal = KeyBundle.generate("x25519")
-        federal_who = RequesterIdentity(
-            name="Agent K. Lee",
-            organisation="Federal Agency",
-            kind="federal_agency",
-            jurisdiction="US",
-            contact="duty@federal.example",
+        self.step("A federal agency asks too; the owner's default policy refuses it at once")
+        federal = self.dir / "federal"
+        self.cli(
+            "requester",
+            "init",
+            "--name",
+            "Agent K. Lee",
+            "--organisation",
+            "Federal Agency",
+            "--kind",
+            "federal_agency",
+            profile=federal,
         )
-        token = self._ask(
+        refused = self.ask(
             federal,
-            federal_who,
+            url,
+            uri,
             clip,
-            now,
             "other",
-            "",
+            "FA-77",
             "checking residents of this street",
-            "voluntary",
+            expect_refusal=True,
         )
-        try:
-            desk.submit_request(token, now)
-            refused = ""
-        except PolicyRefused as exc:
-            refused = exc.rule or ""
-            n.say(f"refused by rule '{exc.rule}': {exc}")
+        self.say(f"refused: {refused}")
 
-        n.step("The owner reviews the request and approves only the segments with the visitor")
-        footage = StoreFootage(store)
-        [pending] = phone.list_pending(desk.pending_requests(now), footage, now)
-        [(_, in_window)] = pending.clips
-        chosen = list(
-            in_window[len(in_window) // 3 : len(in_window) // 3 + max(1, len(in_window) // 2)]
+        self.step("The owner reviews the request and approves only the segments with the visitor")
+        pending = self.cli("owner", "requests", "--pending", profile=owner)["requests"]
+        [request] = [r for r in pending if r["request_id"] == asked["request_id"]]
+        self.say(
+            f"{request['organisation']} ({request['kind']}), {request['category']}, "
+            f'case {request["case_reference"]}: "{request["request_reason"]}"'
         )
-        n.say(
-            f"{len(in_window)} segments in the window; approving {len(chosen)}: "
-            + ", ".join(str(s.index) for s in chosen)
+        ids = [f"{clip['clip_id']}.{i:06d}" for i in range(clip["segments"])]
+        chosen = ids[len(ids) // 3 : len(ids) // 3 + max(1, len(ids) // 2)]
+        release = self.cli(
+            "owner",
+            "approve",
+            request["request_id"],
+            "--segments",
+            ",".join(chosen),
+            "--max-downloads",
+            "2",
+            "--yes",
+            profile=owner,
         )
-        approval = phone.approve(
-            owner.signing_key,
-            [owner.age_identity],
-            pending.request,
-            chosen,
-            footage,
-            device_id=device.device_id,
-            token_id=secrets.token_hex(8),
-            now=now,
-            expires_at_s=now + 7 * 86400,
-            max_downloads=2,
+        self.say(
+            f"approved {len(release['segment_ids'])} of {len(ids)} segments; re-headed on "
+            f"the phone to the requester's key only; release {release['release_id']}"
         )
-        release = desk.record_approval(
-            pending.request.request_id, approval.token, approval.manifest, now
-        )
-        n.say(
-            f"consent token signed on the phone; release {release.release_id} recorded, "
-            "re-headed to the requester's key only (releases cannot be unsent)"
-        )
-        n.say("nothing about the owner (name, address, email) is disclosed: none was ticked")
+        self.say("nothing about the owner (name, address, email) goes with it: none was ticked")
 
-        n.step("The police department fetches the release, verifies and decrypts it")
-        desk.authorize_download(release.release_id, police.key_id, now)
-        bundle = self.dir / "release.tar"
-        with bundle.open("wb") as f:
-            desk.write_bundle(release.release_id, f)
-        report = open_bundle(
-            bundle,
-            [police.age_identity],
-            self.dir / "requester" / "release",
-            requester_key_id=police.key_id,
+        self.step("The police department fetches the release, verifies and decrypts it")
+        fetched = self.cli(
+            "requester",
+            "fetch",
+            release["release_id"],
+            "--out",
+            str(self.dir / "release"),
+            profile=police,
         )
-        for check in report.checks:
-            n.say(f"checked: {check}")
-        video = Path(report.video) if report.video else None
-        frames = _count_frames(video) if video else 0
-        n.say(f"decrypted {len(report.segments)} segments into {video} ({frames} frames decode)")
-        released = self._extract_segments(bundle, release.release_id)
-        opens = _owner_opens(owner, released[0])
-        n.say(
-            f"`age -d -i {self.dir / 'requester' / 'age.key'} {released[0]}` works with the "
-            f"`age` tool too; the owner's key opens that copy: {opens}"
+        for check in fetched["checks"]:
+            self.say(f"checked: {check}")
+        released = self.extract_segments(Path(fetched["bundle"]))
+        self.say(f"video: {fetched['video']}")
+        opens = _owner_opens(owner / "age.key", released[0])
+        self.say(
+            f"each segment also opens with `age -d -i {police / 'age.key'} …`; the owner's "
+            f"key opens the released copy: {opens}"
         )
 
-        n.step("The owner verifies the doorbell's audit log")
-        verifier = AuditVerifier(
-            device.public_key, audit.origin, state_path=self.dir / "owner" / "audit.checkpoint"
+        self.step("The owner verifies the doorbell's audit log")
+        audit = self.cli("owner", "audit", profile=owner)
+        kinds = [entry["kind"] for entry in audit["entries"]]
+        self.say(
+            f"{audit['size']} entries in a signed Merkle tree, checkpoint verified and kept "
+            f"in {audit['checkpoint']}"
         )
-        checkpoint = audit.checkpoint()
-        verifier.verify_entries(audit.entries(), checkpoint)
-        kinds = [entry.body()["kind"] for entry in audit.entries()]
-        n.say(f"{len(kinds)} entries, signed checkpoint verified and stored: " + ", ".join(kinds))
-        (self.dir / "owner" / "checkpoint.txt").write_text(checkpoint)
+        self.say("entries: " + ", ".join(kinds))
 
-        verified = report.ok and frames > 0 and not leaks and not opens and bool(refused)
+        self.step("The doorbell shuts down cleanly")
+        status = self.stop_device()
+        self.say(f"`doorward serve` exited with status {status}")
+
+        verified = (
+            fetched["ok"]
+            and not leaks
+            and not opens
+            and status == 0
+            and "release.downloaded" in kinds
+            and bool(refused)
+        )
         summary: dict[str, Any] = {
-            "data_dir": str(self.data),
-            "device_id": device.device_id,
-            "owner_identity": str(self.dir / "owner" / "age.key"),
-            "requester_identity": str(self.dir / "requester" / "age.key"),
-            "clip": clip.clip_id,
-            "segments_recorded": len(segments),
-            "bundle": str(bundle),
+            "data_dir": str(data),
+            "device_id": uri.device_id,
+            "url": url,
+            "owner_identity": str(owner / "age.key"),
+            "requester_identity": str(police / "age.key"),
+            "clip": clip["clip_id"],
+            "segments_recorded": clip["segments"],
+            "bundle": fetched["bundle"],
             "released_segments": [str(p) for p in released],
-            "video": str(video) if video else None,
-            "video_frames": frames,
-            "report": str(self.dir / "requester" / "release" / "report.json"),
-            "checkpoint": str(self.dir / "owner" / "checkpoint.txt"),
-            "federal_request_refused_by": refused,
+            "video": fetched["video"],
+            "report": fetched["report_json"],
+            "checkpoint": audit["checkpoint"],
+            "federal_request_refused": refused,
             "audit_entries": kinds,
             "plaintext_files_on_device": [str(p) for p in leaks],
             "owner_opens_release": opens,
             "verified": verified,
-            "elapsed_s": round(time.monotonic() - self.n.started, 2),
+            "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         result = "every check passed" if verified else "SOME CHECKS FAILED"
-        n.out.write(
+        self.out.write(
             f"\nDone in {summary['elapsed_s']} s: {result}. Summary: {self.dir / 'summary.json'}\n"
         )
         return summary
 
-    async def _record(self, store: ClipStore, owner: KeyBundle) -> None:
-        start = (datetime.now(UTC) - timedelta(seconds=60)).replace(microsecond=0)
-        scenario = parse_scenario(
-            _SCENE.format(start=start.isoformat().replace("+00:00", "Z")), "demo-visit.toml"
+    # -- the device process ------------------------------------------------------------------
+
+    def start_device(self) -> tuple[str, PairingURI]:
+        scene = self.dir / "visit.toml"
+        scene.write_text(_SCENE)
+        log = (self.dir / "device.log").open("w")
+        self.device = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "serve",
+                "--data",
+                str(self.dir / "device"),
+                "--camera",
+                f"{_CAMERA}=simulated:{scene}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--name",
+                "Front door (demo)",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=self.env,
+            cwd=self.dir,
         )
-        camera = SimulatedCamera(scenario, realtime=False, name=_CAMERA)
-        recipient = owner.recipient
-        pipeline = CameraPipeline(
-            _CAMERA,
-            camera,
-            store,
-            lambda: [recipient],
-            detector=detector_for(scenario),
-            config=RecorderConfig(),
-            on_event=self._on_event,
-            button=camera.button,
-        )
+        threading.Thread(target=self._pump, args=(self.device, log), daemon=True).start()
+        uri_text = url = ""
+        deadline = time.monotonic() + 30
+        while not url:
+            line = self._device_line(deadline)
+            if line.strip().startswith("pairing URI:"):
+                uri_text = line.split("pairing URI:", 1)[1].strip()
+            elif line.startswith("doorward: serving "):
+                url = line.split()[2]
+        if not uri_text:
+            raise DemoFailed("`doorward serve` printed no pairing URI; see device.log")
+        return url, PairingURI.parse(uri_text)
+
+    def _pump(self, process: subprocess.Popen[str], log: TextIO) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            self.device_lines.put(line)
+        self.device_lines.put(None)
+
+    def _device_line(self, deadline: float) -> str:
         try:
-            await pipeline.run()
-        finally:
-            await camera.close()
+            line = self.device_lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise DemoFailed("`doorward serve` did not start in 30 s; see device.log") from None
+        if line is None:
+            raise DemoFailed("`doorward serve` exited during start-up; see device.log")
+        return line
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, ClipStarted):
-            self.n.say(f"motion → clip.started {event.clip_id}")
-        elif isinstance(event, DoorbellPressed):
-            self.n.say("doorbell.pressed")
-        elif isinstance(event, ClipFinished):
-            self.n.say(f"clip.finished after post-roll ({event.segments} segments)")
+    def stop_device(self) -> int | None:
+        process, self.device = self.device, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
-    def _ask(
+    # -- the people, through the command line ------------------------------------------------
+
+    def cli(self, group: str, *args: str, profile: Path, expect_error: bool = False) -> Any:
+        command = [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            group,
+            *args,
+            "--profile",
+            str(profile),
+            "--json",
+        ]
+        shown = " ".join(["doorward", group, *args[:2]])
+        self.say(f"$ {shown}{' …' if len(args) > 2 else ''}")
+        run = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.dir,
+            timeout=120,
+            check=False,
+        )
+        if expect_error:
+            if run.returncode == 0:
+                raise DemoFailed(f"`{shown}` succeeded but the story expects a refusal")
+            return run.stderr.strip().removeprefix("doorward: error: ")
+        if run.returncode != 0:
+            raise DemoFailed(f"`{shown}` failed: {run.stderr.strip()}")
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    def ask(
         self,
-        who: KeyBundle,
-        identity: RequesterIdentity,
-        clip: Any,
-        now: int,
+        profile: Path,
+        url: str,
+        uri: PairingURI,
+        clip: dict[str, Any],
         category: str,
         case: str,
         reason: str,
-        basis: str,
-    ) -> str:
-        return sign_request(
-            who.signing_key,
-            str(who.recipient),
-            identity,
-            camera=_CAMERA,
-            window_start_s=int(clip.start_s) - 60,
-            window_end_s=min(now, int(clip.end_s) + 60),
-            category=category,
-            case_reference=case,
-            reason=reason,
-            legal_basis=basis,
-            issued_at_s=now,
-            expires_at_s=now + 3 * 86400,
-            nonce=secrets.token_hex(12),
+        *,
+        expect_refusal: bool = False,
+    ) -> Any:
+        start = _iso(clip["start"] - 30)
+        end = _iso(min(time.time() - 1, clip["end"] + 30))
+        return self.cli(
+            "requester",
+            "ask",
+            url,
+            "--fingerprint",
+            uri.fingerprint,
+            "--device-id",
+            uri.device_id,
+            "--camera",
+            _CAMERA,
+            "--start",
+            start,
+            "--end",
+            end,
+            "--category",
+            category,
+            "--case",
+            case,
+            "--reason",
+            reason,
+            "--legal-basis",
+            "voluntary",
+            profile=profile,
+            expect_error=expect_refusal,
         )
 
-    def _extract_segments(self, bundle: Path, release_id: str) -> list[Path]:
-        target = self.dir / "requester" / "segments"
+    def wait_for_clip(self, owner: Path) -> dict[str, Any]:
+        deadline = time.monotonic() + _TIMEOUT_S
+        announced = False
+        while time.monotonic() < deadline:
+            command = [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "owner",
+                "clips",
+                "--profile",
+                str(owner),
+                "--json",
+            ]
+            run = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=self.env,
+                cwd=self.dir,
+                timeout=60,
+                check=False,
+            )
+            if run.returncode != 0:
+                raise DemoFailed(f"`doorward owner clips` failed: {run.stderr.strip()}")
+            clips = json.loads(run.stdout)["clips"]
+            if clips and not announced:
+                self.say(f"motion → recording clip {clips[0]['clip_id']}")
+                announced = True
+            done = [c for c in clips if c["finished"] and c["segments"] >= 3]
+            if done:
+                self.say("$ doorward owner clips")
+                return dict(done[0])
+            time.sleep(2)
+        raise DemoFailed(f"no finished clip after {_TIMEOUT_S} s; see device.log")
+
+    def extract_segments(self, bundle: Path) -> list[Path]:
+        import tarfile
+
+        target = self.dir / "release" / "segments"
         target.mkdir(parents=True, exist_ok=True)
-        prefix = f"{bundle_root(release_id)}/segments/"
         paths = []
         with tarfile.open(bundle) as tar:
             for member in tar.getmembers():
-                if member.isfile() and member.name.startswith(prefix):
+                if member.isfile() and member.name.endswith(".age"):
                     source = tar.extractfile(member)
-                    assert source is not None
+                    if source is None:
+                        continue
                     path = target / Path(member.name).name
                     path.write_bytes(source.read())
                     paths.append(path)
+        if not paths:
+            raise DemoFailed(f"the bundle {bundle} holds no segments")
         return sorted(paths)
 
 
-def _owner_opens(owner: KeyBundle, released: Path) -> bool:
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(int(epoch_s), UTC).isoformat().replace("+00:00", "Z")
+
+
+def _owner_opens(identity_file: Path, released: Path) -> bool:
+    identities = age.parse_identities(identity_file.read_text())
     try:
-        age.decrypt(owner_identities := [owner.age_identity], released.read_bytes(), io.BytesIO())
+        age.decrypt_bytes(identities, released.read_bytes())
     except NoIdentityMatched:
         return False
-    return bool(owner_identities)
-
-
-def _count_frames(video: Path) -> int:
-    with av.open(str(video)) as container:
-        return sum(1 for _ in container.decode(video=0))
+    return True
 
 
 def _plaintext_video_files(root: Path) -> list[Path]:
     """Files holding a run of MPEG-TS packets (sync byte 0x47 every 188 bytes)."""
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and _looks_like_ts(path.read_bytes()):
-            found.append(path)
-    return found
+    return [p for p in sorted(root.rglob("*")) if p.is_file() and _looks_like_ts(p.read_bytes())]
 
 
 def _looks_like_ts(data: bytes, run: int = 5) -> bool:

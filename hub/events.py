@@ -39,6 +39,8 @@ EVENT_KINDS = frozenset(
         "release.downloaded",
         "owner.added",
         "owner.removed",
+        "live.started",
+        "live.ended",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
+import hardware
 from consent.audit import AuditLog, audit_origin
 from consent.device import ConsentDesk
 from crypto.errors import DoorwardError
@@ -52,6 +53,7 @@ from device import (
     RecorderConfig,
 )
 from device.events import DeviceEvent
+from device.harness import detector_for
 from hardware import FileCamera, LiveCamera, SimulatedButton, SimulatedCamera, load_scenario
 from hardware._frames import CameraSource
 from hub import keys
@@ -74,7 +76,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "visitor.toml"
+# Shipped inside the package so `doorward serve` works from a plain (non-editable) install.
+_DEFAULT_SCENARIO = Path(hardware.__file__).resolve().parent / "default_scenario.toml"
 _HOLD_TO_UNLOCK_S = 3.0
 _RETENTION_EVERY_S = 60.0
 
@@ -349,13 +352,12 @@ async def serve(
         pipelines = {}
         for name, source in sources.items():
             button = SimulatedButton() if isinstance(source, SimulatedCamera) else None
-            info = source.info
             pipelines[name] = CameraPipeline(
                 name,
                 source,
                 device.store,
                 device.owners.recipients,
-                detector=MotionDetector(MotionConfig(), info.width, info.height),
+                detector=_detector_for(source),
                 config=recording,
                 on_event=on_event,
                 on_frame=relay.add_camera(name),
@@ -553,3 +555,11 @@ def _desk_connection(path: Path) -> Any:
     db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
     db.execute("PRAGMA journal_mode=WAL")
     return db
+
+
+def _detector_for(source: CameraSource) -> MotionDetector:
+    """A simulated camera draws a frame-counter strip that changes every frame: mask it out."""
+    if isinstance(source, SimulatedCamera):
+        return detector_for(source.scenario)
+    info = source.info
+    return MotionDetector(MotionConfig(), info.width, info.height)

@@ -12,6 +12,7 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
+from hub import keys
 from hub._live_link import mint_link_token
 from hub.client import ApiError, DoorwardClient
 from hub.live import LiveConfig
@@ -38,6 +39,8 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data") as live:
         live.add_owner(owner)
+        events = live.app[keys.BUS].subscribe(frozenset({"live.started", "live.ended"}))
+        assert events is not None
         counters: list[int] = []
         done = asyncio.Event()
         async with live.client(owner) as api:
@@ -62,6 +65,12 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         ]
         assert [(e["session_id"], e["reason"]) for e in ended] == [
             (started[0]["session_id"], "hangup")
+        ]
+        # Owners watching the event stream saw the same two moments.
+        streamed = [await asyncio.wait_for(events.get(), 10) for _ in range(2)]
+        assert [(e.kind, e.data["session_id"]) for e in streamed if e is not None] == [
+            ("live.started", started[0]["session_id"]),
+            ("live.ended", started[0]["session_id"]),
         ]
 
 
