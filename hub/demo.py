@@ -96,7 +96,14 @@ class _Story:
         self.step_number = 0
         self.device: subprocess.Popen[str] | None = None
         self.device_lines: queue.Queue[str | None] = queue.Queue()
-        self.env = {**os.environ, "XDG_CONFIG_HOME": str(directory / "config")}
+        # Every process of the story runs the same code as this one, whatever the working folder.
+        code_root = str(Path(__file__).resolve().parent.parent)
+        search = [code_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+        self.env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(directory / "config"),
+            "PYTHONPATH": os.pathsep.join(search),
+        }
         self.env.pop("DOORWARD_PROFILE", None)
 
     # -- narration ---------------------------------------------------------------------------
@@ -138,9 +145,15 @@ class _Story:
             f"clip {clip['clip_id']}: {clip['segments']} segments, {clip['bytes']} bytes, "
             f"{clip['end'] - clip['start']:.1f} s, each segment an age file to the owner"
         )
-        data = self.dir / "device" / "data"
-        leaks = _plaintext_video_files(data)
-        self.say(f"files on the doorbell holding plaintext video: {len(leaks)}")
+        data = self.dir / "doorbell"
+        scanned = [p for p in sorted(data.rglob("*")) if p.is_file()]
+        if not any(p.name.endswith(".ts.age") for p in scanned):
+            raise DemoFailed(f"no encrypted segment found under {data}")
+        leaks = [p for p in scanned if _looks_like_ts(p.read_bytes())]
+        self.say(
+            f"scanned {len(scanned)} files on the doorbell (database, keys, segments): "
+            f"{len(leaks)} hold plaintext video"
+        )
 
         self.step("A local police department asks for footage of the visit")
         police = self.dir / "requester"
@@ -301,7 +314,7 @@ class _Story:
                 "hub.cli",
                 "serve",
                 "--data",
-                str(self.dir / "device"),
+                str(self.dir / "doorbell"),
                 "--camera",
                 f"{_CAMERA}=simulated:{scene}",
                 "--host",
@@ -500,12 +513,8 @@ def _owner_opens(identity_file: Path, released: Path) -> bool:
     return True
 
 
-def _plaintext_video_files(root: Path) -> list[Path]:
-    """Files holding a run of MPEG-TS packets (sync byte 0x47 every 188 bytes)."""
-    return [p for p in sorted(root.rglob("*")) if p.is_file() and _looks_like_ts(p.read_bytes())]
-
-
 def _looks_like_ts(data: bytes, run: int = 5) -> bool:
+    """Whether ``data`` holds a run of MPEG-TS packets (sync byte 0x47 every 188 bytes)."""
     for offset in range(min(len(data), 188)):
         end = offset + 188 * (run - 1)
         if end < len(data) and all(data[offset + 188 * k] == 0x47 for k in range(run)):

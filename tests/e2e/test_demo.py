@@ -42,6 +42,8 @@ def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_
         assert summary[key], key
     assert summary["federal_request_refused"].endswith("(rule requester_kind)")
     assert summary["plaintext_files_on_device"] == []
+    segments = list(Path(summary["data_dir"]).rglob("*.ts.age"))
+    assert len(segments) == summary["segments_recorded"]
 
     # The requester's key file works with the age CLI on every released segment; the owner's
     # key does not open them any more.
