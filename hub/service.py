@@ -50,6 +50,7 @@ from device import (
     MotionConfig,
     MotionDetector,
     PipelineStats,
+    Polygon,
     RecorderConfig,
 )
 from device.events import DeviceEvent
@@ -107,6 +108,12 @@ signature_window_s = 60         # signed requests must be created within this ma
 rate_per_s = 2.0                # requester and pairing requests per second, per address and key
 rate_burst = 20                 # ... with bursts up to this many
 live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
+
+# Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
+# before it is encoded, so they are never recorded nor streamed. A camera with zones is always
+# encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
+[privacy_zones]
+# front = [[[0.0, 0.0], [0.35, 0.0], [0.35, 0.5], [0.0, 0.5]]]
 """
 
 
@@ -134,6 +141,7 @@ class ServeConfig:
     rate_per_s: float = 2.0
     rate_burst: int = 20
     live_page_port: int = 0
+    privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -171,10 +179,30 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
             raise ConfigError("cameras must be a list of camera specs")
         values["cameras"] = tuple(cams)
+    if "privacy_zones" in values:
+        values["privacy_zones"] = _privacy_zones(values["privacy_zones"])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid serve option: {exc}") from exc
+
+
+def _privacy_zones(table: Any) -> tuple[tuple[str, tuple[Polygon, ...]], ...]:
+    """``[privacy_zones]``: camera name → list of polygons, each checked as the recorder will."""
+    if not isinstance(table, dict):
+        raise ConfigError("privacy_zones must be a table: camera name = list of polygons")
+    zones = []
+    for camera, polygons in sorted(table.items()):
+        try:
+            shaped = tuple(tuple((float(x), float(y)) for x, y in polygon) for polygon in polygons)
+            RecorderConfig(privacy_zones=shaped)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"privacy_zones.{camera}: {exc}; write polygons as [[x, y], …] with x and y "
+                "between 0 and 1"
+            ) from exc
+        zones.append((camera, shaped))
+    return tuple(zones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +354,13 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
     specs = [parse_camera(text, i) for i, text in enumerate(config.cameras)]
+    zones = dict(config.privacy_zones)
+    unknown = sorted(set(zones) - {spec.name for spec in specs})
+    if unknown:
+        raise ConfigError(
+            f"privacy_zones name camera(s) {', '.join(unknown)} that are not configured "
+            f"(cameras: {', '.join(spec.name for spec in specs)})"
+        )
     device = Device.open(config.data_dir)
     tasks: set[asyncio.Task[Any]] = set()
     runner: web.AppRunner | None = None
@@ -358,7 +393,7 @@ async def serve(
                 device.store,
                 device.owners.recipients,
                 detector=_detector_for(source),
-                config=recording,
+                config=replace(recording, privacy_zones=zones.get(name, ())),
                 on_event=on_event,
                 on_frame=relay.add_camera(name),
                 button=button,
