@@ -165,8 +165,8 @@ def test_example_config_documents_every_option_with_its_default(tmp_path: Path) 
     documented = {
         line.split("=")[0].strip()
         for line in EXAMPLE_CONFIG.splitlines()
-        if "=" in line and not line.startswith("#")
-    }
+        if "=" in line and not line.startswith(("#", "["))
+    } | {line.strip("[]") for line in EXAMPLE_CONFIG.splitlines() if line.startswith("[")}
     assert documented == {f.name for f in fields(ServeConfig)}
 
 
