@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS owners (
 """
 
 
+_KIND_NAMES = {"mlkem768x25519": "hybrid", "X25519": "x25519"}
+
+
 class OwnerError(DoorwardError):
     """An owner cannot be added or removed as asked (unknown, already paired, last admin, full)."""
 
@@ -110,6 +113,7 @@ class OwnersTable:
             ).fetchone()[0]
             if active >= MAX_OWNERS:
                 raise OwnerError(f"this device already has {MAX_OWNERS} owners; remove one first")
+            self._check_kind(keys.recipient)
             first = self._db.execute("SELECT COUNT(*) FROM owners").fetchone()[0] == 0
             self._db.execute(
                 "INSERT INTO owners VALUES (?, ?, ?, ?, ?, ?, NULL)",
@@ -124,6 +128,21 @@ class OwnersTable:
             )
         logger.info("owners.added key_id=%s admin=%s", kid, admin or first)
         return self.get(kid)
+
+    def _check_kind(self, recipient: age.Recipient) -> None:
+        # An age file cannot mix post-quantum and classic recipients (that would let the classic
+        # stanza undo the post-quantum protection), and every segment goes to every owner: so all
+        # owners of one doorbell use the same kind of age key.
+        rows = self._db.execute("SELECT recipient FROM owners WHERE removed_s IS NULL").fetchall()
+        kinds = {age.parse_recipient(r[0]).stanza_type for r in rows}
+        if kinds and recipient.stanza_type not in kinds:
+            have = _KIND_NAMES.get(next(iter(kinds)), "other")
+            want = _KIND_NAMES.get(recipient.stanza_type, "other")
+            raise OwnerError(
+                f"this doorbell's owners use {have} age keys and this phone has a {want} key; "
+                "one file cannot be encrypted to both kinds. Make this phone's keys with "
+                f"`doorward owner init --recipient {have}` and pair again"
+            )
 
     def remove(self, owner_key_id: str, now: int) -> Owner:
         """Mark an owner removed; the last active admin cannot be removed."""
