@@ -57,7 +57,7 @@ def test_device_events_map_to_bus_kinds() -> None:
 
 def test_owners_table(tmp_path: Path) -> None:
     table = OwnersTable(tmp_path / "doorward.db")
-    first, second = KeyBundle.generate("x25519"), KeyBundle.generate()
+    first, second = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
     admin = table.add(first.public(), name="Ada", now=100)
     other = table.add(second.public(), name="Bo", now=101, admin=False)
     assert (admin.admin, other.admin) == (True, False)
