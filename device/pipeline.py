@@ -21,7 +21,7 @@ from device._encoder import H264Encoder
 from device._motion import MotionDetector, MotionResult
 from device._preroll import PrerollBuffer, TimedPacket
 from device._privacy import PrivacyMask
-from device._recorder import Recorder, RecorderAction
+from device._recorder import Recorder, RecorderAction, RecorderState
 from device._segmenter import ClipWriter, VideoFormat
 from device.errors import ClipRefused
 from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
@@ -105,6 +105,8 @@ class CameraPipeline:
         self._last_index: int | None = None
         self._last_dts: int | None = None
         self._awaiting_keyframe = False
+        self._resume_at_keyframe = False  # a clip was refused while the event goes on
+        self._last_refusal: str | None = None  # reported once per event, not at every retry
         self._ts_shift = 0
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
 
@@ -254,6 +256,16 @@ class CameraPipeline:
             events += self._close_clip()
             events += self._start(packets)
         elif action in (RecorderAction.RECORD, RecorderAction.STOP):
+            if action is RecorderAction.STOP:
+                self._resume_at_keyframe = False
+                self._last_refusal = None
+            elif (
+                self._clip is None and self._resume_at_keyframe and any(p.keyframe for p in packets)
+            ):
+                # The event that a refused clip was for goes on (say the first owner has just
+                # paired, or eviction freed space): try again from this keyframe.
+                self._resume_at_keyframe = False
+                return events + self._start(packets)
             if self._clip is None and self._awaiting_keyframe and self._preroll.packets():
                 self._awaiting_keyframe = False
                 events += self._start(self._preroll.packets())  # ends with this frame's packets
@@ -285,9 +297,16 @@ class CameraPipeline:
 
     def _refuse(self, exc: ClipRefused) -> list[DeviceEvent]:
         """Give up the open clip (keeping what is on disk) and report; the pipeline carries on."""
-        logger.warning("pipeline.clip_refused camera=%s error=%s", self.camera_id, exc)
-        self._counts["errors"] += 1
-        events: list[DeviceEvent] = [RecordingError(self.camera_id, str(exc))]
+        retrying = self._resume_at_keyframe is False and self._last_refusal == str(exc)
+        self._resume_at_keyframe = self._recorder.state is not RecorderState.IDLE
+        events: list[DeviceEvent] = []
+        if retrying:  # the same refusal again at a later keyframe of the same event: say it once
+            logger.debug("pipeline.clip_refused_again camera=%s", self.camera_id)
+        else:
+            logger.warning("pipeline.clip_refused camera=%s error=%s", self.camera_id, exc)
+            self._counts["errors"] += 1
+            events.append(RecordingError(self.camera_id, str(exc)))
+        self._last_refusal = str(exc) if self._resume_at_keyframe else None
         if self._clip is not None:
             try:
                 events += self._clip.close_clip()

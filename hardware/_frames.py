@@ -38,7 +38,8 @@ class Frame:
     ``pts_s`` is the capture time in seconds since the source started (virtual time for the
     simulator), ``wall_s`` the UTC epoch seconds of capture. ``truth`` names the ground-truth actors
     visible (simulator only). ``packet`` is the encoded form of this same picture when the source
-    delivers H.264.
+    delivers H.264. The planes may be read-only views of a decoder's buffers: copy a plane
+    before changing it.
     """
 
     index: int

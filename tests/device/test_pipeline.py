@@ -392,6 +392,56 @@ async def test_no_owner_means_an_error_event_not_a_crash(store: ClipStore) -> No
 
 
 @pytest.mark.asyncio
+async def test_a_refusal_is_reported_once_per_event(store: ClipStore) -> None:
+    # Two separate events (presses 15 s apart, post-roll 5 s), no owner paired for either: the
+    # retries at later keyframes of one event stay quiet, the next event is reported again.
+    source = camera(24, presses=[1.0, 3.0, 5.0, 17.0])
+    events: list[DeviceEvent] = []
+    pipeline = CameraPipeline(
+        "front", source, store, list, on_event=events.append, button=source.button
+    )
+    stats = await pipeline.run()
+    errors = [e for e in events if isinstance(e, RecordingError)]
+    assert len(errors) == 2
+    assert stats.errors == 2
+    assert store.list_clips() == []
+
+
+@pytest.mark.asyncio
+async def test_an_owner_paired_during_an_event_gets_it_from_the_next_keyframe(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    owners: list[age.Recipient] = []
+    events: list[DeviceEvent] = []
+
+    def on_event(event: DeviceEvent) -> None:
+        events.append(event)
+        if isinstance(event, RecordingError) and not owners:
+            owners.append(owner.recipient())  # the first phone pairs while the visitor waits
+
+    source = camera(12, presses=[1.0, 4.0, 7.0])
+    pipeline = CameraPipeline(
+        "front", source, store, lambda: list(owners), on_event=on_event, button=source.button
+    )
+    await pipeline.run()
+    errors = [e for e in events if isinstance(e, RecordingError)]
+    assert len(errors) == 1
+    (clip,) = store.list_clips()
+    assert clip.finished
+    segments = store.list_segments(clip.clip_id)
+    counters = [
+        c
+        for seg in segments
+        for c in decode_counters(age.decrypt_bytes([owner], seg.path.read_bytes()))
+    ]
+    # Recording resumed at the first keyframe after the refusal (keyframes every 2 s) and ran
+    # without a gap to the end of the post-roll after the last press.
+    assert counters == list(range(counters[0], counters[-1] + 1))
+    assert counters[0] <= 2 * 15  # 15 fps
+    assert counters[-1] >= 11 * 15
+
+
+@pytest.mark.asyncio
 async def test_segments_follow_the_current_owners(store: ClipStore) -> None:
     phone = age.HybridIdentity.generate()  # the default, post-quantum owner
     old_phone = age.HybridIdentity.generate()
