@@ -29,6 +29,7 @@ from device.faults import StorageFaults
 from device.store import ClipStore
 from hardware import _frames
 from hardware._worker import Worker
+from hardware.annexb import has_sps, parameter_sets
 from hardware.button import DoorbellButton
 
 __all__ = ["CameraPipeline", "PipelineStats"]
@@ -88,7 +89,7 @@ class CameraPipeline:
         self._button = button
         self._video = VideoFormat(info.width, info.height, info.fps)
         self._remux = info.codec == "h264" and not config.privacy_zones
-        self._parameter_sets = _annexb_extradata(info.extradata) if self._remux else b""
+        self._parameter_sets = parameter_sets(info.extradata) if self._remux else b""
         self._mask = (
             PrivacyMask(config.privacy_zones, info.width, info.height)
             if config.privacy_zones
@@ -216,7 +217,7 @@ class CameraPipeline:
             if source is None:
                 return []
             data = source.data
-            if source.keyframe and self._parameter_sets and not _has_sps(data):
+            if source.keyframe and self._parameter_sets and not has_sps(data):
                 data = self._parameter_sets + data
             self._counts["remuxed_packets"] += 1
             pts, dts = self._monotonic(source.pts, source.dts, source.time_base)
@@ -320,22 +321,3 @@ class CameraPipeline:
         assert clip is not None
         self._counts["segments"] += clip.segments
         self._counts["bytes_written"] += clip.bytes_written
-
-
-def _has_sps(data: bytes) -> bool:
-    """Whether an Annex B access unit carries a sequence parameter set (NAL type 7)."""
-    start = 0
-    while (start := data.find(b"\x00\x00\x01", start)) != -1 and start < 512:
-        if start + 3 < len(data) and data[start + 3] & 0x1F == 7:
-            return True
-        start += 3
-    return False
-
-
-def _annexb_extradata(extradata: bytes | None) -> bytes:
-    """SPS/PPS to put before keyframes that lack them (only Annex B extradata can be used as is)."""
-    if extradata and (
-        extradata.startswith(b"\x00\x00\x00\x01") or extradata.startswith(b"\x00\x00\x01")
-    ):
-        return extradata
-    return b""

@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from hardware._frames import Frame
+from hardware.annexb import has_sps, parameter_sets
 
 __all__ = ["H264Feed", "LivePacket", "PacketViewer"]
 
@@ -91,7 +92,7 @@ class H264Feed:
         self.encoded_frames = 0
         self.passed_through = 0
         self.skipped_frames = 0  # raw frames not encoded because the encoder was busy
-        self._extradata = extradata if extradata and extradata.startswith(b"\x00\x00") else b""
+        self._extradata = parameter_sets(extradata)
         self._viewers: list[PacketViewer] = []
         self._pool: ThreadPoolExecutor | None = None
         self._encoder: _Encoder | None = None
@@ -126,7 +127,7 @@ class H264Feed:
         if frame.packet is not None:
             self.passed_through += 1
             data = frame.packet.data
-            if frame.packet.keyframe and self._extradata and not _has_sps(data):
+            if frame.packet.keyframe and self._extradata and not has_sps(data):
                 data = self._extradata + data
             self._distribute([LivePacket(data, pts, frame.packet.keyframe)])
             return
@@ -203,13 +204,3 @@ class _Encoder:
             LivePacket(bytes(p), p.pts if p.pts is not None else pts, bool(p.is_keyframe))
             for p in self._ctx.encode(picture)
         ]
-
-
-def _has_sps(data: bytes) -> bool:
-    """Whether an Annex B access unit carries a sequence parameter set (NAL type 7)."""
-    start = 0
-    while (start := data.find(b"\x00\x00\x01", start)) != -1 and start < 512:
-        if start + 3 < len(data) and data[start + 3] & 0x1F == 7:
-            return True
-        start += 3
-    return False

@@ -374,21 +374,15 @@ class _Story:
 
     # -- the people, through the command line ------------------------------------------------
 
-    def cli(self, group: str, *args: str, profile: Path, expect_error: bool = False) -> Any:
-        command = [
-            sys.executable,
-            "-m",
-            "hub.cli",
-            group,
-            *args,
-            "--profile",
-            str(profile),
-            "--json",
-        ]
+    def cli(
+        self, group: str, *args: str, profile: Path, expect_error: bool = False, quiet: bool = False
+    ) -> Any:
+        """Run ``doorward GROUP ARGS --profile PROFILE --json`` as its own process."""
         shown = " ".join(["doorward", group, *args[:2]])
-        self.say(f"$ {shown}{' …' if len(args) > 2 else ''}")
+        if not quiet:
+            self.say(f"$ {shown}{' …' if len(args) > 2 else ''}")
         run = subprocess.run(
-            command,
+            [sys.executable, "-m", "hub.cli", group, *args, "--profile", str(profile), "--json"],
             capture_output=True,
             text=True,
             env=self.env,
@@ -448,28 +442,7 @@ class _Story:
         deadline = time.monotonic() + _TIMEOUT_S
         announced = False
         while time.monotonic() < deadline:
-            command = [
-                sys.executable,
-                "-m",
-                "hub.cli",
-                "owner",
-                "clips",
-                "--profile",
-                str(owner),
-                "--json",
-            ]
-            run = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env=self.env,
-                cwd=self.dir,
-                timeout=60,
-                check=False,
-            )
-            if run.returncode != 0:
-                raise DemoFailed(f"`doorward owner clips` failed: {run.stderr.strip()}")
-            clips = json.loads(run.stdout)["clips"]
+            clips = self.cli("owner", "clips", profile=owner, quiet=True)["clips"]
             if clips and not announced:
                 self.say(f"motion → recording clip {clips[0]['clip_id']}")
                 announced = True
