@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from crypto.errors import DoorwardError
 
@@ -13,9 +14,20 @@ __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
+# Each command and the module that adds it, in --help order. The modules are imported only when
+# their command is wired: `doorward serve` must not wait for the client and the other commands.
+_COMMAND_MODULES = {
+    "demo": "hub.demo",
+    "serve": "hub._cli_serve",
+    "owner": "hub._cli_owner",
+    "requester": "hub._cli_requester",
+    "audit": "hub._cli_audit",
+    "harness": "hub._cli_harness",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every ``doorward`` subcommand."""
+
+def build_parser(*, only: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for every ``doorward`` subcommand (or just those in ``only``)."""
     parser = argparse.ArgumentParser(
         prog="doorward",
         description="A doorbell camera that records for its owners and releases only with consent.",
@@ -23,24 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from hub import demo
-
-    demo.add_parser(commands)
-
-    from hub import _cli_audit, _cli_harness, _cli_owner, _cli_requester, _cli_serve
-
-    _cli_serve.add_parser(commands)
-    _cli_owner.add_parser(commands)
-    _cli_requester.add_parser(commands)
-    _cli_audit.add_parser(commands)
-    _cli_harness.add_parser(commands)
+    for name, module in _COMMAND_MODULES.items():
+        if only is None or name in only:
+            importlib.import_module(module).add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``doorward`` command and return its exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # Options before the command take no value, so the first other word names the command.
+    command = next((word for word in words if not word.startswith("-")), None)
+    parser = build_parser(only=[command] if command in _COMMAND_MODULES else None)
+    args = parser.parse_args(words)
     # The service logs its state changes; a one-shot command prints one line or one error, so
     # its own warnings (already turned into that error) stay out of the way unless asked for.
     quiet = logging.WARNING if args.command in ("serve", "demo", "harness") else logging.ERROR

@@ -16,7 +16,7 @@ import contextlib
 import ipaddress
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -185,7 +185,7 @@ class Advertiser:
         self._interfaces = interfaces
         self._zc: AsyncZeroconf | None = None
         self._info: AsyncServiceInfo | None = None
-        self._announcing: asyncio.Future[Any] | None = None
+        self._announcing: Awaitable[Any] | None = None
 
     async def start(self) -> None:
         """Register the service: returns once probing is done and the record answers queries.

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import importlib
+import importlib.util
+import json
 import logging
 import signal
 import socket
@@ -27,43 +31,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from aiohttp import web
-
-import hardware
-from consent.audit import AuditLog, audit_origin
-from consent.device import ConsentDesk
 from crypto.errors import DoorwardError
-from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
-from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
-from crypto.tls import (
-    load_certificate,
-    make_certificate,
-    server_context,
-    spki_fingerprint,
-    write_certificate,
-)
-from device import (
-    CameraPipeline,
-    ClipStore,
-    MotionConfig,
-    MotionDetector,
-    PipelineStats,
-    Polygon,
-    RecorderConfig,
-)
-from device.events import DeviceEvent
-from device.harness import detector_for
-from hardware import FileCamera, LiveCamera, SimulatedButton, SimulatedCamera, load_scenario
-from hardware._frames import CameraSource
-from hub import keys
-from hub._page_tls import page_tls_context
-from hub.app import CameraInfo, HubDeps, create_app
-from hub.events import device_event
-from hub.live import FrameRelay
-from hub.owners import OwnersTable
-from hub.routes import live as live_routes
+
+# Zeroconf probing (RFC 6762 §8.1) takes over a second, so `serve` starts it before anything
+# heavy: this module imports only what that needs, and the API, camera and pipeline modules are
+# loaded in a worker thread while the probes go out (see _RUNTIME_MODULES).
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from consent.audit import AuditLog
+    from consent.device import ConsentDesk
+    from crypto.keys import DeviceIdentity
+    from crypto.setup_code import PairingURI, SetupCode
+    from device import CameraPipeline, MotionDetector, PipelineStats, Polygon
+    from device.store import ClipStore
+    from hardware import SimulatedButton
+    from hardware._frames import CameraSource
+    from hub.app import CameraInfo, HubDeps
+    from hub.discovery import PairingState
+    from hub.owners import OwnersTable
 
 __all__ = [
     "EXAMPLE_CONFIG",
@@ -77,8 +65,38 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+def _package_dir(name: str) -> Path:
+    """Where package ``name`` lives, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"package {name} is not installed")
+    return Path(spec.origin).resolve().parent
+
+
 # Shipped inside the package so `doorward serve` works from a plain (non-editable) install.
-_DEFAULT_SCENARIO = Path(hardware.__file__).resolve().parent / "default_scenario.toml"
+_DEFAULT_SCENARIO = _package_dir("hardware") / "default_scenario.toml"
+# What the API, the cameras and the pipelines import: loaded off the event loop (see above).
+_RUNTIME_MODULES = (
+    "aiohttp.web",
+    "consent.audit",
+    "consent.device",
+    "crypto.setup_code",
+    "crypto.tls",
+    "device",
+    "device.events",
+    "device.harness",
+    "hardware",
+    "hub.app",
+    "hub.events",
+    "hub.keys",
+    "hub.live",
+    "hub.owners",
+    "hub._page_tls",
+    "hub.routes.live",
+)
+# The API's pairing failure counter (hub.routes.pairing), read before the API exists.
+_PAIRING_STATE_FILE = "pairing-state.json"
 _HOLD_TO_UNLOCK_S = 3.0
 _RETENTION_EVERY_S = 60.0
 
@@ -191,6 +209,8 @@ def _privacy_zones(table: Any) -> tuple[tuple[str, tuple[Polygon, ...]], ...]:
     """``[privacy_zones]``: camera name → list of polygons, each checked as the recorder will."""
     if not isinstance(table, dict):
         raise ConfigError("privacy_zones must be a table: camera name = list of polygons")
+    from device import RecorderConfig
+
     zones = []
     for camera, polygons in sorted(table.items()):
         try:
@@ -214,6 +234,8 @@ class CameraSpec:
     target: str
 
     def open(self) -> CameraSource:
+        from hardware import FileCamera, LiveCamera, SimulatedCamera, load_scenario
+
         if self.kind == "simulated":
             return SimulatedCamera(load_scenario(self.target), realtime=True, name=self.name)
         if self.kind == "file":
@@ -258,6 +280,19 @@ class Device:
     @classmethod
     def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
         """Open the data directory, creating identity, certificate and setup code on first start."""
+        from consent.audit import AuditLog, audit_origin
+        from consent.device import ConsentDesk
+        from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
+        from crypto.setup_code import SetupCode, draw_setup_code
+        from crypto.tls import (
+            load_certificate,
+            make_certificate,
+            spki_fingerprint,
+            write_certificate,
+        )
+        from device import ClipStore
+        from hub.owners import OwnersTable
+
         data_dir = Path(data_dir)
         key_dir = data_dir / "keys"
         key_path = key_dir / "device.ed25519"
@@ -301,6 +336,8 @@ class Device:
         )
 
     def ssl_context(self) -> Any:
+        from crypto.tls import server_context
+
         return server_context(self.cert_path, self.key_path)
 
     def deps(
@@ -310,6 +347,8 @@ class Device:
         *,
         clock: Callable[[], float] = time.time,
     ) -> HubDeps:
+        from hub.app import HubDeps
+
         return HubDeps(
             device=self.identity,
             store=self.store,
@@ -329,6 +368,8 @@ class Device:
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:
+        from crypto.setup_code import PairingURI
+
         return PairingURI(self.identity.device_id, self.setup_code, self.fingerprint, host, port)
 
     def close(self) -> None:
@@ -361,11 +402,31 @@ async def serve(
             f"privacy_zones name camera(s) {', '.join(unknown)} that are not configured "
             f"(cameras: {', '.join(spec.name for spec in specs)})"
         )
-    device = Device.open(config.data_dir)
     tasks: set[asyncio.Task[Any]] = set()
+    device: Device | None = None
     runner: web.AppRunner | None = None
     advertiser: Any = None
+    starting: asyncio.Task[None] | None = None
+    # Bind first so the advertised port is the one that answers (also with --port 0); clients
+    # that connect before the API is up wait in the listen backlog.
+    listener = _listen(config.host, config.port)
     try:
+        port = int(listener.getsockname()[1])
+        if config.advertise:
+            advertiser, starting = _advertise(config, port, tasks, started)
+        device = await asyncio.to_thread(_open_device, config.data_dir)
+
+        from aiohttp import web
+
+        from device import CameraPipeline, RecorderConfig
+        from hardware import SimulatedButton, SimulatedCamera
+        from hub import keys
+        from hub._page_tls import page_tls_context
+        from hub.app import create_app
+        from hub.events import device_event
+        from hub.live import FrameRelay
+        from hub.routes import live as live_routes
+
         sources = {spec.name: spec.open() for spec in specs}
         infos = {
             name: _camera_info(name, spec.kind + ":" + spec.target, source)
@@ -376,7 +437,7 @@ async def serve(
         relay = FrameRelay()  # live view watches the pipelines' frames, never the cameras
         page_port = live_routes.install(app, relay)
 
-        def on_event(event: DeviceEvent) -> None:
+        def on_event(event: Any) -> None:
             mapped = device_event(event)
             if mapped is not None:
                 bus.publish(mapped[0], **mapped[1])
@@ -406,9 +467,10 @@ async def serve(
 
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=device.ssl_context())
+        if advertiser is not None and starting is not None:
+            _follow_pairing(advertiser, starting, app[keys.PAIRING], tasks)
+        site = web.SockSite(runner, listener, ssl_context=device.ssl_context())
         await site.start()
-        port = _bound_port(runner)
         page_site = web.TCPSite(
             runner,
             config.host,
@@ -422,7 +484,6 @@ async def serve(
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))
-        advertiser = _advertise(config, device, port, app[keys.PAIRING], tasks)
         url = f"https://{_display_host(config.host)}:{port}"
         logger.info(
             "serve.ready url=%s device_id=%s cameras=%d startup_s=%.3f",
@@ -453,7 +514,9 @@ async def serve(
                 logger.warning("serve.withdraw_failed error=%s", type(exc).__name__)
         if runner is not None:
             await runner.cleanup()
-        device.close()
+        listener.close()
+        if device is not None:
+            device.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
@@ -461,11 +524,38 @@ async def serve(
     return 0
 
 
+def _open_device(data_dir: Path) -> Device:
+    """Import the runtime modules and open the data directory (run in a worker thread: this is
+    most of start-up, and the event loop meanwhile sends the zeroconf probes)."""
+    for name in _RUNTIME_MODULES:
+        importlib.import_module(name)
+    return Device.open(data_dir)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 picks a free port), as aiohttp would bind."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _stats_of(pipeline: CameraPipeline) -> Callable[[], PipelineStats]:
     return lambda: pipeline.stats
 
 
 def _camera_info(name: str, spec: str, source: CameraSource) -> CameraInfo:
+    from hub.app import CameraInfo
+
     info = source.info
     return CameraInfo(name, spec, info.width, info.height, float(info.fps), info.codec or "unknown")
 
@@ -479,6 +569,8 @@ async def _relay_button(
     button: SimulatedButton, relay: SimulatedButton, app: web.Application
 ) -> None:
     """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
+    from hub import keys
+
     async for event in button.events():
         if event.kind == "press":
             relay.press(event.at_s)
@@ -488,6 +580,8 @@ async def _relay_button(
 
 async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
     """Release expiry and retention, once a minute."""
+    from hub import keys
+
     loop = asyncio.get_running_loop()
     while True:
         now = time.time()
@@ -504,21 +598,21 @@ async def _housekeeping(device: Device, config: ServeConfig, app: web.Applicatio
 
 
 def _advertise(
-    config: ServeConfig, device: Device, port: int, pairing: Any, tasks: set[asyncio.Task[Any]]
-) -> Any:
-    """Start advertising in the background (zeroconf probing takes about a second; the API
-    answers meanwhile); pairing state changes re-announce."""
-    if not config.advertise:
-        return None
+    config: ServeConfig, port: int, tasks: set[asyncio.Task[Any]], started: float
+) -> tuple[Any, asyncio.Task[None]]:
+    """Start advertising in the background, before the rest of start-up: its TXT record needs
+    only the device id, TLS fingerprint and pairing state, all read from the data directory."""
+    from crypto.keys import DeviceIdentity
+    from crypto.signed import b64url
     from hub import discovery
 
-    started = time.monotonic()
+    identity = DeviceIdentity.load_or_create(config.data_dir / "keys" / "device.ed25519")
     record = discovery.DiscoveredDevice(
-        device_id=device.identity.device_id,
+        device_id=identity.device_id,
         name=config.name,
         port=port,
-        pairing=pairing.state,
-        fingerprint=device.fingerprint,
+        pairing=_pairing_state(config.data_dir, config.max_pairing_failures),
+        fingerprint=b64url(_spki_sha256(identity.public_key)),
     )
     addresses = _lan_addresses(config.host)
     advertiser = discovery.Advertiser(record, interfaces=addresses, addresses=addresses)
@@ -527,19 +621,64 @@ def _advertise(
         await asyncio.wait_for(advertiser.start(), 10.0)
         logger.info("serve.discoverable after_s=%.3f", time.monotonic() - started)
 
-    loop = asyncio.get_running_loop()
-    starting = loop.create_task(start())
+    starting = asyncio.get_running_loop().create_task(start())
     tasks.add(starting)
+    return advertiser, starting
+
+
+def _follow_pairing(
+    advertiser: Any, starting: asyncio.Task[None], pairing: Any, tasks: set[asyncio.Task[Any]]
+) -> None:
+    """Re-announce whenever the API's pairing state changes, and now if it differs from the state
+    read at start-up."""
+    loop = asyncio.get_running_loop()
 
     async def reannounce(new_state: Any) -> None:
         await asyncio.shield(starting)
         await advertiser.update(pairing=new_state)
 
+    def schedule(new_state: Any) -> None:
+        tasks.add(loop.create_task(reannounce(new_state)))
+
     # Pairing changes happen on the API's write thread: hop to the loop to re-announce.
-    pairing.on_state = lambda new_state: loop.call_soon_threadsafe(
-        lambda: tasks.add(loop.create_task(reannounce(new_state)))
+    pairing.on_state = lambda new_state: loop.call_soon_threadsafe(schedule, new_state)
+    if pairing.state != advertiser.device.pairing:
+        schedule(pairing.state)
+
+
+def _pairing_state(data_dir: Path, max_failures: int) -> PairingState:
+    """The pairing state as the API will report it (``PairingDesk.state``), read from the data
+    directory before the API exists: locked past ``max_failures`` (or when the counter file is
+    damaged), else open until the first owner pairs."""
+    try:
+        saved = json.loads((data_dir / _PAIRING_STATE_FILE).read_text())
+        failures = saved.get("failures") if isinstance(saved, dict) else None
+    except FileNotFoundError:
+        failures = 0
+    except (OSError, ValueError):
+        failures = None
+    if not isinstance(failures, int) or failures < 0 or failures >= max_failures:
+        return "locked"
+    db_path = data_dir / "doorward.db"
+    if not db_path.exists():
+        return "open"
+    try:
+        with contextlib.closing(sqlite3.connect(db_path, timeout=10.0)) as db:
+            row = db.execute("SELECT COUNT(*) FROM owners WHERE removed_s IS NULL").fetchone()
+    except sqlite3.Error:
+        return "open"  # no owners table yet; the API's own view is announced once it is up
+    return "open" if row[0] == 0 else "closed"
+
+
+def _spki_sha256(public_key: Any) -> bytes:
+    """SHA-256 of the key's SubjectPublicKeyInfo DER: the TLS pin (as ``crypto.tls``, whose
+    x509 import is left to the worker thread)."""
+    from cryptography.hazmat.primitives import serialization
+
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return advertiser
+    return hashlib.sha256(der).digest()
 
 
 def _lan_addresses(host: str) -> list[str]:
@@ -572,13 +711,6 @@ def _print_pairing(device: Device, host: str, port: int, out: IO[str]) -> None:
     print(f"  pairing URI: {uri.to_uri()}", file=out, flush=True)
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError("the HTTPS site is not bound to a TCP port")
-
-
 def _display_host(host: str) -> str:
     """Where a client on this machine reaches the API (a wildcard address means loopback)."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
@@ -594,6 +726,10 @@ def _desk_connection(path: Path) -> Any:
 
 def _detector_for(source: CameraSource) -> MotionDetector:
     """A simulated camera draws a frame-counter strip that changes every frame: mask it out."""
+    from device import MotionConfig, MotionDetector
+    from device.harness import detector_for
+    from hardware import SimulatedCamera
+
     if isinstance(source, SimulatedCamera):
         return detector_for(source.scenario)
     info = source.info

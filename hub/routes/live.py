@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,7 +35,6 @@ from hub.events import EVENT_KINDS, Event
 from hub.live import FrameRelay, LiveConfig, LiveSessions
 from hub.routes._auth import check_rate, require_owner
 from hub.routes._params import json_body, str_field
-from hub.webrtc import answer_offer
 
 __all__ = ["LINKS", "LIVE", "RELAY", "PagePort", "install"]
 
@@ -117,7 +117,7 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
 
     sessions = LiveSessions(
         app[RELAY],
-        answer=answer_offer,
+        answer=_answer_offer,
         audit=audit,
         publish=publish,
         config=app[_CONFIG],
@@ -133,6 +133,16 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     await sessions.close()
+
+
+async def _answer_offer(
+    offer_sdp: str, relay: FrameRelay, camera: str, on_closed: Callable[[], None]
+) -> Any:
+    """``hub.webrtc.answer_offer``, imported on the first live request: aiortc takes a while to
+    load, which ``doorward serve`` should not pay before it answers (imported off the event loop
+    so the pipelines keep running meanwhile)."""
+    webrtc = await asyncio.to_thread(importlib.import_module, "hub.webrtc")
+    return await webrtc.answer_offer(offer_sdp, relay, camera, on_closed)
 
 
 async def _end_removed_owners(sessions: LiveSessions, removals: Any) -> None:
