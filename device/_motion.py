@@ -85,7 +85,7 @@ _STEADY = 0.02  # no cell's brightness moved more than this: skip the lighting c
 _RELIT_GAIN = 0.15  # a cell whose brightness moved by more than this fraction was relit
 _RELIT_RESIDUAL = 0.03  # ... and if this much of the picture still differs, restart from it
 _RESET_REST_S = 0.5  # no detection this long after such a restart
-_FULL_EVERY = 8  # quiet frames between full passes (background noise and texture levels)
+_FULL_EVERY = 32  # quiet frames between full passes (background noise and texture levels)
 _QUICK_MARGIN = 0.5  # a cell's mean |difference| may exceed its quiet level by this x limit
 _QUICK_ALPHA = 0.1  # weight of one quiet frame in a cell's quiet level
 # A cell's mean may move by this fraction of (background mean + _GAIN_OFFSET) and still not
@@ -205,8 +205,10 @@ class MotionDetector:
         factor = 2.0 ** (1.0 - 2.0 * config.sensitivity)  # 0 -> x2, 0.5 -> x1, 1 -> x0.5
         self._threshold = config.threshold * factor
         self._min_px = max(1.0, config.min_area * factor * self._watched)
+        self._active_px = _CELL_ACTIVE * self._cell_px  # changed pixels for a cell to count
         self._cell_px16 = 16.0 * self._cell_px  # the smoothed residual is 16 times a mean
         block_rows, block_cols = math.ceil(self._cell_rows / 2), math.ceil(self._cell_cols / 2)
+        self._ones = np.ones(max(rows, cols), dtype=np.float32)
         self._dense = np.zeros((2 * block_rows, 2 * block_cols), dtype=np.float32)
         self._neighbours = _neighbour_sets(block_rows, block_cols)
         # Every per-frame array lives in a few buffers made here: at this picture size numpy's
@@ -301,9 +303,9 @@ class MotionDetector:
             return MotionResult(0.0, False)
         self._frames += 1
         config = self.config
-        # The quick check, unless something is going on (motion, a streak, changing light) or
-        # a full pass is due: if no cell differs from the background by more than it does on
-        # quiet frames, nor moved in brightness, nothing can be detected here.
+        # The quick check, unless a detection streak is open (the previous frame showed
+        # something) or a full pass is due: if no cell differs from the background by more
+        # than it does on quiet frames, nor moved much in brightness, nothing is detected here.
         cells = None
         if not self._streak:
             cells = self._quick(sample, background)
@@ -314,7 +316,11 @@ class MotionDetector:
                     background += diff
                     self._mean_bg += cells[: self._cell_rows] * self._quick_alpha
                 return self._result(0.0, False, (), pts_s) if self._on else _QUIET
-        mean_now = (self._pool_y @ sample @ self._pool_x) / self._cell_px
+        if cells is None:
+            mean_now = (self._pool_y @ sample @ self._pool_x) / self._cell_px
+        else:  # the cell means follow from the quick check's sums, no pooling
+            mean_now = cells[: self._cell_rows] / self._cell_px
+            mean_now += self._mean_bg
         changed, relit, affine = self._changed(
             sample, background, mean_now, pts_s, cells is not None
         )
@@ -365,7 +371,7 @@ class MotionDetector:
             return False
         over = np.abs(cells, out=self._quick_over_f)
         np.greater(over, limit, out=self._quick_over)
-        return not self._quick_over.any()
+        return not np.count_nonzero(self._quick_over)  # cheaper than .any() at this size
 
     def _learn_quiet(self, cells: _F32) -> None:
         """Fold a frame the full pass found quiet into the per-cell quiet bounds."""
@@ -494,7 +500,7 @@ class MotionDetector:
         counts = self._pool_y @ self._work @ self._pool_x
         dense = self._dense
         rows, cols = counts.shape
-        np.multiply(counts, counts >= _CELL_ACTIVE * self._cell_px, out=dense[:rows, :cols])
+        np.multiply(counts, counts >= self._active_px, out=dense[:rows, :cols])
         blocks = dense[0::2, 0::2] + dense[1::2, 0::2]
         blocks += dense[0::2, 1::2]
         blocks += dense[1::2, 1::2]
@@ -511,9 +517,12 @@ class MotionDetector:
             r0, r1 = min(group) // block_cols * side, (max(group) // block_cols + 1) * side
             group_cols = [b % block_cols for b in group]
             c0, c1 = min(group_cols) * side, (max(group_cols) + 1) * side
-            patch = changed[r0:r1, c0:c1]
-            ys = np.flatnonzero(patch.any(axis=1))
-            xs = np.flatnonzero(patch.any(axis=0))
+            # Changed pixels per row and per column of the group's patch (work holds changed
+            # as 0/1): two small products, cheaper here than any() along each axis.
+            patch = self._work[r0:r1, c0:c1]
+            height, width = patch.shape  # the last blocks may overhang the picture
+            ys = (patch @ self._ones[:width]).nonzero()[0]
+            xs = (self._ones[:height] @ patch).nonzero()[0]
             box = Box(
                 x=(c0 + int(xs[0])) * sx,
                 y=(r0 + int(ys[0])) * sy,
