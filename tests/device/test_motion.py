@@ -74,6 +74,37 @@ def test_static_scene_never_triggers() -> None:
     assert max(r.score for r in results) < 0.001
 
 
+def test_quiet_frames_take_the_quick_check_and_a_late_entry_still_triggers() -> None:
+    results = _run(_frames(110, blob=_walker(80)))
+    # Quiet frames mostly skip the full pass, which reports them as exactly nothing.
+    quick = sum(r == MotionResult(0.0, False) for r in results[10:80])
+    assert quick >= 50
+    assert not any(r.motion for r in results[:80])
+    # After a long quiet stretch the first change is still looked at in full (same latency
+    # as a blob entering early, in the test below).
+    first = next(i for i, r in enumerate(results) if r.motion)
+    assert 80 <= first <= 88
+    assert all(r.motion for r in results[first:])
+
+
+def test_a_parked_object_fades_into_the_background() -> None:
+    def parcel(i: int) -> tuple[float, float, float] | None:
+        return (150.0, 160.0, 22.0) if i >= 10 else None
+
+    def parcel_then_walker(i: int) -> tuple[float, float, float] | None:
+        return _walker(170, y=80)(i) or parcel(i)
+
+    results = _run(_frames(200, blob=parcel_then_walker))
+    assert results[14].motion
+    # The background (updated on quick frames as well as full ones) takes the parcel in:
+    # motion ends and the picture is quiet again, ...
+    assert not any(r.motion for r in results[120:170])
+    assert sum(r == MotionResult(0.0, False) for r in results[120:170]) >= 35
+    # ... and someone walking past later is still seen.
+    first = next(i for i, r in enumerate(results) if i >= 170 and r.motion)
+    assert first <= 178
+
+
 def test_heavy_sensor_noise_never_triggers() -> None:
     results = _run(_frames(60, noise=20.0))
     assert not any(r.motion for r in results)
