@@ -213,7 +213,8 @@ class MotionDetector:
         self._cell_px16 = 16.0 * self._cell_px  # the smoothed residual is 16 times a mean
         block_rows, block_cols = math.ceil(self._cell_rows / 2), math.ceil(self._cell_cols / 2)
         self._ones = np.ones(max(rows, cols), dtype=np.float32)
-        self._dense = np.zeros((2 * block_rows, 2 * block_cols), dtype=np.float32)
+        self._block_y = np.ascontiguousarray(_pool_matrix(self._cell_rows, 2).T)
+        self._block_x = _pool_matrix(self._cell_cols, 2)
         self._neighbours = _neighbour_sets(block_rows, block_cols)
         # Every per-frame array lives in a few buffers made here: at this picture size numpy's
         # cost is mostly per call (allocating is one more), and a small working set stays cached.
@@ -500,12 +501,8 @@ class MotionDetector:
         """
         np.copyto(self._work, changed)
         counts = self._pool_y @ self._work @ self._pool_x
-        dense = self._dense
-        rows, cols = counts.shape
-        np.multiply(counts, counts >= self._active_px, out=dense[:rows, :cols])
-        blocks = dense[0::2, 0::2] + dense[1::2, 0::2]
-        blocks += dense[0::2, 1::2]
-        blocks += dense[1::2, 1::2]
+        counts *= counts >= self._active_px
+        blocks = self._block_y @ counts @ self._block_x  # sums over 2x2 cells
         block_cols = blocks.shape[1]
         flat = blocks.ravel()
         areas = flat.tolist()
