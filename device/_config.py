@@ -15,6 +15,10 @@ _PRESETS = ("ultrafast", "superfast", "veryfast")
 class RecorderConfig:
     """Recording settings for one camera.
 
+    ``motion_fps`` caps how many frames a second the motion detector looks at: a 30 fps camera is
+    analysed at 15 fps by default and the frames in between keep the last answer (motion that lasts
+    one thirtieth of a second is not an event at a door); every frame is still recorded.
+
     ``privacy_zones`` are normalised polygons blacked out of every recorded frame before encoding.
     A camera with privacy zones is always encoded with libx264, even when it delivers H.264 itself:
     its own packets contain the unmasked picture, so they cannot be remuxed.
@@ -31,6 +35,7 @@ class RecorderConfig:
     crf: int = 23
     bitrate_kbps: int | None = None  # when set, replaces crf with a VBV-capped average bitrate
     max_preroll_bytes: int = 16 * 1024 * 1024
+    motion_fps: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("pre_roll_s", "post_roll_s", "segment_s", "keyframe_interval_s"):
@@ -60,6 +65,8 @@ class RecorderConfig:
             raise ValueError(
                 f"max_preroll_bytes must be at least 1 MiB, got {self.max_preroll_bytes}"
             )
+        if not 1 <= self.motion_fps <= 60:
+            raise ValueError(f"motion_fps must be between 1 and 60, got {self.motion_fps}")
         for i, zone in enumerate(self.privacy_zones):
             if len(zone) < 3:
                 raise ValueError(f"privacy_zones[{i}] must have at least 3 points, got {len(zone)}")

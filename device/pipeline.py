@@ -46,6 +46,7 @@ class PipelineStats:
     frames: int = 0
     dropped_frames: int = 0  # gaps in the source's frame indices
     motion_frames: int = 0
+    analysed_frames: int = 0  # frames the motion detector looked at (at most motion_fps a second)
     encoded_frames: int = 0  # frames through libx264 (0 for a remuxed H.264 camera)
     remuxed_packets: int = 0  # source packets passed through untouched
     clips: int = 0
@@ -107,6 +108,8 @@ class CameraPipeline:
         self._last_dts: int | None = None
         self._awaiting_keyframe = False
         self._resume_at_keyframe = False  # a clip was refused while the event goes on
+        self._last_motion_s: float | None = None
+        self._last_motion = _NO_MOTION
         self._last_refusal: str | None = None  # reported once per event, not at every retry
         self._ts_shift = 0
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
@@ -182,7 +185,7 @@ class CameraPipeline:
         y, u, v = frame.y, frame.u, frame.v
         if self._mask is not None:
             y, u, v = self._mask.apply(y, u, v)
-        result = self._detector.process(y, frame.pts_s) if self._detector else _NO_MOTION
+        result = self._motion(y, frame.pts_s)
         events: list[DeviceEvent] = []
         if result.motion:
             counts["motion_frames"] += 1
@@ -208,6 +211,22 @@ class CameraPipeline:
         except ClipRefused as exc:
             events += self._refuse(exc)
         return result, events
+
+    def _motion(self, y: _frames.Plane, pts_s: float) -> MotionResult:
+        """The detector's answer for this frame, looking at no more than ``motion_fps`` frames a
+        second (the frames in between keep the last answer)."""
+        if self._detector is None:
+            return _NO_MOTION
+        period_s = 1.0 / self._config.motion_fps
+        last_s = self._last_motion_s
+        # A quarter period of slack lets a 30 fps camera's frame times land on a 15 fps grid; a
+        # clock that went backwards (a reconnected camera) is looked at again at once.
+        if last_s is not None and last_s <= pts_s < last_s + 0.75 * period_s:
+            return self._last_motion
+        self._counts["analysed_frames"] += 1
+        self._last_motion = self._detector.process(y, pts_s)
+        self._last_motion_s = pts_s
+        return self._last_motion
 
     def _packets(
         self, frame: _frames.Frame, y: _frames.Plane, u: _frames.Plane, v: _frames.Plane

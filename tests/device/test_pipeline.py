@@ -490,3 +490,42 @@ async def test_owners_the_encryptor_refuses_give_an_error_event(store: ClipStore
     ]
     assert stats.errors == 1
     assert store.list_clips() == []
+
+
+@pytest.mark.asyncio
+async def test_motion_is_looked_at_no_more_than_motion_fps(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    # A 30 fps camera with a visitor: the detector sees every other frame (15 a second), the
+    # recorder still gets every frame, and the visit is recorded.
+    extra = (
+        '\n[[actor]]\nid = "visitor"\nkind = "person"\nenter_s = 1\nleave_s = 4\n'
+        "path = [[0.1, 0.8], [0.9, 0.8]]\n"
+    )
+    source = camera(6, fps=30, extra=extra)
+    top = strip_rows(source.info.width) / source.info.height
+    detector = MotionDetector(
+        MotionConfig(masks=(((0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top)),)),
+        source.info.width,
+        source.info.height,
+    )
+    pipeline = CameraPipeline(
+        "front", source, store, lambda: [owner.recipient()], detector=detector
+    )
+    stats = await pipeline.run()
+    assert stats.frames == 180
+    assert stats.analysed_frames == 90
+    assert stats.encoded_frames == 180
+    assert stats.motion_frames > 0
+    (clip,) = store.list_clips()
+    counters = [
+        c
+        for seg in store.list_segments(clip.clip_id)
+        for c in decode_counters(age.decrypt_bytes([owner], seg.path.read_bytes()))
+    ]
+    assert counters == list(range(counters[0], counters[-1] + 1))  # every frame recorded
+
+
+def test_motion_fps_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"^motion_fps must be between 1 and 60, got 0$"):
+        RecorderConfig(motion_fps=0)
