@@ -112,8 +112,12 @@ class ClipStore:
         *,
         clock: Callable[[], float] = time.time,
         token_bytes: Callable[[int], bytes] = os.urandom,
+        on_deleted: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_deleted(clip_id, reason)`` hears of every clip the store deletes on its own
+        (``retention_age``, ``retention_budget``, ``disk_full``), for the audit log."""
         self.data_dir = Path(data_dir)
+        self._on_deleted = on_deleted
         self._clips_dir = self.data_dir / "clips"
         self._clips_dir.mkdir(parents=True, exist_ok=True)
         self._device = device
@@ -249,33 +253,44 @@ class ClipStore:
 
     def apply_retention(self, now_s: float, max_age_s: float, max_bytes: int) -> list[str]:
         """Delete finished, unheld clips older than ``max_age_s``, then oldest first down to ``max_bytes``."""
-        deleted: list[str] = []
+        deleted: list[tuple[str, str]] = []
         with self._lock:
             self._db.execute("DELETE FROM clip_holds WHERE until_s <= ?", (now_s,))
             for clip_id, end_s, _size in self._evictable(now_s):
                 if end_s < now_s - max_age_s:
                     self._delete(clip_id)
-                    deleted.append(clip_id)
+                    deleted.append((clip_id, "retention_age"))
             total = self.total_bytes()
             for clip_id, _end_s, size in self._evictable(now_s):
                 if total <= max_bytes:
                     break
                 self._delete(clip_id)
-                deleted.append(clip_id)
+                deleted.append((clip_id, "retention_budget"))
                 total -= size
         if deleted:
             logger.info("store.retention deleted=%d", len(deleted))
-        return deleted
+        self._report(deleted)
+        return [clip_id for clip_id, _reason in deleted]
 
     def evict_oldest(self, *, exclude: str | None = None) -> str | None:
         """Delete the oldest finished, unheld clip (not ``exclude``) to free space; its id or None."""
+        evicted = None
         with self._lock:
             for clip_id, _end_s, _size in self._evictable(self._clock()):
                 if clip_id != exclude:
                     self._delete(clip_id)
                     logger.warning("store.evicted clip_id=%s reason=disk_full", clip_id)
-                    return clip_id
-        return None
+                    evicted = clip_id
+                    break
+        if evicted is not None:
+            self._report([(evicted, "disk_full")])
+        return evicted
+
+    def _report(self, deleted: list[tuple[str, str]]) -> None:
+        # Outside the store's lock: the listener (the audit log) takes its own.
+        if self._on_deleted is not None:
+            for clip_id, reason in deleted:
+                self._on_deleted(clip_id, reason)
 
     # -- writing (used by the segmenter) -----------------------------------------------------
 

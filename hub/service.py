@@ -312,16 +312,20 @@ class Device:
         else:
             code = draw_setup_code()
             write_secret_file(code_path, code.digits().encode())
-        store = ClipStore(data_dir, identity, clock=clock)
-        # Release bundles spooled for a download that a crash interrupted (ciphertext only).
-        for leftover in (data_dir / "spool").glob("release-*"):
-            leftover.unlink()
         audit = AuditLog(
             data_dir / "audit.db",
             signer=identity.private_key,
             origin=audit_origin(identity.public_key),
             clock=clock,
         )
+
+        def deleted(clip_id: str, reason: str) -> None:  # retention and disk-full eviction
+            audit.append("clip.deleted", clip_id=clip_id, reason=reason)
+
+        store = ClipStore(data_dir, identity, clock=clock, on_deleted=deleted)
+        # Release bundles spooled for a download that a crash interrupted (ciphertext only).
+        for leftover in (data_dir / "spool").glob("release-*"):
+            leftover.unlink()
         owners = OwnersTable(data_dir / "doorward.db")
         desk = ConsentDesk(
             _desk_connection(data_dir / "doorward.db"),

@@ -160,3 +160,18 @@ def test_recovery_makes_files_and_rows_agree(
         assert body["end"] is not None
         for seg in store.list_segments(clip.clip_id):
             assert len(age.decrypt_bytes([owner], seg.path.read_bytes())) == 1000
+
+
+def test_deletions_the_store_makes_on_its_own_are_reported_with_their_reason(
+    tmp_path: Path, device: DeviceIdentity, owner: age.X25519Identity
+) -> None:
+    reported: list[tuple[str, str]] = []
+    store = ClipStore(
+        tmp_path, device, clock=lambda: T0 + 5000, on_deleted=lambda *r: reported.append(r)
+    )
+    old, mid, new = (write_clip(store, owner, start_s=T0 + 1000 * i) for i in range(3))
+    store.apply_retention(T0 + 2500, max_age_s=2000, max_bytes=10**9)
+    store.apply_retention(T0 + 2500, max_age_s=10**6, max_bytes=store.clip(new).bytes)
+    assert store.evict_oldest() == new
+    assert reported == [(old, "retention_age"), (mid, "retention_budget"), (new, "disk_full")]
+    store.close()
