@@ -53,6 +53,7 @@ class SegmentResult:
     payload_sha256: str
     decrypted: bool
     error: str | None = None
+    age_file: str | None = None  # the complete age file as received (opens with `age -d`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class VerificationReport:
                     "payload_sha256": s.payload_sha256,
                     "decrypted": s.decrypted,
                     "error": s.error,
+                    "age_file": s.age_file,
                 }
                 for s in self.segments
             ],
@@ -420,7 +422,13 @@ def _decrypt_all(
             plain_paths.append(path)
         results.append(
             SegmentResult(
-                seg.segment_id, seg.clip_id, seg.index, seg.payload_sha256, error is None, error
+                seg.segment_id,
+                seg.clip_id,
+                seg.index,
+                seg.payload_sha256,
+                error is None,
+                error,
+                str(received[seg.segment_id].path),
             )
         )
     if not plain_paths:

@@ -104,7 +104,6 @@ class _Story:
             "XDG_CONFIG_HOME": str(directory / "config"),
             "PYTHONPATH": os.pathsep.join(search),
         }
-        self.env.pop("DOORWARD_PROFILE", None)
 
     # -- narration ---------------------------------------------------------------------------
 
@@ -245,7 +244,7 @@ class _Story:
         )
         for check in fetched["checks"]:
             self.say(f"checked: {check}")
-        released = self.extract_segments(Path(fetched["bundle"]))
+        released = [Path(s["age_file"]) for s in fetched["segments"]]
         self.say(f"video: {fetched['video']}")
         opens = _owner_opens(owner / "age.key", released[0])
         self.say(
@@ -452,25 +451,6 @@ class _Story:
                 return dict(done[0])
             time.sleep(2)
         raise DemoFailed(f"no finished clip after {_TIMEOUT_S} s; see device.log")
-
-    def extract_segments(self, bundle: Path) -> list[Path]:
-        import tarfile
-
-        target = self.dir / "release" / "segments"
-        target.mkdir(parents=True, exist_ok=True)
-        paths = []
-        with tarfile.open(bundle) as tar:
-            for member in tar.getmembers():
-                if member.isfile() and member.name.endswith(".age"):
-                    source = tar.extractfile(member)
-                    if source is None:
-                        continue
-                    path = target / Path(member.name).name
-                    path.write_bytes(source.read())
-                    paths.append(path)
-        if not paths:
-            raise DemoFailed(f"the bundle {bundle} holds no segments")
-        return sorted(paths)
 
 
 def _iso(epoch_s: float) -> str:

@@ -79,6 +79,13 @@ def test_full_flow(
     assert [s.segment_id for s in report.segments] == [s.segment_id for s in chosen]
     expected = b"".join(world.plaintexts[s.segment_id] for s in chosen)
     assert Path(report.video or "").read_bytes() == expected
+    # Each segment is also kept as the complete age file received, for `age -d`.
+    for result, segment in zip(report.segments, chosen, strict=True):
+        received = Path(result.age_file or "").read_bytes()
+        assert (
+            age.decrypt_bytes([requester.age_identity], received)
+            == (world.plaintexts[segment.segment_id])
+        )
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["ok"] is True
     assert saved["checks"] == list(report.checks)
