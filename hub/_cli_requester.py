@@ -64,7 +64,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = command("ask", _ask, "send a signed request for footage to a device")
     p.add_argument("url", metavar="URL", help="https://HOST:PORT of the device")
-    p.add_argument("--fingerprint", required=True, metavar="FP", help="its TLS SPKI fingerprint")
+    p.add_argument(
+        "--fingerprint",
+        required=True,
+        metavar="FP",
+        help="its TLS SPKI fingerprint; write --fingerprint=FP, as base64url may begin with '-'",
+    )
     p.add_argument("--device-id", required=True, metavar="ID")
     p.add_argument("--camera", required=True, help="camera name, or * for every camera")
     p.add_argument("--start", required=True, type=parse_time, metavar="ISO")

@@ -415,8 +415,7 @@ class _Story:
             "requester",
             "ask",
             url,
-            "--fingerprint",
-            uri.fingerprint,
+            f"--fingerprint={uri.fingerprint}",  # a fingerprint may begin with "-"
             "--device-id",
             uri.device_id,
             "--camera",

@@ -227,8 +227,7 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     window = [str(int(clip.start_s) - 5), str(int(clip.end_s or clip.start_s) + 5)]
     ask = [
         served.url,
-        "--fingerprint",
-        served.uri.fingerprint,
+        f"--fingerprint={served.uri.fingerprint}",  # base64url may begin with "-"
         "--device-id",
         served.uri.device_id,
         "--camera",
