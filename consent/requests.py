@@ -42,8 +42,9 @@ _REQUESTER = {"key", "recipient", "name", "organisation", "kind", "jurisdiction"
 
 
 def request_id_of(token: str) -> str:
-    """The request's id: base64url of the first 16 bytes of SHA-256 of the token text."""
-    return b64url(hashlib.sha256(token.encode("ascii")).digest()[:16])
+    """The request's id: hex of the first 16 bytes of SHA-256 of the token text (hex, so an id
+    never begins with '-' where a command line would take it for an option)."""
+    return hashlib.sha256(token.encode("ascii")).digest()[:16].hex()
 
 
 def sign_request(

@@ -118,7 +118,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = command("owners", _owners, "list, remove or approve owners")
     _device_arg(p)
     p.add_argument("action", nargs="?", choices=("list", "remove", "approve"), default="list")
-    p.add_argument("key_id", nargs="?", metavar="KEY_ID")
+    p.add_argument(
+        "key_id",
+        nargs="?",
+        metavar="KEY_ID",
+        help="key ids are base64url: write -- before one that begins with '-'",
+    )
 
     p = command("audit", _cli_audit.run, "verify the device's audit log and print it")
     _device_arg(p)
