@@ -8,6 +8,7 @@ and re-headed here, never on the device. ``python -m hub._cli_owner ARGS`` runs 
 from __future__ import annotations
 
 import argparse
+import getpass
 import io
 import secrets
 import sys
@@ -69,7 +70,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=_DISCOVER_S, metavar="S")
 
     p = command("pair", _pair, "pair with a device using its setup URI (the QR code) or code")
-    p.add_argument("uri", metavar="URI_OR_CODE", help="doorward://pair?… or the 8-digit code")
+    p.add_argument(
+        "uri",
+        metavar="URI_OR_CODE",
+        nargs="?",
+        default="-",
+        help="doorward://pair?… or the 8-digit code; '-' or nothing: ask for it on the terminal "
+        "or read one line from standard input (a code given here shows in the process list)",
+    )
     p.add_argument("--url", help="https://HOST:PORT when the URI has no address")
 
     p = command("clips", _clips, "list recorded clips")
@@ -158,7 +166,7 @@ def _init(args: argparse.Namespace) -> int:
         [
             f"owner keys made in {profile.directory}",
             f"key id {keys.key_id}; age recipient ({args.recipient}) {str(keys.recipient)[:32]}…",
-            "next: doorward owner pair 'doorward://pair?…' (the URI or QR code the doorbell shows)",
+            "next: doorward owner pair (it asks for the URI or code the doorbell shows)",
         ],
     )
 
@@ -211,7 +219,12 @@ def _pair(args: argparse.Namespace) -> int:
 
 
 def _pairing_uri(args: argparse.Namespace) -> PairingURI:
-    text = args.uri.strip()
+    text = _setup_text(args.uri).strip()
+    if not text:
+        raise CliError(
+            "no setup URI or code was given; type the one the doorbell printed, or pipe it in: "
+            "doorward owner pair - < FILE"
+        )
     if text.startswith("doorward:"):
         return PairingURI.parse(text)
     code = SetupCode.parse(text)
@@ -227,6 +240,16 @@ def _pairing_uri(args: argparse.Namespace) -> PairingURI:
     return PairingURI(
         device.device_id, code, device.fingerprint, host, device.port if host else None
     )
+
+
+def _setup_text(arg: str) -> str:
+    """The setup URI or code: from the command line, or (``-``) from the terminal without echo or
+    one line of standard input, so that it stays out of the process list and the shell history."""
+    if arg != "-":
+        return arg
+    if sys.stdin.isatty():
+        return getpass.getpass("setup URI or code (not shown): ")
+    return sys.stdin.readline()
 
 
 def _url_of(uri: PairingURI) -> str:

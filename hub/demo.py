@@ -134,7 +134,7 @@ class _Story:
         self.say(
             f"owner key id {made['key_id']}; post-quantum age recipient {made['recipient'][:24]}…"
         )
-        paired = self.cli("owner", "pair", uri.to_uri(), profile=owner)
+        paired = self.cli("owner", "pair", "-", profile=owner, stdin=uri.to_uri() + "\n")
         self.say(f"paired with {paired['device_id']}; its TLS key is pinned from now on")
         self.say("the doorbell keeps only the owner's public keys: it cannot read what it records")
 
@@ -374,14 +374,22 @@ class _Story:
     # -- the people, through the command line ------------------------------------------------
 
     def cli(
-        self, group: str, *args: str, profile: Path, expect_error: bool = False, quiet: bool = False
+        self,
+        group: str,
+        *args: str,
+        profile: Path,
+        expect_error: bool = False,
+        quiet: bool = False,
+        stdin: str = "",
     ) -> Any:
-        """Run ``doorward GROUP ARGS --profile PROFILE --json`` as its own process."""
+        """Run ``doorward GROUP ARGS --profile PROFILE --json`` as its own process (``stdin``: what
+        it reads, e.g. a setup URI kept out of the process list)."""
         shown = " ".join(["doorward", group, *args[:2]])
         if not quiet:
             self.say(f"$ {shown}{' …' if len(args) > 2 else ''}")
         run = subprocess.run(
             [sys.executable, "-m", "hub.cli", group, *args, "--profile", str(profile), "--json"],
+            input=stdin,
             capture_output=True,
             text=True,
             env=self.env,

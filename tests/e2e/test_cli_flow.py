@@ -190,7 +190,10 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     assert wrong not in failed.stderr
     assert _pairing_failures(served) == 1
 
-    paired = served.ok("owner", "pair", served.uri_text)
+    # Given on standard input ('-'), the setup URI stays out of the process list.
+    run = served.cli("owner", "pair", "-", "--json", stdin=served.uri_text + "\n")
+    assert run.returncode == 0, run.stderr
+    paired = json.loads(run.stdout)
     assert (paired["device_id"], paired["fingerprint"], paired["url"]) == (
         served.uri.device_id,
         served.uri.fingerprint,
