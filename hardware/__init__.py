@@ -2,6 +2,7 @@
 
 import logging
 
+from hardware._audio import AudioChunk, AudioSource, SimulatedMicrophone, microphone_of
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._frames import CameraSource, EncodedPacket, Frame, StreamInfo
@@ -25,6 +26,8 @@ from hardware.strip import StripReading, read_strip, strip_rows
 
 __all__ = [
     "Actor",
+    "AudioChunk",
+    "AudioSource",
     "Backoff",
     "ButtonEvent",
     "CameraDisconnected",
@@ -46,12 +49,14 @@ __all__ = [
     "ScenarioError",
     "SimulatedButton",
     "SimulatedCamera",
+    "SimulatedMicrophone",
     "SourceSpec",
     "StreamInfo",
     "StripReading",
     "SystemClock",
     "TruthSpan",
     "load_scenario",
+    "microphone_of",
     "parse_scenario",
     "parse_source",
     "read_strip",

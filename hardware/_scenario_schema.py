@@ -184,6 +184,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "noise": Key(_number(0.0, 50.0)),
         "ambient": Key(_number(0.05, 2.0)),
         "h264": Key(_boolean),
+        "audio": Key(_boolean),
+        "tone_hz": Key(_number(20.0, 20_000.0)),
         "start": Key(_datetime),
     },
     "actor": {

@@ -66,6 +66,8 @@ class CameraSpec:
     noise: float = 2.0  # sensor noise, standard deviation in luma levels
     ambient: float = 1.0  # scene brightness: 1 is daylight, 0.3 is night
     h264: bool = False  # deliver H.264 packets too, like a camera with a hardware encoder
+    audio: bool = False  # has a microphone that hears a tone (and a chime while pressed)
+    tone_hz: float = 440.0  # the tone the microphone hears
     start: dt.datetime = DEFAULT_START  # wall-clock time of the first frame
 
     @property

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware._audio import SimulatedMicrophone
 from hardware._clock import Clock, SystemClock
 from hardware._frames import EncodedPacket, Frame, StreamInfo
 from hardware._scene import SceneRenderer
@@ -51,6 +52,8 @@ class SimulatedCamera:
     frame waits for its due time on ``clock`` and ``wall_s`` counts from ``clock.now()`` at the
     first frame. Either way ``pts_s = index / fps`` and ``wall_s`` is the capture time.
     Scenario presses go to ``self.button`` just before the first frame at or after their time.
+    With ``audio`` in the scenario, ``self.microphone`` hears a tone on the same clock (chunks
+    stamped like ``pts_s``); otherwise it is None.
     """
 
     def __init__(
@@ -79,6 +82,18 @@ class SimulatedCamera:
         self._start_monotonic: float | None = None
         self._start_wall = scenario.camera.start.timestamp()
         self._closed = False
+        self.microphone = (
+            SimulatedMicrophone(
+                tone_hz=cam.tone_hz,
+                seconds=cam.seconds,
+                presses=[(p.at_s, p.hold_s) for p in scenario.presses],
+                clock=self._clock,
+                origin=self._origin,
+                realtime=self.realtime,
+            )
+            if cam.audio
+            else None
+        )
 
     @property
     def info(self) -> StreamInfo:
@@ -120,10 +135,7 @@ class SimulatedCamera:
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames from where the last iteration stopped; raises CameraDisconnected on that fault."""
         fps = self.scenario.camera.fps
-        if self._start_monotonic is None:
-            self._start_monotonic = self._clock.monotonic()
-            if self.realtime:
-                self._start_wall = self._clock.now()
+        self._origin()
         while not self._closed and self._next_index < self.frame_count:
             index = self._next_index
             t = index / fps
@@ -143,7 +155,17 @@ class SimulatedCamera:
 
     async def close(self) -> None:
         self._closed = True
+        if self.microphone is not None:
+            self.microphone.close()
         await self.button.close()
+
+    def _origin(self) -> float:
+        """When the camera started on ``clock.monotonic()``: its first frame or sound starts it."""
+        if self._start_monotonic is None:
+            self._start_monotonic = self._clock.monotonic()
+            if self.realtime:
+                self._start_wall = self._clock.now()
+        return self._start_monotonic
 
     def _new_encoder(self) -> X264Encoder | None:
         cam = self.scenario.camera

@@ -209,7 +209,7 @@ ERRORS = [
     ("[[camera]]\nwidth = 160\n", " line 1: camera must be written [camera] (one table)"),
     (
         CAM + "colour = true\n",
-        " line 6: [camera] key 'colour' is not known (known keys: ambient, fps, h264, height, noise, realtime, seconds, seed, start, width)",
+        " line 6: [camera] key 'colour' is not known (known keys: ambient, audio, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)",
     ),
     (
         "[camera]\nwidth = 160\nheight = 96\nfps = 10\n",
