@@ -1,9 +1,11 @@
 """Live view: one relay of the running pipelines' frames, and the WebRTC sessions that watch it.
 
 :class:`FrameRelay` is fed by each camera pipeline's ``on_frame`` hook, so a viewer never opens
-the camera again: however many watch, the camera is captured once. Each viewer has a one-frame
-slot that the relay overwrites, so a viewer that stalls only skips pictures; the relay never waits
-and never slows recording.
+the camera again: however many watch, the camera is captured once, and each codec is encoded
+once (H.264 passed through when the camera has it). The camera's microphone is read once and
+encoded to Opus once, while anyone listens. Each viewer has a short queue that is dropped when
+it stalls, so a stalled viewer only skips pictures (or sound); the relay never waits and never
+slows recording.
 
 :class:`LiveSessions` starts and ends sessions: at most ``max_viewers`` at once, each ended on
 hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``live.started`` and
@@ -13,25 +15,27 @@ hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hardware._audio import AudioSource
 from hardware._frames import Frame
 from hub._errors import Conflict, NotFound
-from hub._live_h264 import H264Feed, PacketViewer
+from hub._live_audio import AudioFeed
+from hub._live_feed import CODECS, PacketFeed, PacketViewer
 
 __all__ = [
+    "Answered",
+    "AudioFeed",
     "FrameRelay",
-    "H264Feed",
     "LiveConfig",
     "LiveSession",
     "LiveSessions",
+    "PacketFeed",
     "PacketViewer",
-    "Viewer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,96 +57,59 @@ class LiveConfig:
             raise ValueError(f"max_session_s must be > 0, got {self.max_session_s}")
 
 
-class Viewer:
-    """One viewer's view of a camera: the latest frame not yet taken (older ones are skipped)."""
-
-    def __init__(self, relay: FrameRelay, camera: str) -> None:
-        self.camera = camera
-        self.skipped = 0  # frames overwritten before this viewer took them
-        self._relay = relay
-        self._latest: Frame | None = None
-        self._ready = asyncio.Event()
-        self.closed = False
-
-    def offer(self, frame: Frame) -> None:
-        """Keep ``frame`` as the latest (on the event loop; never blocks)."""
-        if self._latest is not None:
-            self.skipped += 1
-        self._latest = frame
-        self._ready.set()
-
-    async def next(self) -> Frame | None:
-        """The newest frame since the last call; None once the viewer is closed."""
-        while self._latest is None and not self.closed:
-            self._ready.clear()
-            await self._ready.wait()
-        frame, self._latest = self._latest, None
-        return None if self.closed else frame
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._ready.set()
-            self._relay._remove(self)
-
-
 class FrameRelay:
     """Fans the frames of each running pipeline out to its viewers (everything on the loop):
-    raw frames to each Viewer, and H.264 made once per camera (``hub._live_h264``) to each
-    PacketViewer."""
+    each frame goes to the camera's per-codec feeds (``hub._live_feed``: H.264 and VP8, each
+    encoded once however many watch), and the camera's microphone, if any, to one Opus feed
+    (``hub._live_audio``)."""
 
     def __init__(self) -> None:
-        self._viewers: dict[str, list[Viewer]] = {}
-        self._h264: dict[str, H264Feed] = {}
+        self._feeds: dict[str, dict[str, PacketFeed]] = {}
+        self._audio: dict[str, AudioFeed] = {}
         self.frames_in: dict[str, int] = {}
 
     def add_camera(
-        self, camera: str, *, extradata: bytes | None = None
+        self,
+        camera: str,
+        *,
+        extradata: bytes | None = None,
+        microphone: AudioSource | None = None,
     ) -> Callable[[Frame, Any], None]:
-        """Register a camera (``extradata``: its H.264 parameter sets, if any); returns the hook
-        to pass as the pipeline's ``on_frame``."""
-        self._viewers.setdefault(camera, [])
-        self._h264.setdefault(camera, H264Feed(camera, extradata=extradata))
+        """Register a camera (``extradata``: its H.264 parameter sets, if any; ``microphone``:
+        its sound, if any); returns the hook to pass as the pipeline's ``on_frame``."""
+        self._feeds.setdefault(
+            camera, {codec: PacketFeed(camera, codec, extradata=extradata) for codec in CODECS}
+        )
+        if microphone is not None:
+            self._audio.setdefault(camera, AudioFeed(camera, microphone))
         self.frames_in.setdefault(camera, 0)
         return lambda frame, _result: self.push(camera, frame)
 
-    def h264(self, camera: str) -> H264Feed:
-        """The camera's H.264 feed (passthrough or one shared encode)."""
-        if camera not in self._h264:
+    def feed(self, camera: str, codec: str) -> PacketFeed:
+        """The camera's video in ``codec`` (``"h264"``: passthrough or one shared encode;
+        ``"vp8"``: one shared encode)."""
+        if camera not in self._feeds:
             raise NotFound(f"no camera named {camera[:64]!r}; GET /cameras lists them")
-        return self._h264[camera]
+        return self._feeds[camera][codec]
+
+    def audio(self, camera: str) -> AudioFeed | None:
+        """The camera's sound as Opus, or None when it has no microphone."""
+        return self._audio.get(camera)
 
     @property
     def cameras(self) -> tuple[str, ...]:
-        return tuple(self._viewers)
+        return tuple(self._feeds)
 
     def push(self, camera: str, frame: Frame) -> None:
-        """Hand one captured frame to every viewer of ``camera`` (must run on the event loop)."""
+        """Hand one captured frame to every feed of ``camera`` (must run on the event loop)."""
         self.frames_in[camera] = self.frames_in.get(camera, 0) + 1
-        for viewer in self._viewers.get(camera, ()):
-            viewer.offer(frame)
-        feed = self._h264.get(camera)
-        if feed is not None:
+        for feed in self._feeds.get(camera, {}).values():
             feed.push(frame)
 
-    def subscribe(self, camera: str) -> Viewer:
-        if camera not in self._viewers:
-            raise NotFound(f"no camera named {camera[:64]!r}; GET /cameras lists them")
-        viewer = Viewer(self, camera)
-        self._viewers[camera].append(viewer)
-        return viewer
-
     def viewer_count(self, camera: str | None = None) -> int:
-        """Viewers of ``camera`` (default: of every camera), raw and H.264."""
-        names = [camera] if camera is not None else list(self._viewers)
-        return sum(
-            len(self._viewers.get(n, ())) + (self._h264[n].viewer_count if n in self._h264 else 0)
-            for n in names
-        )
-
-    def _remove(self, viewer: Viewer) -> None:
-        with contextlib.suppress(ValueError):
-            self._viewers.get(viewer.camera, []).remove(viewer)
+        """Video viewers of ``camera`` (default: of every camera), in every codec."""
+        names = [camera] if camera is not None else list(self._feeds)
+        return sum(f.viewer_count for n in names for f in self._feeds.get(n, {}).values())
 
 
 @dataclass(slots=True)
@@ -153,19 +120,28 @@ class LiveSession:
     owner_key_id: str
     camera: str
     via: str  # "owner" (a signed offer) or "link" (the browser page)
-    viewer: Viewer | PacketViewer | None = None  # set once the offer is answered
+    viewer: PacketViewer | None = None  # set once the offer is answered
+    listener: PacketViewer | None = None  # the sound, when the camera and the viewer have it
     peer: Any = field(repr=False, default=None)  # the RTCPeerConnection
     feed_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None
 
 
-# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed) ->
-# (peer connection, answer SDP, the relay viewer it plays).
-Answerer = Callable[
-    [str, FrameRelay, str, Callable[[], None]],
-    Awaitable[tuple[Any, str, Viewer | PacketViewer]],
-]
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A viewer's offer, answered: the peer connection, the answer SDP, the feeds it plays, and
+    how its video is encoded (``shared_h264``, ``passthrough_h264`` or ``shared_vp8``)."""
+
+    peer: Any = field(repr=False)
+    sdp: str = field(repr=False)
+    viewer: PacketViewer
+    listener: PacketViewer | None
+    encoding: str
+
+
+# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed) -> Answered.
+Answerer = Callable[[str, FrameRelay, str, Callable[[], None]], Awaitable[Answered]]
 # Records an audit entry off the loop (the API's write queue): (kind, fields) -> None.
 AuditWriter = Callable[[str, dict[str, Any]], Awaitable[None]]
 # Publishes an event on the bus: (kind, fields) -> None.
@@ -216,11 +192,11 @@ class LiveSessions:
                 "hangs up",
                 code="busy",
             )
-        self.relay.h264(camera)  # refuses an unknown camera before any WebRTC work
+        self.relay.feed(camera, "h264")  # refuses an unknown camera before any WebRTC work
         session = LiveSession(secrets.token_hex(8), owner_key_id, camera, via)
         self._starting += 1
         try:
-            peer, answer_sdp, viewer = await asyncio.wait_for(
+            answered = await asyncio.wait_for(
                 self._answer(
                     offer_sdp,
                     self.relay,
@@ -231,7 +207,8 @@ class LiveSessions:
             )
         finally:
             self._starting -= 1
-        session.peer, session.viewer = peer, viewer
+        session.peer, session.viewer = answered.peer, answered.viewer
+        session.listener = answered.listener
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
         fields = {
@@ -239,27 +216,30 @@ class LiveSessions:
             "camera": camera,
             "owner_key_id": owner_key_id,
             "via": via,
-            # shared_h264: passthrough or one encode for all; per_viewer: aiortc encodes (VP8)
-            "encoding": "shared_h264" if isinstance(viewer, PacketViewer) else "per_viewer",
+            "encoding": answered.encoding,
+            "audio": answered.listener is not None,
         }
         logger.info(
-            "live.started session_id=%s camera=%s owner=%s via=%s",
+            "live.started session_id=%s camera=%s owner=%s via=%s encoding=%s audio=%s",
             session.session_id,
             camera,
             owner_key_id,
             via,
+            answered.encoding,
+            answered.listener is not None,
         )
         await self._audit("live.started", fields)
         self._publish("live.started", fields)
-        return session, answer_sdp
+        return session, answered.sdp
 
     async def end(self, session: LiveSession, reason: str) -> None:
         """End a session once (later calls do nothing): close its peer, audit, publish."""
         if session.end_reason is not None:
             return
         session.end_reason = reason
-        if session.viewer is not None:
-            session.viewer.close()
+        for feed in (session.viewer, session.listener):
+            if feed is not None:
+                feed.close()
         if session.peer is not None:
             await session.peer.close()
         fields = {
@@ -268,6 +248,7 @@ class LiveSessions:
             "owner_key_id": session.owner_key_id,
             "reason": reason,
             "skipped_frames": session.viewer.skipped if session.viewer is not None else 0,
+            "skipped_audio": session.listener.skipped if session.listener is not None else 0,
         }
         logger.info("live.ended session_id=%s reason=%s", session.session_id, reason)
         try:

@@ -1,13 +1,15 @@
-"""aiortc glue: the relay's frames as a WebRTC video track, the device's answer, an owner's viewer.
+"""aiortc glue: the relay's feeds as WebRTC tracks, the device's answer, an owner's viewer.
 
 ICE stays on the LAN: no STUN or TURN server is configured (``RTCConfiguration(iceServers=[])``),
 so only host candidates are offered and nothing leaves the local network.
 
-Encoding: when the viewer's offer accepts H.264 (packetization-mode 1), the answer offers H.264
-only and the track hands aiortc ready-made access units (``av.Packet``), which its sender
-packetizes without encoding: the camera's own H.264 passed through, or one libx264 encode per
-camera shared by every such viewer (``hub._live_h264``). Only a peer without H.264 gets a raw-frame
-track, which aiortc encodes (VP8) per peer connection.
+Encoding: the device never encodes per peer. The answer offers one video codec, H.264
+(packetization mode 1) when the viewer's offer accepts it, else VP8, and the video track hands
+aiortc ready-made packets (``av.Packet``) of the camera's feed in that codec, which its sender
+packetizes without encoding: the camera's own H.264 passed through, or one encode per camera and
+codec shared by every such viewer (``hub._live_feed``). Sound goes the same way: when the camera
+has a microphone and the offer accepts Opus, an audio track plays the camera's one Opus encode
+(``hub._live_audio``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -33,17 +34,16 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
-from hardware._frames import Frame
 from hub._errors import BadRequest
-from hub._live_h264 import PacketViewer
-from hub.live import FrameRelay, Viewer
+from hub._live_audio import AUDIO_TIME_BASE
+from hub._live_feed import PacketViewer
+from hub.live import Answered, FrameRelay
 
 __all__ = [
     "VIDEO_TIME_BASE",
+    "AudioPacketTrack",
     "PacketTrack",
-    "RelayTrack",
     "answer_offer",
-    "frame_to_av",
     "peer_connection",
     "receive_live",
 ]
@@ -59,46 +59,11 @@ def peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-def frame_to_av(frame: Frame) -> av.VideoFrame:
-    """A yuv420p ``av.VideoFrame`` of our frame, stamped with its capture time on the RTP clock."""
-    h, w = frame.y.shape
-    planes = np.concatenate((frame.y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)))
-    picture = av.VideoFrame.from_ndarray(planes.reshape(h * 3 // 2, w), format="yuv420p")
-    picture.pts = round(frame.pts_s / VIDEO_TIME_BASE)
-    picture.time_base = VIDEO_TIME_BASE
-    return picture
-
-
-class RelayTrack(MediaStreamTrack):
-    """A video track that plays a relay viewer: the newest frame each time the sender asks."""
-
-    kind = "video"
-
-    def __init__(self, viewer: Viewer) -> None:
-        super().__init__()
-        self._viewer = viewer
-        self._last_pts = -1
-
-    async def recv(self) -> av.VideoFrame:
-        frame = await self._viewer.next()
-        if frame is None:
-            self.stop()
-            raise MediaStreamError("the live session ended")
-        picture = frame_to_av(frame)
-        # RTP timestamps must move forward even if a source's clock restarts (reconnect).
-        pts = max(round(frame.pts_s / VIDEO_TIME_BASE), self._last_pts + 1)
-        picture.pts = self._last_pts = pts
-        return picture
-
-    def stop(self) -> None:
-        super().stop()
-        self._viewer.close()
-
-
 class PacketTrack(MediaStreamTrack):
-    """A video track of ready-made H.264 access units, which aiortc sends without encoding."""
+    """A video track of ready-made packets (H.264 or VP8), which aiortc sends without encoding."""
 
     kind = "video"
+    time_base = VIDEO_TIME_BASE
 
     def __init__(self, viewer: PacketViewer) -> None:
         super().__init__()
@@ -111,7 +76,7 @@ class PacketTrack(MediaStreamTrack):
             raise MediaStreamError("the live session ended")
         packet = av.Packet(unit.data)
         packet.pts = unit.pts
-        packet.time_base = VIDEO_TIME_BASE
+        packet.time_base = self.time_base
         return packet
 
     def stop(self) -> None:
@@ -119,48 +84,71 @@ class PacketTrack(MediaStreamTrack):
         self._viewer.close()
 
 
-def offers_h264(offer_sdp: str) -> bool:
-    """Whether the offer's first video section accepts H.264 in packetization mode 1 (FU-A,
-    RFC 6184 §6.3), the mode aiortc sends."""
+class AudioPacketTrack(PacketTrack):
+    """An audio track of ready-made Opus packets on the 48 kHz clock."""
+
+    kind = "audio"
+    time_base = AUDIO_TIME_BASE
+
+
+def _accepted(offer_sdp: str) -> dict[str, set[str]]:
+    """What the offer's first section of each kind accepts: {"video": {"video/h264", ...}, ...};
+    H.264 counts only in packetization mode 1 (FU-A, RFC 6184 §6.3), the mode aiortc sends."""
     try:
         description = SessionDescription.parse(offer_sdp)
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"the SDP offer cannot be parsed: {str(exc)[:200]}") from exc
+    accepted: dict[str, set[str]] = {}
     for media in description.media:
-        if media.kind == "video":
-            return any(
-                c.mimeType.lower() == "video/h264"
-                and str(c.parameters.get("packetization-mode")) == "1"
-                for c in media.rtp.codecs
-            )
-    return False
+        if media.kind in accepted or media.direction not in (None, "sendrecv", "recvonly"):
+            continue
+        accepted[media.kind] = {
+            c.mimeType.lower()
+            for c in media.rtp.codecs
+            if c.mimeType.lower() != "video/h264"
+            or str(c.parameters.get("packetization-mode")) == "1"
+        }
+    return accepted
+
+
+def _send(peer: RTCPeerConnection, track: MediaStreamTrack, mime_type: str) -> None:
+    """Add ``track`` to the answer, offering only ``mime_type`` (and retransmission), so the
+    sender packetizes our packets as they are."""
+    transceiver = peer.addTransceiver(track, direction="sendonly")
+    transceiver.setCodecPreferences(
+        [
+            c
+            for c in RTCRtpSender.getCapabilities(track.kind).codecs
+            if c.mimeType.lower() in (mime_type, "video/rtx")
+        ]
+    )
 
 
 async def answer_offer(
     offer_sdp: str, relay: FrameRelay, camera: str, on_closed: Callable[[], None]
-) -> tuple[RTCPeerConnection, str, Viewer | PacketViewer]:
-    """Answer a viewer's offer with a track of ``camera``; ``on_closed`` runs on hang-up."""
+) -> Answered:
+    """Answer a viewer's offer with the video (and sound, if both sides have it) of ``camera``;
+    ``on_closed`` runs on hang-up."""
     if not isinstance(offer_sdp, str) or not offer_sdp.startswith("v=0"):
         raise BadRequest("sdp must be an SDP offer (text starting with v=0)")
     if len(offer_sdp) > MAX_SDP_BYTES:
         raise BadRequest(f"sdp must be at most {MAX_SDP_BYTES} bytes, got {len(offer_sdp)}")
-    h264 = offers_h264(offer_sdp)
-    peer = peer_connection()
-    viewer: Viewer | PacketViewer
-    track: MediaStreamTrack
-    if h264:
-        viewer = relay.h264(camera).subscribe()
-        track = PacketTrack(viewer)
-    else:
-        viewer = relay.subscribe(camera)
-        track = RelayTrack(viewer)
-    if h264:
-        # Answer with H.264 only, so the sender packetizes our access units as they are.
-        transceiver = peer.addTransceiver(track, direction="sendonly")
-        capabilities = RTCRtpSender.getCapabilities("video").codecs
-        transceiver.setCodecPreferences(
-            [c for c in capabilities if c.mimeType.lower() in ("video/h264", "video/rtx")]
+    accepted = _accepted(offer_sdp)
+    if "video" not in accepted:
+        raise BadRequest("the offer has no video section; offer to receive video")
+    codec = next((c for c in ("h264", "vp8") if f"video/{c}" in accepted["video"]), None)
+    if codec is None:
+        raise BadRequest(
+            "the offer accepts neither H.264 (packetization-mode=1) nor VP8; offer one of them"
         )
+    feed = relay.feed(camera, codec)
+    sound = relay.audio(camera) if "audio/opus" in accepted.get("audio", ()) else None
+    peer = peer_connection()
+    viewer = feed.subscribe()
+    listener = sound.subscribe() if sound is not None else None
+    _send(peer, PacketTrack(viewer), f"video/{codec}")
+    if listener is not None:
+        _send(peer, AudioPacketTrack(listener), "audio/opus")
 
     @peer.on("connectionstatechange")
     def _changed() -> None:
@@ -170,28 +158,30 @@ async def answer_offer(
 
     try:
         await peer.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        videos = [t for t in peer.getTransceivers() if t.kind == "video"]
-        if not videos:
-            raise BadRequest("the offer has no video section; offer to receive video")
-        if not h264:
-            videos[0].sender.replaceTrack(track)
-            videos[0].direction = "sendonly"
         await peer.setLocalDescription(await peer.createAnswer())
     except ValueError as exc:  # aiortc rejects malformed SDP with ValueError
-        viewer.close()
-        await peer.close()
+        await _abandon(peer, viewer, listener)
         raise BadRequest(f"the SDP offer was refused: {str(exc)[:200]}") from exc
     except BaseException:
-        viewer.close()
-        await peer.close()
+        await _abandon(peer, viewer, listener)
         raise
-    return peer, peer.localDescription.sdp, viewer
+    return Answered(peer, peer.localDescription.sdp, viewer, listener, feed.encoding)
+
+
+async def _abandon(
+    peer: RTCPeerConnection, viewer: PacketViewer, listener: PacketViewer | None
+) -> None:
+    viewer.close()
+    if listener is not None:
+        listener.close()
+    await peer.close()
 
 
 async def receive_live(
     post_offer: Callable[[str], Awaitable[str]],
     *,
     on_frame: Callable[[av.VideoFrame], None] | None = None,
+    on_audio: Callable[[av.AudioFrame], None] | None = None,
     seconds: float | None = None,
     out: Path | None = None,
     stop: asyncio.Event | None = None,
@@ -200,10 +190,12 @@ async def receive_live(
 ) -> int:
     """Watch live view as an owner: send an offer through ``post_offer`` (which returns the
     answer SDP), then decode frames until ``seconds`` pass, ``stop`` is set or the device hangs
-    up; ``out`` records what arrived (MP4); ``codec`` (e.g. ``"video/VP8"``) limits what the
-    offer accepts. Returns the number of frames decoded."""
+    up. The offer also asks for sound: when the device sends it, each decoded audio frame goes
+    to ``on_audio``. ``out`` records what arrived, pictures and sound (MP4); ``codec`` (e.g.
+    ``"video/VP8"``) limits what the offer accepts. Returns the number of frames decoded."""
     peer = peer_connection()
     transceiver = peer.addTransceiver("video", direction="recvonly")
+    peer.addTransceiver("audio", direction="recvonly")
     if codec is not None:
         transceiver.setCodecPreferences(
             [
@@ -212,26 +204,34 @@ async def receive_live(
                 if c.mimeType.lower() == codec.lower()
             ]
         )
-    got_track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    tracks: dict[str, MediaStreamTrack] = {}
+    got_video = asyncio.Event()
 
     @peer.on("track")
     def _on_track(track: MediaStreamTrack) -> None:
-        if track.kind == "video" and not got_track.done():
-            got_track.set_result(track)
+        tracks.setdefault(track.kind, track)
+        if track.kind == "video":
+            got_video.set()
 
     recorder: MediaRecorder | None = None
+    listening: asyncio.Future[None] | None = None
     count = 0
     try:
         await peer.setLocalDescription(await peer.createOffer())
         answer = await post_offer(peer.localDescription.sdp)
         await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        track = await asyncio.wait_for(got_track, connect_timeout_s)
+        await asyncio.wait_for(got_video.wait(), connect_timeout_s)
         relay = MediaRelay()
         if out is not None:
             recorder = MediaRecorder(str(out), format="mp4")
-            recorder.addTrack(relay.subscribe(track, buffered=False))
+            for track in tracks.values():
+                recorder.addTrack(relay.subscribe(track, buffered=False))
             await recorder.start()
-        watched = relay.subscribe(track, buffered=False)
+        if "audio" in tracks:  # drained even if unwanted: aiortc queues what is not taken
+            listening = asyncio.ensure_future(
+                _listen(relay.subscribe(tracks["audio"], buffered=False), on_audio)
+            )
+        watched = relay.subscribe(tracks["video"], buffered=False)
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
         while stop is None or not stop.is_set():
@@ -252,8 +252,22 @@ async def receive_live(
             if on_frame is not None:
                 on_frame(picture)
     finally:
+        if listening is not None:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                await listening
         if recorder is not None:
             with contextlib.suppress(MediaStreamError):
                 await recorder.stop()
         await peer.close()
     return count
+
+
+async def _listen(
+    track: MediaStreamTrack, on_audio: Callable[[av.AudioFrame], None] | None
+) -> None:
+    """Hand each decoded audio frame to ``on_audio`` until the track ends."""
+    while True:
+        sound = await track.recv()
+        if isinstance(sound, av.AudioFrame) and on_audio is not None:
+            on_audio(sound)

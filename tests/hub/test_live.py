@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -19,7 +21,14 @@ from hub.live import LiveConfig
 from hub.routes.live import LIVE
 from hub.service import Device, ServeConfig, serve
 from hub.webrtc import receive_live
-from tests.hub.test_live_kit import SCENARIO, live_device, post_offer, strip_counter
+from tests.hub.test_live_kit import (
+    SCENARIO,
+    LiveDevice,
+    dominant_hz,
+    live_device,
+    post_offer,
+    strip_counter,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -43,13 +52,25 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         assert events is not None
         counters: list[int] = []
         done = asyncio.Event()
+        answers: list[str] = []
+        sounds: list[av.AudioFrame] = []
+
+        async def offer(api: DoorwardClient, sdp: str) -> str:
+            answers.append(await post_offer(api, sdp, camera="front"))
+            return answers[-1]
+
         async with live.client(owner) as api:
             frames = await receive_live(
-                lambda sdp: post_offer(api, sdp, camera="front"),
+                lambda sdp: offer(api, sdp),
                 on_frame=_counter_sink(counters, 10, done),
+                on_audio=sounds.append,
                 stop=done,
             )
         assert frames >= 10
+        # The camera has no microphone: the answer sends no sound, though the offer asked.
+        assert "m=audio" in answers[0]
+        assert "a=sendonly" not in answers[0].split("m=audio", 1)[1]
+        assert sounds == []
         assert len(counters) >= 10
         assert counters == sorted(counters)
         assert counters[-1] > counters[0]
@@ -60,9 +81,9 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         kinds = [e.body() for e in live.device.audit.entries(0, live.device.audit.size)]
         started = [e for e in kinds if e["kind"] == "live.started"]
         ended = [e for e in kinds if e["kind"] == "live.ended"]
-        assert [(e["camera"], e["owner_key_id"], e["via"], e["encoding"]) for e in started] == [
-            ("front", owner.key_id, "owner", "shared_h264")
-        ]
+        assert [
+            (e["camera"], e["owner_key_id"], e["via"], e["encoding"], e["audio"]) for e in started
+        ] == [("front", owner.key_id, "owner", "shared_h264", False)]
         assert [(e["session_id"], e["reason"]) for e in ended] == [
             (started[0]["session_id"], "hangup")
         ]
@@ -74,7 +95,10 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         ]
 
 
-async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("codec", "feed_codec"), [(None, "h264"), ("video/VP8", "vp8")])
+async def test_two_viewers_cost_one_capture_and_one_encode(
+    tmp_path: Path, codec: str | None, feed_codec: str
+) -> None:
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data") as live:
         live.add_owner(owner)
@@ -87,6 +111,7 @@ async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
                         lambda sdp: post_offer(api, sdp),
                         on_frame=_counter_sink(results[i], 15, events[i]),
                         stop=events[i],
+                        codec=codec,
                     )
                     for i in range(2)
                 )
@@ -97,16 +122,57 @@ async def test_two_viewers_cost_one_capture(tmp_path: Path) -> None:
         processed = live.pipeline.stats.frames
         assert processed <= live.source.captured <= processed + 1
         assert processed - 1 <= live.relay.frames_in["front"] <= processed
-        # One H.264 encode served both viewers: never more encodes than captured frames.
-        feed = live.relay.h264("front")
-        assert feed.encoded_frames > 0
+        # One encode in the viewers' codec served both: each captured frame was encoded at most
+        # once (or skipped while the encoder was busy); nothing was encoded in the other codec.
+        feed = live.relay.feed("front", feed_codec)
+        assert feed.encoded_frames >= 15
         assert feed.encoded_frames + feed.skipped_frames <= live.relay.frames_in["front"]
         assert feed.passed_through == 0
+        other = live.relay.feed("front", "vp8" if feed_codec == "h264" else "h264")
+        assert other.encoded_frames == 0
         # Both viewers saw pictures of that one capture: counters no camera frame lacks.
         for counters in results:
             assert len(counters) >= 15
+            assert counters == sorted(counters)
             assert counters[-1] > counters[0]
             assert max(counters) < live.source.captured
+        assert [e["encoding"] for e in await _started(live)] == [f"shared_{feed_codec}"] * 2
+
+
+async def test_the_camera_tone_reaches_every_listener_from_one_capture(tmp_path: Path) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data", audio=True) as live:
+        live.add_owner(owner)
+        sounds: list[list[av.AudioFrame]] = [[], []]
+        enough = [asyncio.Event(), asyncio.Event()]
+
+        def listener(i: int) -> Callable[[av.AudioFrame], None]:
+            def on_audio(frame: av.AudioFrame) -> None:
+                sounds[i].append(frame)
+                if len(sounds[i]) >= 50:  # a second of sound
+                    enough[i].set()
+
+            return on_audio
+
+        async with live.client(owner) as api:
+            await asyncio.gather(
+                *(
+                    receive_live(
+                        lambda sdp: post_offer(api, sdp), on_audio=listener(i), stop=enough[i]
+                    )
+                    for i in range(2)
+                )
+            )
+        for heard in sounds:
+            assert dominant_hz(heard[10:]) == pytest.approx(440.0, abs=1.0)
+        # The microphone was read once for both: every chunk it made went through the one feed.
+        feed = live.relay.audio("front")
+        assert feed is not None
+        microphone = live.microphone
+        assert microphone is not None
+        assert feed.chunks_in == feed.encoded_chunks == microphone.captured >= 50
+        assert [e["audio"] for e in await _started(live)] == [True, True]
+        assert feed.viewer_count == 0
 
 
 async def test_unsigned_and_non_owner_offers_are_refused(tmp_path: Path) -> None:
@@ -158,6 +224,15 @@ async def test_removing_the_owner_ends_the_session(tmp_path: Path) -> None:
         assert session.end_reason == "owner_removed"
         assert frames >= 1
         assert live.relay.viewer_count() == 0
+
+
+async def _started(live: LiveDevice) -> list[dict[str, Any]]:
+    """The ``live.started`` audit entries, once every session has ended."""
+    sessions = live.app[LIVE]
+    while sessions.sessions:
+        await asyncio.wait_for(sessions.sessions[0].ended.wait(), 30)
+    entries = [e.body() for e in live.device.audit.entries(0, live.device.audit.size)]
+    return [e for e in entries if e["kind"] == "live.started"]
 
 
 class HandTimer:
@@ -266,7 +341,7 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
                 on_frame=_counter_sink(counters, 5, done),
                 stop=done,
             )
-            feed = live.relay.h264("front")
+            feed = live.relay.feed("front", "h264")
             # The camera's own access units went out as they were: nothing was encoded.
             assert feed.passed_through > 0
             assert feed.encoded_frames == 0
@@ -280,12 +355,4 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
                 codec="video/VP8",
             )
             assert vp8[-1] > vp8[0]
-        sessions = live.app[LIVE]
-        while sessions.sessions:
-            await asyncio.wait_for(sessions.sessions[0].ended.wait(), 30)
-        started = [
-            e.body()
-            for e in live.device.audit.entries(0, live.device.audit.size)
-            if e.body()["kind"] == "live.started"
-        ]
-        assert [e["encoding"] for e in started] == ["shared_h264", "per_viewer"]
+        assert [e["encoding"] for e in await _started(live)] == ["passthrough_h264", "shared_vp8"]

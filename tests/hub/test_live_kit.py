@@ -13,11 +13,20 @@ from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 from aiohttp import web
 
 from crypto.keys import KeyBundle
 from device import CameraPipeline
-from hardware import Frame, SimulatedCamera, StreamInfo, parse_scenario, read_strip
+from hardware import (
+    Frame,
+    SimulatedCamera,
+    SimulatedMicrophone,
+    StreamInfo,
+    microphone_of,
+    parse_scenario,
+    read_strip,
+)
 from hub._page_tls import page_tls_context
 from hub.app import CameraInfo, create_app
 from hub.client import DoorwardClient
@@ -66,6 +75,7 @@ class LiveDevice:
     source: CountingSource
     relay: FrameRelay
     pipeline: CameraPipeline
+    microphone: SimulatedMicrophone | None
 
     def client(self, keys: KeyBundle) -> DoorwardClient:
         return DoorwardClient(
@@ -87,18 +97,25 @@ async def live_device(
     config: LiveConfig | None = None,
     camera: str = "front",
     h264: bool = False,
+    audio: bool = False,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[LiveDevice]:
-    """``h264``: the camera has its own encoder (frames carry H.264 packets)."""
+    """``h264``: the camera has its own encoder (frames carry H.264 packets); ``audio``: it has
+    a microphone (a 440 Hz tone)."""
     device = Device.open(data_dir)
-    scenario = SCENARIO + ("h264 = true\n" if h264 else "")
-    source = CountingSource(SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera))
+    scenario = SCENARIO + ("h264 = true\n" if h264 else "") + ("audio = true\n" if audio else "")
+    simulated = SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera)
+    source = CountingSource(simulated)
     info = CameraInfo(camera, "simulated", 320, 240, 15.0, "raw")
     app = create_app(device.deps({camera: info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
     page_port = live_routes.install(app, relay, config, sleep=sleep)
     pipeline = CameraPipeline(
-        camera, source, device.store, device.owners.recipients, on_frame=relay.add_camera(camera)
+        camera,
+        source,
+        device.store,
+        device.owners.recipients,
+        on_frame=relay.add_camera(camera, microphone=microphone_of(simulated)),
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -115,7 +132,15 @@ async def live_device(
         page_port.port = next(
             a[1] for a in runner.addresses if isinstance(a, tuple) and a[1] != port
         )
-        yield LiveDevice(device, app, f"https://127.0.0.1:{port}", source, relay, pipeline)
+        yield LiveDevice(
+            device,
+            app,
+            f"https://127.0.0.1:{port}",
+            source,
+            relay,
+            pipeline,
+            simulated.microphone,
+        )
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -133,3 +158,18 @@ def strip_counter(picture: av.VideoFrame) -> int | None:
 async def post_offer(client: DoorwardClient, sdp: str, **extra: Any) -> str:
     body = await client._json("POST", "/live/offer", body={"sdp": sdp, **extra})
     return str(body["sdp"])
+
+
+def mono(frame: av.AudioFrame) -> npt.NDArray[np.float64]:
+    """The first channel of a decoded audio frame (packed or planar)."""
+    samples = frame.to_ndarray()
+    if frame.format.is_planar:
+        return np.asarray(samples[0], dtype=np.float64)
+    return np.asarray(samples.reshape(-1)[:: len(frame.layout.channels)], dtype=np.float64)
+
+
+def dominant_hz(frames: list[av.AudioFrame]) -> float:
+    """The strongest frequency in the sound of ``frames`` (all at one sample rate)."""
+    pcm = np.concatenate([mono(f) for f in frames])
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return float(np.fft.rfftfreq(len(pcm), 1 / frames[0].sample_rate)[int(np.argmax(spectrum))])

@@ -1,17 +1,23 @@
-"""The relay never waits for a viewer: a stalled raw viewer skips to the newest frame, a stalled
-H.264 viewer drops its queue and restarts at a keyframe; one shared encode serves every viewer."""
+"""The relay never waits for a viewer: a stalled viewer drops its queue and restarts at a keyframe
+(a stalled listener only skips sound); one shared encode per codec serves every viewer, and the
+microphone is read and encoded to Opus once, only while someone listens."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
-from hardware import EncodedPacket, Frame
+from hardware import AudioChunk, EncodedPacket, Frame, SimulatedMicrophone, SystemClock
 from hub._errors import NotFound
-from hub._live_h264 import MAX_QUEUED_PACKETS, H264Feed, LivePacket
+from hub._live_audio import MAX_QUEUED_AUDIO
+from hub._live_feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
 from hub.live import FrameRelay
+from tests.hub.test_live_kit import dominant_hz
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -22,28 +28,33 @@ def _frame(index: int, packet: EncodedPacket | None = None) -> Frame:
     return Frame(index, index / 15, 1000 + index / 15, y, uv, uv.copy(), packet=packet)
 
 
-async def test_a_stalled_raw_viewer_gets_the_newest_frame_and_counts_the_rest() -> None:
+async def test_the_relay_hands_each_frame_to_every_codec_feed_of_its_camera() -> None:
     relay = FrameRelay()
     hook = relay.add_camera("front")
-    slow, quick = relay.subscribe("front"), relay.subscribe("front")
-    for index in range(5):
-        hook(_frame(index), None)
-        got = await quick.next()
-        assert got is not None
-        assert got.index == index
-    newest = await slow.next()
-    assert newest is not None
-    assert (newest.index, slow.skipped, quick.skipped) == (4, 4, 0)
-    slow.close()
-    assert await slow.next() is None
-    assert relay.viewer_count("front") == 1
+    h264, vp8 = relay.feed("front", "h264"), relay.feed("front", "vp8")
+    viewers = [h264.subscribe(), vp8.subscribe()]
+    hook(_frame(0), None)
+    for viewer in viewers:
+        unit = await viewer.next()
+        assert unit is not None
+        assert unit.keyframe
+    assert relay.frames_in["front"] == 1
+    assert (h264.encoded_frames, vp8.encoded_frames) == (1, 1)
+    assert (h264.encoding, vp8.encoding) == ("shared_h264", "shared_vp8")
+    assert relay.viewer_count("front") == 2
+    assert relay.audio("front") is None  # no microphone given
+    for viewer in viewers:
+        viewer.close()
+    assert relay.viewer_count() == 0
     with pytest.raises(NotFound, match=r"^no camera named 'back'; GET /cameras lists them$"):
-        relay.subscribe("back")
+        relay.feed("back", "vp8")
+    with pytest.raises(ValueError, match=r"^codec must be one of \['h264', 'vp8'\], got 'av1'$"):
+        PacketFeed("front", "av1")
 
 
 async def test_a_stalled_h264_viewer_restarts_at_the_next_keyframe() -> None:
     sps = b"\x00\x00\x00\x01\x67\x42"
-    feed = H264Feed("front", extradata=sps)
+    feed = PacketFeed("front", "h264", extradata=sps)
     viewer = feed.subscribe()
 
     def packet(index: int, keyframe: bool) -> EncodedPacket:
@@ -69,12 +80,14 @@ async def test_a_stalled_h264_viewer_restarts_at_the_next_keyframe() -> None:
     assert viewer.skipped == 1 + MAX_QUEUED_PACKETS + 1 + 1
     assert feed.passed_through == 2 + (MAX_QUEUED_PACKETS + 1) + 2
     assert feed.encoded_frames == 0
+    assert feed.encoding == "passthrough_h264"
     viewer.close()
     assert feed.viewer_count == 0
 
 
-async def test_one_shared_encode_feeds_every_h264_viewer() -> None:
-    feed = H264Feed("front")
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+async def test_one_shared_encode_feeds_every_viewer_of_a_codec(codec: str) -> None:
+    feed = PacketFeed("front", codec)
     viewers = [feed.subscribe(), feed.subscribe()]
     received: list[list[LivePacket]] = [[], []]
     for index in range(3):
@@ -91,3 +104,68 @@ async def test_one_shared_encode_feeds_every_h264_viewer() -> None:
     assert received[0][0].keyframe
     for viewer in viewers:
         viewer.close()
+
+
+class HandMicrophone:
+    """An AudioSource the test feeds by hand with the simulated microphone's own chunks."""
+
+    def __init__(self) -> None:
+        self.tone = SimulatedMicrophone(
+            tone_hz=440.0,
+            seconds=60.0,
+            presses=(),
+            clock=SystemClock(),
+            origin=lambda: 0.0,
+            realtime=False,
+        )
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.listening = 0  # iterations open now
+        self.stopped = asyncio.Event()
+
+    async def audio(self) -> AsyncIterator[AudioChunk]:
+        """Yields each queued chunk; marks it done once the consumer asks for the next one."""
+        self.listening += 1
+        try:
+            while True:
+                yield self.tone.chunk(await self.queue.get())
+                self.queue.task_done()
+        finally:
+            self.listening -= 1
+            self.stopped.set()
+
+
+async def test_one_opus_encode_serves_every_listener_and_a_stalled_one_only_skips_sound() -> None:
+    microphone = HandMicrophone()
+    relay = FrameRelay()
+    relay.add_camera("front", microphone=microphone)
+    feed = relay.audio("front")
+    assert feed is not None
+    quick, slow = feed.subscribe(), feed.subscribe()
+    for index in range(10):
+        microphone.queue.put_nowait(index)
+    received = [await quick.next() for _ in range(10)]
+    assert (feed.chunks_in, feed.encoded_chunks, microphone.listening) == (10, 10, 1)
+    assert [p.pts for p in received if p is not None] == [i * 960 for i in range(10)]
+    # Both listeners got the very same packets: they were encoded once.
+    assert [await slow.next() for _ in range(10)] == received
+    decoder = av.CodecContext.create("libopus", "r")
+    frames = [f for p in received if p is not None for f in decoder.decode(av.Packet(p.data))]
+    assert dominant_hz(frames[5:]) == 440.0
+    # The slow listener stops taking packets: past its queue it loses them, the quick one does not.
+    for index in range(10, 10 + MAX_QUEUED_AUDIO + 1):
+        microphone.queue.put_nowait(index)
+        await microphone.queue.join()  # captured and handed out
+        got = await quick.next()
+        assert got is not None
+        assert got.pts == index * 960
+    assert (slow.skipped, quick.skipped) == (MAX_QUEUED_AUDIO + 1, 0)
+    microphone.queue.put_nowait(99)
+    resumed = await slow.next()
+    assert resumed is not None
+    assert resumed.pts == 99 * 960
+    # The last listener to leave stops the capture.
+    quick.close()
+    slow.close()
+    await asyncio.wait_for(microphone.stopped.wait(), 10)
+    assert microphone.listening == 0
+    assert feed.viewer_count == 0
