@@ -15,12 +15,20 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import re
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
+from zeroconf import (
+    DNSQuestion,
+    InterfaceChoice,
+    IPVersion,
+    ServiceStateChange,
+    Zeroconf,
+    current_time_millis,
+)
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from crypto.errors import DoorwardError
@@ -33,6 +41,7 @@ __all__ = [
     "DiscoveredDevice",
     "DiscoveryError",
     "Interfaces",
+    "NameConflictError",
     "PairingState",
     "browse",
 ]
@@ -49,6 +58,13 @@ _TXT_KEYS = frozenset({"id", "name", "port", "v", "pair", "fp"})
 _DEVICE_ID = re.compile(r"[a-z2-7]{16}")
 _MAX_NAME_BYTES = 63
 _RESOLVE_TIMEOUT_MS = 3000
+# RFC 6762 §8.1: a random 0-250 ms wait, then three probes 250 ms apart; the name is ours when
+# nobody has claimed it 250 ms after the last one.
+_PROBE_DELAY_MAX_S = 0.25
+_PROBE_INTERVAL_S = 0.25
+_PROBES = 3
+_DNS_TYPE_ANY = 255  # RFC 1035 QTYPE "*"
+_DNS_CLASS_IN = 1
 # Names of bad records we have already warned about: a hostile LAN can invent endless names,
 # so remember a bounded number and log repeats at DEBUG only.
 _MAX_WARNED = 256
@@ -56,6 +72,10 @@ _MAX_WARNED = 256
 
 class DiscoveryError(DoorwardError, ValueError):
     """A zeroconf record is not a valid Doorward advertisement."""
+
+
+class NameConflictError(DoorwardError, RuntimeError):
+    """Another host on the LAN answers for this device's instance or host name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,23 +208,75 @@ class Advertiser:
         self._announcing: Awaitable[Any] | None = None
 
     async def start(self) -> None:
-        """Register the service: returns once probing is done and the record answers queries.
+        """Claim the names, then register the service: returns once the record answers queries.
 
-        The announcements (three, 225 ms apart) go on in the background, starting with the
-        next turn of the event loop; ``update`` and ``close`` wait for them first, so a change
-        never races with the original records still being broadcast.
+        Probing follows RFC 6762 §8.1 (see :meth:`_probe`) and raises :class:`NameConflictError`
+        if another host answers for the names. The announcements (three, 225 ms apart) go on in
+        the background, the first at once; ``update`` and ``close`` wait for them first, so a
+        change never races with the original records still being broadcast.
         """
         if self._zc is not None:
             raise RuntimeError("Advertiser already started")
         self._zc = _zeroconf(self._interfaces)
         self._info = self._service_info()
-        self._announcing = await self._zc.async_register_service(self._info)
+        await self._zc.zeroconf.async_wait_for_start()
+        await self._probe(self._zc.zeroconf, self._info)
+        # Probing is done: zeroconf's own (slower) probe schedule would only repeat it.
+        self._announcing = await self._zc.async_register_service(
+            self._info, cooperating_responders=True
+        )
         logger.info(
             "discovery.advertised device_id=%s port=%s pair=%s",
             self.device.device_id,
             self.device.port,
             self.device.pairing,
         )
+
+    async def _probe(self, zc: Zeroconf, info: AsyncServiceInfo) -> None:
+        """RFC 6762 §8.1: after a random 0-250 ms, three QU queries 250 ms apart for the instance
+        and host names (type ANY, our records in the authority section); any other answer for
+        them, up to 250 ms after the last probe, is a conflict."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + random.uniform(0.0, _PROBE_DELAY_MAX_S)  # noqa: S311
+        for _ in range(_PROBES):
+            await self._wait_unclaimed(zc, info, at)
+            zc.async_send(self._probe_query(zc, info))
+            at += _PROBE_INTERVAL_S
+        await self._wait_unclaimed(zc, info, at)
+
+    async def _wait_unclaimed(self, zc: Zeroconf, info: AsyncServiceInfo, until: float) -> None:
+        """Wait until the loop time ``until``, checking for a conflict whenever records arrive."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._check_unclaimed(zc, info)
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return
+            await zc.async_wait(remaining * 1000)  # wakes early when the cache changes
+
+    def _check_unclaimed(self, zc: Zeroconf, info: AsyncServiceInfo) -> None:
+        ours = {info.dns_service(), info.dns_text(), *info.dns_addresses()}
+        now = current_time_millis()
+        claimed = zc.cache.current_entry_with_name_and_alias(info.type, info.name) is not None
+        for name in (info.name, info.server or ""):
+            claimed = claimed or any(
+                record not in ours and not record.is_expired(now)
+                for record in zc.cache.entries_with_name(name)
+            )
+        if claimed:
+            raise NameConflictError(
+                f"another host on the LAN answers for {info.name} or {info.server}"
+            )
+
+    @staticmethod
+    def _probe_query(zc: Zeroconf, info: AsyncServiceInfo) -> Any:
+        query = zc.generate_service_query(info)  # the type's PTR, QU, our pointer as authority
+        for name in (info.name, info.server or ""):
+            question = DNSQuestion(name, _DNS_TYPE_ANY, _DNS_CLASS_IN)
+            question.unicast = True
+            query.add_question(question)
+        query.authorities.extend([info.dns_service(), info.dns_text(), *info.dns_addresses()])
+        return query
 
     async def update(self, *, pairing: PairingState | None = None, name: str | None = None) -> None:
         """Change the pairing state or display name and re-announce."""

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from hub.discovery import (
     Advertiser,
     DiscoveredDevice,
     DiscoveryError,
+    NameConflictError,
     browse,
 )
 
@@ -186,3 +188,33 @@ def test_txt_port_must_match_srv() -> None:
 def test_advertiser_needs_addresses_for_all_interfaces() -> None:
     with pytest.raises(ValueError, match=r"^addresses must be given when interfaces is not a list"):
         Advertiser(device())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_second_advertiser_for_the_same_device_finds_the_name_taken() -> None:
+    ad = device(name="Front door")
+    async with Advertiser(ad, interfaces=LOOPBACK):
+        impostor = Advertiser(replace(ad, name="Impostor", port=9443), interfaces=LOOPBACK)
+        try:
+            with pytest.raises(NameConflictError) as caught:
+                await impostor.start()
+        finally:
+            await impostor.close()
+    instance = f"doorward-{ad.device_id}.{SERVICE_TYPE}"
+    host = f"doorward-{ad.device_id}.local."
+    assert str(caught.value) == f"another host on the LAN answers for {instance} or {host}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_devices_with_different_ids_both_claim_their_names() -> None:
+    ads = [device(name="Front door"), device(name="Front door")]
+    advertisers = [Advertiser(ad, interfaces=LOOPBACK) for ad in ads]
+    await advertisers[0].start()
+    try:
+        await advertisers[1].start()  # same display name, another device: no conflict
+        found = await browse(20, interfaces=LOOPBACK, until_found=[ad.device_id for ad in ads])
+    finally:
+        await asyncio.gather(*(advertiser.close() for advertiser in advertisers))
+    assert {d.device_id for d in found} >= {ad.device_id for ad in ads}
