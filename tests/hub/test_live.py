@@ -276,7 +276,7 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
 
 async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) -> None:
     scenario = tmp_path / "cam.toml"
-    scenario.write_text(SCENARIO)
+    scenario.write_text(SCENARIO + "audio = true\n")
     config = ServeConfig(
         data_dir=tmp_path / "data",
         cameras=(f"front=simulated:{scenario}",),
@@ -297,13 +297,15 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
     try:
         url = await asyncio.wait_for(ready, 30)
         counters: list[int] = []
+        sounds: list[av.AudioFrame] = []
         done = asyncio.Event()
         async with DoorwardClient(
             url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
         ) as api:
             await receive_live(
                 lambda sdp: post_offer(api, sdp, camera="front"),
-                on_frame=_counter_sink(counters, 5, done),
+                on_frame=_counter_sink(counters, 15, done),
+                on_audio=sounds.append,
                 stop=done,
             )
             link = await api._json(
@@ -319,6 +321,8 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
                 },
             )
         assert counters[-1] > counters[0]
+        # The simulated camera's microphone went out with the pictures.
+        assert dominant_hz(sounds[5:]) == pytest.approx(440.0, abs=1.0)
         # The page is served on its own port (a certificate browsers accept).
         assert link["url"].startswith("https://127.0.0.1:")
         assert not link["url"].startswith(url + "/")
