@@ -93,7 +93,11 @@ _RUNTIME_MODULES = (
     "hub.live",
     "hub.owners",
     "hub._page_tls",
+    "hub.routes.events",
     "hub.routes.live",
+    "hub.routes.owner",
+    "hub.routes.pairing",
+    "hub.routes.requester",
 )
 # The API's pairing failure counter (hub.routes.pairing), read before the API exists.
 _PAIRING_STATE_FILE = "pairing-state.json"
@@ -418,7 +422,7 @@ async def serve(
         port = int(listener.getsockname()[1])
         if config.advertise:
             advertiser, starting = _advertise(config, port, tasks, started)
-        device = await asyncio.to_thread(_open_device, config.data_dir)
+        device, sources = await asyncio.to_thread(_open_device, config.data_dir, specs)
 
         from aiohttp import web
 
@@ -431,7 +435,6 @@ async def serve(
         from hub.live import FrameRelay
         from hub.routes import live as live_routes
 
-        sources = {spec.name: spec.open() for spec in specs}
         infos = {
             name: _camera_info(name, spec.kind + ":" + spec.target, source)
             for (name, source), spec in zip(sources.items(), specs, strict=True)
@@ -528,12 +531,18 @@ async def serve(
     return 0
 
 
-def _open_device(data_dir: Path) -> Device:
-    """Import the runtime modules and open the data directory (run in a worker thread: this is
-    most of start-up, and the event loop meanwhile sends the zeroconf probes)."""
+def _open_device(data_dir: Path, specs: list[CameraSpec]) -> tuple[Device, dict[str, CameraSource]]:
+    """Import the runtime modules, open the data directory and the cameras (run in a worker
+    thread: this is most of start-up, and the event loop meanwhile sends the zeroconf probes on
+    time)."""
     for name in _RUNTIME_MODULES:
         importlib.import_module(name)
-    return Device.open(data_dir)
+    device = Device.open(data_dir)
+    try:
+        return device, {spec.name: spec.open() for spec in specs}
+    except BaseException:
+        device.close()
+        raise
 
 
 def _listen(host: str, port: int) -> socket.socket:
