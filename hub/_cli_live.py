@@ -28,9 +28,8 @@ from hub._cli_common import (
     open_profile,
     run_async,
 )
-from hub._live_link import MAX_LINK_TTL_S, mint_link_token
-from hub.client import DoorwardClient
-from hub.webrtc import receive_live
+from hub._live_link import MAX_LINK_TTL_S
+from hub.client import LiveLink, LiveStats
 
 __all__ = ["add_live_commands", "main"]
 
@@ -49,7 +48,9 @@ def add_live_commands(commands: Any) -> None:
     p.add_argument(
         "--seconds", type=_positive, metavar="N", help="stop after N seconds (default: Ctrl-C)"
     )
-    p.add_argument("--out", type=Path, metavar="FILE.mp4", help="record the received video")
+    p.add_argument(
+        "--out", type=Path, metavar="FILE.mp4", help="record the received video and sound"
+    )
 
     p = commands.add_parser(
         "live-link", help="a short-lived, single-use link that opens live view in a browser"
@@ -68,15 +69,6 @@ def add_live_commands(commands: Any) -> None:
     )
 
 
-async def post_offer(api: DoorwardClient, sdp: str, camera: str | None) -> str:
-    """Send a signed SDP offer to ``POST /live/offer``; returns the device's answer SDP."""
-    body: dict[str, Any] = {"sdp": sdp}
-    if camera is not None:
-        body["camera"] = camera
-    answer = await api._json("POST", "/live/offer", body=body)
-    return str(answer["sdp"])
-
-
 def _live(args: argparse.Namespace) -> int:
     profile = open_profile(args)
     keys, device = profile.keys(), profile.device(args.device)
@@ -84,7 +76,7 @@ def _live(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         raise CliError(f"--out must name an .mp4 file, got {args.out}")
 
-    async def watch() -> tuple[int, float]:
+    async def watch() -> tuple[LiveStats, float]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -92,25 +84,26 @@ def _live(args: argparse.Namespace) -> int:
         started = time.monotonic()
         try:
             async with client_for(device, keys.signing_key) as api:
-                frames = await receive_live(
-                    lambda sdp: post_offer(api, sdp, args.camera),
-                    seconds=args.seconds,
-                    out=args.out,
-                    stop=stop,
-                )
+                stats = await api.live(args.camera, seconds=args.seconds, out=args.out, stop=stop)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-        return frames, time.monotonic() - started
+        return stats, time.monotonic() - started
 
     try:
-        frames, elapsed_s = asyncio.run(watch())
+        stats, elapsed_s = asyncio.run(watch())
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise CliError(f"live view from {where} failed: {exc or type(exc).__name__}") from exc
-    lines = [f"received {frames} frames in {elapsed_s:.1f} s"]
+    heard = f" and {stats.audio_frames * 0.02:.1f} s of sound" if stats.audio_frames else ""
+    lines = [f"received {stats.frames} frames{heard} in {elapsed_s:.1f} s"]
     if args.out is not None:
         lines.append(f"recorded to {args.out}")
-    result = {"frames": frames, "seconds": round(elapsed_s, 3), "out": args.out and str(args.out)}
+    result = {
+        "frames": stats.frames,
+        "audio_frames": stats.audio_frames,
+        "seconds": round(elapsed_s, 3),
+        "out": args.out and str(args.out),
+    }
     return emit(args, result, lines)
 
 
@@ -121,33 +114,19 @@ def _live_link(args: argparse.Namespace) -> int:
     keys, device = profile.keys(), profile.device(args.device)
     where = f"device {device.device_id} at {device.url}"
 
-    async def mint() -> dict[str, Any]:
+    async def mint() -> LiveLink:
         async with client_for(device, keys.signing_key) as api:
-            camera = args.camera
-            if camera is None:
-                cameras = await api.cameras()
-                if not cameras:
-                    raise CliError(f"{where} has no camera to watch")
-                camera = cameras[0].name
-            token = mint_link_token(
-                keys.signing_key,
-                device_id=device.device_id,
-                camera=camera,
-                now_s=int(time.time()),
-                ttl_s=args.ttl,
-            )
-            body: dict[str, Any] = await api._json("POST", "/live/link", body={"token": token})
-            return body
+            return await api.live_link(args.camera, ttl_s=args.ttl)
 
-    body = run_async(mint(), where=where)
+    link = run_async(mint(), where=where)
     lines = [
         "Open this link in a browser on the doorbell's network (it works once):",
-        f"  {body['url']}",
-        f"  valid until {iso(body['expires'])}",
+        f"  {link.url}",
+        f"  valid until {iso(link.expires_s)}",
     ]
     if not args.json:
-        _print_qr(body["url"])
-    return emit(args, {"url": body["url"], "expires": body["expires"]}, lines)
+        _print_qr(link.url)
+    return emit(args, {"url": link.url, "expires": link.expires_s}, lines)
 
 
 def _print_qr(url: str) -> None:

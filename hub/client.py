@@ -14,11 +14,11 @@ request is signed (RFC 9421, ``hub._httpsig``) with a fresh nonce. Errors from t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -34,6 +34,24 @@ from crypto.keys import KeyBundle, key_id
 from crypto.setup_code import PairingURI
 from crypto.signed import b64url, b64url_decode
 from crypto.tls import client_context
+from hub._client_records import (
+    AuditEntries,
+    Camera,
+    Clip,
+    ClipPage,
+    EventMessage,
+    LiveLink,
+    LiveStats,
+    OwnerInfo,
+    ReleaseInfo,
+    RequestInfo,
+    Segment,
+    clip_of,
+    owner_of,
+    release_of,
+    request_of,
+    segment_of,
+)
 from hub._httpsig import RequestSigner
 from hub.events import CLOSE_TOO_SLOW
 
@@ -46,6 +64,8 @@ __all__ = [
     "DoorwardClient",
     "EventMessage",
     "EventStreamDropped",
+    "LiveLink",
+    "LiveStats",
     "OwnerInfo",
     "ReleaseInfo",
     "RequestInfo",
@@ -74,100 +94,6 @@ class ApiError(DoorwardError):
         self.detail = message
 
 
-@dataclass(frozen=True, slots=True)
-class Camera:
-    name: str
-    width: int
-    height: int
-    fps: float
-    codec: str
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    segment_id: str
-    clip_id: str
-    camera: str
-    index: int
-    start_s: float
-    duration_s: float
-    size: int
-    payload_sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class Clip:
-    clip_id: str
-    camera: str
-    start_s: float
-    end_s: float | None
-    segment_count: int
-    bytes: int
-    finished: bool
-    segments: tuple[Segment, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ClipPage:
-    """One page of clips; pass ``next`` as ``after`` for the following page (None: last page)."""
-
-    clips: tuple[Clip, ...]
-    next: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    request_id: str
-    status: str
-    rule: str | None
-    reason: str | None
-    expires_s: int
-    requester_key_id: str | None = None
-    received_s: int | None = None
-    token: str | None = field(default=None, repr=False)
-    release_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseInfo:
-    release_id: str
-    request_id: str
-    owner_key_id: str
-    requester_key_id: str
-    expires_s: int
-    max_downloads: int
-    downloads: int
-    revoked: bool
-    segment_ids: tuple[str, ...]
-    clip_ids: tuple[str, ...]
-    audit_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerInfo:
-    key_id: str
-    name: str
-    admin: bool
-    added_s: int
-    removed_s: int | None
-    recipient: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntries:
-    size: int
-    leaves: tuple[bytes, ...]
-    first_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventMessage:
-    seq: int
-    kind: str
-    time_s: float
-    data: dict[str, Any]
-
-
 class DoorwardClient:
     """A signed, pinned session with one device, as one key (an owner's or a requester's)."""
 
@@ -182,6 +108,7 @@ class DoorwardClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._base = URL(base_url)
+        self._key, self._device_id, self._clock = key, device_id, clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
         self._ssl = client_context(fingerprint)
         self._signer = RequestSigner(
@@ -224,11 +151,11 @@ class DoorwardClient:
     ) -> ClipPage:
         query = {"camera": camera, "start": start_s, "end": end_s, "limit": limit, "after": after}
         body = await self._json("GET", "/clips", query=query)
-        return ClipPage(tuple(_clip(c) for c in body["clips"]), body["next"])
+        return ClipPage(tuple(clip_of(c) for c in body["clips"]), body["next"])
 
     async def clip(self, clip_id: str) -> Clip:
         body = await self._json("GET", f"/clips/{_seg(clip_id)}")
-        return _clip(body, tuple(_segment(s) for s in body["segment_list"]))
+        return clip_of(body, tuple(segment_of(s) for s in body["segment_list"]))
 
     async def delete_clip(self, clip_id: str) -> None:
         await self._json("DELETE", f"/clips/{_seg(clip_id)}")
@@ -254,35 +181,35 @@ class DoorwardClient:
 
     async def requests(self, status: str | None = None) -> list[RequestInfo]:
         body = await self._json("GET", "/requests", query={"status": status})
-        return [_request(r) for r in body["requests"]]
+        return [request_of(r) for r in body["requests"]]
 
     async def request(self, request_id: str) -> RequestInfo:
-        return _request(await self._json("GET", f"/requests/{_seg(request_id)}"))
+        return request_of(await self._json("GET", f"/requests/{_seg(request_id)}"))
 
     async def consent(self, request_id: str, approval: Approval) -> ReleaseInfo:
         """Post a consent token and release manifest built by ``consent.owner.approve``."""
         body = {"token": approval.token, "manifest": b64url(approval.manifest)}
-        return _release(
+        return release_of(
             await self._json("POST", f"/requests/{_seg(request_id)}/consent", body=body)
         )
 
     async def decline(self, request_id: str, token: str) -> RequestInfo:
         path = f"/requests/{_seg(request_id)}/decline"
-        return _request(await self._json("POST", path, body={"token": token}))
+        return request_of(await self._json("POST", path, body={"token": token}))
 
     async def revoke(self, release_id: str, token: str) -> ReleaseInfo:
         path = f"/releases/{_seg(release_id)}/revoke"
-        return _release(await self._json("POST", path, body={"token": token}))
+        return release_of(await self._json("POST", path, body={"token": token}))
 
     # -- owners ----------------------------------------------------------------------------
 
     async def owners(self, *, include_removed: bool = False) -> list[OwnerInfo]:
         query = {"removed": "true" if include_removed else None}
         body = await self._json("GET", "/owners", query=query)
-        return [_owner(o) for o in body["owners"]]
+        return [owner_of(o) for o in body["owners"]]
 
     async def remove_owner(self, owner_key_id: str) -> OwnerInfo:
-        return _owner(await self._json("DELETE", f"/owners/{_seg(owner_key_id)}"))
+        return owner_of(await self._json("DELETE", f"/owners/{_seg(owner_key_id)}"))
 
     async def approve_owner(self, phone_key_id: str) -> None:
         """As an admin, let the phone with this key id pair during the next few minutes."""
@@ -307,6 +234,76 @@ class DoorwardClient:
     async def consistency_proof(self, old: int, new: int) -> list[bytes]:
         body = await self._json("GET", "/audit/proof/consistency", query={"old": old, "new": new})
         return [b64url_decode(p) for p in body["proof"]]
+
+    # -- live view (owners) ----------------------------------------------------------------
+
+    async def live_offer(self, sdp: str, camera: str | None = None) -> str:
+        """Send a WebRTC SDP offer to ``POST /live/offer`` (default camera: the device's first);
+        returns the device's answer SDP. For apps with their own WebRTC stack."""
+        body: dict[str, Any] = {"sdp": sdp}
+        if camera is not None:
+            body["camera"] = camera
+        answer = await self._json("POST", "/live/offer", body=body)
+        return str(answer["sdp"])
+
+    async def live(
+        self,
+        camera: str | None = None,
+        *,
+        seconds: float | None = None,
+        on_frame: Callable[[Any], None] | None = None,
+        on_audio: Callable[[Any], None] | None = None,
+        out: Path | None = None,
+        stop: asyncio.Event | None = None,
+        codec: str | None = None,
+        connect_timeout_s: float = 20.0,
+    ) -> LiveStats:
+        """Watch live view over WebRTC (aiortc) until ``seconds`` pass, ``stop`` (an
+        ``asyncio.Event``) is set or the device hangs up. ``on_frame`` gets each decoded
+        ``av.VideoFrame``, ``on_audio`` each ``av.AudioFrame`` when the camera has sound; ``out``
+        records both to MP4; ``codec`` (``"video/VP8"`` or ``"video/H264"``) limits what is
+        offered."""
+        from hub.webrtc import receive_live  # aiortc loads slowly: only for live view
+
+        heard = 0
+
+        def count_audio(frame: Any) -> None:
+            nonlocal heard
+            heard += 1
+            if on_audio is not None:
+                on_audio(frame)
+
+        frames = await receive_live(
+            lambda sdp: self.live_offer(sdp, camera),
+            on_frame=on_frame,
+            on_audio=count_audio,
+            seconds=seconds,
+            out=out,
+            stop=stop,
+            codec=codec,
+            connect_timeout_s=connect_timeout_s,
+        )
+        return LiveStats(frames, heard)
+
+    async def live_link(self, camera: str | None = None, *, ttl_s: int = 300) -> LiveLink:
+        """Mint a single-use link to the live-view page (signed by this client's owner key,
+        valid ``ttl_s`` seconds, at most ``hub._live_link.MAX_LINK_TTL_S``) and register it."""
+        from hub._live_link import mint_link_token
+
+        if camera is None:
+            cameras = await self.cameras()
+            if not cameras:
+                raise ApiError(404, "not_found", "this device has no camera to watch")
+            camera = cameras[0].name
+        token = mint_link_token(
+            self._key,
+            device_id=self._device_id,
+            camera=camera,
+            now_s=int(self._clock()),
+            ttl_s=ttl_s,
+        )
+        body = await self._json("POST", "/live/link", body={"token": token})
+        return LiveLink(str(body["url"]), int(body["expires"]))
 
     # -- health, metrics, events -----------------------------------------------------------
 
@@ -347,10 +344,10 @@ class DoorwardClient:
         body = await self._json(
             "POST", "/requests", raw=token.encode("ascii"), content_type="application/jose"
         )
-        return _request(body)
+        return request_of(body)
 
     async def request_status(self, request_id: str) -> RequestInfo:
-        return _request(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
+        return request_of(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
 
     async def fetch_release(self, release_id: str, dst: Path | IO[bytes]) -> int:
         """Stream a release bundle (a tar) to ``dst``; each call counts as one download."""
@@ -481,63 +478,3 @@ def _seg(value: str) -> str:
     if not value or any(c in value for c in "/?#%") or value in (".", ".."):
         raise ValueError(f"id must be a plain path segment, got {value[:64]!r}")
     return value
-
-
-def _segment(s: Mapping[str, Any]) -> Segment:
-    return Segment(
-        s["segment_id"],
-        s["clip_id"],
-        s["camera"],
-        s["index"],
-        s["start"],
-        s["duration"],
-        s["size"],
-        s["payload_sha256"],
-    )
-
-
-def _clip(c: Mapping[str, Any], segments: tuple[Segment, ...] = ()) -> Clip:
-    return Clip(
-        c["clip_id"],
-        c["camera"],
-        c["start"],
-        c["end"],
-        c["segments"],
-        c["bytes"],
-        c["finished"],
-        segments,
-    )
-
-
-def _request(r: Mapping[str, Any]) -> RequestInfo:
-    return RequestInfo(
-        request_id=r["request_id"],
-        status=r["status"],
-        rule=r.get("rule"),
-        reason=r.get("reason"),
-        expires_s=r["expires"],
-        requester_key_id=r.get("requester_key_id"),
-        received_s=r.get("received"),
-        token=r.get("token"),
-        release_ids=tuple(r.get("release_ids", ())),
-    )
-
-
-def _release(r: Mapping[str, Any]) -> ReleaseInfo:
-    return ReleaseInfo(
-        release_id=r["release_id"],
-        request_id=r["request_id"],
-        owner_key_id=r["owner_key_id"],
-        requester_key_id=r["requester_key_id"],
-        expires_s=r["expires"],
-        max_downloads=r["max_downloads"],
-        downloads=r["downloads"],
-        revoked=r["revoked"],
-        segment_ids=tuple(r["segment_ids"]),
-        clip_ids=tuple(r["clip_ids"]),
-        audit_index=r["audit_index"],
-    )
-
-
-def _owner(o: Mapping[str, Any]) -> OwnerInfo:
-    return OwnerInfo(o["key_id"], o["name"], o["admin"], o["added"], o["removed"], o["recipient"])

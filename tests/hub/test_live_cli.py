@@ -1,4 +1,4 @@
-"""``doorward owner live --seconds N --out FILE`` records received video to MP4, and
+"""``doorward owner live --seconds N --out FILE`` records received video and sound to MP4, and
 ``doorward owner live-link`` prints a link the device accepts once; both as real processes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from crypto.keys import KeyBundle
 from hub.profile import PinnedDevice, Profile
-from tests.hub.test_live_kit import LiveDevice, live_device
+from tests.hub.test_live_kit import LiveDevice, dominant_hz, live_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -44,7 +44,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
 
 
 async def test_live_records_what_it_received(tmp_path: Path) -> None:
-    async with live_device(tmp_path / "data") as live:
+    async with live_device(tmp_path / "data", audio=True) as live:
         profile, _ = _profile(tmp_path, live)
         out = tmp_path / "door.mp4"
         status, stdout, stderr = await _cli(
@@ -53,12 +53,17 @@ async def test_live_records_what_it_received(tmp_path: Path) -> None:
         assert (status, stderr) == (0, "")
         result = json.loads(stdout)
         assert result["frames"] > 0
+        assert result["audio_frames"] > 0
         assert result["out"] == str(out)
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         decoded = sum(1 for _ in container.decode(stream))
     assert (stream.codec_context.width, stream.codec_context.height) == (320, 240)
     assert decoded > 0
+    with av.open(str(out)) as container:
+        sound = list(container.decode(container.streams.audio[0]))
+    # The recorded sound is the camera's tone (past the first frames, where the decoder warms up).
+    assert dominant_hz(sound[10:]) == pytest.approx(440.0, abs=2.0)
 
 
 async def test_live_link_prints_a_link_the_device_accepts_once(tmp_path: Path) -> None:
