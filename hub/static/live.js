@@ -14,6 +14,16 @@ const ICE_GATHER_TIMEOUT_MS = 5000;
 const statusEl = document.getElementById("status");
 const video = document.getElementById("video");
 const eventsEl = document.getElementById("events");
+const soundButton = document.getElementById("sound");
+// Pictures and sound play in the one video element. It starts muted, which browsers let play
+// without a click; the button turns the sound on once the doorbell sends some.
+const stream = new MediaStream();
+
+soundButton.addEventListener("click", () => {
+  video.muted = !video.muted;
+  soundButton.textContent = video.muted ? "Turn sound on" : "Turn sound off";
+  video.play().catch(() => {});
+});
 
 function show(message, state) {
   statusEl.textContent = message;
@@ -68,9 +78,13 @@ async function start() {
     return;
   }
   const pc = new RTCPeerConnection({ iceServers: [] });
+  window.liveView = { peer: pc }; // for diagnostics from the browser's console
   pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addEventListener("track", (e) => {
-    video.srcObject = e.streams.length ? e.streams[0] : new MediaStream([e.track]);
+    stream.addTrack(e.track);
+    if (e.track.kind === "audio") soundButton.hidden = false;
+    if (video.srcObject !== stream) video.srcObject = stream;
   });
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") show("Live", "live");

@@ -1,6 +1,7 @@
 """The live-view page in headless Chromium, driven over the DevTools protocol: an owner mints a
 link, the page plays the doorbell's video (the strip counter read from the picture advances) and
-shows a doorbell press; a second visit with the same link shows a clear error."""
+its sound (a live audio track receiving packets, unmuted by the page's button), and shows a
+doorbell press; a second visit with the same link shows a clear error."""
 
 from __future__ import annotations
 
@@ -54,6 +55,34 @@ _READ_STRIP = """
   }
   return {width: w, height: h, luma: luma};
 })
+"""
+
+
+# Waits for audio packets on the page's peer connection, then presses the sound button.
+_SOUND = """
+(async () => {
+  const video = document.getElementById("video");
+  const deadline = Date.now() + 40000;
+  let packets = 0, codec = null;
+  while (packets === 0 && Date.now() < deadline) {
+    const stats = await window.liveView.peer.getStats();
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        packets = s.packetsReceived;
+        const c = s.codecId ? stats.get(s.codecId) : null;
+        codec = c ? c.mimeType.toLowerCase() : null;
+      }
+    });
+    if (packets === 0) await new Promise((r) => setTimeout(r, 50));
+  }
+  const button = document.getElementById("sound");
+  const mutedBefore = video.muted;
+  if (!button.hidden) button.click();
+  return {
+    tracks: video.srcObject.getAudioTracks().map((t) => t.readyState),
+    packets: packets, codec: codec, muted_before: mutedBefore, muted_after: video.muted,
+  };
+})()
 """
 
 
@@ -191,7 +220,7 @@ async def _counter(tools: DevTools, page: str, width: int) -> int | None:
 
 async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) -> None:
     owner = KeyBundle.generate("x25519")
-    async with live_device(tmp_path / "data") as live:
+    async with live_device(tmp_path / "data", audio=True) as live:
         live.add_owner(owner)
         url = await _mint_link(live, owner)
         pin = base64.b64encode(b64url_decode(page_spki_sha256(tmp_path / "data" / "keys")))
@@ -207,6 +236,13 @@ async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) 
             assert len(counters) >= 2
             assert counters[-1] > counters[0]
             assert await tools.evaluate(page, "document.body.dataset.state") == "live"
+            # The doorbell's sound plays too: a live audio track whose packets arrive, muted
+            # until the button turns it on.
+            sound = await tools.evaluate(page, _SOUND)
+            assert sound["tracks"] == ["live"]
+            assert sound["packets"] > 0
+            assert sound["codec"] == "audio/opus"
+            assert (sound["muted_before"], sound["muted_after"]) == (True, False)
 
             # A doorbell press reaches the page through its session's event feed.
             live.app[keys.BUS].publish("doorbell.pressed", camera="front")
