@@ -25,6 +25,7 @@ from hub import keys
 from hub._errors import BadRequest, Forbidden, NotFound
 from hub.owners import OwnerError
 from hub.routes._auth import require_owner
+from hub.routes._files import send_file
 from hub.routes._params import int_param, json_body, str_field
 
 __all__ = ["add_routes", "clip_json", "release_json", "segment_json"]
@@ -157,14 +158,14 @@ async def clip_manifest(request: web.Request) -> web.Response:
 async def get_segment(request: web.Request) -> web.StreamResponse:
     await require_owner(request)
     segment = request.app[keys.DEPS].store.segment(request.match_info["segment_id"])
-    # Streamed from disk (sendfile where the transport allows): never read whole into memory.
-    return web.FileResponse(
-        segment.path,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "X-Payload-SHA256": segment.payload_sha256,
-        },
-    )
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-Payload-SHA256": segment.payload_sha256,
+    }
+    try:
+        return (await send_file(request, segment.path, headers)).response
+    except FileNotFoundError:  # retention deleted it just now
+        raise NotFound(f"unknown segment {segment.segment_id!r}") from None
 
 
 async def segment_header(request: web.Request) -> web.Response:
