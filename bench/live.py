@@ -11,10 +11,10 @@ and serves live view; this process is the owners' phones (aiortc clients).
   processes read the same wall clock. Goal: p95 <= 150 ms.
 - ``cpu_per_extra_viewer_ratio``: device CPU (its ``/metrics`` cpu_s) per second with one viewer
   minus with none is the cost of one viewer; with three viewers, (cost - one viewer's cost) / 2 is
-  the cost of each extra one; the figure is extra / first. The viewers accept H.264, so the first
-  one starts the camera's single shared encode and each extra one adds only packetization and
-  SRTP; 1.0 would mean an encode per viewer (what ``--codec video/VP8`` shows: viewers without
-  H.264 get aiortc's per-peer VP8 encode). Capture and recording are never repeated.
+  the cost of each extra one; the figure is extra / first. The first viewer starts the camera's
+  single shared encode in the viewers' codec (H.264 by default, VP8 with ``--codec video/VP8``)
+  and each extra one adds only packetization and SRTP; 1.0 would mean an encode per viewer.
+  Capture and recording are never repeated.
 
 The last line of output is one JSON object.
 """
@@ -135,9 +135,6 @@ async def bench(seconds: float, codec: str | None) -> dict[str, Any]:
                 timeout_s=60,
             ) as api:
 
-                async def offer(sdp: str) -> str:
-                    return str((await api._json("POST", "/live/offer", body={"sdp": sdp}))["sdp"])
-
                 async def cpu_rate(viewers: int, latencies: list[float] | None) -> float:
                     def on_frame(picture: av.VideoFrame) -> None:
                         now = time.time()
@@ -153,7 +150,9 @@ async def bench(seconds: float, codec: str | None) -> dict[str, Any]:
                     else:
                         await asyncio.gather(
                             *(
-                                receive_live(offer, on_frame=on_frame, seconds=seconds, codec=codec)
+                                receive_live(
+                                    api.live_offer, on_frame=on_frame, seconds=seconds, codec=codec
+                                )
                                 for _ in range(viewers)
                             )
                         )
