@@ -22,13 +22,11 @@ from consent.requests import verify_request
 from hub import keys
 from hub._errors import BadRequest, NotFound
 from hub.routes._auth import check_rate, require_requester
+from hub.routes._files import send_file
 
 __all__ = ["add_routes"]
 
 logger = logging.getLogger(__name__)
-
-_CHUNK_BYTES = 256 * 1024
-_SEND_TIMEOUT_S = 60.0
 
 
 def add_routes(app: web.Application) -> None:
@@ -89,29 +87,36 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     signer = await require_requester(request, stored.requester_key)
     now = int(deps.clock())
     release = await writes.run(deps.desk.authorize_download, release_id, signer, now)
-    request.app[keys.BUS].publish(
-        "release.downloaded", release_id=release_id, download=release.downloads
-    )
     # Spool the bundle to disk on the write thread (local disk, quick) before answering, then
     # stream it: a slow requester must not hold the thread that records consent and audit.
     spool = Path(deps.data_dir) / "spool"
     path = await writes.run(_spool_bundle, deps.desk, release_id, spool)
     try:
-        response = web.StreamResponse(
-            headers={
+        sent = await send_file(
+            request,
+            path,
+            {
                 "Content-Type": "application/x-tar",
                 "Content-Disposition": f'attachment; filename="release-{release_id}.tar"',
-                "Content-Length": str(path.stat().st_size),
-            }
+            },
         )
-        await response.prepare(request)
-        with open(path, "rb") as f:  # noqa: ASYNC230 - reads below go through a thread
-            while chunk := await asyncio.to_thread(f.read, _CHUNK_BYTES):
-                await asyncio.wait_for(response.write(chunk), _SEND_TIMEOUT_S)
-        await response.write_eof()
     finally:
         path.unlink(missing_ok=True)
-    return response
+    # Owners hear of a download once the whole bundle went out, not when it was authorized.
+    if sent.complete:
+        request.app[keys.BUS].publish(
+            "release.downloaded", release_id=release_id, download=release.downloads
+        )
+        logger.info("release.sent release_id=%s bytes=%d", release_id, sent.sent)
+    else:
+        logger.warning(
+            "release.send_incomplete release_id=%s bytes=%d of=%d ended_by=%s",
+            release_id,
+            sent.sent,
+            sent.size,
+            sent.ended_by,
+        )
+    return sent.response
 
 
 def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -13,15 +14,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from yarl import URL
 
 from consent.models import RequesterIdentity
 from consent.owner import approve, decline, revoke
 from consent.requester import open_bundle
 from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle
+from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
 from hub import keys
-from hub.client import ApiError, EventMessage, Segment
+from hub._httpsig import RequestSigner
+from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
 from hub.events import device_event
 from tests.hub.hubkit import Running, running_device, small_camera
 
@@ -318,3 +322,87 @@ async def test_a_request_must_be_signed_by_its_own_key(recorded) -> None:
         with pytest.raises(ApiError) as caught:
             await agency.submit_request("not-a-jws")
     assert (caught.value.status, caught.value.code) == (400, "request_invalid")
+
+
+async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_not_announced(
+    recorded, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    running, owner, start_s = recorded
+    requester = KeyBundle.generate("x25519")
+    downloads = running.app[keys.BUS].subscribe(frozenset({"release.downloaded"}))
+    assert downloads is not None
+    caplog.set_level(logging.INFO, logger="hub.routes.requester")
+    async with running.client(owner) as phone, running.client(requester) as agency:
+        release = await _approved_release(running, owner, requester, phone, agency, start_s)
+        await _fetch_and_hang_up(running, requester, release.release_id)
+        # Consent requests go through one write thread in order: once this fetch is answered,
+        # the abandoned one has been authorized, spooled and found cut off.
+        bundle = tmp_path / "release.tar"
+        size = await agency.fetch_release(release.release_id, bundle)
+    event = await asyncio.wait_for(downloads.get(), 10)
+    assert event is not None
+    assert (event.kind, event.data) == (
+        "release.downloaded",
+        {"release_id": release.release_id, "download": 2},
+    )
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.routes.requester"]
+    assert any(
+        m.startswith(f"release.send_incomplete release_id={release.release_id} bytes=0 of=")
+        and m.endswith(" ended_by=disconnected")
+        for m in lines
+    ), lines
+    assert f"release.sent release_id={release.release_id} bytes={size}" in lines
+    downloads.close()
+
+
+async def _approved_release(
+    running: Running,
+    owner: KeyBundle,
+    requester: KeyBundle,
+    phone: DoorwardClient,
+    agency: DoorwardClient,
+    start_s: float,
+) -> ReleaseInfo:
+    """A release of the recorded clip's first segment that may be downloaded twice."""
+    submitted = await agency.submit_request(_request(requester, start_s))
+    request = verify_request(
+        (await phone.request(submitted.request_id)).token or "", int(time.time())
+    )
+    [clip] = (await phone.clips()).clips
+    [first, *_] = (await phone.clip(clip.clip_id)).segments
+    footage = ApiFootage()
+    footage.headers[first.segment_id] = await phone.segment_header(first.segment_id)
+    footage.manifests[clip.clip_id] = await phone.clip_manifest(clip.clip_id)
+    now = int(time.time())
+    approval = approve(
+        owner.signing_key,
+        [owner.age_identity],
+        request,
+        [first],
+        footage,  # type: ignore[arg-type]
+        device_id=running.device.identity.device_id,
+        token_id=secrets.token_urlsafe(16),
+        now=now,
+        expires_at_s=now + 3600,
+        max_downloads=2,
+    )
+    return await phone.consent(request.request_id, approval)
+
+
+async def _fetch_and_hang_up(running: Running, requester: KeyBundle, release_id: str) -> None:
+    """Send a signed fetch over a pinned TLS connection and close it before any answer."""
+    url = URL(f"{running.url}/releases/{release_id}")
+    signer = RequestSigner(
+        requester.signing_key,
+        key_id=requester.key_id,
+        device_id=running.device.identity.device_id,
+        now_s=time.time,
+    )
+    headers = {"Host": f"{url.host}:{url.port}", **signer.headers("GET", str(url), b"")}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    _, writer = await asyncio.open_connection(
+        url.host, url.port, ssl=client_context(running.device.fingerprint)
+    )
+    writer.write(f"GET {url.path} HTTP/1.1\r\n{head}\r\n".encode())
+    await writer.drain()
+    writer.transport.abort()
