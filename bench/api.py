@@ -9,7 +9,9 @@ clip is recorded beforehand so there are segments to fetch.
 
 - ``startup_s``: from launching ``doorward serve`` until it has answered a signed ``GET /health``
   over HTTPS *and* a zeroconf browser (started beforehand, in this process) has resolved its
-  record; ``startup_https_s`` and ``startup_discoverable_s`` are the two parts. Goal <= 1.5.
+  record; ``startup_https_s`` and ``startup_discoverable_s`` are the two parts. The device is
+  launched ``_STARTUP_RUNS`` times (the last one stays up for the rest) and the launch with the
+  median ``startup_s`` is reported; ``startup_runs_s`` lists them all. Goal <= 1.5.
 - For each N in ``--clients``: N concurrent signed owner clients, each with its own pinned TLS
   session, loop "list clips, fetch one whole segment" for ``--seconds``. ``p50_ms_N`` and
   ``p99_ms_N`` are per-request latencies (clients run in this one process, so at large N they
@@ -18,8 +20,9 @@ clip is recorded beforehand so there are segments to fetch.
   Goal at 200: 0 errors, 0 dropped frames.
 - ``download_vs_static``: bytes per second of one client fetching the stored segments over the
   signed API, over the same from a plain aiohttp static-file server (a subprocess, the device's
-  certificate, TLS 1.3) serving the same files in the same run; each side runs alternately twice
-  and the best run counts. Goal >= 0.7.
+  certificate, TLS 1.3) serving the same files in the same run; the two sides take turns,
+  ``_DOWNLOAD_ROUNDS`` runs each, and each side's best run counts (the machine is shared: more
+  turns make a quiet moment for both likelier). Goal >= 0.7.
 
 The last line of output is one JSON object.
 """
@@ -59,6 +62,8 @@ from hub.service import Device  # noqa: E402
 _START_TIMEOUT_S = 60.0
 _DISCOVER_TIMEOUT_S = 20.0
 _RING_EVERY_S = 20
+_DOWNLOAD_ROUNDS = 4
+_STARTUP_RUNS = 3
 
 _SCENE = """
 [camera]
@@ -137,6 +142,8 @@ async def _start_serve(
     browser = asyncio.ensure_future(
         browse(_DISCOVER_TIMEOUT_S, interfaces=["127.0.0.1"], until_found=[bench.device_id])
     )
+    browsed: list[float] = []
+    browser.add_done_callback(lambda _: browsed.append(time.monotonic()))
     launched = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub._cli_serve", "--data", str(bench.data), "--host", "127.0.0.1",
@@ -156,12 +163,29 @@ async def _start_serve(
         await phone.health()
     https_s = time.monotonic() - launched
     found = await browser
-    discovered_s = time.monotonic() - launched
+    discovered_s = browsed[0] - launched
     times = {"startup_https_s": round(https_s, 3)}
     if any(d.device_id == bench.device_id for d in found):
         times["startup_discoverable_s"] = round(discovered_s, 3)
         times["startup_s"] = round(max(https_s, discovered_s), 3)
     return process, times
+
+
+async def _start_serves(
+    bench: Bench, scene: Path, log: IO[bytes]
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """Launch ``doorward serve`` ``_STARTUP_RUNS`` times; keep the last one running and report
+    the launch with the median ``startup_s`` (a launch that was never discovered ranks last)."""
+    runs: list[dict[str, float]] = []
+    for attempt in range(_STARTUP_RUNS):
+        serve, times = await _start_serve(bench, scene, log)
+        runs.append(times)
+        if attempt < _STARTUP_RUNS - 1:
+            await _stop(serve)
+    ranked = sorted(runs, key=lambda times: times.get("startup_s", float("inf")))
+    median: dict[str, Any] = dict(ranked[len(ranked) // 2])
+    median["startup_runs_s"] = [times.get("startup_s") for times in runs]
+    return serve, median
 
 
 class _Sink:
@@ -251,7 +275,7 @@ async def _download_vs_static(bench: Bench, static_url: str, seconds: float) -> 
                     size += len(chunk)
             return size
 
-        for _ in range(2):
+        for _ in range(_DOWNLOAD_ROUNDS):
             best_api = max(best_api, await _rate(seconds, via_api))
             best_static = max(best_static, await _rate(seconds, via_static))
     return {
@@ -314,7 +338,7 @@ async def run(seconds: float, clients: list[int], fps: int) -> dict[str, Any]:
         log_path = work / "serve.log"
         with log_path.open("wb") as log:
             try:
-                serve, times = await _start_serve(bench, scene, log)
+                serve, times = await _start_serves(bench, scene, log)
             except RuntimeError:
                 print(log_path.read_text(errors="replace")[-2000:], file=sys.stderr)
                 raise
