@@ -127,7 +127,7 @@ def test_bad_scenario_is_one_line_and_exit_2(
     assert captured.out == ""
     assert captured.err == (
         f"doorward: error: {scenario} line 6: [camera] key 'zoom' is not known (known keys: "
-        "ambient, fps, h264, height, noise, realtime, seconds, seed, start, width)\n"
+        "ambient, audio, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)\n"
     )
 
 
