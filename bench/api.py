@@ -104,7 +104,7 @@ class Bench:
     fingerprint: str
     segments: dict[str, Path] = field(default_factory=dict)  # id -> file
     url: str = ""
-    env: dict[str, str] = field(default_factory=dict)  # for doorward serve
+    env: dict[str, str] | None = None  # for doorward serve (None: this process's)
 
     def client(self) -> DoorwardClient:
         return DoorwardClient(
