@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from crypto.errors import DoorwardError
 
-# Zeroconf probing (RFC 6762 §8.1) takes over a second, so `serve` starts it before anything
+# Zeroconf probing (RFC 6762 §8.1) takes up to a second, so `serve` starts it before anything
 # heavy: this module imports only what that needs, and the API, camera and pipeline modules are
 # loaded in a worker thread while the probes go out (see _RUNTIME_MODULES).
 if TYPE_CHECKING:
