@@ -1,6 +1,6 @@
 """Live view on loopback: glass-to-glass latency and the device CPU each extra viewer costs.
 
-    python bench/live.py [--json] [--seconds S] [--codec video/VP8]
+    python bench/live.py [--json] [--seconds S] [--codec video/VP8] [--audio]
 
 A device process records a real-time simulated camera (640x360, 15 fps) through the real pipeline
 and serves live view; this process is the owners' phones (aiortc clients).
@@ -14,7 +14,8 @@ and serves live view; this process is the owners' phones (aiortc clients).
   the cost of each extra one; the figure is extra / first. The first viewer starts the camera's
   single shared encode in the viewers' codec (H.264 by default, VP8 with ``--codec video/VP8``)
   and each extra one adds only packetization and SRTP; 1.0 would mean an encode per viewer.
-  Capture and recording are never repeated.
+  Capture and recording are never repeated. With ``--audio`` the camera has a microphone and
+  every viewer also gets its sound (one Opus encode for all).
 
 The last line of output is one JSON object.
 """
@@ -50,13 +51,13 @@ realtime = true
 """
 
 
-async def run_device(data_dir: Path, owner_json: str) -> None:
+async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     """The device side: pipeline + relay + live view; prints one JSON line when frames flow."""
     from aiohttp import web
 
     from crypto.keys import PublicKeyBundle
     from device import CameraPipeline
-    from hardware import SimulatedCamera, parse_scenario
+    from hardware import SimulatedCamera, microphone_of, parse_scenario
     from hub.app import CameraInfo, create_app
     from hub.live import FrameRelay
     from hub.routes import live as live_routes
@@ -66,12 +67,13 @@ async def run_device(data_dir: Path, owner_json: str) -> None:
     device.owners.add(
         PublicKeyBundle.from_json(json.loads(owner_json)), name="bench", now=int(time.time())
     )
-    camera = SimulatedCamera(parse_scenario(SCENARIO, "bench.toml"), name="front")
+    scenario = SCENARIO + ("audio = true\n" if audio else "")
+    camera = SimulatedCamera(parse_scenario(scenario, "bench.toml"), name="front")
     info = CameraInfo("front", "simulated", 640, 360, 15.0, "raw")
     app = create_app(device.deps({"front": info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
     live_routes.install(app, relay)
-    hook = relay.add_camera("front")
+    hook = relay.add_camera("front", microphone=microphone_of(camera))
     first = asyncio.get_running_loop().create_future()
 
     def on_frame(frame: Any, result: Any) -> None:
@@ -106,7 +108,7 @@ async def run_device(data_dir: Path, owner_json: str) -> None:
         device.close()
 
 
-async def bench(seconds: float, codec: str | None) -> dict[str, Any]:
+async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any]:
     from hub.client import DoorwardClient
     from hub.webrtc import receive_live
 
@@ -118,6 +120,7 @@ async def bench(seconds: float, codec: str | None) -> dict[str, Any]:
             "--device-child",
             tmp,
             json.dumps(owner.public().to_json()),
+            "audio" if audio else "",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -179,6 +182,7 @@ async def bench(seconds: float, codec: str | None) -> dict[str, Any]:
         "cpu_per_extra_viewer_ratio": round((three - one) / 2 / first_cost, 2),
         "seconds_per_phase": seconds,
         "viewer_codec": codec or "any (H.264 chosen)",
+        "audio": audio,
     }
 
 
@@ -187,12 +191,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--codec", help="what the viewers accept, e.g. video/VP8 (default: any)")
-    parser.add_argument("--device-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--audio", action="store_true", help="the camera has a microphone")
+    parser.add_argument("--device-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device_child:
-        asyncio.run(run_device(Path(args.device_child[0]), args.device_child[1]))
+        data_dir, owner_json, audio = args.device_child
+        asyncio.run(run_device(Path(data_dir), owner_json, audio == "audio"))
         return
-    result = asyncio.run(bench(args.seconds, args.codec))
+    result = asyncio.run(bench(args.seconds, args.codec, args.audio))
     if not args.json:
         for key, value in result.items():
             print(f"{key}: {value}")

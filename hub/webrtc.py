@@ -224,8 +224,13 @@ async def receive_live(
         relay = MediaRelay()
         if out is not None:
             recorder = MediaRecorder(str(out), format="mp4")
+            # The MP4 header is written at the first packet: sound must wait until the video
+            # stream has its first picture (and so its size), or the file lacks the video.
+            pictured = asyncio.Event()
             for track in tracks.values():
-                recorder.addTrack(relay.subscribe(track, buffered=False))
+                recorder.addTrack(
+                    _Gate(relay.subscribe(track, buffered=False), pictured, track.kind == "video")
+                )
             await recorder.start()
         if "audio" in tracks:  # drained even if unwanted: aiortc queues what is not taken
             listening = asyncio.ensure_future(
@@ -261,6 +266,25 @@ async def receive_live(
                 await recorder.stop()
         await peer.close()
     return count
+
+
+class _Gate(MediaStreamTrack):
+    """A track for the recorder: the video sets ``pictured`` as it passes its first frame; the
+    sound drops frames until then."""
+
+    def __init__(self, source: MediaStreamTrack, pictured: asyncio.Event, video: bool) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source, self._pictured, self._video = source, pictured, video
+
+    async def recv(self) -> Any:
+        while True:
+            frame = await self._source.recv()
+            if self._video:
+                self._pictured.set()  # the recorder opens its encoder before it awaits again
+                return frame
+            if self._pictured.is_set():
+                return frame
 
 
 async def _listen(
