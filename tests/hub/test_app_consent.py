@@ -274,28 +274,8 @@ async def test_owner_revokes_a_release_before_download(recorded, tmp_path: Path)
     requester = KeyBundle.generate("x25519")
     device_id = running.device.identity.device_id
     async with running.client(owner) as phone, running.client(requester) as agency:
-        submitted = await agency.submit_request(_request(requester, start_s))
-        request = verify_request(
-            (await phone.request(submitted.request_id)).token or "", int(time.time())
-        )
-        [clip] = (await phone.clips()).clips
-        [first, *_] = (await phone.clip(clip.clip_id)).segments
-        footage = ApiFootage()
-        footage.headers[first.segment_id] = await phone.segment_header(first.segment_id)
-        footage.manifests[clip.clip_id] = await phone.clip_manifest(clip.clip_id)
+        release = await _approved_release(running, owner, requester, phone, agency, start_s)
         now = int(time.time())
-        approval = approve(
-            owner.signing_key,
-            [owner.age_identity],
-            request,
-            [first],
-            footage,  # type: ignore[arg-type]
-            device_id=device_id,
-            token_id=secrets.token_urlsafe(16),
-            now=now,
-            expires_at_s=now + 3600,
-        )
-        release = await phone.consent(request.request_id, approval)
         token = revoke(
             owner.signing_key,
             release.release_id,
@@ -333,7 +313,9 @@ async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_not_announced(
     assert downloads is not None
     caplog.set_level(logging.INFO, logger="hub.routes.requester")
     async with running.client(owner) as phone, running.client(requester) as agency:
-        release = await _approved_release(running, owner, requester, phone, agency, start_s)
+        release = await _approved_release(
+            running, owner, requester, phone, agency, start_s, max_downloads=2
+        )
         await _fetch_and_hang_up(running, requester, release.release_id)
         # Consent requests go through one write thread in order: once this fetch is answered,
         # the abandoned one has been authorized, spooled and found cut off.
@@ -362,8 +344,10 @@ async def _approved_release(
     phone: DoorwardClient,
     agency: DoorwardClient,
     start_s: float,
+    *,
+    max_downloads: int = 1,
 ) -> ReleaseInfo:
-    """A release of the recorded clip's first segment that may be downloaded twice."""
+    """A release of the recorded clip's first segment, to be downloaded ``max_downloads`` times."""
     submitted = await agency.submit_request(_request(requester, start_s))
     request = verify_request(
         (await phone.request(submitted.request_id)).token or "", int(time.time())
@@ -384,7 +368,7 @@ async def _approved_release(
         token_id=secrets.token_urlsafe(16),
         now=now,
         expires_at_s=now + 3600,
-        max_downloads=2,
+        max_downloads=max_downloads,
     )
     return await phone.consent(request.request_id, approval)
 
