@@ -30,12 +30,14 @@ class _End:
 
 async def batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
     """Lists of 1 to ``size`` items of ``source``, in order: all that are waiting, at most
-    ``size``. A task reads up to ``size`` items ahead; an error the source raises is raised
-    here after the items before it. Closing this generator cancels the task."""
+    ``size``. A task reads ahead, but no more than ``size`` items are out at once: those of the
+    last batch count until the next one is asked for. An error the source raises is raised here
+    after the items before it. Closing this generator cancels the task."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    waiting: asyncio.Queue[T | _End] = asyncio.Queue(size)
-    reader = asyncio.create_task(_read(source, waiting))
+    waiting: asyncio.Queue[T | _End] = asyncio.Queue()
+    free = asyncio.Semaphore(size)
+    reader = asyncio.create_task(_read(source, waiting, free))
     try:
         while True:
             batch: list[T] = []
@@ -47,6 +49,8 @@ async def batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]
                 item = waiting.get_nowait()
             if batch:
                 yield batch
+                for _ in batch:  # the caller is done with them
+                    free.release()
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error
@@ -57,11 +61,18 @@ async def batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]
             await reader
 
 
-async def _read(source: AsyncIterator[T], waiting: asyncio.Queue[T | _End]) -> None:
+async def _read(
+    source: AsyncIterator[T], waiting: asyncio.Queue[T | _End], free: asyncio.Semaphore
+) -> None:
     try:
-        async for item in source:
-            await waiting.put(item)
+        while True:
+            await free.acquire()
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                break
+            waiting.put_nowait(item)
     except Exception as exc:  # handed to the consumer, which raises it
-        await waiting.put(_End(exc))
+        waiting.put_nowait(_End(exc))
     else:
-        await waiting.put(_End(None))
+        waiting.put_nowait(_End(None))

@@ -41,8 +41,8 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # Frames of a remuxed source sent to the worker in one trip, at most: only frames already
 # waiting go together, so a live camera still sends one at a time. A press counts at the first
 # frame of the next trip, which starts at most this many frames' processing after the press
-# (a few milliseconds even at 1080p: remuxing does not encode). Four decoded 1080p pictures
-# waiting to go hold about 12 MB.
+# (a few milliseconds even at 1080p: remuxing does not encode). The pipeline holds at most
+# this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
 
 

@@ -29,6 +29,25 @@ async def test_a_burst_goes_in_full_batches_in_order() -> None:
 
 
 @pytest.mark.asyncio
+async def test_no_more_than_size_items_are_out_at_once() -> None:
+    """The items of the last batch count until the next batch is asked for (memory stays
+    bounded: a decoded picture is megabytes)."""
+    taken: list[int] = []
+
+    async def counted() -> AsyncIterator[int]:
+        for i in range(10):
+            taken.append(i)
+            yield i
+
+    stream = batches(counted(), 3)
+    assert await anext(stream) == [0, 1, 2]
+    assert taken == [0, 1, 2]
+    assert await anext(stream) == [3, 4, 5]
+    assert taken == [0, 1, 2, 3, 4, 5]
+    await stream.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_paced_source_goes_one_item_at_a_time() -> None:
     """A live camera: the next frame comes only after the last one was handled."""
     handled = [asyncio.Event() for _ in range(5)]
