@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.setup_code import PairingURI
 from crypto.tls import spki_fingerprint
 from device import ClipStore
+from hardware import ScenarioError
 from hub.client import DoorwardClient, pair
 from hub.service import (
     EXAMPLE_CONFIG,
@@ -210,3 +212,23 @@ async def test_serve_is_discoverable_with_its_txt_records(tmp_path: Path) -> Non
     finally:
         stop.set()
         assert await asyncio.wait_for(server, 20) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_camera_that_cannot_open_stops_start_up_and_closes_the_device(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[camera]\nwidth = "wide"\n')
+    config = replace(config, cameras=(*config.cameras, f"back=simulated:{bad}"))
+    caplog.set_level(logging.INFO, logger="hub.service")
+    with pytest.raises(ScenarioError) as caught:
+        await serve(config, out=io.StringIO())
+    assert str(caught.value) == (
+        f"{bad} line 2: [camera] width must be an even integer from 160 to 3840, got 'wide'"
+    )
+    messages = [r.getMessage() for r in caplog.records if r.name == "hub.service"]
+    device_id = DeviceIdentity.load(config.data_dir / "keys" / "device.ed25519").device_id
+    assert f"device.closed device_id={device_id}" in messages
+    assert not any(m.startswith("serve.ready") for m in messages)
