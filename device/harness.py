@@ -203,7 +203,8 @@ class _Run:
                 frame.index, frame.pts_s, result.score, result.motion, self._recording, frame.truth
             )
         )
-        # Storage faults take effect from the next frame's writes on.
+        # Storage faults take effect from the next frame's writes on (for an H.264 camera, whose
+        # frames go to the worker up to four at a time, from the next such batch's).
         t = frame.pts_s
         self.faults.set_disk_full(any(f.active(t) for f in self.scenario.faults_of("disk_full")))
         delays = [f.delay_s for f in self.scenario.faults_of("slow_disk") if f.active(t)]
