@@ -60,7 +60,7 @@ from crypto.tls import client_context, server_context  # noqa: E402
 from device import CameraPipeline, RecorderConfig  # noqa: E402
 from hardware import SimulatedCamera, parse_scenario  # noqa: E402
 from hub.client import ApiError, DoorwardClient  # noqa: E402
-from hub.discovery import browse  # noqa: E402
+from hub.discovery import DiscoveredDevice, browse  # noqa: E402
 from hub.service import Device  # noqa: E402
 
 _START_TIMEOUT_S = 60.0
@@ -149,11 +149,14 @@ async def _start_serve(
     bench: Bench, scene: Path, log: IO[bytes]
 ) -> tuple[asyncio.subprocess.Process, dict[str, float]]:
     """Launch ``doorward serve``; time HTTPS and zeroconf discovery from the launch."""
-    browser = asyncio.ensure_future(
-        browse(_DISCOVER_TIMEOUT_S, interfaces=["127.0.0.1"], until_found=[bench.device_id])
-    )
-    browsed: list[float] = []
-    browser.add_done_callback(lambda _: browsed.append(time.monotonic()))
+
+    async def browse_timed() -> tuple[list[DiscoveredDevice], float]:
+        found = await browse(
+            _DISCOVER_TIMEOUT_S, interfaces=["127.0.0.1"], until_found=[bench.device_id]
+        )
+        return found, time.monotonic()
+
+    browser = asyncio.ensure_future(browse_timed())
     launched = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub._cli_serve", "--data", str(bench.data), "--host", "127.0.0.1",
@@ -172,8 +175,8 @@ async def _start_serve(
     async with bench.client() as phone:
         await phone.health()
     https_s = time.monotonic() - launched
-    found = await browser
-    discovered_s = browsed[0] - launched
+    found, browsed = await browser
+    discovered_s = browsed - launched
     times = {"startup_https_s": round(https_s, 3)}
     if any(d.device_id == bench.device_id for d in found):
         times["startup_discoverable_s"] = round(discovered_s, 3)
