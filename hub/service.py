@@ -130,6 +130,8 @@ signature_window_s = 60         # signed requests must be created within this ma
 rate_per_s = 2.0                # requester and pairing requests per second, per address and key
 rate_burst = 20                 # ... with bursts up to this many
 live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
+live_max_viewers = 4            # live-view sessions at once (owners and browser links together)
+live_max_session_s = 600.0      # a live-view session ends after this long (watch again to go on)
 
 # Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
 # before it is encoded, so they are never recorded nor streamed. A camera with zones is always
@@ -163,6 +165,8 @@ class ServeConfig:
     rate_per_s: float = 2.0
     rate_burst: int = 20
     live_page_port: int = 0
+    live_max_viewers: int = 4
+    live_max_session_s: float = 600.0
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
 
     def __post_init__(self) -> None:
@@ -170,6 +174,10 @@ class ServeConfig:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         if not 0 <= self.live_page_port < 65536:
             raise ValueError(f"live_page_port must be 0-65535, got {self.live_page_port}")
+        if self.live_max_viewers < 1:
+            raise ValueError(f"live_max_viewers must be >= 1, got {self.live_max_viewers}")
+        if self.live_max_session_s <= 0:
+            raise ValueError(f"live_max_session_s must be > 0, got {self.live_max_session_s}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
@@ -432,7 +440,7 @@ async def serve(
         from hub._page_tls import page_tls_context
         from hub.app import create_app
         from hub.events import device_event
-        from hub.live import FrameRelay
+        from hub.live import FrameRelay, LiveConfig
         from hub.routes import live as live_routes
 
         infos = {
@@ -442,7 +450,10 @@ async def serve(
         app = create_app(device.deps(infos, config))
         bus = app[keys.BUS]
         relay = FrameRelay()  # live view watches the pipelines' frames, never the cameras
-        page_port = live_routes.install(app, relay)
+        limits = LiveConfig(
+            max_viewers=config.live_max_viewers, max_session_s=config.live_max_session_s
+        )
+        page_port = live_routes.install(app, relay, limits)
 
         def on_event(event: Any) -> None:
             mapped = device_event(event)

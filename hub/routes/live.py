@@ -192,15 +192,22 @@ async def link(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(_STATIC / "live.html", headers=_PAGE_HEADERS)
+    return web.FileResponse(
+        _STATIC / "live.html", headers={**_PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"}
+    )
 
 
 async def page_script(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(_STATIC / "live.js", headers=_PAGE_HEADERS)
+    return web.FileResponse(
+        _STATIC / "live.js",
+        headers={**_PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"},
+    )
 
 
 async def page_style(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(_STATIC / "live.css", headers=_PAGE_HEADERS)
+    return web.FileResponse(
+        _STATIC / "live.css", headers={**_PAGE_HEADERS, "Content-Type": "text/css; charset=utf-8"}
+    )
 
 
 async def link_offer(request: web.Request) -> web.Response:

@@ -15,6 +15,8 @@ from crypto.keys import KeyBundle
 from hardware import SimulatedCamera, parse_scenario
 from hub.app import CameraInfo, create_app
 from hub.client import DoorwardClient
+from hub.live import FrameRelay
+from hub.routes import live as live_routes
 from hub.service import Device, ServeConfig
 
 
@@ -44,11 +46,18 @@ async def running_device(
     cameras: dict[str, CameraInfo] | None = None,
     config: ServeConfig | None = None,
     clock: Callable[[], float] = time.time,
+    live_cameras: tuple[str, ...] = (),
 ) -> AsyncIterator[Running]:
-    """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3)."""
+    """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
+    with ``live_cameras``, also the live-view routes, for cameras that send no frames."""
     device = Device.open(data_dir)
     config = config or ServeConfig(data_dir=data_dir)
     app = create_app(device.deps(cameras or {}, config, clock=clock))
+    if live_cameras:
+        relay = FrameRelay()
+        for name in live_cameras:
+            relay.add_camera(name)
+        live_routes.install(app, relay)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:

@@ -41,7 +41,7 @@ def test_document_is_valid_openapi_31() -> None:
 
 @pytest.mark.asyncio
 async def test_document_describes_exactly_the_app_routes(tmp_path: Path) -> None:
-    async with running_device(tmp_path / "data") as running:
+    async with running_device(tmp_path / "data", live_cameras=("front",)) as running:
         served = {
             (route.method.lower(), route.resource.canonical)
             for route in running.app.router.routes()

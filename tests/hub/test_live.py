@@ -283,6 +283,7 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
         host="127.0.0.1",
         port=0,
         advertise=False,
+        live_max_viewers=1,
     )
     owner = KeyBundle.generate("x25519")
     device = Device.open(config.data_dir)
@@ -302,12 +303,27 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
         async with DoorwardClient(
             url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
         ) as api:
-            await receive_live(
-                lambda sdp: post_offer(api, sdp, camera="front"),
-                on_frame=_counter_sink(counters, 15, done),
-                on_audio=sounds.append,
-                stop=done,
+            sink = _counter_sink(counters, 15, done)
+            watching_now = asyncio.Event()
+
+            def on_frame(picture: av.VideoFrame) -> None:
+                watching_now.set()
+                sink(picture)
+
+            watching = asyncio.ensure_future(
+                receive_live(
+                    lambda sdp: post_offer(api, sdp, camera="front"),
+                    on_frame=on_frame,
+                    on_audio=sounds.append,
+                    stop=done,
+                )
             )
+            await asyncio.wait_for(watching_now.wait(), 60)
+            # The config's live_max_viewers (1) is what the device enforces.
+            with pytest.raises(ApiError) as busy:
+                await post_offer(api, "v=0\r\n", camera="front")
+            assert (busy.value.status, busy.value.code) == (409, "busy")
+            await asyncio.wait_for(watching, 60)
             link = await api._json(
                 "POST",
                 "/live/link",

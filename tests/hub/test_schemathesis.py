@@ -173,7 +173,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
     async def serve() -> None:
         try:
-            async with running_device(data, config=config) as running:
+            async with running_device(data, config=config, live_cameras=("front",)) as running:
                 started.set_result((running, await _prepare(running, owner, requester)))
                 await stop.wait()
         except BaseException as exc:
@@ -223,8 +223,22 @@ def _check(live: Live, operation: Any, case: Any) -> Any:
     return response
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
+def _breakable(operation: Any) -> bool:
+    """Whether a request can break the document: it has parameters, a body or a signature to get
+    wrong (the page's static files have none of them)."""
+    raw = operation.definition.raw
+    return bool(raw.get("parameters") or raw.get("requestBody") or raw.get("security") != [])
+
+
+CASES = [
+    pytest.param(operation, mode, id=f"{operation.label}-{mode}")
+    for operation in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or _breakable(operation)
+]
+
+
+@pytest.mark.parametrize(("operation", "mode"), CASES)
 def test_generated_requests_conform(live: Live, operation: Any, mode: GenerationMode) -> None:
     """Valid requests (positive) and requests that break the document (negative) alike."""
 
