@@ -69,6 +69,7 @@ ENTRY_KINDS = frozenset(
         "request.declined",
         "release.created",
         "release.downloaded",
+        "release.sent",
         "release.revoked",
         "release.expired",
         "owner.added",

@@ -271,6 +271,7 @@ class _Story:
             and not opens
             and status == 0
             and "release.downloaded" in kinds
+            and "release.sent" in kinds
             and bool(refused)
         )
         summary: dict[str, Any] = {

@@ -102,11 +102,17 @@ async def fetch(request: web.Request) -> web.StreamResponse:
         )
     finally:
         path.unlink(missing_ok=True)
-    # Owners hear of a download once the whole bundle went out, not when it was authorized.
+    # The authorisation above is on the record (release.downloaded, counted); what went out is
+    # recorded too, so owners can tell a whole bundle from a fetch cut short.
+    outcome = {
+        "release_id": release_id,
+        "download": release.downloads,
+        "bytes": sent.sent,
+        "complete": sent.complete,
+    }
+    await writes.run(lambda: deps.audit.append("release.sent", **outcome))
+    request.app[keys.BUS].publish("release.downloaded", **outcome)
     if sent.complete:
-        request.app[keys.BUS].publish(
-            "release.downloaded", release_id=release_id, download=release.downloads
-        )
         logger.info("release.sent release_id=%s bytes=%d", release_id, sent.sent)
     else:
         logger.warning(

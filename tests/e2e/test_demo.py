@@ -73,4 +73,5 @@ def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_
     assert report["ok"] is True
     checkpoint = Path(summary["checkpoint"]).read_text()
     assert checkpoint.startswith(f"doorward/{summary['device_id']}\n")
-    assert summary["audit_entries"][-1] == "release.downloaded"
+    # The fetch is on the record: authorised (counted), then sent whole.
+    assert summary["audit_entries"][-2:] == ["release.downloaded", "release.sent"]

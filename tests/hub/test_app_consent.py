@@ -304,7 +304,7 @@ async def test_a_request_must_be_signed_by_its_own_key(recorded) -> None:
     assert (caught.value.status, caught.value.code) == (400, "request_invalid")
 
 
-async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_not_announced(
+async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_recorded_as_incomplete(
     recorded, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     running, owner, start_s = recorded
@@ -317,16 +317,33 @@ async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_not_announced(
             running, owner, requester, phone, agency, start_s, max_downloads=2
         )
         await _fetch_and_hang_up(running, requester, release.release_id)
-        # Consent requests go through one write thread in order: once this fetch is answered,
-        # the abandoned one has been authorized, spooled and found cut off.
+        # The abandoned fetch was counted (download 1) but nothing of the bundle went out.
+        cut = await asyncio.wait_for(downloads.get(), 30)
+        assert cut is not None
+        assert (cut.kind, cut.data) == (
+            "release.downloaded",
+            {"release_id": release.release_id, "download": 1, "bytes": 0, "complete": False},
+        )
         bundle = tmp_path / "release.tar"
         size = await agency.fetch_release(release.release_id, bundle)
-    event = await asyncio.wait_for(downloads.get(), 10)
-    assert event is not None
-    assert (event.kind, event.data) == (
-        "release.downloaded",
-        {"release_id": release.release_id, "download": 2},
-    )
+        whole = await asyncio.wait_for(downloads.get(), 30)
+        entries = await phone.audit_entries()
+    assert whole is not None
+    assert whole.data == {
+        "release_id": release.release_id,
+        "download": 2,
+        "bytes": size,
+        "complete": True,
+    }
+    # Both are in the audit log after the authorisations they follow.
+    leaves = [json.loads(leaf) for leaf in entries.leaves]
+    kinds = [(e["kind"], e.get("download"), e.get("complete")) for e in leaves]
+    assert kinds[-4:] == [
+        ("release.downloaded", 1, None),
+        ("release.sent", 1, False),
+        ("release.downloaded", 2, None),
+        ("release.sent", 2, True),
+    ]
     lines = [r.getMessage() for r in caplog.records if r.name == "hub.routes.requester"]
     assert any(
         m.startswith(f"release.send_incomplete release_id={release.release_id} bytes=0 of=")
