@@ -37,8 +37,9 @@ the limit (under half a cell at the limit's contrast) is not looked at until it 
 full pass comes round, which can delay, never cause, a detection.
 
 Why cells rather than per-pixel labelling: boxes only need to be about a block accurate before
-they are tightened to the changed samples inside, the block grid has about a hundred squares so
-a plain flood fill is cheap, and the same cell grid already serves the lighting correction.
+they are tightened to the changed samples inside, the block grid has about a hundred squares
+(few enough to be the bits of one integer, where a flood fill step is a handful of shifts),
+and the same cell grid already serves the lighting correction.
 
 Speed. The picture is small (about 10,000 samples), so the cost is the number of numpy calls and
 of passes over it rather than arithmetic: every per-frame array is a buffer made once (a few
@@ -57,7 +58,7 @@ false clip. Pass ``target_rows=90`` for the finer grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,7 +216,11 @@ class MotionDetector:
         self._ones = np.ones(max(rows, cols), dtype=np.float32)
         self._block_y = np.ascontiguousarray(_pool_matrix(self._cell_rows, 2).T)
         self._block_x = _pool_matrix(self._cell_cols, 2)
-        self._neighbours = _neighbour_sets(block_rows, block_cols)
+        # Block sums with one spare column that stays zero: as bits, rows block_cols + 1 apart,
+        # so a shift by one never carries a block into the next row (see _components).
+        self._blocks = np.zeros((block_rows, block_cols + 1), dtype=np.float32)
+        self._blocks_view = self._blocks[:, :block_cols]
+        self._block_on = np.zeros(self._blocks.shape, dtype=np.bool_)
         # Every per-frame array lives in a few buffers made here: at this picture size numpy's
         # cost is mostly per call (allocating is one more), and a small working set stays cached.
         self._row_copy = np.empty((rows, width), dtype=np.uint8)  # the sampled rows, whole
@@ -502,20 +507,31 @@ class MotionDetector:
         np.copyto(self._work, changed)
         counts = self._pool_y @ self._work @ self._pool_x
         counts *= counts >= self._active_px
-        blocks = self._block_y @ counts @ self._block_x  # sums over 2x2 cells
-        block_cols = blocks.shape[1]
-        flat = blocks.ravel()
-        areas = flat.tolist()
+        np.matmul(self._block_y @ counts, self._block_x, out=self._blocks_view)  # 2x2-cell sums
+        areas = self._blocks.ravel().tolist()
+        np.greater(self._blocks, 0.0, out=self._block_on)
+        active = int.from_bytes(np.packbits(self._block_on, bitorder="little").tobytes(), "little")
+        stride = self._blocks.shape[1]  # bits from one block row to the next
         side = 2 * _CELL
         sx, sy = self._step / self.width, self._step / self.height
         boxes: list[tuple[float, Box]] = []
-        for group in _components(flat.nonzero()[0].tolist(), self._neighbours):
-            area = sum(areas[b] for b in group)
+        for group in _components(active, stride):
+            area, rest = 0.0, group
+            while rest:
+                low = rest & -rest
+                area += areas[low.bit_length() - 1]
+                rest ^= low
             if area < self._min_px:
                 continue
-            r0, r1 = min(group) // block_cols * side, (max(group) // block_cols + 1) * side
-            group_cols = [b % block_cols for b in group]
-            c0, c1 = min(group_cols) * side, (max(group_cols) + 1) * side
+            first_row = ((group & -group).bit_length() - 1) // stride
+            last_row = (group.bit_length() - 1) // stride
+            columns, rest = 0, group >> (first_row * stride)
+            while rest:  # the union of the group's rows
+                columns |= rest
+                rest >>= stride
+            columns &= (1 << stride) - 1
+            r0, r1 = first_row * side, (last_row + 1) * side
+            c0, c1 = ((columns & -columns).bit_length() - 1) * side, columns.bit_length() * side
             # Changed pixels per row and per column of the group's patch (work holds changed
             # as 0/1): two small products, cheaper here than any() along each axis.
             patch = self._work[r0:r1, c0:c1]
@@ -626,35 +642,20 @@ def _rasterise(
     return inside
 
 
-def _neighbour_sets(rows: int, cols: int) -> list[frozenset[int]]:
-    """For each grid square (flat index), the flat indices of its 8 neighbours in the grid."""
-    return [
-        frozenset(
-            nr * cols + nc
-            for nr in (r - 1, r, r + 1)
-            for nc in (c - 1, c, c + 1)
-            if (nr, nc) != (r, c) and 0 <= nr < rows and 0 <= nc < cols
-        )
-        for r in range(rows)
-        for c in range(cols)
-    ]
+def _components(active: int, stride: int) -> Iterator[int]:
+    """8-connected groups of the set bits of ``active``, lowest first, each as a bit mask.
 
-
-def _components(active: list[int], neighbours: list[frozenset[int]]) -> list[list[int]]:
-    """8-connected groups of the active grid squares (flat indices), by lowest member."""
-    left = set(active)
-    groups: list[list[int]] = []
-    for start in active:
-        if start not in left:
-            continue
-        left.discard(start)
-        group = [start]
-        stack = [start]
-        while stack:
-            found = left & neighbours[stack.pop()]
-            if found:
-                left -= found
-                group.extend(found)
-                stack.extend(found)
-        groups.append(group)
-    return groups
+    Bit ``r * stride + c`` is grid square (r, c); the last column must be clear. Each group grows
+    from its lowest bit by shifts (one square sideways, one row up and down) until it stops
+    changing; the clear column keeps a sideways shift from reaching the neighbouring row.
+    """
+    while active:
+        group = active & -active
+        while True:
+            row = group | (group << 1) | (group >> 1)
+            grown = (row | (row << stride) | (row >> stride)) & active
+            if grown == group:
+                break
+            group = grown
+        active ^= group
+        yield group
