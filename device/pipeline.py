@@ -53,7 +53,7 @@ class PipelineStats:
     frames: int = 0
     dropped_frames: int = 0  # gaps in the source's frame indices
     motion_frames: int = 0
-    analysed_frames: int = 0  # frames the motion detector looked at (at most motion_fps a second)
+    analysed_frames: int = 0  # frames the motion detector looked at (see RecorderConfig.motion_fps)
     encoded_frames: int = 0  # frames through libx264 (0 for a remuxed H.264 camera)
     remuxed_packets: int = 0  # source packets passed through untouched
     clips: int = 0
@@ -244,14 +244,20 @@ class CameraPipeline:
 
     def _motion(self, y: _frames.Plane, pts_s: float) -> MotionResult:
         """The detector's answer for this frame, looking at no more than ``motion_fps`` frames a
-        second (the frames in between keep the last answer)."""
+        second, ``event_motion_fps`` while motion is on (the frames in between keep the last
+        answer)."""
         if self._detector is None:
             return _NO_MOTION
-        period_s = 1.0 / self._config.motion_fps
+        config = self._config
+        fps = config.motion_fps
+        if self._last_motion.motion:
+            fps = min(fps, config.event_motion_fps)
+        # A quarter of motion_fps's period of slack lets a 30 fps camera's frame times land on a
+        # 15 fps grid (7.5 during an event); a clock that went backwards (a reconnected camera)
+        # is looked at again at once.
+        wait_s = 1.0 / fps - 0.25 / config.motion_fps
         last_s = self._last_motion_s
-        # A quarter period of slack lets a 30 fps camera's frame times land on a 15 fps grid; a
-        # clock that went backwards (a reconnected camera) is looked at again at once.
-        if last_s is not None and last_s <= pts_s < last_s + 0.75 * period_s:
+        if last_s is not None and last_s <= pts_s < last_s + wait_s:
             return self._last_motion
         self._counts["analysed_frames"] += 1
         self._last_motion = self._detector.process(y, pts_s)

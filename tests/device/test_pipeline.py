@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from crypto import age
@@ -25,6 +26,8 @@ from device import (
     DoorbellPressed,
     MotionConfig,
     MotionDetector,
+    MotionResult,
+    PipelineStats,
     RecorderConfig,
     RecordingError,
     SegmentRecord,
@@ -492,29 +495,52 @@ async def test_owners_the_encryptor_refuses_give_an_error_event(store: ClipStore
     assert store.list_clips() == []
 
 
-@pytest.mark.asyncio
-async def test_motion_is_looked_at_no_more_than_motion_fps(
-    store: ClipStore, owner: age.X25519Identity
-) -> None:
-    # A 30 fps camera with a visitor: the detector sees every other frame (15 a second), the
-    # recorder still gets every frame, and the visit is recorded.
+class _Watching(MotionDetector):
+    """The real detector, noting the time of every frame it is given."""
+
+    def __init__(self, config: MotionConfig, width: int, height: int) -> None:
+        super().__init__(config, width, height)
+        self.looked_at: list[float] = []
+        self.answers: list[bool] = []
+
+    def process(self, y_plane: npt.NDArray[np.uint8], pts_s: float) -> MotionResult:
+        result = super().process(y_plane, pts_s)
+        self.looked_at.append(pts_s)
+        self.answers.append(result.motion)
+        return result
+
+
+async def _visit_watched(
+    store: ClipStore, owner: age.X25519Identity, config: RecorderConfig | None
+) -> tuple[PipelineStats, _Watching]:
+    """A 30 fps camera with a visitor from 1 s to 4 s, recorded with ``config``."""
     extra = (
         '\n[[actor]]\nid = "visitor"\nkind = "person"\nenter_s = 1\nleave_s = 4\n'
         "path = [[0.1, 0.8], [0.9, 0.8]]\n"
     )
     source = camera(6, fps=30, extra=extra)
     top = strip_rows(source.info.width) / source.info.height
-    detector = MotionDetector(
+    detector = _Watching(
         MotionConfig(masks=(((0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top)),)),
         source.info.width,
         source.info.height,
     )
     pipeline = CameraPipeline(
-        "front", source, store, lambda: [owner.recipient()], detector=detector
+        "front", source, store, lambda: [owner.recipient()], detector=detector, config=config
     )
-    stats = await pipeline.run()
+    return await pipeline.run(), detector
+
+
+@pytest.mark.asyncio
+async def test_motion_is_looked_at_no_more_than_motion_fps(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    # The detector sees every other frame (15 a second), also during the visit here; the
+    # recorder still gets every frame, and the visit is recorded.
+    stats, detector = await _visit_watched(store, owner, RecorderConfig(event_motion_fps=15.0))
     assert stats.frames == 180
     assert stats.analysed_frames == 90
+    assert [round(t * 30) for t in detector.looked_at] == list(range(0, 180, 2))
     assert stats.encoded_frames == 180
     assert stats.motion_frames > 0
     (clip,) = store.list_clips()
@@ -526,6 +552,31 @@ async def test_motion_is_looked_at_no_more_than_motion_fps(
     assert counters == list(range(counters[0], counters[-1] + 1))  # every frame recorded
 
 
+@pytest.mark.asyncio
+async def test_while_motion_is_on_the_detector_looks_at_event_motion_fps(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    # Default: 15 frames a second until motion is on, then 7.5 (every 4th frame) until the
+    # detector says it is off, then 15 again. The visit is still recorded whole.
+    stats, detector = await _visit_watched(store, owner, None)
+    frames = [round(t * 30) for t in detector.looked_at]
+    steps = [b - a for a, b in itertools.pairwise(frames)]
+    assert steps == [4 if on else 2 for on in detector.answers[:-1]]
+    assert 4 in steps
+    assert stats.analysed_frames == len(frames) < 90
+    assert stats.motion_frames > 0
+    (clip,) = store.list_clips()
+    counters = [
+        c
+        for seg in store.list_segments(clip.clip_id)
+        for c in decode_counters(age.decrypt_bytes([owner], seg.path.read_bytes()))
+    ]
+    assert counters == list(range(counters[0], counters[-1] + 1))
+    assert counters[0] <= 30  # the pre-roll reaches back before the visitor came in
+
+
 def test_motion_fps_is_checked() -> None:
     with pytest.raises(ValueError, match=r"^motion_fps must be between 1 and 60, got 0$"):
         RecorderConfig(motion_fps=0)
+    with pytest.raises(ValueError, match=r"^event_motion_fps must be between 1 and 60, got 61$"):
+        RecorderConfig(event_motion_fps=61)
