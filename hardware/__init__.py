@@ -2,7 +2,13 @@
 
 import logging
 
-from hardware._audio import AudioChunk, AudioSource, SimulatedMicrophone, microphone_of
+from hardware._audio import (
+    AudioChunk,
+    AudioSource,
+    SimulatedMicrophone,
+    StreamMicrophone,
+    microphone_of,
+)
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._frames import CameraSource, EncodedPacket, Frame, StreamInfo
@@ -52,6 +58,7 @@ __all__ = [
     "SimulatedMicrophone",
     "SourceSpec",
     "StreamInfo",
+    "StreamMicrophone",
     "StripReading",
     "SystemClock",
     "TruthSpan",

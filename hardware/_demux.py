@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -20,6 +20,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from hardware._audio import AUDIO_RATE, AudioChunk, StreamMicrophone
 from hardware._frames import EncodedPacket, StreamInfo
 from hardware.errors import CameraOpenFailed
 
@@ -36,6 +37,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
+
+_AUDIO_CHUNK = AUDIO_RATE // 50  # 20 ms: one Opus frame
 
 # Frame and slice threads: on a multi-core device a file replays faster than one core decodes it.
 DECODE_THREAD_TYPE = "AUTO"
@@ -106,11 +109,28 @@ class StreamReader:
 
     A frame carries the packets in decode order (the n-th frame out gets the n-th packet in):
     for streams without B-frames, which is what cameras send, that is the frame's own packet.
+
+    With a ``microphone``, the container's first audio stream (if any) is its sound: decoded,
+    as 20 ms chunks of 48 kHz mono, only while someone listens (otherwise its packets are
+    dropped undecoded), each stamped by ``audio_time`` (stream seconds to the camera's).
     """
 
-    def __init__(self, container: Any) -> None:
+    def __init__(
+        self,
+        container: Any,
+        *,
+        microphone: StreamMicrophone | None = None,
+        audio_time: Callable[[float], float] = float,
+    ) -> None:
         self._container = container
         self._stream = container.streams.video[0]
+        audio = container.streams.audio
+        self._audio = audio[0] if audio and microphone is not None else None
+        self._microphone = microphone
+        self._audio_time = audio_time
+        self._resampler: Any = None
+        self._audio_start_s = 0.0
+        self._audio_samples = 0
         self._stream.thread_type = DECODE_THREAD_TYPE
         ctx = self._stream.codec_context
         self.is_h264 = ctx.name == "h264"
@@ -141,9 +161,18 @@ class StreamReader:
             extradata=self.extradata,
         )
 
+    @property
+    def has_audio(self) -> bool:
+        """Whether the container has a sound track for the microphone."""
+        return self._audio is not None
+
     def read(self) -> Iterator[Decoded]:
         """Every picture of the stream, then stops at its end."""
-        for packet in self._container.demux(self._stream):
+        streams = (self._stream,) if self._audio is None else (self._stream, self._audio)
+        for packet in self._container.demux(*streams):
+            if packet.stream_index != self._stream.index:
+                self._hear(packet)
+                continue
             # Decode before filtering: the bitstream filter takes the packet's data.
             try:
                 frames = packet.decode()
@@ -157,6 +186,30 @@ class StreamReader:
 
     def close(self) -> None:
         self._container.close()
+
+    def _hear(self, packet: Any) -> None:
+        """Decode one audio packet for the microphone's listeners, if there are any."""
+        microphone = self._microphone
+        if microphone is None or not microphone.listening:
+            self._resampler = None  # a new listener starts a fresh run of chunks
+            return
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            logger.warning("camera.audio_decode_error reason=%s", exc)
+            return
+        for frame in frames:
+            if self._resampler is None:
+                self._resampler = av.AudioResampler(
+                    format="s16", layout="mono", rate=AUDIO_RATE, frame_size=_AUDIO_CHUNK
+                )
+                self._audio_start_s = float(frame.time) if frame.time is not None else 0.0
+                self._audio_samples = 0
+            for chunk in self._resampler.resample(frame):
+                samples = chunk.to_ndarray().reshape(-1)
+                at_s = self._audio_start_s + self._audio_samples / AUDIO_RATE
+                self._audio_samples += samples.shape[0]
+                microphone.feed(AudioChunk(self._audio_time(at_s), samples))
 
     def _queue_packets(self, packet: Any) -> None:
         out = self._bsf.filter(packet) if self._bsf is not None else [packet]

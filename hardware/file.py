@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from hardware._audio import StreamMicrophone
 from hardware._clock import Clock, SystemClock
 from hardware._demux import Decoded, StreamReader, open_container
 from hardware._frames import EncodedPacket, Frame, StreamInfo
@@ -31,6 +32,8 @@ class FileCamera:
     at its end, times and packet timestamps continuing. In virtual time frames come as fast as
     they decode, ``wall_s`` counting from ``clock.now()`` at the first frame; with ``realtime``
     each frame waits for its due time. The planes are read-only views of the decoder's pictures.
+    A file with a sound track has a ``microphone`` (else None): its sound, decoded only while
+    someone listens, stamped on the frames' clock.
     """
 
     def __init__(
@@ -47,7 +50,9 @@ class FileCamera:
         self.loop = loop
         self.realtime = realtime
         self._clock = clock or SystemClock()
-        self._reader = StreamReader(open_container(str(self.path)))
+        self._sound = StreamMicrophone()
+        self._reader = self._stream_reader(open_container(str(self.path)))
+        self.microphone = self._sound if self._reader.has_audio else None
         self._info = self._reader.info()
         self._worker = Worker(self.name)
         self._decoded: Iterator[Decoded] | None = None
@@ -122,11 +127,19 @@ class FileCamera:
         logger.info("camera.file_loop camera=%s offset_s=%.3f", self.name, offset_s)
         await self._worker.run(self._reader.close)
         container = await self._worker.run(open_container, str(self.path))
-        self._reader = StreamReader(container)
+        self._reader = self._stream_reader(container)
         self._decoded = None
         self._ready = []
         self._pass_offset_s = offset_s
         self._first_pts_s = None
+
+    def _stream_reader(self, container: object) -> StreamReader:
+        return StreamReader(container, microphone=self._sound, audio_time=self._audio_time)
+
+    def _audio_time(self, stream_s: float) -> float:
+        """A sound sample's time in the file as seconds on the frames' clock (on the worker)."""
+        first_s = self._first_pts_s if self._first_pts_s is not None else 0.0
+        return self._pass_offset_s + max(0.0, stream_s - first_s)
 
 
 def _next_batch(decoded: Iterator[Decoded]) -> list[Decoded]:

@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import av
 
+from hardware._audio import StreamMicrophone
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._demux import Decoded, StreamReader, open_container, redact_url
@@ -66,7 +67,9 @@ class LiveCamera:
     (n counts failures since the last frame) and tries again; after ``max_attempts`` failures in
     a row ``frames()`` raises CameraOpenFailed. H.264 streams pass their packets through.
     ``pts_s`` is the monotonic time since the first frame; ``wall_s`` is ``clock.now()``.
-    ``info`` is known once ``connect()`` (or the first frame) has succeeded.
+    ``info`` is known once ``connect()`` (or the first frame) has succeeded, and so is
+    ``microphone``: the stream's sound track, if it has one (else None), decoded only while
+    someone listens and stamped on the frames' clock.
     """
 
     def __init__(
@@ -101,6 +104,8 @@ class LiveCamera:
         self._start_monotonic: float | None = None
         self._closed = False
         self.connections = 0  # successful opens so far
+        self.microphone: StreamMicrophone | None = None
+        self._sound = StreamMicrophone()
 
     @property
     def info(self) -> StreamInfo:
@@ -118,9 +123,13 @@ class LiveCamera:
             except CameraOpenFailed as exc:
                 await self._failed(str(exc), exc)
                 continue
-            self._reader = StreamReader(container)
+            self._reader = StreamReader(
+                container, microphone=self._sound, audio_time=self._audio_time
+            )
             self._decoded = None
             self._info = self._reader.info()
+            if self._reader.has_audio:
+                self.microphone = self._sound
             self.connections += 1
             logger.info("camera.connected camera=%s codec=%s", self.name, self._info.codec)
         assert self._info is not None
@@ -174,6 +183,12 @@ class LiveCamera:
             await self._worker.run(self._reader.close)
             self._reader = None
         self._worker.shutdown()
+
+    def _audio_time(self, _stream_s: float) -> float:
+        """A live stream's sound is stamped when it is decoded, as its frames are."""
+        if self._start_monotonic is None:
+            return 0.0
+        return max(0.0, self._clock.monotonic() - self._start_monotonic)
 
     def _open(self) -> object:
         return open_container(

@@ -443,6 +443,10 @@ async def serve(
         from hub.live import FrameRelay, LiveConfig
         from hub.routes import live as live_routes
 
+        if not await _connect_cameras(sources, stop):
+            for source in sources.values():
+                await source.close()
+            return 0
         infos = {
             name: _camera_info(name, spec.kind + ":" + spec.target, source)
             for (name, source), spec in zip(sources.items(), specs, strict=True)
@@ -540,6 +544,32 @@ async def serve(
                 loop.remove_signal_handler(signum)
     logger.info("serve.stopped")
     return 0
+
+
+async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:
+    """Wait until every live camera has answered (its size, codec and sound are known only then;
+    each retries with backoff meanwhile, logging every attempt), or until ``stop`` (False)."""
+    from hardware import LiveCamera
+
+    live = [source.connect() for source in sources.values() if isinstance(source, LiveCamera)]
+    if not live:
+        return True
+    connecting = asyncio.ensure_future(asyncio.gather(*live))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        connecting.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if connecting.done():
+        connecting.result()  # a camera that gave up raises CameraOpenFailed here
+        return True
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connecting
+    return False
 
 
 def _open_device(data_dir: Path, specs: list[CameraSpec]) -> tuple[Device, dict[str, CameraSource]]:

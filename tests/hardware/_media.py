@@ -75,3 +75,35 @@ def x264_round_trip(pictures: list[Planes], *, crf: int = 28) -> list[np.ndarray
     for frame in decoder.decode(None):
         lumas.append(frame.to_ndarray(format="gray"))
     return lumas
+
+
+def write_video_with_tone(
+    path: Path, *, seconds: int = 2, fps: int = 15, rate: int = 44_100, layout: str = "stereo"
+) -> None:
+    """160x120 H.264 pictures with an AAC sound track of a steady 440 Hz tone (MP4)."""
+    pictures = rendered(fps * seconds, 160, 120, fps)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        assert isinstance(video, av.VideoStream)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        video.options = {"preset": "veryfast", "g": "10"}
+        audio = container.add_stream("aac", rate=rate)
+        assert isinstance(audio, av.AudioStream)
+        audio.layout = layout
+        channels = 2 if layout == "stereo" else 1
+        block = 1024
+        for i, planes in enumerate(pictures):
+            for packet in video.encode(to_video_frame(planes, i)):
+                container.mux(packet)
+        for k in range(seconds * rate // block):
+            t = (k * block + np.arange(block)) / rate
+            wave = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(
+                np.tile(wave, (channels, 1)), format="fltp", layout=layout
+            )
+            frame.sample_rate, frame.pts = rate, k * block
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)

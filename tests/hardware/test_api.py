@@ -36,6 +36,7 @@ def test_all_is_pinned() -> None:
         "SimulatedMicrophone",
         "SourceSpec",
         "StreamInfo",
+        "StreamMicrophone",
         "StripReading",
         "SystemClock",
         "TruthSpan",

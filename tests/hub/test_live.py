@@ -21,6 +21,7 @@ from hub.live import LiveConfig
 from hub.routes.live import LIVE
 from hub.service import Device, ServeConfig, serve
 from hub.webrtc import receive_live
+from tests.hardware._media import write_video_with_tone
 from tests.hub.test_live_kit import (
     SCENARIO,
     LiveDevice,
@@ -376,3 +377,47 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
             )
             assert vp8[-1] > vp8[0]
         assert [e["encoding"] for e in await _started(live)] == ["passthrough_h264", "shared_vp8"]
+
+
+async def test_a_video_file_camera_with_sound_is_heard_in_live_view(tmp_path: Path) -> None:
+    # A real source's sound track (here an MP4 with AAC) reaches live view like the simulated
+    # microphone's tone: decoded once on the camera's worker, encoded once to Opus.
+    video = tmp_path / "door.mp4"
+    write_video_with_tone(video, seconds=4)
+    config = ServeConfig(
+        data_dir=tmp_path / "data",
+        cameras=(f"porch={video}",),
+        host="127.0.0.1",
+        port=0,
+        advertise=False,
+    )
+    owner = KeyBundle.generate("x25519")
+    device = Device.open(config.data_dir)
+    device.owners.add(owner.public(), name="phone", now=int(time.time()))
+    fingerprint, device_id = device.fingerprint, device.identity.device_id
+    device.close()
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(
+        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+    )
+    try:
+        url = await asyncio.wait_for(ready, 30)
+        sounds: list[av.AudioFrame] = []
+        heard = asyncio.Event()
+
+        def on_audio(frame: av.AudioFrame) -> None:
+            sounds.append(frame)
+            if len(sounds) >= 60:
+                heard.set()
+
+        async with DoorwardClient(
+            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
+        ) as api:
+            stats = await api.live("porch", on_audio=on_audio, stop=heard, seconds=60)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(server, 30) == 0
+    assert stats.frames > 0
+    assert len(sounds) >= 60
+    assert dominant_hz(sounds[10:]) == pytest.approx(440.0, abs=1.0)

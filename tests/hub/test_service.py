@@ -232,3 +232,18 @@ async def test_a_camera_that_cannot_open_stops_start_up_and_closes_the_device(
     device_id = DeviceIdentity.load(config.data_dir / "keys" / "device.ed25519").device_id
     assert f"device.closed device_id={device_id}" in messages
     assert not any(m.startswith("serve.ready") for m in messages)
+
+
+@pytest.mark.asyncio
+async def test_a_live_camera_that_does_not_answer_is_awaited_until_stopped(
+    tmp_path: Path,
+) -> None:
+    # Its size, codec and sound are known only once it answers; until then serve waits (the
+    # camera retrying with backoff), and a stop meanwhile ends serve cleanly.
+    config = replace(_config(tmp_path), cameras=("door=v4l2:/dev/doorward-missing-video",))
+    stop = asyncio.Event()
+    stop.set()
+    out = io.StringIO()
+    status = await asyncio.wait_for(serve(config, stop=stop, out=out), 30)
+    assert status == 0
+    assert "serving" not in out.getvalue()  # it never got as far as answering
