@@ -253,7 +253,7 @@ class CameraPipeline:
         if self._last_motion.motion:
             fps = min(fps, config.event_motion_fps)
         # A quarter of motion_fps's period of slack lets a 30 fps camera's frame times land on a
-        # 15 fps grid (7.5 during an event); a clock that went backwards (a reconnected camera)
+        # 15 fps grid (5 during an event); a clock that went backwards (a reconnected camera)
         # is looked at again at once.
         wait_s = 1.0 / fps - 0.25 / config.motion_fps
         last_s = self._last_motion_s

@@ -556,13 +556,13 @@ async def test_motion_is_looked_at_no_more_than_motion_fps(
 async def test_while_motion_is_on_the_detector_looks_at_event_motion_fps(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
-    # Default: 15 frames a second until motion is on, then 7.5 (every 4th frame) until the
+    # Default: 15 frames a second until motion is on, then 5 (every 6th frame) until the
     # detector says it is off, then 15 again. The visit is still recorded whole.
     stats, detector = await _visit_watched(store, owner, None)
     frames = [round(t * 30) for t in detector.looked_at]
     steps = [b - a for a, b in itertools.pairwise(frames)]
-    assert steps == [4 if on else 2 for on in detector.answers[:-1]]
-    assert 4 in steps
+    assert steps == [6 if on else 2 for on in detector.answers[:-1]]
+    assert 6 in steps
     assert stats.analysed_frames == len(frames) < 90
     assert stats.motion_frames > 0
     (clip,) = store.list_clips()
