@@ -41,19 +41,24 @@ async def _frames(camera: FileCamera | LiveCamera, count: int | None = None) -> 
     return seen
 
 
-@pytest.mark.asyncio
-async def test_a_file_with_sound_has_a_microphone_that_hears_it(with_sound: Path) -> None:
-    camera = FileCamera(with_sound)
-    microphone = microphone_of(camera)
-    assert isinstance(microphone, StreamMicrophone)
-    listening = microphone.listen(max_queued=1000)
+async def _heard(camera: FileCamera, *, max_queued: int = 1000) -> tuple[list[AudioChunk], int]:
+    """Read the whole file while listening: the chunks still queued, and those lost."""
+    assert camera.microphone is not None
+    listening = camera.microphone.listen(max_queued=max_queued)
     try:
         assert await _frames(camera) == FPS * SECONDS
-        chunks = listening.drain()
+        return listening.drain(), listening.skipped
     finally:
         listening.close()
         await camera.close()
-    assert listening.skipped == 0
+
+
+@pytest.mark.asyncio
+async def test_a_file_with_sound_has_a_microphone_that_hears_it(with_sound: Path) -> None:
+    camera = FileCamera(with_sound)
+    assert isinstance(microphone_of(camera), StreamMicrophone)
+    chunks, skipped = await _heard(camera)
+    assert skipped == 0
     # Two seconds of sound (the AAC encoder's priming and tail aside), in 20 ms chunks.
     assert 95 <= len(chunks) <= 101
     assert all(c.samples.shape == (960,) and c.sample_rate == 48_000 for c in chunks)
@@ -91,15 +96,7 @@ async def test_a_file_without_sound_has_no_microphone(tmp_path: Path) -> None:
 async def test_a_mono_track_at_another_rate_is_resampled(tmp_path: Path) -> None:
     path = tmp_path / "mono.mp4"
     write_video_with_tone(path, rate=16_000, layout="mono")
-    camera = FileCamera(path)
-    assert camera.microphone is not None
-    listening = camera.microphone.listen(max_queued=1000)
-    try:
-        await _frames(camera)
-        chunks = listening.drain()
-    finally:
-        listening.close()
-        await camera.close()
+    chunks, _ = await _heard(FileCamera(path))
     assert 95 <= len(chunks) <= 101
     assert _dominant_hz(chunks[5:-5]) == pytest.approx(TONE_HZ, abs=3.0)
 
@@ -108,15 +105,9 @@ async def test_a_mono_track_at_another_rate_is_resampled(tmp_path: Path) -> None
 async def test_a_listener_that_falls_behind_loses_its_oldest_chunks(with_sound: Path) -> None:
     camera = FileCamera(with_sound)
     assert camera.microphone is not None
-    listening = camera.microphone.listen(max_queued=10)
-    try:
-        await _frames(camera)
-        chunks = listening.drain()
-    finally:
-        listening.close()
-        await camera.close()
+    chunks, skipped = await _heard(camera, max_queued=10)
     assert len(chunks) == 10
-    assert listening.skipped == camera.microphone.captured - 10
+    assert skipped == camera.microphone.captured - 10
     assert chunks[-1].pts_s == pytest.approx(0.02 * (camera.microphone.captured - 1), abs=0.05)
 
 
