@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from consent.device import ConsentDesk
     from crypto.keys import DeviceIdentity
     from crypto.setup_code import PairingURI, SetupCode
-    from device import CameraPipeline, MotionDetector, PipelineStats, Polygon
+    from device import CameraPipeline, MotionConfig, MotionDetector, PipelineStats, Polygon
     from device.store import ClipStore
     from hardware import SimulatedButton
     from hardware._frames import CameraSource
@@ -120,6 +120,7 @@ advertise = true                # announce _doorward._tcp.local. with zeroconf
 
 pre_roll_s = 5.0                # video kept from before motion or a ring
 post_roll_s = 5.0               # recording continues this long after motion stops
+motion_sensitivity = 0.5        # 0 (only large, strong motion) to 1 (small, faint motion)
 segment_s = 2.0                 # length of each encrypted segment (cut at keyframes)
 
 retention_days = 30.0           # clips older than this are deleted (unless a release holds them)
@@ -138,6 +139,11 @@ live_max_session_s = 600.0      # a live-view session ends after this long (watc
 # encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
 [privacy_zones]
 # front = [[[0.0, 0.0], [0.35, 0.0], [0.35, 0.5], [0.0, 0.5]]]
+
+# Motion masks per camera name: polygons (as above) where motion is never looked for, such as
+# the street beyond the garden or a tree that sways. They are still recorded and streamed.
+[motion_masks]
+# front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
 """
 
 
@@ -157,6 +163,7 @@ class ServeConfig:
     advertise: bool = True
     pre_roll_s: float = 5.0
     post_roll_s: float = 5.0
+    motion_sensitivity: float = 0.5
     segment_s: float = 2.0
     retention_days: float = 30.0
     max_storage_mb: int = 8192
@@ -168,6 +175,7 @@ class ServeConfig:
     live_max_viewers: int = 4
     live_max_session_s: float = 600.0
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+    motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -178,6 +186,8 @@ class ServeConfig:
             raise ValueError(f"live_max_viewers must be >= 1, got {self.live_max_viewers}")
         if self.live_max_session_s <= 0:
             raise ValueError(f"live_max_session_s must be > 0, got {self.live_max_session_s}")
+        if not 0.0 <= self.motion_sensitivity <= 1.0:
+            raise ValueError(f"motion_sensitivity must be in [0, 1], got {self.motion_sensitivity}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
@@ -209,28 +219,33 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
             raise ConfigError("cameras must be a list of camera specs")
         values["cameras"] = tuple(cams)
-    if "privacy_zones" in values:
-        values["privacy_zones"] = _privacy_zones(values["privacy_zones"])
+    for option in ("privacy_zones", "motion_masks"):
+        if option in values:
+            values[option] = _polygons_per_camera(option, values[option])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid serve option: {exc}") from exc
 
 
-def _privacy_zones(table: Any) -> tuple[tuple[str, tuple[Polygon, ...]], ...]:
-    """``[privacy_zones]``: camera name → list of polygons, each checked as the recorder will."""
+def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Polygon, ...]], ...]:
+    """``[privacy_zones]`` or ``[motion_masks]``: camera name → list of polygons, each checked as
+    the recorder or the detector will."""
     if not isinstance(table, dict):
-        raise ConfigError("privacy_zones must be a table: camera name = list of polygons")
-    from device import RecorderConfig
+        raise ConfigError(f"{option} must be a table: camera name = list of polygons")
+    from device import MotionConfig, RecorderConfig
 
     zones = []
     for camera, polygons in sorted(table.items()):
         try:
             shaped = tuple(tuple((float(x), float(y)) for x, y in polygon) for polygon in polygons)
-            RecorderConfig(privacy_zones=shaped)
+            if option == "privacy_zones":
+                RecorderConfig(privacy_zones=shaped)
+            else:
+                MotionConfig(masks=shaped)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"privacy_zones.{camera}: {exc}; write polygons as [[x, y], …] with x and y "
+                f"{option}.{camera}: {exc}; write polygons as [[x, y], …] with x and y "
                 "between 0 and 1"
             ) from exc
         zones.append((camera, shaped))
@@ -411,13 +426,14 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
     specs = [parse_camera(text, i) for i, text in enumerate(config.cameras)]
-    zones = dict(config.privacy_zones)
-    unknown = sorted(set(zones) - {spec.name for spec in specs})
-    if unknown:
-        raise ConfigError(
-            f"privacy_zones name camera(s) {', '.join(unknown)} that are not configured "
-            f"(cameras: {', '.join(spec.name for spec in specs)})"
-        )
+    zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
+    for option, named in (("privacy_zones", zones), ("motion_masks", masks)):
+        unknown = sorted(set(named) - {spec.name for spec in specs})
+        if unknown:
+            raise ConfigError(
+                f"{option} name camera(s) {', '.join(unknown)} that are not configured "
+                f"(cameras: {', '.join(spec.name for spec in specs)})"
+            )
     tasks: set[asyncio.Task[Any]] = set()
     device: Device | None = None
     runner: web.AppRunner | None = None
@@ -434,7 +450,7 @@ async def serve(
 
         from aiohttp import web
 
-        from device import CameraPipeline, RecorderConfig
+        from device import CameraPipeline, MotionConfig, RecorderConfig
         from hardware import SimulatedButton, SimulatedCamera, microphone_of
         from hub import keys
         from hub._page_tls import page_tls_context
@@ -475,7 +491,10 @@ async def serve(
                 source,
                 device.store,
                 device.owners.recipients,
-                detector=_detector_for(source),
+                detector=_detector_for(
+                    source,
+                    MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ())),
+                ),
                 config=replace(recording, privacy_zones=zones.get(name, ())),
                 on_event=on_event,
                 on_frame=relay.add_camera(name, microphone=microphone_of(source)),
@@ -778,13 +797,14 @@ def _desk_connection(path: Path) -> Any:
     return db
 
 
-def _detector_for(source: CameraSource) -> MotionDetector:
-    """A simulated camera draws a frame-counter strip that changes every frame: mask it out."""
-    from device import MotionConfig, MotionDetector
+def _detector_for(source: CameraSource, config: MotionConfig) -> MotionDetector:
+    """The camera's detector with the configured sensitivity and masks. A simulated camera draws
+    a frame-counter strip that changes every frame: that is masked out too."""
+    from device import MotionDetector
     from device.harness import detector_for
     from hardware import SimulatedCamera
 
     if isinstance(source, SimulatedCamera):
-        return detector_for(source.scenario)
+        return detector_for(source.scenario, config)
     info = source.info
-    return MotionDetector(MotionConfig(), info.width, info.height)
+    return MotionDetector(config, info.width, info.height)
