@@ -16,7 +16,6 @@ import pytest
 
 from crypto.keys import KeyBundle
 from hub import keys
-from hub._live_link import mint_link_token
 from hub.client import ApiError, DoorwardClient
 from hub.live import LiveConfig
 from hub.routes.live import LIVE
@@ -28,7 +27,6 @@ from tests.hub.test_live_kit import (
     LiveDevice,
     dominant_hz,
     live_device,
-    post_offer,
     strip_counter,
 )
 
@@ -58,7 +56,7 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
         sounds: list[av.AudioFrame] = []
 
         async def offer(api: DoorwardClient, sdp: str) -> str:
-            answers.append(await post_offer(api, sdp, camera="front"))
+            answers.append(await api.live_offer(sdp, camera="front"))
             return answers[-1]
 
         async with live.client(owner) as api:
@@ -110,7 +108,7 @@ async def test_two_viewers_cost_one_capture_and_one_encode(
             await asyncio.gather(
                 *(
                     receive_live(
-                        lambda sdp: post_offer(api, sdp),
+                        api.live_offer,
                         on_frame=_counter_sink(results[i], 15, events[i]),
                         stop=events[i],
                         codec=codec,
@@ -159,9 +157,7 @@ async def test_the_camera_tone_reaches_every_listener_from_one_capture(tmp_path:
         async with live.client(owner) as api:
             await asyncio.gather(
                 *(
-                    receive_live(
-                        lambda sdp: post_offer(api, sdp), on_audio=listener(i), stop=enough[i]
-                    )
+                    receive_live(api.live_offer, on_audio=listener(i), stop=enough[i])
                     for i in range(2)
                 )
             )
@@ -183,7 +179,7 @@ async def test_unsigned_and_non_owner_offers_are_refused(tmp_path: Path) -> None
         live.add_owner(owner)
         async with live.client(stranger) as api:
             with pytest.raises(ApiError) as refused:
-                await post_offer(api, "v=0\r\n")
+                await api.live_offer("v=0\r\n")
         assert (refused.value.status, refused.value.code) == (403, "unknown_key")
         async with live.client(owner) as api:
             session = api._ensure_session()
@@ -193,13 +189,13 @@ async def test_unsigned_and_non_owner_offers_are_refused(tmp_path: Path) -> None
                 assert response.status == 401
                 assert (await response.json())["error"]["code"] == "unsigned"
             with pytest.raises(ApiError) as bad:
-                await post_offer(api, "hello")
+                await api.live_offer("hello")
             assert (bad.value.status, bad.value.detail) == (
                 400,
                 "sdp must be an SDP offer (text starting with v=0)",
             )
             with pytest.raises(ApiError) as unknown:
-                await post_offer(api, "v=0\r\n", camera="garage")
+                await api.live_offer("v=0\r\n", camera="garage")
             assert (unknown.value.status, unknown.value.detail) == (
                 404,
                 "no camera named 'garage'; GET /cameras lists them",
@@ -216,7 +212,7 @@ async def test_removing_the_owner_ends_the_session(tmp_path: Path) -> None:
         first = asyncio.Event()
         async with live.client(owner) as api, live.client(admin) as admin_api:
             watching = asyncio.ensure_future(
-                receive_live(lambda sdp: post_offer(api, sdp), on_frame=lambda _: first.set())
+                receive_live(api.live_offer, on_frame=lambda _: first.set())
             )
             await asyncio.wait_for(first.wait(), 30)
             session = live.app[LIVE].sessions[0]
@@ -258,11 +254,11 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
         first = asyncio.Event()
         async with live.client(owner) as api:
             watching = asyncio.ensure_future(
-                receive_live(lambda sdp: post_offer(api, sdp), on_frame=lambda _: first.set())
+                receive_live(api.live_offer, on_frame=lambda _: first.set())
             )
             await asyncio.wait_for(first.wait(), 30)
             with pytest.raises(ApiError) as busy:
-                await receive_live(lambda sdp: post_offer(api, sdp))
+                await receive_live(api.live_offer)
             assert (busy.value.status, busy.value.code) == (409, "busy")
             assert busy.value.detail == (
                 "1 viewers are already watching; try again when one hangs up"
@@ -300,7 +296,7 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
 
             watching = asyncio.ensure_future(
                 receive_live(
-                    lambda sdp: post_offer(api, sdp, camera="front"),
+                    lambda sdp: api.live_offer(sdp, camera="front"),
                     on_frame=on_frame,
                     on_audio=sounds.append,
                     stop=done,
@@ -309,27 +305,16 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
             await asyncio.wait_for(watching_now.wait(), 60)
             # The config's live_max_viewers (1) is what the device enforces.
             with pytest.raises(ApiError) as busy:
-                await post_offer(api, "v=0\r\n", camera="front")
+                await api.live_offer("v=0\r\n", camera="front")
             assert (busy.value.status, busy.value.code) == (409, "busy")
             await asyncio.wait_for(watching, 60)
-            link = await api._json(
-                "POST",
-                "/live/link",
-                body={
-                    "token": mint_link_token(
-                        owner.signing_key,
-                        device_id=device_id,
-                        camera="front",
-                        now_s=int(time.time()),
-                    )
-                },
-            )
+            link = await api.live_link("front")
         assert counters[-1] > counters[0]
         # The simulated camera's microphone went out with the pictures.
         assert dominant_hz(sounds[5:]) == pytest.approx(440.0, abs=1.0)
         # The page is served on its own port (a certificate browsers accept).
-        assert link["url"].startswith("https://127.0.0.1:")
-        assert not link["url"].startswith(url + "/")
+        assert link.url.startswith("https://127.0.0.1:")
+        assert not link.url.startswith(url + "/")
 
 
 async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8(
@@ -342,7 +327,7 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
         done = asyncio.Event()
         async with live.client(owner) as api:
             await receive_live(
-                lambda sdp: post_offer(api, sdp),
+                api.live_offer,
                 on_frame=_counter_sink(counters, 5, done),
                 stop=done,
             )
@@ -354,7 +339,7 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
             vp8: list[int] = []
             done = asyncio.Event()
             await receive_live(
-                lambda sdp: post_offer(api, sdp),
+                api.live_offer,
                 on_frame=_counter_sink(vp8, 5, done),
                 stop=done,
                 codec="video/VP8",

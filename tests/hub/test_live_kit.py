@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -153,11 +152,6 @@ def strip_counter(picture: av.VideoFrame) -> int | None:
     """The frame counter drawn by the simulated camera, read back from a decoded picture."""
     reading = read_strip(np.asarray(picture.to_ndarray(format="gray"), dtype=np.uint8))
     return None if reading is None else reading.counter
-
-
-async def post_offer(client: DoorwardClient, sdp: str, **extra: Any) -> str:
-    body = await client._json("POST", "/live/offer", body={"sdp": sdp, **extra})
-    return str(body["sdp"])
 
 
 def mono(frame: av.AudioFrame) -> npt.NDArray[np.float64]:

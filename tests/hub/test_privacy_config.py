@@ -50,20 +50,22 @@ def test_bad_zones_are_refused_with_the_camera_named(
 
 
 @pytest.mark.asyncio
-async def test_zones_for_an_unknown_camera_stop_serve_before_anything_starts(
-    tmp_path: Path,
+@pytest.mark.parametrize("option", ["privacy_zones", "motion_masks"])
+async def test_polygons_for_an_unknown_camera_stop_serve_before_anything_starts(
+    tmp_path: Path, option: str
 ) -> None:
+    polygons = (("back", ((((0.0, 0.0), (1.0, 0.0), (1.0, 1.0)),))),)
     config = ServeConfig(
         data_dir=tmp_path / "data",
         cameras=("front=simulated",),
-        privacy_zones=(("back", ((((0.0, 0.0), (1.0, 0.0), (1.0, 1.0)),))),),
         port=0,
         advertise=False,
+        **{option: polygons},
     )
     with pytest.raises(ConfigError) as info:
         await asyncio.wait_for(serve(config, out=io.StringIO()), 30)
     assert str(info.value) == (
-        "privacy_zones name camera(s) back that are not configured (cameras: front)"
+        f"{option} name camera(s) back that are not configured (cameras: front)"
     )
     assert not (tmp_path / "data").exists()
 
@@ -96,25 +98,6 @@ def test_bad_motion_settings_are_refused(tmp_path: Path, body: str, message: str
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, body + "\n"))
     assert str(info.value) == message
-
-
-@pytest.mark.asyncio
-async def test_masks_for_an_unknown_camera_stop_serve_before_anything_starts(
-    tmp_path: Path,
-) -> None:
-    config = ServeConfig(
-        data_dir=tmp_path / "data",
-        cameras=("front=simulated",),
-        motion_masks=(("porch", ((((0.0, 0.0), (1.0, 0.0), (1.0, 1.0)),))),),
-        port=0,
-        advertise=False,
-    )
-    with pytest.raises(ConfigError) as info:
-        await asyncio.wait_for(serve(config, out=io.StringIO()), 30)
-    assert str(info.value) == (
-        "motion_masks name camera(s) porch that are not configured (cameras: front)"
-    )
-    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.asyncio
