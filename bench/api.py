@@ -59,9 +59,9 @@ from crypto.keys import KeyBundle  # noqa: E402
 from crypto.tls import client_context, server_context  # noqa: E402
 from device import CameraPipeline, RecorderConfig  # noqa: E402
 from hardware import SimulatedCamera, parse_scenario  # noqa: E402
-from hub.client import ApiError, DoorwardClient  # noqa: E402
-from hub.discovery import DiscoveredDevice, browse  # noqa: E402
-from hub.service import Device  # noqa: E402
+from hub.client.api import ApiError, DoorwardClient  # noqa: E402
+from hub.server.state import Device  # noqa: E402
+from hub.wire.discovery import DiscoveredDevice, browse  # noqa: E402
 
 _START_TIMEOUT_S = 60.0
 _DISCOVER_TIMEOUT_S = 20.0
@@ -69,10 +69,7 @@ _RING_EVERY_S = 20
 _DOWNLOAD_ROUNDS = 4
 _STARTUP_RUNS = 3
 # Imports everything `doorward serve` loads at start-up, leaving their bytecode in the cache.
-_COMPILE = (
-    "import importlib, hub._cli_serve, hub.discovery, hub.service as s\n"
-    "for name in s._RUNTIME_MODULES: importlib.import_module(name)"
-)
+_COMPILE = "import hub.cli.cmd_serve, hub.server.serve, hub.server.runtime"
 
 _SCENE = """
 [camera]
@@ -159,7 +156,7 @@ async def _start_serve(
     browser = asyncio.ensure_future(browse_timed())
     launched = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub._cli_serve", "--data", str(bench.data), "--host", "127.0.0.1",
+        sys.executable, "-m", "hub.cli.cmd_serve", "--data", str(bench.data), "--host", "127.0.0.1",
         "--port", "0", "--camera", f"front=simulated:{scene}",
         stdout=subprocess.PIPE, stderr=log, cwd=_REPO, env=bench.env,
     )  # fmt: skip

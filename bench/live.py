@@ -58,10 +58,12 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     from crypto.keys import PublicKeyBundle
     from device import CameraPipeline
     from hardware import SimulatedCamera, microphone_of, parse_scenario
-    from hub.app import CameraInfo, create_app
-    from hub.live import FrameRelay
-    from hub.routes import live as live_routes
-    from hub.service import Device, ServeConfig
+    from hub.server.app import create_app
+    from hub.server.config import ServeConfig
+    from hub.server.deps import CameraInfo
+    from hub.server.live.relay import FrameRelay
+    from hub.server.routes.live import LiveSetup
+    from hub.server.state import Device
 
     device = Device.open(data_dir)
     device.owners.add(
@@ -70,9 +72,9 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     scenario = SCENARIO + ("audio = true\n" if audio else "")
     camera = SimulatedCamera(parse_scenario(scenario, "bench.toml"), name="front")
     info = CameraInfo("front", "simulated", 640, 360, 15.0, "raw")
-    app = create_app(device.deps({"front": info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
-    live_routes.install(app, relay)
+    deps = device.deps({"front": info}, ServeConfig(data_dir=data_dir))
+    app = create_app(deps, live_view=LiveSetup(relay))
     hook = relay.add_camera("front", microphone=microphone_of(camera))
     first = asyncio.get_running_loop().create_future()
 
@@ -109,8 +111,8 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
 
 
 async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any]:
-    from hub.client import DoorwardClient
-    from hub.webrtc import receive_live
+    from hub.client.api import DoorwardClient
+    from hub.server.live.webrtc import receive_live
 
     owner = KeyBundle.generate("x25519")
     with tempfile.TemporaryDirectory() as tmp:

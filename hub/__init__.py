@@ -1,53 +1,24 @@
-"""Doorward's network face: the HTTPS API, pairing, events, discovery, the Python client, the CLI.
+"""Doorward's network face, one subpackage per side.
 
-App developers start with :class:`DoorwardClient`::
+- :mod:`hub.server`: the doorbell's HTTPS API, pairing desk, events, live view and ``serve``.
+- :mod:`hub.client`: the phone's side: :class:`hub.client.DoorwardClient`, profiles, live viewer.
+- :mod:`hub.cli`: the ``doorward`` command line, one module per command group.
+- :mod:`hub.wire`: what both sides speak: RFC 9421 signatures, live links, error codes, events,
+  zeroconf discovery.
+
+App developers start with the client::
+
+    from hub.client import DoorwardClient
 
     async with DoorwardClient(url, fingerprint=pin, device_id=device, key=keys.signing_key) as api:
         page = await api.clips(camera="front-door")
 
-The names below load on first use, so ``doorward serve`` does not import the client (and the client
-does not import the server) just by importing this package.
+The server never imports the client and the client never imports the server (import-linter
+contracts in ``pyproject.toml`` check it), so this package itself exports nothing.
 """
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from hub.app import HubDeps, create_app
-    from hub.client import ApiError, DoorwardClient, EventStreamDropped, pair
-    from hub.service import ServeConfig, serve
-
-__all__ = [
-    "ApiError",
-    "DoorwardClient",
-    "EventStreamDropped",
-    "HubDeps",
-    "ServeConfig",
-    "create_app",
-    "pair",
-    "serve",
-]
-
-_HOME = {
-    "ApiError": "hub.client",
-    "DoorwardClient": "hub.client",
-    "EventStreamDropped": "hub.client",
-    "pair": "hub.client",
-    "HubDeps": "hub.app",
-    "create_app": "hub.app",
-    "ServeConfig": "hub.service",
-    "serve": "hub.service",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__all__: list[str] = []
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -10,7 +10,7 @@ import pytest
 from device._report import ClipCheck, FrameSample, clip_gaps, judge, truth_events
 from device.harness import run_scenario
 from hardware import parse_scenario
-from hub.cli import main
+from hub.cli.main import main
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.toml"))
 

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from crypto.setup_code import PairingURI
-from hub.client import Clip
-from hub.profile import Profile
+from hub.client.api import Clip
+from hub.client.profile import Profile
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,7 +51,7 @@ class Served:
         """``doorward GROUP ARGS`` in a fresh process (profiles under this test's config home)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)}
         return subprocess.run(
-            [sys.executable, "-m", "hub.cli", group, *args],
+            [sys.executable, "-m", "hub.cli.main", group, *args],
             cwd=self.home,
             env=env,
             input=stdin,
@@ -110,7 +110,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     command = [
         sys.executable,
         "-m",
-        "hub._cli_serve",
+        "hub.cli.cmd_serve",
         "--config",
         str(config),
         "--data",
@@ -158,7 +158,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def _finished_clip(profile_dir: Path) -> Clip:
     """The next clip of at least three segments to finish, from the owner's event stream (the
     looping camera finishes one every six seconds)."""
-    from hub._cli_common import client_for
+    from hub.cli.common import client_for
 
     profile = Profile(profile_dir, "owner")
     keys, device = profile.keys(), profile.device()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_cli: str) -> None:
     out = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "demo", "--dir", str(out)],
+        [sys.executable, "-m", "hub.cli.main", "demo", "--dir", str(out)],
         capture_output=True,
         text=True,
         timeout=280,

@@ -22,9 +22,9 @@ import pytest
 from crypto.keys import KeyBundle
 from crypto.signed import b64url_decode
 from hardware import read_strip, strip_rows
-from hub import keys
-from hub._live_link import mint_link_token
-from hub._page_tls import page_spki_sha256
+from hub.server import appkeys
+from hub.server.live.page_tls import page_spki_sha256
+from hub.wire.live_link import mint_link_token
 from tests.conftest import require_tool
 from tests.hub.test_live_kit import LiveDevice, live_device
 
@@ -245,7 +245,7 @@ async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) 
             assert (sound["muted_before"], sound["muted_after"]) == (True, False)
 
             # A doorbell press reaches the page through its session's event feed.
-            live.app[keys.BUS].publish("doorbell.pressed", camera="front")
+            live.app[appkeys.BUS].publish("doorbell.pressed", camera="front")
             text = await tools.evaluate(
                 page,
                 """(async () => {

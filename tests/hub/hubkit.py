@@ -13,11 +13,13 @@ from aiohttp import web
 
 from crypto.keys import KeyBundle
 from hardware import SimulatedCamera, parse_scenario
-from hub.app import CameraInfo, create_app
-from hub.client import DoorwardClient
-from hub.live import FrameRelay
-from hub.routes import live as live_routes
-from hub.service import Device, ServeConfig
+from hub.client.api import DoorwardClient
+from hub.server.app import create_app
+from hub.server.config import ServeConfig
+from hub.server.deps import CameraInfo
+from hub.server.live.relay import FrameRelay
+from hub.server.routes.live import LiveSetup
+from hub.server.state import Device
 
 
 @dataclass
@@ -52,12 +54,13 @@ async def running_device(
     with ``live_cameras``, also the live-view routes, for cameras that send no frames."""
     device = Device.open(data_dir)
     config = config or ServeConfig(data_dir=data_dir)
-    app = create_app(device.deps(cameras or {}, config, clock=clock))
+    live_view = None
     if live_cameras:
         relay = FrameRelay()
         for name in live_cameras:
             relay.add_camera(name)
-        live_routes.install(app, relay)
+        live_view = LiveSetup(relay)
+    app = create_app(device.deps(cameras or {}, config, clock=clock), live_view=live_view)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
-from hub._httpsig import sign_request
+from hub.wire.httpsig import sign_request
 from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]

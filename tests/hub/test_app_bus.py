@@ -8,8 +8,8 @@ import pytest
 
 from crypto.keys import KeyBundle
 from device.events import ClipFinished, DoorbellPressed, RecordingError
-from hub.events import QUEUE_LENGTH, EventBus, device_event
-from hub.owners import MAX_OWNERS, OwnerError, OwnersTable
+from hub.server.events import QUEUE_LENGTH, EventBus, device_event
+from hub.server.owners import MAX_OWNERS, OwnerError, OwnersTable
 
 
 @pytest.mark.asyncio

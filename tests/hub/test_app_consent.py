@@ -23,10 +23,10 @@ from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
-from hub import keys
-from hub._httpsig import RequestSigner
-from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
-from hub.events import device_event
+from hub.client.api import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
+from hub.server import appkeys
+from hub.server.events import device_event
+from hub.wire.httpsig import RequestSigner
 from tests.hub.hubkit import Running, running_device, small_camera
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
@@ -59,7 +59,7 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Running, KeyBundle, fl
     start_s = time.time() - 600
     async with running_device(tmp_path / "data") as running:
         running.add_owner(owner)
-        bus = running.app[keys.BUS]
+        bus = running.app[appkeys.BUS]
         source = small_camera(start_s, seconds=5.0)
         pipeline = CameraPipeline(
             "front",
@@ -266,7 +266,7 @@ async def _audit(running: Running, owner: KeyBundle) -> list[dict[str, object]]:
 
 
 async def _until_subscribed(running: Running) -> None:
-    await asyncio.wait_for(running.app[keys.BUS].wait_for_subscriber(), 10)
+    await asyncio.wait_for(running.app[appkeys.BUS].wait_for_subscriber(), 10)
 
 
 async def test_owner_revokes_a_release_before_download(recorded, tmp_path: Path) -> None:
@@ -309,9 +309,9 @@ async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_recorded_as_incomp
 ) -> None:
     running, owner, start_s = recorded
     requester = KeyBundle.generate("x25519")
-    downloads = running.app[keys.BUS].subscribe(frozenset({"release.downloaded"}))
+    downloads = running.app[appkeys.BUS].subscribe(frozenset({"release.downloaded"}))
     assert downloads is not None
-    caplog.set_level(logging.INFO, logger="hub.routes.requester")
+    caplog.set_level(logging.INFO, logger="hub.server.routes.requester")
     async with running.client(owner) as phone, running.client(requester) as agency:
         release = await _approved_release(
             running, owner, requester, phone, agency, start_s, max_downloads=2
@@ -344,7 +344,7 @@ async def test_a_fetch_abandoned_before_the_bundle_is_sent_is_recorded_as_incomp
         ("release.downloaded", 2, None),
         ("release.sent", 2, True),
     ]
-    lines = [r.getMessage() for r in caplog.records if r.name == "hub.routes.requester"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.server.routes.requester"]
     assert any(
         m.startswith(f"release.send_incomplete release_id={release.release_id} bytes=0 of=")
         and m.endswith(" ended_by=disconnected")

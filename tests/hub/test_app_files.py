@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub.routes._files import CHUNK_BYTES, SentFile, send_file
+from hub.server.routes._files import CHUNK_BYTES, SentFile, send_file
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 

@@ -14,15 +14,15 @@ from openapi_spec_validator import validate
 
 from consent.audit import AuditLog
 from crypto.keys import KeyBundle
-from hub import _errors
-from hub._httpsig import SignatureRejected
-from hub.events import EVENT_KINDS
-from hub.service import ServeConfig
+from hub.server import errors as _errors
+from hub.server.config import ServeConfig
+from hub.wire.events import EVENT_KINDS
+from hub.wire.httpsig import SignatureRejected
 from tests.hub.hubkit import running_device
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text())
-# Codes raised by hub.routes.pairing and hub.routes.events as HubError(code=...).
+# Codes raised by hub.server.routes.pairing and hub.server.routes.events as HubError(code=...).
 ROUTE_CODES = {
     "pairing_locked",
     "pairing_busy",

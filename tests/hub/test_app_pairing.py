@@ -11,9 +11,9 @@ import pytest
 from crypto.errors import PairingFailed
 from crypto.keys import KeyBundle
 from crypto.setup_code import PairingURI, SetupCode
-from hub import keys
-from hub.client import ApiError, pair
-from hub.service import ServeConfig
+from hub.client.api import ApiError, pair
+from hub.server import appkeys
+from hub.server.config import ServeConfig
 from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -46,7 +46,7 @@ async def test_first_phone_pairs_as_admin(tmp_path: Path) -> None:
         async with running.client(phone) as api:
             entries = await api.audit_entries()
         assert b'"kind":"owner.added"' in entries.leaves[-1]
-        assert running.app[keys.PAIRING].failures == 0
+        assert running.app[appkeys.PAIRING].failures == 0
 
 
 async def test_wrong_code_fails_on_the_phone_and_is_counted(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ async def test_wrong_code_fails_on_the_phone_and_is_counted(tmp_path: Path) -> N
         wrong = _uri(running, _wrong(running.device.setup_code))
         with pytest.raises(PairingFailed, match="the setup code was typed wrong"):
             await pair(running.url, wrong, phone, name="phone")
-        assert running.app[keys.PAIRING].failures == 1
+        assert running.app[appkeys.PAIRING].failures == 1
         assert running.device.owners.list_owners() == []
         # Another phone must wait while that attempt's session is open...
         other = KeyBundle.generate("x25519")
@@ -64,7 +64,7 @@ async def test_wrong_code_fails_on_the_phone_and_is_counted(tmp_path: Path) -> N
         assert (caught.value.status, caught.value.code) == (409, "pairing_busy")
         # ...but the same phone may start over with the right code.
         await pair(running.url, _uri(running), phone, name="phone")
-        assert running.app[keys.PAIRING].failures == 0
+        assert running.app[appkeys.PAIRING].failures == 0
 
 
 async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path) -> None:
@@ -74,26 +74,26 @@ async def test_twenty_first_attempt_is_refused_even_after_restart(tmp_path: Path
     config = ServeConfig(data_dir=data, rate_burst=50)
     states: list[str] = []
     async with running_device(data, config=config) as running:
-        running.app[keys.PAIRING].on_state = states.append
+        running.app[appkeys.PAIRING].on_state = states.append
         wrong = _uri(running, _wrong(running.device.setup_code))
         for _ in range(20):
             with pytest.raises(PairingFailed):
                 await pair(running.url, wrong, phone, name="phone")
-            running.app[keys.PAIRING].close()  # the phone gave up; the next attempt may start
+            running.app[appkeys.PAIRING].close()  # the phone gave up; the next attempt may start
         with pytest.raises(ApiError) as caught:
             await pair(running.url, _uri(running), phone, name="phone")
         assert (caught.value.status, caught.value.code) == (403, "pairing_locked")
         assert states == ["locked"]  # zeroconf re-announces pair=locked
     async with running_device(data, config=config) as restarted:
-        restarted.app[keys.PAIRING].on_state = states.append
-        assert restarted.app[keys.PAIRING].state == "locked"
-        assert restarted.app[keys.PAIRING].failures == 20
+        restarted.app[appkeys.PAIRING].on_state = states.append
+        assert restarted.app[appkeys.PAIRING].state == "locked"
+        assert restarted.app[appkeys.PAIRING].failures == 20
         with pytest.raises(ApiError) as caught:
             await pair(restarted.url, _uri(restarted), phone, name="phone")
         assert caught.value.detail == (
             "pairing is locked after 20 failed attempts; hold the doorbell button to unlock it"
         )
-        restarted.app[keys.PAIRING].unlock()  # what holding the button does
+        restarted.app[appkeys.PAIRING].unlock()  # what holding the button does
         await pair(restarted.url, _uri(restarted), phone, name="phone")
         assert [o.key_id for o in restarted.device.owners.list_owners()] == [phone.key_id]
         assert states == ["locked", "open", "closed"]
@@ -106,7 +106,7 @@ async def test_second_phone_needs_an_admin_approval(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as caught:
             await pair(running.url, _uri(running), second, name="second")
         assert (caught.value.status, caught.value.code) == (403, "approval_required")
-        assert running.app[keys.PAIRING].failures == 0  # refused before any code was tried
+        assert running.app[appkeys.PAIRING].failures == 0  # refused before any code was tried
         async with running.client(admin) as api:
             await api.approve_owner(second.key_id)
         await pair(running.url, _uri(running), second, name="second")
@@ -132,7 +132,7 @@ async def test_pairing_pins_the_device_key(tmp_path: Path) -> None:
         )
         with pytest.raises(Exception, match="is not the pinned"):
             await pair(one.url, foreign, phone, name="phone")
-        assert one.app[keys.PAIRING].failures == 0
+        assert one.app[appkeys.PAIRING].failures == 0
 
 
 async def test_unauthenticated_routes_are_rate_limited(tmp_path: Path) -> None:
@@ -145,9 +145,9 @@ async def test_unauthenticated_routes_are_rate_limited(tmp_path: Path) -> None:
         for _ in range(2):
             with pytest.raises(PairingFailed):
                 await pair(running.url, wrong, phone, name="phone")
-            running.app[keys.PAIRING].close()
+            running.app[appkeys.PAIRING].close()
         with pytest.raises(ApiError) as caught:
             await pair(running.url, wrong, phone, name="phone")
         assert (caught.value.status, caught.value.code) == (429, "rate_limited")
         assert caught.value.detail.startswith("too many requests from this address; retry in ")
-        assert running.app[keys.PAIRING].failures == 2  # the refused attempt was never counted
+        assert running.app[appkeys.PAIRING].failures == 2  # the refused attempt was never counted

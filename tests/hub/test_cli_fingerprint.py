@@ -3,7 +3,7 @@ parses whatever its first character."""
 
 from __future__ import annotations
 
-from hub.cli import build_parser
+from hub.cli.main import build_parser
 
 FP = "-xH9bq0Lw5mCnPVW3oZu0R2H5FHqq3C4gM1zS6k7dA"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub import _cli_owner
+from hub.cli import cmd_owner as _cli_owner
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, profile: Path, *args: str, stdin: str) -> tuple[int, str]:

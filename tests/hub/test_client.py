@@ -17,9 +17,9 @@ from consent.audit_verify import AuditVerifier
 from consent.policy_doc import sign_policy
 from crypto.keys import KeyBundle
 from crypto.tls import PinMismatch
-from hub import keys
-from hub.client import ApiError, DoorwardClient, EventStreamDropped
-from hub.events import QUEUE_LENGTH
+from hub.client.api import ApiError, DoorwardClient, EventStreamDropped
+from hub.server import appkeys
+from hub.server.events import QUEUE_LENGTH
 from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -48,7 +48,7 @@ async def test_a_client_pinned_to_another_key_refuses_to_talk(device, tmp_path: 
     assert isinstance(caught.value.certificate_error, PinMismatch)
     assert f"is not the pinned {other.device.fingerprint}" in str(caught.value.certificate_error)
     # Nothing reached the application: no request was signed into the replay cache.
-    assert len(running.app[keys.AUTH].replay) == 0
+    assert len(running.app[appkeys.AUTH].replay) == 0
 
 
 async def test_audit_checkpoints_and_proofs_verify_on_the_phone(device) -> None:
@@ -76,7 +76,7 @@ async def test_audit_checkpoints_and_proofs_verify_on_the_phone(device) -> None:
 
 async def test_event_stream_delivers_bus_events_in_order(device) -> None:
     running, owner = device
-    bus = running.app[keys.BUS]
+    bus = running.app[appkeys.BUS]
     async with running.client(owner) as phone:
         received = []
         stream = phone.events(("doorbell.pressed", "owner.added"))
@@ -143,7 +143,7 @@ async def test_clip_paging(device) -> None:
 
 async def test_a_client_that_falls_behind_is_disconnected(device) -> None:
     running, owner = device
-    bus = running.app[keys.BUS]
+    bus = running.app[appkeys.BUS]
     async with running.client(owner) as phone:
         stream = phone.events()
         first = asyncio.ensure_future(anext(stream))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.discovery import (
+from hub.wire.discovery import (
     PROTOCOL_VERSION,
     SERVICE_TYPE,
     Advertiser,
@@ -31,7 +31,7 @@ LOOPBACK = ["127.0.0.1"]
 # an update), then print what it saw.
 BROWSER = """
 import asyncio, json, sys
-from hub.discovery import browse
+from hub.wire.discovery import browse
 device_id, expected_pair = sys.argv[1], sys.argv[2]
 for _ in range(5):
     devices = asyncio.run(browse(20, interfaces=["127.0.0.1"], until_found=[device_id]))

@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
-from hub._httpsig import (
+from hub.wire.httpsig import (
     RequestSigner,
     RequestVerifier,
     SignatureRejected,
     content_digest,
     sign_request,
 )
-from hub._replay import ReplayCache
+from hub.wire.replay import ReplayCache
 
 # RFC 9421 Appendix B.1.4 (test-key-ed25519) and B.2.6.
 RFC_PRIVATE = (

@@ -15,12 +15,14 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub import keys
-from hub.client import ApiError, DoorwardClient
-from hub.live import LiveConfig
-from hub.routes.live import LIVE
-from hub.service import Device, ServeConfig, serve
-from hub.webrtc import receive_live
+from hub.client.api import ApiError, DoorwardClient
+from hub.server import appkeys
+from hub.server.config import ServeConfig
+from hub.server.live.relay import LiveConfig
+from hub.server.live.webrtc import receive_live
+from hub.server.routes.live import LIVE
+from hub.server.serve import serve
+from hub.server.state import Device
 from tests.hardware._media import write_video_with_tone
 from tests.hub.test_live_kit import (
     SCENARIO,
@@ -48,7 +50,7 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data") as live:
         live.add_owner(owner)
-        events = live.app[keys.BUS].subscribe(frozenset({"live.started", "live.ended"}))
+        events = live.app[appkeys.BUS].subscribe(frozenset({"live.started", "live.ended"}))
         assert events is not None
         counters: list[int] = []
         done = asyncio.Event()

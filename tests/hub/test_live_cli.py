@@ -12,7 +12,7 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.profile import PinnedDevice, Profile
+from hub.client.profile import PinnedDevice, Profile
 from tests.hub.test_live_kit import LiveDevice, dominant_hz, live_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
@@ -33,7 +33,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hub._cli_live",
+        "hub.cli.cmd_owner_live",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -12,8 +12,8 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.client import ApiError
-from hub.routes.live import LIVE
+from hub.client.api import ApiError
+from hub.server.routes.live import LIVE
 from tests.hub.test_live_kit import dominant_hz, live_device, strip_counter
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from hardware import (
     parse_scenario,
     read_strip,
 )
-from hub._page_tls import page_tls_context
-from hub.app import CameraInfo, create_app
-from hub.client import DoorwardClient
-from hub.live import FrameRelay, LiveConfig
-from hub.routes import live as live_routes
-from hub.service import Device, ServeConfig
+from hub.client.api import DoorwardClient
+from hub.server.app import create_app
+from hub.server.config import ServeConfig
+from hub.server.deps import CameraInfo
+from hub.server.live.page_tls import page_tls_context
+from hub.server.live.relay import FrameRelay, LiveConfig
+from hub.server.routes.live import LiveSetup
+from hub.server.state import Device
 
 SCENARIO = """[camera]
 width = 320
@@ -106,9 +109,14 @@ async def live_device(
     simulated = SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera)
     source = CountingSource(simulated)
     info = CameraInfo(camera, "simulated", 320, 240, 15.0, "raw")
-    app = create_app(device.deps({camera: info}, ServeConfig(data_dir=data_dir)))
     relay = FrameRelay()
-    page_port = live_routes.install(app, relay, config, sleep=sleep)
+    # The browser-facing port is bound first, so the links the API mints can name it.
+    page = socket.create_server(("127.0.0.1", 0))
+    page.setblocking(False)
+    live_view = LiveSetup(relay, config or LiveConfig(), page.getsockname()[1], sleep)
+    app = create_app(
+        device.deps({camera: info}, ServeConfig(data_dir=data_dir)), live_view=live_view
+    )
     pipeline = CameraPipeline(
         camera,
         source,
@@ -123,14 +131,9 @@ async def live_device(
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())
         await site.start()
         port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-        # The browser-facing port: same app, an ECDSA certificate browsers accept.
-        page_site = web.TCPSite(
-            runner, "127.0.0.1", 0, ssl_context=page_tls_context(data_dir / "keys")
-        )
-        await page_site.start()
-        page_port.port = next(
-            a[1] for a in runner.addresses if isinstance(a, tuple) and a[1] != port
-        )
+        # The browser-facing site: same app, an ECDSA certificate browsers accept.
+        page_tls = page_tls_context(data_dir / "keys")
+        await web.SockSite(runner, page, ssl_context=page_tls).start()
         yield LiveDevice(
             device,
             app,
@@ -145,6 +148,7 @@ async def live_device(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await runner.cleanup()
+        page.close()
         device.close()
 
 

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from crypto.keys import KeyBundle
-from hub._live_link import (
+from hub.client.api import ApiError
+from hub.wire.live_link import (
     LinkBook,
     LinkExpired,
     LinkInvalid,
@@ -18,7 +19,6 @@ from hub._live_link import (
     mint_link_token,
     parse_link_token,
 )
-from hub.client import ApiError
 from tests.hub.test_live_kit import live_device
 
 DEVICE = "dev-1"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from hardware import AudioChunk, EncodedPacket, Frame, SimulatedMicrophone, SystemClock
-from hub._errors import NotFound
-from hub._live_audio import MAX_QUEUED_AUDIO
-from hub._live_feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
-from hub.live import FrameRelay
+from hub.server.live.audio import MAX_QUEUED_AUDIO
+from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
+from hub.server.live.relay import FrameRelay
+from hub.wire.errors import NotFound
 from tests.hub.test_live_kit import dominant_hz
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.owners import OwnerError, OwnersTable
+from hub.server.owners import OwnerError, OwnersTable
 
 
 def test_a_classic_phone_cannot_join_post_quantum_owners(tmp_path: Path) -> None:

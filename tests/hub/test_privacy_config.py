@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.service import ConfigError, ServeConfig, load_config, serve
+from hub.server.config import ConfigError, ServeConfig, load_config
+from hub.server.serve import serve
 
 ZONE = [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]
 
@@ -106,7 +107,8 @@ async def test_the_detector_of_a_camera_gets_its_masks_and_the_sensitivity(
 ) -> None:
     from device import MotionConfig
     from hardware import FileCamera, SimulatedCamera, load_scenario
-    from hub.service import _DEFAULT_SCENARIO, _detector_for
+    from hub.server.config import _DEFAULT_SCENARIO
+    from hub.server.runtime import _detector_for
     from tests.hardware._media import rendered, write_video
 
     mask = ((0.0, 0.0), (1.0, 0.0), (1.0, 0.3))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from crypto.keys import KeyBundle
-from hub._cli_common import iso, parse_duration, parse_time
-from hub._progress import Progress, ProgressWriter
-from hub.profile import PinnedDevice, Profile, ProfileError, default_profile_dir
+from hub.cli.common import iso, parse_duration, parse_time
+from hub.cli.progress import Progress, ProgressWriter
+from hub.client.profile import PinnedDevice, Profile, ProfileError, default_profile_dir
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub._ratelimit import Decision, Rate, RateLimiter
+from hub.server.ratelimit import Decision, Rate, RateLimiter
 
 RATES = {"requester": Rate(per_s=1.0, burst=3), "pairing": Rate(per_s=0.5, burst=1)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub._replay import NonceCheck, ReplayCache
+from hub.wire.replay import NonceCheck, ReplayCache
 
 FRESH, REPLAYED, KEY_FULL, FULL = (
     NonceCheck.FRESH,

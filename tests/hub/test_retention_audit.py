@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crypto import age
-from hub.service import Device
+from hub.server.state import Device
 from tests.device.conftest import T0, write_clip
 
 

@@ -29,8 +29,8 @@ from consent.requests import sign_request
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
-from hub._httpsig import RequestSigner
-from hub.service import ServeConfig
+from hub.server.config import ServeConfig
+from hub.wire.httpsig import RequestSigner
 from tests.hub.hubkit import Running, running_device, small_camera
 
 pytestmark = [

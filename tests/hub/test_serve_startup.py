@@ -15,14 +15,16 @@ import pytest
 
 from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.tls import spki_fingerprint
-from hub.discovery import Advertiser, DiscoveredDevice, browse
-from hub.service import Device, ServeConfig, _follow_pairing, _pairing_state, serve
+from hub.server.config import ServeConfig
+from hub.server.serve import _follow_pairing, _pairing_state, serve
+from hub.server.state import Device
+from hub.wire.discovery import Advertiser, DiscoveredDevice, browse
 
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ["127.0.0.1"]
-HEAVY = ("aiohttp", "aiortc", "av", "cv2", "matplotlib", "numpy", "hub.client", "hub.webrtc")
+HEAVY = ("aiohttp", "aiortc", "av", "cv2", "matplotlib", "numpy", "hub.client.api", "hub.server.live.webrtc")
 
 
 def _loaded_after(statement: str) -> list[str]:
@@ -37,37 +39,37 @@ def _loaded_after(statement: str) -> list[str]:
 
 
 def test_serve_entry_point_imports_no_heavy_module() -> None:
-    assert _loaded_after("import hub._cli_serve") == []
+    assert _loaded_after("import hub.cli.cmd_serve") == []
 
 
 def test_doorward_serve_command_imports_no_heavy_module() -> None:
-    statement = "from hub.cli import main; main(['-v', 'serve', '--print-config'])"
+    statement = "from hub.cli.main import main; main(['-v', 'serve', '--print-config'])"
     assert _loaded_after(statement) == []
 
 
 def test_live_routes_load_aiortc_only_on_the_first_offer() -> None:
-    assert "aiortc" not in _loaded_after("import hub.routes.live")
+    assert "aiortc" not in _loaded_after("import hub.server.routes.live")
 
 
 def test_pairing_state_read_from_the_data_directory(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert _pairing_state(data, 20) == "open"  # first start: nothing on disk yet
+    assert _pairing_state(ServeConfig(data_dir=data)) == "open"  # first start: nothing on disk yet
     device = Device.open(data)
     try:
-        assert _pairing_state(data, 20) == "open"
+        assert _pairing_state(ServeConfig(data_dir=data)) == "open"
         device.owners.add(KeyBundle.generate("x25519").public(), name="phone", now=int(time.time()))
-        assert _pairing_state(data, 20) == "closed"
+        assert _pairing_state(ServeConfig(data_dir=data)) == "closed"
     finally:
         device.close()
     counter = data / "pairing-state.json"
     counter.write_text(json.dumps({"failures": 19}))
-    assert _pairing_state(data, 20) == "closed"
+    assert _pairing_state(ServeConfig(data_dir=data)) == "closed"
     counter.write_text(json.dumps({"failures": 20}))
-    assert _pairing_state(data, 20) == "locked"
+    assert _pairing_state(ServeConfig(data_dir=data)) == "locked"
     counter.write_text("{damaged")  # fails closed, as the API does
-    assert _pairing_state(data, 20) == "locked"
+    assert _pairing_state(ServeConfig(data_dir=data)) == "locked"
     counter.write_text(json.dumps({"failures": -1}))
-    assert _pairing_state(data, 20) == "locked"
+    assert _pairing_state(ServeConfig(data_dir=data)) == "locked"
 
 
 class _Desk:

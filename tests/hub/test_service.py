@@ -21,16 +21,10 @@ from crypto.setup_code import PairingURI
 from crypto.tls import spki_fingerprint
 from device import ClipStore
 from hardware import ScenarioError
-from hub.client import DoorwardClient, pair
-from hub.service import (
-    EXAMPLE_CONFIG,
-    ConfigError,
-    Device,
-    ServeConfig,
-    load_config,
-    parse_camera,
-    serve,
-)
+from hub.client.api import DoorwardClient, pair
+from hub.server.config import EXAMPLE_CONFIG, ConfigError, ServeConfig, load_config, parse_camera
+from hub.server.serve import serve
+from hub.server.state import Device
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,7 +110,7 @@ def test_sigterm_exits_zero_and_keeps_the_identity(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "hub._cli_serve",
+        "hub.cli.cmd_serve",
         "--data",
         str(config.data_dir),
         "--camera",
@@ -188,7 +182,7 @@ def test_camera_specs(tmp_path: Path) -> None:
 async def test_serve_is_discoverable_with_its_txt_records(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from hub.discovery import browse
+    from hub.wire.discovery import browse
 
     config = replace(_config(tmp_path), advertise=True, name="Front door")
     stop = asyncio.Event()
@@ -222,13 +216,13 @@ async def test_a_camera_that_cannot_open_stops_start_up_and_closes_the_device(
     bad = tmp_path / "bad.toml"
     bad.write_text('[camera]\nwidth = "wide"\n')
     config = replace(config, cameras=(*config.cameras, f"back=simulated:{bad}"))
-    caplog.set_level(logging.INFO, logger="hub.service")
+    caplog.set_level(logging.INFO, logger="hub.server.state")
     with pytest.raises(ScenarioError) as caught:
         await serve(config, out=io.StringIO())
     assert str(caught.value) == (
         f"{bad} line 2: [camera] width must be an even integer from 160 to 3840, got 'wide'"
     )
-    messages = [r.getMessage() for r in caplog.records if r.name == "hub.service"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "hub.server.state"]
     device_id = DeviceIdentity.load(config.data_dir / "keys" / "device.ed25519").device_id
     assert f"device.closed device_id={device_id}" in messages
     assert not any(m.startswith("serve.ready") for m in messages)

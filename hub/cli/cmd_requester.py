@@ -1,0 +1,306 @@
+"""``doorward requester …``: ask a doorbell's owner for footage, fetch and verify what they release.
+
+A requester's profile holds its keys and identity; ``ask`` pins the device (id and TLS
+fingerprint) it was given. A fetched release is checked against every signature, hash and audit
+proof, decrypted and joined here (``consent.requester.open_bundle``), and its device must be the
+one the request went to. ``python -m hub.cli.cmd_requester ARGS`` runs the group alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, cast
+
+from consent.errors import BundleInvalid
+from consent.models import CATEGORIES, LEGAL_BASES, REQUESTER_KINDS, RequesterIdentity
+from consent.requester import VerificationReport, open_bundle
+from consent.requests import request_id_of, sign_request
+from crypto.errors import DoorwardError
+from crypto.keys import KeyBundle
+from hub.cli.common import (
+    CliError,
+    add_common,
+    client_for,
+    command_handler,
+    emit,
+    entry_point,
+    iso,
+    open_profile,
+    parse_duration,
+    parse_time,
+    run_async,
+)
+from hub.cli.progress import Progress, ProgressWriter
+from hub.client.api import ApiError, RequestInfo
+from hub.client.profile import PinnedDevice, Profile
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``requester`` command group to ``subparsers``."""
+    group: argparse.ArgumentParser = subparsers.add_parser(
+        "requester", help="ask for footage, then fetch and verify what the owner releases"
+    )
+    commands = group.add_subparsers(dest="requester_command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        add_common(parser, "requester")
+        parser.set_defaults(handler=command_handler(handler))
+        return parser
+
+    p = command("init", _init, "make this requester's keys and record who you are")
+    p.add_argument("--name", required=True)
+    p.add_argument("--organisation", default="")
+    p.add_argument("--kind", required=True, choices=REQUESTER_KINDS)
+    p.add_argument("--jurisdiction", default="")
+    p.add_argument("--contact", default="")
+    p.add_argument("--recipient", choices=("x25519", "hybrid"), default="x25519")
+
+    p = command("ask", _ask, "send a signed request for footage to a device")
+    p.add_argument("url", metavar="URL", help="https://HOST:PORT of the device")
+    p.add_argument(
+        "--fingerprint",
+        required=True,
+        metavar="FP",
+        help="its TLS SPKI fingerprint; write --fingerprint=FP, as base64url may begin with '-'",
+    )
+    p.add_argument("--device-id", required=True, metavar="ID")
+    p.add_argument("--camera", required=True, help="camera name, or * for every camera")
+    p.add_argument("--start", required=True, type=parse_time, metavar="ISO")
+    p.add_argument("--end", required=True, type=parse_time, metavar="ISO")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.add_argument("--case", default="", metavar="REFERENCE")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--legal-basis", required=True, choices=LEGAL_BASES)
+    p.add_argument("--detail", default="")
+    p.add_argument("--expires", type=parse_duration, default=parse_duration("3d"), metavar="3d")
+
+    p = command("status", _status, "where a request stands")
+    p.add_argument("request_id", metavar="REQUEST_ID")
+
+    p = command("fetch", _fetch, "download a release, verify and decrypt it")
+    p.add_argument("release_id", metavar="RELEASE_ID")
+    p.add_argument("--out", type=Path, metavar="DIR", help="default: ./release-RELEASE_ID")
+    p.add_argument("--device", metavar="ID", help="device id (when several are pinned)")
+
+    p = command("verify", _verify, "verify and decrypt a release bundle already on disk")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE.tar")
+    p.add_argument("--out", type=Path, metavar="DIR", help="default: next to the bundle")
+    return group
+
+
+def _init(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    try:
+        identity = RequesterIdentity(
+            name=args.name,
+            organisation=args.organisation,
+            kind=args.kind,
+            jurisdiction=args.jurisdiction,
+            contact=args.contact,
+        )
+    except ValueError as exc:
+        raise CliError(f"requester identity refused: {exc}") from exc
+    keys = KeyBundle.generate(args.recipient)
+    profile.create(keys, {"identity": _identity_json(identity), "recipient_kind": args.recipient})
+    return emit(
+        args,
+        {
+            "profile": str(profile.directory),
+            "key_id": keys.key_id,
+            "recipient": str(keys.recipient),
+        },
+        [
+            f"requester keys made in {profile.directory}",
+            f"key id {keys.key_id}; releases will be encrypted to {str(keys.recipient)[:32]}…",
+        ],
+    )
+
+
+def _ask(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    identity = _identity(profile)
+    now = int(time.time())
+    try:
+        token = sign_request(
+            keys.signing_key,
+            str(keys.recipient),
+            identity,
+            camera=args.camera,
+            window_start_s=int(args.start),
+            window_end_s=int(args.end),
+            category=args.category,
+            case_reference=args.case,
+            reason=args.reason,
+            legal_basis=args.legal_basis,
+            issued_at_s=now,
+            expires_at_s=now + args.expires,
+            nonce=secrets.token_hex(16),
+            detail=args.detail,
+        )
+    except ValueError as exc:
+        raise CliError(f"request not sent: {exc}") from exc
+    device = PinnedDevice(device_id=args.device_id, fingerprint=args.fingerprint, url=args.url)
+
+    async def go() -> RequestInfo:
+        async with client_for(device, keys.signing_key) as api:
+            try:
+                return await api.submit_request(token)
+            except ApiError as exc:
+                if exc.code != "policy_refused":
+                    raise
+                # The refusal is recorded on the device; its status names the rule.
+                refused = await api.request_status(request_id_of(token))
+                raise _Refused(refused, exc.detail) from exc
+
+    try:
+        info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    except _Refused as exc:
+        profile.pin(device)
+        profile.remember("requests", exc.info.request_id, device.device_id)
+        raise CliError(f"{exc.detail} (rule {exc.info.rule})") from exc
+    profile.pin(device)
+    profile.remember("requests", info.request_id, device.device_id)
+    return emit(
+        args,
+        _request_json(info),
+        [
+            f"request {info.request_id}: {info.status}; the owner decides by {iso(info.expires_s)}",
+            f"check with: doorward requester status {info.request_id}",
+        ],
+    )
+
+
+class _Refused(DoorwardError):
+    def __init__(self, info: RequestInfo, detail: str) -> None:
+        super().__init__(detail)
+        self.info = info
+        self.detail = detail
+
+
+def _status(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    device = profile.device(profile.device_of("requests", args.request_id))
+
+    async def go() -> RequestInfo:
+        async with client_for(device, keys.signing_key) as api:
+            return await api.request_status(args.request_id)
+
+    info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    for release_id in info.release_ids:
+        profile.remember("releases", release_id, device.device_id)
+    line = f"request {info.request_id}: {info.status}"
+    if info.rule:
+        line += f" by rule {info.rule}"
+    if info.reason:
+        line += f" ({info.reason})"
+    lines = [line, *(f"fetch with: doorward requester fetch {r}" for r in info.release_ids)]
+    return emit(args, _request_json(info), lines)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    device = profile.device(args.device or profile.device_of("releases", args.release_id))
+    out: Path = args.out or Path(f"release-{args.release_id}")
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = out / "release.tar"
+    progress = Progress(f"release {args.release_id}")
+
+    async def go() -> int:
+        async with client_for(device, keys.signing_key) as api:
+            with open(bundle, "wb") as f:  # noqa: ASYNC230 - chunked small writes
+                writer = cast(IO[bytes], ProgressWriter(f, progress))
+                return await api.fetch_release(args.release_id, writer)
+
+    try:
+        size = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    finally:
+        progress.close()
+    report = _open(bundle, keys, out)
+    if report.device_id != device.device_id:
+        raise CliError(
+            f"the release was signed by device {report.device_id}, not {device.device_id} "
+            "which the request went to: do not trust it"
+        )
+    return _report(args, report, bundle, size)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    if not args.bundle.is_file():
+        raise CliError(f"no bundle at {args.bundle}")
+    out: Path = args.out or args.bundle.with_suffix("")
+    report = _open(args.bundle, keys, out)
+    return _report(args, report, args.bundle, args.bundle.stat().st_size)
+
+
+def _open(bundle: Path, keys: KeyBundle, out: Path) -> VerificationReport:
+    try:
+        return open_bundle(bundle, [keys.age_identity], out, requester_key_id=keys.key_id)
+    except BundleInvalid as exc:
+        raise CliError(f"release bundle {bundle} failed verification: {exc}") from exc
+
+
+def _report(args: argparse.Namespace, report: VerificationReport, bundle: Path, size: int) -> int:
+    out = Path(report.video).parent if report.video else bundle.parent
+    result = {
+        **report.to_json(),
+        "bundle": str(bundle),
+        "bytes": size,
+        "report_json": str(out / "report.json"),
+        "report_txt": str(out / "report.txt"),
+    }
+    decrypted = sum(1 for s in report.segments if s.decrypted)
+    lines = [
+        f"release {report.release_id}: {'VERIFIED' if report.ok else 'INCOMPLETE'}; "
+        f"{decrypted}/{len(report.segments)} segments decrypted",
+        *(f"  checked: {c}" for c in report.checks),
+        f"video: {report.video or 'none written'}",
+        f"report: {out / 'report.txt'}",
+    ]
+    emit(args, result, lines)
+    return 0 if report.ok else 1
+
+
+def _identity(profile: Profile) -> RequesterIdentity:
+    data = profile.info().get("identity")
+    if not isinstance(data, dict):
+        raise CliError(f"{profile.directory} has no requester identity; run 'requester init'")
+    try:
+        return RequesterIdentity(**{k: str(data.get(k, "")) for k in _IDENTITY_FIELDS})
+    except ValueError as exc:
+        raise CliError(f"requester identity in {profile.directory} is invalid: {exc}") from exc
+
+
+_IDENTITY_FIELDS = ("name", "organisation", "kind", "jurisdiction", "contact")
+
+
+def _identity_json(identity: RequesterIdentity) -> dict[str, str]:
+    return {k: getattr(identity, k) for k in _IDENTITY_FIELDS}
+
+
+def _request_json(info: RequestInfo) -> dict[str, Any]:
+    return {
+        "request_id": info.request_id,
+        "status": info.status,
+        "rule": info.rule,
+        "reason": info.reason,
+        "expires": info.expires_s,
+        "release_ids": list(info.release_ids),
+    }
+
+
+main = entry_point(add_parser, "requester")
+
+if __name__ == "__main__":
+    sys.exit(main())

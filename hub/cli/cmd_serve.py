@@ -1,0 +1,92 @@
+"""``doorward serve``: run the doorbell (cameras, HTTPS API, zeroconf) until SIGINT/SIGTERM.
+
+The lead wires :func:`add_parser` into ``hub.cli.main``; ``python -m hub.cli.cmd_serve`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crypto.errors import DoorwardError
+from hub.server.config import EXAMPLE_CONFIG, load_config
+from hub.server.serve import serve
+
+__all__ = ["add_parser", "main", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to ``subparsers``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the doorbell: cameras, HTTPS API, zeroconf",
+        description=(
+            "Record every camera, serve the signed HTTPS API on TLS 1.3 and advertise the "
+            "device on the LAN. The first start creates the device's keys and prints the setup "
+            "code and its QR code. Flags override the TOML config file."
+        ),
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    parser.add_argument("--data", type=Path, dest="data_dir", metavar="DIR", help="data directory")
+    parser.add_argument(
+        "--camera",
+        action="append",
+        dest="cameras",
+        metavar="SPEC",
+        help="[NAME=]simulated[:SCENARIO], a video file, v4l2:/dev/videoN or rtsp://… (repeat)",
+    )
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="HTTPS port (default 8443; 0 picks one)")
+    parser.add_argument("--name", help="display name advertised on the LAN")
+    parser.add_argument(
+        "--no-advertise",
+        dest="advertise",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not advertise on zeroconf",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a config file with every option and its default, then exit",
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.print_config:
+        print(EXAMPLE_CONFIG, end="")
+        return 0
+    overrides = {
+        "data_dir": args.data_dir,
+        "cameras": tuple(args.cameras) if args.cameras else None,
+        "host": args.host,
+        "port": args.port,
+        "name": args.name,
+        "advertise": args.advertise,
+    }
+    config = load_config(args.config, overrides)
+    return asyncio.run(serve(config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="doorward")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.handler(args))
+    except DoorwardError as exc:
+        print(f"doorward: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Plumbing shared by the ``doorward owner``, ``requester`` and ``audit`` command groups: common
+flags, profile lookup, ``--json`` output, running a coroutine with network errors made readable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import re
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from crypto.errors import DoorwardError
+from crypto.tls import PinMismatch
+from hub.client.api import DoorwardClient
+from hub.client.profile import PinnedDevice, Profile, ProfileKind, default_profile_dir
+
+__all__ = [
+    "CliError",
+    "add_common",
+    "client_for",
+    "command_handler",
+    "emit",
+    "entry_point",
+    "iso",
+    "open_profile",
+    "parse_duration",
+    "parse_time",
+    "run_async",
+]
+
+T = TypeVar("T")
+
+COMMAND_TIMEOUT_S = 120.0
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(DoorwardError):
+    """A command cannot go on; the message says what to do instead."""
+
+
+def add_common(parser: argparse.ArgumentParser, kind: ProfileKind) -> None:
+    """``--profile DIR`` and ``--json``, on every leaf command."""
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help=f"profile directory (default: {default_profile_dir(kind)})",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(profile_kind=kind)
+
+
+def command_handler(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``handler`` with file-system failures (an unwritable ``--out``) as one-line CliErrors."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CliError(f"{where}{exc.strerror or exc}") from exc
+
+    return run
+
+
+def open_profile(args: argparse.Namespace, kind: ProfileKind | None = None) -> Profile:
+    kind = kind or args.profile_kind
+    return Profile(args.profile or default_profile_dir(kind), kind)
+
+
+def emit(args: argparse.Namespace, result: dict[str, Any], lines: Sequence[str]) -> int:
+    """Print ``result`` as one JSON object with ``--json``, else the human ``lines``."""
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for line in lines:
+            print(line)
+    return 0
+
+
+def client_for(device: PinnedDevice, key: Any, *, url: str | None = None) -> DoorwardClient:
+    return DoorwardClient(
+        url or device.url, fingerprint=device.fingerprint, device_id=device.device_id, key=key
+    )
+
+
+def run_async(coro: Coroutine[Any, Any, T], *, where: str = "the device") -> T:
+    """Run ``coro`` to completion; TLS pin, connection and timeout failures become CliErrors."""
+    return asyncio.run(_guarded(coro, where))
+
+
+async def _guarded(coro: Awaitable[T], where: str) -> T:
+    try:
+        return await asyncio.wait_for(coro, COMMAND_TIMEOUT_S)
+    except TimeoutError:
+        raise CliError(
+            f"{where} did not answer within {COMMAND_TIMEOUT_S:.0f} s; is it running and reachable?"
+        ) from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise _pin_error(where, exc.certificate_error) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise _pin_error(where, exc.__cause__ or exc) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise CliError(
+            f"cannot connect to {where} ({exc.strerror or exc}); is it running on that address?"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise CliError(f"connection to {where} failed: {exc}") from exc
+    except ssl.SSLError as exc:
+        raise _pin_error(where, exc) from exc
+    except ValueError as exc:  # an id that is not a plain path segment, a malformed record
+        raise CliError(str(exc)) from exc
+
+
+def _pin_error(where: str, cause: BaseException) -> CliError:
+    if isinstance(cause, PinMismatch) or "pinned" in str(cause):
+        return CliError(
+            f"{where} presented a TLS key other than the pinned one: refusing to talk to it "
+            "(if the device was reset, pair again)"
+        )
+    return CliError(f"TLS with {where} failed: {cause}")
+
+
+def parse_time(text: str) -> float:
+    """Seconds since 1970 from an ISO 8601 time (UTC unless it says otherwise) or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"time must be ISO 8601 (2026-01-31T18:00:00Z) or seconds since 1970, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``90s``, ``15m``, ``12h`` or ``7d``."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"duration must be a positive number with s, m, h or d (7d), got {text!r}"
+        )
+    return int(match.group(1)) * _UNITS_S[match.group(2)]
+
+
+def iso(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def entry_point(
+    add_parser: Callable[[Any], argparse.ArgumentParser], group: str
+) -> Callable[..., int]:
+    """A ``main(argv)`` running one command group alone (``python -m hub.cli.cmd_owner init``)."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog="doorward")
+        add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args([group, *(sys.argv[1:] if argv is None else argv)])
+        try:
+            return int(args.handler(args))
+        except DoorwardError as exc:
+            print(f"doorward: error: {exc}", file=sys.stderr)
+            return 1
+
+    return main

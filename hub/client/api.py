@@ -1,0 +1,480 @@
+"""An async Python client for a Doorward device's HTTPS API.
+
+Common case (an owner's phone, after pairing)::
+
+    async with DoorwardClient(url, fingerprint=pin, device_id=dev, key=keys.signing_key) as api:
+        for clip in (await api.clips(camera="front")).clips:
+            await api.download_segment(clip.segment_ids[0], Path("seg.age"))
+
+Every connection pins the device's TLS key by SPKI fingerprint (``crypto.tls.client_context``):
+a device with another key is refused during the handshake, before any request is written. Every
+request is signed (RFC 9421, ``hub.wire.httpsig``) with a fresh nonce. Errors from the device raise
+:class:`ApiError` carrying its stable ``code``; every network wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from yarl import URL
+
+from consent.owner import Approval
+from crypto._pairing import DeviceKeys, PhonePairing
+from crypto.errors import DoorwardError
+from crypto.keys import KeyBundle, key_id
+from crypto.setup_code import PairingURI
+from crypto.signed import b64url, b64url_decode
+from crypto.tls import client_context
+from hub.client.records import (
+    AuditEntries,
+    Camera,
+    Clip,
+    ClipPage,
+    EventMessage,
+    LiveLink,
+    LiveStats,
+    OwnerInfo,
+    ReleaseInfo,
+    RequestInfo,
+    Segment,
+    clip_of,
+    owner_of,
+    release_of,
+    request_of,
+    segment_of,
+)
+from hub.wire.events import CLOSE_TOO_SLOW
+from hub.wire.httpsig import RequestSigner
+
+__all__ = [
+    "ApiError",
+    "AuditEntries",
+    "Camera",
+    "Clip",
+    "ClipPage",
+    "DoorwardClient",
+    "EventMessage",
+    "EventStreamDropped",
+    "LiveLink",
+    "LiveStats",
+    "OwnerInfo",
+    "ReleaseInfo",
+    "RequestInfo",
+    "Segment",
+    "pair",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+_CHUNK_BYTES = 256 * 1024
+
+
+class EventStreamDropped(DoorwardError):
+    """The device dropped this event stream because the client fell behind: reconnect, then
+    re-list clips and requests to catch up on what was missed."""
+
+
+class ApiError(DoorwardError):
+    """The device refused a request: ``status`` (HTTP), ``code`` (stable) and its message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} ({code}, HTTP {status})")
+        self.status = status
+        self.code = code
+        self.detail = message
+
+
+class DoorwardClient:
+    """A signed, pinned session with one device, as one key (an owner's or a requester's)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        fingerprint: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._base = URL(base_url)
+        self._key, self._device_id, self._clock = key, device_id, clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
+        self._ssl = client_context(fingerprint)
+        self._signer = RequestSigner(
+            key, key_id=key_id(key.public_key()), device_id=device_id, now_s=clock
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def key_id(self) -> str:
+        return self._signer.key_id
+
+    async def __aenter__(self) -> DoorwardClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- cameras, clips, segments ----------------------------------------------------------
+
+    async def cameras(self) -> list[Camera]:
+        body = await self._json("GET", "/cameras")
+        return [
+            Camera(c["name"], c["width"], c["height"], c["fps"], c["codec"])
+            for c in body["cameras"]
+        ]
+
+    async def clips(
+        self,
+        *,
+        camera: str | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> ClipPage:
+        query = {"camera": camera, "start": start_s, "end": end_s, "limit": limit, "after": after}
+        body = await self._json("GET", "/clips", query=query)
+        return ClipPage(tuple(clip_of(c) for c in body["clips"]), body["next"])
+
+    async def clip(self, clip_id: str) -> Clip:
+        body = await self._json("GET", f"/clips/{_seg(clip_id)}")
+        return clip_of(body, tuple(segment_of(s) for s in body["segment_list"]))
+
+    async def delete_clip(self, clip_id: str) -> None:
+        await self._json("DELETE", f"/clips/{_seg(clip_id)}")
+
+    async def clip_manifest(self, clip_id: str) -> bytes:
+        return await self._bytes("GET", f"/clips/{_seg(clip_id)}/manifest")
+
+    async def segment_header(self, segment_id: str) -> bytes:
+        return await self._bytes("GET", f"/segments/{_seg(segment_id)}/header")
+
+    async def download_segment(self, segment_id: str, dst: Path | IO[bytes]) -> int:
+        """Stream the stored age file of a segment to ``dst``; returns its size in bytes."""
+        return await self._download(f"/segments/{_seg(segment_id)}", dst)
+
+    # -- policy, requests, decisions -------------------------------------------------------
+
+    async def policy(self) -> dict[str, Any]:
+        return dict((await self._json("GET", "/policy"))["policy"])
+
+    async def set_policy(self, document: str) -> dict[str, Any]:
+        """Install an owner-signed policy document (``consent.policy_doc.sign_policy``)."""
+        return dict((await self._json("PUT", "/policy", body={"document": document}))["policy"])
+
+    async def requests(self, status: str | None = None) -> list[RequestInfo]:
+        body = await self._json("GET", "/requests", query={"status": status})
+        return [request_of(r) for r in body["requests"]]
+
+    async def request(self, request_id: str) -> RequestInfo:
+        return request_of(await self._json("GET", f"/requests/{_seg(request_id)}"))
+
+    async def consent(self, request_id: str, approval: Approval) -> ReleaseInfo:
+        """Post a consent token and release manifest built by ``consent.owner.approve``."""
+        body = {"token": approval.token, "manifest": b64url(approval.manifest)}
+        return release_of(
+            await self._json("POST", f"/requests/{_seg(request_id)}/consent", body=body)
+        )
+
+    async def decline(self, request_id: str, token: str) -> RequestInfo:
+        path = f"/requests/{_seg(request_id)}/decline"
+        return request_of(await self._json("POST", path, body={"token": token}))
+
+    async def revoke(self, release_id: str, token: str) -> ReleaseInfo:
+        path = f"/releases/{_seg(release_id)}/revoke"
+        return release_of(await self._json("POST", path, body={"token": token}))
+
+    # -- owners ----------------------------------------------------------------------------
+
+    async def owners(self, *, include_removed: bool = False) -> list[OwnerInfo]:
+        query = {"removed": "true" if include_removed else None}
+        body = await self._json("GET", "/owners", query=query)
+        return [owner_of(o) for o in body["owners"]]
+
+    async def remove_owner(self, owner_key_id: str) -> OwnerInfo:
+        return owner_of(await self._json("DELETE", f"/owners/{_seg(owner_key_id)}"))
+
+    async def approve_owner(self, phone_key_id: str) -> None:
+        """As an admin, let the phone with this key id pair during the next few minutes."""
+        await self._json("POST", "/owners/approve", body={"key_id": phone_key_id})
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def audit_entries(self, start: int = 0, end: int | None = None) -> AuditEntries:
+        body = await self._json("GET", "/audit/entries", query={"start": start, "end": end})
+        leaves = tuple(e["leaf"].encode() for e in body["entries"])
+        return AuditEntries(body["size"], leaves, start)
+
+    async def audit_checkpoint(self) -> str:
+        return (await self._bytes("GET", "/audit/checkpoint")).decode()
+
+    async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        body = await self._json(
+            "GET", "/audit/proof/inclusion", query={"index": index, "size": size}
+        )
+        return [b64url_decode(p) for p in body["proof"]]
+
+    async def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        body = await self._json("GET", "/audit/proof/consistency", query={"old": old, "new": new})
+        return [b64url_decode(p) for p in body["proof"]]
+
+    # -- live view (owners) ----------------------------------------------------------------
+
+    async def live_offer(self, sdp: str, camera: str | None = None) -> str:
+        """Send a WebRTC SDP offer to ``POST /live/offer`` (default camera: the device's first);
+        returns the device's answer SDP. For apps with their own WebRTC stack."""
+        body: dict[str, Any] = {"sdp": sdp}
+        if camera is not None:
+            body["camera"] = camera
+        answer = await self._json("POST", "/live/offer", body=body)
+        return str(answer["sdp"])
+
+    async def live(
+        self,
+        camera: str | None = None,
+        *,
+        seconds: float | None = None,
+        on_frame: Callable[[Any], None] | None = None,
+        on_audio: Callable[[Any], None] | None = None,
+        out: Path | None = None,
+        stop: asyncio.Event | None = None,
+        codec: str | None = None,
+        connect_timeout_s: float = 20.0,
+    ) -> LiveStats:
+        """Watch live view over WebRTC (aiortc) until ``seconds`` pass, ``stop`` (an
+        ``asyncio.Event``) is set or the device hangs up. ``on_frame`` gets each decoded
+        ``av.VideoFrame``, ``on_audio`` each ``av.AudioFrame`` when the camera has sound; ``out``
+        records both to MP4; ``codec`` (``"video/VP8"`` or ``"video/H264"``) limits what is
+        offered."""
+        from hub.server.live.webrtc import receive_live  # aiortc loads slowly: only for live view
+
+        heard = 0
+
+        def count_audio(frame: Any) -> None:
+            nonlocal heard
+            heard += 1
+            if on_audio is not None:
+                on_audio(frame)
+
+        frames = await receive_live(
+            lambda sdp: self.live_offer(sdp, camera),
+            on_frame=on_frame,
+            on_audio=count_audio,
+            seconds=seconds,
+            out=out,
+            stop=stop,
+            codec=codec,
+            connect_timeout_s=connect_timeout_s,
+        )
+        return LiveStats(frames, heard)
+
+    async def live_link(self, camera: str | None = None, *, ttl_s: int = 300) -> LiveLink:
+        """Mint a single-use link to the live-view page (signed by this client's owner key,
+        valid ``ttl_s`` seconds, at most ``hub.wire.live_link.MAX_LINK_TTL_S``) and register it."""
+        from hub.wire.live_link import mint_link_token
+
+        if camera is None:
+            cameras = await self.cameras()
+            if not cameras:
+                raise ApiError(404, "not_found", "this device has no camera to watch")
+            camera = cameras[0].name
+        token = mint_link_token(
+            self._key,
+            device_id=self._device_id,
+            camera=camera,
+            now_s=int(self._clock()),
+            ttl_s=ttl_s,
+        )
+        body = await self._json("POST", "/live/link", body={"token": token})
+        return LiveLink(str(body["url"]), int(body["expires"]))
+
+    # -- health, metrics, events -----------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return dict(await self._json("GET", "/health"))
+
+    async def metrics(self) -> dict[str, Any]:
+        return dict(await self._json("GET", "/metrics"))
+
+    async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
+        """Device events as they happen, until the device closes the stream; raises
+        :class:`EventStreamDropped` if it dropped this client for falling behind."""
+        query = {"kinds": ",".join(kinds) if kinds else None}
+        url = self._url("/events", query)
+        headers = self._signer.headers("GET", str(url), b"")
+        session = self._ensure_session()
+        try:
+            socket = await session.ws_connect(url, headers=headers, ssl=self._ssl, heartbeat=30.0)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ApiError(exc.status, "websocket_refused", exc.message) from exc
+        async with socket:
+            async for message in socket:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                data = json.loads(message.data)
+                yield EventMessage(data["seq"], data["kind"], data["time"], data["data"])
+        if socket.close_code == CLOSE_TOO_SLOW:
+            raise EventStreamDropped(
+                "the device dropped the event stream because this client fell behind; "
+                "reconnect and re-list what changed"
+            )
+
+    # -- requester -------------------------------------------------------------------------
+
+    async def submit_request(self, token: str) -> RequestInfo:
+        """Send a signed request (``consent.requests.sign_request``); raises ApiError with code
+        ``policy_refused`` (and the rule in its message) if the owner's policy declines it."""
+        body = await self._json(
+            "POST", "/requests", raw=token.encode("ascii"), content_type="application/jose"
+        )
+        return request_of(body)
+
+    async def request_status(self, request_id: str) -> RequestInfo:
+        return request_of(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
+
+    async def fetch_release(self, release_id: str, dst: Path | IO[bytes]) -> int:
+        """Stream a release bundle (a tar) to ``dst``; each call counts as one download."""
+        return await self._download(f"/releases/{_seg(release_id)}", dst)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    def _url(self, path: str, query: Mapping[str, Any] | None = None) -> URL:
+        params = {k: str(v) for k, v in (query or {}).items() if v is not None}
+        text = str(self._base.with_path(path, encoded=True))
+        if params:
+            text += "?" + urlencode(params)
+        return URL(text, encoded=True)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> aiohttp.ClientResponse:
+        url = self._url(path, query)
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        headers = self._signer.headers(method, str(url), data)
+        if data:
+            headers["Content-Type"] = content_type
+        session = self._ensure_session()
+        response = await session.request(method, url, data=data, headers=headers, ssl=self._ssl)
+        if response.status >= 400:
+            try:
+                error = (await response.json(content_type=None))["error"]
+                code, message = str(error["code"]), str(error["message"])
+            except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError):
+                code, message = "http_error", response.reason or "request failed"
+            finally:
+                response.release()
+            raise ApiError(response.status, code, message)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._send(method, path, **kwargs)
+        async with response:
+            return await response.json()
+
+    async def _bytes(self, method: str, path: str, **kwargs: Any) -> bytes:
+        response = await self._send(method, path, **kwargs)
+        async with response:
+            return await response.read()
+
+    async def _download(self, path: str, dst: Path | IO[bytes]) -> int:
+        response = await self._send("GET", path)
+        size = 0
+        async with response:
+            if isinstance(dst, Path):
+                tmp = dst.with_name(dst.name + ".part")
+                with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
+                    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                        f.write(chunk)
+                        size += len(chunk)
+                tmp.replace(dst)
+            else:
+                async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                    dst.write(chunk)  # noqa: ASYNC240 - dst is a file object here
+                    size += len(chunk)
+        return size
+
+
+async def pair(
+    base_url: str,
+    uri: PairingURI,
+    keys: KeyBundle,
+    *,
+    name: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> DeviceKeys:
+    """Pair ``keys`` with the device of a pairing URI (the QR code); returns the device's keys.
+
+    The TLS connection is pinned to the fingerprint in the URI; the SPAKE2 exchange checks the
+    setup code and both identities, then the device's keys are checked against the URI again.
+    """
+    machine = PhonePairing(
+        uri.code,
+        phone_signing_key=keys.signing_key.public_key(),
+        recipient=str(keys.recipient),
+        name=name,
+        device_id=uri.device_id,
+        expected_fingerprint=uri.fingerprint,
+    )
+    ssl = client_context(uri.fingerprint)
+    base = URL(base_url)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def post(path: str, data: bytes) -> bytes:
+            async with session.post(
+                base.with_path(path),
+                data=data,
+                ssl=ssl,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    try:
+                        error = json.loads(body)["error"]
+                        raise ApiError(response.status, error["code"], error["message"])
+                    except (ValueError, KeyError, TypeError):
+                        raise ApiError(
+                            response.status, "http_error", response.reason or ""
+                        ) from None
+                return body
+
+        pake2 = await post("/pair/start", machine.start())
+        confirm = machine.receive_pake(pake2)
+        keys_message = await post("/pair/finish", confirm)
+        return machine.receive_keys(keys_message)
+
+
+def _seg(value: str) -> str:
+    """A path segment, refusing characters that would change the path."""
+    if not value or any(c in value for c in "/?#%") or value in (".", ".."):
+        raise ValueError(f"id must be a plain path segment, got {value[:64]!r}")
+    return value

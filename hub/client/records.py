@@ -1,0 +1,197 @@
+"""The records :class:`hub.client.api.DoorwardClient` returns, and how each is read from the API's
+JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AuditEntries",
+    "Camera",
+    "Clip",
+    "ClipPage",
+    "EventMessage",
+    "LiveLink",
+    "LiveStats",
+    "OwnerInfo",
+    "ReleaseInfo",
+    "RequestInfo",
+    "Segment",
+    "clip_of",
+    "owner_of",
+    "release_of",
+    "request_of",
+    "segment_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Camera:
+    name: str
+    width: int
+    height: int
+    fps: float
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    segment_id: str
+    clip_id: str
+    camera: str
+    index: int
+    start_s: float
+    duration_s: float
+    size: int
+    payload_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    clip_id: str
+    camera: str
+    start_s: float
+    end_s: float | None
+    segment_count: int
+    bytes: int
+    finished: bool
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPage:
+    """One page of clips; pass ``next`` as ``after`` for the following page (None: last page)."""
+
+    clips: tuple[Clip, ...]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    request_id: str
+    status: str
+    rule: str | None
+    reason: str | None
+    expires_s: int
+    requester_key_id: str | None = None
+    received_s: int | None = None
+    token: str | None = field(default=None, repr=False)
+    release_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInfo:
+    release_id: str
+    request_id: str
+    owner_key_id: str
+    requester_key_id: str
+    expires_s: int
+    max_downloads: int
+    downloads: int
+    revoked: bool
+    segment_ids: tuple[str, ...]
+    clip_ids: tuple[str, ...]
+    audit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerInfo:
+    key_id: str
+    name: str
+    admin: bool
+    added_s: int
+    removed_s: int | None
+    recipient: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntries:
+    size: int
+    leaves: tuple[bytes, ...]
+    first_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLink:
+    """A single-use link to the device's live-view page, valid until ``expires_s`` (epoch s)."""
+
+    url: str = field(repr=False)  # carries the link token
+    expires_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    """What a live-view session delivered: decoded video frames and audio frames (20 ms each)."""
+
+    frames: int
+    audio_frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    seq: int
+    kind: str
+    time_s: float
+    data: dict[str, Any]
+
+
+def segment_of(s: Mapping[str, Any]) -> Segment:
+    return Segment(
+        s["segment_id"],
+        s["clip_id"],
+        s["camera"],
+        s["index"],
+        s["start"],
+        s["duration"],
+        s["size"],
+        s["payload_sha256"],
+    )
+
+
+def clip_of(c: Mapping[str, Any], segments: tuple[Segment, ...] = ()) -> Clip:
+    return Clip(
+        c["clip_id"],
+        c["camera"],
+        c["start"],
+        c["end"],
+        c["segments"],
+        c["bytes"],
+        c["finished"],
+        segments,
+    )
+
+
+def request_of(r: Mapping[str, Any]) -> RequestInfo:
+    return RequestInfo(
+        request_id=r["request_id"],
+        status=r["status"],
+        rule=r.get("rule"),
+        reason=r.get("reason"),
+        expires_s=r["expires"],
+        requester_key_id=r.get("requester_key_id"),
+        received_s=r.get("received"),
+        token=r.get("token"),
+        release_ids=tuple(r.get("release_ids", ())),
+    )
+
+
+def release_of(r: Mapping[str, Any]) -> ReleaseInfo:
+    return ReleaseInfo(
+        release_id=r["release_id"],
+        request_id=r["request_id"],
+        owner_key_id=r["owner_key_id"],
+        requester_key_id=r["requester_key_id"],
+        expires_s=r["expires"],
+        max_downloads=r["max_downloads"],
+        downloads=r["downloads"],
+        revoked=r["revoked"],
+        segment_ids=tuple(r["segment_ids"]),
+        clip_ids=tuple(r["clip_ids"]),
+        audit_index=r["audit_index"],
+    )
+
+
+def owner_of(o: Mapping[str, Any]) -> OwnerInfo:
+    return OwnerInfo(o["key_id"], o["name"], o["admin"], o["added"], o["removed"], o["recipient"])

@@ -1,0 +1,70 @@
+"""The device's HTTPS API as one aiohttp application, assembled here and only here: ``create_app``.
+
+Routes live in ``hub.server.routes`` (owner, requester, pairing, events, live); errors become JSON
+in ``hub.server.errors``; shared state hangs off the app under the AppKeys of
+``hub.server.appkeys``. Every call that touches consent or audit records goes through one
+:class:`hub.server.worker.SerialWorker`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hub.server import appkeys
+from hub.server.auth import AuthState
+from hub.server.deps import HubDeps
+from hub.server.errors import error_middleware
+from hub.server.events import EventBus
+from hub.server.pairing import PairingDesk
+from hub.server.routes import events, live, owner, pairing, requester
+from hub.server.routes.live import LiveSetup
+from hub.server.worker import SerialWorker
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a consent manifest for a 12 h window stays far below this
+
+
+def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Application:
+    """The API application for ``deps`` (with live view when ``live_view`` is given); the caller
+    owns the resources inside ``deps``."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[appkeys.DEPS] = deps
+    app[appkeys.BUS] = EventBus(clock=deps.clock)
+    app[appkeys.SOCKETS] = set()
+    app[appkeys.AUTH] = AuthState.create(deps)
+    app.cleanup_ctx.append(_worker)
+    app.cleanup_ctx.append(_pairing_desk)
+    app.on_shutdown.append(_close_sockets)
+    owner.add_routes(app)
+    requester.add_routes(app)
+    pairing.add_routes(app)
+    events.add_routes(app)
+    if live_view is not None:
+        live.add_routes(app, live_view)
+    return app
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    worker = SerialWorker()
+    app[appkeys.WORKER] = worker
+    yield
+    await worker.close()
+
+
+async def _pairing_desk(app: web.Application) -> AsyncIterator[None]:
+    app[appkeys.PAIRING] = PairingDesk(app[appkeys.DEPS], app[appkeys.BUS])
+    yield
+    app[appkeys.PAIRING].close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    app[appkeys.BUS].close()
+    sockets: set[web.WebSocketResponse] = app[appkeys.SOCKETS]
+    for socket in list(sockets):
+        await socket.close(code=1001, message=b"device shutting down")

@@ -1,0 +1,24 @@
+"""Every piece of shared state the API keeps on its ``web.Application``, keyed by a typed AppKey.
+
+The state's types live below the app and its routes (``deps``, ``auth``, ``events``, ``pairing``,
+``worker``), so routes and the app both import this module and nothing imports them back.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.server.auth import AuthState
+from hub.server.deps import HubDeps
+from hub.server.events import EventBus
+from hub.server.pairing import PairingDesk
+from hub.server.worker import SerialWorker
+
+__all__ = ["AUTH", "BUS", "DEPS", "PAIRING", "SOCKETS", "WORKER"]
+
+DEPS = web.AppKey("deps", HubDeps)
+AUTH = web.AppKey("auth", AuthState)
+BUS = web.AppKey("bus", EventBus)
+WORKER = web.AppKey("worker", SerialWorker)
+PAIRING = web.AppKey("pairing", PairingDesk)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")

@@ -1,0 +1,220 @@
+"""``doorward serve``'s configuration: every option, the example file, camera entries.
+
+:data:`EXAMPLE_CONFIG` is what ``doorward serve --print-config`` prints; :func:`load_config` reads
+such a file and applies the flags over it. Nothing here opens a camera or a file of the device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crypto.errors import DoorwardError
+
+if TYPE_CHECKING:
+    from device import Polygon
+
+__all__ = [
+    "DEFAULT_SIGNATURE_WINDOW_S",
+    "EXAMPLE_CONFIG",
+    "CameraConfig",
+    "ConfigError",
+    "ServeConfig",
+    "load_config",
+    "parse_camera",
+]
+
+# Signed requests created further than this from the device's clock are refused (RFC 9421
+# ``created``). The API's own default (``HubDeps``) is the same constant.
+DEFAULT_SIGNATURE_WINDOW_S = 60
+
+
+def _package_dir(name: str) -> Path:
+    """Where package ``name`` lives, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"package {name} is not installed")
+    return Path(spec.origin).resolve().parent
+
+
+# Shipped inside the package so `doorward serve` works from a plain (non-editable) install.
+_DEFAULT_SCENARIO = _package_dir("hardware") / "default_scenario.toml"
+
+
+EXAMPLE_CONFIG = """\
+# doorward serve configuration (TOML). Every option, with its default; flags override.
+
+data_dir = "doorward-data"      # keys, database, audit log and encrypted clips live here
+name = "Doorward"               # display name advertised on the LAN (at most 63 bytes)
+
+# One entry per camera: [NAME=]simulated[:SCENARIO] | a video file | v4l2:/dev/videoN | rtsp://...
+cameras = ["simulated"]
+
+host = "0.0.0.0"                # address the HTTPS API listens on
+port = 8443                     # HTTPS port (0 picks a free one)
+advertise = true                # announce _doorward._tcp.local. with zeroconf
+
+pre_roll_s = 5.0                # video kept from before motion or a ring
+post_roll_s = 5.0               # recording continues this long after motion stops
+motion_sensitivity = 0.5        # 0 (only large, strong motion) to 1 (small, faint motion)
+segment_s = 2.0                 # length of each encrypted segment (cut at keyframes)
+
+retention_days = 30.0           # clips older than this are deleted (unless a release holds them)
+max_storage_mb = 8192           # oldest clips are deleted past this much video
+
+max_pairing_failures = 20       # then pairing is refused until the doorbell button is held
+signature_window_s = 60         # signed requests must be created within this many seconds
+rate_per_s = 2.0                # requester and pairing requests per second, per address and key
+rate_burst = 20                 # ... with bursts up to this many
+live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
+live_max_viewers = 4            # live-view sessions at once (owners and browser links together)
+live_max_session_s = 600.0      # a live-view session ends after this long (watch again to go on)
+
+# Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
+# before it is encoded, so they are never recorded nor streamed. A camera with zones is always
+# encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
+[privacy_zones]
+# front = [[[0.0, 0.0], [0.35, 0.0], [0.35, 0.5], [0.0, 0.5]]]
+
+# Motion masks per camera name: polygons (as above) where motion is never looked for, such as
+# the street beyond the garden or a tree that sways. They are still recorded and streamed.
+[motion_masks]
+# front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
+"""
+
+
+class ConfigError(DoorwardError, ValueError):
+    """A ``doorward serve`` option is missing, unknown or out of range: fix the file or flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Every ``doorward serve`` option; the TOML file and the flags fill it (flags win)."""
+
+    data_dir: Path = Path("doorward-data")
+    cameras: tuple[str, ...] = ("simulated",)
+    name: str = "Doorward"
+    host: str = "0.0.0.0"  # noqa: S104 - a doorbell serves its LAN
+    port: int = 8443
+    advertise: bool = True
+    pre_roll_s: float = 5.0
+    post_roll_s: float = 5.0
+    motion_sensitivity: float = 0.5
+    segment_s: float = 2.0
+    retention_days: float = 30.0
+    max_storage_mb: int = 8192
+    max_pairing_failures: int = 20
+    signature_window_s: int = DEFAULT_SIGNATURE_WINDOW_S
+    rate_per_s: float = 2.0
+    rate_burst: int = 20
+    live_page_port: int = 0
+    live_max_viewers: int = 4
+    live_max_session_s: float = 600.0
+    privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+    motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be 0-65535, got {self.port}")
+        if not 0 <= self.live_page_port < 65536:
+            raise ValueError(f"live_page_port must be 0-65535, got {self.live_page_port}")
+        if self.live_max_viewers < 1:
+            raise ValueError(f"live_max_viewers must be >= 1, got {self.live_max_viewers}")
+        if self.live_max_session_s <= 0:
+            raise ValueError(f"live_max_session_s must be > 0, got {self.live_max_session_s}")
+        if not 0.0 <= self.motion_sensitivity <= 1.0:
+            raise ValueError(f"motion_sensitivity must be in [0, 1], got {self.motion_sensitivity}")
+        if not self.cameras:
+            raise ValueError("at least one camera is needed")
+        if self.retention_days <= 0 or self.max_storage_mb <= 0:
+            raise ValueError("retention_days and max_storage_mb must be positive")
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:
+    """Read a TOML config (top-level keys named as :class:`ServeConfig` fields), then apply
+    ``overrides`` (flags; None values are ignored)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name: f for f in fields(ServeConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown config option(s): {', '.join(unknown)}; see `doorward serve --help`"
+        )
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    if "cameras" in values:
+        cams = values["cameras"]
+        if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
+            raise ConfigError("cameras must be a list of camera specs")
+        values["cameras"] = tuple(cams)
+    for option in ("privacy_zones", "motion_masks"):
+        if option in values:
+            values[option] = _polygons_per_camera(option, values[option])
+    try:
+        return ServeConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid serve option: {exc}") from exc
+
+
+def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Polygon, ...]], ...]:
+    """``[privacy_zones]`` or ``[motion_masks]``: camera name → list of polygons, each checked as
+    the recorder or the detector will."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{option} must be a table: camera name = list of polygons")
+    from device import MotionConfig, RecorderConfig
+
+    zones = []
+    for camera, polygons in sorted(table.items()):
+        try:
+            shaped = tuple(tuple((float(x), float(y)) for x, y in polygon) for polygon in polygons)
+            if option == "privacy_zones":
+                RecorderConfig(privacy_zones=shaped)
+            else:
+                MotionConfig(masks=shaped)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{option}.{camera}: {exc}; write polygons as [[x, y], …] with x and y "
+                "between 0 and 1"
+            ) from exc
+        zones.append((camera, shaped))
+    return tuple(zones)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    """A parsed ``--camera`` value: ``[NAME=]simulated[:SCENARIO] | PATH | v4l2:/dev/videoN | rtsp://…``."""
+
+    name: str
+    kind: str  # simulated, file, live
+    target: str
+
+
+def parse_camera(text: str, index: int) -> CameraConfig:
+    """Parse one camera spec; unnamed cameras are called ``cam1``, ``cam2``, …"""
+    name = f"cam{index + 1}"
+    head, sep, rest = text.partition("=")
+    if sep and head.replace("-", "").replace("_", "").isalnum() and "://" not in head:
+        name, text = head, rest
+    if text == "simulated" or text.startswith("simulated:"):
+        scenario = text.removeprefix("simulated").removeprefix(":") or str(_DEFAULT_SCENARIO)
+        return CameraConfig(name, "simulated", scenario)
+    if text.startswith(("v4l2:", "rtsp://", "rtsps://")):
+        return CameraConfig(name, "live", text)
+    if Path(text).is_file():
+        return CameraConfig(name, "file", text)
+    raise ConfigError(
+        f"camera spec {text!r} is not simulated[:SCENARIO], an existing file, v4l2:/dev/videoN "
+        "or rtsp://…"
+    )

@@ -1,0 +1,55 @@
+"""What the API needs from the running device: :class:`HubDeps`, built by ``serve`` or a test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consent.audit import AuditLog
+from consent.device import ConsentDesk
+from crypto.keys import DeviceIdentity
+from crypto.setup_code import SetupCode
+from device.pipeline import PipelineStats
+from device.store import ClipStore
+from hub.server.config import DEFAULT_SIGNATURE_WINDOW_S
+from hub.server.owners import OwnersTable
+
+__all__ = ["CameraInfo", "HubDeps"]
+
+
+@dataclass(frozen=True, slots=True)
+class CameraInfo:
+    """A camera as the API lists it; ``stats`` reads its pipeline's counters."""
+
+    name: str
+    spec: str
+    width: int
+    height: int
+    fps: float
+    codec: str
+    stats: Callable[[], PipelineStats] = field(repr=False, default=PipelineStats)
+
+
+@dataclass(frozen=True, slots=True)
+class HubDeps:
+    """What the API needs from the running device (built by ``serve`` or a test)."""
+
+    device: DeviceIdentity
+    store: ClipStore
+    audit: AuditLog
+    desk: ConsentDesk
+    owners: OwnersTable
+    tls_fingerprint: str
+    data_dir: Path
+    cameras: Mapping[str, CameraInfo] = field(default_factory=dict)
+    setup_code: SetupCode | None = field(default=None, repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    name: str = "Doorward"
+    # Signed requests older or newer than this are refused (RFC 9421 ``created``).
+    signature_window_s: int = DEFAULT_SIGNATURE_WINDOW_S
+    # Per-key and per-address token buckets for requester and unauthenticated routes.
+    rate_per_s: float = 2.0
+    rate_burst: int = 20
+    max_pairing_failures: int = 20

@@ -1,0 +1,290 @@
+"""Live view: one relay of the running pipelines' frames, and the WebRTC sessions that watch it.
+
+:class:`FrameRelay` is fed by each camera pipeline's ``on_frame`` hook, so a viewer never opens
+the camera again: however many watch, the camera is captured once, and each codec is encoded
+once (H.264 passed through when the camera has it). The camera's microphone is read once and
+encoded to Opus once, while anyone listens. Each viewer has a short queue that is dropped when
+it stalls, so a stalled viewer only skips pictures (or sound); the relay never waits and never
+slows recording.
+
+:class:`LiveSessions` starts and ends sessions: at most ``max_viewers`` at once, each ended on
+hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``live.started`` and
+``live.ended`` go to the audit log and the event bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hardware._audio import AudioSource
+from hardware._frames import Frame
+from hub.server.live.audio import AudioFeed
+from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
+from hub.wire.errors import Conflict, NotFound
+
+__all__ = [
+    "Answered",
+    "AudioFeed",
+    "FrameRelay",
+    "LiveConfig",
+    "LiveSession",
+    "LiveSessions",
+    "PacketFeed",
+    "PacketViewer",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """Limits of live view."""
+
+    max_viewers: int = 4
+    max_session_s: float = 600.0
+    # How long an answer may take (ICE gathering on the LAN is quick; this bounds a stuck one).
+    answer_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_viewers < 1:
+            raise ValueError(f"max_viewers must be >= 1, got {self.max_viewers}")
+        if self.max_session_s <= 0:
+            raise ValueError(f"max_session_s must be > 0, got {self.max_session_s}")
+
+
+class FrameRelay:
+    """Fans the frames of each running pipeline out to its viewers (everything on the loop):
+    each frame goes to the camera's per-codec feeds (``hub.server.live.feed``: H.264 and VP8, each
+    encoded once however many watch), and the camera's microphone, if any, to one Opus feed
+    (``hub.server.live.audio``)."""
+
+    def __init__(self) -> None:
+        self._feeds: dict[str, dict[str, PacketFeed]] = {}
+        self._audio: dict[str, AudioFeed] = {}
+        self.frames_in: dict[str, int] = {}
+
+    def add_camera(
+        self,
+        camera: str,
+        *,
+        extradata: bytes | None = None,
+        microphone: AudioSource | None = None,
+    ) -> Callable[[Frame, Any], None]:
+        """Register a camera (``extradata``: its H.264 parameter sets, if any; ``microphone``:
+        its sound, if any); returns the hook to pass as the pipeline's ``on_frame``."""
+        self._feeds.setdefault(
+            camera, {codec: PacketFeed(camera, codec, extradata=extradata) for codec in CODECS}
+        )
+        if microphone is not None:
+            self._audio.setdefault(camera, AudioFeed(camera, microphone))
+        self.frames_in.setdefault(camera, 0)
+        return lambda frame, _result: self.push(camera, frame)
+
+    def feed(self, camera: str, codec: str) -> PacketFeed:
+        """The camera's video in ``codec`` (``"h264"``: passthrough or one shared encode;
+        ``"vp8"``: one shared encode)."""
+        if camera not in self._feeds:
+            raise NotFound(f"no camera named {camera[:64]!r}; GET /cameras lists them")
+        return self._feeds[camera][codec]
+
+    def audio(self, camera: str) -> AudioFeed | None:
+        """The camera's sound as Opus, or None when it has no microphone."""
+        return self._audio.get(camera)
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self._feeds)
+
+    def push(self, camera: str, frame: Frame) -> None:
+        """Hand one captured frame to every feed of ``camera`` (must run on the event loop)."""
+        self.frames_in[camera] = self.frames_in.get(camera, 0) + 1
+        for feed in self._feeds.get(camera, {}).values():
+            feed.push(frame)
+
+    def viewer_count(self, camera: str | None = None) -> int:
+        """Video viewers of ``camera`` (default: of every camera), in every codec."""
+        names = [camera] if camera is not None else list(self._feeds)
+        return sum(f.viewer_count for n in names for f in self._feeds.get(n, {}).values())
+
+
+@dataclass(slots=True)
+class LiveSession:
+    """One viewer's WebRTC session; ``ended`` is set once it is over."""
+
+    session_id: str
+    owner_key_id: str
+    camera: str
+    via: str  # "owner" (a signed offer) or "link" (the browser page)
+    viewer: PacketViewer | None = None  # set once the offer is answered
+    listener: PacketViewer | None = None  # the sound, when the camera and the viewer have it
+    peer: Any = field(repr=False, default=None)  # the RTCPeerConnection
+    feed_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A viewer's offer, answered: the peer connection, the answer SDP, the feeds it plays, and
+    how its video is encoded (``shared_h264``, ``passthrough_h264`` or ``shared_vp8``)."""
+
+    peer: Any = field(repr=False)
+    sdp: str = field(repr=False)
+    viewer: PacketViewer
+    listener: PacketViewer | None
+    encoding: str
+
+
+# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed) -> Answered.
+Answerer = Callable[[str, FrameRelay, str, Callable[[], None]], Awaitable[Answered]]
+# Records an audit entry off the loop (the API's write queue): (kind, fields) -> None.
+AuditWriter = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Publishes an event on the bus: (kind, fields) -> None.
+Publisher = Callable[[str, dict[str, Any]], None]
+
+
+class LiveSessions:
+    """Starts, tracks and ends live sessions (call everything on the event loop)."""
+
+    def __init__(
+        self,
+        relay: FrameRelay,
+        *,
+        answer: Answerer,
+        audit: AuditWriter,
+        publish: Publisher,
+        config: LiveConfig | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``sleep`` times the session maximum (injected so tests can end it by hand)."""
+        self.relay = relay
+        self._sleep = sleep
+        self.config = config or LiveConfig()
+        self._answer = answer
+        self._audit = audit
+        self._publish = publish
+        self._sessions: dict[str, LiveSession] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting = 0
+
+    @property
+    def sessions(self) -> tuple[LiveSession, ...]:
+        return tuple(self._sessions.values())
+
+    def by_feed_secret(self, secret: str) -> LiveSession | None:
+        for session in self._sessions.values():
+            if secrets.compare_digest(session.feed_secret, secret):
+                return session
+        return None
+
+    async def start(
+        self, *, owner_key_id: str, camera: str, offer_sdp: str, via: str
+    ) -> tuple[LiveSession, str]:
+        """Answer a viewer's SDP offer; returns the session and the answer SDP."""
+        if len(self._sessions) + self._starting >= self.config.max_viewers:
+            raise Conflict(
+                f"{self.config.max_viewers} viewers are already watching; try again when one "
+                "hangs up",
+                code="busy",
+            )
+        self.relay.feed(camera, "h264")  # refuses an unknown camera before any WebRTC work
+        session = LiveSession(secrets.token_hex(8), owner_key_id, camera, via)
+        self._starting += 1
+        try:
+            answered = await asyncio.wait_for(
+                self._answer(
+                    offer_sdp,
+                    self.relay,
+                    camera,
+                    lambda: self._spawn(self.end(session, "hangup")),
+                ),
+                self.config.answer_timeout_s,
+            )
+        finally:
+            self._starting -= 1
+        session.peer, session.viewer = answered.peer, answered.viewer
+        session.listener = answered.listener
+        self._sessions[session.session_id] = session
+        self._spawn(self._expire(session))
+        fields = {
+            "session_id": session.session_id,
+            "camera": camera,
+            "owner_key_id": owner_key_id,
+            "via": via,
+            "encoding": answered.encoding,
+            "audio": answered.listener is not None,
+        }
+        logger.info(
+            "live.started session_id=%s camera=%s owner=%s via=%s encoding=%s audio=%s",
+            session.session_id,
+            camera,
+            owner_key_id,
+            via,
+            answered.encoding,
+            answered.listener is not None,
+        )
+        await self._audit("live.started", fields)
+        self._publish("live.started", fields)
+        return session, answered.sdp
+
+    async def end(self, session: LiveSession, reason: str) -> None:
+        """End a session once (later calls do nothing): close its peer, audit, publish."""
+        if session.end_reason is not None:
+            return
+        session.end_reason = reason
+        for feed in (session.viewer, session.listener):
+            if feed is not None:
+                feed.close()
+        if session.peer is not None:
+            await session.peer.close()
+        fields = {
+            "session_id": session.session_id,
+            "camera": session.camera,
+            "owner_key_id": session.owner_key_id,
+            "reason": reason,
+            "skipped_frames": session.viewer.skipped if session.viewer is not None else 0,
+            "skipped_audio": session.listener.skipped if session.listener is not None else 0,
+        }
+        logger.info("live.ended session_id=%s reason=%s", session.session_id, reason)
+        try:
+            await self._audit("live.ended", fields)
+            self._publish("live.ended", fields)
+        finally:
+            self._sessions.pop(session.session_id, None)
+            session.ended.set()
+
+    async def end_owner(self, owner_key_id: str) -> int:
+        """End every session of an owner who was removed; returns how many."""
+        mine = [s for s in self._sessions.values() if s.owner_key_id == owner_key_id]
+        for session in mine:
+            await self.end(session, "owner_removed")
+        return len(mine)
+
+    async def close(self) -> None:
+        """End every session (shutdown), then wait for the timers and hang-up handlers."""
+        for session in list(self._sessions.values()):
+            await self.end(session, "shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _expire(self, session: LiveSession) -> None:
+        timer = asyncio.ensure_future(self._sleep(self.config.max_session_s))
+        ended = asyncio.ensure_future(session.ended.wait())
+        try:
+            await asyncio.wait({timer, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            ended.cancel()
+        if not session.ended.is_set():
+            await self.end(session, "max_duration")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

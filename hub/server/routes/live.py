@@ -1,0 +1,293 @@
+"""Live-view routes: an owner's signed WebRTC offer, live links, and the browser page they open.
+
+- ``POST /live/offer`` (owner-signed): ``{"sdp", "camera"?}`` in, ``{"sdp", "type": "answer",
+  "session_id", "camera"}`` out.
+- ``POST /live/link`` (owner-signed): ``{"token"}`` (minted by the owner, ``hub.wire.live_link``) in,
+  ``{"url", "expires"}`` out: the page URL carrying the token.
+- ``GET /live/page?t=…``, ``/live/page.js``, ``/live/page.css``: the static page (no external
+  resources).
+- ``POST /live/link-offer``: ``{"token", "sdp"}`` from the page; uses the link once.
+- ``GET /live/link-events?feed=…``: Server-Sent Events (doorbell presses, motion, the end of
+  the session) for the page, authorised by the session's feed secret.
+
+Registered by :func:`hub.server.app.create_app` when given a :class:`LiveSetup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from hub.server import appkeys
+from hub.server.live.relay import FrameRelay, LiveConfig, LiveSessions
+from hub.server.routes._auth import check_rate, require_owner
+from hub.server.routes._params import json_body, str_field
+from hub.wire.errors import BadRequest, NotFound
+from hub.wire.events import EVENT_KINDS, Event
+from hub.wire.live_link import LinkBook, LinkInvalid, parse_link_token
+
+__all__ = ["LINKS", "LIVE", "RELAY", "LiveSetup", "add_routes"]
+
+logger = logging.getLogger(__name__)
+
+RELAY: web.AppKey[FrameRelay] = web.AppKey("live_relay", FrameRelay)
+LIVE: web.AppKey[LiveSessions] = web.AppKey("live_sessions", LiveSessions)
+LINKS: web.AppKey[LinkBook] = web.AppKey("live_links", LinkBook)
+_CONFIG: web.AppKey[LiveConfig] = web.AppKey("live_config", LiveConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSetup:
+    """Live view for :func:`hub.server.app.create_app`: the pipelines' frame relay, the session
+    limits, the port of the browser-facing site (``hub.server.live.page_tls``; None: links point
+    at the port the owner used) and the sleep that times the session maximum."""
+
+    relay: FrameRelay
+    config: LiveConfig = field(default_factory=LiveConfig)
+    page_port: int | None = None
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+
+
+_SETUP: web.AppKey[LiveSetup] = web.AppKey("live_setup", LiveSetup)
+
+_STATIC = Path(__file__).resolve().parent.parent / "live" / "static"
+_PAGE_HEADERS = {
+    # The page loads only its own script and talks only to this device.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; media-src 'self' blob:; base-uri 'none'; form-action 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # the URL carries the link token
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+_FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
+
+
+def add_routes(app: web.Application, setup: LiveSetup) -> None:
+    """Add live view to the app ``hub.server.app.create_app`` is building."""
+    app[_SETUP] = setup
+    app[RELAY] = setup.relay
+    app[_CONFIG] = setup.config
+    app[LINKS] = LinkBook()
+    app.cleanup_ctx.append(_live_sessions)
+    app.router.add_routes(
+        [
+            web.post("/live/offer", offer),
+            web.post("/live/link", link),
+            web.get("/live/page", page),
+            web.get("/live/page.js", page_script),
+            web.get("/live/page.css", page_style),
+            web.post("/live/link-offer", link_offer),
+            web.get("/live/link-events", link_events),
+        ]
+    )
+
+
+async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
+    writes = app[appkeys.WORKER]
+    deps = app[appkeys.DEPS]
+    bus = app[appkeys.BUS]
+
+    async def audit(kind: str, fields: dict[str, Any]) -> None:
+        await writes.run(lambda: deps.audit.append(kind, **fields))
+
+    def publish(kind: str, fields: dict[str, Any]) -> None:
+        # hub.server.events lists the kinds owners may stream; live.* are published once listed there.
+        if kind in EVENT_KINDS:
+            bus.publish(kind, **fields)
+
+    sessions = LiveSessions(
+        app[RELAY],
+        answer=_answer_offer,
+        audit=audit,
+        publish=publish,
+        config=app[_CONFIG],
+        sleep=app[_SETUP].sleep,
+    )
+    app[LIVE] = sessions
+    removals = bus.subscribe(frozenset({"owner.removed"}))
+    watcher = asyncio.ensure_future(_end_removed_owners(sessions, removals))
+    yield
+    if removals is not None:
+        removals.close()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await sessions.close()
+
+
+async def _answer_offer(
+    offer_sdp: str, relay: FrameRelay, camera: str, on_closed: Callable[[], None]
+) -> Any:
+    """``hub.server.live.webrtc.answer_offer``, imported on the first live request: aiortc takes a while to
+    load, which ``doorward serve`` should not pay before it answers (imported off the event loop
+    so the pipelines keep running meanwhile)."""
+    webrtc = await asyncio.to_thread(importlib.import_module, "hub.server.live.webrtc")
+    return await webrtc.answer_offer(offer_sdp, relay, camera, on_closed)
+
+
+async def _end_removed_owners(sessions: LiveSessions, removals: Any) -> None:
+    if removals is None:
+        logger.error("live.no_removal_feed reason=event bus full")
+        return
+    async for event in removals:
+        ended = await sessions.end_owner(str(event.data.get("key_id")))
+        if ended:
+            logger.info("live.owner_removed key_id=%s sessions=%d", event.data["key_id"], ended)
+
+
+# -- owner routes -------------------------------------------------------------------------------
+
+
+async def offer(request: web.Request) -> web.Response:
+    owner = await require_owner(request)
+    body = await json_body(request)
+    sdp = str_field(body, "sdp")
+    camera = _camera(request, body.get("camera"))
+    session, answer = await request.app[LIVE].start(
+        owner_key_id=owner.key_id, camera=camera, offer_sdp=sdp, via="owner"
+    )
+    return web.json_response(
+        {"sdp": answer, "type": "answer", "session_id": session.session_id, "camera": camera}
+    )
+
+
+async def link(request: web.Request) -> web.Response:
+    owner = await require_owner(request)
+    deps = request.app[appkeys.DEPS]
+    token = str_field(await json_body(request), "token")
+    claims = _parse(request, token)
+    if claims.owner_key_id != owner.key_id:
+        raise LinkInvalid("a live link must be signed by the owner who registers it")
+    _camera(request, claims.camera)
+    request.app[LINKS].register(claims, deps.clock())
+    url = URL.build(scheme=request.scheme, authority=request.host, path="/live/page")
+    port = request.app[_SETUP].page_port
+    if port is not None:
+        url = url.with_port(port)
+    logger.info("live.link_minted owner=%s camera=%s", owner.key_id, claims.camera)
+    return web.json_response({"url": str(url.with_query(t=token)), "expires": claims.expires_s})
+
+
+# -- the page and its routes --------------------------------------------------------------------
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        _STATIC / "live.html", headers={**_PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"}
+    )
+
+
+async def page_script(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        _STATIC / "live.js",
+        headers={**_PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"},
+    )
+
+
+async def page_style(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(
+        _STATIC / "live.css", headers={**_PAGE_HEADERS, "Content-Type": "text/css; charset=utf-8"}
+    )
+
+
+async def link_offer(request: web.Request) -> web.Response:
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    sessions = request.app[LIVE]
+    body = await json_body(request)
+    token = str_field(body, "token")
+    sdp = str_field(body, "sdp")
+    claims = _parse(request, token)
+    _camera(request, claims.camera)
+    request.app[LINKS].consume(claims, deps.clock())
+    session, answer = await sessions.start(
+        owner_key_id=claims.owner_key_id, camera=claims.camera, offer_sdp=sdp, via="link"
+    )
+    return web.json_response(
+        {
+            "sdp": answer,
+            "type": "answer",
+            "session_id": session.session_id,
+            "camera": claims.camera,
+            "feed": session.feed_secret,
+            "expires": claims.expires_s,
+        }
+    )
+
+
+async def link_events(request: web.Request) -> web.StreamResponse:
+    check_rate(request, key_id=None)
+    secret = request.query.get("feed", "")
+    session = request.app[LIVE].by_feed_secret(secret) if secret else None
+    if session is None:
+        raise NotFound("no live session has this feed; the session may have ended")
+    subscription = request.app[appkeys.BUS].subscribe(_FEED_KINDS)
+    if subscription is None:
+        raise BadRequest("too many event streams are open; retry later", code="busy")
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    ended = asyncio.ensure_future(session.ended.wait())
+    try:
+        await response.prepare(request)
+        await response.write(b": live view events\n\n")
+        while not session.ended.is_set():
+            getter = asyncio.ensure_future(subscription.get())
+            await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            event = getter.result()
+            if event is None:
+                break
+            if event.data.get("camera") == session.camera:
+                await response.write(_sse(event))
+        await response.write(
+            f"event: ended\ndata: {json.dumps({'reason': session.end_reason})}\n\n".encode()
+        )
+    except ConnectionResetError:
+        logger.info("live.feed_lost session_id=%s", session.session_id)
+    finally:
+        ended.cancel()
+        subscription.close()
+    return response
+
+
+def _sse(event: Event) -> bytes:
+    return f"event: {event.kind}\ndata: {json.dumps(event.to_json())}\n\n".encode()
+
+
+def _parse(request: web.Request, token: str) -> Any:
+    deps = request.app[appkeys.DEPS]
+
+    def owner_key(kid: str) -> Any:
+        owner = deps.owners.active(kid)
+        return None if owner is None else owner.signing_public
+
+    return parse_link_token(
+        token, device_id=deps.device.device_id, owner_key=owner_key, now_s=deps.clock()
+    )
+
+
+def _camera(request: web.Request, name: Any) -> str:
+    cameras = request.app[RELAY].cameras
+    if name is None:
+        if not cameras:
+            raise NotFound("this device has no camera to watch")
+        return cameras[0]
+    if not isinstance(name, str) or name not in cameras:
+        shown = name[:64] if isinstance(name, str) else type(name).__name__
+        raise NotFound(f"no camera named {shown!r}; GET /cameras lists them")
+    return name

@@ -1,0 +1,153 @@
+"""Requester routes: submit a request, ask its status, fetch a release (a tar stream).
+
+Any well-formed RFC 9421 signature is accepted, but it must be made by the requester's own key:
+for ``POST /requests`` the key inside the signed request token, for status and fetch the key of the
+stored request. Every route is rate limited per key and per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from consent.device import ConsentDesk
+from consent.errors import UnknownRelease
+from consent.models import ConsentRequest
+from consent.requests import verify_request
+from hub.server import appkeys
+from hub.server.routes._auth import check_rate, require_requester
+from hub.server.routes._files import send_file
+from hub.wire.errors import BadRequest, NotFound
+
+__all__ = ["add_routes"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_routes(
+        [
+            web.post("/requests", submit),
+            web.get("/requests/{request_id}/status", status),
+            web.get("/releases/{release_id}", fetch),
+        ]
+    )
+
+
+async def submit(request: web.Request) -> web.Response:
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    body = await request.read()
+    try:
+        token = body.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise BadRequest("request body must be a compact JWS (ASCII)") from None
+    now = int(deps.clock())
+    # Verify the token first (pure, off the write thread) to learn the requester's key and
+    # check the HTTP signature with it; the desk then verifies it again and audits a refusal.
+    parsed = await asyncio.to_thread(verify_request, token, now)
+    await require_requester(request, parsed.requester_key)
+    record = await request.app[appkeys.WORKER].run(deps.desk.submit_request, token, now)
+    request.app[appkeys.BUS].publish(
+        "request.pending", request_id=record.request_id, requester_key_id=record.requester_key_id
+    )
+    return web.json_response(_status_json(record), status=201)
+
+
+async def status(request: web.Request) -> web.Response:
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    request_id = request.match_info["request_id"]
+    writes = request.app[appkeys.WORKER]
+    stored = await writes.run(_stored_request, deps.desk, request_id)
+    if stored is None:
+        raise NotFound(f"no request with id {request_id[:64]!r}")
+    await require_requester(request, stored.requester_key)
+    record = await writes.run(deps.desk.request, request_id)
+    body = _status_json(record)
+    releases = await writes.run(deps.desk.releases_for, request_id)
+    body["release_ids"] = releases
+    return web.json_response(body)
+
+
+async def fetch(request: web.Request) -> web.StreamResponse:
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    writes = request.app[appkeys.WORKER]
+    release_id = request.match_info["release_id"]
+    release = await writes.run(deps.desk.release, release_id)
+    stored = await writes.run(_stored_request, deps.desk, release.request_id)
+    if stored is None:
+        raise NotFound(f"no request behind release {release_id[:64]!r}")
+    signer = await require_requester(request, stored.requester_key)
+    now = int(deps.clock())
+    release = await writes.run(deps.desk.authorize_download, release_id, signer, now)
+    # Spool the bundle to disk on the write thread (local disk, quick) before answering, then
+    # stream it: a slow requester must not hold the thread that records consent and audit.
+    spool = Path(deps.data_dir) / "spool"
+    path = await writes.run(_spool_bundle, deps.desk, release_id, spool)
+    try:
+        sent = await send_file(
+            request,
+            path,
+            {
+                "Content-Type": "application/x-tar",
+                "Content-Disposition": f'attachment; filename="release-{release_id}.tar"',
+            },
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    # The authorisation above is on the record (release.downloaded, counted); what went out is
+    # recorded too, so owners can tell a whole bundle from a fetch cut short.
+    outcome = {
+        "release_id": release_id,
+        "download": release.downloads,
+        "bytes": sent.sent,
+        "complete": sent.complete,
+    }
+    await writes.run(lambda: deps.audit.append("release.sent", **outcome))
+    request.app[appkeys.BUS].publish("release.downloaded", **outcome)
+    if sent.complete:
+        logger.info("release.sent release_id=%s bytes=%d", release_id, sent.sent)
+    else:
+        logger.warning(
+            "release.send_incomplete release_id=%s bytes=%d of=%d ended_by=%s",
+            release_id,
+            sent.sent,
+            sent.size,
+            sent.ended_by,
+        )
+    return sent.response
+
+
+def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
+    spool.mkdir(mode=0o700, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=spool, prefix="release-", delete=False) as f:
+        try:
+            desk.write_bundle(release_id, f)  # type: ignore[arg-type]
+        except BaseException:
+            Path(f.name).unlink(missing_ok=True)
+            raise
+    return Path(f.name)
+
+
+def _stored_request(desk: ConsentDesk, request_id: str) -> ConsentRequest | None:
+    try:
+        return desk.stored_request(request_id)
+    except UnknownRelease:
+        return None
+
+
+def _status_json(record: Any) -> dict[str, Any]:
+    return {
+        "request_id": record.request_id,
+        "status": record.status.value,
+        "rule": record.rule,
+        "reason": record.reason,
+        "expires": record.expires_at_s,
+    }

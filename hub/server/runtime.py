@@ -1,0 +1,264 @@
+"""The running device: cameras, pipelines, the API and live view, started and stopped in order.
+
+``doorward serve`` imports this module in a worker thread (see ``hub.server.serve``): it imports
+everything heavy the device needs (aiohttp, the pipelines, codecs, the routes), so the event loop
+meanwhile sends the zeroconf probes on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiohttp import web
+
+from device import CameraPipeline, MotionConfig, MotionDetector, PipelineStats, RecorderConfig
+from device.harness import detector_for
+from hardware import (
+    CameraSource,
+    FileCamera,
+    LiveCamera,
+    SimulatedButton,
+    SimulatedCamera,
+    load_scenario,
+    microphone_of,
+)
+from hub.server import appkeys
+from hub.server.app import create_app
+from hub.server.config import CameraConfig, ServeConfig
+from hub.server.deps import CameraInfo
+from hub.server.events import device_event
+from hub.server.live.page_tls import page_tls_context
+from hub.server.live.relay import FrameRelay, LiveConfig
+from hub.server.pairing import PairingDesk
+from hub.server.routes.live import LiveSetup
+from hub.server.state import Device
+
+__all__ = ["Running", "open_device", "running_device"]
+
+logger = logging.getLogger(__name__)
+
+HOLD_TO_UNLOCK_S = 3.0
+RETENTION_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A started device: its state, its API app and how many cameras record."""
+
+    device: Device
+    app: web.Application
+    cameras: int
+
+    @property
+    def pairing(self) -> PairingDesk:
+        """The API's pairing desk (its state is what zeroconf announces)."""
+        return self.app[appkeys.PAIRING]
+
+
+def open_device(
+    config: ServeConfig, cameras: list[CameraConfig]
+) -> tuple[Device, dict[str, CameraSource]]:
+    """Open the data directory and the cameras (blocking: run it in a worker thread)."""
+    device = Device.open(config.data_dir)
+    try:
+        return device, {camera.name: _open_camera(camera) for camera in cameras}
+    except BaseException:
+        device.close()
+        raise
+
+
+@contextlib.asynccontextmanager
+async def running_device(
+    config: ServeConfig,
+    cameras: list[CameraConfig],
+    device: Device,
+    sources: dict[str, CameraSource],
+    *,
+    api: socket.socket,
+    page: socket.socket,
+    stop: asyncio.Event,
+) -> AsyncIterator[Running | None]:
+    """Connect the cameras, record with every one, serve the API on ``api`` and the live page on
+    ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
+    finishes its open segment before the API and the device close."""
+    tasks: set[asyncio.Task[Any]] = set()
+    runner: web.AppRunner | None = None
+    try:
+        if not await _connect_cameras(sources, stop):
+            for source in sources.values():
+                await source.close()
+            yield None
+            return
+        pipelines: dict[str, CameraPipeline] = {}
+        infos = {
+            camera.name: _camera_info(camera, sources[camera.name], pipelines) for camera in cameras
+        }
+        relay = FrameRelay()  # live view watches the pipelines' frames, never the cameras
+        live = LiveSetup(
+            relay,
+            LiveConfig(
+                max_viewers=config.live_max_viewers, max_session_s=config.live_max_session_s
+            ),
+            page_port=int(page.getsockname()[1]),
+        )
+        app = create_app(device.deps(infos, config), live_view=live)
+        pipelines.update(_pipelines(config, device, sources, relay, app, tasks))
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, api, ssl_context=device.ssl_context()).start()
+        page_tls = page_tls_context(device.data_dir / "keys")
+        await web.SockSite(runner, page, ssl_context=page_tls).start()
+        for pipeline in pipelines.values():
+            _track(tasks, pipeline.run())
+        _track(tasks, _housekeeping(device, config, app))
+        yield Running(device, app, len(pipelines))
+    finally:
+        for task in tasks:
+            task.cancel()
+        # Pipelines close their open clip when cancelled; wait for every one to finish.
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                logger.error("serve.task_failed error=%s", type(result).__name__)
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _pipelines(
+    config: ServeConfig,
+    device: Device,
+    sources: Mapping[str, CameraSource],
+    relay: FrameRelay,
+    app: web.Application,
+    tasks: set[asyncio.Task[Any]],
+) -> dict[str, CameraPipeline]:
+    zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
+    bus = app[appkeys.BUS]
+
+    def on_event(event: Any) -> None:
+        mapped = device_event(event)
+        if mapped is not None:
+            bus.publish(mapped[0], **mapped[1])
+
+    recording = RecorderConfig(
+        pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s
+    )
+    pipelines = {}
+    for name, source in sources.items():
+        button = SimulatedButton() if isinstance(source, SimulatedCamera) else None
+        motion = MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ()))
+        pipelines[name] = CameraPipeline(
+            name,
+            source,
+            device.store,
+            device.owners.recipients,
+            detector=_detector_for(source, motion),
+            config=replace(recording, privacy_zones=zones.get(name, ())),
+            on_event=on_event,
+            on_frame=relay.add_camera(name, microphone=microphone_of(source)),
+            button=button,
+        )
+        if button is not None:
+            assert isinstance(source, SimulatedCamera)
+            _track(tasks, _relay_button(source.button, button, app))
+    return pipelines
+
+
+def _open_camera(camera: CameraConfig) -> CameraSource:
+    if camera.kind == "simulated":
+        return SimulatedCamera(load_scenario(camera.target), realtime=True, name=camera.name)
+    if camera.kind == "file":
+        return FileCamera(camera.target, loop=True, realtime=True, name=camera.name)
+    return LiveCamera(camera.target, name=camera.name)
+
+
+async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:
+    """Wait until every live camera has answered (its size, codec and sound are known only then;
+    each retries with backoff meanwhile, logging every attempt), or until ``stop`` (False)."""
+    live = [source.connect() for source in sources.values() if isinstance(source, LiveCamera)]
+    if not live:
+        return True
+    connecting = asyncio.ensure_future(asyncio.gather(*live))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        connecting.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if connecting.done():
+        connecting.result()  # a camera that gave up raises CameraOpenFailed here
+        return True
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await connecting
+    return False
+
+
+def _camera_info(
+    camera: CameraConfig, source: CameraSource, pipelines: Mapping[str, CameraPipeline]
+) -> CameraInfo:
+    """The camera as the API lists it; its counters are read from its pipeline once it runs."""
+    info = source.info
+
+    def stats() -> PipelineStats:
+        pipeline = pipelines.get(camera.name)
+        return PipelineStats() if pipeline is None else pipeline.stats
+
+    return CameraInfo(
+        camera.name,
+        f"{camera.kind}:{camera.target}",
+        info.width,
+        info.height,
+        float(info.fps),
+        info.codec or "unknown",
+        stats=stats,
+    )
+
+
+def _detector_for(source: CameraSource, config: MotionConfig) -> MotionDetector:
+    """The camera's detector with the configured sensitivity and masks. A simulated camera draws
+    a frame-counter strip that changes every frame: that is masked out too."""
+    if isinstance(source, SimulatedCamera):
+        return detector_for(source.scenario, config)
+    info = source.info
+    return MotionDetector(config, info.width, info.height)
+
+
+def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
+    tasks.add(asyncio.ensure_future(coro))
+
+
+async def _relay_button(
+    button: SimulatedButton, relay: SimulatedButton, app: web.Application
+) -> None:
+    """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
+    async for event in button.events():
+        if event.kind == "press":
+            relay.press(event.at_s)
+        elif event.held_s >= HOLD_TO_UNLOCK_S:
+            await app[appkeys.WORKER].run(app[appkeys.PAIRING].unlock)
+
+
+async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
+    """Release expiry and retention, once a minute."""
+    loop = asyncio.get_running_loop()
+    while True:
+        now = time.time()
+        # The desk's connection belongs to the API's worker thread.
+        await app[appkeys.WORKER].run(device.desk.expire, int(now))
+        await loop.run_in_executor(
+            None,
+            device.store.apply_retention,
+            now,
+            config.retention_days * 86400,
+            config.max_storage_mb * 1024 * 1024,
+        )
+        await asyncio.sleep(RETENTION_EVERY_S)

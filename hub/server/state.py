@@ -1,0 +1,152 @@
+"""The device's durable state under one data directory, opened (and on first start created) here.
+
+keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
+keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
+audit.db              the audit log                         clips/…           encrypted segments
+pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from consent.audit import AuditLog, audit_origin
+from consent.device import ConsentDesk
+from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
+from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
+from crypto.tls import (
+    load_certificate,
+    make_certificate,
+    server_context,
+    spki_fingerprint,
+    write_certificate,
+)
+from device import ClipStore
+from hub.server.config import ConfigError, ServeConfig
+from hub.server.deps import CameraInfo, HubDeps
+from hub.server.owners import OwnersTable
+
+__all__ = ["Device"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Device:
+    """The device's durable state under one data directory (see the module docstring)."""
+
+    data_dir: Path
+    identity: DeviceIdentity
+    store: ClipStore
+    audit: AuditLog
+    owners: OwnersTable
+    desk: ConsentDesk
+    cert_path: Path
+    key_path: Path
+    fingerprint: str
+    setup_code: SetupCode = field(repr=False)
+
+    @classmethod
+    def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
+        """Open the data directory, creating identity, certificate and setup code on first start."""
+        data_dir = Path(data_dir)
+        key_dir = data_dir / "keys"
+        key_path = key_dir / "device.ed25519"
+        identity = DeviceIdentity.load_or_create(key_path)
+        cert_path = key_dir / "device.crt"
+        if not cert_path.exists():
+            cert = make_certificate(
+                identity.private_key, identity.device_id, now=datetime.fromtimestamp(clock(), UTC)
+            )
+            write_certificate(cert_path, cert)
+        fingerprint = spki_fingerprint(load_certificate(cert_path))
+        if fingerprint != spki_fingerprint(identity.public_key):
+            raise ConfigError(f"{cert_path} is for another key; delete it and start again")
+        code_path = key_dir / "setup-code"
+        if code_path.exists():
+            code = SetupCode.parse(read_secret_file(code_path).decode().strip())
+        else:
+            code = draw_setup_code()
+            write_secret_file(code_path, code.digits().encode())
+        audit = AuditLog(
+            data_dir / "audit.db",
+            signer=identity.private_key,
+            origin=audit_origin(identity.public_key),
+            clock=clock,
+        )
+
+        def deleted(clip_id: str, reason: str) -> None:  # retention and disk-full eviction
+            audit.append("clip.deleted", clip_id=clip_id, reason=reason)
+
+        store = ClipStore(data_dir, identity, clock=clock, on_deleted=deleted)
+        # Release bundles spooled for a download that a crash interrupted (ciphertext only).
+        for leftover in (data_dir / "spool").glob("release-*"):
+            leftover.unlink()
+        owners = OwnersTable(data_dir / "doorward.db")
+        desk = ConsentDesk(
+            _desk_connection(data_dir / "doorward.db"),
+            device=identity,
+            clips=store,  # type: ignore[arg-type]  # list_clips has extra keyword options
+            audit=audit,
+            owners=owners.paired_owners,
+        )
+        logger.info("device.open device_id=%s data_dir=%s", identity.device_id, data_dir)
+        return cls(
+            data_dir, identity, store, audit, owners, desk, cert_path, key_path, fingerprint, code
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The API's TLS 1.3 server context (the device's Ed25519 certificate)."""
+        return server_context(self.cert_path, self.key_path)
+
+    def deps(
+        self,
+        cameras: Mapping[str, CameraInfo],
+        config: ServeConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> HubDeps:
+        """What the API needs from this device, with ``config``'s limits."""
+        return HubDeps(
+            device=self.identity,
+            store=self.store,
+            audit=self.audit,
+            desk=self.desk,
+            owners=self.owners,
+            tls_fingerprint=self.fingerprint,
+            data_dir=self.data_dir,
+            cameras=dict(cameras),
+            setup_code=self.setup_code,
+            clock=clock,
+            name=config.name,
+            signature_window_s=config.signature_window_s,
+            rate_per_s=config.rate_per_s,
+            rate_burst=config.rate_burst,
+            max_pairing_failures=config.max_pairing_failures,
+        )
+
+    def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:
+        """The URI (and QR code) a phone pairs with: device id, setup code, TLS pin, address."""
+        return PairingURI(self.identity.device_id, self.setup_code, self.fingerprint, host, port)
+
+    def close(self) -> None:
+        """Close the owners table, the audit log and the clip store."""
+        self.owners.close()
+        self.audit.close()
+        self.store.close()
+        logger.info("device.closed device_id=%s", self.identity.device_id)
+
+
+def _desk_connection(path: Path) -> sqlite3.Connection:
+    # Default isolation level: the desk groups its writes with ``with db:`` transactions.
+    # Used from the API's single write thread only.
+    db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db

@@ -1,0 +1,42 @@
+"""The owners' event stream as both sides see it: event kinds, one event's JSON, close codes.
+
+``GET /events`` is a WebSocket; each message is one :class:`Event` as JSON. A subscriber that falls
+behind is dropped with close code :data:`CLOSE_TOO_SLOW`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CLOSE_TOO_SLOW", "EVENT_KINDS", "Event"]
+
+EVENT_KINDS = frozenset(
+    {
+        "motion",
+        "clip.started",
+        "clip.finished",
+        "doorbell.pressed",
+        "request.pending",
+        "request.decided",
+        "release.downloaded",
+        "owner.added",
+        "owner.removed",
+        "live.started",
+        "live.ended",
+    }
+)
+CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event: ``kind`` from :data:`EVENT_KINDS`, a sequence number, a time and its fields."""
+
+    seq: int
+    kind: str
+    time_s: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "kind": self.kind, "time": self.time_s, "data": self.data}
