@@ -1,109 +1,121 @@
-"""The footage of one request, fetched over the API so ``consent.owner.approve`` can run locally.
-
-``approve`` is synchronous and reads headers and manifests through ``consent.clips.FootageIndex``;
-:class:`ApiFootage` fetches exactly what it will read (the clips in the request's window, the
-chosen segments' age headers, their clips' signed manifests) before it is called.
-"""
+"""``doorward owner`` footage: list clips, and view one (segments decrypted here, never on the device)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import argparse
+import io
+from pathlib import Path
+from typing import IO, Any, cast
 
-from consent.models import ALL_CAMERAS, ConsentRequest
-from crypto.errors import DoorwardError
-from hub.client.api import Clip, DoorwardClient, Segment
+from crypto import age
+from hub.cli.common import (
+    CliError,
+    Command,
+    OwnerSession,
+    add_device_option,
+    emit,
+    iso,
+    parse_time,
+    run_async,
+)
+from hub.cli.progress import Progress, ProgressWriter
 
-__all__ = ["ApiFootage"]
-
-_PAGE = 100
-_MAX_CLIPS = 1000  # a 12 h window of a busy doorbell stays well below this
+__all__ = ["add_commands"]
 
 
-class ApiFootage:
-    """A :class:`consent.clips.FootageIndex` over data already fetched from the device."""
+def add_commands(command: Command) -> None:
+    """Add ``clips``, ``view`` to the ``owner`` group."""
+    p = command("clips", _clips, "list recorded clips")
+    add_device_option(p)
+    p.add_argument("--camera")
+    p.add_argument("--since", type=parse_time, metavar="TIME")
+    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--limit", type=int, default=50)
 
-    def __init__(
-        self,
-        clips: Sequence[tuple[Clip, Sequence[Segment]]],
-        chosen: Sequence[Segment],
-        headers: dict[str, bytes],
-        manifests: dict[str, bytes],
-    ) -> None:
-        self._clips = list(clips)
-        self._chosen = list(chosen)
-        self._headers = headers
-        self._manifests = manifests
+    p = command("view", _view, "download a clip, decrypt it here and join it into one video")
+    add_device_option(p)
+    p.add_argument("clip_id", metavar="CLIP_ID")
+    p.add_argument("--out", type=Path, metavar="FILE", help="CLIP_ID.ts by default; .mp4 remuxes")
 
-    @classmethod
-    async def load(
-        cls, api: DoorwardClient, request: ConsentRequest, wanted: Sequence[str] | None
-    ) -> ApiFootage:
-        """The request's footage; ``wanted`` segment ids (None: every segment in the window)."""
-        camera = None if request.camera == ALL_CAMERAS else request.camera
-        clips: list[tuple[Clip, Sequence[Segment]]] = []
-        after = None
-        while len(clips) < _MAX_CLIPS:
+
+# -- clips --------------------------------------------------------------------------------------
+
+
+def _clips(args: argparse.Namespace) -> int:
+    s = OwnerSession(args)
+
+    async def fetch() -> list[Any]:
+        async with s.client() as api:
             page = await api.clips(
-                camera=camera,
-                start_s=request.window_start_s,
-                end_s=request.window_end_s,
-                limit=_PAGE,
-                after=after,
+                camera=args.camera, start_s=args.since, end_s=args.until, limit=args.limit
             )
-            for summary in page.clips:
-                clip = await api.clip(summary.clip_id)
-                in_scope = [
-                    s for s in clip.segments if request.covers(s.camera, s.start_s, s.duration_s)
-                ]
-                if in_scope:
-                    clips.append((clip, in_scope))
-            if page.next is None:
-                break
-            after = page.next
-        in_window = {s.segment_id: s for _, segments in clips for s in segments}
-        if not in_window:
-            raise DoorwardError(
-                f"no recorded segment falls in request {request.request_id}'s camera and window"
-            )
-        if wanted is None:
-            chosen = list(in_window.values())
-        else:
-            unknown = [w for w in wanted if w not in in_window]
-            if unknown or not wanted:
-                raise DoorwardError(
-                    f"segment(s) {', '.join(unknown) or '(none given)'} are not in the request's "
-                    f"window; choose from: {', '.join(in_window)}"
-                )
-            chosen = [in_window[w] for w in dict.fromkeys(wanted)]
-        headers = {s.segment_id: await api.segment_header(s.segment_id) for s in chosen}
-        manifests = {
-            clip_id: await api.clip_manifest(clip_id) for clip_id in {s.clip_id for s in chosen}
+            return list(page.clips)
+
+    clips = run_async(fetch(), where=s.where)
+    rows = [
+        {
+            "clip_id": c.clip_id,
+            "camera": c.camera,
+            "start": c.start_s,
+            "end": c.end_s,
+            "segments": c.segment_count,
+            "bytes": c.bytes,
+            "finished": c.finished,
         }
-        return cls(clips, chosen, headers, manifests)
+        for c in clips
+    ]
+    lines = [
+        f"{c.clip_id}  {c.camera}  {iso(c.start_s)} → {iso(c.end_s)}  {c.segment_count} segments"
+        f"  {c.bytes} bytes{'' if c.finished else '  (recording)'}"
+        for c in clips
+    ] or ["no clips"]
+    return emit(args, {"clips": rows}, lines)
 
-    def chosen(self) -> list[Segment]:
-        return list(self._chosen)
 
-    def list_clips(
-        self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
-    ) -> list[Any]:
-        return [
-            clip
-            for clip, _ in self._clips
-            if (camera is None or clip.camera == camera)
-            and (end_s is None or clip.start_s < end_s)
-            and (start_s is None or clip.end_s is None or clip.end_s > start_s)
-        ]
+def _view(args: argparse.Namespace) -> int:
+    s = OwnerSession(args)
+    out: Path = args.out or Path(f"{args.clip_id}.ts")
+    identities = [s.keys.age_identity]
 
-    def list_segments(self, clip_id: str) -> list[Any]:
-        for clip, segments in self._clips:
-            if clip.clip_id == clip_id:
-                return list(segments)
-        return []
+    progress = Progress(f"clip {args.clip_id}")
 
-    def segment_header(self, segment_id: str) -> bytes:
-        return self._headers[segment_id]
+    async def fetch() -> tuple[int, bytes]:
+        joined = io.BytesIO()
+        async with s.client() as api:
+            clip = await api.clip(args.clip_id)
+            progress.total = clip.bytes
+            for segment in clip.segments:
+                buffer = io.BytesIO()
+                writer = cast(IO[bytes], ProgressWriter(buffer, progress))
+                await api.download_segment(segment.segment_id, writer)
+                joined.write(age.decrypt_bytes(identities, buffer.getvalue()))
+            return len(clip.segments), joined.getvalue()
 
-    def manifest_bytes(self, clip_id: str) -> bytes:
-        return self._manifests[clip_id]
+    try:
+        count, video = run_async(fetch(), where=s.where)
+    finally:
+        progress.close()
+    if count == 0:
+        raise CliError(f"clip {args.clip_id} has no segments yet")
+    if out.suffix.lower() == ".mp4":
+        _remux_to_mp4(video, out)
+    else:
+        out.write_bytes(video)
+    return emit(
+        args,
+        {"clip_id": args.clip_id, "segments": count, "video": str(out)},
+        [f"clip {args.clip_id}: {count} segments decrypted here and written to {out}"],
+    )
+
+
+def _remux_to_mp4(ts: bytes, out: Path) -> None:
+    import av
+
+    with av.open(io.BytesIO(ts), "r", format="mpegts") as src, av.open(str(out), "w") as dst:
+        stream = src.streams.video[0]
+        target = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = target
+            dst.mux(packet)

@@ -24,7 +24,10 @@ from hub.client.profile import PinnedDevice, Profile, ProfileKind, default_profi
 
 __all__ = [
     "CliError",
+    "Command",
+    "OwnerSession",
     "add_common",
+    "add_device_option",
     "client_for",
     "command_handler",
     "emit",
@@ -37,6 +40,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Adds one leaf command to a group: (name, handler, help) -> its parser, for the command's options.
+Command = Callable[[str, Any, str], argparse.ArgumentParser]
 
 COMMAND_TIMEOUT_S = 120.0
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -182,3 +188,22 @@ def entry_point(
             return 1
 
     return main
+
+
+class OwnerSession:
+    """An owner command's profile, keys, pinned device (``--device``) and a client for it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.profile: Profile = open_profile(args)
+        self.keys = self.profile.keys()
+        self.device = self.profile.device(args.device)
+        self.where = f"device {self.device.device_id} at {self.device.url}"
+
+    def client(self) -> DoorwardClient:
+        """A signed, pinned client for the device (use it as an async context manager)."""
+        return client_for(self.device, self.keys.signing_key)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device ID``, for commands that talk to one of several paired devices."""
+    parser.add_argument("--device", metavar="ID", help="device id (when several are paired)")

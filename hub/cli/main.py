@@ -21,7 +21,7 @@ _COMMAND_MODULES = {
     "serve": "hub.cli.cmd_serve",
     "owner": "hub.cli.cmd_owner",
     "requester": "hub.cli.cmd_requester",
-    "audit": "hub.cli.cmd_owner_audit",
+    "audit": "hub.cli.cmd_audit",
     "harness": "hub.cli.cmd_harness",
 }
 

@@ -263,7 +263,7 @@ class DoorwardClient:
         ``av.VideoFrame``, ``on_audio`` each ``av.AudioFrame`` when the camera has sound; ``out``
         records both to MP4; ``codec`` (``"video/VP8"`` or ``"video/H264"``) limits what is
         offered."""
-        from hub.server.live.webrtc import receive_live  # aiortc loads slowly: only for live view
+        from hub.client.live import receive_live  # aiortc loads slowly: only for live view
 
         heard = 0
 

@@ -74,7 +74,7 @@ class Served:
         return result
 
     def inline(self, group: str, *args: str) -> subprocess.CompletedProcess[str]:
-        module = importlib.import_module(f"hub._cli_{group}")
+        module = importlib.import_module(f"hub.cli.cmd_{group}")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = module.main(list(args))

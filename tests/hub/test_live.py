@@ -19,7 +19,7 @@ from hub.client.api import ApiError, DoorwardClient
 from hub.server import appkeys
 from hub.server.config import ServeConfig
 from hub.server.live.relay import LiveConfig
-from hub.server.live.webrtc import receive_live
+from hub.client.live import receive_live
 from hub.server.routes.live import LIVE
 from hub.server.serve import serve
 from hub.server.state import Device

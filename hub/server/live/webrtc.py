@@ -14,23 +14,18 @@ has a microphone and the offer accepts Opus, an audio track plays the camera's o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import av
 from aiortc import (
     MediaStreamTrack,
-    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
@@ -38,6 +33,7 @@ from hub.server.live.audio import AUDIO_TIME_BASE
 from hub.server.live.feed import PacketViewer
 from hub.server.live.relay import Answered, FrameRelay
 from hub.wire.errors import BadRequest
+from hub.wire.webrtc import peer_connection
 
 __all__ = [
     "VIDEO_TIME_BASE",
@@ -45,18 +41,12 @@ __all__ = [
     "PacketTrack",
     "answer_offer",
     "peer_connection",
-    "receive_live",
 ]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = Fraction(1, 90000)  # RTP video clock (RFC 3551 §5)
 MAX_SDP_BYTES = 64 * 1024
-
-
-def peer_connection() -> RTCPeerConnection:
-    """A peer connection that uses host candidates only (no STUN/TURN: the LAN is enough)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
 class PacketTrack(MediaStreamTrack):
@@ -175,123 +165,3 @@ async def _abandon(
     if listener is not None:
         listener.close()
     await peer.close()
-
-
-async def receive_live(
-    post_offer: Callable[[str], Awaitable[str]],
-    *,
-    on_frame: Callable[[av.VideoFrame], None] | None = None,
-    on_audio: Callable[[av.AudioFrame], None] | None = None,
-    seconds: float | None = None,
-    out: Path | None = None,
-    stop: asyncio.Event | None = None,
-    connect_timeout_s: float = 20.0,
-    codec: str | None = None,
-) -> int:
-    """Watch live view as an owner: send an offer through ``post_offer`` (which returns the
-    answer SDP), then decode frames until ``seconds`` pass, ``stop`` is set or the device hangs
-    up. The offer also asks for sound: when the device sends it, each decoded audio frame goes
-    to ``on_audio``. ``out`` records what arrived, pictures and sound (MP4); ``codec`` (e.g.
-    ``"video/VP8"``) limits what the offer accepts. Returns the number of frames decoded."""
-    peer = peer_connection()
-    transceiver = peer.addTransceiver("video", direction="recvonly")
-    peer.addTransceiver("audio", direction="recvonly")
-    if codec is not None:
-        transceiver.setCodecPreferences(
-            [
-                c
-                for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() == codec.lower()
-            ]
-        )
-    tracks: dict[str, MediaStreamTrack] = {}
-    got_video = asyncio.Event()
-
-    @peer.on("track")
-    def _on_track(track: MediaStreamTrack) -> None:
-        tracks.setdefault(track.kind, track)
-        if track.kind == "video":
-            got_video.set()
-
-    recorder: MediaRecorder | None = None
-    listening: asyncio.Future[None] | None = None
-    count = 0
-    try:
-        await peer.setLocalDescription(await peer.createOffer())
-        answer = await post_offer(peer.localDescription.sdp)
-        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        await asyncio.wait_for(got_video.wait(), connect_timeout_s)
-        relay = MediaRelay()
-        if out is not None:
-            recorder = MediaRecorder(str(out), format="mp4")
-            # The MP4 header is written at the first packet: sound must wait until the video
-            # stream has its first picture (and so its size), or the file lacks the video.
-            pictured = asyncio.Event()
-            for track in tracks.values():
-                recorder.addTrack(
-                    _Gate(relay.subscribe(track, buffered=False), pictured, track.kind == "video")
-                )
-            await recorder.start()
-        if "audio" in tracks:  # drained even if unwanted: aiortc queues what is not taken
-            listening = asyncio.ensure_future(
-                _listen(relay.subscribe(tracks["audio"], buffered=False), on_audio)
-            )
-        watched = relay.subscribe(tracks["video"], buffered=False)
-        loop = asyncio.get_running_loop()
-        deadline = None if seconds is None else loop.time() + seconds
-        while stop is None or not stop.is_set():
-            timeout = None if deadline is None else deadline - loop.time()
-            if timeout is not None and timeout <= 0:
-                break
-            try:
-                picture = await asyncio.wait_for(watched.recv(), timeout or connect_timeout_s)
-            except TimeoutError:
-                if deadline is not None and loop.time() >= deadline:
-                    break
-                raise
-            except MediaStreamError:
-                break  # the device hung up
-            if not isinstance(picture, av.VideoFrame):
-                continue
-            count += 1
-            if on_frame is not None:
-                on_frame(picture)
-    finally:
-        if listening is not None:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-                await listening
-        if recorder is not None:
-            with contextlib.suppress(MediaStreamError):
-                await recorder.stop()
-        await peer.close()
-    return count
-
-
-class _Gate(MediaStreamTrack):
-    """A track for the recorder: the video sets ``pictured`` as it passes its first frame; the
-    sound drops frames until then."""
-
-    def __init__(self, source: MediaStreamTrack, pictured: asyncio.Event, video: bool) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self._source, self._pictured, self._video = source, pictured, video
-
-    async def recv(self) -> Any:
-        while True:
-            frame = await self._source.recv()
-            if self._video:
-                self._pictured.set()  # the recorder opens its encoder before it awaits again
-                return frame
-            if self._pictured.is_set():
-                return frame
-
-
-async def _listen(
-    track: MediaStreamTrack, on_audio: Callable[[av.AudioFrame], None] | None
-) -> None:
-    """Hand each decoded audio frame to ``on_audio`` until the track ends."""
-    while True:
-        sound = await track.recv()
-        if isinstance(sound, av.AudioFrame) and on_audio is not None:
-            on_audio(sound)

@@ -1,0 +1,211 @@
+"""``doorward owner`` keys, discovery, pairing and the household: init, discover, pair, owners,
+export-identity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from crypto.keys import KeyBundle, write_secret_file
+from crypto.setup_code import PairingURI, SetupCode
+from hub.cli.common import (
+    CliError,
+    Command,
+    OwnerSession,
+    add_device_option,
+    emit,
+    open_profile,
+    run_async,
+)
+from hub.client.api import pair
+from hub.client.profile import PinnedDevice
+from hub.wire.discovery import browse
+
+__all__ = ["add_commands"]
+
+_DISCOVER_S = 3.0
+
+
+def add_commands(command: Command) -> None:
+    """Add ``init``, ``discover``, ``pair``, ``owners``, ``export-identity`` to the ``owner`` group."""
+    p = command("init", _init, "make this owner's keys (Ed25519 + age)")
+    p.add_argument("--name", default="owner", help="name shown to the device and other owners")
+    p.add_argument("--recipient", choices=("hybrid", "x25519"), default="hybrid")
+
+    p = command("discover", _discover, "list Doorward devices on the LAN (zeroconf)")
+    p.add_argument("--timeout", type=float, default=_DISCOVER_S, metavar="S")
+
+    p = command("pair", _pair, "pair with a device using its setup URI (the QR code) or code")
+    p.add_argument(
+        "uri",
+        metavar="URI_OR_CODE",
+        nargs="?",
+        default="-",
+        help="doorward://pair?… or the 8-digit code; '-' or nothing: ask for it on the terminal "
+        "or read one line from standard input (a code given here shows in the process list)",
+    )
+    p.add_argument("--url", help="https://HOST:PORT when the URI has no address")
+
+    p = command("owners", _owners, "list, remove or approve owners")
+    add_device_option(p)
+    p.add_argument("action", nargs="?", choices=("list", "remove", "approve"), default="list")
+    p.add_argument(
+        "key_id",
+        nargs="?",
+        metavar="KEY_ID",
+        help="key ids are base64url: write -- before one that begins with '-'",
+    )
+
+    p = command("export-identity", _export_identity, "write the age identity file (0600)")
+    p.add_argument("--out", type=Path, default=Path("doorward-owner.age.key"), metavar="FILE")
+
+
+# -- keys, discovery, pairing ------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = KeyBundle.generate(args.recipient)
+    profile.create(keys, {"name": args.name, "recipient_kind": args.recipient})
+    return emit(
+        args,
+        {
+            "profile": str(profile.directory),
+            "key_id": keys.key_id,
+            "recipient": str(keys.recipient),
+        },
+        [
+            f"owner keys made in {profile.directory}",
+            f"key id {keys.key_id}; age recipient ({args.recipient}) {str(keys.recipient)[:32]}…",
+            "next: doorward owner pair (it asks for the URI or code the doorbell shows)",
+        ],
+    )
+
+
+def _discover(args: argparse.Namespace) -> int:
+    found = run_async(browse(args.timeout), where="the LAN")
+    pinned = {d.device_id for d in open_profile(args).devices()}
+    rows = [
+        {
+            "device_id": d.device_id,
+            "name": d.name,
+            "address": f"{d.addresses[0] if d.addresses else '?'}:{d.port}",
+            "pairing": d.pairing,
+            "fingerprint": d.fingerprint,
+            "paired_here": d.device_id in pinned,
+        }
+        for d in found
+    ]
+    lines = [
+        f"{r['device_id']}  {r['name']}  {r['address']}  pairing {r['pairing']}"
+        + ("  (paired with this profile)" if r["paired_here"] else "")
+        for r in rows
+    ] or [f"no Doorward device answered within {args.timeout:g} s"]
+    return emit(args, {"devices": rows}, lines)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    name = str(profile.info().get("name", "owner"))
+    uri = _pairing_uri(args)
+    url = args.url or _url_of(uri)
+    device_keys = run_async(pair(url, uri, keys, name=name), where=f"the device at {url}")
+    device = PinnedDevice(
+        device_id=device_keys.device_id,
+        fingerprint=device_keys.tls_fingerprint,
+        url=url,
+        signing_key=device_keys.signing_key,
+    )
+    profile.pin(device)
+    return emit(
+        args,
+        {"device_id": device.device_id, "fingerprint": device.fingerprint, "url": url},
+        [
+            f"paired with device {device.device_id} at {url}",
+            f"pinned its TLS key {device.fingerprint}; clips recorded from now on are "
+            "encrypted to your key",
+        ],
+    )
+
+
+def _pairing_uri(args: argparse.Namespace) -> PairingURI:
+    text = _setup_text(args.uri).strip()
+    if not text:
+        raise CliError(
+            "no setup URI or code was given; type the one the doorbell printed, or pipe it in: "
+            "doorward owner pair - < FILE"
+        )
+    if text.startswith("doorward:"):
+        return PairingURI.parse(text)
+    code = SetupCode.parse(text)
+    # A bare code: the device, its address and its TLS pin come from zeroconf.
+    found = [d for d in run_async(browse(_DISCOVER_S), where="the LAN") if d.pairing == "open"]
+    if len(found) != 1:
+        raise CliError(
+            f"{len(found)} devices are open for pairing on the LAN; "
+            "pass the pairing URI (doorward://pair?…) instead of the code"
+        )
+    device = found[0]
+    host = device.addresses[0] if device.addresses else None
+    return PairingURI(
+        device.device_id, code, device.fingerprint, host, device.port if host else None
+    )
+
+
+def _setup_text(arg: str) -> str:
+    """The setup URI or code: from the command line, or (``-``) from the terminal without echo or
+    one line of standard input, so that it stays out of the process list and the shell history."""
+    if arg != "-":
+        return arg
+    if sys.stdin.isatty():
+        return getpass.getpass("setup URI or code (not shown): ")
+    return sys.stdin.readline()
+
+
+def _url_of(uri: PairingURI) -> str:
+    if uri.host is None:
+        raise CliError("this pairing URI has no address; pass --url https://HOST:PORT")
+    host = f"[{uri.host}]" if ":" in uri.host else uri.host
+    return f"https://{host}:{uri.port}"
+
+
+def _export_identity(args: argparse.Namespace) -> int:
+    profile = open_profile(args)
+    keys = profile.keys()
+    text = profile.identity_path.read_bytes()
+    write_secret_file(args.out, text)
+    return emit(
+        args,
+        {"identity": str(args.out), "recipient": str(keys.recipient)},
+        [f"age identity written to {args.out} (mode 0600); use it with: age -d -i {args.out} FILE"],
+    )
+
+
+def _owners(args: argparse.Namespace) -> int:
+    s = OwnerSession(args)
+    if args.action != "list" and not args.key_id:
+        raise CliError(f"owners {args.action} needs the owner's KEY_ID")
+
+    async def go() -> list[Any]:
+        async with s.client() as api:
+            if args.action == "remove":
+                await api.remove_owner(args.key_id)
+            elif args.action == "approve":
+                await api.approve_owner(args.key_id)
+            return await api.owners()
+
+    owners = run_async(go(), where=s.where)
+    rows = [
+        {"key_id": o.key_id, "name": o.name, "admin": o.admin, "added": o.added_s} for o in owners
+    ]
+    lines = [f"{o.key_id}  {o.name}{'  (admin)' if o.admin else ''}" for o in owners]
+    if args.action == "remove":
+        lines.insert(0, f"owner {args.key_id} removed; new clips are no longer encrypted to it")
+    elif args.action == "approve":
+        lines.insert(0, f"{args.key_id} may pair during the next few minutes")
+    return emit(args, {"owners": rows, "action": args.action}, lines)
