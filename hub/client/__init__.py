@@ -1,3 +1,42 @@
-"""The phone's side of the hub: the async API client, owner and requester profiles, live viewing."""
+"""The phone's side of the hub: the async API client, its records, profiles and live viewing.
 
-__all__: list[str] = []
+Common case::
+
+    from hub.client import DoorwardClient
+
+    async with DoorwardClient(url, fingerprint=pin, device_id=device, key=keys.signing_key) as api:
+        page = await api.clips(camera="front")
+"""
+
+from hub.client.api import ApiError, DoorwardClient, EventStreamDropped, pair
+from hub.client.records import (
+    AuditEntries,
+    Camera,
+    Clip,
+    ClipPage,
+    EventMessage,
+    LiveLink,
+    LiveStats,
+    OwnerInfo,
+    ReleaseInfo,
+    RequestInfo,
+    Segment,
+)
+
+__all__ = [
+    "ApiError",
+    "AuditEntries",
+    "Camera",
+    "Clip",
+    "ClipPage",
+    "DoorwardClient",
+    "EventMessage",
+    "EventStreamDropped",
+    "LiveLink",
+    "LiveStats",
+    "OwnerInfo",
+    "ReleaseInfo",
+    "RequestInfo",
+    "Segment",
+    "pair",
+]
