@@ -1,4 +1,10 @@
-"""Storage fault injection for one camera's segment writes (the harness's disk_full and slow_disk)."""
+"""Storage fault injection for one camera's segment writes (the harness's disk_full and slow_disk).
+
+Faults go in through the same seam a real store uses: :class:`FaultyStore` wraps a
+:class:`~device.store.ClipStore` as the ``store`` of one :class:`~device.pipeline.CameraPipeline`,
+and every segment file it opens consults a :class:`StorageFaults` before each write. Other cameras
+sharing the same store (unwrapped) write normally.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ import os
 import threading
 import time
 
-__all__ = ["StorageFaults"]
+from device._files import SegmentFile, SegmentSink
+from device.store import ClipRecord, ClipStore, SegmentRecord
+
+__all__ = ["FaultyStore", "StorageFaults"]
 
 
 class StorageFaults:
@@ -65,3 +74,67 @@ class StorageFaults:
         if not self._gate.is_set():
             self.waiting.set()
             self._gate.wait()
+
+
+class FaultyStore:
+    """One camera's view of ``store`` (a ``ClipSink``) whose segment writes consult ``faults``."""
+
+    def __init__(self, store: ClipStore, faults: StorageFaults) -> None:
+        self.store = store
+        self.faults = faults
+
+    def open_clip(self, camera: str, start_s: float) -> str:
+        return self.store.open_clip(camera, start_s)
+
+    def open_segment(self, clip_id: str, index: int) -> _FaultySegment:
+        return _FaultySegment(self.store.open_segment(clip_id, index), self.faults)
+
+    def commit_segment(
+        self,
+        clip_id: str,
+        index: int,
+        file: SegmentSink,
+        *,
+        start_s: float,
+        duration_s: float,
+        payload_sha256: bytes,
+    ) -> SegmentRecord:
+        return self.store.commit_segment(
+            clip_id,
+            index,
+            file,
+            start_s=start_s,
+            duration_s=duration_s,
+            payload_sha256=payload_sha256,
+        )
+
+    def finish_clip(self, clip_id: str, end_s: float) -> ClipRecord:
+        return self.store.finish_clip(clip_id, end_s)
+
+    def evict_oldest(self, *, exclude: str | None = None) -> str | None:
+        return self.store.evict_oldest(exclude=exclude)
+
+
+class _FaultySegment:
+    """A segment file whose every write first asks the faults (which may raise ENOSPC or wait)."""
+
+    def __init__(self, file: SegmentFile, faults: StorageFaults) -> None:
+        self._file = file
+        self._faults = faults
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._faults.before_write(len(data))
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def commit(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.abort()
