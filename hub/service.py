@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from consent.device import ConsentDesk
     from crypto.keys import DeviceIdentity
     from crypto.setup_code import PairingURI, SetupCode
-    from device import CameraPipeline, MotionConfig, MotionDetector, PipelineStats, Polygon
+    from device import CameraPipeline, PipelineStats, Polygon
     from device.store import ClipStore
-    from hardware import SimulatedButton
+    from hardware import DoorbellButton, PressableButton
     from hardware._frames import CameraSource
     from hub.app import CameraInfo, HubDeps
     from hub.discovery import PairingState
@@ -75,7 +75,7 @@ def _package_dir(name: str) -> Path:
 
 
 # Shipped inside the package so `doorward serve` works from a plain (non-editable) install.
-_DEFAULT_SCENARIO = _package_dir("hardware") / "default_scenario.toml"
+_DEFAULT_SCENARIO = _package_dir("hardware") / "sim" / "default_scenario.toml"
 # What the API, the cameras and the pipelines import: loaded off the event loop (see above).
 _RUNTIME_MODULES = (
     "aiohttp.web",
@@ -85,7 +85,7 @@ _RUNTIME_MODULES = (
     "crypto.tls",
     "device",
     "device.events",
-    "device.harness",
+    "device.detector",
     "hardware",
     "hub.app",
     "hub.events",
@@ -261,13 +261,9 @@ class CameraSpec:
     target: str
 
     def open(self) -> CameraSource:
-        from hardware import FileCamera, LiveCamera, SimulatedCamera, load_scenario
+        from hardware import open_camera
 
-        if self.kind == "simulated":
-            return SimulatedCamera(load_scenario(self.target), realtime=True, name=self.name)
-        if self.kind == "file":
-            return FileCamera(self.target, loop=True, realtime=True, name=self.name)
-        return LiveCamera(self.target, name=self.name)
+        return open_camera(self.kind, self.target, name=self.name)
 
 
 def parse_camera(text: str, index: int) -> CameraSpec:
@@ -450,8 +446,8 @@ async def serve(
 
         from aiohttp import web
 
-        from device import CameraPipeline, MotionConfig, RecorderConfig
-        from hardware import SimulatedButton, SimulatedCamera, microphone_of
+        from device import CameraPipeline, MotionConfig, RecorderConfig, detector_for
+        from hardware import button_of, microphone_of, relay_button
         from hub import keys
         from hub._page_tls import page_tls_context
         from hub.app import create_app
@@ -485,13 +481,14 @@ async def serve(
         )
         pipelines = {}
         for name, source in sources.items():
-            button = SimulatedButton() if isinstance(source, SimulatedCamera) else None
+            camera_button = button_of(source)
+            button = relay_button() if camera_button is not None else None
             pipelines[name] = CameraPipeline(
                 name,
                 source,
                 device.store,
                 device.owners.recipients,
-                detector=_detector_for(
+                detector=detector_for(
                     source,
                     MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ())),
                 ),
@@ -501,9 +498,8 @@ async def serve(
                 button=button,
             )
             infos[name] = replace(infos[name], stats=_stats_of(pipelines[name]))
-            if button is not None:
-                assert isinstance(source, SimulatedCamera)
-                _track(tasks, _relay_button(source.button, button, app))
+            if camera_button is not None and button is not None:
+                _track(tasks, _relay_button(camera_button, button, app))
         app[keys.DEPS] = replace(app[keys.DEPS], cameras=infos)
 
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -639,7 +635,7 @@ def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
 
 
 async def _relay_button(
-    button: SimulatedButton, relay: SimulatedButton, app: web.Application
+    button: DoorbellButton, relay: PressableButton, app: web.Application
 ) -> None:
     """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
     from hub import keys
@@ -795,16 +791,3 @@ def _desk_connection(path: Path) -> Any:
     db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
     db.execute("PRAGMA journal_mode=WAL")
     return db
-
-
-def _detector_for(source: CameraSource, config: MotionConfig) -> MotionDetector:
-    """The camera's detector with the configured sensitivity and masks. A simulated camera draws
-    a frame-counter strip that changes every frame: that is masked out too."""
-    from device import MotionDetector
-    from device.harness import detector_for
-    from hardware import SimulatedCamera
-
-    if isinstance(source, SimulatedCamera):
-        return detector_for(source.scenario, config)
-    info = source.info
-    return MotionDetector(config, info.width, info.height)

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from crypto.keys import KeyBundle
-from hardware import SimulatedCamera, parse_scenario
+from hardware.sim import SimulatedCamera, parse_scenario
 from hub.app import CameraInfo, create_app
 from hub.client import DoorwardClient
 from hub.live import FrameRelay

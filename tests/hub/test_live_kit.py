@@ -17,15 +17,8 @@ from aiohttp import web
 
 from crypto.keys import KeyBundle
 from device import CameraPipeline
-from hardware import (
-    Frame,
-    SimulatedCamera,
-    SimulatedMicrophone,
-    StreamInfo,
-    microphone_of,
-    parse_scenario,
-    read_strip,
-)
+from hardware import Frame, StreamInfo, microphone_of
+from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
 from hub._page_tls import page_tls_context
 from hub.app import CameraInfo, create_app
 from hub.client import DoorwardClient
