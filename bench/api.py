@@ -58,8 +58,8 @@ from aiohttp import web  # noqa: E402
 from crypto.keys import KeyBundle  # noqa: E402
 from crypto.tls import client_context, server_context  # noqa: E402
 from device import CameraPipeline, RecorderConfig  # noqa: E402
-from hardware import SimulatedCamera, parse_scenario  # noqa: E402
-from hub.client.api import ApiError, DoorwardClient  # noqa: E402
+from hardware.sim import SimulatedCamera, parse_scenario  # noqa: E402
+from hub.client import ApiError, DoorwardClient  # noqa: E402
 from hub.server.state import Device  # noqa: E402
 from hub.wire.discovery import DiscoveredDevice, browse  # noqa: E402
 

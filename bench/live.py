@@ -39,7 +39,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crypto.keys import KeyBundle  # noqa: E402
-from hardware import read_strip  # noqa: E402
+from hardware.sim import read_strip  # noqa: E402
 
 SCENARIO = """[camera]
 width = 640
@@ -57,7 +57,8 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
 
     from crypto.keys import PublicKeyBundle
     from device import CameraPipeline
-    from hardware import SimulatedCamera, microphone_of, parse_scenario
+    from hardware import microphone_of
+    from hardware.sim import SimulatedCamera, parse_scenario
     from hub.server.app import create_app
     from hub.server.config import ServeConfig
     from hub.server.deps import CameraInfo

@@ -38,13 +38,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from device import detector_for
 from device._config import RecorderConfig
 from device._motion import MotionConfig
 from device._recorder import Recorder, RecorderAction
-from device._report import ClipCheck, FrameSample, judge, truth_events
-from device.harness import detector_for
-from hardware import CameraDisconnected, Frame, Scenario, SimulatedCamera, load_scenario
-from hardware.strip import strip_rows
+from device.harness import ClipCheck, FrameSample, judge, truth_events
+from hardware import CameraDisconnected, Frame
+from hardware.sim import Scenario, SimulatedCamera, load_scenario
+from hardware.sim.strip import strip_rows
 
 _SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 _KEYFRAME_S = 2.0
@@ -208,8 +209,9 @@ def _detectors(scenario: Scenario) -> dict[str, Detect]:
     """Fresh detectors (they keep state) for one scenario, by name."""
     cam = scenario.camera
     strip = strip_rows(cam.width)
-    ours = detector_for(scenario)
-    small = detector_for(scenario, MotionConfig(target_rows=60))
+    camera = SimulatedCamera(scenario, realtime=False)
+    ours = detector_for(camera)
+    small = detector_for(camera, MotionConfig(target_rows=60))
     frigate = FrigateMotion(cam.width, cam.height, mask_rows=strip)
     contrast = FrigateMotion(cam.width, cam.height, mask_rows=strip, improve_contrast=True)
     return {

@@ -58,9 +58,10 @@ from device import (  # noqa: E402
     RecorderConfig,
 )
 from device._encoder import H264Encoder  # noqa: E402
-from hardware import Frame, SimulatedButton, SimulatedCamera, StreamInfo, parse_scenario  # noqa: E402
+from hardware import Frame, StreamInfo  # noqa: E402
 from hardware._demux import DECODE_THREAD_TYPE, plane_view  # noqa: E402
 from hardware.file import FileCamera  # noqa: E402
+from hardware.sim import SimulatedButton, SimulatedCamera, parse_scenario  # noqa: E402
 
 _SCENE = """
 [camera]

@@ -10,6 +10,8 @@ Common case::
 from device._config import Polygon, RecorderConfig
 from device._motion import Box, MotionConfig, MotionDetector, MotionResult
 from device._recorder import Recorder, RecorderAction, RecorderState
+from device._segmenter import ClipSink
+from device.detector import MotionHints, detector_for
 from device.errors import ClipHeld, ClipRefused, DeviceError, StoreError
 from device.events import (
     ClipFinished,
@@ -20,7 +22,6 @@ from device.events import (
     RecordingError,
     SegmentWritten,
 )
-from device.faults import StorageFaults
 from device.pipeline import CameraPipeline, PipelineStats
 from device.store import ClipRecord, ClipStore, SegmentRecord
 
@@ -31,6 +32,7 @@ __all__ = [
     "ClipHeld",
     "ClipRecord",
     "ClipRefused",
+    "ClipSink",
     "ClipStarted",
     "ClipStore",
     "DeviceError",
@@ -39,6 +41,7 @@ __all__ = [
     "MotionConfig",
     "MotionDetected",
     "MotionDetector",
+    "MotionHints",
     "MotionResult",
     "PipelineStats",
     "Polygon",
@@ -49,6 +52,6 @@ __all__ = [
     "RecordingError",
     "SegmentRecord",
     "SegmentWritten",
-    "StorageFaults",
     "StoreError",
+    "detector_for",
 ]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
-from device.faults import StorageFaults
-
-__all__ = ["TEMP_SUFFIX", "SegmentFile", "fsync_dir", "write_atomic"]
+__all__ = ["TEMP_SUFFIX", "SegmentFile", "SegmentSink", "fsync_dir", "write_atomic"]
 
 TEMP_SUFFIX = (
     ".tmp"  # every file a crash may leave half-written ends with this; recovery removes them
@@ -41,16 +40,31 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+class SegmentSink(Protocol):
+    """What one segment's ciphertext is written into until it is committed or aborted: a
+    :class:`SegmentFile`, or something wrapping one (the harness's faulty disk)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class SegmentFile:
     """A write-only temp file that becomes ``final`` on :meth:`commit` and vanishes on :meth:`abort`.
 
     It is the ``dst`` the age encryptor writes into: only ciphertext ever passes through it.
     """
 
-    def __init__(self, final: Path, faults: StorageFaults | None = None) -> None:
+    def __init__(self, final: Path) -> None:
         self.final = final
         self.temp = final.with_name(f".{final.name}{TEMP_SUFFIX}")
-        self._faults = faults
         self._fd: int | None = os.open(
             self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
         )
@@ -59,8 +73,6 @@ class SegmentFile:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._fd is None:
             raise ValueError(f"segment file {self.temp.name} is closed")
-        if self._faults is not None:
-            self._faults.before_write(len(data))
         _write_all(self._fd, data)
         self.size += len(data)
         return len(data)

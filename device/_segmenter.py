@@ -13,21 +13,20 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 import av
 import av.error
 
 from crypto import age
 from crypto.errors import AgeError
-from device._files import SegmentFile
+from device._files import SegmentSink
 from device._preroll import TimedPacket
 from device.errors import ClipRefused, StoreError
 from device.events import ClipFinished, ClipStarted, DeviceEvent, SegmentWritten
-from device.faults import StorageFaults
-from device.store import ClipStore
+from device.store import ClipRecord, SegmentRecord
 
-__all__ = ["ClipWriter", "VideoFormat"]
+__all__ = ["ClipSink", "ClipWriter", "VideoFormat"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,30 @@ _CUT_TOLERANCE = 0.95  # cut at a keyframe once a segment holds this share of se
 # A source that stops sending keyframes still gets cut here: the packets kept for a retry stay
 # bounded (the next segment then starts mid-GOP and only decodes after its predecessor).
 _FORCED_CUT_FACTOR = 4
+
+
+class ClipSink(Protocol):
+    """Where a camera's clips go: the writing half of :class:`~device.store.ClipStore` (which
+    implements it), or a wrapper of one (the harness's faulty disk)."""
+
+    def open_clip(self, camera: str, start_s: float) -> str: ...
+
+    def open_segment(self, clip_id: str, index: int) -> SegmentSink: ...
+
+    def commit_segment(
+        self,
+        clip_id: str,
+        index: int,
+        file: SegmentSink,
+        *,
+        start_s: float,
+        duration_s: float,
+        payload_sha256: bytes,
+    ) -> SegmentRecord: ...
+
+    def finish_clip(self, clip_id: str, end_s: float) -> ClipRecord: ...
+
+    def evict_oldest(self, *, exclude: str | None = None) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +82,7 @@ class _SegmentWriter:
     """One segment being muxed and encrypted into a temp file."""
 
     def __init__(
-        self, file: SegmentFile, recipients: Sequence[age.Recipient], video: VideoFormat
+        self, file: SegmentSink, recipients: Sequence[age.Recipient], video: VideoFormat
     ) -> None:
         self.file = file
         self._container: av.container.OutputContainer | None = None
@@ -112,20 +135,18 @@ class ClipWriter:
 
     def __init__(
         self,
-        store: ClipStore,
+        store: ClipSink,
         camera: str,
         video: VideoFormat,
         recipients: Callable[[], Sequence[age.Recipient]],
         *,
         segment_s: float,
-        faults: StorageFaults | None = None,
     ) -> None:
         self._store = store
         self._camera = camera
         self._video = video
         self._recipients = recipients
         self._segment_s = segment_s
-        self._faults = faults
         self._frame_s = float(1 / video.fps)
         self.clip_id: str | None = None
         self._index = 0
@@ -207,7 +228,7 @@ class ClipWriter:
             raise ClipRefused(
                 f"camera {self._camera}: no owner recipients to encrypt to; pair an owner's phone"
             )
-        file = self._store.open_segment(self.clip_id, self._index, faults=self._faults)
+        file = self._store.open_segment(self.clip_id, self._index)
         try:
             return _SegmentWriter(file, recipients, self._video)
         except AgeError as exc:

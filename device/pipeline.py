@@ -23,11 +23,9 @@ from device._motion import MotionDetector, MotionResult
 from device._preroll import PrerollBuffer, TimedPacket
 from device._privacy import PrivacyMask
 from device._recorder import Recorder, RecorderAction, RecorderState
-from device._segmenter import ClipWriter, VideoFormat
+from device._segmenter import ClipSink, ClipWriter, VideoFormat
 from device.errors import ClipRefused
 from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
-from device.faults import StorageFaults
-from device.store import ClipStore
 from hardware import _frames
 from hardware._worker import Worker
 from hardware.annexb import has_sps, parameter_sets
@@ -76,7 +74,7 @@ class CameraPipeline:
         self,
         camera_id: str,
         source: _frames.CameraSource,
-        store: ClipStore,
+        store: ClipSink,
         recipients: Callable[[], Sequence[age.Recipient]],
         *,
         detector: MotionDetector | None = None,
@@ -84,7 +82,6 @@ class CameraPipeline:
         on_event: Callable[[DeviceEvent], None] | None = None,
         on_frame: Callable[[_frames.Frame, MotionResult], None] | None = None,
         button: DoorbellButton | None = None,
-        storage_faults: StorageFaults | None = None,
     ) -> None:
         info = source.info
         config = config or RecorderConfig()
@@ -107,7 +104,6 @@ class CameraPipeline:
         self._preroll = PrerollBuffer(config.pre_roll_s, config.max_preroll_bytes)
         self._recorder = Recorder(config, name=camera_id)
         self._writer_args = (store, camera_id, self._video, recipients)
-        self._faults = storage_faults
         self._clip: ClipWriter | None = None
         self._pending_presses = 0
         self._was_motion = False
@@ -335,9 +331,7 @@ class CameraPipeline:
 
     def _start(self, packets: list[TimedPacket]) -> list[DeviceEvent]:
         store, camera, video, recipients = self._writer_args
-        self._clip = ClipWriter(
-            store, camera, video, recipients, segment_s=self._config.segment_s, faults=self._faults
-        )
+        self._clip = ClipWriter(store, camera, video, recipients, segment_s=self._config.segment_s)
         self._counts["clips"] += 1
         return self._clip.start(packets)
 

@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from crypto.keys import DeviceIdentity
-from device._files import TEMP_SUFFIX, SegmentFile, write_atomic
+from device._files import TEMP_SUFFIX, SegmentFile, SegmentSink, write_atomic
 from device._manifest import MANIFEST_NAME, manifest_bytes
 from device.errors import ClipHeld, StoreError
-from device.faults import StorageFaults
 
 __all__ = ["ClipRecord", "ClipStore", "SegmentRecord"]
 
@@ -316,19 +315,17 @@ class ClipStore:
             self._write_manifest(clip_id)
         return clip_id
 
-    def open_segment(
-        self, clip_id: str, index: int, *, faults: StorageFaults | None = None
-    ) -> SegmentFile:
+    def open_segment(self, clip_id: str, index: int) -> SegmentFile:
         """A temp file for segment ``index``; pass it to :meth:`commit_segment` or abort it."""
         with self._lock:
             directory = self.data_dir / self._rel_dir(clip_id)
-        return SegmentFile(directory / segment_name(index), faults)
+        return SegmentFile(directory / segment_name(index))
 
     def commit_segment(
         self,
         clip_id: str,
         index: int,
-        file: SegmentFile,
+        file: SegmentSink,
         *,
         start_s: float,
         duration_s: float,

@@ -1,19 +1,12 @@
-"""The doorbell button: a protocol for real buttons and a simulated one for scenarios and tests."""
+"""The doorbell button: its events and the protocol every button implements."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from hardware._clock import Clock, SystemClock
-from hardware.errors import HardwareError
-
-__all__ = ["ButtonEvent", "DoorbellButton", "SimulatedButton"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["ButtonEvent", "DoorbellButton", "PressableButton"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,63 +31,8 @@ class DoorbellButton(Protocol):
     async def close(self) -> None: ...
 
 
-class SimulatedButton:
-    """A button pressed by code: scenarios, tests and the pairing-unlock flow.
+@runtime_checkable
+class PressableButton(DoorbellButton, Protocol):
+    """A button pressed by code: the service forwards a camera's presses to the pipeline's."""
 
-    Events wait in a queue of at most ``max_pending``; past that the oldest is dropped (logged).
-    ``at_s`` defaults to the clock's monotonic time.
-    """
-
-    def __init__(self, *, clock: Clock | None = None, max_pending: int = 64) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
-        self._clock = clock or SystemClock()
-        self._max_pending = max_pending
-        self._queue: asyncio.Queue[ButtonEvent | None] = asyncio.Queue()
-        self._closed = False
-        self._pending = 0
-
-    def press(self, at_s: float | None = None) -> ButtonEvent:
-        """Press and release the button."""
-        return self._emit(ButtonEvent("press", self._at(at_s)))
-
-    def hold(self, seconds: float, at_s: float | None = None) -> ButtonEvent:
-        """Hold the button down for ``seconds``."""
-        return self._emit(ButtonEvent("hold", self._at(at_s), held_s=seconds))
-
-    @property
-    def pending(self) -> int:
-        """Events emitted and not yet taken by ``events()``."""
-        return self._pending
-
-    async def events(self) -> AsyncIterator[ButtonEvent]:
-        while True:
-            event = await self._queue.get()
-            if event is None:
-                return
-            self._pending -= 1
-            yield event
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put_nowait(None)
-
-    def _at(self, at_s: float | None) -> float:
-        return self._clock.monotonic() if at_s is None else at_s
-
-    def _emit(self, event: ButtonEvent) -> ButtonEvent:
-        if self._closed:
-            raise HardwareError("the button is closed: make a new one")
-        if self._pending >= self._max_pending:
-            dropped = self._queue.get_nowait()
-            self._pending -= 1
-            logger.warning(
-                "button.event_dropped kind=%s at_s=%s",
-                getattr(dropped, "kind", None),
-                getattr(dropped, "at_s", None),
-            )
-        self._queue.put_nowait(event)
-        self._pending += 1
-        logger.debug("button.event kind=%s at_s=%s held_s=%s", event.kind, event.at_s, event.held_s)
-        return event
+    def press(self, at_s: float | None = None) -> ButtonEvent: ...

@@ -12,7 +12,7 @@ from hardware.errors import ScenarioError
 __all__ = ["EXIT_BAD_SCENARIO", "EXIT_FAILED", "add_parser"]
 
 EXIT_FAILED = 1  # the scenario ran but its [expect] did not hold
-EXIT_BAD_SCENARIO = 2  # the scenario file (or the report directory) could not be used
+EXIT_BAD_SCENARIO = 2  # the scenario file (or the report directory, or its plot) could not be used
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,11 +49,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle_run(args: argparse.Namespace) -> int:
     """Run the scenario, print the report, and return the exit status."""
-    from device.harness import run_scenario
+    from device.harness import PlotUnavailable, run_scenario
 
     try:
         report = run_scenario(args.scenario, report_dir=args.report)
-    except ScenarioError as exc:
+    except (ScenarioError, PlotUnavailable) as exc:
         print(f"doorward: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SCENARIO
     except OSError as exc:

@@ -42,7 +42,7 @@ def _package_dir(name: str) -> Path:
 
 
 # Shipped inside the package so `doorward serve` works from a plain (non-editable) install.
-_DEFAULT_SCENARIO = _package_dir("hardware") / "default_scenario.toml"
+_DEFAULT_SCENARIO = _package_dir("hardware") / "sim" / "default_scenario.toml"
 
 
 EXAMPLE_CONFIG = """\

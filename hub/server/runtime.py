@@ -18,16 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from device import CameraPipeline, MotionConfig, MotionDetector, PipelineStats, RecorderConfig
-from device.harness import detector_for
+from device import CameraPipeline, MotionConfig, PipelineStats, RecorderConfig, detector_for
 from hardware import (
     CameraSource,
-    FileCamera,
+    DoorbellButton,
     LiveCamera,
-    SimulatedButton,
-    SimulatedCamera,
-    load_scenario,
+    PressableButton,
+    button_of,
     microphone_of,
+    open_camera,
+    relay_button,
 )
 from hub.server import appkeys
 from hub.server.app import create_app
@@ -151,31 +151,27 @@ def _pipelines(
     )
     pipelines = {}
     for name, source in sources.items():
-        button = SimulatedButton() if isinstance(source, SimulatedCamera) else None
+        camera_button = button_of(source)
+        button = relay_button() if camera_button is not None else None
         motion = MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ()))
         pipelines[name] = CameraPipeline(
             name,
             source,
             device.store,
             device.owners.recipients,
-            detector=_detector_for(source, motion),
+            detector=detector_for(source, motion),
             config=replace(recording, privacy_zones=zones.get(name, ())),
             on_event=on_event,
             on_frame=relay.add_camera(name, microphone=microphone_of(source)),
             button=button,
         )
-        if button is not None:
-            assert isinstance(source, SimulatedCamera)
-            _track(tasks, _relay_button(source.button, button, app))
+        if camera_button is not None and button is not None:
+            _track(tasks, _relay_button(camera_button, button, app))
     return pipelines
 
 
 def _open_camera(camera: CameraConfig) -> CameraSource:
-    if camera.kind == "simulated":
-        return SimulatedCamera(load_scenario(camera.target), realtime=True, name=camera.name)
-    if camera.kind == "file":
-        return FileCamera(camera.target, loop=True, realtime=True, name=camera.name)
-    return LiveCamera(camera.target, name=camera.name)
+    return open_camera(camera.kind, camera.target, name=camera.name)
 
 
 async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:
@@ -223,21 +219,12 @@ def _camera_info(
     )
 
 
-def _detector_for(source: CameraSource, config: MotionConfig) -> MotionDetector:
-    """The camera's detector with the configured sensitivity and masks. A simulated camera draws
-    a frame-counter strip that changes every frame: that is masked out too."""
-    if isinstance(source, SimulatedCamera):
-        return detector_for(source.scenario, config)
-    info = source.info
-    return MotionDetector(config, info.width, info.height)
-
-
 def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
     tasks.add(asyncio.ensure_future(coro))
 
 
 async def _relay_button(
-    button: SimulatedButton, relay: SimulatedButton, app: web.Application
+    button: DoorbellButton, relay: PressableButton, app: web.Application
 ) -> None:
     """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
     async for event in button.events():

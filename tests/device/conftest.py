@@ -13,8 +13,9 @@ import pytest
 
 from crypto import age
 from crypto.keys import DeviceIdentity
-from device import CameraPipeline, ClipStore, DeviceEvent, RecorderConfig, StorageFaults
-from hardware import SimulatedCamera, parse_scenario, read_strip
+from device import CameraPipeline, ClipStore, DeviceEvent, RecorderConfig
+from device.harness import FaultyStore, StorageFaults
+from hardware.sim import SimulatedCamera, parse_scenario, read_strip
 
 T0 = 1_767_268_800.0  # 2026-01-01T12:00:00Z, the simulated cameras' default start
 
@@ -80,12 +81,11 @@ def run_pipeline(
     return CameraPipeline(
         name,
         source,
-        store,
+        store if faults is None else FaultyStore(store, faults),
         lambda: [owner.recipient()],
         config=config,
         on_event=None if events is None else events.append,
         button=source.button,
-        storage_faults=faults,
     )
 
 

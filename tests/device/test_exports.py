@@ -13,6 +13,7 @@ def test_all_is_pinned() -> None:
         "ClipHeld",
         "ClipRecord",
         "ClipRefused",
+        "ClipSink",
         "ClipStarted",
         "ClipStore",
         "DeviceError",
@@ -21,6 +22,7 @@ def test_all_is_pinned() -> None:
         "MotionConfig",
         "MotionDetected",
         "MotionDetector",
+        "MotionHints",
         "MotionResult",
         "PipelineStats",
         "Polygon",
@@ -31,8 +33,8 @@ def test_all_is_pinned() -> None:
         "RecordingError",
         "SegmentRecord",
         "SegmentWritten",
-        "StorageFaults",
         "StoreError",
+        "detector_for",
     ]
     for name in device.__all__:
         assert getattr(device, name) is not None

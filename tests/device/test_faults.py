@@ -14,8 +14,8 @@ from device import (
     DeviceEvent,
     RecorderConfig,
     RecordingError,
-    StorageFaults,
 )
+from device.harness import FaultyStore, StorageFaults
 from hardware import Frame
 from tests.device.conftest import T0, camera, decode_counters, decrypt_segments, write_clip
 
@@ -38,11 +38,10 @@ async def test_disk_full_once_evicts_the_oldest_unheld_clip_and_retries(
     pipeline = CameraPipeline(
         "front",
         source,
-        store,
+        FaultyStore(store, faults),
         lambda: [owner.recipient()],
         on_event=events.append,
         button=source.button,
-        storage_faults=faults,
         config=RecorderConfig(post_roll_s=1),
     )
     stats = await pipeline.run()
@@ -76,12 +75,11 @@ async def test_a_disk_that_stays_full_refuses_the_clip_and_recording_resumes(
     pipeline = CameraPipeline(
         "front",
         source,
-        store,
+        FaultyStore(store, faults),
         lambda: [owner.recipient()],
         on_event=events.append,
         on_frame=free_space_later,
         button=source.button,
-        storage_faults=faults,
         config=RecorderConfig(post_roll_s=1, pre_roll_s=1),
     )
     stats = await pipeline.run()
@@ -110,11 +108,10 @@ async def test_a_disk_that_stays_full_refuses_the_clip_and_recording_resumes(
     again = CameraPipeline(
         "front",
         source,
-        store,
+        FaultyStore(store, faults),
         lambda: [owner.recipient()],
         on_event=events.append,
         button=source.button,
-        storage_faults=faults,
     )
     await again.run()
     assert [e for e in events if isinstance(e, RecordingError)] == [
@@ -132,10 +129,9 @@ async def test_a_stalled_disk_on_one_camera_does_not_stall_another(
     slow = CameraPipeline(
         "a",
         (cam_a := camera(10, presses=[0.5], name="a.toml")),
-        store,
+        FaultyStore(store, stalled),  # camera a's writes stall; b shares the store unwrapped
         lambda: [owner.recipient()],
         button=cam_a.button,
-        storage_faults=stalled,
     )
     fast = CameraPipeline(
         "b",

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from device._report import ClipCheck, FrameSample, clip_gaps, judge, truth_events
-from device.harness import run_scenario
-from hardware import parse_scenario
+import device.harness
+from device.harness import (
+    ClipCheck,
+    FrameSample,
+    PlotUnavailable,
+    clip_gaps,
+    judge,
+    plot_run,
+    run_scenario,
+    truth_events,
+)
+from hardware.sim import parse_scenario
 from hub.cli.main import main
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.toml"))
@@ -243,3 +253,52 @@ def test_unwritable_report_dir_is_one_line_and_exit_2(
     assert capsys.readouterr().err == (
         f"doorward: error: cannot write the report into {blocker / 'out'}: Not a directory\n"
     )
+
+
+def test_a_report_without_matplotlib_says_how_to_install_it_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = tmp_path / "small.toml"
+    scenario.write_text(SMALL)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    assert main(["harness", "run", str(scenario), "--report", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused up front: no run, no report
+    assert captured.err == (
+        "doorward: error: the harness report's plot needs matplotlib, which is not installed: "
+        "pip install 'doorward[harness]' (or run without --report)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_plot_itself_refuses_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(PlotUnavailable) as info:
+        plot_run(tmp_path / "x.png", "x", [], [], [], 0.01)
+    assert str(info.value) == (
+        "the harness report's plot needs matplotlib, which cannot be imported: "
+        "pip install 'doorward[harness]'"
+    )
+
+
+def test_harness_all_is_pinned() -> None:
+    assert sorted(device.harness.__all__) == [
+        "ClipCheck",
+        "EventResult",
+        "FaultyStore",
+        "FrameSample",
+        "GroundTruth",
+        "HarnessReport",
+        "PlotUnavailable",
+        "StorageFaults",
+        "clip_gaps",
+        "judge",
+        "plot_run",
+        "run_scenario",
+        "run_scenario_async",
+        "truth_events",
+    ]
+    for name in device.harness.__all__:
+        assert getattr(device.harness, name) is not None

@@ -33,8 +33,9 @@ from device import (
     SegmentRecord,
     SegmentWritten,
 )
-from hardware import EncodedPacket, Frame, SimulatedButton, StreamInfo, strip_rows
-from hardware.strip import draw_strip
+from hardware import EncodedPacket, Frame, StreamInfo
+from hardware.sim import SimulatedButton, strip_rows
+from hardware.sim.strip import draw_strip
 from tests.device.conftest import (
     T0,
     camera,

@@ -21,7 +21,7 @@ import pytest
 
 from crypto.keys import KeyBundle
 from crypto.signed import b64url_decode
-from hardware import read_strip, strip_rows
+from hardware.sim import read_strip, strip_rows
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
 from hub.wire.live_link import mint_link_token

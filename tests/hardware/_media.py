@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from hardware import parse_scenario
-from hardware._scene import SceneRenderer
+from hardware.sim import parse_scenario
+from hardware.sim._scene import SceneRenderer
 from tests.hardware.conftest import camera_toml
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]

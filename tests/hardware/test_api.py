@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import hardware
+import hardware.sim
 from crypto.errors import DoorwardError
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 
 
 def test_all_is_pinned() -> None:
     assert sorted(hardware.__all__) == [
-        "Actor",
         "AudioChunk",
         "AudioSource",
         "Backoff",
@@ -17,38 +20,58 @@ def test_all_is_pinned() -> None:
         "CameraDisconnected",
         "CameraOpenFailed",
         "CameraSource",
-        "CameraSpec",
         "Clock",
         "DoorbellButton",
         "EncodedPacket",
-        "Expect",
-        "Fault",
         "FileCamera",
         "Frame",
         "HardwareError",
-        "Light",
         "LiveCamera",
-        "Press",
-        "Scenario",
+        "PressableButton",
         "ScenarioError",
-        "SimulatedButton",
-        "SimulatedCamera",
-        "SimulatedMicrophone",
         "SourceSpec",
         "StreamInfo",
         "StreamMicrophone",
-        "StripReading",
         "SystemClock",
-        "TruthSpan",
-        "load_scenario",
+        "button_of",
         "microphone_of",
-        "parse_scenario",
+        "open_camera",
         "parse_source",
-        "read_strip",
-        "strip_rows",
+        "relay_button",
     ]
     for name in hardware.__all__:
         assert getattr(hardware, name) is not None
+
+
+def test_sim_all_is_pinned() -> None:
+    assert sorted(hardware.sim.__all__) == [
+        "Actor",
+        "CameraSpec",
+        "DEFAULT_SCENARIO",
+        "Expect",
+        "Fault",
+        "Light",
+        "Press",
+        "Scenario",
+        "SimulatedButton",
+        "SimulatedCamera",
+        "SimulatedMicrophone",
+        "StripReading",
+        "TruthSpan",
+        "draw_strip",
+        "load_scenario",
+        "parse_scenario",
+        "read_strip",
+        "strip_rows",
+    ]
+    for name in hardware.sim.__all__:
+        assert getattr(hardware.sim, name) is not None
+
+
+def test_production_hardware_does_not_load_the_simulator() -> None:
+    probe = "import sys, hardware; print('hardware.sim' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_errors_derive_from_the_root() -> None:

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from hardware import ButtonEvent, DoorbellButton, HardwareError, SimulatedButton
+from hardware import ButtonEvent, DoorbellButton, HardwareError
+from hardware.sim import SimulatedButton
 from tests.hardware.conftest import FakeClock
 
 
@@ -41,7 +42,7 @@ async def test_a_waiting_reader_gets_the_press() -> None:
 @pytest.mark.asyncio
 async def test_oldest_event_is_dropped_past_the_cap(caplog: pytest.LogCaptureFixture) -> None:
     button = SimulatedButton(clock=FakeClock(), max_pending=2)
-    with caplog.at_level(logging.WARNING, logger="hardware.button"):
+    with caplog.at_level(logging.WARNING, logger="hardware.sim._button"):
         for t in (1.0, 2.0, 3.0):
             button.press(at_s=t)
     assert caplog.messages == ["button.event_dropped kind=press at_s=1.0"]

@@ -10,8 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from hardware import CameraOpenFailed, CameraSource, FileCamera, Frame, StripReading, read_strip
+from hardware import CameraOpenFailed, CameraSource, FileCamera, Frame
 from hardware._demux import avcc_to_annexb
+from hardware.sim import StripReading, read_strip
 from tests.hardware._media import Planes, rendered, write_video
 
 COUNT = 24  # frames in each test file, 15 fps

@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hardware import (
-    Backoff,
-    CameraOpenFailed,
-    HardwareError,
-    LiveCamera,
-    SourceSpec,
-    parse_source,
-    read_strip,
-)
+from hardware import Backoff, CameraOpenFailed, HardwareError, LiveCamera, SourceSpec, parse_source
+from hardware.sim import read_strip
 from tests.hardware._media import rendered, write_video
 from tests.hardware.conftest import FakeClock
 

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware import ScenarioError, load_scenario, parse_scenario
-from hardware._scenario_schema import SCHEMA
-from hardware.scenario import Actor, Expect, Fault, Light, Press
+from hardware import ScenarioError
+from hardware.sim import load_scenario, parse_scenario
+from hardware.sim._scenario_schema import SCHEMA
+from hardware.sim.scenario import Actor, Expect, Fault, Light, Press
 from tests.hardware.conftest import camera_toml
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

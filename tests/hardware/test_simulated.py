@@ -9,11 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from hardware import (
-    ButtonEvent,
-    CameraDisconnected,
-    CameraSource,
-    Frame,
+from hardware import ButtonEvent, CameraDisconnected, CameraSource, Frame
+from hardware.sim import (
     SimulatedCamera,
     StripReading,
     TruthSpan,

@@ -6,14 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware import (
-    AudioChunk,
-    AudioSource,
-    ScenarioError,
-    SimulatedCamera,
-    microphone_of,
-    parse_scenario,
-)
+from hardware import AudioChunk, AudioSource, ScenarioError, microphone_of
+from hardware.sim import SimulatedCamera, parse_scenario
 from tests.hardware.conftest import FakeClock, camera_toml
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware import StripReading, read_strip, strip_rows
-from hardware.strip import draw_strip
+from hardware.sim import StripReading, read_strip, strip_rows
+from hardware.sim.strip import draw_strip
 from tests.hardware._media import rendered, x264_round_trip
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 
 from crypto.keys import KeyBundle
-from hardware import SimulatedCamera, parse_scenario
-from hub.client.api import DoorwardClient
+from hardware.sim import SimulatedCamera, parse_scenario
+from hub.client import DoorwardClient
 from hub.server.app import create_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo

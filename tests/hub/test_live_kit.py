@@ -18,16 +18,9 @@ from aiohttp import web
 
 from crypto.keys import KeyBundle
 from device import CameraPipeline
-from hardware import (
-    Frame,
-    SimulatedCamera,
-    SimulatedMicrophone,
-    StreamInfo,
-    microphone_of,
-    parse_scenario,
-    read_strip,
-)
-from hub.client.api import DoorwardClient
+from hardware import Frame, StreamInfo, microphone_of
+from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
+from hub.client import DoorwardClient
 from hub.server.app import create_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo

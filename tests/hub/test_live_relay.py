@@ -12,7 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from hardware import AudioChunk, EncodedPacket, Frame, SimulatedMicrophone, SystemClock
+from hardware import AudioChunk, EncodedPacket, Frame, SystemClock
+from hardware.sim import SimulatedMicrophone
 from hub.server.live.audio import MAX_QUEUED_AUDIO
 from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
 from hub.server.live.relay import FrameRelay

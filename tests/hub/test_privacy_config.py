@@ -105,10 +105,10 @@ def test_bad_motion_settings_are_refused(tmp_path: Path, body: str, message: str
 async def test_the_detector_of_a_camera_gets_its_masks_and_the_sensitivity(
     tmp_path: Path,
 ) -> None:
-    from device import MotionConfig
-    from hardware import FileCamera, SimulatedCamera, load_scenario
+    from device import MotionConfig, detector_for
+    from hardware import FileCamera
+    from hardware.sim import SimulatedCamera, load_scenario
     from hub.server.config import _DEFAULT_SCENARIO
-    from hub.server.runtime import _detector_for
     from tests.hardware._media import rendered, write_video
 
     mask = ((0.0, 0.0), (1.0, 0.0), (1.0, 0.3))
@@ -117,12 +117,12 @@ async def test_the_detector_of_a_camera_gets_its_masks_and_the_sensitivity(
     write_video(video, rendered(3, 160, 120, 15))
     camera = FileCamera(video)
     try:
-        file_detector = _detector_for(camera, config)
+        file_detector = detector_for(camera, config)
     finally:
         await camera.close()
     assert (file_detector.config.sensitivity, file_detector.config.masks) == (0.9, (mask,))
     simulated = SimulatedCamera(load_scenario(_DEFAULT_SCENARIO))
-    detector = _detector_for(simulated, config)
+    detector = detector_for(simulated, config)
     # The simulated camera's frame-counter strip is masked out as well.
     assert detector.config.masks[0] == mask
     assert len(detector.config.masks) == 2

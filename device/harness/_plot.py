@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from device._report import ClipCheck, EventResult, FrameSample
+from device.errors import DeviceError
+from device.harness._report import ClipCheck, EventResult, FrameSample
 
-__all__ = ["plot_run"]
+__all__ = ["PlotUnavailable", "plot_run", "require_matplotlib"]
+
+_INSTALL_HINT = "pip install 'doorward[harness]'"
+
+
+class PlotUnavailable(DeviceError):
+    """The harness report's plot needs matplotlib: install the ``harness`` extra."""
+
+
+def require_matplotlib() -> None:
+    """Raise PlotUnavailable unless matplotlib can be imported (checked without importing it)."""
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # already in sys.modules without a __spec__
+        found = False
+    if not found:
+        raise PlotUnavailable(
+            f"the harness report's plot needs matplotlib, which is not installed: {_INSTALL_HINT} "
+            "(or run without --report)"
+        )
 
 
 def plot_run(
@@ -21,7 +42,12 @@ def plot_run(
 ) -> Path:
     """Write a PNG: score (log scale) and motion on top, truth spans and clip spans shaded."""
     # The object API renders with Agg and keeps no global figure state (no pyplot).
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise PlotUnavailable(
+            f"the harness report's plot needs matplotlib, which cannot be imported: {_INSTALL_HINT}"
+        ) from exc
 
     figure = Figure(figsize=(11, 4), dpi=100)
     axes = figure.subplots()

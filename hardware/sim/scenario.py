@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hardware._scenario_schema import (
+from hardware.errors import ScenarioError
+from hardware.sim._scenario_schema import (
     ACTOR_KINDS,
     ARRAYS,
     FAULT_KINDS,
@@ -27,8 +28,7 @@ from hardware._scenario_schema import (
     Point,
     Polygon,
 )
-from hardware._toml_lines import LineIndex
-from hardware.errors import ScenarioError
+from hardware.sim._toml_lines import LineIndex
 
 __all__ = [
     "ACTOR_KINDS",

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware._audio import SimulatedMicrophone
 from hardware._clock import Clock, SystemClock
 from hardware._frames import EncodedPacket, Frame, StreamInfo
-from hardware._scene import SceneRenderer
-from hardware._x264 import X264Encoder
-from hardware.button import SimulatedButton
 from hardware.errors import CameraDisconnected
-from hardware.scenario import Fault, Scenario
+from hardware.sim._button import SimulatedButton
+from hardware.sim._microphone import SimulatedMicrophone
+from hardware.sim._scenario_schema import Polygon
+from hardware.sim._scene import SceneRenderer
+from hardware.sim._x264 import X264Encoder
+from hardware.sim.scenario import Fault, Scenario
+from hardware.sim.strip import strip_rows
 
 __all__ = ["SimulatedCamera", "TruthSpan"]
 
@@ -103,6 +105,20 @@ class SimulatedCamera:
     def frame_count(self) -> int:
         """How many frame indices the run spans (delivered or not)."""
         return self.scenario.camera.frame_count
+
+    @property
+    def motion_masks(self) -> tuple[Polygon, ...]:
+        """What a motion detector must not watch: the scenario's masks, then the frame-counter
+        strip across the top rows (it changes every frame)."""
+        cam = self.scenario.camera
+        top = strip_rows(cam.width) / cam.height
+        strip = ((0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top))
+        return (*self.scenario.motion_masks, strip)
+
+    @property
+    def motion_sensitivity(self) -> float | None:
+        """The scenario's detector sensitivity, or None to keep the configured one."""
+        return self.scenario.motion_sensitivity
 
     def truth(self, index: int) -> frozenset[str]:
         """Ids of the actors visible in frame ``index`` (without rendering it)."""

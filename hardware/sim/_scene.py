@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hardware.scenario import Actor, Light, Scenario
-from hardware.strip import draw_strip, strip_rows
+from hardware.sim.scenario import Actor, Light, Scenario
+from hardware.sim.strip import draw_strip, strip_rows
 
 __all__ = ["SceneRenderer"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hardware.scenario import Scenario
+from hardware.sim import Scenario
 
 __all__ = [
     "ClipCheck",

@@ -27,9 +27,11 @@ import numpy as np
 from crypto import age
 from crypto.keys import DeviceIdentity
 from device._config import RecorderConfig
-from device._motion import MotionConfig, MotionDetector, MotionResult
-from device._plot import plot_run
-from device._report import (
+from device._motion import MotionDetector, MotionResult
+from device.detector import detector_for
+from device.events import ClipFinished, ClipStarted, DeviceEvent, RecordingError
+from device.harness._plot import plot_run, require_matplotlib
+from device.harness._report import (
     ClipCheck,
     FrameSample,
     HarnessReport,
@@ -37,17 +39,14 @@ from device._report import (
     judge,
     truth_events,
 )
-from device.events import ClipFinished, ClipStarted, DeviceEvent, RecordingError
-from device.faults import StorageFaults
+from device.harness.faults import FaultyStore, StorageFaults
 from device.pipeline import CameraPipeline
 from device.store import ClipStore
 from hardware._frames import Frame, StreamInfo
 from hardware.errors import CameraDisconnected
-from hardware.scenario import Scenario, load_scenario
-from hardware.simulated import SimulatedCamera
-from hardware.strip import read_strip, strip_rows
+from hardware.sim import Scenario, SimulatedCamera, load_scenario, read_strip, strip_rows
 
-__all__ = ["HarnessReport", "detector_for", "run_scenario", "run_scenario_async"]
+__all__ = ["run_scenario", "run_scenario_async"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +61,10 @@ def run_scenario(path: str | Path, *, report_dir: Path | None = None) -> Harness
 async def run_scenario_async(path: str | Path, *, report_dir: Path | None = None) -> HarnessReport:
     """As :func:`run_scenario`, on the running event loop."""
     scenario = load_scenario(path)
+    if report_dir is not None:
+        require_matplotlib()  # before the run, not after it
     with tempfile.TemporaryDirectory(prefix="doorward-harness-") as tmp:
         return await _Run(scenario, Path(tmp)).execute(report_dir)
-
-
-def detector_for(scenario: Scenario, config: MotionConfig | None = None) -> MotionDetector:
-    """The detector a scenario runs with: its masks and sensitivity, and the strip masked out.
-
-    The simulated camera draws a frame-counter strip across the top rows; it changes every frame,
-    so the detector must not watch it.
-    """
-    cam = scenario.camera
-    top = strip_rows(cam.width) / cam.height
-    strip = ((0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top))
-    base = config or MotionConfig()
-    sensitivity = scenario.motion_sensitivity
-    config = replace(
-        base,
-        masks=(*base.masks, *scenario.motion_masks, strip),
-        sensitivity=base.sensitivity if sensitivity is None else sensitivity,
-    )
-    return MotionDetector(config, cam.width, cam.height)
 
 
 class _Reconnecting:
@@ -122,7 +104,8 @@ class _Run:
         self.scenario = scenario
         self.data_dir = data_dir
         self.owner = age.X25519Identity.generate()
-        self.detector = detector_for(scenario)
+        self.camera = SimulatedCamera(scenario, realtime=False)
+        self.detector: MotionDetector = detector_for(self.camera)
         self.faults = StorageFaults()
         self.samples: list[FrameSample] = []
         self.errors: list[str] = []
@@ -130,21 +113,20 @@ class _Run:
 
     async def execute(self, report_dir: Path | None) -> HarnessReport:
         scenario = self.scenario
-        camera = SimulatedCamera(scenario, realtime=False)
+        camera = self.camera
         source = _Reconnecting(camera)
         store = ClipStore(self.data_dir / "data", DeviceIdentity.generate())
         recipient = self.owner.recipient()
         pipeline = CameraPipeline(
             _CAMERA,
             source,
-            store,
+            FaultyStore(store, self.faults),
             lambda: [recipient],
             detector=self.detector,
             config=RecorderConfig(privacy_zones=scenario.privacy_zones),
             on_event=self._on_event,
             on_frame=self._on_frame,
             button=camera.button,
-            storage_faults=self.faults,
         )
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:

@@ -1,0 +1,42 @@
+"""Camera sources by kind: the one place that turns a camera spec into a source.
+
+A simulated camera is a legitimate camera kind (hardware testers run ``doorward serve --camera
+simulated:SCENARIO``), but the simulator is a test rig: it is imported here, lazily, and nowhere
+else in production code.
+"""
+
+from __future__ import annotations
+
+from hardware._frames import CameraSource
+from hardware.button import DoorbellButton, PressableButton
+from hardware.file import FileCamera
+from hardware.live import LiveCamera
+
+__all__ = ["button_of", "open_camera", "relay_button"]
+
+
+def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
+    """A real-time source called ``name``: a scenario file played by the simulator, a video file
+    played in a loop, or a live camera (``v4l2:/dev/videoN``, ``rtsp://…``)."""
+    if kind == "simulated":
+        from hardware.sim import SimulatedCamera, load_scenario
+
+        return SimulatedCamera(load_scenario(target), realtime=True, name=name)
+    if kind == "file":
+        return FileCamera(target, loop=True, realtime=True, name=name)
+    if kind == "live":
+        return LiveCamera(target, name=name)
+    raise ValueError(f"camera kind must be simulated, file or live, got {kind!r}")
+
+
+def button_of(camera: object) -> DoorbellButton | None:
+    """The camera's own doorbell button, or None when it has none."""
+    button = getattr(camera, "button", None)
+    return button if isinstance(button, DoorbellButton) else None
+
+
+def relay_button() -> PressableButton:
+    """An in-memory button pressed by code, for a pipeline fed by another button's presses."""
+    from hardware.sim import SimulatedButton
+
+    return SimulatedButton()
