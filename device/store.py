@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from crypto.files import TEMP_SUFFIX, write_atomic
 from crypto.keys import DeviceIdentity
-from device._files import TEMP_SUFFIX, SegmentFile, write_atomic
+from device._files import SegmentFile
 from device._manifest import MANIFEST_NAME, manifest_bytes
 from device.errors import ClipHeld, StoreError
 from device.faults import StorageFaults
