@@ -36,6 +36,10 @@ from consent.bundle import (
     bundle_root,
     write_bundle,
 )
+from consent.clip_manifest import (
+    ClipManifest,
+    ClipManifestSegment,
+)
 from consent.clips import (
     ClipLike,
     ClipSource,
@@ -50,6 +54,7 @@ from consent.device import (
 )
 from consent.errors import (
     BundleInvalid,
+    ClipManifestInvalid,
     ConsentError,
     DownloadsExhausted,
     DuplicateKey,
@@ -159,6 +164,9 @@ __all__ = [
     "BundleInvalid",
     "CheckpointError",
     "ClipLike",
+    "ClipManifest",
+    "ClipManifestInvalid",
+    "ClipManifestSegment",
     "ClipSource",
     "ConsentClaims",
     "ConsentDesk",

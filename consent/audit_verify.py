@@ -165,4 +165,3 @@ def _leaf_index(leaf: bytes) -> int | None:
         return None
     index = body.get("index") if isinstance(body, dict) else None
     return index if isinstance(index, int) else None
-

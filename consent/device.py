@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from consent import bundle as _bundle
-from consent._manifest import parse_manifest
 from consent._policy import DEFAULT_POLICY, Policy, decide
 from consent._release_check import check_release
+from consent._release_manifest import parse_release_manifest
 from consent._tables import SCHEMA
 from consent.clips import ClipSource
 from consent.errors import (
@@ -258,7 +258,7 @@ class ConsentDesk:
                     "release manifest does not match the hash the owner signed; "
                     "it was altered after signing"
                 )
-            parsed = parse_manifest(manifest)
+            parsed = parse_release_manifest(manifest)
             clip_manifests = check_release(parsed, request, self._clips, self._device.device_id)
         except ConsentError as exc:
             self._refused("consent", exc, request_id=request_id)
@@ -424,7 +424,7 @@ class ConsentDesk:
     def release(self, release_id: str) -> Release:
         """The stored release ``release_id``; raises UnknownRelease."""
         row = self._release_row(release_id)
-        parsed = parse_manifest(bytes(row["manifest"]))
+        parsed = parse_release_manifest(bytes(row["manifest"]))
         return Release(
             release_id=row["release_id"],
             request_id=row["request_id"],

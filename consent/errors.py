@@ -18,6 +18,7 @@ Hierarchy::
         ├── SignerRemoved           a token is signed by an owner who has been removed
         ├── RequestMismatch         a token does not belong to this request or it is not pending
         ├── ManifestMismatch        the release manifest does not match the token or the store
+        ├── ClipManifestInvalid     a device-signed clip manifest is malformed or of another type
         ├── SegmentMissing          a released segment is not in the store
         ├── HeaderInvalid           a re-wrapped age header is malformed or for the wrong recipient
         ├── HeaderReused            two released segments carry the same age header
@@ -37,6 +38,7 @@ from crypto.errors import DoorwardError
 
 __all__ = [
     "BundleInvalid",
+    "ClipManifestInvalid",
     "ConsentError",
     "DownloadsExhausted",
     "DuplicateKey",
@@ -125,6 +127,10 @@ class RequestMismatch(ConsentError):
 
 class ManifestMismatch(ConsentError):
     """The release manifest differs from the one the owner signed or from the stored segments."""
+
+
+class ClipManifestInvalid(ConsentError):
+    """A clip manifest is malformed, or not a clip manifest of a version this code reads."""
 
 
 class SegmentMissing(ConsentError):

@@ -15,8 +15,8 @@ import pytest
 
 from consent import _jws
 from consent import owner as phone
-from consent._manifest import parse_manifest
 from consent._policy import DEFAULT_POLICY, Policy
+from consent._release_manifest import parse_release_manifest
 from consent.clips import StoreFootage
 from consent.device import ConsentDesk
 from consent.errors import (
@@ -567,7 +567,9 @@ def test_database_survives_reopen(scene: Scene, requester: KeyBundle, tmp_path: 
     )
     release = reopened.release("rel-0001")
     assert release.segment_ids == tuple(s.segment_id for s in scene.world.segments[:3])
-    assert parse_manifest(approval.manifest).segments[0].segment_id == release.segment_ids[0]
+    assert (
+        parse_release_manifest(approval.manifest).segments[0].segment_id == release.segment_ids[0]
+    )
     buf = io.BytesIO()
     reopened.authorize_download("rel-0001", requester.key_id, NOW)
     reopened.write_bundle("rel-0001", buf)

@@ -15,6 +15,7 @@ MODULES = [
     "consent.policy_doc",
     "consent.tokens",
     "consent.clips",
+    "consent.clip_manifest",
     "consent.owner",
     "consent.device",
     "consent._release_check",

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from consent._manifest import ReleasedSegment, ReleaseManifest
+from consent._release_manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import StoreFootage
 from consent.device import ConsentDesk
 from consent.errors import BundleInvalid
