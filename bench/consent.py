@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _audit_bench import measure_all
 
-from consent import owner as phone
+import consent.owner
 from consent.models import PairedOwner, RequesterIdentity
 from consent.requests import sign_request, verify_request
 from consent.tokens import CONSENT_TYP, sign_consent, verify_owner_token
@@ -169,7 +169,7 @@ def approve_figure(kind: str, repeat: int) -> float:
     counter = iter(range(10**6))
 
     def approve() -> None:
-        phone.approve(
+        consent.owner.approve(
             owner.signing_key,
             [owner.age_identity],
             request,

@@ -1,6 +1,6 @@
 """Consent: signed requests, owner policy, consent tokens, releases and the audit log.
 
-The owner's phone (`owner`), the device (`device.ConsentDesk`) and the requester (`requester`)
+The owner's phone (`owner`), the device (`desk.ConsentDesk`) and the requester (`requester`)
 each run their part; `audit` keeps the tamper-evident log and `audit_verify` checks it.
 """
 
@@ -47,7 +47,7 @@ from consent.clips import (
     SegmentLike,
     StoreFootage,
 )
-from consent.device import (
+from consent.desk import (
     AuditSink,
     ConsentDesk,
     RequestRecord,
@@ -75,6 +75,7 @@ from consent.errors import (
     TokenReplayed,
     TokenTooLarge,
     UnknownRelease,
+    UnknownRequest,
     UnknownSigner,
     WrongAudience,
     WrongRequester,
@@ -209,6 +210,7 @@ __all__ = [
     "TokenReplayed",
     "TokenTooLarge",
     "UnknownRelease",
+    "UnknownRequest",
     "UnknownSigner",
     "VerificationReport",
     "WrongAudience",

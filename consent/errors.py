@@ -26,7 +26,8 @@ Hierarchy::
         ├── DownloadsExhausted      the release was downloaded as often as the owner allowed
         ├── ReleaseRevoked          an owner revoked the release
         ├── RevocationTooLate       the release was already downloaded and cannot be unsent
-        ├── UnknownRelease          no release (or request) has that id
+        ├── UnknownRelease          no release has that id
+        │   └── UnknownRequest      no request has that id
         └── BundleInvalid           a release bundle fails a signature, hash or proof check
 
 Messages name the value that failed, never a key, token or file key.
@@ -59,6 +60,7 @@ __all__ = [
     "TokenReplayed",
     "TokenTooLarge",
     "UnknownRelease",
+    "UnknownRequest",
     "UnknownSigner",
     "WrongAudience",
     "WrongRequester",
@@ -162,7 +164,14 @@ class RevocationTooLate(ConsentError):
 
 
 class UnknownRelease(ConsentError):
-    """No release or request with that id exists on this device."""
+    """No release with that id exists on this device."""
+
+
+# A subclass only so that the hub, which maps UnknownRelease to 404 and catches it around
+# ConsentDesk.stored_request, answers as before; once hub/ names UnknownRequest itself, derive
+# it from ConsentError.
+class UnknownRequest(UnknownRelease):
+    """No request with that id exists on this device."""
 
 
 class BundleInvalid(ConsentError):

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from consent.audit import AuditLog
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from crypto.keys import DeviceIdentity
 from crypto.setup_code import SetupCode
 from device.pipeline import PipelineStats

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from consent.audit import AuditLog
-    from consent.device import ConsentDesk
+    from consent.desk import ConsentDesk
     from crypto.keys import DeviceIdentity
     from crypto.setup_code import PairingURI, SetupCode
     from device import CameraPipeline, MotionConfig, MotionDetector, PipelineStats, Polygon
@@ -80,7 +80,7 @@ _DEFAULT_SCENARIO = _package_dir("hardware") / "default_scenario.toml"
 _RUNTIME_MODULES = (
     "aiohttp.web",
     "consent.audit",
-    "consent.device",
+    "consent.desk",
     "crypto.setup_code",
     "crypto.tls",
     "device",
@@ -308,7 +308,7 @@ class Device:
     def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
         """Open the data directory, creating identity, certificate and setup code on first start."""
         from consent.audit import AuditLog, audit_origin
-        from consent.device import ConsentDesk
+        from consent.desk import ConsentDesk
         from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
         from crypto.setup_code import SetupCode, draw_setup_code
         from crypto.tls import (

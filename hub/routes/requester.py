@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.errors import UnknownRelease
 from consent.models import ConsentRequest
 from consent.requests import verify_request

@@ -218,7 +218,7 @@ def build_world(
     tmp_path: Path, device: DeviceIdentity, owner_bundles: list[KeyBundle], owners: Owners
 ) -> World:
     from consent.audit import AuditLog, audit_origin
-    from consent.device import ConsentDesk
+    from consent.desk import ConsentDesk
 
     clips = DirClips(tmp_path / "clips", device)
     plaintexts = {}

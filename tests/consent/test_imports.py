@@ -17,7 +17,7 @@ MODULES = [
     "consent.clips",
     "consent.clip_manifest",
     "consent.owner",
-    "consent.device",
+    "consent.desk",
     "consent._release_check",
     "consent._tables",
     "consent.bundle",

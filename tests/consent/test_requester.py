@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from consent._release_manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.errors import BundleInvalid
 from consent.requester import open_bundle
 from consent.tokens import sign_consent

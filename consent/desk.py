@@ -36,6 +36,7 @@ from consent.errors import (
     TokenExpired,
     TokenReplayed,
     UnknownRelease,
+    UnknownRequest,
     WrongRequester,
 )
 from consent.models import (
@@ -188,10 +189,10 @@ class ConsentDesk:
         return record
 
     def request(self, request_id: str) -> RequestRecord:
-        """The stored request ``request_id``; raises UnknownRelease if there is none."""
+        """The stored request ``request_id``; raises UnknownRequest if there is none."""
         row = self._request_row(request_id)
         if row is None:
-            raise UnknownRelease(f"no request with id {request_id[:64]!r}")
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
         return _record(row)
 
     def list_requests(self, status: RequestStatus | None = None) -> list[RequestRecord]:
@@ -209,7 +210,7 @@ class ConsentDesk:
         """The request exactly as the requester signed it, for a phone to verify by itself."""
         row = self._request_row(request_id)
         if row is None:
-            raise UnknownRelease(f"no request with id {request_id[:64]!r}")
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
         return str(row["token"])
 
     def stored_request(self, request_id: str) -> ConsentRequest:
