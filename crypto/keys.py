@@ -246,4 +246,3 @@ def _load_ed25519_private(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"key file {path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
-
