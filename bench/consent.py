@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _audit_bench import measure_all
 
-from consent import owner as phone
+import consent.owner
+from consent.clip_manifest import ClipManifest
 from consent.models import PairedOwner, RequesterIdentity
 from consent.requests import sign_request, verify_request
 from consent.tokens import CONSENT_TYP, sign_consent, verify_owner_token
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from crypto.signed import canonical_json, sign_document
 
 NOW = 1_790_000_000
 
@@ -129,8 +129,16 @@ class _Footage:
             )
             self.segments.append(seg)
             self.headers[seg.segment_id] = enc.header
-        body = {"clip_id": "clip-1", "segments": [{"index": s.index} for s in self.segments]}
-        self.manifest = canonical_json(sign_document(body, device.private_key))
+        self.manifest = ClipManifest.from_seconds(
+            device_id=device.device_id,
+            clip_id="clip-1",
+            camera="front",
+            start_s=self.segments[0].start_s,
+            end_s=self.segments[-1].start_s + self.segments[-1].duration_s,
+            segments=[
+                (s.index, s.start_s, s.duration_s, s.size, s.payload_sha256) for s in self.segments
+            ],
+        ).sign(device.private_key)
 
     def list_clips(self, *, camera=None, start_s=None, end_s=None):
         return []
@@ -169,7 +177,7 @@ def approve_figure(kind: str, repeat: int) -> float:
     counter = iter(range(10**6))
 
     def approve() -> None:
-        phone.approve(
+        consent.owner.approve(
             owner.signing_key,
             [owner.age_identity],
             request,

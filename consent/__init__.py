@@ -1,6 +1,6 @@
 """Consent: signed requests, owner policy, consent tokens, releases and the audit log.
 
-The owner's phone (`owner`), the device (`device.ConsentDesk`) and the requester (`requester`)
+The owner's phone (`owner`), the device (`desk.ConsentDesk`) and the requester (`requester`)
 each run their part; `audit` keeps the tamper-evident log and `audit_verify` checks it.
 """
 
@@ -36,6 +36,10 @@ from consent.bundle import (
     bundle_root,
     write_bundle,
 )
+from consent.clip_manifest import (
+    ClipManifest,
+    ClipManifestSegment,
+)
 from consent.clips import (
     ClipLike,
     ClipSource,
@@ -43,13 +47,14 @@ from consent.clips import (
     SegmentLike,
     StoreFootage,
 )
-from consent.device import (
+from consent.desk import (
     AuditSink,
     ConsentDesk,
     RequestRecord,
 )
 from consent.errors import (
     BundleInvalid,
+    ClipManifestInvalid,
     ConsentError,
     DownloadsExhausted,
     DuplicateKey,
@@ -70,6 +75,7 @@ from consent.errors import (
     TokenReplayed,
     TokenTooLarge,
     UnknownRelease,
+    UnknownRequest,
     UnknownSigner,
     WrongAudience,
     WrongRequester,
@@ -159,6 +165,9 @@ __all__ = [
     "BundleInvalid",
     "CheckpointError",
     "ClipLike",
+    "ClipManifest",
+    "ClipManifestInvalid",
+    "ClipManifestSegment",
     "ClipSource",
     "ConsentClaims",
     "ConsentDesk",
@@ -201,6 +210,7 @@ __all__ = [
     "TokenReplayed",
     "TokenTooLarge",
     "UnknownRelease",
+    "UnknownRequest",
     "UnknownSigner",
     "VerificationReport",
     "WrongAudience",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from consent._manifest import ReleaseManifest
+from consent._release_manifest import ReleaseManifest
 from consent.clips import ClipSource, SegmentLike
 from consent.errors import HeaderInvalid, HeaderReused, ManifestMismatch, SegmentMissing
 from consent.models import ConsentRequest

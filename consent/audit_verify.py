@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from consent import _merkle
 from consent._audit_errors import EntriesTampered, LogInconsistent, ProofError
 from consent._note import Checkpoint, NoteVerifier, open_checkpoint
 from consent.audit import AuditEntry
+from crypto.files import write_atomic
 
 __all__ = ["AuditVerifier"]
 
@@ -155,7 +154,7 @@ class AuditVerifier:
 
     def _store(self, text: str, checkpoint: Checkpoint) -> None:
         if self._state_path is not None:
-            _write_atomic(self._state_path, text)
+            write_atomic(self._state_path, text.encode("utf-8"))
         self._last, self._last_text = checkpoint, text
 
 
@@ -166,16 +165,3 @@ def _leaf_index(leaf: bytes) -> int | None:
         return None
     index = body.get("index") if isinstance(body, dict) else None
     return index if isinstance(index, int) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from consent._manifest import parse_manifest
 from consent._merkle import encode_proof
+from consent._release_manifest import parse_release_manifest
 from consent.clips import ClipSource
 from crypto import age
 from crypto.keys import DeviceIdentity
@@ -107,7 +107,7 @@ def write_bundle(
 
     ``clip_manifests`` are the device-signed clip manifests as the owner approved them; segment
     payloads are read from ``clips``."""
-    parsed = parse_manifest(manifest)
+    parsed = parse_release_manifest(manifest)
     root = bundle_root(release_id)
     device_doc = sign_document(
         {

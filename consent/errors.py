@@ -18,6 +18,7 @@ Hierarchy::
         ├── SignerRemoved           a token is signed by an owner who has been removed
         ├── RequestMismatch         a token does not belong to this request or it is not pending
         ├── ManifestMismatch        the release manifest does not match the token or the store
+        ├── ClipManifestInvalid     a device-signed clip manifest is malformed or of another type
         ├── SegmentMissing          a released segment is not in the store
         ├── HeaderInvalid           a re-wrapped age header is malformed or for the wrong recipient
         ├── HeaderReused            two released segments carry the same age header
@@ -25,7 +26,8 @@ Hierarchy::
         ├── DownloadsExhausted      the release was downloaded as often as the owner allowed
         ├── ReleaseRevoked          an owner revoked the release
         ├── RevocationTooLate       the release was already downloaded and cannot be unsent
-        ├── UnknownRelease          no release (or request) has that id
+        ├── UnknownRelease          no release has that id
+        ├── UnknownRequest          no request has that id
         └── BundleInvalid           a release bundle fails a signature, hash or proof check
 
 Messages name the value that failed, never a key, token or file key.
@@ -37,6 +39,7 @@ from crypto.errors import DoorwardError
 
 __all__ = [
     "BundleInvalid",
+    "ClipManifestInvalid",
     "ConsentError",
     "DownloadsExhausted",
     "DuplicateKey",
@@ -57,6 +60,7 @@ __all__ = [
     "TokenReplayed",
     "TokenTooLarge",
     "UnknownRelease",
+    "UnknownRequest",
     "UnknownSigner",
     "WrongAudience",
     "WrongRequester",
@@ -127,6 +131,10 @@ class ManifestMismatch(ConsentError):
     """The release manifest differs from the one the owner signed or from the stored segments."""
 
 
+class ClipManifestInvalid(ConsentError):
+    """A clip manifest is malformed, or not a clip manifest of a version this code reads."""
+
+
 class SegmentMissing(ConsentError):
     """A released segment is not (or no longer) in the clip store."""
 
@@ -156,7 +164,11 @@ class RevocationTooLate(ConsentError):
 
 
 class UnknownRelease(ConsentError):
-    """No release or request with that id exists on this device."""
+    """No release with that id exists on this device."""
+
+
+class UnknownRequest(ConsentError):
+    """No request with that id exists on this device."""
 
 
 class BundleInvalid(ConsentError):

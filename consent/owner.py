@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consent._manifest import ReleasedSegment, ReleaseManifest
+from consent._release_manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import ClipLike, FootageIndex, SegmentLike
 from consent.errors import ConsentError
 from consent.models import ALL_CAMERAS, ConsentRequest

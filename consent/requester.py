@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent import _jws
 from consent._audit_errors import AuditError
-from consent._manifest import ReleaseManifest, parse_manifest
 from consent._merkle import decode_proof, leaf_hash, verify_inclusion
 from consent._note import NoteVerifier, open_checkpoint
+from consent._release_manifest import ReleaseManifest, parse_release_manifest
 from consent.bundle import bundle_root
+from consent.clip_manifest import ClipManifest
 from consent.errors import BundleInvalid, ConsentError
 from consent.tokens import CONSENT_TYP
 from crypto import age
@@ -161,7 +162,7 @@ def open_bundle(
         )
     checks.append(f"consent token audience is device {dev_id}, subject is {claims['sub']}")
     checks.append("SHA-256 of release-manifest.json matches the token")
-    manifest = parse_manifest(manifest_bytes)
+    manifest = parse_release_manifest(manifest_bytes)
     if manifest.device_id != dev_id or manifest.requester_key_id != claims["sub"]:
         raise BundleInvalid("release manifest names another device or requester")
     if manifest.request_id != claims["request_id"]:
@@ -314,15 +315,13 @@ def _check_clips(
         if hashlib.sha256(data).hexdigest() != digest:
             raise BundleInvalid(f"clip manifest of {clip_id!r} is not the one the owner signed")
         try:
-            body = verify_document(_jws.loads_strict(data, "clip manifest"), dev_key)
-            if body["clip_id"] != clip_id:
-                raise BundleInvalid(f"clip manifest of {clip_id!r} describes another clip")
-            for seg in body["segments"]:
-                signed_hashes[(clip_id, int(seg["index"]))] = str(seg["payload_sha256"])
-        except BundleInvalid:
-            raise
-        except (ConsentError, SignatureError, KeyError, TypeError, ValueError) as exc:
+            clip = ClipManifest.verify(data, dev_key)
+        except (ConsentError, SignatureError) as exc:
             raise BundleInvalid(f"clip manifest of {clip_id!r} does not verify: {exc}") from exc
+        if clip.clip_id != clip_id:
+            raise BundleInvalid(f"clip manifest of {clip_id!r} describes another clip")
+        for seg in clip.segments:
+            signed_hashes[(clip_id, seg.index)] = seg.payload_sha256
     checks.append(f"{len(manifest.clip_manifests)} clip manifest(s) signed by the device key")
     expected = {s.segment_id for s in manifest.segments}
     if set(received) != expected:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         SignatureError,
         UnsupportedRecipient,
     )
+    from crypto.files import fsync_dir, write_atomic
     from crypto.keys import (
         DeviceIdentity,
         KeyBundle,
@@ -55,11 +56,13 @@ __all__ = [
     "b64url_decode",
     "canonical_json",
     "device_id",
+    "fsync_dir",
     "key_id",
     "load_ed25519_public",
     "read_secret_file",
     "sign_document",
     "verify_document",
+    "write_atomic",
     "write_secret_file",
 ]
 
@@ -83,11 +86,13 @@ _HOME = {
     "b64url_decode": "crypto.signed",
     "canonical_json": "crypto.signed",
     "device_id": "crypto.keys",
+    "fsync_dir": "crypto.files",
     "key_id": "crypto.keys",
     "load_ed25519_public": "crypto.keys",
     "read_secret_file": "crypto.keys",
     "sign_document": "crypto.signed",
     "verify_document": "crypto.signed",
+    "write_atomic": "crypto.files",
     "write_secret_file": "crypto.keys",
 }
 

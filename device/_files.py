@@ -1,4 +1,5 @@
-"""Durable file writes for the clip store: temp file, fsync, rename, fsync of the directory."""
+"""Segment files for the clip store: streamed into a temp file, then fsync, rename, fsync of the
+directory (whole files are written with :func:`crypto.files.write_atomic`)."""
 
 from __future__ import annotations
 
@@ -6,38 +7,15 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["TEMP_SUFFIX", "SegmentFile", "SegmentSink", "fsync_dir", "write_atomic"]
+from crypto.files import TEMP_SUFFIX, fsync_dir
 
-TEMP_SUFFIX = (
-    ".tmp"  # every file a crash may leave half-written ends with this; recovery removes them
-)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["SegmentFile", "SegmentSink"]
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class SegmentSink(Protocol):

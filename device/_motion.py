@@ -58,16 +58,18 @@ false clip. Pass ``target_rows=90`` for the finer grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from device._config import Polygon
+from device._polygons import rasterise
+
 __all__ = ["Box", "MotionConfig", "MotionDetector", "MotionResult", "Polygon"]
 
-Polygon = tuple[tuple[float, float], ...]
 _F32 = npt.NDArray[np.floating[Any]]  # float32 in practice
 
 _CELL = 6  # sampled pixels per cell side (lighting correction and region labelling)
@@ -200,7 +202,10 @@ class MotionDetector:
         self._pool_x = _pool_matrix(cols, _CELL)
         self._lerp_y = _lerp_matrix(rows, _CELL)
         self._lerp_x = np.ascontiguousarray(_lerp_matrix(cols, _CELL).T)
-        self._keep = ~_rasterise(config.masks, rows, cols, step / width, step / height)
+        # Sample (r, c) stands for the step x step block from (c * step, r * step): its centre.
+        sample_xs = (np.arange(cols, dtype=np.float64) + 0.5) * (step / width)
+        sample_ys = (np.arange(rows, dtype=np.float64) + 0.5) * (step / height)
+        self._keep = ~rasterise(config.masks, sample_xs, sample_ys)
         self._keep_f = self._keep.astype(np.float32)
         self._keep_u8 = np.where(self._keep, np.uint8(255), np.uint8(0))  # a mask for bitwise and
         # Watched pixels per cell (at least 1, so a fully masked cell divides safely).
@@ -617,29 +622,6 @@ def _lerp_matrix(n: int, cell: int) -> _F32:
             t = (x - centres[j]) / (centres[j + 1] - centres[j])
             m[i, j], m[i, j + 1] = 1.0 - t, t
     return m
-
-
-def _rasterise(
-    polygons: Sequence[Polygon], rows: int, cols: int, sx: float, sy: float
-) -> npt.NDArray[np.bool_]:
-    """Sampled pixels whose centre lies inside any polygon (even-odd rule)."""
-    inside = np.zeros((rows, cols), dtype=np.bool_)
-    if not polygons:
-        return inside
-    px = (np.arange(cols, dtype=np.float64) + 0.5) * sx
-    py = (np.arange(rows, dtype=np.float64) + 0.5) * sy
-    gx, gy = np.meshgrid(px, py)
-    for polygon in polygons:
-        hit = np.zeros((rows, cols), dtype=np.bool_)
-        points = list(polygon)
-        for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
-            if y0 == y1:
-                continue
-            crosses = (gy >= min(y0, y1)) & (gy < max(y0, y1))
-            x_at = x0 + (gy - y0) * (x1 - x0) / (y1 - y0)
-            hit ^= crosses & (gx < x_at)
-        inside |= hit
-    return inside
 
 
 def _components(active: int, stride: int) -> Iterator[int]:

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device._config import Polygon
+from device._polygons import rasterise
 
 __all__ = ["PrivacyMask"]
 
@@ -14,31 +15,19 @@ _BLACK_Y = 16  # video-range black (BT.601/709 limited range)
 _NEUTRAL_C = 128
 
 
-def _rasterise(zones: tuple[Polygon, ...], width: int, height: int) -> npt.NDArray[np.bool_]:
-    """Pixels whose centre lies inside any polygon (even-odd rule)."""
+def _zone_mask(zones: tuple[Polygon, ...], width: int, height: int) -> npt.NDArray[np.bool_]:
+    """Pixels whose centre lies inside any zone (float32 centres, as the mask has always used)."""
     xs = (np.arange(width, dtype=np.float32) + 0.5) / width
     ys = (np.arange(height, dtype=np.float32) + 0.5) / height
-    px, py = np.meshgrid(xs, ys)
-    mask = np.zeros((height, width), dtype=bool)
-    for zone in zones:
-        inside = np.zeros((height, width), dtype=bool)
-        points = list(zone)
-        for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
-            if y0 == y1:
-                continue
-            crosses = (py >= min(y0, y1)) & (py < max(y0, y1))
-            x_at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-            inside ^= crosses & (px < x_at)
-        mask |= inside
-    return mask
+    return rasterise(zones, xs, ys)
 
 
 class PrivacyMask:
     """Blacks out the zones of a ``width`` x ``height`` yuv420p picture; returns new planes."""
 
     def __init__(self, zones: tuple[Polygon, ...], width: int, height: int) -> None:
-        self._luma = _rasterise(zones, width, height)
-        self._chroma = _rasterise(zones, width // 2, height // 2)
+        self._luma = _zone_mask(zones, width, height)
+        self._chroma = _zone_mask(zones, width // 2, height // 2)
 
     def apply(self, y: Plane, u: Plane, v: Plane) -> tuple[Plane, Plane, Plane]:
         # The source's planes may be shared with other consumers (live view): never edit in place.

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from consent.clip_manifest import MANIFEST_NAME, ClipManifest
+from crypto.files import TEMP_SUFFIX, write_atomic
 from crypto.keys import DeviceIdentity
-from device._files import TEMP_SUFFIX, SegmentFile, SegmentSink, write_atomic
-from device._manifest import MANIFEST_NAME, manifest_bytes
+from device._files import SegmentFile, SegmentSink
 from device.errors import ClipHeld, StoreError
 
 __all__ = ["ClipRecord", "ClipStore", "SegmentRecord"]
@@ -470,12 +471,14 @@ class ClipStore:
             "WHERE clip_id = ? ORDER BY idx",
             (clip_id,),
         ).fetchall()
-        data = manifest_bytes(
-            self._device,
+        manifest = ClipManifest.from_seconds(
+            device_id=self._device.device_id,
             clip_id=clip_id,
             camera=clip[0],
             start_s=clip[1],
             end_s=clip[2],
             segments=segments,
         )
-        write_atomic(self.data_dir / clip[3] / MANIFEST_NAME, data)
+        write_atomic(
+            self.data_dir / clip[3] / MANIFEST_NAME, manifest.sign(self._device.private_key)
+        )

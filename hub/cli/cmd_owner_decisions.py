@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consent import owner as phone
+import consent.owner
 from consent._policy import Policy
 from consent.policy_doc import sign_policy
 from consent.requests import verify_request
@@ -169,7 +169,7 @@ def _approve(args: argparse.Namespace) -> int:
             print(file=sys.stderr)  # a terminal echoed the newline; a pipe did not
         if answer.strip().lower() not in ("y", "yes"):
             raise CliError("approval cancelled; nothing was released")
-    approval = phone.approve(
+    approval = consent.owner.approve(
         s.keys.signing_key,
         [s.keys.age_identity],
         request,
@@ -224,7 +224,7 @@ def _decline(args: argparse.Namespace) -> int:
                 raise CliError(f"the device did not send request {args.request_id}'s token")
             now = int(time.time())
             request = verify_request(info.token, now)
-            token = phone.decline(
+            token = consent.owner.decline(
                 s.keys.signing_key,
                 request,
                 args.reason,
@@ -244,7 +244,7 @@ def _decline(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     s = OwnerSession(args)
-    token = phone.revoke(
+    token = consent.owner.revoke(
         s.keys.signing_key,
         args.release_id,
         device_id=s.device.device_id,

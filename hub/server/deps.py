@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consent.audit import AuditLog
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from crypto.keys import DeviceIdentity
 from crypto.setup_code import SetupCode
 from device.pipeline import PipelineStats

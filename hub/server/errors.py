@@ -51,6 +51,7 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.ReleaseRevoked: (410, "release_revoked"),
     consent_errors.RevocationTooLate: (409, "revocation_too_late"),
     consent_errors.UnknownRelease: (404, "not_found"),
+    consent_errors.UnknownRequest: (404, "not_found"),
     consent_errors.ConsentError: (400, "consent_refused"),
     ClipHeld: (409, "clip_held"),
     StoreError: (404, "not_found"),

@@ -205,7 +205,7 @@ class OwnersTable:
         return [age.parse_recipient(o.recipient) for o in self.list_owners()]
 
     def paired_owners(self) -> list[PairedOwner]:
-        """Every owner ever paired, removed ones flagged, as ``consent.device`` expects."""
+        """Every owner ever paired, removed ones flagged, as ``consent.desk`` expects."""
         return [
             PairedOwner(o.key_id, o.signing_public, o.removed)
             for o in self.list_owners(include_removed=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consent.audit import AuditLog, audit_origin
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
 from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
 from crypto.tls import (

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from consent.clip_manifest import MANIFEST_NAME, ClipManifest
 from consent.models import PairedOwner, RequesterIdentity
 from consent.requests import sign_request
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from crypto.signed import canonical_json, sign_document
 
 NOW = 1_790_000_000  # a fixed "now" (2026-09-21): every test passes time explicitly
 HOUR = 3600
@@ -42,8 +42,8 @@ class Segment:
 
 
 class DirClips:
-    """A small ClipSource: clips under ``root/<clip id>/`` as real age files plus a signed
-    manifest shaped like the device store's."""
+    """A small ClipSource: clips under ``root/<clip id>/`` as real age files plus the device-signed
+    clip manifest, written by the same code as the device store's."""
 
     def __init__(self, root: Path, device: DeviceIdentity) -> None:
         self.root = root
@@ -84,24 +84,15 @@ class DirClips:
             made.append(segment)
         end_s = start_s + duration_s * len(payloads)
         self.clips[clip_id] = Clip(clip_id, camera, start_s, end_s)
-        body = {
-            "type": "doorward-clip-manifest",
-            "version": 1,
-            "device_id": self.device.device_id,
-            "clip_id": clip_id,
-            "camera": camera,
-            "segments": [
-                {
-                    "index": s.index,
-                    "duration_ms": s.duration_s * 1000,
-                    "size": s.size,
-                    "payload_sha256": s.payload_sha256,
-                }
-                for s in made
-            ],
-        }
-        manifest = canonical_json(sign_document(body, self.device.private_key)) + b"\n"
-        (directory / "manifest.json").write_bytes(manifest)
+        manifest = ClipManifest.from_seconds(
+            device_id=self.device.device_id,
+            clip_id=clip_id,
+            camera=camera,
+            start_s=start_s,
+            end_s=end_s,
+            segments=[(s.index, s.start_s, s.duration_s, s.size, s.payload_sha256) for s in made],
+        )
+        (directory / MANIFEST_NAME).write_bytes(manifest.sign(self.device.private_key))
         return made
 
     # -- the ClipSource protocol --
@@ -126,7 +117,7 @@ class DirClips:
         return self.segments[segment_id].path
 
     def manifest_bytes(self, clip_id):
-        return (self.root / clip_id / "manifest.json").read_bytes()
+        return (self.root / clip_id / MANIFEST_NAME).read_bytes()
 
     def hold(self, clip_id, hold_id, until_s):
         self.holds[hold_id] = (clip_id, until_s)
@@ -227,7 +218,7 @@ def build_world(
     tmp_path: Path, device: DeviceIdentity, owner_bundles: list[KeyBundle], owners: Owners
 ) -> World:
     from consent.audit import AuditLog, audit_origin
-    from consent.device import ConsentDesk
+    from consent.desk import ConsentDesk
 
     clips = DirClips(tmp_path / "clips", device)
     plaintexts = {}

@@ -9,10 +9,10 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from consent import owner as phone
+import consent.owner
 from consent.bundle import bundle_root
 from consent.clips import StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.models import RequestStatus
 from consent.requester import open_bundle
 from crypto import age
@@ -32,12 +32,12 @@ def run_flow(world: World, owner: KeyBundle, requester: KeyBundle, device: Devic
     record = desk.submit_request(make_request(requester), NOW)
     assert record.status is RequestStatus.PENDING
     footage = StoreFootage(world.clips)
-    [pending] = phone.list_pending(desk.pending_requests(NOW), footage, NOW)
+    [pending] = consent.owner.list_pending(desk.pending_requests(NOW), footage, NOW)
     [(clip, segments)] = pending.clips
     assert clip.clip_id == "clip-0001"
     assert [s.index for s in segments] == [0, 1, 2, 3, 4, 5]
     chosen = [segments[1], segments[2], segments[4]]
-    approval = phone.approve(
+    approval = consent.owner.approve(
         owner.signing_key,
         [owner.age_identity],
         pending.request,
@@ -136,8 +136,8 @@ def test_hold_lasts_until_release_ends(
     desk: ConsentDesk = world.desk  # type: ignore[assignment]
     desk.submit_request(make_request(requester), NOW)
     footage = StoreFootage(world.clips)
-    [pending] = phone.list_pending(desk.pending_requests(NOW), footage, NOW)
-    approval = phone.approve(
+    [pending] = consent.owner.list_pending(desk.pending_requests(NOW), footage, NOW)
+    approval = consent.owner.approve(
         owner.signing_key,
         [owner.age_identity],
         pending.request,
@@ -233,8 +233,8 @@ def test_chosen_disclosure_is_carried_and_reported(
     desk: ConsentDesk = world.desk  # type: ignore[assignment]
     desk.submit_request(make_request(requester), NOW)
     footage = StoreFootage(world.clips)
-    [pending] = phone.list_pending(desk.pending_requests(NOW), footage, NOW)
-    approval = phone.approve(
+    [pending] = consent.owner.list_pending(desk.pending_requests(NOW), footage, NOW)
+    approval = consent.owner.approve(
         owner.signing_key,
         [owner.age_identity],
         pending.request,
@@ -261,9 +261,11 @@ def test_list_pending_lists_only_footage_in_the_window(world: World, requester: 
     # Segments last 2 s from NOW - 3 h + 600; a window ending at +605 overlaps segments 0 to 2.
     end = NOW - 3 * 3600 + 605
     desk.submit_request(make_request(requester, window_start_s=end - 3600, window_end_s=end), NOW)
-    [pending] = phone.list_pending(desk.pending_requests(NOW), StoreFootage(world.clips), NOW)
+    [pending] = consent.owner.list_pending(
+        desk.pending_requests(NOW), StoreFootage(world.clips), NOW
+    )
     assert [s.index for s in pending.clips[0][1]] == [0, 1, 2]
     other_camera = make_request(requester, camera="back")
     desk.submit_request(other_camera, NOW)
-    listed = phone.list_pending(desk.pending_requests(NOW), StoreFootage(world.clips), NOW)
+    listed = consent.owner.list_pending(desk.pending_requests(NOW), StoreFootage(world.clips), NOW)
     assert sorted(len(p.clips) for p in listed) == [0, 1]

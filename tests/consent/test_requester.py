@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from consent._manifest import ReleasedSegment, ReleaseManifest
+from consent._release_manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.errors import BundleInvalid
 from consent.requester import open_bundle
 from consent.tokens import sign_consent

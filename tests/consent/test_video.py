@@ -8,9 +8,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from consent import owner as phone
+import consent.owner
 from consent.clips import StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.requester import open_bundle
 from crypto.keys import DeviceIdentity, KeyBundle
 from tests.consent.conftest import HOUR, NOW, DirClips, Owners, make_request
@@ -65,7 +65,7 @@ def test_released_ts_segments_join_into_a_playable_file(
     desk.submit_request(make_request(requester), NOW)
     [request] = desk.pending_requests(NOW)
     footage = StoreFootage(clips)
-    approval = phone.approve(
+    approval = consent.owner.approve(
         owner.signing_key,
         [owner.age_identity],
         request,

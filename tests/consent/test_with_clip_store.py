@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from consent import owner as phone
+import consent.owner
 from consent.audit import AuditLog, audit_origin
 from consent.clips import ClipSource, StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
@@ -49,9 +49,9 @@ def test_release_from_the_clip_store(
     desk.submit_request(make_request(requester), NOW)
     [request] = desk.pending_requests(NOW)
     footage = StoreFootage(store)
-    [pending] = phone.list_pending([request], footage, NOW)
+    [pending] = consent.owner.list_pending([request], footage, NOW)
     segments = pending.clips[0][1]
-    approval = phone.approve(
+    approval = consent.owner.approve(
         owner.signing_key,
         [owner.age_identity],
         request,

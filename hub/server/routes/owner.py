@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.models import RequestStatus
 from crypto import age
 from crypto.errors import CryptoError

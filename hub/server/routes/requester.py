@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from consent.device import ConsentDesk
-from consent.errors import UnknownRelease
+from consent.desk import ConsentDesk
+from consent.errors import UnknownRequest
 from consent.models import ConsentRequest
 from consent.requests import verify_request
 from hub.server import appkeys
@@ -139,7 +139,7 @@ def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
 def _stored_request(desk: ConsentDesk, request_id: str) -> ConsentRequest | None:
     try:
         return desk.stored_request(request_id)
-    except UnknownRelease:
+    except UnknownRequest:
         return None
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from consent import bundle as _bundle
-from consent._manifest import parse_manifest
 from consent._policy import DEFAULT_POLICY, Policy, decide
 from consent._release_check import check_release
+from consent._release_manifest import parse_release_manifest
 from consent._tables import SCHEMA
 from consent.clips import ClipSource
 from consent.errors import (
@@ -36,6 +36,7 @@ from consent.errors import (
     TokenExpired,
     TokenReplayed,
     UnknownRelease,
+    UnknownRequest,
     WrongRequester,
 )
 from consent.models import (
@@ -188,10 +189,10 @@ class ConsentDesk:
         return record
 
     def request(self, request_id: str) -> RequestRecord:
-        """The stored request ``request_id``; raises UnknownRelease if there is none."""
+        """The stored request ``request_id``; raises UnknownRequest if there is none."""
         row = self._request_row(request_id)
         if row is None:
-            raise UnknownRelease(f"no request with id {request_id[:64]!r}")
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
         return _record(row)
 
     def list_requests(self, status: RequestStatus | None = None) -> list[RequestRecord]:
@@ -209,7 +210,7 @@ class ConsentDesk:
         """The request exactly as the requester signed it, for a phone to verify by itself."""
         row = self._request_row(request_id)
         if row is None:
-            raise UnknownRelease(f"no request with id {request_id[:64]!r}")
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
         return str(row["token"])
 
     def stored_request(self, request_id: str) -> ConsentRequest:
@@ -258,7 +259,7 @@ class ConsentDesk:
                     "release manifest does not match the hash the owner signed; "
                     "it was altered after signing"
                 )
-            parsed = parse_manifest(manifest)
+            parsed = parse_release_manifest(manifest)
             clip_manifests = check_release(parsed, request, self._clips, self._device.device_id)
         except ConsentError as exc:
             self._refused("consent", exc, request_id=request_id)
@@ -424,7 +425,7 @@ class ConsentDesk:
     def release(self, release_id: str) -> Release:
         """The stored release ``release_id``; raises UnknownRelease."""
         row = self._release_row(release_id)
-        parsed = parse_manifest(bytes(row["manifest"]))
+        parsed = parse_release_manifest(bytes(row["manifest"]))
         return Release(
             release_id=row["release_id"],
             request_id=row["request_id"],

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+import consent.owner
 from consent import _jws
-from consent import owner as phone
-from consent._manifest import parse_manifest
 from consent._policy import DEFAULT_POLICY, Policy
+from consent._release_manifest import parse_release_manifest
 from consent.clips import StoreFootage
-from consent.device import ConsentDesk
+from consent.desk import ConsentDesk
 from consent.errors import (
     DownloadsExhausted,
     DuplicateKey,
@@ -39,6 +39,7 @@ from consent.errors import (
     TokenReplayed,
     TokenTooLarge,
     UnknownRelease,
+    UnknownRequest,
     UnknownSigner,
     WrongAudience,
     WrongRequester,
@@ -70,7 +71,7 @@ class Scene:
         }
         args.update(overrides)
         chosen = segments if segments is not None else self.world.segments[:3]
-        return phone.approve(
+        return consent.owner.approve(
             key.signing_key, [self.owner.age_identity], self.request, chosen, self.footage, **args
         )
 
@@ -417,7 +418,7 @@ class TestDownloads:
         )
 
     def test_revoke_before_download(self, scene: Scene, release, requester, second_owner) -> None:
-        revocation = phone.revoke(
+        revocation = consent.owner.revoke(
             second_owner.signing_key,
             "rel-0001",
             device_id=scene.device.device_id,
@@ -436,7 +437,7 @@ class TestDownloads:
 
     def test_revoke_after_download_is_too_late(self, scene: Scene, release, requester) -> None:
         scene.desk.authorize_download("rel-0001", requester.key_id, NOW)
-        revocation = phone.revoke(
+        revocation = consent.owner.revoke(
             scene.owner.signing_key,
             "rel-0001",
             device_id=scene.device.device_id,
@@ -452,7 +453,7 @@ class TestDownloads:
 
 
 def test_owner_declines_with_a_reason(scene: Scene, requester: KeyBundle) -> None:
-    token = phone.decline(
+    token = consent.owner.decline(
         scene.owner.signing_key,
         scene.request,
         "Our camera does not face that porch.",
@@ -567,7 +568,9 @@ def test_database_survives_reopen(scene: Scene, requester: KeyBundle, tmp_path: 
     )
     release = reopened.release("rel-0001")
     assert release.segment_ids == tuple(s.segment_id for s in scene.world.segments[:3])
-    assert parse_manifest(approval.manifest).segments[0].segment_id == release.segment_ids[0]
+    assert (
+        parse_release_manifest(approval.manifest).segments[0].segment_id == release.segment_ids[0]
+    )
     buf = io.BytesIO()
     reopened.authorize_download("rel-0001", requester.key_id, NOW)
     reopened.write_bundle("rel-0001", buf)
@@ -578,7 +581,7 @@ def test_refusals_log_once_at_warning_then_quietly(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     desk: ConsentDesk = world.desk  # type: ignore[assignment]
-    caplog.set_level(logging.DEBUG, logger="consent.device")
+    caplog.set_level(logging.DEBUG, logger="consent.desk")
     for _ in range(3):
         with pytest.raises(RequestInvalid):
             desk.submit_request("garbage", NOW)
@@ -588,3 +591,11 @@ def test_refusals_log_once_at_warning_then_quietly(
     # Every one is still on the record.
     kinds = [e.body()["kind"] for e in world.audit.entries()]  # type: ignore[attr-defined]
     assert kinds == ["consent.refused"] * 3
+
+
+@pytest.mark.parametrize("lookup", ["request", "request_token", "stored_request", "decision_for"])
+def test_unknown_request_is_named_so(world: World, lookup: str) -> None:
+    with pytest.raises(UnknownRequest) as info:
+        getattr(world.desk, lookup)("req-9999")
+    assert type(info.value) is UnknownRequest
+    assert str(info.value) == "no request with id 'req-9999'"

@@ -16,9 +16,16 @@ from consent import _jws
 from consent.errors import ManifestMismatch, TokenInvalid
 from crypto.signed import b64url, b64url_decode, canonical_json
 
-__all__ = ["MAX_MANIFEST_BYTES", "ReleaseManifest", "ReleasedSegment", "parse_manifest"]
+__all__ = [
+    "MAX_RELEASE_MANIFEST_BYTES",
+    "ReleaseManifest",
+    "ReleasedSegment",
+    "parse_release_manifest",
+]
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # 1000 segments even with ~2.1 KB hybrid headers in base64
+MAX_RELEASE_MANIFEST_BYTES = (
+    4 * 1024 * 1024
+)  # 1000 segments even with ~2.1 KB hybrid headers in base64
 MAX_SEGMENTS = 1000
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -70,10 +77,12 @@ class ReleaseManifest:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
-def parse_manifest(data: bytes) -> ReleaseManifest:
+def parse_release_manifest(data: bytes) -> ReleaseManifest:
     """Parse manifest bytes strictly; raise ManifestMismatch if they are malformed."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestMismatch(f"release manifest is {len(data)} bytes, over {MAX_MANIFEST_BYTES}")
+    if len(data) > MAX_RELEASE_MANIFEST_BYTES:
+        raise ManifestMismatch(
+            f"release manifest is {len(data)} bytes, over {MAX_RELEASE_MANIFEST_BYTES}"
+        )
     try:
         doc = _jws.loads_strict(data, "release manifest")
         return _build(doc)
