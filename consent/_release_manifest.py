@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from consent import _jws
+from consent import jws
 from consent.errors import ManifestMismatch, TokenInvalid
 from crypto.signed import b64url, b64url_decode, canonical_json
 
@@ -84,7 +84,7 @@ def parse_release_manifest(data: bytes) -> ReleaseManifest:
             f"release manifest is {len(data)} bytes, over {MAX_RELEASE_MANIFEST_BYTES}"
         )
     try:
-        doc = _jws.loads_strict(data, "release manifest")
+        doc = jws.loads_strict(data, "release manifest")
         return _build(doc)
     except (TokenInvalid, ValueError, KeyError, TypeError) as exc:
         raise ManifestMismatch(f"release manifest is malformed: {exc}") from exc

@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consent import _jws
+from consent import jws
 from consent.errors import ClipManifestInvalid
 from crypto.signed import canonical_json, sign_document, verify_document
 
@@ -140,7 +140,7 @@ class ClipManifest:
             raise ClipManifestInvalid(
                 f"clip manifest must be at most {MAX_CLIP_MANIFEST_BYTES} bytes, got {len(data)}"
             )
-        body = verify_document(_jws.loads_strict(data, "clip manifest"), device_key)
+        body = verify_document(jws.loads_strict(data, "clip manifest"), device_key)
         return cls.from_body(body)
 
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consent import _jws
+from consent import jws
 from consent._policy import Policy
 from consent.errors import PolicyInvalid, TokenInvalid
 from consent.models import PairedOwner
@@ -62,7 +62,7 @@ def verify_policy(
     if len(document) > MAX_POLICY_BYTES:
         raise PolicyInvalid(f"policy document is over {MAX_POLICY_BYTES} bytes")
     try:
-        doc = _jws.loads_strict(document.encode(), "policy document")
+        doc = jws.loads_strict(document.encode(), "policy document")
         if not isinstance(doc, dict) or not isinstance(doc.get("key"), str):
             raise PolicyInvalid("policy document must be a signed document")
         public = load_ed25519_public(doc["key"])

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent import _jws
+from consent import jws
 from consent._audit_errors import AuditError
 from consent._merkle import decode_proof, leaf_hash, verify_inclusion
 from consent._note import NoteVerifier, open_checkpoint
@@ -250,7 +250,7 @@ def _check_device(
     data: bytes, pinned: Ed25519PublicKey | None, checks: list[str]
 ) -> tuple[Ed25519PublicKey, str, dict[str, Ed25519PublicKey], str]:
     try:
-        doc = _jws.loads_strict(data, "device.json")
+        doc = jws.loads_strict(data, "device.json")
         key = load_ed25519_public(doc["key"])
         if pinned is not None and key.public_bytes_raw() != pinned.public_bytes_raw():
             raise BundleInvalid("device.json is signed by another key than the device you pinned")
@@ -279,13 +279,13 @@ def _check_token(
     manifest: bytes,
 ) -> tuple[dict[str, Any], str]:
     try:
-        compact = _jws.decode_compact(token, typ=CONSENT_TYP)
+        compact = jws.decode_compact(token, typ=CONSENT_TYP)
         kid = compact.header["kid"]
         if kid not in owners:
             raise BundleInvalid(
                 f"consent token is signed by {kid!r}, not an owner the device lists"
             )
-        _jws.verify_signature(compact, owners[kid])
+        jws.verify_signature(compact, owners[kid])
     except ConsentError as exc:
         if isinstance(exc, BundleInvalid):
             raise
@@ -361,7 +361,7 @@ def _check_audit(
         checkpoint = open_checkpoint(
             _need(small, "audit/checkpoint.txt"), NoteVerifier(origin, dev_key)
         )
-        inclusion = _jws.loads_strict(_need(small, "audit/inclusion.json"), "inclusion.json")
+        inclusion = jws.loads_strict(_need(small, "audit/inclusion.json"), "inclusion.json")
         leaf = b64url_decode(inclusion["leaf"])
         index = inclusion["index"]
         if inclusion["tree_size"] != checkpoint.size:
@@ -373,7 +373,7 @@ def _check_audit(
             decode_proof(inclusion["proof"]),
             checkpoint.root_hash,
         )
-        entry = _jws.loads_strict(leaf, "audit entry")
+        entry = jws.loads_strict(leaf, "audit entry")
     except BundleInvalid:
         raise
     except (AuditError, ConsentError, ValueError, KeyError, TypeError) as exc:

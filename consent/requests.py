@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consent import _jws
+from consent import jws
 from consent.errors import RequestInvalid, TokenInvalid
 from consent.models import CLOCK_SLACK_S, ConsentRequest, RequesterIdentity
 from crypto import age
@@ -85,13 +85,13 @@ def sign_request(
         expires_at_s=expires_at_s,
         nonce=nonce,
     )
-    return _jws.sign_compact(_claims(request), typ=REQUEST_TYP, kid=kid, sign=signing_key.sign)
+    return jws.sign_compact(_claims(request), typ=REQUEST_TYP, kid=kid, sign=signing_key.sign)
 
 
 def verify_request(token: str | bytes, now: int) -> ConsentRequest:
     """Parse and verify a request token at time ``now``; raise RequestInvalid on any fault."""
     try:
-        compact = _jws.decode_compact(token, typ=REQUEST_TYP, max_bytes=MAX_REQUEST_BYTES)
+        compact = jws.decode_compact(token, typ=REQUEST_TYP, max_bytes=MAX_REQUEST_BYTES)
     except TokenInvalid as exc:
         raise RequestInvalid(f"request refused: {exc}") from exc
     claims = compact.claims
@@ -107,7 +107,7 @@ def verify_request(token: str | bytes, now: int) -> ConsentRequest:
     if compact.header["kid"] != kid:
         raise RequestInvalid("request kid does not match the requester key in its claims")
     try:
-        _jws.verify_signature(compact, public)
+        jws.verify_signature(compact, public)
     except TokenInvalid as exc:
         raise RequestInvalid(f"request refused: {exc}") from exc
     text = token if isinstance(token, str) else token.decode("ascii")

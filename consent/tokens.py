@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consent import _jws
+from consent import jws
 from consent.errors import (
     SignerRemoved,
     TokenExpired,
@@ -134,12 +134,12 @@ def verify_owner_token(
     Raises TokenInvalid (and its DuplicateKey / TokenTooLarge), UnknownSigner, SignerRemoved,
     WrongAudience, TokenNotYetValid or TokenExpired.
     """
-    compact = _jws.decode_compact(token, typ=typ)
+    compact = jws.decode_compact(token, typ=typ)
     kid = compact.header["kid"]
     owner = next((o for o in owners if o.key_id == kid), None)
     if owner is None:
         raise UnknownSigner(f"token is signed by key {kid[:64]!r}, which is not a paired owner")
-    _jws.verify_signature(compact, owner.signing_public)
+    jws.verify_signature(compact, owner.signing_public)
     if owner.removed:
         raise SignerRemoved(f"token is signed by owner {kid!r}, who has been removed")
     claims = compact.claims
@@ -195,7 +195,7 @@ def _sign(
         **extra,
     }
     _check_members(claims, _MEMBERS[typ])
-    return _jws.sign_compact(claims, typ=typ, kid=kid, sign=key.sign)
+    return jws.sign_compact(claims, typ=typ, kid=kid, sign=key.sign)
 
 
 def _check_members(claims: dict[str, Any], expected: set[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from device._config import Polygon
 from device._motion import MotionConfig, MotionDetector
-from hardware._frames import CameraSource
+from hardware import CameraSource
 
 __all__ = ["MotionHints", "detector_for"]
 

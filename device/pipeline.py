@@ -26,8 +26,7 @@ from device._recorder import Recorder, RecorderAction, RecorderState
 from device._segmenter import ClipSink, ClipWriter, VideoFormat
 from device.errors import ClipRefused
 from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
-from hardware import _frames
-from hardware._worker import Worker
+from hardware import CameraSource, Frame, Plane, Worker
 from hardware.annexb import has_sps, parameter_sets
 from hardware.button import DoorbellButton
 
@@ -73,14 +72,14 @@ class CameraPipeline:
     def __init__(
         self,
         camera_id: str,
-        source: _frames.CameraSource,
+        source: CameraSource,
         store: ClipSink,
         recipients: Callable[[], Sequence[age.Recipient]],
         *,
         detector: MotionDetector | None = None,
         config: RecorderConfig | None = None,
         on_event: Callable[[DeviceEvent], None] | None = None,
-        on_frame: Callable[[_frames.Frame, MotionResult], None] | None = None,
+        on_frame: Callable[[Frame, MotionResult], None] | None = None,
         button: DoorbellButton | None = None,
     ) -> None:
         info = source.info
@@ -178,9 +177,7 @@ class CameraPipeline:
             if event.kind == "press":
                 self._pending_presses += 1
 
-    def _deliver(
-        self, frame: _frames.Frame, outcome: tuple[MotionResult, list[DeviceEvent]]
-    ) -> None:
+    def _deliver(self, frame: Frame, outcome: tuple[MotionResult, list[DeviceEvent]]) -> None:
         result, events = outcome
         self._emit(events)
         if self._on_frame is not None:
@@ -195,14 +192,12 @@ class CameraPipeline:
     # -- worker thread side ------------------------------------------------------------------
 
     def _process_batch(
-        self, frames: list[_frames.Frame], presses: int
+        self, frames: list[Frame], presses: int
     ) -> list[tuple[MotionResult, list[DeviceEvent]]]:
         """Frames in order; the presses seen before the trip count at the first of them."""
         return [self._process(frame, presses if i == 0 else 0) for i, frame in enumerate(frames)]
 
-    def _process(
-        self, frame: _frames.Frame, presses: int
-    ) -> tuple[MotionResult, list[DeviceEvent]]:
+    def _process(self, frame: Frame, presses: int) -> tuple[MotionResult, list[DeviceEvent]]:
         counts = self._counts
         counts["frames"] += 1
         if self._last_index is not None and frame.index > self._last_index + 1:
@@ -238,7 +233,7 @@ class CameraPipeline:
             events += self._refuse(exc)
         return result, events
 
-    def _motion(self, y: _frames.Plane, pts_s: float) -> MotionResult:
+    def _motion(self, y: Plane, pts_s: float) -> MotionResult:
         """The detector's answer for this frame, looking at no more than ``motion_fps`` frames a
         second, ``event_motion_fps`` while motion is on (the frames in between keep the last
         answer)."""
@@ -260,9 +255,7 @@ class CameraPipeline:
         self._last_motion_s = pts_s
         return self._last_motion
 
-    def _packets(
-        self, frame: _frames.Frame, y: _frames.Plane, u: _frames.Plane, v: _frames.Plane
-    ) -> list[TimedPacket]:
+    def _packets(self, frame: Frame, y: Plane, u: Plane, v: Plane) -> list[TimedPacket]:
         if self._remux:
             source = frame.packet
             if source is None:

@@ -7,6 +7,7 @@ only through :func:`open_camera`.
 import logging
 
 from hardware._audio import (
+    AUDIO_RATE,
     AudioChunk,
     AudioSource,
     StreamMicrophone,
@@ -14,7 +15,8 @@ from hardware._audio import (
 )
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
-from hardware._frames import CameraSource, EncodedPacket, Frame, StreamInfo
+from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo
+from hardware._worker import Worker
 from hardware.button import ButtonEvent, DoorbellButton, PressableButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
@@ -22,6 +24,7 @@ from hardware.live import LiveCamera, SourceSpec, parse_source
 from hardware.sources import button_of, open_camera, relay_button
 
 __all__ = [
+    "AUDIO_RATE",
     "AudioChunk",
     "AudioSource",
     "Backoff",
@@ -36,12 +39,14 @@ __all__ = [
     "Frame",
     "HardwareError",
     "LiveCamera",
+    "Plane",
     "PressableButton",
     "ScenarioError",
     "SourceSpec",
     "StreamInfo",
     "StreamMicrophone",
     "SystemClock",
+    "Worker",
     "button_of",
     "microphone_of",
     "open_camera",

@@ -42,7 +42,7 @@ from device.harness._report import (
 from device.harness.faults import FaultyStore, StorageFaults
 from device.pipeline import CameraPipeline
 from device.store import ClipStore
-from hardware._frames import Frame, StreamInfo
+from hardware import Frame, StreamInfo
 from hardware.errors import CameraDisconnected
 from hardware.sim import Scenario, SimulatedCamera, load_scenario, read_strip, strip_rows
 

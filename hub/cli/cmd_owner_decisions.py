@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import consent.owner
-from consent._policy import Policy
+from consent import Policy
 from consent.policy_doc import sign_policy
 from consent.requests import verify_request
 from crypto.errors import DoorwardError

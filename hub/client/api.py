@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
 from consent.owner import Approval
-from crypto._pairing import DeviceKeys, PhonePairing
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle, key_id
+from crypto.pairing import DeviceKeys, PhonePairing
 from crypto.setup_code import PairingURI
 from crypto.signed import b64url, b64url_decode
 from crypto.tls import client_context

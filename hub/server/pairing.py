@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crypto._pairing import DevicePairing
 from crypto.errors import PairingFailed
 from crypto.keys import PublicKeyBundle
+from crypto.pairing import DevicePairing
 from crypto.signed import b64url
 from hub.server.deps import HubDeps
 from hub.server.events import EventBus

@@ -1,6 +1,6 @@
 """Live-view links: an owner-signed, short-lived, single-use token for the browser page.
 
-The token is a compact JWS (``consent._jws``, Ed25519) that the owner's phone signs with its own
+The token is a compact JWS (``consent.jws``, Ed25519) that the owner's phone signs with its own
 key: ``{"aud": <device id>, "cam": <camera>, "iat", "exp", "jti"}``. The device accepts it only
 after the owner registered it with a signed ``POST /live/link`` (so a token nobody minted through
 the API is refused), only while that owner is still paired, before ``exp``, and once.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consent._jws import decode_compact, sign_compact, verify_signature
 from consent.errors import TokenInvalid
+from consent.jws import decode_compact, sign_compact, verify_signature
 from crypto.keys import key_id
 from hub.wire.errors import Conflict, Unauthorized
 

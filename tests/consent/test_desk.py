@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import consent.owner
-from consent import _jws
+from consent import jws
 from consent._policy import DEFAULT_POLICY, Policy
 from consent._release_manifest import parse_release_manifest
 from consent.clips import StoreFootage
@@ -94,7 +94,7 @@ def _parts(token: str) -> tuple[dict, dict]:
 
 
 def _resign(key: KeyBundle, claims: dict, kid: str | None = None) -> str:
-    return _jws.sign_compact(
+    return jws.sign_compact(
         claims, typ=CONSENT_TYP, kid=kid or key.key_id, sign=key.signing_key.sign
     )
 

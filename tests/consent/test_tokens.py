@@ -8,7 +8,7 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import OKPKey
 
-from consent import _jws
+from consent import jws as our_jws
 from consent.errors import TokenInvalid
 from consent.models import PairedOwner
 from consent.tokens import (
@@ -48,7 +48,7 @@ def _verify(owner: KeyBundle, token: str, typ: str = CONSENT_TYP):
 
 
 def _sign(owner: KeyBundle, claims: dict, typ: str = CONSENT_TYP) -> str:
-    return _jws.sign_compact(claims, typ=typ, kid=owner.key_id, sign=owner.signing_key.sign)
+    return our_jws.sign_compact(claims, typ=typ, kid=owner.key_id, sign=owner.signing_key.sign)
 
 
 def test_round_trip_and_joserfc_interop(owner: KeyBundle) -> None:

@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto import age
-from crypto._pairing import (
+from crypto.errors import PairingFailed
+from crypto.keys import device_id
+from crypto.pairing import (
     DeviceKeys,
     DevicePairing,
     FailureReason,
@@ -22,8 +24,6 @@ from crypto._pairing import (
     PhonePairing,
     _Keys,
 )
-from crypto.errors import PairingFailed
-from crypto.keys import device_id
 from crypto.setup_code import SetupCode
 from crypto.signed import b64url, b64url_decode, canonical_json
 
@@ -119,7 +119,7 @@ def flip(b64: str, index: int = 5) -> str:
 
 
 def test_right_code_pairs_and_both_sides_agree(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="crypto._pairing")
+    caplog.set_level(logging.INFO, logger="crypto.pairing")
     pair = make_pair()
     pake1 = pair.phone.start()
     pake2 = pair.device.receive_pake(pake1)

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import av
 
-from hardware._audio import AUDIO_RATE, AudioChunk, AudioSource
+from hardware import AUDIO_RATE, AudioChunk, AudioSource
 from hub.server.live.feed import LivePacket, PacketViewer
 
 __all__ = ["AUDIO_TIME_BASE", "AudioFeed"]

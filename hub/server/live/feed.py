@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 import av
 import numpy as np
 
-from hardware._frames import Frame
+from hardware import Frame
 from hardware.annexb import has_sps, parameter_sets
 
 __all__ = ["CODECS", "LivePacket", "PacketFeed", "PacketViewer", "frame_to_av"]

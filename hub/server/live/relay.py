@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardware._audio import AudioSource
-from hardware._frames import Frame
+from hardware import AudioSource, Frame
 from hub.server.live.audio import AudioFeed
 from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
 from hub.wire.errors import Conflict, NotFound
