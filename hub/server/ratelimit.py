@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Decision", "Rate", "RateLimiter"]
+__all__ = ["Rate", "RateDecision", "RateLimiter"]
 
 # Peers choose their keys (requester keys are free to mint, addresses can be spoofed on a LAN),
 # so the map of buckets must be bounded. Evicting the least recently used bucket forgets its
@@ -35,7 +35,7 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RateDecision:
     allowed: bool
     retry_after_s: float  # 0 when allowed
 
@@ -61,7 +61,7 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def check(self, route_class: str, key: str, *, now_s: float, cost: float = 1.0) -> Decision:
+    def check(self, route_class: str, key: str, *, now_s: float, cost: float = 1.0) -> RateDecision:
         """Take ``cost`` tokens from the bucket if it has them; otherwise say when to retry."""
         rate = self._rates.get(route_class)
         if rate is None:
@@ -83,5 +83,5 @@ class RateLimiter:
             bucket.updated_s = max(bucket.updated_s, now_s)
         if bucket.tokens >= cost:
             bucket.tokens -= cost
-            return Decision(True, 0.0)
-        return Decision(False, (cost - bucket.tokens) / rate.per_s)
+            return RateDecision(True, 0.0)
+        return RateDecision(False, (cost - bucket.tokens) / rate.per_s)

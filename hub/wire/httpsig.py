@@ -46,7 +46,7 @@ __all__ = [
     "SignatureRejected",
     "VerifiedRequest",
     "content_digest",
-    "sign_request",
+    "sign_http_request",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def content_digest(body: bytes) -> str:
     return str(ContentDigest.create(body))
 
 
-def sign_request(
+def sign_http_request(
     method: str,
     url: str,
     body: bytes,
@@ -190,7 +190,7 @@ class RequestSigner:
 
     def headers(self, method: str, url: str, body: bytes = b"") -> dict[str, str]:
         """Signature headers for ``method url`` with ``body``: a fresh nonce, created now."""
-        return sign_request(
+        return sign_http_request(
             method,
             url,
             body,

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
-from hub.wire.httpsig import sign_request
+from hub.wire.httpsig import sign_http_request
 from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -73,7 +73,7 @@ def _signed(
     *,
     created_s: int | None = None,
 ) -> dict[str, str]:
-    return sign_request(
+    return sign_http_request(
         method,
         url,
         body,

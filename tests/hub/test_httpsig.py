@@ -21,7 +21,7 @@ from hub.wire.httpsig import (
     RequestVerifier,
     SignatureRejected,
     content_digest,
-    sign_request,
+    sign_http_request,
 )
 from hub.wire.replay import ReplayCache
 
@@ -140,7 +140,7 @@ class Setup:
             "nonce": NONCE,
         }
         args.update(kw)
-        return sign_request(method, url, body, **args)  # type: ignore[arg-type]
+        return sign_http_request(method, url, body, **args)  # type: ignore[arg-type]
 
     def verify(
         self,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.server.ratelimit import Decision, Rate, RateLimiter
+from hub.server.ratelimit import Rate, RateDecision, RateLimiter
 
 RATES = {"requester": Rate(per_s=1.0, burst=3), "pairing": Rate(per_s=0.5, burst=1)}
 
@@ -19,9 +19,9 @@ def test_burst_then_refill() -> None:
         True,
         False,
     ]
-    assert limiter.check("requester", "k", now_s=0) == Decision(False, 1.0)
-    assert limiter.check("requester", "k", now_s=0.5) == Decision(False, 0.5)
-    assert limiter.check("requester", "k", now_s=1.0) == Decision(True, 0.0)
+    assert limiter.check("requester", "k", now_s=0) == RateDecision(False, 1.0)
+    assert limiter.check("requester", "k", now_s=0.5) == RateDecision(False, 0.5)
+    assert limiter.check("requester", "k", now_s=1.0) == RateDecision(True, 0.0)
     # A long pause refills up to the burst, not beyond.
     assert [limiter.check("requester", "k", now_s=100).allowed for _ in range(4)] == [
         True,
@@ -37,13 +37,13 @@ def test_keys_and_route_classes_are_separate() -> None:
     assert not limiter.check("pairing", "10.0.0.5", now_s=0).allowed
     assert limiter.check("pairing", "10.0.0.6", now_s=0).allowed
     assert limiter.check("requester", "10.0.0.5", now_s=0).allowed
-    assert limiter.check("pairing", "10.0.0.5", now_s=0.5) == Decision(False, 1.5)
+    assert limiter.check("pairing", "10.0.0.5", now_s=0.5) == RateDecision(False, 1.5)
 
 
 def test_cost() -> None:
     limiter = RateLimiter(RATES)
     assert limiter.check("requester", "k", now_s=0, cost=3).allowed
-    assert limiter.check("requester", "k", now_s=0, cost=2) == Decision(False, 2.0)
+    assert limiter.check("requester", "k", now_s=0, cost=2) == RateDecision(False, 2.0)
     with pytest.raises(ValueError, match=r"^cost must be at most the burst 3, got 4$"):
         limiter.check("requester", "k", now_s=0, cost=4)
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from crypto.files import write_atomic
 from crypto.keys import read_secret_file, write_secret_file
 from crypto.signed import b64url
 
@@ -75,4 +76,4 @@ def _create(key_path: Path, cert_path: Path, now: datetime) -> None:
             serialization.NoEncryption(),
         ),
     )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
