@@ -7,6 +7,8 @@ Common case::
     await pipeline.run()
 """
 
+import logging
+
 from device._config import Polygon, RecorderConfig
 from device._motion import Box, MotionConfig, MotionDetector, MotionResult
 from device._recorder import Recorder, RecorderAction, RecorderState
@@ -55,3 +57,5 @@ __all__ = [
     "StoreError",
     "detector_for",
 ]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
