@@ -17,7 +17,7 @@ from consent.models import RequestStatus
 from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from tests.consent.conftest import NOW, World, make_request
+from tests.consent.kit import NOW, World, make_request
 
 OWNER_PRIVATE_DETAILS = (
     b"Alex Morgan",

@@ -13,7 +13,7 @@ from consent.models import ConsentRequest, PairedOwner, PastRequest
 from consent.policy_doc import sign_policy, verify_policy
 from consent.requests import verify_request
 from crypto.keys import KeyBundle
-from tests.consent.conftest import HOUR, NOW, make_request
+from tests.consent.kit import HOUR, NOW, make_request
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from consent.tokens import sign_consent
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.signed import b64url, sign_document
-from tests.consent.conftest import NOW, World, make_request
+from tests.consent.kit import NOW, World, make_request
 from tests.consent.test_flow import run_flow
 
 Members = dict[str, bytes]

@@ -14,7 +14,7 @@ from consent.models import RequesterIdentity
 from consent.requests import request_id_of, verify_request
 from crypto.keys import KeyBundle
 from crypto.signed import b64url
-from tests.consent.conftest import HOUR, IDENTITY, NOW, make_request
+from tests.consent.kit import HOUR, IDENTITY, NOW, make_request
 
 
 def _b64(obj: object) -> str:

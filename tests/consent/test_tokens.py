@@ -19,7 +19,7 @@ from consent.tokens import (
     verify_owner_token,
 )
 from crypto.keys import KeyBundle
-from tests.consent.conftest import NOW
+from tests.consent.kit import NOW
 
 DEVICE = "devicetest000001"
 

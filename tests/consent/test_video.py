@@ -13,7 +13,7 @@ from consent.clips import StoreFootage
 from consent.desk import ConsentDesk
 from consent.requester import open_bundle
 from crypto.keys import DeviceIdentity, KeyBundle
-from tests.consent.conftest import HOUR, NOW, DirClips, Owners, make_request
+from tests.consent.kit import HOUR, NOW, DirClips, Owners, make_request
 
 FPS = 10
 FRAMES_PER_SEGMENT = 5

@@ -14,7 +14,7 @@ from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
 from device.store import ClipStore
-from tests.consent.conftest import HOUR, NOW, Owners, make_request
+from tests.consent.kit import HOUR, NOW, Owners, make_request
 
 
 def test_release_from_the_clip_store(

@@ -18,7 +18,7 @@ from crypto.errors import (
     NoIdentityMatched,
     PayloadError,
 )
-from tests.conftest import age_vectors_dir
+from tests.kit import age_vectors_dir
 
 _EXPECTED_ERRORS: dict[str, type[AgeError]] = {
     "header failure": HeaderError,

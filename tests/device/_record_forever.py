@@ -12,7 +12,7 @@ from pathlib import Path
 from crypto import age
 from crypto.keys import DeviceIdentity
 from device import CameraPipeline, ClipStore, RecorderConfig
-from tests.device.conftest import camera
+from tests.device.kit import camera
 
 
 async def main(data_dir: Path, recipient: str) -> None:

@@ -17,7 +17,7 @@ from device import (
 )
 from device.harness import FaultyStore, StorageFaults
 from hardware import Frame
-from tests.device.conftest import T0, camera, decode_counters, decrypt_segments, write_clip
+from tests.device.kit import T0, camera, decode_counters, decrypt_segments, write_clip
 
 pytestmark = pytest.mark.timeout(60)
 

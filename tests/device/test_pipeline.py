@@ -36,7 +36,7 @@ from device import (
 from hardware import EncodedPacket, Frame, StreamInfo
 from hardware.sim import SimulatedButton, strip_rows
 from hardware.sim.strip import draw_strip
-from tests.device.conftest import (
+from tests.device.kit import (
     T0,
     camera,
     decode_counters,

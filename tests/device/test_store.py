@@ -12,7 +12,7 @@ from crypto import age
 from crypto.keys import DeviceIdentity
 from crypto.signed import verify_document
 from device import ClipHeld, ClipStore, StoreError
-from tests.device.conftest import T0, write_clip
+from tests.device.kit import T0, write_clip
 
 
 def test_layout_records_and_signed_manifest(

@@ -25,8 +25,8 @@ from hardware.sim import read_strip, strip_rows
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
 from hub.wire.live_link import mint_link_token
-from tests.conftest import require_tool
 from tests.hub.test_live_kit import LiveDevice, live_device
+from tests.kit import require_tool
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from hardware.sim import parse_scenario
 from hardware.sim._scene import SceneRenderer
-from tests.hardware.conftest import camera_toml
+from tests.hardware.kit import camera_toml
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -8,7 +8,7 @@ import pytest
 
 from hardware import ButtonEvent, DoorbellButton, HardwareError
 from hardware.sim import SimulatedButton
-from tests.hardware.conftest import FakeClock
+from tests.hardware.kit import FakeClock
 
 
 @pytest.mark.asyncio

@@ -14,7 +14,7 @@ import pytest
 from hardware import Backoff, CameraOpenFailed, HardwareError, LiveCamera, SourceSpec, parse_source
 from hardware.sim import read_strip
 from tests.hardware._media import rendered, write_video
-from tests.hardware.conftest import FakeClock
+from tests.hardware.kit import FakeClock
 
 
 def test_backoff_schedule_doubles_up_to_the_cap() -> None:

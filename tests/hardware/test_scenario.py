@@ -14,7 +14,7 @@ from hardware import ScenarioError
 from hardware.sim import load_scenario, parse_scenario
 from hardware.sim._scenario_schema import SCHEMA
 from hardware.sim.scenario import Actor, Expect, Fault, Light, Press
-from tests.hardware.conftest import camera_toml
+from tests.hardware.kit import camera_toml
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 

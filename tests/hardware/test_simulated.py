@@ -18,7 +18,7 @@ from hardware.sim import (
     read_strip,
     strip_rows,
 )
-from tests.hardware.conftest import FakeClock, camera_toml
+from tests.hardware.kit import FakeClock, camera_toml
 
 PERSON = '[[actor]]\nid = "p"\nkind = "person"\nenter_s = 1\nleave_s = 2\npath = [[0.2, 0.9], [0.8, 0.9]]\n'
 

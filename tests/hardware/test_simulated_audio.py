@@ -8,7 +8,7 @@ import pytest
 
 from hardware import AudioChunk, AudioSource, ScenarioError, microphone_of
 from hardware.sim import SimulatedCamera, parse_scenario
-from tests.hardware.conftest import FakeClock, camera_toml
+from tests.hardware.kit import FakeClock, camera_toml
 
 
 def _camera(text: str, **kwargs: object) -> SimulatedCamera:

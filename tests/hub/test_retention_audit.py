@@ -6,7 +6,7 @@ from pathlib import Path
 
 from crypto import age
 from hub.server.state import Device
-from tests.device.conftest import T0, write_clip
+from tests.device.kit import T0, write_clip
 
 
 def test_retention_deletions_are_audited(tmp_path: Path) -> None:

@@ -1,0 +1,38 @@
+"""Shared test kit: whether we run in CI, where the published age vectors live, and which peer
+tools are installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def age_vectors_dir() -> Path | None:
+    """The C2SP age test vectors: $DOORWARD_AGE_VECTORS, else ../shared/testdata/age."""
+    env = os.environ.get("DOORWARD_AGE_VECTORS")
+    candidates = [Path(env)] if env else []
+    candidates.append(_REPO.parent / "shared" / "testdata" / "age")
+    for path in candidates:
+        if path.is_dir() and any(path.iterdir()):
+            return path
+    return None
+
+
+def require_tool(name: str) -> str:
+    """Path of a peer command-line tool; a failure in CI, a skip elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"`{name}` is not installed (apt-get install {name})"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
