@@ -16,10 +16,10 @@ import pytest
 
 from crypto.keys import KeyBundle
 from hub.client.api import ApiError, DoorwardClient
+from hub.client.live import receive_live
 from hub.server import appkeys
 from hub.server.config import ServeConfig
 from hub.server.live.relay import LiveConfig
-from hub.client.live import receive_live
 from hub.server.routes.live import LIVE
 from hub.server.serve import serve
 from hub.server.state import Device

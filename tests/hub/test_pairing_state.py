@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from hub.server.pairing_state import PairingAttempts
 
 

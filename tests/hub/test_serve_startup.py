@@ -24,7 +24,16 @@ pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ["127.0.0.1"]
-HEAVY = ("aiohttp", "aiortc", "av", "cv2", "matplotlib", "numpy", "hub.client.api", "hub.server.live.webrtc")
+HEAVY = (
+    "aiohttp",
+    "aiortc",
+    "av",
+    "cv2",
+    "matplotlib",
+    "numpy",
+    "hub.client.api",
+    "hub.server.live.webrtc",
+)
 
 
 def _loaded_after(statement: str) -> list[str]:
