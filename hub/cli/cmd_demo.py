@@ -60,6 +60,7 @@ class DemoFailed(DoorwardError):
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` subcommand (``--dir DIR``) to the ``doorward`` subparsers."""
     parser = commands.add_parser(
         "demo",
         help="run the whole story on a simulated doorbell and keep every artefact",

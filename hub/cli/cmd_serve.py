@@ -61,6 +61,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``doorward serve`` with parsed ``args`` (flags override the config file) until
+    SIGINT/SIGTERM; returns the exit status. Blocks: it starts its own event loop."""
     if args.print_config:
         print(EXAMPLE_CONFIG, end="")
         return 0
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``doorward serve`` alone (``python -m hub.cli.cmd_serve``); logs at INFO to stderr and
+    returns 1 with a one-line message on a DoorwardError."""
     parser = argparse.ArgumentParser(prog="doorward")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])

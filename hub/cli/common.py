@@ -82,6 +82,7 @@ def command_handler(
 
 
 def open_profile(args: argparse.Namespace, kind: ProfileKind | None = None) -> Profile:
+    """The profile at ``--profile``, else the default profile of ``kind`` (default: the group's)."""
     kind = kind or args.profile_kind
     return Profile(args.profile or default_profile_dir(kind), kind)
 
@@ -97,6 +98,7 @@ def emit(args: argparse.Namespace, result: dict[str, Any], lines: Sequence[str])
 
 
 def client_for(device: PinnedDevice, key: Any, *, url: str | None = None) -> DoorwardClient:
+    """A signed client pinned to ``device``'s TLS key, at ``url`` if given, else its stored URL."""
     return DoorwardClient(
         url or device.url, fingerprint=device.fingerprint, device_id=device.device_id, key=key
     )
@@ -167,6 +169,7 @@ def parse_duration(text: str) -> int:
 
 
 def iso(seconds: float | None) -> str:
+    """``seconds`` since 1970 as a UTC ISO 8601 time to the second, or ``-`` for None."""
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

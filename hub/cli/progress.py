@@ -25,6 +25,7 @@ class Progress:
         self._drawn_at = 0.0
 
     def update(self, n: int) -> None:
+        """Count ``n`` more bytes, redrawing if the last draw is at least 0.1 s old."""
         self.done += n
         now = time.monotonic()
         if self._enabled and now - self._drawn_at >= _REDRAW_EVERY_S:
@@ -32,12 +33,14 @@ class Progress:
             self._draw()
 
     def close(self) -> None:
+        """Draw the final line and end it with a newline (nothing when not a terminal)."""
         if self._enabled:
             self._draw()
             self._out.write("\n")
             self._out.flush()
 
     def render(self) -> str:
+        """The current line without the carriage return, e.g. ``seg: 1.2 MB [####    ] 40%``."""
         text = f"{self.label}: {_size(self.done)}"
         if self.total:
             fraction = min(1.0, self.done / self.total)
@@ -58,6 +61,7 @@ class ProgressWriter:
         self._progress = progress
 
     def write(self, data: bytes) -> int:
+        """Write ``data`` to the wrapped file and count it; returns what that write returned."""
         written = self._dst.write(data)
         self._progress.update(len(data))
         return written

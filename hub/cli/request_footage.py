@@ -83,11 +83,14 @@ class ApiFootage:
         return cls(clips, chosen, headers, manifests)
 
     def chosen(self) -> list[Segment]:
+        """The segments chosen for release, in the order they were asked for."""
         return list(self._chosen)
 
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
     ) -> list[Any]:
+        """The fetched clips overlapping (``start_s``, ``end_s``), on ``camera`` only if given; no
+        request is made."""
         return [
             clip
             for clip, _ in self._clips
@@ -97,13 +100,16 @@ class ApiFootage:
         ]
 
     def list_segments(self, clip_id: str) -> list[Any]:
+        """The fetched segments of ``clip_id`` that the request covers (empty if unknown)."""
         for clip, segments in self._clips:
             if clip.clip_id == clip_id:
                 return list(segments)
         return []
 
     def segment_header(self, segment_id: str) -> bytes:
+        """A chosen segment's age header; raises KeyError for a segment that was not chosen."""
         return self._headers[segment_id]
 
     def manifest_bytes(self, clip_id: str) -> bytes:
+        """A chosen segment's clip manifest; raises KeyError for any other clip."""
         return self._manifests[clip_id]

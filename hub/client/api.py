@@ -95,7 +95,15 @@ class ApiError(DoorwardError):
 
 
 class DoorwardClient:
-    """A signed, pinned session with one device, as one key (an owner's or a requester's)."""
+    """A signed, pinned session with one device, as one key (an owner's or a requester's).
+
+    Every method raises :class:`ApiError` when the device refuses; besides the codes each method
+    names, any call may get ``unsigned``, ``bad_signature``, ``stale`` or ``replayed`` (401),
+    ``unknown_key`` (403: not a current owner, or not this request's requester), and requester
+    calls ``rate_limited`` (429). An id that is not a plain path segment raises ``ValueError``
+    before anything is sent; a device with another TLS key, or none answering within
+    ``timeout_s`` (whole request), raises aiohttp's ``ClientError`` or ``TimeoutError``.
+    """
 
     def __init__(
         self,
@@ -118,6 +126,7 @@ class DoorwardClient:
 
     @property
     def key_id(self) -> str:
+        """The RFC 7638 thumbprint of this client's signing key, as the device names it."""
         return self._signer.key_id
 
     async def __aenter__(self) -> DoorwardClient:
@@ -127,6 +136,7 @@ class DoorwardClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the HTTP session; the client opens a new one if it is used again."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -134,6 +144,7 @@ class DoorwardClient:
     # -- cameras, clips, segments ----------------------------------------------------------
 
     async def cameras(self) -> list[Camera]:
+        """The device's cameras (name, size in pixels, frames per second, codec), as configured."""
         body = await self._json("GET", "/cameras")
         return [
             Camera(c["name"], c["width"], c["height"], c["fps"], c["codec"])
@@ -149,30 +160,41 @@ class DoorwardClient:
         limit: int = 100,
         after: str | None = None,
     ) -> ClipPage:
+        """Up to ``limit`` (1-1000) clips after the clip id ``after``, oldest first, that overlap
+        [``start_s``, ``end_s``] (seconds since 1970), on ``camera`` only if given; segments are not
+        listed (see :meth:`clip`). Raises ApiError ``bad_request`` for an out-of-range value."""
         query = {"camera": camera, "start": start_s, "end": end_s, "limit": limit, "after": after}
         body = await self._json("GET", "/clips", query=query)
         return ClipPage(tuple(clip_of(c) for c in body["clips"]), body["next"])
 
     async def clip(self, clip_id: str) -> Clip:
+        """One clip with its segments in order; raises ApiError ``not_found`` for an unknown id."""
         body = await self._json("GET", f"/clips/{_seg(clip_id)}")
         return clip_of(body, tuple(segment_of(s) for s in body["segment_list"]))
 
     async def delete_clip(self, clip_id: str) -> None:
+        """Delete a clip and its stored segments (audited); raises ApiError ``not_found``, or
+        ``clip_held`` (409) while a release still holds it."""
         await self._json("DELETE", f"/clips/{_seg(clip_id)}")
 
     async def clip_manifest(self, clip_id: str) -> bytes:
+        """A clip's manifest JSON, byte for byte as stored; raises ApiError ``not_found``."""
         return await self._bytes("GET", f"/clips/{_seg(clip_id)}/manifest")
 
     async def segment_header(self, segment_id: str) -> bytes:
+        """The age header of a segment's stored file (at most 64 KiB), to re-wrap for a requester;
+        raises ApiError ``not_found`` if the segment is unknown or its header unreadable."""
         return await self._bytes("GET", f"/segments/{_seg(segment_id)}/header")
 
     async def download_segment(self, segment_id: str, dst: Path | IO[bytes]) -> int:
-        """Stream the stored age file of a segment to ``dst``; returns its size in bytes."""
+        """Stream the stored age file of a segment to ``dst``; returns its size in bytes. A Path is
+        written as ``<name>.part`` and renamed only once complete. Raises ApiError ``not_found``."""
         return await self._download(f"/segments/{_seg(segment_id)}", dst)
 
     # -- policy, requests, decisions -------------------------------------------------------
 
     async def policy(self) -> dict[str, Any]:
+        """The consent policy in force as JSON: the last owner-signed one, else the default."""
         return dict((await self._json("GET", "/policy"))["policy"])
 
     async def set_policy(self, document: str) -> dict[str, Any]:
@@ -180,35 +202,51 @@ class DoorwardClient:
         return dict((await self._json("PUT", "/policy", body={"document": document}))["policy"])
 
     async def requests(self, status: str | None = None) -> list[RequestInfo]:
+        """Requests stored on the device, each with its signed token for the phone to verify;
+        ``status`` filters them (``pending``, ``approved``, ``declined``, ``auto_declined`` or
+        ``expired``; anything else raises ApiError ``bad_request``)."""
         body = await self._json("GET", "/requests", query={"status": status})
         return [request_of(r) for r in body["requests"]]
 
     async def request(self, request_id: str) -> RequestInfo:
+        """One stored request with its signed token; raises ApiError ``not_found``."""
         return request_of(await self._json("GET", f"/requests/{_seg(request_id)}"))
 
     async def consent(self, request_id: str, approval: Approval) -> ReleaseInfo:
-        """Post a consent token and release manifest built by ``consent.owner.approve``."""
+        """Post a consent token and release manifest built by ``consent.owner.approve``; returns the
+        release it created. Raises ApiError ``request_mismatch`` (the request is not pending, or not
+        the token's), ``manifest_mismatch``, ``header_invalid``, ``header_reused`` or
+        ``segment_missing`` (the manifest does not fit the stored footage), or a token code."""
         body = {"token": approval.token, "manifest": b64url(approval.manifest)}
         return release_of(
             await self._json("POST", f"/requests/{_seg(request_id)}/consent", body=body)
         )
 
     async def decline(self, request_id: str, token: str) -> RequestInfo:
+        """Post an owner's signed refusal (``consent.owner.decline``); returns the request, now
+        declined. Raises ApiError ``request_mismatch`` (409) if the request is unknown, no longer
+        pending or not the token's, or a token code (``token_invalid``, ``expired``, ...)."""
         path = f"/requests/{_seg(request_id)}/decline"
         return request_of(await self._json("POST", path, body={"token": token}))
 
     async def revoke(self, release_id: str, token: str) -> ReleaseInfo:
+        """Post an owner's signed revocation (``consent.owner.revoke``); returns the release, now
+        revoked. Raises ApiError ``revocation_too_late`` once it was downloaded,
+        ``release_revoked``, ``not_found`` or a token code (``token_invalid``, ``expired``, ...)."""
         path = f"/releases/{_seg(release_id)}/revoke"
         return release_of(await self._json("POST", path, body={"token": token}))
 
     # -- owners ----------------------------------------------------------------------------
 
     async def owners(self, *, include_removed: bool = False) -> list[OwnerInfo]:
+        """The device's owners, oldest first; removed ones too when ``include_removed``."""
         query = {"removed": "true" if include_removed else None}
         body = await self._json("GET", "/owners", query=query)
         return [owner_of(o) for o in body["owners"]]
 
     async def remove_owner(self, owner_key_id: str) -> OwnerInfo:
+        """Remove an owner (an admin may remove anyone, an owner only itself); returns its record
+        with ``removed_s`` set. Raises ApiError ``forbidden`` or ``not_found``."""
         return owner_of(await self._json("DELETE", f"/owners/{_seg(owner_key_id)}"))
 
     async def approve_owner(self, phone_key_id: str) -> None:
@@ -218,20 +256,27 @@ class DoorwardClient:
     # -- audit -----------------------------------------------------------------------------
 
     async def audit_entries(self, start: int = 0, end: int | None = None) -> AuditEntries:
+        """Audit log leaves ``[start, end)`` (end defaults to the log's size) and the size now; at
+        most 10,000 per call, else ApiError ``bad_request``."""
         body = await self._json("GET", "/audit/entries", query={"start": start, "end": end})
         leaves = tuple(e["leaf"].encode() for e in body["entries"])
         return AuditEntries(body["size"], leaves, start)
 
     async def audit_checkpoint(self) -> str:
+        """The device's signed checkpoint of its audit log now (a C2SP tlog-checkpoint note)."""
         return (await self._bytes("GET", "/audit/checkpoint")).decode()
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 inclusion proof (hashes) of leaf ``index`` in the tree of ``size``
+        leaves; an index or size out of range raises ApiError ``bad_request``."""
         body = await self._json(
             "GET", "/audit/proof/inclusion", query={"index": index, "size": size}
         )
         return [b64url_decode(p) for p in body["proof"]]
 
     async def consistency_proof(self, old: int, new: int) -> list[bytes]:
+        """The RFC 9162 consistency proof (hashes) from tree size ``old`` to ``new``; sizes out of
+        range raise ApiError ``bad_request``."""
         body = await self._json("GET", "/audit/proof/consistency", query={"old": old, "new": new})
         return [b64url_decode(p) for p in body["proof"]]
 
@@ -308,9 +353,13 @@ class DoorwardClient:
     # -- health, metrics, events -----------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
+        """The device's health: ``status`` (``"ok"``), ``device_id``, ``name``, camera and owner
+        counts, ``uptime_s``."""
         return dict(await self._json("GET", "/health"))
 
     async def metrics(self) -> dict[str, Any]:
+        """Frame, clip and byte counters (totals and per camera), stored bytes, and the device
+        process's CPU seconds, 1-minute load and peak RSS in KiB."""
         return dict(await self._json("GET", "/metrics"))
 
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
@@ -347,10 +396,14 @@ class DoorwardClient:
         return request_of(body)
 
     async def request_status(self, request_id: str) -> RequestInfo:
+        """As the requester who sent it: a request's status, rule, reason and release ids. Raises
+        ApiError ``not_found`` for an unknown id, ``unknown_key`` when signed by another key."""
         return request_of(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
 
     async def fetch_release(self, release_id: str, dst: Path | IO[bytes]) -> int:
-        """Stream a release bundle (a tar) to ``dst``; each call counts as one download."""
+        """Stream a release bundle (a tar) to ``dst``; returns its size in bytes. Each call counts
+        as one download. Raises ApiError ``not_found``, ``release_revoked``, ``expired`` or
+        ``downloads_exhausted`` (410)."""
         return await self._download(f"/releases/{_seg(release_id)}", dst)
 
     # -- transport -------------------------------------------------------------------------

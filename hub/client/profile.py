@@ -59,6 +59,7 @@ class PinnedDevice:
     signing_key: Ed25519PublicKey | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """This record as stored in ``devices.json`` (the signing key as unpadded base64url)."""
         key = b64url(self.signing_key.public_bytes_raw()) if self.signing_key else None
         return {
             "device_id": self.device_id,
@@ -70,6 +71,7 @@ class PinnedDevice:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PinnedDevice:
+        """Read a ``devices.json`` record; raises ProfileError if it is malformed."""
         try:
             key = data.get("ed25519")
             return cls(
@@ -99,6 +101,7 @@ class Profile:
     # -- creation and keys -----------------------------------------------------------------
 
     def exists(self) -> bool:
+        """Whether ``profile.json`` is there (keys alone do not make a profile)."""
         return (self.directory / _PROFILE_FILE).exists()
 
     def create(self, keys: KeyBundle, info: Mapping[str, Any]) -> None:
@@ -112,6 +115,8 @@ class Profile:
         _write_json(self.directory / _PROFILE_FILE, {"kind": self.kind, **info})
 
     def info(self) -> dict[str, Any]:
+        """The contents of ``profile.json``; raises ProfileError if there is none, it is unreadable,
+        or it is of the other kind."""
         if not self.exists():
             raise ProfileError(
                 f"no {self.kind} profile in {self.directory}; run 'doorward {self.kind} init' first"
@@ -125,6 +130,8 @@ class Profile:
         return data
 
     def keys(self) -> KeyBundle:
+        """The profile's keys; raises ProfileError as :meth:`info` does, KeyFileError if a key file
+        is missing or malformed."""
         self.info()
         return KeyBundle.load(self.directory)
 
@@ -136,6 +143,7 @@ class Profile:
     # -- pinned devices ---------------------------------------------------------------------
 
     def devices(self) -> list[PinnedDevice]:
+        """Every pinned device (empty before the first pairing or request)."""
         path = self.directory / _DEVICES_FILE
         if not path.exists():
             return []
@@ -182,6 +190,7 @@ class Profile:
         _write_json(path, data)
 
     def device_of(self, table: Literal["requests", "releases"], item_id: str) -> str | None:
+        """The device id a request or release was sent to, or None if it was not recorded."""
         path = self.directory / _REQUESTS_FILE
         if not path.exists():
             return None

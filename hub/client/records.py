@@ -29,6 +29,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Camera:
+    """A camera on the device: its name (used as ``camera=``), frame size in pixels, fps, codec."""
+
     name: str
     width: int
     height: int
@@ -38,6 +40,10 @@ class Camera:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
+    """One stored, encrypted segment: ``index`` (from 0) in its clip, start (seconds since 1970)
+    and duration in seconds, ``size`` of its age file in bytes, and the SHA-256 (hex) of its age
+    payload, which stays the same when the header is re-wrapped for a requester."""
+
     segment_id: str
     clip_id: str
     camera: str
@@ -50,6 +56,10 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class Clip:
+    """One recording on a camera: start and end in seconds since 1970 (``end_s`` None until it
+    is ``finished``), segment count and total ``bytes`` stored; ``segments`` is filled only by
+    ``DoorwardClient.clip()``."""
+
     clip_id: str
     camera: str
     start_s: float
@@ -70,6 +80,11 @@ class ClipPage:
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
+    """A footage request as the device stores it: ``status`` (``pending``, ``approved``,
+    ``declined``, ``auto_declined`` or ``expired``), the ``rule`` and ``reason`` behind a decision,
+    times in seconds since 1970. ``token`` (the requester's signed JWS) comes only with
+    ``requests()`` and ``request()``, ``release_ids`` only with ``request_status()``."""
+
     request_id: str
     status: str
     rule: str | None
@@ -83,6 +98,10 @@ class RequestInfo:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseInfo:
+    """Footage an owner released to a requester: valid until ``expires_s`` (seconds since
+    1970), ``downloads`` of ``max_downloads`` used, the index of its ``release.created`` audit
+    entry."""
+
     release_id: str
     request_id: str
     owner_key_id: str
@@ -98,6 +117,9 @@ class ReleaseInfo:
 
 @dataclass(frozen=True, slots=True)
 class OwnerInfo:
+    """A paired owner: its key id, name, admin flag, age ``recipient``, and when it was added
+    and removed (seconds since 1970; ``removed_s`` None while it is an owner)."""
+
     key_id: str
     name: str
     admin: bool
@@ -108,6 +130,9 @@ class OwnerInfo:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntries:
+    """Audit log leaves (canonical JSON bytes) from index ``first_index`` on, and the log's ``size``
+    when they were read."""
+
     size: int
     leaves: tuple[bytes, ...]
     first_index: int
@@ -131,6 +156,9 @@ class LiveStats:
 
 @dataclass(frozen=True, slots=True)
 class EventMessage:
+    """One device event: ``seq`` (counts up from 1 across all kinds since the device started),
+    ``kind`` (``hub.wire.events.EVENT_KINDS``), ``time_s`` (seconds since 1970) and its fields."""
+
     seq: int
     kind: str
     time_s: float
@@ -138,6 +166,7 @@ class EventMessage:
 
 
 def segment_of(s: Mapping[str, Any]) -> Segment:
+    """A :class:`Segment` from its API JSON; a missing member raises KeyError."""
     return Segment(
         s["segment_id"],
         s["clip_id"],
@@ -151,6 +180,8 @@ def segment_of(s: Mapping[str, Any]) -> Segment:
 
 
 def clip_of(c: Mapping[str, Any], segments: tuple[Segment, ...] = ()) -> Clip:
+    """A :class:`Clip` from its API JSON with ``segments`` attached; a missing member raises
+    KeyError."""
     return Clip(
         c["clip_id"],
         c["camera"],
@@ -164,6 +195,7 @@ def clip_of(c: Mapping[str, Any], segments: tuple[Segment, ...] = ()) -> Clip:
 
 
 def request_of(r: Mapping[str, Any]) -> RequestInfo:
+    """A :class:`RequestInfo` from its API JSON; a missing required member raises KeyError."""
     return RequestInfo(
         request_id=r["request_id"],
         status=r["status"],
@@ -178,6 +210,7 @@ def request_of(r: Mapping[str, Any]) -> RequestInfo:
 
 
 def release_of(r: Mapping[str, Any]) -> ReleaseInfo:
+    """A :class:`ReleaseInfo` from its API JSON; a missing member raises KeyError."""
     return ReleaseInfo(
         release_id=r["release_id"],
         request_id=r["request_id"],
@@ -194,4 +227,5 @@ def release_of(r: Mapping[str, Any]) -> ReleaseInfo:
 
 
 def owner_of(o: Mapping[str, Any]) -> OwnerInfo:
+    """An :class:`OwnerInfo` from its API JSON; a missing member raises KeyError."""
     return OwnerInfo(o["key_id"], o["name"], o["admin"], o["added"], o["removed"], o["recipient"])

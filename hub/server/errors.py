@@ -88,6 +88,7 @@ def error_status(exc: DoorwardError) -> tuple[int, str]:
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error body ``{"error": {"code", "message", **extra}}`` every refusal is sent as."""
     return {"error": {"code": code, "message": message, **extra}}
 
 

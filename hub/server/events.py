@@ -41,6 +41,7 @@ class Subscription:
         self.closed = False
 
     def wants(self, kind: str) -> bool:
+        """Whether this subscriber asked for events of ``kind``."""
         return self._kinds is None or kind in self._kinds
 
     def offer(self, event: Event) -> bool:
@@ -61,6 +62,7 @@ class Subscription:
         return await self._queue.get()
 
     def close(self) -> None:
+        """End the stream and leave the bus; safe to call more than once."""
         self._end()
         self._bus.unsubscribe(self)
 
@@ -90,6 +92,7 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
+        """How many subscriptions are open now."""
         return len(self._subscribers)
 
     def subscribe(self, kinds: frozenset[str] | None = None) -> Subscription | None:
@@ -108,6 +111,7 @@ class EventBus:
             await self._subscribed.wait()
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop sending to ``subscription`` (no-op if it already left); does not end its stream."""
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
 

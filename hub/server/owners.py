@@ -65,9 +65,11 @@ class Owner:
 
     @property
     def removed(self) -> bool:
+        """Whether this owner has been removed (the device refuses its signatures)."""
         return self.removed_s is not None
 
     def to_json(self) -> dict[str, object]:
+        """The owner as the API shows it (``GET /owners``); times in seconds since 1970."""
         return {
             "key_id": self.key_id,
             "ed25519": b64url(self.signing_public.public_bytes_raw()),
@@ -89,6 +91,7 @@ class OwnersTable:
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._db.close()
 

@@ -152,6 +152,7 @@ class PairingDesk:
         return owner, reply
 
     def close(self) -> None:
+        """Drop any pairing in progress (at shutdown); approvals and failure counts stay."""
         self._session = None
 
     def _notify(self) -> None:

@@ -36,6 +36,8 @@ class Rate:
 
 @dataclass(frozen=True, slots=True)
 class RateDecision:
+    """Whether a request may go ahead, and if not how many seconds until a token is free."""
+
     allowed: bool
     retry_after_s: float  # 0 when allowed
 

@@ -121,6 +121,7 @@ class DiscoveredDevice:
         return f"doorward-{self.device_id}.{SERVICE_TYPE}"
 
     def txt(self) -> dict[str, str]:
+        """The TXT properties to advertise: ``id``, ``name``, ``port``, ``v``, ``pair``, ``fp``."""
         return {
             "id": self.device_id,
             "name": self.name,

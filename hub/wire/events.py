@@ -39,4 +39,5 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The event as one WebSocket message: ``seq``, ``kind``, ``time`` (epoch s), ``data``."""
         return {"seq": self.seq, "kind": self.kind, "time": self.time_s, "data": self.data}

@@ -26,6 +26,9 @@ MAX_NONCE_CHARS = 128
 
 
 class NonceCheck(enum.Enum):
+    """What :meth:`ReplayCache.check_and_add` found: a fresh nonce (now recorded), a replay, or
+    no room (``KEY_FULL``: this key's share is used up; ``FULL``: the whole cache): fail closed."""
+
     FRESH = "fresh"
     REPLAYED = "replayed"
     KEY_FULL = "key_full"

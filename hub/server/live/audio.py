@@ -41,6 +41,7 @@ class AudioFeed:
 
     @property
     def viewer_count(self) -> int:
+        """How many listeners this microphone has now."""
         return len(self._viewers)
 
     def subscribe(self) -> PacketViewer:

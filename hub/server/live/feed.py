@@ -91,6 +91,7 @@ class PacketViewer:
         return self._queue.popleft()
 
     def close(self) -> None:
+        """End this viewer (:meth:`next` returns None) and leave its feed; idempotent."""
         if not self.closed:
             self.closed = True
             self._ready.set()
@@ -119,6 +120,7 @@ class PacketFeed:
 
     @property
     def viewer_count(self) -> int:
+        """How many viewers this feed has now."""
         return len(self._viewers)
 
     @property
@@ -130,12 +132,15 @@ class PacketFeed:
         return f"shared_{self.codec}"
 
     def subscribe(self) -> PacketViewer:
+        """A new viewer, which starts at the next keyframe (one is requested for it); call on the
+        event loop."""
         viewer = PacketViewer(self)
         self._viewers.append(viewer)
         self.request_keyframe()
         return viewer
 
     def remove(self, viewer: PacketViewer) -> None:
+        """Forget a viewer; the last one to go shuts the encoder down."""
         if viewer in self._viewers:
             self._viewers.remove(viewer)
         if not self._viewers and self._pool is not None:
@@ -143,6 +148,8 @@ class PacketFeed:
             self._pool, self._encoder = None, None
 
     def request_keyframe(self) -> None:
+        """Make the next shared encode a keyframe; H.264 passed through waits for the camera's own
+        next keyframe instead."""
         self._force_keyframe = True
 
     def push(self, frame: Frame) -> None:

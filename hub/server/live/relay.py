@@ -97,6 +97,7 @@ class FrameRelay:
 
     @property
     def cameras(self) -> tuple[str, ...]:
+        """The registered cameras' names, in the order they were added."""
         return tuple(self._feeds)
 
     def push(self, camera: str, frame: Frame) -> None:
@@ -173,9 +174,11 @@ class LiveSessions:
 
     @property
     def sessions(self) -> tuple[LiveSession, ...]:
+        """The sessions answered and not yet ended."""
         return tuple(self._sessions.values())
 
     def by_feed_secret(self, secret: str) -> LiveSession | None:
+        """The running session whose feed secret is ``secret`` (constant-time compare), or None."""
         for session in self._sessions.values():
             if secrets.compare_digest(session.feed_secret, secret):
                 return session

@@ -60,6 +60,8 @@ class PacketTrack(MediaStreamTrack):
         self._viewer = viewer
 
     async def recv(self) -> av.Packet[Any]:
+        """The viewer's next packet, stamped on the track's clock (aiortc calls this); once the
+        session has ended, stops the track and raises MediaStreamError."""
         unit = await self._viewer.next()
         if unit is None:
             self.stop()
@@ -70,6 +72,7 @@ class PacketTrack(MediaStreamTrack):
         return packet
 
     def stop(self) -> None:
+        """Stop the track and close its viewer, which leaves the feed."""
         super().stop()
         self._viewer.close()
 

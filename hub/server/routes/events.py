@@ -27,6 +27,7 @@ _HEARTBEAT_S = 30.0
 
 
 def add_routes(app: web.Application) -> None:
+    """Add ``GET /events`` (an owner's WebSocket of events) to ``app``."""
     app.router.add_get("/events", events)
 
 

@@ -35,6 +35,7 @@ _STARTED = time.monotonic()
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the owner routes (clips, segments, policy, requests, owners, audit, health)."""
     app.router.add_routes(
         [
             web.get("/cameras", cameras),
@@ -64,6 +65,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def clip_json(clip: ClipRecord) -> dict[str, Any]:
+    """A clip as the API shows it (``GET /clips``); times in seconds since 1970, sizes in bytes."""
     return {
         "clip_id": clip.clip_id,
         "camera": clip.camera,
@@ -76,6 +78,7 @@ def clip_json(clip: ClipRecord) -> dict[str, Any]:
 
 
 def segment_json(segment: SegmentRecord) -> dict[str, Any]:
+    """A segment as the API shows it (``GET /clips/{id}``); times in seconds, size in bytes."""
     return {
         "segment_id": segment.segment_id,
         "clip_id": segment.clip_id,
@@ -270,6 +273,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 def release_json(release: Any) -> dict[str, Any]:
+    """A release as the API shows it (consent, revoke); ``expires`` in seconds since 1970."""
     return {
         "release_id": release.release_id,
         "request_id": release.request_id,

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
+    """Add ``POST /pair/start``, ``/pair/finish`` and ``/owners/approve`` to ``app``."""
     app.router.add_routes(
         [
             web.post("/pair/start", pair_start),

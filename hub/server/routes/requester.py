@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the requester routes (submit, status, fetch a release) to ``app``."""
     app.router.add_routes(
         [
             web.post("/requests", submit),
