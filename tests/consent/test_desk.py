@@ -109,20 +109,29 @@ def _refused(scene: Scene, error: type[Exception], message: str, call) -> None:
     assert entry["reason"] == message[:500]
 
 
-def test_alg_none(scene: Scene) -> None:
+# Each hostile case below sets its scene up and returns the exact message the desk must refuse
+# with, and the call that is refused; the error class stands next to it in the parameter table.
+Refusal = tuple[str, object]
+
+
+def _record(scene: Scene, token: str, manifest: bytes, request_id: str | None = None):
+    return lambda: scene.desk.record_approval(
+        request_id or scene.request.request_id, token, manifest, NOW
+    )
+
+
+def _alg_none(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     _, claims = _parts(approval.token)
     header = {"alg": "none", "kid": scene.owner.key_id, "typ": CONSENT_TYP}
     token = f"{b64url(canonical_json(header))}.{b64url(canonical_json(claims))}."
-    _refused(
-        scene,
-        TokenInvalid,
+    return (
         "token algorithm must be Ed25519, got 'none'",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, approval.manifest, NOW),
+        _record(scene, token, approval.manifest),
     )
 
 
-def test_hs256_keyed_with_owner_public_key(scene: Scene) -> None:
+def _hs256_keyed_with_owner_public_key(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     _, claims = _parts(approval.token)
     header = {"alg": "HS256", "kid": scene.owner.key_id, "typ": CONSENT_TYP}
@@ -130,115 +139,83 @@ def test_hs256_keyed_with_owner_public_key(scene: Scene) -> None:
     public = scene.owner.signing_key.public_key().public_bytes_raw()
     mac = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
     token = f"{signing_input}.{b64url(mac)}"
-    _refused(
-        scene,
-        TokenInvalid,
+    return (
         "token algorithm must be Ed25519, got 'HS256'",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, approval.manifest, NOW),
+        _record(scene, token, approval.manifest),
     )
 
 
-def test_wrong_audience(scene: Scene) -> None:
+def _wrong_audience(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve(device_id="someotherdevice")
-    _refused(
-        scene,
-        WrongAudience,
+    return (
         f"token is for device 'someotherdevice', this device is {scene.device.device_id!r}",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_expired(scene: Scene) -> None:
+def _expired(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve(now=NOW - 7200, expires_at_s=NOW - 3600)
-    _refused(
-        scene,
-        TokenExpired,
+    return (
         f"token expired at {NOW - 3600}, now is {NOW}",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_not_yet_valid(scene: Scene) -> None:
+def _not_yet_valid(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve(now=NOW + 3600, expires_at_s=NOW + 7200)
-    _refused(
-        scene,
-        TokenNotYetValid,
+    return (
         f"token is valid from {NOW + 3600}, now is {NOW}",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_unpaired_key(scene: Scene, requester: KeyBundle) -> None:
+def _unpaired_key(scene: Scene, requester: KeyBundle) -> Refusal:
     stranger = KeyBundle.generate("x25519")
     approval = scene.approve(key=stranger)
-    _refused(
-        scene,
-        UnknownSigner,
+    return (
         f"token is signed by key {stranger.key_id!r}, which is not a paired owner",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_paired_kid_with_unpaired_signature(scene: Scene) -> None:
+def _paired_kid_with_unpaired_signature(scene: Scene, requester: KeyBundle) -> Refusal:
     stranger = KeyBundle.generate("x25519")
     approval = scene.approve()
     _, claims = _parts(approval.token)
     token = _resign(stranger, claims, kid=scene.owner.key_id)
-    _refused(
-        scene,
-        TokenInvalid,
+    return (
         "token signature does not verify: it was altered or forged",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, approval.manifest, NOW),
+        _record(scene, token, approval.manifest),
     )
 
 
-def test_removed_owner(scene: Scene) -> None:
+def _removed_owner(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     scene.world.owners.remove(scene.owner.key_id)
-    _refused(
-        scene,
-        SignerRemoved,
+    return (
         f"token is signed by owner {scene.owner.key_id!r}, who has been removed",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_token_for_request_a_presented_for_b(scene: Scene, requester: KeyBundle) -> None:
+def _token_for_request_a_presented_for_b(scene: Scene, requester: KeyBundle) -> Refusal:
     scene.desk.submit_request(make_request(requester), NOW)
     other = next(r for r in scene.desk.pending_requests(NOW) if r != scene.request)
     approval = scene.approve()
-    _refused(
-        scene,
-        RequestMismatch,
+    return (
         f"token is for request {scene.request.request_id!r}, presented for request "
         f"{other.request_id!r}",
-        lambda: scene.desk.record_approval(
-            other.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest, other.request_id),
     )
 
 
-def test_manifest_hash_mismatch(scene: Scene) -> None:
+def _manifest_hash_mismatch(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     manifest = json.loads(approval.manifest)
     manifest["segments"].pop()
-    _refused(
-        scene,
-        ManifestMismatch,
+    return (
         "release manifest does not match the hash the owner signed; it was altered after signing",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, canonical_json(manifest), NOW
-        ),
+        _record(scene, approval.token, canonical_json(manifest)),
     )
 
 
@@ -253,21 +230,19 @@ def _signed_manifest(scene: Scene, edit) -> tuple[str, bytes]:
     return _resign(scene.owner, claims), data
 
 
-def test_header_from_another_segment_swapped_in(scene: Scene) -> None:
+def _header_from_another_segment_swapped_in(scene: Scene, requester: KeyBundle) -> Refusal:
     def swap(manifest: dict) -> None:
         manifest["segments"][2]["header"] = manifest["segments"][0]["header"]
 
     token, data = _signed_manifest(scene, swap)
     segs = scene.world.segments
-    _refused(
-        scene,
-        HeaderReused,
+    return (
         f"segment {segs[2].segment_id!r} carries the same header as segment {segs[0].segment_id!r}",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, data, NOW),
+        _record(scene, token, data),
     )
 
 
-def test_header_for_the_wrong_recipient_type(scene: Scene) -> None:
+def _header_for_the_wrong_recipient_type(scene: Scene, requester: KeyBundle) -> Refusal:
     original = scene.world.segments[1].path.read_bytes()
 
     def owners_header(manifest: dict) -> None:
@@ -277,97 +252,176 @@ def test_header_for_the_wrong_recipient_type(scene: Scene) -> None:
         manifest["segments"][1]["header"] = b64url(age.split_header(original)[0])
 
     token, data = _signed_manifest(scene, owners_header)
-    _refused(
-        scene,
-        HeaderInvalid,
+    return (
         f"new header of segment {scene.world.segments[1].segment_id!r} must hold exactly one "
         "X25519 stanza, got mlkem768x25519, mlkem768x25519",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, data, NOW),
+        _record(scene, token, data),
     )
 
 
-def test_payload_hash_not_the_stored_one(scene: Scene) -> None:
+def _payload_hash_not_the_stored_one(scene: Scene, requester: KeyBundle) -> Refusal:
     def edit(manifest: dict) -> None:
         manifest["segments"][0]["payload_sha256"] = "0" * 64
 
     token, data = _signed_manifest(scene, edit)
-    _refused(
-        scene,
-        ManifestMismatch,
+    return (
         f"payload hash of segment {scene.world.segments[0].segment_id!r} differs from the store's",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, data, NOW),
+        _record(scene, token, data),
     )
 
 
-def test_segment_missing(scene: Scene) -> None:
+def _segment_missing(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     gone = scene.world.segments[0]
     scene.world.clips.segments.pop(gone.segment_id)
-    _refused(
-        scene,
-        SegmentMissing,
+    return (
         f"segment {gone.segment_id!r} is not in the store",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_oversized_token(scene: Scene) -> None:
+def _oversized_token(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
-    _refused(
-        scene,
-        TokenTooLarge,
+    return (
         "token is 20000 bytes, more than the limit of 16384",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, "e" * 20000, approval.manifest, NOW
-        ),
+        _record(scene, "e" * 20000, approval.manifest),
     )
 
 
-def test_duplicate_json_keys(scene: Scene) -> None:
+def _duplicate_json_keys(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     _, claims = _parts(approval.token)
     body = canonical_json(claims)[:-1] + b',"max_downloads":100}'
     header = {"alg": "Ed25519", "kid": scene.owner.key_id, "typ": CONSENT_TYP}
     signing_input = f"{b64url(canonical_json(header))}.{b64url(body)}"
     token = f"{signing_input}.{b64url(scene.owner.signing_key.sign(signing_input.encode()))}"
-    _refused(
-        scene,
-        DuplicateKey,
+    return (
         "JSON member 'max_downloads' appears twice",
-        lambda: scene.desk.record_approval(scene.request.request_id, token, approval.manifest, NOW),
+        _record(scene, token, approval.manifest),
     )
 
 
-def test_replayed_token(scene: Scene, requester: KeyBundle) -> None:
+def _replayed_token(scene: Scene, requester: KeyBundle) -> Refusal:
     approval = scene.approve()
     scene.desk.record_approval(scene.request.request_id, approval.token, approval.manifest, NOW)
-    _refused(
-        scene,
-        TokenReplayed,
+    return (
         "token 'rel-0001' was already used",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, approval.token, approval.manifest, NOW
-        ),
+        _record(scene, approval.token, approval.manifest),
     )
 
 
-def test_request_no_longer_pending(scene: Scene) -> None:
+def _request_no_longer_pending(scene: Scene, requester: KeyBundle) -> Refusal:
     scene.desk.record_approval(scene.request.request_id, *_token_and_manifest(scene.approve()), NOW)
     again = scene.approve(token_id="rel-0002")
-    _refused(
-        scene,
-        RequestMismatch,
+    return (
         f"request {scene.request.request_id} is approved, not pending",
-        lambda: scene.desk.record_approval(
-            scene.request.request_id, again.token, again.manifest, NOW
-        ),
+        _record(scene, again.token, again.manifest),
     )
 
 
 def _token_and_manifest(approval) -> tuple[str, bytes]:
     return approval.token, approval.manifest
+
+
+@pytest.mark.parametrize(
+    ("error", "case"),
+    [
+        pytest.param(TokenInvalid, _alg_none, id="alg_none"),
+        pytest.param(TokenInvalid, _hs256_keyed_with_owner_public_key, id="hs256_owner_public_key"),
+        pytest.param(WrongAudience, _wrong_audience, id="wrong_audience"),
+        pytest.param(TokenExpired, _expired, id="expired"),
+        pytest.param(TokenNotYetValid, _not_yet_valid, id="not_yet_valid"),
+        pytest.param(UnknownSigner, _unpaired_key, id="unpaired_key"),
+        pytest.param(
+            TokenInvalid, _paired_kid_with_unpaired_signature, id="paired_kid_unpaired_signature"
+        ),
+        pytest.param(SignerRemoved, _removed_owner, id="removed_owner"),
+        pytest.param(
+            RequestMismatch, _token_for_request_a_presented_for_b, id="token_for_a_presented_for_b"
+        ),
+        pytest.param(ManifestMismatch, _manifest_hash_mismatch, id="manifest_hash_mismatch"),
+        pytest.param(
+            HeaderReused, _header_from_another_segment_swapped_in, id="header_of_another_segment"
+        ),
+        pytest.param(
+            HeaderInvalid, _header_for_the_wrong_recipient_type, id="header_wrong_recipient_type"
+        ),
+        pytest.param(ManifestMismatch, _payload_hash_not_the_stored_one, id="payload_hash_differs"),
+        pytest.param(SegmentMissing, _segment_missing, id="segment_missing"),
+        pytest.param(TokenTooLarge, _oversized_token, id="oversized_token"),
+        pytest.param(DuplicateKey, _duplicate_json_keys, id="duplicate_json_keys"),
+        pytest.param(TokenReplayed, _replayed_token, id="replayed_token"),
+        pytest.param(RequestMismatch, _request_no_longer_pending, id="request_no_longer_pending"),
+    ],
+)
+def test_hostile_approval_refused(
+    scene: Scene, requester: KeyBundle, error: type[Exception], case
+) -> None:
+    message, call = case(scene, requester)
+    _refused(scene, error, message, call)
+
+
+def _downloads_beyond_the_maximum(scene: Scene, release, requester, second_owner) -> Refusal:
+    assert scene.desk.authorize_download(release.release_id, requester.key_id, NOW).downloads == 1
+    assert scene.desk.authorize_download(release.release_id, requester.key_id, NOW).downloads == 2
+    return (
+        "release rel-0001 was downloaded 2 of 2 allowed time(s)",
+        lambda: scene.desk.authorize_download(release.release_id, requester.key_id, NOW),
+    )
+
+
+def _fetch_signed_by_another_key(scene: Scene, release, requester, second_owner) -> Refusal:
+    return (
+        f"release rel-0001 is for requester {requester.key_id!r}, the fetch was signed by "
+        f"{scene.owner.key_id!r}",
+        lambda: scene.desk.authorize_download(release.release_id, scene.owner.key_id, NOW),
+    )
+
+
+def _expired_release(scene: Scene, release, requester, second_owner) -> Refusal:
+    return (
+        f"release rel-0001 expired at {NOW + 86400}",
+        lambda: scene.desk.authorize_download("rel-0001", requester.key_id, NOW + 86400),
+    )
+
+
+def _unknown_release(scene: Scene, release, requester, second_owner) -> Refusal:
+    return (
+        "no release with id 'rel-9999'",
+        lambda: scene.desk.authorize_download("rel-9999", requester.key_id, NOW),
+    )
+
+
+def _revoke_before_download(scene: Scene, release, requester, second_owner) -> Refusal:
+    revocation = consent.owner.revoke(
+        second_owner.signing_key,
+        "rel-0001",
+        device_id=scene.device.device_id,
+        token_id="rev-1",
+        now=NOW,
+    )
+    assert scene.desk.revoke("rel-0001", revocation, NOW).revoked
+    assert scene.world.clips.holds == {}
+    assert scene.last_audit()["kind"] == "release.revoked"
+    return (
+        "release rel-0001 was revoked by an owner",
+        lambda: scene.desk.authorize_download("rel-0001", requester.key_id, NOW),
+    )
+
+
+def _revoke_after_download_is_too_late(scene: Scene, release, requester, second_owner) -> Refusal:
+    scene.desk.authorize_download("rel-0001", requester.key_id, NOW)
+    revocation = consent.owner.revoke(
+        scene.owner.signing_key,
+        "rel-0001",
+        device_id=scene.device.device_id,
+        token_id="rev-1",
+        now=NOW,
+    )
+    return (
+        "release rel-0001 was already downloaded 1 time(s); a release cannot be unsent",
+        lambda: scene.desk.revoke("rel-0001", revocation, NOW),
+    )
 
 
 class TestDownloads:
@@ -378,78 +432,24 @@ class TestDownloads:
             scene.request.request_id, approval.token, approval.manifest, NOW
         )
 
-    def test_downloads_beyond_the_maximum(self, scene: Scene, release, requester) -> None:
-        assert (
-            scene.desk.authorize_download(release.release_id, requester.key_id, NOW).downloads == 1
-        )
-        assert (
-            scene.desk.authorize_download(release.release_id, requester.key_id, NOW).downloads == 2
-        )
-        _refused(
-            scene,
-            DownloadsExhausted,
-            "release rel-0001 was downloaded 2 of 2 allowed time(s)",
-            lambda: scene.desk.authorize_download(release.release_id, requester.key_id, NOW),
-        )
-
-    def test_fetch_signed_by_another_key(self, scene: Scene, release, requester) -> None:
-        _refused(
-            scene,
-            WrongRequester,
-            f"release rel-0001 is for requester {requester.key_id!r}, the fetch was signed by "
-            f"{scene.owner.key_id!r}",
-            lambda: scene.desk.authorize_download(release.release_id, scene.owner.key_id, NOW),
-        )
-
-    def test_expired_release(self, scene: Scene, release, requester) -> None:
-        _refused(
-            scene,
-            TokenExpired,
-            f"release rel-0001 expired at {NOW + 86400}",
-            lambda: scene.desk.authorize_download("rel-0001", requester.key_id, NOW + 86400),
-        )
-
-    def test_unknown_release(self, scene: Scene, release, requester) -> None:
-        _refused(
-            scene,
-            UnknownRelease,
-            "no release with id 'rel-9999'",
-            lambda: scene.desk.authorize_download("rel-9999", requester.key_id, NOW),
-        )
-
-    def test_revoke_before_download(self, scene: Scene, release, requester, second_owner) -> None:
-        revocation = consent.owner.revoke(
-            second_owner.signing_key,
-            "rel-0001",
-            device_id=scene.device.device_id,
-            token_id="rev-1",
-            now=NOW,
-        )
-        assert scene.desk.revoke("rel-0001", revocation, NOW).revoked
-        assert scene.world.clips.holds == {}
-        assert scene.last_audit()["kind"] == "release.revoked"
-        _refused(
-            scene,
-            ReleaseRevoked,
-            "release rel-0001 was revoked by an owner",
-            lambda: scene.desk.authorize_download("rel-0001", requester.key_id, NOW),
-        )
-
-    def test_revoke_after_download_is_too_late(self, scene: Scene, release, requester) -> None:
-        scene.desk.authorize_download("rel-0001", requester.key_id, NOW)
-        revocation = consent.owner.revoke(
-            scene.owner.signing_key,
-            "rel-0001",
-            device_id=scene.device.device_id,
-            token_id="rev-1",
-            now=NOW,
-        )
-        _refused(
-            scene,
-            RevocationTooLate,
-            "release rel-0001 was already downloaded 1 time(s); a release cannot be unsent",
-            lambda: scene.desk.revoke("rel-0001", revocation, NOW),
-        )
+    @pytest.mark.parametrize(
+        ("error", "case"),
+        [
+            pytest.param(DownloadsExhausted, _downloads_beyond_the_maximum, id="beyond_maximum"),
+            pytest.param(WrongRequester, _fetch_signed_by_another_key, id="signed_by_another_key"),
+            pytest.param(TokenExpired, _expired_release, id="expired_release"),
+            pytest.param(UnknownRelease, _unknown_release, id="unknown_release"),
+            pytest.param(ReleaseRevoked, _revoke_before_download, id="revoked_before_download"),
+            pytest.param(
+                RevocationTooLate, _revoke_after_download_is_too_late, id="revoke_after_download"
+            ),
+        ],
+    )
+    def test_refused(
+        self, scene: Scene, release, requester, second_owner, error: type[Exception], case
+    ) -> None:
+        message, call = case(scene, release, requester, second_owner)
+        _refused(scene, error, message, call)
 
 
 def test_owner_declines_with_a_reason(scene: Scene, requester: KeyBundle) -> None:
