@@ -1,4 +1,6 @@
-"""Each consent module imports on its own, and none pulls in the device package or PyAV."""
+"""Each consent module imports on its own, without asyncio. Which packages consent may import (not
+device, hardware, hub, aiohttp or PyAV) is for the import-linter contracts in pyproject.toml;
+asyncio is in the standard library, which import-linter does not see."""
 
 from __future__ import annotations
 
@@ -26,14 +28,9 @@ MODULES = [
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_imports_alone_without_device_or_av(module: str) -> None:
-    code = (
-        f"import sys, {module}\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'device', 'av', 'hub', "
-        "'hardware', 'aiohttp', 'asyncio'})\n"
-        "print(','.join(bad))\n"
-    )
+def test_imports_alone_without_asyncio(module: str) -> None:
+    code = f"import sys, {module}\nprint('asyncio' in sys.modules)\n"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.strip() == ""
+    assert out.stdout.strip() == "False"
