@@ -20,34 +20,68 @@ class SegmentLike(Protocol):
     """The fields of a stored segment that consent reads."""
 
     @property
-    def segment_id(self) -> str: ...
+    def segment_id(self) -> str:
+        """Unique id; the device store makes it ``<clip_id>.<index as 6 digits>``."""
+        ...
+
     @property
-    def clip_id(self) -> str: ...
+    def clip_id(self) -> str:
+        """Id of the clip this segment belongs to."""
+        ...
+
     @property
-    def camera(self) -> str: ...
+    def camera(self) -> str:
+        """Name of the camera that recorded the segment."""
+        ...
+
     @property
-    def index(self) -> int: ...
+    def index(self) -> int:
+        """Position in its clip, counting from 0."""
+        ...
+
     @property
-    def start_s(self) -> float: ...
+    def start_s(self) -> float:
+        """When the segment starts, in UTC epoch seconds."""
+        ...
+
     @property
-    def duration_s(self) -> float: ...
+    def duration_s(self) -> float:
+        """Length of the segment in seconds."""
+        ...
+
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Size of the segment's age file on disk, in bytes."""
+        ...
+
     @property
-    def payload_sha256(self) -> str: ...
+    def payload_sha256(self) -> str:
+        """Lowercase hex SHA-256 of the age payload (the encrypted bytes after the header)."""
+        ...
 
 
 class ClipLike(Protocol):
     """The fields of a stored clip that consent reads."""
 
     @property
-    def clip_id(self) -> str: ...
+    def clip_id(self) -> str:
+        """The clip's id, as :meth:`ClipSource.list_segments` takes it."""
+        ...
+
     @property
-    def camera(self) -> str: ...
+    def camera(self) -> str:
+        """Name of the camera that recorded the clip."""
+        ...
+
     @property
-    def start_s(self) -> float: ...
+    def start_s(self) -> float:
+        """When the clip starts, in UTC epoch seconds."""
+        ...
+
     @property
-    def end_s(self) -> float: ...
+    def end_s(self) -> float:
+        """When the clip ends, in UTC epoch seconds."""
+        ...
 
 
 @runtime_checkable
@@ -56,21 +90,33 @@ class ClipSource(Protocol):
 
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
-    ) -> Sequence[ClipLike]: ...
+    ) -> Sequence[ClipLike]:
+        """Clips overlapping [start_s, end_s] (UTC epoch s), oldest first; a None filter is off."""
+        ...
 
-    def list_segments(self, clip_id: str) -> Sequence[SegmentLike]: ...
+    def list_segments(self, clip_id: str) -> Sequence[SegmentLike]:
+        """The clip's segments in index order; raises (the store: StoreError) if unknown."""
+        ...
 
     def segment(self, segment_id: str) -> SegmentLike:
         """The segment's record; raises KeyError (or a store error) when it does not exist."""
         ...
 
-    def segment_path(self, segment_id: str) -> Path: ...
+    def segment_path(self, segment_id: str) -> Path:
+        """Where the segment's age file is on disk; raises like :meth:`segment` when unknown."""
+        ...
 
-    def manifest_bytes(self, clip_id: str) -> bytes: ...
+    def manifest_bytes(self, clip_id: str) -> bytes:
+        """The clip's device-signed manifest as stored (canonical JSON bytes)."""
+        ...
 
-    def hold(self, clip_id: str, hold_id: str, until_s: float) -> None: ...
+    def hold(self, clip_id: str, hold_id: str, until_s: float) -> None:
+        """Keep ``clip_id`` from deletion until ``until_s`` (UTC epoch s), under ``hold_id``."""
+        ...
 
-    def release_hold(self, hold_id: str) -> None: ...
+    def release_hold(self, hold_id: str) -> None:
+        """Drop every hold placed under ``hold_id``; an unknown id is not an error."""
+        ...
 
 
 class FootageIndex(Protocol):
@@ -78,15 +124,21 @@ class FootageIndex(Protocol):
 
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
-    ) -> Sequence[ClipLike]: ...
+    ) -> Sequence[ClipLike]:
+        """Clips overlapping [start_s, end_s] (UTC epoch s), oldest first; a None filter is off."""
+        ...
 
-    def list_segments(self, clip_id: str) -> Sequence[SegmentLike]: ...
+    def list_segments(self, clip_id: str) -> Sequence[SegmentLike]:
+        """The clip's segments in index order."""
+        ...
 
     def segment_header(self, segment_id: str) -> bytes:
         """The segment's age header, up to and including the MAC line."""
         ...
 
-    def manifest_bytes(self, clip_id: str) -> bytes: ...
+    def manifest_bytes(self, clip_id: str) -> bytes:
+        """The clip's device-signed manifest as stored (canonical JSON bytes)."""
+        ...
 
 
 class StoreFootage:
@@ -98,14 +150,18 @@ class StoreFootage:
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
     ) -> Sequence[ClipLike]:
+        """``clips.list_clips`` with these filters (a ClipStore returns at most its default 100)."""
         return self._clips.list_clips(camera=camera, start_s=start_s, end_s=end_s)
 
     def list_segments(self, clip_id: str) -> Sequence[SegmentLike]:
+        """``clips.list_segments(clip_id)``, unchanged."""
         return self._clips.list_segments(clip_id)
 
     def segment_header(self, segment_id: str) -> bytes:
+        """Read the segment file's age header (through the MAC line) from local disk."""
         with open(self._clips.segment_path(segment_id), "rb") as f:
             return age.read_header(f)
 
     def manifest_bytes(self, clip_id: str) -> bytes:
+        """``clips.manifest_bytes(clip_id)``, unchanged."""
         return self._clips.manifest_bytes(clip_id)

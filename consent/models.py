@@ -136,6 +136,7 @@ class ConsentRequest:
 
     @property
     def window_s(self) -> int:
+        """Width of the requested window in seconds (at most MAX_WINDOW_S, 12 h)."""
         return self.window_end_s - self.window_start_s
 
     def covers(self, camera: str, start_s: float, duration_s: float) -> bool:
@@ -155,14 +156,17 @@ class Decision:
 
     @classmethod
     def ask(cls) -> Decision:
+        """The decision to pass the request to the owner."""
         return cls("ask")
 
     @classmethod
     def decline(cls, rule: str, reason: str) -> Decision:
+        """The decision to decline under policy ``rule``, giving ``reason``."""
         return cls("decline", rule, reason)
 
     @property
     def declined(self) -> bool:
+        """True for a decline, False for ask."""
         return self.action == "decline"
 
 

@@ -74,9 +74,11 @@ class VerificationReport:
 
     @property
     def ok(self) -> bool:
+        """True when every segment decrypted (also when there are none)."""
         return all(s.decrypted for s in self.segments)
 
     def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict: these fields, ``ok``, and each segment as an object."""
         return {
             "ok": self.ok,
             "release_id": self.release_id,
@@ -103,6 +105,7 @@ class VerificationReport:
         }
 
     def to_text(self) -> str:
+        """The report for a person: verdict, keys, checks, each segment's outcome, the video."""
         pin = "pinned by you" if self.device_key_pinned else "taken from the bundle (not pinned)"
         lines = [
             f"Doorward release {self.release_id}: {'VERIFIED' if self.ok else 'INCOMPLETE'}",

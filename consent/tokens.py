@@ -65,6 +65,7 @@ class OwnerToken:
 
     @property
     def token_id(self) -> str:
+        """The token's ``jti`` claim, as a string."""
         return str(self.claims["jti"])
 
 

@@ -100,10 +100,12 @@ class DeviceIdentity:
 
     @classmethod
     def generate(cls) -> DeviceIdentity:
+        """A new random device key, not yet saved (see :meth:`save`)."""
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def load(cls, path: Path) -> DeviceIdentity:
+        """Read the PEM key at ``path``; KeyFileError if absent, readable by others, not Ed25519."""
         return cls(_load_ed25519_private(Path(path)))
 
     @classmethod
@@ -116,17 +118,21 @@ class DeviceIdentity:
         return identity
 
     def save(self, path: Path) -> None:
+        """Write the key to ``path`` as unencrypted PKCS#8 PEM, atomically, mode 0600."""
         write_secret_file(Path(path), _pem_private(self.private_key))
 
     @property
     def public_key(self) -> Ed25519PublicKey:
+        """The Ed25519 public key that verifies :meth:`sign`."""
         return self.private_key.public_key()
 
     @property
     def device_id(self) -> str:
+        """This device's short id (16 base32 characters, see :func:`device_id`)."""
         return device_id(self.public_key)
 
     def sign(self, data: bytes) -> bytes:
+        """The 64-byte Ed25519 signature over ``data``."""
         return self.private_key.sign(data)
 
     def __repr__(self) -> str:
@@ -142,9 +148,11 @@ class PublicKeyBundle:
 
     @property
     def key_id(self) -> str:
+        """The signing key's RFC 7638 thumbprint (see :func:`key_id`)."""
         return key_id(self.signing_public)
 
     def to_json(self) -> dict[str, str]:
+        """``{"ed25519": <raw key in base64url>, "age": <age recipient>}``."""
         return {
             "ed25519": b64url(self.signing_public.public_bytes_raw()),
             "age": str(self.recipient),
@@ -152,6 +160,7 @@ class PublicKeyBundle:
 
     @classmethod
     def from_json(cls, data: Any) -> PublicKeyBundle:
+        """Parse :meth:`to_json` output; KeyFileError (UnsupportedRecipient: not age1…) if bad."""
         if not isinstance(data, dict) or set(data) != {"ed25519", "age"}:
             raise KeyFileError(
                 "public key bundle must be an object with exactly 'ed25519' and 'age'"
@@ -181,6 +190,7 @@ class KeyBundle:
 
     @classmethod
     def generate(cls, recipient_kind: RecipientKind = "hybrid") -> KeyBundle:
+        """New random keys; the age identity is ``"hybrid"`` or ``"x25519"`` (else ValueError)."""
         identity: age.Identity
         if recipient_kind == "hybrid":
             identity = age.HybridIdentity.generate()
@@ -216,13 +226,16 @@ class KeyBundle:
 
     @property
     def recipient(self) -> age.Recipient:
+        """The age recipient that files for this party are encrypted to."""
         return self.age_identity.recipient()
 
     @property
     def key_id(self) -> str:
+        """The signing key's RFC 7638 thumbprint (see :func:`key_id`)."""
         return key_id(self.signing_key.public_key())
 
     def public(self) -> PublicKeyBundle:
+        """The public half, safe to share: the signing public key and the age recipient."""
         return PublicKeyBundle(self.signing_key.public_key(), self.recipient)
 
     def __repr__(self) -> str:

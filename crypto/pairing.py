@@ -72,6 +72,11 @@ Entropy = Callable[[int], bytes]
 
 
 class PairingState(enum.Enum):
+    """Where a pairing machine is; FAILED is terminal.
+
+    The phone goes START, SENT_PAKE, SENT_CONFIRM, PAIRED; the device skips SENT_CONFIRM.
+    """
+
     START = "start"
     SENT_PAKE = "sent_pake"
     SENT_CONFIRM = "sent_confirm"
@@ -80,6 +85,8 @@ class PairingState(enum.Enum):
 
 
 class FailureReason(enum.Enum):
+    """Why a machine failed (its ``failure``); the PairingFailed message gives the remedy."""
+
     WRONG_CODE = "wrong_code"
     MALFORMED = "malformed"
     OUT_OF_ORDER = "out_of_order"
@@ -130,6 +137,7 @@ class PhoneKeys:
 
     @property
     def key_id(self) -> str:
+        """The phone's RFC 7638 key id, from its signing key."""
         return key_id(self.signing_key)
 
     def __eq__(self, other: object) -> bool:
@@ -155,6 +163,7 @@ class DeviceKeys:
 
     @property
     def device_id(self) -> str:
+        """The device id derived from its signing key (the one the QR code names)."""
         return device_id(self.signing_key)
 
     def __eq__(self, other: object) -> bool:

@@ -49,18 +49,24 @@ class SetupCodeError(CryptoError, ValueError):
 class Random(Protocol):
     """Where setup codes get their randomness; tests pass a deterministic one."""
 
-    def token_bytes(self, n: int) -> bytes: ...
+    def token_bytes(self, n: int) -> bytes:
+        """``n`` random bytes."""
+        ...
 
-    def randbelow(self, n: int) -> int: ...
+    def randbelow(self, n: int) -> int:
+        """A uniformly random int in [0, n)."""
+        ...
 
 
 class SystemRandom:
     """The production :class:`Random`: the operating system's CSPRNG via :mod:`secrets`."""
 
     def token_bytes(self, n: int) -> bytes:
+        """``n`` bytes from :func:`secrets.token_bytes`."""
         return secrets.token_bytes(n)
 
     def randbelow(self, n: int) -> int:
+        """A uniformly random int in [0, n) from :func:`secrets.randbelow`."""
         return secrets.randbelow(n)
 
 

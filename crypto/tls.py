@@ -180,6 +180,7 @@ class PinnedSSLContext(ssl.SSLContext):
     sslsocket_class = _PinnedSSLSocket
 
     def __new__(cls, pinned_fingerprint: str, *args: Any, **kwargs: Any) -> PinnedSSLContext:
+        """A TLS client context; ``__init__`` then checks the pin and limits it to TLS 1.3."""
         return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
 
     def __init__(self, pinned_fingerprint: str) -> None:
@@ -201,6 +202,7 @@ class PinnedSSLContext(ssl.SSLContext):
 
     @property
     def pinned_fingerprint(self) -> str:
+        """The pinned SPKI SHA-256, as 43 characters of unpadded base64url."""
         return b64url(self.__pin)
 
     def _matches(self, peer_der: bytes | None) -> tuple[bool, str]:

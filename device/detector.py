@@ -23,10 +23,14 @@ class MotionHints(Protocol):
     """A source's own motion settings: regions never to watch, and a sensitivity (None: keep)."""
 
     @property
-    def motion_masks(self) -> Sequence[Polygon]: ...
+    def motion_masks(self) -> Sequence[Polygon]:
+        """Polygons the detector must not watch, in normalised 0..1 picture coordinates."""
+        ...
 
     @property
-    def motion_sensitivity(self) -> float | None: ...
+    def motion_sensitivity(self) -> float | None:
+        """The source's detector sensitivity, or None to keep the configured one."""
+        ...
 
 
 def detector_for(source: CameraSource, config: MotionConfig | None = None) -> MotionDetector:

@@ -118,6 +118,7 @@ class CameraPipeline:
 
     @property
     def stats(self) -> PipelineStats:
+        """Counters so far, including the segments and bytes of the clip still open."""
         counts = dict(self._counts)
         clip = self._clip
         if clip is not None:

@@ -134,6 +134,7 @@ class ClipStore:
         self.recover()
 
     def close(self) -> None:
+        """Close the SQLite connection; the store cannot be used afterwards."""
         with self._lock:
             self._db.close()
 
@@ -166,6 +167,7 @@ class ClipStore:
         return [ClipRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     def clip(self, clip_id: str) -> ClipRecord:
+        """The clip's record with its segment count and bytes; raises StoreError if unknown."""
         with self._lock:
             row = self._db.execute(
                 "SELECT c.clip_id, c.camera, c.start_s, c.end_s, COUNT(s.segment_id), "
@@ -191,6 +193,7 @@ class ClipStore:
         return [self._segment_record(row, rel_dir) for row in rows]
 
     def segment(self, segment_id: str) -> SegmentRecord:
+        """The segment's record; raises StoreError if unknown."""
         with self._lock:
             row = self._db.execute(
                 "SELECT s.segment_id, s.clip_id, c.camera, s.idx, s.start_s, s.duration_s, s.size, "
@@ -203,6 +206,7 @@ class ClipStore:
         return self._segment_record(row[:8], row[8])
 
     def segment_path(self, segment_id: str) -> Path:
+        """Where the segment's age file is; raises StoreError if the segment is unknown."""
         return self.segment(segment_id).path
 
     def manifest_bytes(self, clip_id: str) -> bytes:
@@ -212,6 +216,7 @@ class ClipStore:
             return path.read_bytes()
 
     def total_bytes(self) -> int:
+        """Sum of the recorded segment file sizes, in bytes, over all clips and cameras."""
         with self._lock:
             return int(
                 self._db.execute("SELECT COALESCE(SUM(size), 0) FROM segments").fetchone()[0]
@@ -230,11 +235,13 @@ class ClipStore:
         logger.info("store.hold clip_id=%s hold_id=%s until_s=%.0f", clip_id, hold_id, until_s)
 
     def release_hold(self, hold_id: str) -> None:
+        """Drop every hold placed under ``hold_id``; an unknown id is not an error."""
         with self._lock:
             self._db.execute("DELETE FROM clip_holds WHERE hold_id = ?", (hold_id,))
         logger.info("store.hold_released hold_id=%s", hold_id)
 
     def is_held(self, clip_id: str, now_s: float | None = None) -> bool:
+        """Whether a hold on ``clip_id`` lasts past ``now_s`` (default: the store's clock)."""
         now = self._clock() if now_s is None else now_s
         with self._lock:
             row = self._db.execute(

@@ -26,13 +26,19 @@ class ButtonEvent:
 class DoorbellButton(Protocol):
     """A doorbell button: its presses and holds, in order, until closed."""
 
-    def events(self) -> AsyncIterator[ButtonEvent]: ...
+    def events(self) -> AsyncIterator[ButtonEvent]:
+        """Presses and holds in the order they happen, until :meth:`close`."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop the button; :meth:`events` then ends."""
+        ...
 
 
 @runtime_checkable
 class PressableButton(DoorbellButton, Protocol):
     """A button pressed by code: the service forwards a camera's presses to the pipeline's."""
 
-    def press(self, at_s: float | None = None) -> ButtonEvent: ...
+    def press(self, at_s: float | None = None) -> ButtonEvent:
+        """Queue a press at ``at_s`` (default: the clock's monotonic now) and return it."""
+        ...

@@ -67,6 +67,7 @@ class FileCamera:
 
     @property
     def info(self) -> StreamInfo:
+        """Picture size, nominal rate and codec, read from the file when it was opened."""
         return self._info
 
     async def frames(self) -> AsyncIterator[Frame]:
@@ -117,6 +118,7 @@ class FileCamera:
             yield frame  # the trip to the worker for each batch lets other tasks run
 
     async def close(self) -> None:
+        """Close the file and stop its decoder thread; :meth:`frames` then ends. Idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -109,6 +109,7 @@ class LiveCamera:
 
     @property
     def info(self) -> StreamInfo:
+        """What the stream delivers; raises HardwareError before the first :meth:`connect`."""
         if self._info is None:
             raise HardwareError(f"camera {self.name} has not connected yet: await connect() first")
         return self._info
@@ -176,6 +177,7 @@ class LiveCamera:
             yield frame
 
     async def close(self) -> None:
+        """Close the stream and stop its decoder thread; :meth:`frames` then ends. Idempotent."""
         if self._closed:
             return
         self._closed = True

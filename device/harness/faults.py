@@ -56,6 +56,7 @@ class StorageFaults:
         self._gate.clear()
 
     def unblock(self) -> None:
+        """Let the writes held at :meth:`block`'s gate, and all later ones, go on."""
         self._gate.set()
 
     def before_write(self, nbytes: int) -> None:
@@ -84,9 +85,11 @@ class FaultyStore:
         self.faults = faults
 
     def open_clip(self, camera: str, start_s: float) -> str:
+        """``store.open_clip``, unchanged (no fault applies): the new clip's id."""
         return self.store.open_clip(camera, start_s)
 
     def open_segment(self, clip_id: str, index: int) -> _FaultySegment:
+        """``store.open_segment``, wrapped: each write first calls ``faults.before_write``."""
         return _FaultySegment(self.store.open_segment(clip_id, index), self.faults)
 
     def commit_segment(
@@ -99,6 +102,7 @@ class FaultyStore:
         duration_s: float,
         payload_sha256: bytes,
     ) -> SegmentRecord:
+        """``store.commit_segment``, unchanged (no fault applies)."""
         return self.store.commit_segment(
             clip_id,
             index,
@@ -109,9 +113,11 @@ class FaultyStore:
         )
 
     def finish_clip(self, clip_id: str, end_s: float) -> ClipRecord:
+        """``store.finish_clip``, unchanged (no fault applies)."""
         return self.store.finish_clip(clip_id, end_s)
 
     def evict_oldest(self, *, exclude: str | None = None) -> str | None:
+        """``store.evict_oldest``, unchanged: the evicted clip's id, or None."""
         return self.store.evict_oldest(exclude=exclude)
 
 

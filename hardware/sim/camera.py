@@ -99,6 +99,7 @@ class SimulatedCamera:
 
     @property
     def info(self) -> StreamInfo:
+        """The scenario's picture size and rate; codec ``"h264"`` when it asks for packets."""
         return self._info
 
     @property
@@ -170,6 +171,7 @@ class SimulatedCamera:
                 await asyncio.sleep(0)  # let other cameras and tasks run between frames
 
     async def close(self) -> None:
+        """Stop delivering frames; close the microphone (if any) and the button."""
         self._closed = True
         if self.microphone is not None:
             self.microphone.close()

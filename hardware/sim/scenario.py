@@ -72,6 +72,7 @@ class CameraSpec:
 
     @property
     def frame_count(self) -> int:
+        """Frames in the run: ``ceil(seconds * fps)``, with 1e-9 slack for float error."""
         return math.ceil(self.seconds * self.fps - 1e-9)
 
 
@@ -122,9 +123,11 @@ class Fault:
 
     @property
     def end_s(self) -> float:
+        """When the fault ends, in run seconds; ``inf`` when ``duration_s`` is None."""
         return math.inf if self.duration_s is None else self.at_s + self.duration_s
 
     def active(self, t_s: float) -> bool:
+        """Whether the fault is on at run time ``t_s``: ``at_s <= t_s < end_s`` (1 ns slack)."""
         # The tolerance keeps at_s + duration_s rounding (0.2 + 0.4 > 0.6) off frame times.
         return self.at_s - _EPSILON_S <= t_s < self.end_s - _EPSILON_S
 
@@ -158,6 +161,7 @@ class Scenario:
     description: str = ""
 
     def faults_of(self, kind: str) -> tuple[Fault, ...]:
+        """The faults of ``kind`` (e.g. ``"disconnect"``), in scenario order."""
         return tuple(f for f in self.faults if f.kind == kind)
 
 
