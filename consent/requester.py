@@ -323,8 +323,8 @@ def _check_clips(
             raise BundleInvalid(f"clip manifest of {clip_id!r} does not verify: {exc}") from exc
         if clip.clip_id != clip_id:
             raise BundleInvalid(f"clip manifest of {clip_id!r} describes another clip")
-        for seg in clip.segments:
-            signed_hashes[(clip_id, seg.index)] = seg.payload_sha256
+        for entry in clip.segments:
+            signed_hashes[(clip_id, entry.index)] = entry.payload_sha256
     checks.append(f"{len(manifest.clip_manifests)} clip manifest(s) signed by the device key")
     expected = {s.segment_id for s in manifest.segments}
     if set(received) != expected:
