@@ -38,9 +38,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from device import detector_for
+from device import MotionConfig, detector_for
 from device._config import RecorderConfig
-from device._motion import MotionConfig
 from device._recorder import Recorder, RecorderAction
 from device.harness import ClipCheck, FrameSample, judge, truth_events
 from hardware import CameraDisconnected, Frame

@@ -36,11 +36,6 @@ The test is a heuristic, not a bound: a change that raises no cell's mean magnit
 the limit (under half a cell at the limit's contrast) is not looked at until it grows or a
 full pass comes round, which can delay, never cause, a detection.
 
-Why cells rather than per-pixel labelling: boxes only need to be about a block accurate before
-they are tightened to the changed samples inside, the block grid has about a hundred squares
-(few enough to be the bits of one integer, where a flood fill step is a handful of shifts),
-and the same cell grid already serves the lighting correction.
-
 Speed. The picture is small (about 10,000 samples), so the cost is the number of numpy calls and
 of passes over it rather than arithmetic: every per-frame array is a buffer made once (a few
 shared ones, so the working set stays cached), the sampled rows are copied whole (a frame
@@ -58,122 +53,49 @@ false clip. Pass ``target_rows=90`` for the finer grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from device._config import Polygon
+from device._motion_config import (
+    _ADAPT_FAST,
+    _AFFINE_RELIT,
+    _BRIGHT_MARGIN,
+    _CELL,
+    _CELL_ACTIVE,
+    _FULL_EVERY,
+    _GAIN_OFFSET,
+    _GAIN_SAFE,
+    _MAX_REGIONS,
+    _NOISE_ALPHA,
+    _NOISE_EVERY,
+    _QUICK_ALPHA,
+    _QUICK_MARGIN,
+    _QUICK_STEADY,
+    _QUIET,
+    _RELIT_GAIN,
+    _RELIT_RESIDUAL,
+    _RESET_REST_S,
+    _RESIDUAL_TO_SIGMA,
+    _SATURATED,
+    _SPREAD_FLOOR,
+    _STEADY,
+    Box,
+    MotionConfig,
+    MotionResult,
+)
+from device._motion_grid import (
+    _F32,
+    _clip_gain,
+    _components,
+    _lerp_matrix,
+    _Median3,
+    _pool_matrix,
+)
 from device._polygons import rasterise
 
 __all__ = ["Box", "MotionConfig", "MotionDetector", "MotionResult", "Polygon"]
-
-_F32 = npt.NDArray[np.floating[Any]]  # float32 in practice
-
-_CELL = 6  # sampled pixels per cell side (lighting correction and region labelling)
-_GAIN_OFFSET = 4.0  # luma added to both sides of the gain ratio so near-black cells stay stable
-_GAIN_RANGE = (0.33, 3.0)  # contrast change a cell may be corrected by
-# Brightness within this of 1 needs no clipping to _GAIN_RANGE (and, being within [0.5, 2],
-# its distance from 1 is exact in float32).
-_GAIN_SAFE = min(0.5, 1.0 - _GAIN_RANGE[0], _GAIN_RANGE[1] - 1.0)
-_SPREAD_FLOOR = 4.0  # luma spread added to every cell so flat cells are not stretched
-_CELL_ACTIVE = 0.15  # fraction of a cell's pixels that must have changed for it to join a region
-_MAX_REGIONS = 16
-_RESIDUAL_TO_SIGMA = 3.3  # sensor sigma per unit of mean smoothed residual: 1 / (0.8 * 0.375)
-_NOISE_ALPHA = 0.2  # weight of one measurement in the noise estimate
-_NOISE_EVERY = 4  # frames between noise measurements
-_AFFINE_RELIT = 0.2  # relit more of the picture than this: correct contrast as well
-_ADAPT_FAST = 3.0  # background adapts this many times faster while the light is changing
-_SATURATED = 250.0  # luma at which the sensor has clipped
-_BRIGHT_MARGIN = 50.0  # look for clipped pixels once a cell's mean is this close to clipping
-_STEADY = 0.02  # no cell's brightness moved more than this: skip the lighting correction
-_RELIT_GAIN = 0.15  # a cell whose brightness moved by more than this fraction was relit
-_RELIT_RESIDUAL = 0.03  # ... and if this much of the picture still differs, restart from it
-_RESET_REST_S = 0.5  # no detection this long after such a restart
-_FULL_EVERY = 32  # quiet frames between full passes (background noise and texture levels)
-_QUICK_MARGIN = 0.5  # a cell's mean |difference| may exceed its quiet level by this x limit
-_QUICK_ALPHA = 0.1  # weight of one quiet frame in a cell's quiet level
-# A cell's mean may move by this fraction of (background mean + _GAIN_OFFSET) and still not
-# count as relit in the sense of _RELIT_GAIN (the bound holds whichever way it moved).
-_QUICK_STEADY = _RELIT_GAIN / (1.0 + _RELIT_GAIN)
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    """A region of the picture, normalised to [0, 1] (x, y: top-left corner; w, h: size)."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-
-    @property
-    def area(self) -> float:
-        return self.w * self.h
-
-
-@dataclass(frozen=True, slots=True)
-class MotionResult:
-    """What one frame showed: ``score`` is the fraction of the watched picture that changed."""
-
-    score: float
-    motion: bool
-    regions: tuple[Box, ...] = ()
-
-
-_QUIET = MotionResult(0.0, False)  # what the quick check returns
-
-
-@dataclass(frozen=True, slots=True)
-class MotionConfig:
-    """Detector settings; ``sensitivity`` in [0, 1] scales threshold and min_area (0.5 = as given).
-
-    ``masks`` are polygons of normalised (x, y) points whose inside is never watched.
-    """
-
-    target_rows: int = 72
-    threshold: float = 10.0  # luma levels a 3x3 mean must differ by, at least
-    noise_factor: float = 4.0  # ... and at least this many times the mean residual on quiet frames
-    min_area: float = 0.003  # fraction of the watched picture a region must cover
-    sensitivity: float = 0.5
-    alpha: float = 0.05  # running-average weight of each new frame in the background
-    confirm_frames: int = 2
-    hold_s: float = 1.0
-    global_change_fraction: float = 0.5  # relit more than this at once: a light change
-    settle_s: float = 2.0  # light-change handling stays on this long after the light settles
-    masks: tuple[Polygon, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not 16 <= self.target_rows <= 1080:
-            raise ValueError(f"target_rows must be in [16, 1080], got {self.target_rows}")
-        if not self.threshold > 0:
-            raise ValueError(f"threshold must be > 0, got {self.threshold}")
-        if not self.noise_factor >= 0:
-            raise ValueError(f"noise_factor must be >= 0, got {self.noise_factor}")
-        if not 0 < self.min_area < 1:
-            raise ValueError(f"min_area must be in (0, 1), got {self.min_area}")
-        if not 0 <= self.sensitivity <= 1:
-            raise ValueError(f"sensitivity must be in [0, 1], got {self.sensitivity}")
-        if not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
-        if self.confirm_frames < 1:
-            raise ValueError(f"confirm_frames must be >= 1, got {self.confirm_frames}")
-        if self.hold_s < 0 or self.settle_s < 0:
-            raise ValueError(
-                f"hold_s and settle_s must be >= 0, got {self.hold_s} and {self.settle_s}"
-            )
-        if not 0 < self.global_change_fraction <= 1:
-            raise ValueError(
-                f"global_change_fraction must be in (0, 1], got {self.global_change_fraction}"
-            )
-        for i, polygon in enumerate(self.masks):
-            if len(polygon) < 3:
-                raise ValueError(f"masks[{i}] must have at least 3 points, got {len(polygon)}")
-            for x, y in polygon:
-                if not (0 <= x <= 1 and 0 <= y <= 1):
-                    raise ValueError(f"masks[{i}] points must be in [0, 1], got ({x}, {y})")
 
 
 class MotionDetector:
@@ -566,78 +488,3 @@ class MotionDetector:
         elif self._on and pts_s - self._last_seen_s > self.config.hold_s + 1e-9:
             self._on = False
         return MotionResult(score, self._on, regions if seen else ())
-
-
-def _clip_gain(gain: _F32) -> None:
-    """Limit per-cell gains to _GAIN_RANGE in place (np.clip costs several times more here)."""
-    np.maximum(gain, _GAIN_RANGE[0], out=gain)
-    np.minimum(gain, _GAIN_RANGE[1], out=gain)
-
-
-class _Median3:
-    """Separable 3x3 median of one cell grid, in place: of 3 along each row, then each column.
-
-    The border repeats, which leaves border values as they are along that axis (the median of
-    a, a, b is a), so only the interior is computed. The views are made once: the caller fills
-    ``grid`` in and calls this.
-    """
-
-    def __init__(self, grid: _F32) -> None:
-        # (before, value, after) along rows, then along columns; value is the interior.
-        passes = ((grid[:, :-2], grid[:, 1:-1], grid[:, 2:]), (grid[:-2], grid[1:-1], grid[2:]))
-        self._passes = [(*p, np.empty_like(p[1]), np.empty_like(p[1])) for p in passes]
-
-    def __call__(self) -> None:
-        for before, value, after, low, high in self._passes:
-            # median(before, value, after) = max(min(before, after), min(max(before, after), value))
-            np.minimum(before, after, out=low)
-            np.maximum(before, after, out=high)
-            np.minimum(high, value, out=high)
-            np.maximum(low, high, out=value)  # every read is done: overwrite in place
-
-
-def _pool_matrix(n: int, cell: int) -> _F32:
-    """n x cells matrix with ones where a sampled pixel falls in a cell (sums pixels per cell)."""
-    cells = math.ceil(n / cell)
-    m = np.zeros((n, cells), dtype=np.float32)
-    m[np.arange(n), np.arange(n) // cell] = 1.0
-    return m
-
-
-def _lerp_matrix(n: int, cell: int) -> _F32:
-    """n x cells matrix interpolating per-cell values linearly between cell centres."""
-    cells = math.ceil(n / cell)
-    centres = np.array(
-        [(c * cell + min(n, (c + 1) * cell)) / 2 for c in range(cells)], dtype=np.float64
-    )
-    m = np.zeros((n, cells), dtype=np.float32)
-    for i in range(n):
-        x = i + 0.5
-        if cells == 1 or x <= centres[0]:
-            m[i, 0] = 1.0
-        elif x >= centres[-1]:
-            m[i, -1] = 1.0
-        else:
-            j = int(np.searchsorted(centres, x)) - 1
-            t = (x - centres[j]) / (centres[j + 1] - centres[j])
-            m[i, j], m[i, j + 1] = 1.0 - t, t
-    return m
-
-
-def _components(active: int, stride: int) -> Iterator[int]:
-    """8-connected groups of the set bits of ``active``, lowest first, each as a bit mask.
-
-    Bit ``r * stride + c`` is grid square (r, c); the last column must be clear. Each group grows
-    from its lowest bit by shifts (one square sideways, one row up and down) until it stops
-    changing; the clear column keeps a sideways shift from reaching the neighbouring row.
-    """
-    while active:
-        group = active & -active
-        while True:
-            row = group | (group << 1) | (group >> 1)
-            grown = (row | (row << stride) | (row >> stride)) & active
-            if grown == group:
-                break
-            group = grown
-        active ^= group
-        yield group

@@ -10,7 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from device._motion import Box, MotionConfig, MotionDetector, MotionResult, _components, _Median3
+from device import Box, MotionConfig, MotionDetector, MotionResult
+from device._motion_grid import _components, _Median3
 
 W, H, FPS = 320, 240, 15
 U8 = npt.NDArray[np.uint8]

@@ -1,0 +1,301 @@
+"""Requests on the device: intake, the owner's policy in force, and the stored request records.
+
+The base of :class:`consent.desk.ConsentDesk` (see there for the threading and storage contract);
+refusals are audited and logged here for every part of the desk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from consent._policy import Policy, decide
+from consent.clips import ClipSource
+from consent.errors import (
+    ConsentError,
+    PolicyInvalid,
+    PolicyRefused,
+    RequestInvalid,
+    RequestMismatch,
+    UnknownRequest,
+)
+from consent.models import (
+    ConsentRequest,
+    Decision,
+    PairedOwner,
+    PastRequest,
+    RequestStatus,
+)
+from consent.policy_doc import verify_policy
+from consent.requests import request_id_of, verify_request
+from crypto.keys import DeviceIdentity
+
+# The desk's events keep the one logger name they had before the desk was split into modules.
+logger = logging.getLogger("consent.desk")
+
+MAX_PENDING = 500  # a flood of requests from many keys cannot grow the table without bound
+_DAY_S = 86400
+_MAX_WARNED = 256  # distinct (action, error) pairs remembered for log rate limiting
+
+
+class AuditEntryLike(Protocol):
+    @property
+    def index(self) -> int: ...
+    @property
+    def leaf(self) -> bytes: ...
+
+
+class AuditSink(Protocol):
+    """The part of ``consent.audit.AuditLog`` the device side uses."""
+
+    def append(self, kind: str, **fields: Any) -> AuditEntryLike: ...
+    def checkpoint(self) -> str: ...
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
+    @property
+    def size(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A request as stored on the device, with where it stands."""
+
+    request_id: str
+    requester_key_id: str
+    received_s: int
+    expires_at_s: int
+    status: RequestStatus
+    rule: str | None
+    reason: str | None
+
+
+class _RequestDesk:
+    """Requests in, the policy applied; state is set up by ``ConsentDesk.__init__``."""
+
+    _db: sqlite3.Connection
+    _device: DeviceIdentity
+    _clips: ClipSource
+    _audit: AuditSink
+    _owners: Callable[[], Iterable[PairedOwner]]
+    _default_policy: Policy
+    _warned: set[tuple[str, str]]
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def submit_request(self, token: str | bytes, now: int) -> RequestRecord:
+        """Verify a request and apply the policy; raise PolicyRefused if it declines (the refusal
+        is stored and audited), else store the request as pending."""
+        try:
+            request = verify_request(token, now)
+            if self._request_row(request.request_id) is not None:
+                raise RequestInvalid(f"request {request.request_id} was already received")
+            pending = self._db.execute(
+                "SELECT COUNT(*) FROM requests WHERE status = ? AND expires_at_s > ?",
+                (RequestStatus.PENDING.value, now),
+            ).fetchone()[0]
+            if pending >= MAX_PENDING:
+                raise RequestInvalid(f"too many pending requests ({pending}); try again later")
+        except ConsentError as exc:
+            self._refused("request", exc, request_id=_token_id(token))
+            raise
+        self._audit.append(
+            "request.received",
+            request_id=request.request_id,
+            requester=request.requester_key_id,
+            requester_kind=request.identity.kind,
+            camera=request.camera,
+            window_start=request.window_start_s,
+            window_end=request.window_end_s,
+            category=request.category,
+            legal_basis=request.legal_basis,
+            case_reference=request.case_reference,
+        )
+        decision = decide(request, self.policy(), self._history(request, now), now)
+        status = RequestStatus.AUTO_DECLINED if decision.declined else RequestStatus.PENDING
+        self._db.execute(
+            "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.request_id,
+                _text(token),
+                request.requester_key_id,
+                now,
+                request.expires_at_s,
+                status.value,
+                decision.rule,
+                decision.reason or None,
+            ),
+        )
+        self._db.commit()
+        record = self.request(request.request_id)
+        if decision.declined:
+            assert decision.rule is not None
+            self._audit.append(
+                "request.auto_declined",
+                request_id=request.request_id,
+                rule=decision.rule,
+                reason=decision.reason,
+            )
+            logger.info(
+                "consent.auto_declined request_id=%s rule=%s", request.request_id, decision.rule
+            )
+            raise PolicyRefused(
+                f"request {request.request_id} declined by the owner's policy: {decision.reason}",
+                rule=decision.rule,
+            )
+        self._audit.append("request.pending", request_id=request.request_id)
+        logger.info("consent.pending request_id=%s", request.request_id)
+        return record
+
+    def request(self, request_id: str) -> RequestRecord:
+        """The stored request ``request_id``; raises UnknownRequest if there is none."""
+        row = self._request_row(request_id)
+        if row is None:
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
+        return _record(row)
+
+    def list_requests(self, status: RequestStatus | None = None) -> list[RequestRecord]:
+        """Stored requests, newest first, optionally only those with ``status``."""
+        sql = "SELECT * FROM requests"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            args = (status.value,)
+        cursor = self._db.execute(sql + " ORDER BY received_s DESC, request_id", args)
+        cursor.row_factory = sqlite3.Row
+        return [_record(r) for r in cursor.fetchall()]
+
+    def request_token(self, request_id: str) -> str:
+        """The request exactly as the requester signed it, for a phone to verify by itself."""
+        row = self._request_row(request_id)
+        if row is None:
+            raise UnknownRequest(f"no request with id {request_id[:64]!r}")
+        return str(row["token"])
+
+    def stored_request(self, request_id: str) -> ConsentRequest:
+        """The verified request ``request_id`` (re-verified as of when it arrived)."""
+        return verify_request(self.request_token(request_id), self.request(request_id).received_s)
+
+    def pending_requests(self, now: int) -> list[ConsentRequest]:
+        """The verified pending requests, for an owner's phone to list."""
+        rows = self._db.execute(
+            "SELECT token, received_s FROM requests WHERE status = ? AND expires_at_s > ?",
+            (RequestStatus.PENDING.value, now),
+        ).fetchall()
+        return [verify_request(token, received_s) for token, received_s in rows]
+
+    def decision_for(self, request_id: str) -> Decision:
+        """The policy's (or owner's) stored decision on a request."""
+        record = self.request(request_id)
+        if record.status in (RequestStatus.AUTO_DECLINED, RequestStatus.DECLINED):
+            return Decision.decline(record.rule or "owner", record.reason or "")
+        return Decision.ask()
+
+    # -- policy -----------------------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        """The policy in force: the last owner-signed one, else the default."""
+        row = self._db.execute("SELECT document FROM consent_policy WHERE id = 1").fetchone()
+        if row is None:
+            return self._default_policy
+        return verify_policy(row[0], list(self._owners()), ignore_removed=True).policy
+
+    def set_policy(self, document: str, now: int) -> Policy:
+        """Install an owner-signed policy document (see ``consent.policy_doc``) and audit it."""
+        try:
+            signed = verify_policy(document, list(self._owners()))
+            if signed.device_id != self._device.device_id:
+                raise PolicyInvalid(f"policy is for device {signed.device_id[:64]!r}, not this one")
+            row = self._db.execute("SELECT issued_at_s FROM consent_policy WHERE id = 1").fetchone()
+            if row is not None and signed.issued_at_s <= row[0]:
+                raise PolicyInvalid(
+                    f"policy issued at {signed.issued_at_s} is not newer than the one in force "
+                    f"({row[0]}); an old policy cannot be replayed"
+                )
+        except ConsentError as exc:
+            self._refused("policy", exc)
+            raise
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO consent_policy VALUES (1, ?, ?)",
+                (document, signed.issued_at_s),
+            )
+        self._audit.append(
+            "policy.changed",
+            owner=signed.owner_key_id,
+            policy_sha256=hashlib.sha256(document.encode()).hexdigest(),
+        )
+        return signed.policy
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _pending_request(self, request_id: str, claimed_id: str, now: int) -> ConsentRequest:
+        if claimed_id != request_id:
+            raise RequestMismatch(
+                f"token is for request {claimed_id!r}, presented for request {request_id!r}"
+            )
+        row = self._request_row(request_id)
+        if row is None:
+            raise RequestMismatch(f"no request with id {request_id[:64]!r}")
+        if row["status"] != RequestStatus.PENDING.value:
+            raise RequestMismatch(f"request {request_id} is {row['status']}, not pending")
+        if row["expires_at_s"] <= now:
+            raise RequestMismatch(f"request {request_id} expired at {row['expires_at_s']}")
+        # Verified when it arrived; re-verify at that moment to rebuild the record.
+        return verify_request(row["token"], row["received_s"])
+
+    def _history(self, request: ConsentRequest, now: int) -> Sequence[PastRequest]:
+        rows = self._db.execute(
+            "SELECT requester_key_id, received_s FROM requests "
+            "WHERE requester_key_id = ? AND received_s > ?",
+            (request.requester_key_id, now - _DAY_S),
+        ).fetchall()
+        return [PastRequest(k, t) for k, t in rows]
+
+    def _request_row(self, request_id: str) -> sqlite3.Row | None:
+        cursor = self._db.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,))
+        cursor.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cursor.fetchone()
+        return row
+
+    def _refused(self, what: str, exc: ConsentError, **ids: str) -> None:
+        self._audit.append(
+            "consent.refused",
+            action=what,
+            error=type(exc).__name__,
+            reason=str(exc)[:500],
+            **{k: v[:128] for k, v in ids.items()},
+        )
+        # Peer misbehaviour: the first of each kind at WARNING, repeats at DEBUG (a hostile
+        # requester must not be able to flood the log; the audit entry is the full record).
+        kind = (what, type(exc).__name__)
+        level = logging.DEBUG if kind in self._warned else logging.WARNING
+        if len(self._warned) < _MAX_WARNED:
+            self._warned.add(kind)
+        logger.log(level, "consent.refused action=%s error=%s", what, type(exc).__name__)
+
+
+def _record(row: sqlite3.Row) -> RequestRecord:
+    return RequestRecord(
+        request_id=row["request_id"],
+        requester_key_id=row["requester_key_id"],
+        received_s=row["received_s"],
+        expires_at_s=row["expires_at_s"],
+        status=RequestStatus(row["status"]),
+        rule=row["rule"],
+        reason=row["reason"],
+    )
+
+
+def _text(token: str | bytes) -> str:
+    return token if isinstance(token, str) else token.decode("ascii")
+
+
+def _token_id(token: str | bytes) -> str:
+    """A request id for the audit entry of a refused request, when the token is text at all."""
+    try:
+        return request_id_of(_text(token))
+    except (UnicodeError, AttributeError):
+        return "-"
