@@ -56,6 +56,7 @@ def test_b64url_decode_is_strict(text: str) -> None:
 
 
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+@pytest.mark.slow
 def test_sign_and_verify_round_trip(body: dict[str, object]) -> None:
     key = Ed25519PrivateKey.generate()
     doc = sign_document(body, key)

@@ -57,6 +57,7 @@ def check_consistent(data_dir: Path, owner: age.X25519Identity, device: DeviceId
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_a_consistent_store(tmp_path: Path) -> None:
     owner = age.X25519Identity.generate()
     data_dir = tmp_path / "data"

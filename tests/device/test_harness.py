@@ -48,6 +48,7 @@ def test_six_or_more_scenarios_ship() -> None:
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.slow
 def test_shipped_scenario_meets_its_expectations(path: Path) -> None:
     report = run_scenario(path)
     assert report.failures == ()
@@ -151,6 +152,7 @@ def test_missing_scenario_file_is_one_line_and_exit_2(
     )
 
 
+@pytest.mark.slow
 def test_report_dir_gets_a_plot_and_a_text_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

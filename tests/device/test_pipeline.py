@@ -63,6 +63,7 @@ def age_cli_decrypt(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_a_pressed_clip_is_encrypted_decodable_complete_and_leaves_no_plaintext(
     store: ClipStore, owner: age.X25519Identity, tmp_path: Path, age_cli: str
 ) -> None:
@@ -136,6 +137,7 @@ async def test_a_pressed_clip_is_encrypted_decodable_complete_and_leaves_no_plai
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_motion_starts_a_clip_with_its_pre_roll(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
@@ -294,6 +296,7 @@ async def test_a_trigger_before_the_first_keyframe_opens_the_clip_at_that_keyfra
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_a_source_without_keyframes_still_gets_bounded_segments(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
@@ -339,6 +342,7 @@ async def test_privacy_zones_are_black_in_the_recording_and_force_an_encode(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_long_events_split_at_max_clip_length_without_losing_a_frame(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
@@ -396,6 +400,7 @@ async def test_no_owner_means_an_error_event_not_a_crash(store: ClipStore) -> No
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_a_refusal_is_reported_once_per_event(store: ClipStore) -> None:
     # Two separate events (presses 15 s apart, post-roll 5 s), no owner paired for either: the
     # retries at later keyframes of one event stay quiet, the next event is reported again.
@@ -446,6 +451,7 @@ async def test_an_owner_paired_during_an_event_gets_it_from_the_next_keyframe(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_segments_follow_the_current_owners(store: ClipStore) -> None:
     phone = age.HybridIdentity.generate()  # the default, post-quantum owner
     old_phone = age.HybridIdentity.generate()
@@ -541,6 +547,7 @@ async def _visit_watched(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_motion_is_looked_at_no_more_than_motion_fps(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
@@ -558,6 +565,7 @@ async def test_motion_is_looked_at_no_more_than_motion_fps(
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_while_motion_is_on_the_detector_looks_at_event_motion_fps(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:

@@ -174,6 +174,7 @@ def _finished_clip(profile_dir: Path) -> Clip:
     return asyncio.run(asyncio.wait_for(wait(), 90))
 
 
+@pytest.mark.slow
 def test_owner_and_requester_run_the_story(served: Served) -> None:
     owner = served.ok("owner", "init", "--name", "Ada's laptop")
     owner_dir = served.home / "doorward" / "owner" / "default"

@@ -14,7 +14,7 @@ import pytest
 from crypto import age
 from crypto.errors import NoIdentityMatched
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_cli: str) -> None:

@@ -28,7 +28,7 @@ from hub.wire.live_link import mint_link_token
 from tests.hub.test_live_kit import LiveDevice, live_device
 from tests.kit import require_tool
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(90)]
 
 _TIMEOUT_S = 45.0
 

@@ -15,6 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "api.py"
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_quick_run_reports_every_key() -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH), "--json", "--seconds", "2", "--clients", "1,5", "--fps", "5"],

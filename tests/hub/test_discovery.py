@@ -83,6 +83,7 @@ async def browse_in_another_process(device_id: str, pair: str) -> list[dict[str,
 
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_browser_in_another_process_finds_the_device_and_its_updates() -> None:
     ad = device(name="Front door ✓")
     async with Advertiser(ad, interfaces=LOOPBACK) as advertiser:
@@ -106,6 +107,7 @@ async def test_browser_in_another_process_finds_the_device_and_its_updates() -> 
 
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_browse_in_process_returns_early_once_found() -> None:
     ads = [device(name="Back door"), device(name="Garage")]
     advertisers = [Advertiser(ad, interfaces=LOOPBACK) for ad in ads]
@@ -192,6 +194,7 @@ def test_advertiser_needs_addresses_for_all_interfaces() -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_a_second_advertiser_for_the_same_device_finds_the_name_taken() -> None:
     ad = device(name="Front door")
     async with Advertiser(ad, interfaces=LOOPBACK):
@@ -208,6 +211,7 @@ async def test_a_second_advertiser_for_the_same_device_finds_the_name_taken() ->
 
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_devices_with_different_ids_both_claim_their_names() -> None:
     ads = [device(name="Front door"), device(name="Front door")]
     advertisers = [Advertiser(ad, interfaces=LOOPBACK) for ad in ads]

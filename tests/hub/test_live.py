@@ -98,6 +98,7 @@ async def test_owner_receives_frames_whose_strip_counter_advances(tmp_path: Path
 
 
 @pytest.mark.parametrize(("codec", "feed_codec"), [(None, "h264"), ("video/VP8", "vp8")])
+@pytest.mark.slow
 async def test_two_viewers_cost_one_capture_and_one_encode(
     tmp_path: Path, codec: str | None, feed_codec: str
 ) -> None:
@@ -141,6 +142,7 @@ async def test_two_viewers_cost_one_capture_and_one_encode(
         assert [e["encoding"] for e in await _started(live)] == [f"shared_{feed_codec}"] * 2
 
 
+@pytest.mark.slow
 async def test_the_camera_tone_reaches_every_listener_from_one_capture(tmp_path: Path) -> None:
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data", audio=True) as live:
@@ -274,6 +276,7 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
         assert session.end_reason == "max_duration"
 
 
+@pytest.mark.slow
 async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) -> None:
     scenario = tmp_path / "cam.toml"
     scenario.write_text(SCENARIO + "audio = true\n")
@@ -319,6 +322,7 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
         assert not link.url.startswith(url + "/")
 
 
+@pytest.mark.slow
 async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8(
     tmp_path: Path,
 ) -> None:
@@ -350,6 +354,7 @@ async def test_an_h264_camera_is_passed_through_and_a_peer_without_h264_gets_vp8
         assert [e["encoding"] for e in await _started(live)] == ["passthrough_h264", "shared_vp8"]
 
 
+@pytest.mark.slow
 async def test_a_video_file_camera_with_sound_is_heard_in_live_view(tmp_path: Path) -> None:
     # A real source's sound track (here an MP4 with AAC) reaches live view like the simulated
     # microphone's tone: decoded once on the camera's worker, encoded once to Opus.

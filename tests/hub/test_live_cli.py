@@ -15,7 +15,7 @@ from crypto.keys import KeyBundle
 from hub.client.profile import PinnedDevice, Profile
 from tests.hub.test_live_kit import LiveDevice, dominant_hz, live_device
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(90)]
 
 
 def _profile(tmp_path: Path, live: LiveDevice) -> tuple[Path, KeyBundle]:

@@ -34,6 +34,7 @@ from hub.wire.httpsig import RequestSigner
 from tests.hub.hubkit import Running, running_device, small_camera
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]

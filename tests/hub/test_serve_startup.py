@@ -90,6 +90,7 @@ class _Desk:
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_api_pairing_state_replaces_the_one_read_at_start() -> None:
     identity = DeviceIdentity.generate()
     record = DiscoveredDevice(
@@ -115,6 +116,7 @@ async def test_api_pairing_state_replaces_the_one_read_at_start() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_serve_advertises_closed_pairing_and_its_bound_port(tmp_path: Path) -> None:
     scenario = tmp_path / "cam.toml"
     scenario.write_text("[camera]\nwidth = 160\nheight = 120\nfps = 10\nseconds = 60\nseed = 3\n")

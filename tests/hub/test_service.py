@@ -105,6 +105,7 @@ async def test_serve_pairs_records_and_stops_cleanly(tmp_path: Path) -> None:
         device.close()
 
 
+@pytest.mark.slow
 def test_sigterm_exits_zero_and_keeps_the_identity(tmp_path: Path) -> None:
     config = _config(tmp_path)
     command = [
@@ -179,6 +180,7 @@ def test_camera_specs(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_serve_is_discoverable_with_its_txt_records(tmp_path: Path) -> None:
     from dataclasses import replace
 
