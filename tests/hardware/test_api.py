@@ -13,6 +13,7 @@ from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError,
 
 def test_all_is_pinned() -> None:
     assert sorted(hardware.__all__) == [
+        "AUDIO_RATE",
         "AudioChunk",
         "AudioSource",
         "Backoff",
@@ -27,12 +28,14 @@ def test_all_is_pinned() -> None:
         "Frame",
         "HardwareError",
         "LiveCamera",
+        "Plane",
         "PressableButton",
         "ScenarioError",
         "SourceSpec",
         "StreamInfo",
         "StreamMicrophone",
         "SystemClock",
+        "Worker",
         "button_of",
         "microphone_of",
         "open_camera",
