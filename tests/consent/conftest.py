@@ -9,10 +9,7 @@ import pytest
 
 from consent.models import PairedOwner
 from crypto.keys import DeviceIdentity, KeyBundle
-
-# NOW, World and make_request are re-exported only for tests/consent/test_desk.py, whose import
-# line still names this module; new code imports them from tests.consent.kit.
-from tests.consent.kit import NOW, Owners, World, build_world, make_request  # noqa: F401
+from tests.consent.kit import Owners, World, build_world
 
 
 @pytest.fixture(scope="session")

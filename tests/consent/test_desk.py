@@ -49,7 +49,7 @@ from consent.policy_doc import sign_policy
 from consent.tokens import CONSENT_TYP
 from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.signed import b64url, canonical_json
-from tests.consent.conftest import NOW, World, make_request
+from tests.consent.kit import NOW, World, make_request
 
 
 @dataclass
