@@ -58,10 +58,14 @@ from device import (  # noqa: E402
     RecorderConfig,
 )
 from device._encoder import H264Encoder  # noqa: E402
-from hardware import Frame, StreamInfo  # noqa: E402
+from hardware import (  # noqa: E402
+    Frame,
+    SoftButton,
+    StreamInfo,
+)
 from hardware._demux import DECODE_THREAD_TYPE, plane_view  # noqa: E402
 from hardware.file import FileCamera  # noqa: E402
-from hardware.sim import SimulatedButton, SimulatedCamera, parse_scenario  # noqa: E402
+from hardware.sim import SimulatedCamera, parse_scenario  # noqa: E402
 
 _SCENE = """
 [camera]
@@ -157,7 +161,7 @@ def record(make_source: Callable[[], object], *, detector_size: tuple[int, int])
 
         async def go() -> None:
             source = make_source()
-            button = SimulatedButton()
+            button = SoftButton()
 
             def press(frame: Frame, _result: object) -> None:
                 if frame.index % 30 == 0:

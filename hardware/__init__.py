@@ -17,11 +17,11 @@ from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo
 from hardware._worker import Worker
-from hardware.button import ButtonEvent, DoorbellButton, PressableButton
+from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
 from hardware.live import LiveCamera, SourceSpec, parse_source
-from hardware.sources import button_of, open_camera, relay_button
+from hardware.sources import button_of, open_camera
 
 __all__ = [
     "AUDIO_RATE",
@@ -40,8 +40,8 @@ __all__ = [
     "HardwareError",
     "LiveCamera",
     "Plane",
-    "PressableButton",
     "ScenarioError",
+    "SoftButton",
     "SourceSpec",
     "StreamInfo",
     "StreamMicrophone",
@@ -51,7 +51,6 @@ __all__ = [
     "microphone_of",
     "open_camera",
     "parse_source",
-    "relay_button",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -8,11 +8,11 @@ else in production code.
 from __future__ import annotations
 
 from hardware._frames import CameraSource
-from hardware.button import DoorbellButton, PressableButton
+from hardware.button import DoorbellButton
 from hardware.file import FileCamera
 from hardware.live import LiveCamera
 
-__all__ = ["button_of", "open_camera", "relay_button"]
+__all__ = ["button_of", "open_camera"]
 
 
 def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
@@ -33,10 +33,3 @@ def button_of(camera: object) -> DoorbellButton | None:
     """The camera's own doorbell button, or None when it has none."""
     button = getattr(camera, "button", None)
     return button if isinstance(button, DoorbellButton) else None
-
-
-def relay_button() -> PressableButton:
-    """An in-memory button pressed by code, for a pipeline fed by another button's presses."""
-    from hardware.sim import SimulatedButton
-
-    return SimulatedButton()

@@ -15,7 +15,6 @@ Production code reaches this package only through ``hardware.open_camera``.
 import logging
 from pathlib import Path
 
-from hardware.sim._button import SimulatedButton
 from hardware.sim._microphone import SimulatedMicrophone
 from hardware.sim.camera import SimulatedCamera, TruthSpan
 from hardware.sim.scenario import (
@@ -40,7 +39,6 @@ __all__ = [
     "Light",
     "Press",
     "Scenario",
-    "SimulatedButton",
     "SimulatedCamera",
     "SimulatedMicrophone",
     "StripReading",

@@ -21,8 +21,8 @@ import numpy as np
 
 from hardware._clock import Clock, SystemClock
 from hardware._frames import EncodedPacket, Frame, StreamInfo
+from hardware.button import SoftButton
 from hardware.errors import CameraDisconnected
-from hardware.sim._button import SimulatedButton
 from hardware.sim._microphone import SimulatedMicrophone
 from hardware.sim._scenario_schema import Polygon
 from hardware.sim._scene import SceneRenderer
@@ -64,7 +64,7 @@ class SimulatedCamera:
         *,
         realtime: bool | None = None,
         clock: Clock | None = None,
-        button: SimulatedButton | None = None,
+        button: SoftButton | None = None,
         name: str | None = None,
     ) -> None:
         cam = scenario.camera
@@ -72,7 +72,7 @@ class SimulatedCamera:
         self.name = name or Path(scenario.name).stem
         self.realtime = cam.realtime if realtime is None else realtime
         self._clock = clock or SystemClock()
-        self.button = button or SimulatedButton(clock=self._clock)
+        self.button = button or SoftButton(clock=self._clock)
         self._renderer = SceneRenderer(scenario)
         self._encoder = self._new_encoder()
         self._info = StreamInfo(

@@ -23,11 +23,10 @@ from hardware import (
     CameraSource,
     DoorbellButton,
     LiveCamera,
-    PressableButton,
+    SoftButton,
     button_of,
     microphone_of,
     open_camera,
-    relay_button,
 )
 from hub.server import appkeys
 from hub.server.app import create_app
@@ -152,7 +151,7 @@ def _pipelines(
     pipelines = {}
     for name, source in sources.items():
         camera_button = button_of(source)
-        button = relay_button() if camera_button is not None else None
+        button = SoftButton() if camera_button is not None else None
         motion = MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ()))
         pipelines[name] = CameraPipeline(
             name,
@@ -223,9 +222,7 @@ def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
     tasks.add(asyncio.ensure_future(coro))
 
 
-async def _relay_button(
-    button: DoorbellButton, relay: PressableButton, app: web.Application
-) -> None:
+async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Application) -> None:
     """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
     async for event in button.events():
         if event.kind == "press":

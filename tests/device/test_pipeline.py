@@ -33,8 +33,8 @@ from device import (
     SegmentRecord,
     SegmentWritten,
 )
-from hardware import EncodedPacket, Frame, StreamInfo
-from hardware.sim import SimulatedButton, strip_rows
+from hardware import EncodedPacket, Frame, SoftButton, StreamInfo
+from hardware.sim import strip_rows
 from hardware.sim.strip import draw_strip
 from tests.device.kit import (
     T0,
@@ -221,7 +221,7 @@ async def test_h264_sources_are_remuxed_not_reencoded(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
     source = PacketCamera(9)
-    button = SimulatedButton()
+    button = SoftButton()
     pipeline = CameraPipeline(
         "door",
         source,
@@ -251,7 +251,7 @@ async def test_a_source_clock_that_restarts_mid_clip_is_rebased(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
     source = PacketCamera(6, reset_at=40)
-    button = SimulatedButton()
+    button = SoftButton()
     pipeline = CameraPipeline(
         "door",
         source,
@@ -275,7 +275,7 @@ async def test_a_trigger_before_the_first_keyframe_opens_the_clip_at_that_keyfra
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
     source = PacketCamera(3, join_at=5)  # delivery starts mid-GOP; the next keyframe is frame 15
-    button = SimulatedButton()
+    button = SoftButton()
     button.press(0.0)
     events: list[DeviceEvent] = []
     pipeline = CameraPipeline(
@@ -301,7 +301,7 @@ async def test_a_source_without_keyframes_still_gets_bounded_segments(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
     source = PacketCamera(20, gop=1000)  # one keyframe, then never again
-    button = SimulatedButton()
+    button = SoftButton()
     button.press(0.0)
     pipeline = CameraPipeline(
         "door",

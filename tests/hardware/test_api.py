@@ -29,8 +29,8 @@ def test_all_is_pinned() -> None:
         "HardwareError",
         "LiveCamera",
         "Plane",
-        "PressableButton",
         "ScenarioError",
+        "SoftButton",
         "SourceSpec",
         "StreamInfo",
         "StreamMicrophone",
@@ -40,7 +40,6 @@ def test_all_is_pinned() -> None:
         "microphone_of",
         "open_camera",
         "parse_source",
-        "relay_button",
     ]
     for name in hardware.__all__:
         assert getattr(hardware, name) is not None
@@ -56,7 +55,6 @@ def test_sim_all_is_pinned() -> None:
         "Light",
         "Press",
         "Scenario",
-        "SimulatedButton",
         "SimulatedCamera",
         "SimulatedMicrophone",
         "StripReading",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hardware import DoorbellButton, PressableButton, button_of, open_camera, relay_button
+from hardware import DoorbellButton, button_of, open_camera
 from hardware.sim import DEFAULT_SCENARIO, SimulatedCamera
 
 
@@ -22,15 +22,6 @@ async def test_a_simulated_camera_plays_its_scenario_in_real_time_with_its_butto
 
 def test_a_camera_without_a_button_has_none() -> None:
     assert button_of(object()) is None
-
-
-@pytest.mark.asyncio
-async def test_the_relay_button_is_pressed_by_code() -> None:
-    relay = relay_button()
-    assert isinstance(relay, PressableButton)
-    pressed = relay.press(at_s=1.5)
-    await relay.close()
-    assert [event async for event in relay.events()] == [pressed]
 
 
 def test_an_unknown_kind_is_refused() -> None:
