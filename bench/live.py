@@ -112,7 +112,7 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
 
 
 async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any]:
-    from hub.client.api import DoorwardClient
+    from hub.client import DoorwardClient
     from hub.client.live import receive_live
 
     owner = KeyBundle.generate("x25519")

@@ -30,7 +30,7 @@ from hub.cli.common import (
     run_async,
 )
 from hub.cli.request_footage import ApiFootage
-from hub.client.api import RequestInfo
+from hub.client import RequestInfo
 
 __all__ = ["add_commands"]
 

@@ -28,7 +28,7 @@ from hub.cli.common import (
     open_profile,
     run_async,
 )
-from hub.client.api import LiveLink, LiveStats
+from hub.client import LiveLink, LiveStats
 from hub.wire.live_link import MAX_LINK_TTL_S
 
 __all__ = ["add_live_commands", "main"]

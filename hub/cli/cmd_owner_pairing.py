@@ -21,7 +21,7 @@ from hub.cli.common import (
     open_profile,
     run_async,
 )
-from hub.client.api import pair
+from hub.client import pair
 from hub.client.profile import PinnedDevice
 from hub.wire.discovery import browse
 

@@ -35,7 +35,7 @@ from hub.cli.common import (
     run_async,
 )
 from hub.cli.progress import Progress, ProgressWriter
-from hub.client.api import ApiError, RequestInfo
+from hub.client import ApiError, RequestInfo
 from hub.client.profile import PinnedDevice, Profile
 
 __all__ = ["add_parser", "main"]

@@ -19,7 +19,7 @@ import aiohttp
 
 from crypto.errors import DoorwardError
 from crypto.tls import PinMismatch
-from hub.client.api import DoorwardClient
+from hub.client import DoorwardClient
 from hub.client.profile import PinnedDevice, Profile, ProfileKind, default_profile_dir
 
 __all__ = [

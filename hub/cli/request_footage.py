@@ -12,7 +12,7 @@ from typing import Any
 
 from consent.models import ALL_CAMERAS, ConsentRequest
 from crypto.errors import DoorwardError
-from hub.client.api import Clip, DoorwardClient, Segment
+from hub.client import Clip, DoorwardClient, Segment
 
 __all__ = ["ApiFootage"]
 

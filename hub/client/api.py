@@ -45,7 +45,6 @@ from hub.client.records import (
     OwnerInfo,
     ReleaseInfo,
     RequestInfo,
-    Segment,
     clip_of,
     owner_of,
     release_of,
@@ -55,23 +54,7 @@ from hub.client.records import (
 from hub.wire.events import CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
 
-__all__ = [
-    "ApiError",
-    "AuditEntries",
-    "Camera",
-    "Clip",
-    "ClipPage",
-    "DoorwardClient",
-    "EventMessage",
-    "EventStreamDropped",
-    "LiveLink",
-    "LiveStats",
-    "OwnerInfo",
-    "ReleaseInfo",
-    "RequestInfo",
-    "Segment",
-    "pair",
-]
+__all__ = ["DEFAULT_TIMEOUT_S", "ApiError", "DoorwardClient", "EventStreamDropped", "pair"]
 
 logger = logging.getLogger(__name__)
 

@@ -67,7 +67,10 @@ def open_device(
     """Open the data directory and the cameras (blocking: run it in a worker thread)."""
     device = Device.open(config.data_dir)
     try:
-        return device, {camera.name: _open_camera(camera) for camera in cameras}
+        return device, {
+            camera.name: open_camera(camera.kind, camera.target, name=camera.name)
+            for camera in cameras
+        }
     except BaseException:
         device.close()
         raise
@@ -167,10 +170,6 @@ def _pipelines(
         if camera_button is not None and button is not None:
             _track(tasks, _relay_button(camera_button, button, app))
     return pipelines
-
-
-def _open_camera(camera: CameraConfig) -> CameraSource:
-    return open_camera(camera.kind, camera.target, name=camera.name)
 
 
 async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:

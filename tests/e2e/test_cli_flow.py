@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from crypto.setup_code import PairingURI
-from hub.client.api import Clip
+from hub.client import Clip
 from hub.client.profile import Profile
 
 pytestmark = pytest.mark.timeout(120)

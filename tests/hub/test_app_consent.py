@@ -23,7 +23,7 @@ from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
-from hub.client.api import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
+from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
 from hub.server import appkeys
 from hub.server.events import device_event
 from hub.wire.httpsig import RequestSigner

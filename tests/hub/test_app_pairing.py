@@ -11,7 +11,7 @@ import pytest
 from crypto.errors import PairingFailed
 from crypto.keys import KeyBundle
 from crypto.setup_code import PairingURI, SetupCode
-from hub.client.api import ApiError, pair
+from hub.client import ApiError, pair
 from hub.server import appkeys
 from hub.server.config import ServeConfig
 from tests.hub.hubkit import Running, running_device

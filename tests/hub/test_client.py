@@ -17,7 +17,7 @@ from consent.audit_verify import AuditVerifier
 from consent.policy_doc import sign_policy
 from crypto.keys import KeyBundle
 from crypto.tls import PinMismatch
-from hub.client.api import ApiError, DoorwardClient, EventStreamDropped
+from hub.client import ApiError, DoorwardClient, EventStreamDropped
 from hub.server import appkeys
 from hub.server.events import QUEUE_LENGTH
 from tests.hub.hubkit import Running, running_device

@@ -15,7 +15,7 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.client.api import ApiError, DoorwardClient
+from hub.client import ApiError, DoorwardClient
 from hub.client.live import receive_live
 from hub.server import appkeys
 from hub.server.config import ServeConfig

@@ -12,7 +12,7 @@ import av
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.client.api import ApiError
+from hub.client import ApiError
 from hub.server.routes.live import LIVE
 from tests.hub.test_live_kit import dominant_hz, live_device, strip_counter
 

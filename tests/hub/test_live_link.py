@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from crypto.keys import KeyBundle
-from hub.client.api import ApiError
+from hub.client import ApiError
 from hub.wire.live_link import (
     LinkBook,
     LinkExpired,

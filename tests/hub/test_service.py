@@ -21,7 +21,7 @@ from crypto.setup_code import PairingURI
 from crypto.tls import spki_fingerprint
 from device import ClipStore
 from hardware import ScenarioError
-from hub.client.api import DoorwardClient, pair
+from hub.client import DoorwardClient, pair
 from hub.server.config import EXAMPLE_CONFIG, ConfigError, ServeConfig, load_config, parse_camera
 from hub.server.serve import serve
 from hub.server.state import Device
