@@ -11,8 +11,8 @@ import pytest
 
 from crypto.keys import KeyBundle
 from hub.client import ApiError
+from hub.server.live.links import LinkBook
 from hub.wire.live_link import (
-    LinkBook,
     LinkExpired,
     LinkInvalid,
     LinkUsed,

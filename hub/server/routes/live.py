@@ -29,12 +29,13 @@ from aiohttp import web
 from yarl import URL
 
 from hub.server import appkeys
+from hub.server.live.links import LinkBook
 from hub.server.live.relay import FrameRelay, LiveConfig, LiveSessions
 from hub.server.routes._auth import check_rate, require_owner
 from hub.server.routes._params import json_body, str_field
 from hub.wire.errors import BadRequest, NotFound
 from hub.wire.events import EVENT_KINDS, Event
-from hub.wire.live_link import LinkBook, LinkInvalid, parse_link_token
+from hub.wire.live_link import LinkInvalid, parse_link_token
 
 __all__ = ["LINKS", "LIVE", "RELAY", "LiveSetup", "add_routes"]
 
