@@ -9,10 +9,12 @@ Common case::
 
 Keys use age's own strings (`age1…`, `age1pq1…`, `AGE-SECRET-KEY-1…`, `AGE-SECRET-KEY-PQ-1…`),
 so files and keys move between Doorward and the `age` tools. `reheader` rewraps a file's key
-for new recipients without touching the payload, whose SHA-256 (`payload_sha256`) is stable.
+for new recipients without touching the payload, whose SHA-256 (`payload_sha256`) is stable;
+`reheader_for_payload` does so only after checking that the file key opens a given payload.
 """
 
 from crypto.age._api import (
+    PAYLOAD_HEAD_SIZE,
     Encryptor,
     decrypt,
     decrypt_bytes,
@@ -21,6 +23,7 @@ from crypto.age._api import (
     payload_sha256,
     read_header,
     reheader,
+    reheader_for_payload,
     split_header,
     stanza_types,
 )
@@ -41,6 +44,7 @@ from crypto.age._x25519 import X25519Identity, X25519Recipient
 
 __all__ = [
     "CHUNK_SIZE",
+    "PAYLOAD_HEAD_SIZE",
     "ArmorError",
     "Encryptor",
     "Header",
@@ -66,6 +70,7 @@ __all__ = [
     "payload_sha256",
     "read_header",
     "reheader",
+    "reheader_for_payload",
     "split_header",
     "stanza_types",
 ]

@@ -14,11 +14,19 @@ from typing import BinaryIO, cast
 from crypto.age._armor import ArmorError, ArmorWriter, dearmor
 from crypto.age._format import MAX_LINE_BYTES, Header, Stanza, header_mac, read_header_lines
 from crypto.age._keys import Recipient, Unwrapper
-from crypto.age._stream import CHUNK_SIZE, NONCE_SIZE, PayloadDecryptor, PayloadEncryptor
+from crypto.age._stream import (
+    CHUNK_SIZE,
+    NONCE_SIZE,
+    SEALED_CHUNK_SIZE,
+    PayloadDecryptor,
+    PayloadEncryptor,
+    check_first_chunk,
+)
 from crypto.age._stream import payload_key as _payload_key
-from crypto.errors import AgeError, HeaderError, HeaderMacError, NoIdentityMatched
+from crypto.errors import AgeError, HeaderError, HeaderMacError, NoIdentityMatched, PayloadError
 
 __all__ = [
+    "PAYLOAD_HEAD_SIZE",
     "Encryptor",
     "decrypt",
     "decrypt_bytes",
@@ -27,6 +35,7 @@ __all__ = [
     "payload_sha256",
     "read_header",
     "reheader",
+    "reheader_for_payload",
     "split_header",
     "stanza_types",
 ]
@@ -34,6 +43,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _FILE_KEY_SIZE = 16
+# The payload's nonce and its first sealed STREAM chunk: what proves a file key opens a payload.
+PAYLOAD_HEAD_SIZE = NONCE_SIZE + SEALED_CHUNK_SIZE
 _POST_QUANTUM_TYPES = frozenset({"mlkem768x25519"})
 # Armored input is decoded in memory; past this size it is refused rather than buffered.
 MAX_ARMORED_BYTES = 256 * 1024 * 1024
@@ -262,6 +273,39 @@ def reheader(
         ",".join(r.stanza_type for r in recipients),
     )
     return new
+
+
+def reheader_for_payload(
+    header: bytes,
+    identities: Sequence[Unwrapper],
+    recipients: Sequence[Recipient],
+    *,
+    payload_head: bytes | memoryview,
+    payload_size: int,
+) -> bytes:
+    """Like `reheader`, but only for the payload that the header's file key opens.
+
+    `payload_head` is the first ``min(payload_size, PAYLOAD_HEAD_SIZE)`` bytes of the payload
+    that will follow the new header (its 16-byte nonce and first STREAM chunk); that chunk must
+    authenticate under the file key, so a header cannot be re-wrapped in front of another file's
+    payload. Raises PayloadError if it does not, besides what `reheader` raises.
+    """
+    if payload_size < 0 or len(payload_head) != min(payload_size, PAYLOAD_HEAD_SIZE):
+        raise ValueError(
+            f"payload_head must be the first min(payload_size, {PAYLOAD_HEAD_SIZE}) bytes of the "
+            f"payload, got {len(payload_head)} of {payload_size}"
+        )
+    if payload_size < NONCE_SIZE:
+        raise PayloadError(f"payload is {payload_size} bytes: it ends before its 16-byte nonce")
+    parsed = Header.parse(header)
+    file_key = _open_header(parsed, identities)
+    nonce = bytes(payload_head[:NONCE_SIZE])
+    check_first_chunk(
+        _payload_key(file_key, nonce),
+        payload_head[NONCE_SIZE:],
+        more=payload_size > PAYLOAD_HEAD_SIZE,
+    )
+    return _build_header(file_key, recipients)
 
 
 def decrypt(identities: Sequence[Unwrapper], src: bytes | BinaryIO, dst: BinaryIO) -> int:

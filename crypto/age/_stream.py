@@ -11,12 +11,21 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crypto.errors import PayloadError
 
-__all__ = ["CHUNK_SIZE", "NONCE_SIZE", "PayloadDecryptor", "PayloadEncryptor", "payload_key"]
+__all__ = [
+    "CHUNK_SIZE",
+    "NONCE_SIZE",
+    "SEALED_CHUNK_SIZE",
+    "PayloadDecryptor",
+    "PayloadEncryptor",
+    "check_first_chunk",
+    "payload_key",
+]
 
 CHUNK_SIZE = 64 * 1024
 TAG_SIZE = 16
 NONCE_SIZE = 16
-_SEALED_SIZE = CHUNK_SIZE + TAG_SIZE
+SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
+_SEALED_SIZE = SEALED_CHUNK_SIZE
 _FINAL = b"\x01"
 _MORE = b"\x00"
 
@@ -24,6 +33,33 @@ _MORE = b"\x00"
 def payload_key(file_key: bytes, nonce: bytes) -> bytes:
     """HKDF-SHA-256(file key, salt = payload nonce, info "payload")."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=nonce, info=b"payload").derive(file_key)
+
+
+def check_first_chunk(key: bytes, sealed: bytes | memoryview, *, more: bool) -> None:
+    """Raise PayloadError unless `sealed` is chunk 0 of a STREAM under `key`.
+
+    With `more`, data follows it, so it must be a full non-final chunk; without, it is the
+    final (and only) chunk. The plaintext is discarded.
+    """
+    prefix = (0).to_bytes(11, "big")
+    if more:
+        if len(sealed) != _SEALED_SIZE:
+            raise PayloadError(
+                f"payload chunk 0 is {len(sealed)} bytes, but a chunk followed by more data "
+                f"must be {_SEALED_SIZE}"
+            )
+        flag = _MORE
+    else:
+        if not TAG_SIZE <= len(sealed) <= _SEALED_SIZE:
+            raise PayloadError(
+                f"payload chunk 0 is {len(sealed)} bytes; a final chunk is "
+                f"{TAG_SIZE} to {_SEALED_SIZE}"
+            )
+        flag = _FINAL
+    try:
+        ChaCha20Poly1305(key).decrypt(prefix + flag, bytes(sealed), None)
+    except InvalidTag:
+        raise PayloadError("payload chunk 0 failed authentication") from None
 
 
 class PayloadEncryptor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 
 import pytest
 
@@ -200,3 +201,83 @@ def test_encryptor_copies_mutable_input() -> None:
         buffer[:] = b"b" * 1000  # a caller reusing its buffer must not change what was written
         enc.write(memoryview(bytes(10)))
     assert age.decrypt_bytes([identity], out.getvalue()) == b"a" * 1000 + bytes(10)
+
+
+def _rewrap(
+    header: bytes, identities: list[age.Identity], recipient: age.Recipient, payload: bytes
+) -> bytes:
+    """``reheader_for_payload`` given the whole payload, as the phone reads it."""
+    return age.reheader_for_payload(
+        header,
+        identities,
+        [recipient],
+        payload_head=payload[: age.PAYLOAD_HEAD_SIZE],
+        payload_size=len(payload),
+    )
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, age.CHUNK_SIZE - 1, age.CHUNK_SIZE, age.CHUNK_SIZE + 1, 2 * age.CHUNK_SIZE + 17],
+    ids=["empty", "one-byte", "under-a-chunk", "one-full-chunk", "a-chunk-and-a-byte", "three"],
+)
+def test_reheader_for_payload_opens_its_own_payload(size: int) -> None:
+    owner, requester = age.X25519Identity.generate(), age.HybridIdentity.generate()
+    data = os.urandom(size)
+    header, payload = _file([owner.recipient()], data)
+    new_header = _rewrap(header, [owner], requester.recipient(), payload)
+    assert age.decrypt_bytes([requester], new_header + payload) == data
+
+
+@pytest.mark.parametrize("size", [100, age.CHUNK_SIZE, 2 * age.CHUNK_SIZE + 17])
+def test_reheader_for_payload_refuses_another_files_payload(size: int) -> None:
+    owner = age.X25519Identity.generate()
+    header_a, _ = _file([owner.recipient()], os.urandom(size))
+    _, payload_b = _file([owner.recipient()], os.urandom(size))
+    with pytest.raises(PayloadError) as info:
+        _rewrap(header_a, [owner], owner.recipient(), payload_b)
+    assert str(info.value) == "payload chunk 0 failed authentication"
+
+
+def test_reheader_for_payload_checks_the_chunk_position() -> None:
+    owner = age.X25519Identity.generate()
+    header, payload = _file([owner.recipient()], os.urandom(age.CHUNK_SIZE))  # one final chunk
+    head = payload[: age.PAYLOAD_HEAD_SIZE]
+    # Claimed to be followed by more data, the final chunk is not a valid first chunk.
+    with pytest.raises(PayloadError, match="chunk 0 failed authentication"):
+        age.reheader_for_payload(
+            header, [owner], [owner.recipient()], payload_head=head, payload_size=len(head) + 1
+        )
+    header, payload = _file([owner.recipient()])  # a non-final first chunk
+    with pytest.raises(PayloadError, match="chunk 0 failed authentication"):
+        age.reheader_for_payload(
+            header,
+            [owner],
+            [owner.recipient()],
+            payload_head=payload[: age.PAYLOAD_HEAD_SIZE],
+            payload_size=age.PAYLOAD_HEAD_SIZE,
+        )
+    with pytest.raises(PayloadError) as info:
+        age.reheader_for_payload(
+            header, [owner], [owner.recipient()], payload_head=payload[:15], payload_size=15
+        )
+    assert str(info.value) == "payload is 15 bytes: it ends before its 16-byte nonce"
+    with pytest.raises(PayloadError) as info:
+        age.reheader_for_payload(
+            header, [owner], [owner.recipient()], payload_head=payload[:30], payload_size=30
+        )
+    assert str(info.value) == "payload chunk 0 is 14 bytes; a final chunk is 16 to 65552"
+    expected = (
+        "payload_head must be the first min(payload_size, 65568) bytes of the payload, got 30 of 99"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        age.reheader_for_payload(
+            header, [owner], [owner.recipient()], payload_head=payload[:30], payload_size=99
+        )
+
+
+def test_reheader_for_payload_still_checks_the_header() -> None:
+    owner = age.X25519Identity.generate()
+    header, payload = _file([owner.recipient()])
+    with pytest.raises(NoIdentityMatched):
+        _rewrap(header, [age.X25519Identity.generate()], owner.recipient(), payload)
