@@ -21,12 +21,12 @@ SPEC_PQ_RECIPIENT_SHA256 = "a091dd7e0ee9d62b75173dcc98441a0424baa941e66a8776e570
 def test_public_api_is_pinned() -> None:
     assert sorted(age.__all__) == sorted(
         [
-            "CHUNK_SIZE", "ArmorError", "Encryptor", "Header", "HybridIdentity",
-            "HybridRecipient", "Identity", "Recipient", "ScryptIdentity", "ScryptRecipient",
-            "Stanza", "Unwrapper", "X25519Identity", "X25519Recipient", "armor", "dearmor",
-            "decrypt", "decrypt_bytes", "encrypt", "encrypt_bytes", "parse_identities",
+            "CHUNK_SIZE", "PAYLOAD_HEAD_SIZE", "ArmorError", "Encryptor", "Header",
+            "HybridIdentity", "HybridRecipient", "Identity", "Recipient", "ScryptIdentity",
+            "ScryptRecipient", "Stanza", "Unwrapper", "X25519Identity", "X25519Recipient", "armor",
+            "dearmor", "decrypt", "decrypt_bytes", "encrypt", "encrypt_bytes", "parse_identities",
             "parse_identity", "parse_recipient", "payload_sha256", "read_header", "reheader",
-            "split_header", "stanza_types",
+            "reheader_for_payload", "split_header", "stanza_types",
         ]
     )  # fmt: skip
 
