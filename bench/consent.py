@@ -8,8 +8,9 @@
   ratio (goal >= 0.5).
 - ``audit_append_per_s``, ``checkpoint_per_s``, ``inclusion_proof_bytes_1e6``,
   ``inclusion_proof_us_1e6``: from ``bench/_audit_bench.py`` (a log of ``--entries`` entries).
-- ``approve_60_segments_ms_hybrid`` / ``_x25519``: the owner's phone re-wraps 60 segment headers
-  to the requester, builds the release manifest and signs the token, for an owner with a hybrid
+- ``approve_60_segments_ms_hybrid`` / ``_x25519``: the owner's phone checks 60 small segment
+  files (payload hash against the verified clip manifest, first STREAM chunk under the file key),
+  re-wraps their headers to the requester, builds the release manifest and signs the token, for an owner with a hybrid
   (ML-KEM-768 + X25519) or a classic X25519 identity; ``approve_60_segments_ms`` is the hybrid one.
 
 Each figure is the best of ``--repeat`` runs. With --json the last line is one JSON object.
@@ -109,11 +110,11 @@ class _Segment:
 
 
 class _Footage:
-    """Headers and a signed clip manifest in memory: the phone side of a 60-segment clip."""
+    """Segment files and a signed clip manifest in memory: the phone side of a 60-segment clip."""
 
     def __init__(self, owner: KeyBundle, device: DeviceIdentity, count: int) -> None:
         self.segments = []
-        self.headers = {}
+        self.files = {}
         for index in range(count):
             out = io.BytesIO()
             enc = age.encrypt([owner.recipient], b"\x47" * 188 * 8, out)
@@ -128,7 +129,7 @@ class _Footage:
                 enc.payload_sha256.hex(),
             )
             self.segments.append(seg)
-            self.headers[seg.segment_id] = enc.header
+            self.files[seg.segment_id] = out.getvalue()
         self.manifest = ClipManifest.from_seconds(
             device_id=device.device_id,
             clip_id="clip-1",
@@ -146,8 +147,8 @@ class _Footage:
     def list_segments(self, clip_id):
         return self.segments
 
-    def segment_header(self, segment_id):
-        return self.headers[segment_id]
+    def read_segment(self, segment_id):
+        return io.BytesIO(self.files[segment_id])
 
     def manifest_bytes(self, clip_id):
         return self.manifest
@@ -184,6 +185,7 @@ def approve_figure(kind: str, repeat: int) -> float:
             footage.segments,
             footage,
             device_id=device.device_id,
+            device_key=device.public_key,
             token_id=f"rel-{next(counter)}",
             now=NOW,
             expires_at_s=NOW + 86400,

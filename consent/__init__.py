@@ -46,6 +46,7 @@ from consent.clips import (
     FootageIndex,
     SegmentLike,
     StoreFootage,
+    segment_id_for,
 )
 from consent.desk import (
     AuditSink,
@@ -58,6 +59,7 @@ from consent.errors import (
     ConsentError,
     DownloadsExhausted,
     DuplicateKey,
+    FootageMismatch,
     HeaderInvalid,
     HeaderReused,
     ManifestMismatch,
@@ -178,6 +180,7 @@ __all__ = [
     "DuplicateKey",
     "EntriesTampered",
     "FootageIndex",
+    "FootageMismatch",
     "HeaderInvalid",
     "HeaderReused",
     "LogInconsistent",
@@ -225,6 +228,7 @@ __all__ = [
     "open_bundle",
     "request_id_of",
     "revoke",
+    "segment_id_for",
     "sign_consent",
     "sign_decline",
     "sign_policy",

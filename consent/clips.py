@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
-from crypto import age
+__all__ = [
+    "ClipLike",
+    "ClipSource",
+    "FootageIndex",
+    "SegmentLike",
+    "StoreFootage",
+    "segment_id_for",
+]
 
-__all__ = ["ClipLike", "ClipSource", "FootageIndex", "SegmentLike", "StoreFootage"]
+
+def segment_id_for(clip_id: str, index: int) -> str:
+    """The id of segment ``index`` of ``clip_id``: ``<clip_id>.<index as 6 digits>``."""
+    return f"{clip_id}.{index:06d}"
 
 
 class SegmentLike(Protocol):
@@ -21,7 +31,7 @@ class SegmentLike(Protocol):
 
     @property
     def segment_id(self) -> str:
-        """Unique id; the device store makes it ``<clip_id>.<index as 6 digits>``."""
+        """Unique id, always :func:`segment_id_for` its clip and index (the phone refuses others)."""
         ...
 
     @property
@@ -120,7 +130,11 @@ class ClipSource(Protocol):
 
 
 class FootageIndex(Protocol):
-    """What the owner's phone needs to see clips and re-wrap segments."""
+    """What the owner's phone needs to see clips and re-wrap segments.
+
+    Everything it returns comes from the device and is checked before it is trusted: approval
+    verifies each clip manifest's signature and hashes each segment's file itself.
+    """
 
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
@@ -132,8 +146,9 @@ class FootageIndex(Protocol):
         """The clip's segments in index order."""
         ...
 
-    def segment_header(self, segment_id: str) -> bytes:
-        """The segment's age header, up to and including the MAC line."""
+    def read_segment(self, segment_id: str) -> BinaryIO:
+        """The segment's complete age file (header, then payload) as a binary stream opened for
+        reading; the caller closes it."""
         ...
 
     def manifest_bytes(self, clip_id: str) -> bytes:
@@ -157,10 +172,9 @@ class StoreFootage:
         """``clips.list_segments(clip_id)``, unchanged."""
         return self._clips.list_segments(clip_id)
 
-    def segment_header(self, segment_id: str) -> bytes:
-        """Read the segment file's age header (through the MAC line) from local disk."""
-        with open(self._clips.segment_path(segment_id), "rb") as f:
-            return age.read_header(f)
+    def read_segment(self, segment_id: str) -> BinaryIO:
+        """The segment's age file on local disk, opened for reading."""
+        return open(self._clips.segment_path(segment_id), "rb")
 
     def manifest_bytes(self, clip_id: str) -> bytes:
         """``clips.manifest_bytes(clip_id)``, unchanged."""

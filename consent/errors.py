@@ -19,6 +19,7 @@ Hierarchy::
         ├── RequestMismatch         a token does not belong to this request or it is not pending
         ├── ManifestMismatch        the release manifest does not match the token or the store
         ├── ClipManifestInvalid     a device-signed clip manifest is malformed or of another type
+        ├── FootageMismatch         footage a device served the phone disagrees with what it signed
         ├── SegmentMissing          a released segment is not in the store
         ├── HeaderInvalid           a re-wrapped age header is malformed or for the wrong recipient
         ├── HeaderReused            two released segments carry the same age header
@@ -43,6 +44,7 @@ __all__ = [
     "ConsentError",
     "DownloadsExhausted",
     "DuplicateKey",
+    "FootageMismatch",
     "HeaderInvalid",
     "HeaderReused",
     "ManifestMismatch",
@@ -133,6 +135,11 @@ class ManifestMismatch(ConsentError):
 
 class ClipManifestInvalid(ConsentError):
     """A clip manifest is malformed, or not a clip manifest of a version this code reads."""
+
+
+class FootageMismatch(ConsentError):
+    """Footage the device served for approval disagrees with what it listed or signed, or a
+    header does not open its payload: the device may be compromised; nothing was signed."""
 
 
 class SegmentMissing(ConsentError):

@@ -1,26 +1,29 @@
 """The owner's side (the phone): see pending requests with their footage, approve, decline, revoke.
 
-Approval re-wraps each chosen segment's file key to the requester: the phone opens the segment's
-header with its own age identity (checking the header MAC) and writes a new header with a single
-stanza for the requester's recipient. The payload is untouched, so its device-signed hash still
-holds. Nothing about the owner goes into a release unless passed in ``disclosures``.
+Approval re-wraps each chosen segment's file key to the requester: the phone reads the segment's
+whole age file, checks it against the device's signed clip manifest, opens the header with its own
+age identity (checking the header MAC), proves that file key opens the payload, and writes a new
+header with a single stanza for the requester's recipient. The payload is untouched, so its
+device-signed hash still holds. Nothing about the owner goes into a release unless passed in
+``disclosures``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consent._release_manifest import ReleasedSegment, ReleaseManifest
+from consent._approval_check import check_choice, rewrap_segment, signed_clips
+from consent._release_manifest import ReleaseManifest
 from consent.clips import ClipLike, FootageIndex, SegmentLike
 from consent.errors import ConsentError
 from consent.models import ALL_CAMERAS, ConsentRequest
 from consent.tokens import sign_consent, sign_decline, sign_revocation
 from crypto import age
+from crypto.keys import device_id as key_device_id
 
 __all__ = ["Approval", "PendingRequest", "approve", "decline", "list_pending", "revoke"]
 
@@ -64,6 +67,7 @@ def approve(
     footage: FootageIndex,
     *,
     device_id: str,
+    device_key: Ed25519PublicKey,
     token_id: str,
     now: int,
     expires_at_s: int,
@@ -71,32 +75,31 @@ def approve(
     disclosures: dict[str, str] | None = None,
 ) -> Approval:
     """Re-wrap ``segments`` to the requester and sign the consent token; ``token_id`` names the
-    release and must be unique (draw it from a CSPRNG)."""
+    release and must be unique (draw it from a CSPRNG).
+
+    ``device_key`` is the device's signing key pinned at pairing. Each segment's file is read
+    whole from ``footage`` and must match the device's listing and its signed clip manifest, and
+    its header's file key must open its payload; otherwise :class:`~consent.errors.ConsentError`
+    (:class:`~consent.errors.FootageMismatch` when the device lied) is raised and nothing is
+    signed.
+    """
     if not segments:
         raise ConsentError("choose at least one segment to release")
+    if key_device_id(device_key) != device_id:
+        raise ConsentError(f"the device key given is not the key of device {device_id!r}")
     for segment in segments:
         if not _in_scope(request, segment):
             raise ConsentError(
                 f"segment {segment.segment_id!r} is outside the request's camera or window"
             )
     recipient = age.parse_recipient(request.recipient)
-    released = []
-    clip_manifests: dict[str, str] = {}
-    for segment in sorted(segments, key=lambda s: (s.clip_id, s.index)):
-        header = footage.segment_header(segment.segment_id)
-        new_header = age.reheader(header, list(identities), [recipient])
-        released.append(
-            ReleasedSegment(
-                segment_id=segment.segment_id,
-                clip_id=segment.clip_id,
-                index=segment.index,
-                header=new_header,
-                payload_sha256=segment.payload_sha256,
-            )
-        )
-        if segment.clip_id not in clip_manifests:
-            manifest = footage.manifest_bytes(segment.clip_id)
-            clip_manifests[segment.clip_id] = hashlib.sha256(manifest).hexdigest()
+    ordered = check_choice(segments)
+    signed = signed_clips(footage, dict.fromkeys(s.clip_id for s in ordered), device_key, device_id)
+    released = [
+        rewrap_segment(footage, s, signed[s.clip_id], request, identities, recipient)
+        for s in ordered
+    ]
+    clip_manifests = {clip_id: clip.sha256 for clip_id, clip in signed.items()}
     manifest_bytes = ReleaseManifest(
         request_id=request.request_id,
         device_id=device_id,

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consent.clip_manifest import MANIFEST_NAME, ClipManifest
+from consent.clips import segment_id_for
 from crypto.files import TEMP_SUFFIX, write_atomic
 from crypto.keys import DeviceIdentity
 from device._files import SegmentFile, SegmentSink
@@ -341,7 +342,7 @@ class ClipStore:
     ) -> SegmentRecord:
         """Make the segment durable, record it and re-sign the manifest."""
         file.commit()
-        segment_id = f"{clip_id}.{index:06d}"
+        segment_id = segment_id_for(clip_id, index)
         with self._lock:
             self._db.execute(
                 "INSERT INTO segments (segment_id, clip_id, idx, start_s, duration_s, size, "

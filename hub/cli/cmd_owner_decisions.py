@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,23 @@ def _describe(r: RequestInfo, now: int) -> dict[str, Any] | None:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    # The chosen segments' age files are downloaded here for approve to check, then removed.
+    with tempfile.TemporaryDirectory(prefix="doorward-approve-") as workdir:
+        return _approve_with(args, Path(workdir))
+
+
+def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
     s = OwnerSession(args)
     disclosures = _disclosures(args.disclose)
     if args.max_downloads < 1:
         raise CliError(f"--max-downloads must be at least 1, got {args.max_downloads}")
     wanted = None if args.all else [x for x in args.segments.split(",") if x]
+    device_key = s.device.signing_key
+    if device_key is None:
+        raise CliError(
+            f"this profile has no signing key pinned for device {s.device.device_id}, so the "
+            "footage it serves cannot be checked; pair with the device again"
+        )
     now = int(time.time())
 
     async def prepare() -> tuple[Any, ApiFootage]:
@@ -150,7 +163,7 @@ def _approve(args: argparse.Namespace) -> int:
             if info.token is None:
                 raise CliError(f"the device did not send request {args.request_id}'s token")
             request = verify_request(info.token, now)
-            footage = await ApiFootage.load(api, request, wanted)
+            footage = await ApiFootage.load(api, request, wanted, workdir=workdir)
             return request, footage
 
     request, footage = run_async(prepare(), where=s.where)
@@ -176,6 +189,7 @@ def _approve(args: argparse.Namespace) -> int:
         segments,
         footage,
         device_id=s.device.device_id,
+        device_key=device_key,
         token_id=secrets.token_hex(8),
         now=now,
         expires_at_s=now + args.expires,

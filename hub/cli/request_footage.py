@@ -1,14 +1,17 @@
 """The footage of one request, fetched over the API so ``consent.owner.approve`` can run locally.
 
-``approve`` is synchronous and reads headers and manifests through ``consent.clips.FootageIndex``;
-:class:`ApiFootage` fetches exactly what it will read (the clips in the request's window, the
-chosen segments' age headers, their clips' signed manifests) before it is called.
+``approve`` is synchronous and reads segment files and manifests through
+``consent.clips.FootageIndex``; :class:`ApiFootage` fetches exactly what it will read (the clips in
+the request's window, the chosen segments' complete age files, their clips' signed manifests)
+before it is called. Segment files go to a directory the caller owns, not to memory; nothing in
+them is trusted until ``approve`` has checked it against the device's signature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from consent.models import ALL_CAMERAS, ConsentRequest
 from crypto.errors import DoorwardError
@@ -18,6 +21,9 @@ __all__ = ["ApiFootage"]
 
 _PAGE = 100
 _MAX_CLIPS = 1000  # a 12 h window of a busy doorbell stays well below this
+# A segment is a few seconds of video (about 2 MB at 8 Mbit/s); past this, a device that says
+# otherwise is filling the phone's disk.
+_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 
 
 class ApiFootage:
@@ -27,19 +33,28 @@ class ApiFootage:
         self,
         clips: Sequence[tuple[Clip, Sequence[Segment]]],
         chosen: Sequence[Segment],
-        headers: dict[str, bytes],
+        files: dict[str, Path],
         manifests: dict[str, bytes],
     ) -> None:
         self._clips = list(clips)
         self._chosen = list(chosen)
-        self._headers = headers
+        self._files = files
         self._manifests = manifests
 
     @classmethod
     async def load(
-        cls, api: DoorwardClient, request: ConsentRequest, wanted: Sequence[str] | None
+        cls,
+        api: DoorwardClient,
+        request: ConsentRequest,
+        wanted: Sequence[str] | None,
+        *,
+        workdir: Path,
     ) -> ApiFootage:
-        """The request's footage; ``wanted`` segment ids (None: every segment in the window)."""
+        """The request's footage; ``wanted`` segment ids (None: every segment in the window).
+
+        The chosen segments' age files are downloaded into ``workdir`` (an empty directory that
+        the caller removes afterwards); each may be at most the size the device listed for it.
+        """
         camera = None if request.camera == ALL_CAMERAS else request.camera
         clips: list[tuple[Clip, Sequence[Segment]]] = []
         after = None
@@ -76,11 +91,15 @@ class ApiFootage:
                     f"window; choose from: {', '.join(in_window)}"
                 )
             chosen = [in_window[w] for w in dict.fromkeys(wanted)]
-        headers = {s.segment_id: await api.segment_header(s.segment_id) for s in chosen}
+        files = {}
+        for number, segment in enumerate(chosen):
+            files[segment.segment_id] = path = workdir / f"segment-{number:06d}.age"
+            await _download(api, segment, path)
         manifests = {
-            clip_id: await api.clip_manifest(clip_id) for clip_id in {s.clip_id for s in chosen}
+            clip_id: await api.clip_manifest(clip_id)
+            for clip_id in dict.fromkeys(s.clip_id for s in chosen)
         }
-        return cls(clips, chosen, headers, manifests)
+        return cls(clips, chosen, files, manifests)
 
     def chosen(self) -> list[Segment]:
         """The segments chosen for release, in the order they were asked for."""
@@ -106,10 +125,21 @@ class ApiFootage:
                 return list(segments)
         return []
 
-    def segment_header(self, segment_id: str) -> bytes:
-        """A chosen segment's age header; raises KeyError for a segment that was not chosen."""
-        return self._headers[segment_id]
+    def read_segment(self, segment_id: str) -> BinaryIO:
+        """A chosen segment's downloaded age file, opened for reading; raises KeyError for a
+        segment that was not chosen."""
+        return open(self._files[segment_id], "rb")
 
     def manifest_bytes(self, clip_id: str) -> bytes:
         """A chosen segment's clip manifest; raises KeyError for any other clip."""
         return self._manifests[clip_id]
+
+
+async def _download(api: DoorwardClient, segment: Segment, path: Path) -> None:
+    limit = segment.size
+    if not 0 < limit <= _MAX_SEGMENT_BYTES:
+        raise DoorwardError(
+            f"the device lists segment {segment.segment_id} at {limit} bytes; a segment must be "
+            f"1 to {_MAX_SEGMENT_BYTES} bytes"
+        )
+    await api.download_segment(segment.segment_id, path, max_bytes=limit)

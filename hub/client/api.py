@@ -169,10 +169,13 @@ class DoorwardClient:
         raises ApiError ``not_found`` if the segment is unknown or its header unreadable."""
         return await self._bytes("GET", f"/segments/{_seg(segment_id)}/header")
 
-    async def download_segment(self, segment_id: str, dst: Path | IO[bytes]) -> int:
+    async def download_segment(
+        self, segment_id: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+    ) -> int:
         """Stream the stored age file of a segment to ``dst``; returns its size in bytes. A Path is
-        written as ``<name>.part`` and renamed only once complete. Raises ApiError ``not_found``."""
-        return await self._download(f"/segments/{_seg(segment_id)}", dst)
+        written as ``<name>.part`` and renamed only once complete. Raises ApiError ``not_found``,
+        or DoorwardError once the device sends more than ``max_bytes`` (if given)."""
+        return await self._download(f"/segments/{_seg(segment_id)}", dst, max_bytes=max_bytes)
 
     # -- policy, requests, decisions -------------------------------------------------------
 
@@ -441,21 +444,36 @@ class DoorwardClient:
         async with response:
             return await response.read()
 
-    async def _download(self, path: str, dst: Path | IO[bytes]) -> int:
+    async def _download(
+        self, path: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+    ) -> int:
         response = await self._send("GET", path)
         size = 0
+
+        def count(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise DoorwardError(
+                    f"the device sent more than {max_bytes} bytes for {path}; refusing the rest"
+                )
+
         async with response:
             if isinstance(dst, Path):
                 tmp = dst.with_name(dst.name + ".part")
-                with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
-                    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-                        f.write(chunk)
-                        size += len(chunk)
+                try:
+                    with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
+                        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                            count(chunk)
+                            f.write(chunk)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
                 tmp.replace(dst)
             else:
                 async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+                    count(chunk)
                     dst.write(chunk)  # noqa: ASYNC240 - dst is a file object here
-                    size += len(chunk)
         return size
 
 

@@ -65,6 +65,7 @@ class Scene:
         key = key or self.owner
         args = {
             "device_id": self.device.device_id,
+            "device_key": self.device.public_key,
             "token_id": "rel-0001",
             "now": NOW,
             "expires_at_s": NOW + 86400,
@@ -146,10 +147,11 @@ def _hs256_keyed_with_owner_public_key(scene: Scene, requester: KeyBundle) -> Re
 
 
 def _wrong_audience(scene: Scene, requester: KeyBundle) -> Refusal:
-    approval = scene.approve(device_id="someotherdevice")
+    approval = scene.approve()  # the phone checks the device's key, so re-sign for another
+    claims = _parts(approval.token)[1] | {"aud": "someotherdevice"}
     return (
         f"token is for device 'someotherdevice', this device is {scene.device.device_id!r}",
-        _record(scene, approval.token, approval.manifest),
+        _record(scene, _resign(scene.owner, claims), approval.manifest),
     )
 
 

@@ -205,7 +205,9 @@ def test_header_that_does_not_decrypt_is_reported(
     recipient = [age.parse_recipient(request.recipient)]
 
     def rewrap(segment_id: str) -> bytes:
-        return age.reheader(footage.segment_header(segment_id), [owner.age_identity], recipient)
+        with footage.read_segment(segment_id) as f:
+            header = age.read_header(f)
+        return age.reheader(header, [owner.age_identity], recipient)
 
     released = (
         ReleasedSegment(

@@ -58,6 +58,7 @@ def test_release_from_the_clip_store(
         segments[:2],
         footage,
         device_id=device.device_id,
+        device_key=device.public_key,
         token_id="rel-store",
         now=NOW,
         expires_at_s=NOW + HOUR,

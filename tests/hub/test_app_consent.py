@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
+from hub.cli.request_footage import ApiFootage
 from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segment
 from hub.server import appkeys
 from hub.server.events import device_event
@@ -30,26 +32,6 @@ from hub.wire.httpsig import RequestSigner
 from tests.hub.hubkit import Running, running_device, small_camera
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
-
-
-class ApiFootage:
-    """What ``consent.owner.approve`` reads, prefetched from the device over the API."""
-
-    def __init__(self) -> None:
-        self.headers: dict[str, bytes] = {}
-        self.manifests: dict[str, bytes] = {}
-
-    def segment_header(self, segment_id: str) -> bytes:
-        return self.headers[segment_id]
-
-    def manifest_bytes(self, clip_id: str) -> bytes:
-        return self.manifests[clip_id]
-
-    def list_clips(self, **_: object) -> list[object]:
-        raise AssertionError("not used by approve")
-
-    def list_segments(self, clip_id: str) -> list[object]:
-        raise AssertionError("not used by approve")
 
 
 @pytest_asyncio.fixture
@@ -127,18 +109,20 @@ async def test_consent_round_trip_over_https(recorded, tmp_path: Path) -> None:
         [clip] = page.clips
         detail = await phone.clip(clip.clip_id)
         chosen: list[Segment] = list(detail.segments[:1])  # part of the clip only
-        footage = ApiFootage()
-        for segment in chosen:
-            footage.headers[segment.segment_id] = await phone.segment_header(segment.segment_id)
-        footage.manifests[clip.clip_id] = await phone.clip_manifest(clip.clip_id)
+        workdir = tmp_path / "phone"
+        workdir.mkdir()
+        footage = await ApiFootage.load(
+            phone, request, [s.segment_id for s in chosen], workdir=workdir
+        )
         now = int(time.time())
         approval = approve(
             owner.signing_key,
             [owner.age_identity],
             request,
-            chosen,
-            footage,  # type: ignore[arg-type]
+            footage.chosen(),
+            footage,
             device_id=device_id,
+            device_key=running.device.identity.public_key,
             token_id=secrets.token_urlsafe(16),
             now=now,
             expires_at_s=now + 3600,
@@ -371,22 +355,22 @@ async def _approved_release(
     )
     [clip] = (await phone.clips()).clips
     [first, *_] = (await phone.clip(clip.clip_id)).segments
-    footage = ApiFootage()
-    footage.headers[first.segment_id] = await phone.segment_header(first.segment_id)
-    footage.manifests[clip.clip_id] = await phone.clip_manifest(clip.clip_id)
-    now = int(time.time())
-    approval = approve(
-        owner.signing_key,
-        [owner.age_identity],
-        request,
-        [first],
-        footage,  # type: ignore[arg-type]
-        device_id=running.device.identity.device_id,
-        token_id=secrets.token_urlsafe(16),
-        now=now,
-        expires_at_s=now + 3600,
-        max_downloads=max_downloads,
-    )
+    with tempfile.TemporaryDirectory() as workdir:
+        footage = await ApiFootage.load(phone, request, [first.segment_id], workdir=Path(workdir))
+        now = int(time.time())
+        approval = approve(
+            owner.signing_key,
+            [owner.age_identity],
+            request,
+            [first],
+            footage,
+            device_id=running.device.identity.device_id,
+            device_key=running.device.identity.public_key,
+            token_id=secrets.token_urlsafe(16),
+            now=now,
+            expires_at_s=now + 3600,
+            max_downloads=max_downloads,
+        )
     return await phone.consent(request.request_id, approval)
 
 

@@ -1,0 +1,368 @@
+"""The phone against a compromised device: approval re-wraps a file key only after proving it opens
+the payload of the segment approved, as the device signed it; any lie refuses the whole approval
+and nothing is signed."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+import consent.owner
+from consent.clip_manifest import ClipManifest
+from consent.clips import SegmentLike, StoreFootage
+from consent.desk import ConsentDesk
+from consent.errors import ConsentError
+from consent.models import ConsentRequest, RequestStatus
+from consent.owner import Approval
+from consent.requester import open_bundle
+from crypto import age
+from crypto.keys import DeviceIdentity, KeyBundle
+from tests.consent.kit import NOW, Segment, World, make_request
+
+
+class HostileFootage:
+    """A FootageIndex over the honest store that a compromised device can make lie: other bytes
+    for a segment's file, other records in the listing, other clip manifests."""
+
+    def __init__(self, world: World) -> None:
+        self._honest = StoreFootage(world.clips)
+        self.files: dict[str, bytes] = {}
+        self.listing: dict[str, Segment] = {}
+        self.manifests: dict[str, bytes] = {}
+
+    def list_clips(self, *, camera=None, start_s=None, end_s=None):
+        return self._honest.list_clips(camera=camera, start_s=start_s, end_s=end_s)
+
+    def list_segments(self, clip_id: str) -> list[SegmentLike]:
+        honest = self._honest.list_segments(clip_id)
+        return [self.listing.get(s.segment_id, s) for s in honest]
+
+    def read_segment(self, segment_id: str) -> io.BytesIO:
+        return io.BytesIO(self.file(segment_id))
+
+    def manifest_bytes(self, clip_id: str) -> bytes:
+        return self.manifests.get(clip_id) or self._honest.manifest_bytes(clip_id)
+
+    def file(self, segment_id: str) -> bytes:
+        if segment_id in self.files:
+            return self.files[segment_id]
+        with self._honest.read_segment(segment_id) as f:
+            return f.read()
+
+
+@pytest.fixture
+def request_(world: World, requester: KeyBundle) -> ConsentRequest:
+    desk: ConsentDesk = world.desk  # type: ignore[assignment]
+    desk.submit_request(make_request(requester), NOW)
+    [request] = desk.pending_requests(NOW)
+    return request
+
+
+def _approve(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request: ConsentRequest,
+    footage: HostileFootage,
+    chosen: list[SegmentLike] | None = None,
+) -> Approval:
+    listed = {s.segment_id: s for s in footage.list_segments("clip-0001")}
+    segments = chosen if chosen is not None else [listed[s.segment_id] for s in world.segments[:3]]
+    return consent.owner.approve(
+        owner.signing_key,
+        [owner.age_identity],
+        request,
+        segments,
+        footage,  # type: ignore[arg-type]
+        device_id=device.device_id,
+        device_key=device.public_key,
+        token_id="rel-0001",
+        now=NOW,
+        expires_at_s=NOW + 86400,
+    )
+
+
+def _refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request: ConsentRequest,
+    footage: HostileFootage,
+    caplog: pytest.LogCaptureFixture,
+    chosen: list[SegmentLike] | None = None,
+) -> str:
+    """Approve against the hostile footage: it must raise, sign nothing and post nothing."""
+    caplog.set_level(logging.INFO, logger="consent.owner")
+    with pytest.raises(ConsentError) as caught:
+        _approve(world, owner, device, request, footage, chosen)
+    assert not [r for r in caplog.records if r.getMessage().startswith("consent.approved")]
+    desk: ConsentDesk = world.desk  # type: ignore[assignment]
+    assert desk.request(request.request_id).status is RequestStatus.PENDING
+    assert desk.releases_for(request.request_id) == []
+    return str(caught.value)
+
+
+def _file(world: World, index: int) -> bytes:
+    return world.segments[index].path.read_bytes()
+
+
+def test_the_honest_device_still_gets_a_release_the_requester_verifies(
+    world: World,
+    owner: KeyBundle,
+    requester: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    tmp_path: Path,
+) -> None:
+    footage = HostileFootage(world)
+    approval = _approve(world, owner, device, request_, footage)
+    desk: ConsentDesk = world.desk  # type: ignore[assignment]
+    desk.record_approval(request_.request_id, approval.token, approval.manifest, NOW)
+    desk.authorize_download("rel-0001", requester.key_id, NOW)
+    bundle = io.BytesIO()
+    desk.write_bundle("rel-0001", bundle)
+    bundle.seek(0)
+    report = open_bundle(
+        bundle,
+        [requester.age_identity],
+        tmp_path / "out",
+        requester_key_id=requester.key_id,
+        device_key=device.public_key,
+    )
+    assert report.ok
+    expected = b"".join(world.plaintexts[s.segment_id] for s in world.segments[:3])
+    assert Path(report.video or "").read_bytes() == expected
+
+
+def test_a_header_swapped_in_from_another_segment_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Segment 1 is asked for; the device answers with segment 5's header (5 is not approved).
+    footage = HostileFootage(world)
+    header_5, _ = age.split_header(_file(world, 5))
+    _, payload_1 = age.split_header(_file(world, 1))
+    footage.files[world.segments[1].segment_id] = header_5 + payload_1
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000001': its payload does not open under the "
+        "file key of the header the device sent (payload chunk 0 failed authentication); "
+        "the device may be compromised, nothing was signed"
+    )
+
+
+def test_another_segments_whole_file_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The device serves segment 5's complete age file (header and payload) as segment 1.
+    footage = HostileFootage(world)
+    footage.files[world.segments[1].segment_id] = _file(world, 5)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message.startswith(
+        "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
+        f"{world.segments[5].payload_sha256}, but the device listed it with "
+        f"{world.segments[1].payload_sha256}"
+    )
+
+
+def test_another_segments_payload_under_the_right_header_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    header_1, _ = age.split_header(_file(world, 1))
+    _, payload_5 = age.split_header(_file(world, 5))
+    footage.files[world.segments[1].segment_id] = header_1 + payload_5
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message.startswith(
+        "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
+        f"{world.segments[5].payload_sha256}, but the device listed it with "
+        f"{world.segments[1].payload_sha256}"
+    )
+
+
+def test_a_resigned_manifest_cannot_carry_another_payload_under_this_header(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A device holding its key swaps the payload hashes of indexes 1 and 5 in the manifest it
+    # signs and in its listing, and serves segment 5's payload behind segment 1's header: every
+    # hash agrees, but the header's file key does not open that payload.
+    footage = HostileFootage(world)
+    seg1, seg5 = world.segments[1], world.segments[5]
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    entries = list(signed.segments)
+    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
+    entries[5] = dataclasses.replace(entries[5], payload_sha256=seg1.payload_sha256)
+    forged = dataclasses.replace(signed, segments=tuple(entries))
+    footage.manifests["clip-0001"] = forged.sign(device.private_key)
+    footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
+    header_1, _ = age.split_header(_file(world, 1))
+    _, payload_5 = age.split_header(_file(world, 5))
+    footage.files[seg1.segment_id] = header_1 + payload_5
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000001': its payload does not open under the "
+        "file key of the header the device sent (payload chunk 0 failed authentication); "
+        "the device may be compromised, nothing was signed"
+    )
+
+
+def test_a_listed_payload_hash_that_lies_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The listing claims segment 5's hash for segment 1 (whose real file is served).
+    footage = HostileFootage(world)
+    seg1 = world.segments[1]
+    footage.listing[seg1.segment_id] = dataclasses.replace(
+        seg1, payload_sha256=world.segments[5].payload_sha256
+    )
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message.startswith(
+        f"refusing to approve: segment 'clip-0001.000001': its payload hashes to "
+        f"{seg1.payload_sha256}, but the device listed it with {world.segments[5].payload_sha256}"
+    )
+
+
+def test_a_signed_manifest_that_claims_another_payload_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A device that holds its key re-signs the clip manifest so that index 1 names segment 5's
+    # payload, lists segment 1 that way and serves segment 5's file as segment 1.
+    footage = HostileFootage(world)
+    seg1, seg5 = world.segments[1], world.segments[5]
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    entries = list(signed.segments)
+    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
+    forged = dataclasses.replace(signed, segments=tuple(entries))
+    footage.manifests["clip-0001"] = forged.sign(device.private_key)
+    footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
+    footage.files[seg1.segment_id] = _file(world, 5)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001': its signed manifest lists the payload "
+        f"{seg5.payload_sha256} at indexes 1 and 5; the device may be compromised, nothing "
+        "was signed"
+    )
+
+
+def test_a_payload_that_differs_from_the_signed_manifest_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Listing and file agree (segment 5's bytes, relabelled as 1), but the device signed another.
+    footage = HostileFootage(world)
+    seg1, seg5 = world.segments[1], world.segments[5]
+    footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
+    footage.files[seg1.segment_id] = _file(world, 5)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message.startswith(
+        "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
+        f"{seg5.payload_sha256}, but the device signed {seg1.payload_sha256} for clip "
+        "'clip-0001' index 1"
+    )
+
+
+def test_relabelled_segments_are_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The listing swaps two segments' ids: what the owner picks as 000001 is index 2 (and the
+    # device serves index 2's file under that id), all else consistent with the signed manifest.
+    footage = HostileFootage(world)
+    seg1, seg2 = world.segments[1], world.segments[2]
+    footage.listing[seg1.segment_id] = dataclasses.replace(seg2, segment_id=seg1.segment_id)
+    footage.listing[seg2.segment_id] = dataclasses.replace(seg1, segment_id=seg2.segment_id)
+    footage.files[seg1.segment_id] = _file(world, 2)
+    footage.files[seg2.segment_id] = _file(world, 1)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000001': the device lists it as clip "
+        "'clip-0001' index 2, whose id is 'clip-0001.000002'; the device may be compromised, "
+        "nothing was signed"
+    )
+
+
+def test_a_segment_listed_twice_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    listed = footage.list_segments("clip-0001")
+    message = _refused(
+        world, owner, device, request_, footage, caplog, [listed[1], listed[2], listed[1]]
+    )
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000001' is chosen twice; nothing was signed"
+    )
+
+
+def test_a_clip_manifest_with_a_bad_signature_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    other = DeviceIdentity.generate()
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    footage.manifests["clip-0001"] = signed.sign(other.private_key)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message.startswith(
+        "refusing to approve: clip 'clip-0001': its manifest is not signed by the device key "
+        "pinned at pairing"
+    )
+
+
+def test_another_clips_manifest_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    footage.manifests["clip-0001"] = dataclasses.replace(signed, clip_id="clip-0002").sign(
+        device.private_key
+    )
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001': the device sent the signed manifest of clip "
+        "'clip-0002'; the device may be compromised, nothing was signed"
+    )
