@@ -7,13 +7,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 import consent.owner
 from consent.clip_manifest import ClipManifest
-from consent.clips import SegmentLike, StoreFootage
+from consent.clips import ClipLike, SegmentLike, StoreFootage
 from consent.desk import ConsentDesk
 from consent.errors import ConsentError
 from consent.models import ConsentRequest, RequestStatus
@@ -31,17 +33,22 @@ class HostileFootage:
     def __init__(self, world: World) -> None:
         self._honest = StoreFootage(world.clips)
         self.files: dict[str, bytes] = {}
+        self.streams: dict[str, Callable[[], BinaryIO]] = {}
         self.listing: dict[str, Segment] = {}
         self.manifests: dict[str, bytes] = {}
 
-    def list_clips(self, *, camera=None, start_s=None, end_s=None):
+    def list_clips(
+        self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
+    ) -> Sequence[ClipLike]:
         return self._honest.list_clips(camera=camera, start_s=start_s, end_s=end_s)
 
     def list_segments(self, clip_id: str) -> list[SegmentLike]:
         honest = self._honest.list_segments(clip_id)
         return [self.listing.get(s.segment_id, s) for s in honest]
 
-    def read_segment(self, segment_id: str) -> io.BytesIO:
+    def read_segment(self, segment_id: str) -> BinaryIO:
+        if segment_id in self.streams:
+            return self.streams[segment_id]()
         return io.BytesIO(self.file(segment_id))
 
     def manifest_bytes(self, clip_id: str) -> bytes:
@@ -77,7 +84,7 @@ def _approve(
         [owner.age_identity],
         request,
         segments,
-        footage,  # type: ignore[arg-type]
+        footage,
         device_id=device.device_id,
         device_key=device.public_key,
         token_id="rel-0001",
@@ -366,3 +373,75 @@ def test_another_clips_manifest_is_refused(
         "refusing to approve: clip 'clip-0001': the device sent the signed manifest of clip "
         "'clip-0002'; the device may be compromised, nothing was signed"
     )
+
+
+class _Endless(io.RawIOBase):
+    """A segment file that never ends: ``data``, then zeros forever."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        view = memoryview(buffer).cast("B")
+        part = self._data[self.served : self.served + len(view)]
+        view[: len(part)] = part
+        view[len(part) :] = bytes(len(view) - len(part))
+        self.served += len(view)
+        return len(view)
+
+
+def test_a_segment_file_that_never_ends_is_refused_after_its_signed_size(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    seg1 = world.segments[1]
+    endless = _Endless(_file(world, 1))
+    footage.streams[seg1.segment_id] = lambda: io.BufferedReader(endless)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000001': its file is larger than the "
+        f"{seg1.size} bytes the device signed; the device may be compromised, nothing was signed"
+    )
+    assert endless.served <= seg1.size + 2 * io.DEFAULT_BUFFER_SIZE + 64 * 1024
+
+
+def test_a_segment_the_owner_cannot_open_is_refused(
+    world: World,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stranger = KeyBundle.generate("x25519")  # signs, but holds no identity the files are for
+    message = _refused(world, stranger, device, request_, HostileFootage(world), caplog)
+    assert message == (
+        "refusing to approve: segment 'clip-0001.000000': none of your age identities opens its "
+        "header (was it recorded before this phone was paired?); nothing was signed"
+    )
+
+
+def test_the_device_key_must_be_the_device_ids(
+    world: World, owner: KeyBundle, request_: ConsentRequest
+) -> None:
+    other = DeviceIdentity.generate()
+    with pytest.raises(ConsentError) as caught:
+        consent.owner.approve(
+            owner.signing_key,
+            [owner.age_identity],
+            request_,
+            world.segments[:1],
+            HostileFootage(world),
+            device_id="0123456789abcdef",
+            device_key=other.public_key,
+            token_id="rel-0001",
+            now=NOW,
+            expires_at_s=NOW + 86400,
+        )
+    assert str(caught.value) == "the device key given is not the key of device '0123456789abcdef'"

@@ -10,7 +10,7 @@ import io
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from consent.models import RequesterIdentity
 from consent.requester import open_bundle
 from consent.requests import sign_request, verify_request
 from crypto import age
+from crypto.errors import DoorwardError
 from crypto.keys import DeviceIdentity, KeyBundle
 from hub.cli import cmd_owner
 from hub.cli.request_footage import ApiFootage
@@ -146,7 +147,7 @@ def _resign_manifest(running: Running, clip_id: str) -> None:
 async def test_a_compromised_device_gets_no_consent(
     stocked: tuple[Running, KeyBundle, str, list[bytes]],
     tmp_path: Path,
-    attack,
+    attack: Callable[[Running, str], None],
     expected: str,
 ) -> None:
     running, owner, clip_id, _ = stocked
@@ -162,6 +163,23 @@ async def test_a_compromised_device_gets_no_consent(
     assert stored.status == "pending"
     async with running.client(requester) as agency:
         assert (await agency.request_status(request_id)).release_ids == ()
+
+
+async def test_a_segment_longer_than_listed_is_not_downloaded_past_its_size(
+    stocked: tuple[Running, KeyBundle, str, list[bytes]], tmp_path: Path
+) -> None:
+    running, owner, clip_id, _ = stocked
+    path = _path(running, clip_id, 1)
+    listed = path.stat().st_size
+    path.write_bytes(path.read_bytes() + bytes(1024 * 1024))
+    requester = KeyBundle.generate("x25519")
+    with pytest.raises(DoorwardError) as caught:
+        await _approve(running, owner, requester, [f"{clip_id}.000001"], tmp_path)
+    assert str(caught.value) == (
+        f"the device sent more than {listed} bytes for /segments/{clip_id}.000001; "
+        "refusing the rest"
+    )
+    assert list((tmp_path / "phone").iterdir()) == []  # the partial download was removed
 
 
 async def test_an_honest_device_releases_what_the_owner_chose(
