@@ -12,6 +12,9 @@
   files (payload hash against the verified clip manifest, first STREAM chunk under the file key),
   re-wraps their headers to the requester, builds the release manifest and signs the token, for an owner with a hybrid
   (ML-KEM-768 + X25519) or a classic X25519 identity; ``approve_60_segments_ms`` is the hybrid one.
+- ``approve_10x2MB_ms_x25519``: the same for 10 segments of 2 MiB (about 2 s of video each), and
+  ``approve_10x2MB_vs_sha256``, its ratio to hashing those 20 MiB once (``sha256_20MB_ms``): the
+  phone reads and hashes every payload it approves, so this stays a small multiple.
 
 Each figure is the best of ``--repeat`` runs. With --json the last line is one JSON object.
 """
@@ -19,6 +22,7 @@ Each figure is the best of ``--repeat`` runs. With --json the last line is one J
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import sys
@@ -110,14 +114,16 @@ class _Segment:
 
 
 class _Footage:
-    """Segment files and a signed clip manifest in memory: the phone side of a 60-segment clip."""
+    """Segment files and a signed clip manifest in memory: the phone side of one clip."""
 
-    def __init__(self, owner: KeyBundle, device: DeviceIdentity, count: int) -> None:
+    def __init__(
+        self, owner: KeyBundle, device: DeviceIdentity, count: int, plaintext: bytes
+    ) -> None:
         self.segments = []
         self.files = {}
         for index in range(count):
             out = io.BytesIO()
-            enc = age.encrypt([owner.recipient], b"\x47" * 188 * 8, out)
+            enc = age.encrypt([owner.recipient], plaintext, out)
             seg = _Segment(
                 f"clip-1.{index:06d}",
                 "clip-1",
@@ -154,7 +160,9 @@ class _Footage:
         return self.manifest
 
 
-def approve_figure(kind: str, repeat: int) -> float:
+def approve_figure(
+    kind: str, repeat: int, *, count: int = 60, plaintext: bytes = b"\x47" * 188 * 8
+) -> float:
     owner, requester = KeyBundle.generate(kind), KeyBundle.generate("x25519")  # type: ignore[arg-type]
     device = DeviceIdentity.generate()
     identity = RequesterIdentity("Bench", "Bench PD", "local_agency", "", "")
@@ -174,7 +182,7 @@ def approve_figure(kind: str, repeat: int) -> float:
         nonce="0123456789abcdef",
     )
     request = verify_request(token, NOW)
-    footage = _Footage(owner, device, 60)
+    footage = _Footage(owner, device, count, plaintext)
     counter = iter(range(10**6))
 
     def approve() -> None:
@@ -194,6 +202,20 @@ def approve_figure(kind: str, repeat: int) -> float:
     return _best_ms(approve, repeat)
 
 
+def approve_large_figures(repeat: int, count: int = 10, size: int = 2 * 1024 * 1024) -> dict:
+    """Approving ``count`` segments of ``size`` bytes (about 2 s of video each), against hashing
+    the same bytes once: the phone reads and hashes every payload it re-wraps."""
+    plaintext = bytes(range(256)) * (size // 256)
+    approve_ms = approve_figure("x25519", repeat, count=count, plaintext=plaintext)
+    data = plaintext * count
+    sha_ms = _best_ms(lambda: hashlib.sha256(data).digest(), repeat)
+    return {
+        "approve_10x2MB_ms_x25519": approve_ms,
+        "sha256_20MB_ms": sha_ms,
+        "approve_10x2MB_vs_sha256": approve_ms / sha_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -205,6 +227,7 @@ def main() -> None:
     results["approve_60_segments_ms_hybrid"] = approve_figure("hybrid", args.repeat)
     results["approve_60_segments_ms_x25519"] = approve_figure("x25519", args.repeat)
     results["approve_60_segments_ms"] = results["approve_60_segments_ms_hybrid"]
+    results.update(approve_large_figures(args.repeat))
     results.update(measure_all(entries=args.entries))
     for name, value in results.items():
         print(f"{name:34} {value:14.3f}")
