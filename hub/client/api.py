@@ -51,7 +51,7 @@ from hub.client.records import (
     request_of,
     segment_of,
 )
-from hub.wire.events import CLOSE_TOO_SLOW
+from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ApiError", "DoorwardClient", "EventStreamDropped", "pair"]
@@ -347,7 +347,8 @@ class DoorwardClient:
 
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
         """Device events as they happen, until the device closes the stream; raises
-        :class:`EventStreamDropped` if it dropped this client for falling behind."""
+        :class:`EventStreamDropped` if it dropped this client for falling behind, and ApiError
+        ``unknown_key`` (403) once this key is removed as an owner."""
         query = {"kinds": ",".join(kinds) if kinds else None}
         url = self._url("/events", query)
         headers = self._signer.headers("GET", str(url), b"")
@@ -362,6 +363,12 @@ class DoorwardClient:
                     break
                 data = json.loads(message.data)
                 yield EventMessage(data["seq"], data["kind"], data["time"], data["data"])
+        if socket.close_code == CLOSE_OWNER_REMOVED:
+            raise ApiError(
+                403,
+                "unknown_key",
+                "this key was removed as an owner of the device; its event stream is closed",
+            )
         if socket.close_code == CLOSE_TOO_SLOW:
             raise EventStreamDropped(
                 "the device dropped the event stream because this client fell behind; "
