@@ -477,11 +477,12 @@ async def pair(
     """Pair ``keys`` with the device of a pairing URI (the QR code); returns the device's keys.
 
     The TLS connection is pinned to the fingerprint in the URI; the SPAKE2 exchange checks the
-    setup code and both identities, then the device's keys are checked against the URI again.
+    setup code and both identities, the phone signs the session with ``keys.signing_key`` to prove
+    it holds it, then the device's keys are checked against the URI again.
     """
     machine = PhonePairing(
         uri.code,
-        phone_signing_key=keys.signing_key.public_key(),
+        phone_signing_key=keys.signing_key,
         recipient=str(keys.recipient),
         name=name,
         device_id=uri.device_id,
