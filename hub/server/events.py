@@ -120,9 +120,9 @@ class EventBus:
         self._subscribed.set()
         return subscription
 
-    async def wait_for_subscriber(self) -> None:
-        """Return once the bus has at least one subscriber (tests, startup checks)."""
-        while not self._subscribers:
+    async def wait_for_subscriber(self, count: int = 1) -> None:
+        """Return once the bus has at least ``count`` subscribers (tests, startup checks)."""
+        while len(self._subscribers) < count:
             self._subscribed.clear()
             await self._subscribed.wait()
 
