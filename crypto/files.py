@@ -3,16 +3,18 @@
 Every package writes its files through :func:`write_atomic` (key files, the phone's audit
 checkpoint, clip manifests), so a crash or a full disk leaves either the old file or the new one,
 never half of either. Temp files are named ``.<name>.<random>.tmp``: a store that cleans up after a
-crash removes ``*`` :data:`TEMP_SUFFIX` files.
+crash removes ``*`` :data:`TEMP_SUFFIX` files. Folders that hold secrets or private records (the
+device's data folder, a phone's profile) are made with :func:`private_dir`.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["TEMP_SUFFIX", "fsync_dir", "write_atomic"]
+__all__ = ["TEMP_SUFFIX", "fsync_dir", "private_dir", "write_atomic"]
 
 TEMP_SUFFIX = ".tmp"  # every file a crash may leave half-written ends with this
 
@@ -52,3 +54,16 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_dir(path: Path) -> int | None:
+    """Make ``path`` a folder only its owner may open (0700): create it (and missing parents) if
+    needed, else narrow it if group or others have any access. Returns the mode it had when it
+    was narrowed (callers log that), else None."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return None
+    os.chmod(path, 0o700)
+    return mode

@@ -6,7 +6,7 @@ Four messages, canonical JSON, the phone speaks first::
     phone                                                   device
     pake1   {phone key id, device id, SPAKE2 A message}  ->
                                                    <-  pake2   {SPAKE2 B message, device MAC}
-    confirm {phone MAC, box(phone keys)}             ->
+    confirm {phone MAC, box(phone keys, proof)}      ->
                                                    <-  keys    {box(device keys)}
 
 SPAKE2 binds both identities: idA = ``doorward-phone:<phone key id>``, idB =
@@ -15,6 +15,14 @@ its own key id. From the SPAKE2 key and a hash of the transcript, HKDF-SHA256 de
 purpose and direction: a confirmation MAC key for each side and an AEAD key for each direction.
 The phone reveals nothing (not even its MAC) before it has checked the device's MAC; the device
 reveals its keys only after checking the phone's.
+
+The phone proves it holds the Ed25519 key it registers: ``proof`` inside the confirm box is its
+Ed25519 signature over ``"doorward pairing v2 phone key proof" || 0x00 || transcript hash ||
+canonical JSON {signing_key, recipient, name}``. The transcript hash covers both identities (the
+phone's key id and the device id) and both SPAKE2 messages, so a proof is good for this session
+only; the device checks it before it registers anything. Knowing the setup code is therefore not
+enough to register another phone's public key (with one's own age recipient): that needs the
+other phone's private key too.
 
 Any bad, tampered, replayed or out-of-order message moves a machine to the terminal ``FAILED``
 state and raises :class:`~crypto.errors.PairingFailed` with a remedy for the person pairing. A
@@ -33,9 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
@@ -59,12 +67,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the confirm box carries the phone's proof of its signing key
 MAX_MESSAGE_BYTES = 16 * 1024  # a hybrid age recipient is ~2 KB; nothing legitimate is larger
 _MAX_NAME_CHARS = 64
 _MAX_RECIPIENT_CHARS = 4096
 _PAKE_MESSAGE_BYTES = 33  # spake2's side byte + one Ed25519 group element
 _KDF_PREFIX = b"doorward pairing v1 "
+_PROOF_CONTEXT = b"doorward pairing v2 phone key proof\x00"
+_SIGNATURE_BYTES = 64
 # Each AEAD key below encrypts exactly one message, so a fixed all-zero nonce never repeats.
 _NONCE = bytes(12)
 
@@ -92,6 +102,7 @@ class FailureReason(enum.Enum):
     OUT_OF_ORDER = "out_of_order"
     TAMPERED = "tampered"
     KEY_MISMATCH = "key_mismatch"
+    KEY_NOT_PROVEN = "key_not_proven"
 
 
 _REMEDIES = {
@@ -107,6 +118,10 @@ _REMEDIES = {
     FailureReason.KEY_MISMATCH: (
         "the doorbell's keys do not match {detail}; this may not be your doorbell: "
         "check that you are on your home network and scan the code again"
+    ),
+    FailureReason.KEY_NOT_PROVEN: (
+        "the phone did not prove it holds the signing key it presented; "
+        "pair from the phone that holds that key"
     ),
 }
 
@@ -252,7 +267,10 @@ class _Machine:
 
 
 class PhonePairing(_Machine):
-    """The phone's side: call :meth:`start`, then :meth:`receive_pake`, then :meth:`receive_keys`."""
+    """The phone's side: call :meth:`start`, then :meth:`receive_pake`, then :meth:`receive_keys`.
+
+    ``phone_signing_key`` is the phone's private Ed25519 key: its public half is registered, and
+    it signs the session's transcript to prove the phone holds it."""
 
     side = "phone"
 
@@ -260,7 +278,7 @@ class PhonePairing(_Machine):
         self,
         code: SetupCode,
         *,
-        phone_signing_key: Ed25519PublicKey,
+        phone_signing_key: Ed25519PrivateKey,
         recipient: str,
         name: str,
         device_id: str,
@@ -268,7 +286,8 @@ class PhonePairing(_Machine):
         entropy: Entropy | None = None,
     ) -> None:
         super().__init__()
-        self._keys = PhoneKeys(phone_signing_key, recipient, name)
+        self._signer = phone_signing_key
+        self._keys = PhoneKeys(phone_signing_key.public_key(), recipient, name)
         self._device_id = device_id
         self._expected_fingerprint = expected_fingerprint
         self._ids = _ids(self._keys.key_id, device_id)
@@ -301,13 +320,13 @@ class PhonePairing(_Machine):
         if not hmac.compare_digest(keys.mac("device"), fields["confirm"]):
             raise self._fail(FailureReason.WRONG_CODE)
         self._box_in_key = keys.device_to_phone
-        payload = canonical_json(
-            {
-                "signing_key": b64url(self._keys.signing_key.public_bytes_raw()),
-                "recipient": self._keys.recipient,
-                "name": self._keys.name,
-            }
-        )
+        registered = {
+            "signing_key": b64url(self._keys.signing_key.public_bytes_raw()),
+            "recipient": self._keys.recipient,
+            "name": self._keys.name,
+        }
+        proof = self._signer.sign(_proof_message(keys.transcript, registered))
+        payload = canonical_json({**registered, "proof": b64url(proof)})
         box = ChaCha20Poly1305(keys.phone_to_device).encrypt(_NONCE, payload, b"confirm")
         message = {
             "v": PROTOCOL_VERSION,
@@ -419,17 +438,25 @@ class DevicePairing(_Machine):
             raise self._fail(FailureReason.TAMPERED) from None
         try:
             body = _parse_json(payload)
-            if set(body) != {"signing_key", "recipient", "name"}:
-                raise ValueError("confirm must carry signing_key, recipient and name")
+            if set(body) != {"signing_key", "recipient", "name", "proof"}:
+                raise ValueError("confirm must carry signing_key, recipient, name and proof")
             signing_key = Ed25519PublicKey.from_public_bytes(b64url_decode(body["signing_key"]))
             phone = PhoneKeys(signing_key, body["recipient"], body["name"])
             age.parse_recipient(phone.recipient)
+            proof = b64url_decode(body["proof"])
+            if len(proof) != _SIGNATURE_BYTES:
+                raise ValueError(f"proof must be a {_SIGNATURE_BYTES}-byte Ed25519 signature")
         except (ValueError, TypeError) as exc:
             raise self._fail(FailureReason.MALFORMED, str(exc)) from None
         except CryptoError:
             raise self._fail(FailureReason.MALFORMED, "recipient is not an age recipient") from None
         if phone.key_id != self._phone_id:
             raise self._fail(FailureReason.MALFORMED, "the phone's key does not match its key id")
+        registered = {k: body[k] for k in ("signing_key", "recipient", "name")}
+        try:
+            signing_key.verify(proof, _proof_message(keys.transcript, registered))
+        except InvalidSignature:
+            raise self._fail(FailureReason.KEY_NOT_PROVEN) from None
         payload = canonical_json(
             {
                 "signing_key": b64url(self._keys.signing_key.public_bytes_raw()),
@@ -473,6 +500,12 @@ class _Keys:
     def mac(self, side: str) -> bytes:
         key = self.confirm_phone if side == "phone" else self.confirm_device
         return hmac.new(key, self.transcript, hashlib.sha256).digest()
+
+
+def _proof_message(transcript: bytes, registered: dict[str, str]) -> bytes:
+    """What the phone signs to prove it holds its signing key: bound to this session's
+    transcript (both identities, both SPAKE2 messages) and to everything it registers."""
+    return _PROOF_CONTEXT + transcript + canonical_json(registered)
 
 
 def _ids(phone_key_id: str, device: str) -> tuple[bytes, bytes]:

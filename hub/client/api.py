@@ -51,7 +51,7 @@ from hub.client.records import (
     request_of,
     segment_of,
 )
-from hub.wire.events import CLOSE_TOO_SLOW
+from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ApiError", "DoorwardClient", "EventStreamDropped", "pair"]
@@ -350,7 +350,8 @@ class DoorwardClient:
 
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
         """Device events as they happen, until the device closes the stream; raises
-        :class:`EventStreamDropped` if it dropped this client for falling behind."""
+        :class:`EventStreamDropped` if it dropped this client for falling behind, and ApiError
+        ``unknown_key`` (403) once this key is removed as an owner."""
         query = {"kinds": ",".join(kinds) if kinds else None}
         url = self._url("/events", query)
         headers = self._signer.headers("GET", str(url), b"")
@@ -365,6 +366,12 @@ class DoorwardClient:
                     break
                 data = json.loads(message.data)
                 yield EventMessage(data["seq"], data["kind"], data["time"], data["data"])
+        if socket.close_code == CLOSE_OWNER_REMOVED:
+            raise ApiError(
+                403,
+                "unknown_key",
+                "this key was removed as an owner of the device; its event stream is closed",
+            )
         if socket.close_code == CLOSE_TOO_SLOW:
             raise EventStreamDropped(
                 "the device dropped the event stream because this client fell behind; "
@@ -488,11 +495,12 @@ async def pair(
     """Pair ``keys`` with the device of a pairing URI (the QR code); returns the device's keys.
 
     The TLS connection is pinned to the fingerprint in the URI; the SPAKE2 exchange checks the
-    setup code and both identities, then the device's keys are checked against the URI again.
+    setup code and both identities, the phone signs the session with ``keys.signing_key`` to prove
+    it holds it, then the device's keys are checked against the URI again.
     """
     machine = PhonePairing(
         uri.code,
-        phone_signing_key=keys.signing_key.public_key(),
+        phone_signing_key=keys.signing_key,
         recipient=str(keys.recipient),
         name=name,
         device_id=uri.device_id,

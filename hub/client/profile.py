@@ -9,12 +9,15 @@ A profile lives in ``$XDG_CONFIG_HOME/doorward/<owner|requester>/<name>`` (``~/.
     requests.json                (requester) which device each request and release went to
     audit/<device-id>.checkpoint (owner) the last audit checkpoint this profile accepted
 
-Only the key files are secret; the JSON files hold public facts about devices and requests.
+Only the key files are secret; the JSON files hold public facts about devices and requests. The
+folder is made 0700 (an existing one that others could open is narrowed, with a warning) and every
+file in it 0600.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from crypto.errors import DoorwardError
-from crypto.files import write_atomic
+from crypto.files import private_dir, write_atomic
 from crypto.keys import KeyBundle, load_ed25519_public
 from crypto.signed import b64url
 
@@ -35,6 +38,8 @@ __all__ = [
     "ProfileKind",
     "default_profile_dir",
 ]
+
+logger = logging.getLogger(__name__)
 
 ProfileKind = Literal["owner", "requester"]
 
@@ -110,7 +115,11 @@ class Profile:
             raise ProfileError(
                 f"a profile already exists in {self.directory}; use --profile DIR for another"
             )
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        old_mode = private_dir(self.directory)
+        if old_mode is not None:
+            logger.warning(
+                "profile.narrowed path=%s old_mode=%04o new_mode=0700", self.directory, old_mode
+            )
         keys.save(self.directory)
         _write_json(self.directory / _PROFILE_FILE, {"kind": self.kind, **info})
 
@@ -202,7 +211,7 @@ class Profile:
     def checkpoint_path(self, device_id: str) -> Path:
         """Where the last accepted audit checkpoint of ``device_id`` is kept."""
         directory = self.directory / "audit"
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         return directory / f"{device_id}.checkpoint"
 
 

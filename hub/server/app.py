@@ -1,4 +1,5 @@
-"""The device's HTTPS API as one aiohttp application, assembled here and only here: ``create_app``.
+"""The device's HTTPS API as one aiohttp application, assembled here and only here: ``create_app``;
+and the live page's site for the page port, ``create_page_app``.
 
 Routes live in ``hub.server.routes`` (owner, requester, pairing, events, live); errors become JSON
 in ``hub.server.errors``; shared state hangs off the app under the AppKeys of
@@ -23,11 +24,12 @@ from hub.server.routes import events, live, owner, pairing, requester
 from hub.server.routes.live import LiveSetup
 from hub.server.worker import SerialWorker
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "PAGE_MAX_BODY_BYTES", "create_app", "create_page_app"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a consent manifest for a 12 h window stays far below this
+PAGE_MAX_BODY_BYTES = 64 * 1024  # the page sends a link token and one SDP offer
 
 
 def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Application:
@@ -47,6 +49,16 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     events.add_routes(app)
     if live_view is not None:
         live.add_routes(app, live_view)
+    return app
+
+
+def create_page_app(api: web.Application) -> web.Application:
+    """The live page's site (the page port, whose certificate nobody pins): the page, its script
+    and style, ``POST /live/link-offer`` and ``GET /live/link-events``, working on the live
+    state of ``api`` (from :func:`create_app` with live view). No API route answers there.
+    Start ``api``'s runner first and clean this one up first."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=PAGE_MAX_BODY_BYTES)
+    live.add_page_routes(app, api)
     return app
 
 

@@ -2,7 +2,9 @@
 
 :meth:`EventBus.publish` never blocks and never waits: each subscriber has a bounded queue, and a
 subscriber whose queue is full is dropped (its stream ends with ``dropped = True``), so one slow
-phone cannot hold up the cameras or the other phones. Everything runs on the event loop.
+phone cannot hold up the cameras or the other phones. A subscription taken for an owner's key is
+ended by :meth:`EventBus.end_key` when that owner is removed: whatever it had queued is discarded,
+so a removed owner gets no event after its removal. Everything runs on the event loop.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ QUEUE_LENGTH = 256
 class Subscription:
     """A subscriber's stream of events; iterate it, and :meth:`close` it when done."""
 
-    def __init__(self, bus: EventBus, kinds: frozenset[str] | None) -> None:
+    def __init__(self, bus: EventBus, kinds: frozenset[str] | None, key_id: str | None) -> None:
         self._bus = bus
         self._kinds = kinds
+        self.key_id = key_id
         # One slot more than the events it may hold: the end marker always fits.
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LENGTH + 1)
         self.dropped = False
+        self.revoked = False
         self.closed = False
 
     def wants(self, kind: str) -> bool:
@@ -64,6 +68,15 @@ class Subscription:
     def close(self) -> None:
         """End the stream and leave the bus; safe to call more than once."""
         self._end()
+        self._bus.unsubscribe(self)
+
+    def revoke(self) -> None:
+        """End the stream now, discarding what it had queued (its owner was removed)."""
+        self.revoked = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.closed = True
+        self._queue.put_nowait(None)  # the end marker, even if the stream had ended before
         self._bus.unsubscribe(self)
 
     def _end(self) -> None:
@@ -95,18 +108,21 @@ class EventBus:
         """How many subscriptions are open now."""
         return len(self._subscribers)
 
-    def subscribe(self, kinds: frozenset[str] | None = None) -> Subscription | None:
-        """A new subscription (to ``kinds``, default all), or None when the bus is full."""
+    def subscribe(
+        self, kinds: frozenset[str] | None = None, *, key_id: str | None = None
+    ) -> Subscription | None:
+        """A new subscription (to ``kinds``, default all; held by the owner ``key_id``, if any),
+        or None when the bus is full."""
         if len(self._subscribers) >= self._max:
             return None
-        subscription = Subscription(self, kinds)
+        subscription = Subscription(self, kinds, key_id)
         self._subscribers.append(subscription)
         self._subscribed.set()
         return subscription
 
-    async def wait_for_subscriber(self) -> None:
-        """Return once the bus has at least one subscriber (tests, startup checks)."""
-        while not self._subscribers:
+    async def wait_for_subscriber(self, count: int = 1) -> None:
+        """Return once the bus has at least ``count`` subscribers (tests, startup checks)."""
+        while len(self._subscribers) < count:
             self._subscribed.clear()
             await self._subscribed.wait()
 
@@ -126,6 +142,14 @@ class EventBus:
                 self.dropped_subscribers += 1
                 logger.warning("events.subscriber_dropped kind=%s seq=%d", kind, event.seq)
         return event
+
+    def end_key(self, key_id: str) -> int:
+        """Revoke every subscription held by the owner ``key_id`` (just removed); returns how
+        many. Call on the loop right after the removal is stored, before publishing anything."""
+        held = [s for s in self._subscribers if s.key_id == key_id]
+        for subscription in held:
+            subscription.revoke()
+        return len(held)
 
     def close(self) -> None:
         """End every subscription (at shutdown)."""

@@ -29,7 +29,7 @@ from hardware import (
     open_camera,
 )
 from hub.server import appkeys
-from hub.server.app import create_app
+from hub.server.app import create_app, create_page_app
 from hub.server.config import CameraConfig, ServeConfig
 from hub.server.deps import CameraInfo
 from hub.server.events import device_event
@@ -87,11 +87,12 @@ async def running_device(
     page: socket.socket,
     stop: asyncio.Event,
 ) -> AsyncIterator[Running | None]:
-    """Connect the cameras, record with every one, serve the API on ``api`` and the live page on
-    ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
+    """Connect the cameras, record with every one, serve the API on ``api`` and the live page's
+    site (``hub.server.app.create_page_app``) on ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
     finishes its open segment before the API and the device close."""
     tasks: set[asyncio.Task[Any]] = set()
     runner: web.AppRunner | None = None
+    page_runner: web.AppRunner | None = None
     try:
         if not await _connect_cameras(sources, stop):
             for source in sources.values():
@@ -115,8 +116,11 @@ async def running_device(
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         await web.SockSite(runner, api, ssl_context=device.ssl_context()).start()
+        # The page port: its own site with the page's routes only (its certificate is unpinned).
+        page_runner = web.AppRunner(create_page_app(app), handle_signals=False, access_log=None)
+        await page_runner.setup()
         page_tls = page_tls_context(device.data_dir / "keys")
-        await web.SockSite(runner, page, ssl_context=page_tls).start()
+        await web.SockSite(page_runner, page, ssl_context=page_tls).start()
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))
@@ -128,6 +132,8 @@ async def running_device(
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
+        if page_runner is not None:
+            await page_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
 

@@ -9,6 +9,7 @@ record, the API listens and the setup code is printed.
 :func:`serve` runs until SIGINT/SIGTERM (or ``stop``), then stops the cameras (each finishes its
 open segment), the API and the databases, and returns 0. Log lines are ``event key=value`` and
 never carry a key, a token or the setup code; the code is printed (with its QR) to ``out`` only.
+While it runs, the process's umask is 077 (``hub.server.data_dir``): the data folder is private.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -29,6 +31,7 @@ import segno
 from crypto.keys import DeviceIdentity
 from crypto.tls import spki_fingerprint
 from hub.server.config import CameraConfig, ConfigError, ServeConfig, parse_camera
+from hub.server.data_dir import PRIVATE_UMASK, prepare_data_dir
 from hub.server.owners import OwnersTable
 from hub.server.pairing_state import PairingAttempts, PairingState, pairing_state
 from hub.wire import discovery
@@ -67,7 +70,9 @@ async def serve(
     # bound now too, so the links the API mints can name it.
     listener = _listen(config.host, config.port)
     page_listener = _listen(config.host, config.live_page_port)
+    umask = os.umask(PRIVATE_UMASK)  # every file serve creates is the device user's alone
     try:
+        prepare_data_dir(config.data_dir)
         port = int(listener.getsockname()[1])
         starting = None
         if config.advertise:
@@ -116,6 +121,7 @@ async def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
+        os.umask(umask)
     logger.info("serve.stopped")
     return 0
 

@@ -4,6 +4,8 @@ keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its
 keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
 audit.db              the audit log                         clips/…           encrypted segments
 pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
+
+The directory and ``keys/`` are 0700, only the device's user may open them (``hub.server.data_dir``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from crypto.tls import (
 )
 from device import ClipStore
 from hub.server.config import ConfigError, ServeConfig
+from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.owners import OwnersTable
 
@@ -57,6 +60,7 @@ class Device:
     def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
         """Open the data directory, creating identity, certificate and setup code on first start."""
         data_dir = Path(data_dir)
+        prepare_data_dir(data_dir)
         key_dir = data_dir / "keys"
         key_path = key_dir / "device.ed25519"
         identity = DeviceIdentity.load_or_create(key_path)

@@ -1,7 +1,8 @@
 """The owners' event stream as both sides see it: event kinds, one event's JSON, close codes.
 
 ``GET /events`` is a WebSocket; each message is one :class:`Event` as JSON. A subscriber that falls
-behind is dropped with close code :data:`CLOSE_TOO_SLOW`.
+behind is dropped with close code :data:`CLOSE_TOO_SLOW`; the stream of an owner who is removed is
+closed at once with :data:`CLOSE_OWNER_REMOVED` and gets no later event.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CLOSE_TOO_SLOW", "EVENT_KINDS", "Event"]
+__all__ = ["CLOSE_OWNER_REMOVED", "CLOSE_TOO_SLOW", "EVENT_KINDS", "Event"]
 
 EVENT_KINDS = frozenset(
     {
@@ -27,6 +28,7 @@ EVENT_KINDS = frozenset(
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind
+CLOSE_OWNER_REMOVED = 4003  # WebSocket close code for a stream whose owner was removed
 
 
 @dataclass(frozen=True, slots=True)

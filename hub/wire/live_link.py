@@ -3,7 +3,9 @@
 The token is a compact JWS (``consent.jws``, Ed25519) that the owner's phone signs with its own
 key: ``{"aud": <device id>, "cam": <camera>, "iat", "exp", "jti"}``. The device accepts it only
 after the owner registered it with a signed ``POST /live/link`` (so a token nobody minted through
-the API is refused), only while that owner is still paired, before ``exp``, and once.
+the API is refused), only while that owner is still paired, before ``exp``, and once. A link whose
+``iat`` is more than :data:`MAX_CLOCK_SKEW_S` ahead of the device's clock is refused: otherwise a
+link minted for next year would be valid from now until then, whatever ``MAX_LINK_TTL_S`` says.
 
 Pure: no I/O and no clock; callers pass ``now_s``. The device keeps the links it accepted in
 :class:`hub.server.live.links.LinkBook`.
@@ -24,6 +26,7 @@ from hub.wire.errors import Conflict, Unauthorized
 
 __all__ = [
     "LINK_TYP",
+    "MAX_CLOCK_SKEW_S",
     "MAX_LINK_TTL_S",
     "LinkClaims",
     "LinkExpired",
@@ -35,6 +38,7 @@ __all__ = [
 
 LINK_TYP = "doorward-live-link+jwt"
 MAX_LINK_TTL_S = 900  # a link is for "someone is at the door now", not a standing share
+MAX_CLOCK_SKEW_S = 60  # how far ahead of the device's clock a phone's ``iat`` may be
 
 
 class LinkInvalid(Unauthorized):
@@ -123,6 +127,11 @@ def parse_link_token(
         raise LinkInvalid("live link is not for this doorbell or lacks aud, cam, iat, exp or jti")
     if not 0 < exp - iat <= MAX_LINK_TTL_S:
         raise LinkInvalid(f"live link must be valid for 1-{MAX_LINK_TTL_S} s")
+    if iat > now_s + MAX_CLOCK_SKEW_S:
+        raise LinkInvalid(
+            f"live link is issued {int(iat - now_s)} s ahead of the doorbell's clock (at most "
+            f"{MAX_CLOCK_SKEW_S} s allowed); check the phone's clock and mint a new link"
+        )
     if now_s >= exp:
         raise LinkExpired("this live link has expired; ask the owner for a new one")
     return LinkClaims(kid, cam, iat, exp, jti)

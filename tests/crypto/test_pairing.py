@@ -84,7 +84,7 @@ def make_pair(
     device_key = device_key or Ed25519PrivateKey.generate()
     phone = PhonePairing(
         phone_code,
-        phone_signing_key=phone_key.public_key(),
+        phone_signing_key=phone_key,
         recipient=RECIPIENT,
         name="Ann's phone",
         device_id=device_id(device_key.public_key()),
@@ -198,7 +198,7 @@ def forge_confirm(phone: PhonePairing, pake2: bytes) -> bytes:
 
     box = ChaCha20Poly1305(keys.phone_to_device).encrypt(bytes(12), b"{}", b"confirm")
     return canonical_json(
-        {"v": 1, "type": "confirm", "confirm": b64url(keys.mac("phone")), "box": b64url(box)}
+        {"v": 2, "type": "confirm", "confirm": b64url(keys.mac("phone")), "box": b64url(box)}
     )
 
 
@@ -218,7 +218,7 @@ def test_right_code_forged_confirm_reaches_the_box_check() -> None:
     pake2 = pair.device.receive_pake(pair.phone.start())
     fail_with(
         lambda: pair.device.receive_confirm(forge_confirm(pair.phone, pake2)),
-        malformed("confirm must carry signing_key, recipient and name"),
+        malformed("confirm must carry signing_key, recipient, name and proof"),
     )
 
 
@@ -376,7 +376,7 @@ def test_message_of_the_wrong_type_is_out_of_order() -> None:
             lambda m: edit(m, extra=1),
             "pake1 must have fields ['device', 'pake', 'phone', 'type', 'v']",
         ),
-        (lambda m: edit(m, v=2), "protocol version must be 1"),
+        (lambda m: edit(m, v=1), "protocol version must be 2"),
         (lambda m: edit(m, pake="AAAA"), "pake must be 33 bytes"),
         (lambda m: edit(m, pake="AA=="), "pake must be base64url"),
         (lambda m: edit(m, pake=7), "pake must be base64url"),
@@ -408,7 +408,7 @@ def test_device_refuses_keys_that_do_not_match_the_claimed_phone_id() -> None:
     # A phone that claims someone else's key id, but knows the code.
     liar = PhonePairing(
         CODE,
-        phone_signing_key=Ed25519PrivateKey.generate().public_key(),
+        phone_signing_key=Ed25519PrivateKey.generate(),
         recipient=RECIPIENT,
         name="liar",
         device_id=device_id(pair.device_key.public_key()),

@@ -21,7 +21,7 @@ from device import CameraPipeline
 from hardware import Frame, StreamInfo, microphone_of
 from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
 from hub.client import DoorwardClient
-from hub.server.app import create_app
+from hub.server.app import create_app, create_page_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
 from hub.server.live.page_tls import page_tls_context
@@ -119,14 +119,16 @@ async def live_device(
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
+    page_runner = web.AppRunner(create_page_app(app), handle_signals=False, access_log=None)
+    await page_runner.setup()
     task = asyncio.ensure_future(pipeline.run())
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())
         await site.start()
         port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-        # The browser-facing site: same app, an ECDSA certificate browsers accept.
+        # The browser-facing site: the page's routes only, an ECDSA certificate browsers accept.
         page_tls = page_tls_context(data_dir / "keys")
-        await web.SockSite(runner, page, ssl_context=page_tls).start()
+        await web.SockSite(page_runner, page, ssl_context=page_tls).start()
         yield LiveDevice(
             device,
             app,
@@ -140,6 +142,7 @@ async def live_device(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await page_runner.cleanup()
         await runner.cleanup()
         page.close()
         device.close()

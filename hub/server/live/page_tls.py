@@ -1,10 +1,12 @@
 """The TLS certificate of the live-view page's port: ECDSA P-256, because browsers do not accept
 Ed25519 server certificates (Chromium's TLS stack offers no Ed25519 signature algorithm).
 
-The API port keeps the device's Ed25519 certificate, which phones pin. The page port serves the
-same application with this second, self-signed certificate; a browser warns about it once (no CA
-on a LAN), and it carries nothing the page relies on: the link token is what authorises viewing.
-The key is kept under the data directory (0600) so a browser's exception survives a restart.
+The API port keeps the device's Ed25519 certificate, which phones pin. The page port has this
+second, self-signed certificate, which nobody pins: a browser warns about it once (no CA on a LAN),
+and it carries nothing the page relies on: the link token is what authorises viewing. So the page
+port serves only the page and its two calls (``hub.server.app.create_page_app``), never the API,
+and only over TLS 1.3 (every browser that runs the page speaks it). The key is kept under the data
+directory (0600) so a browser's exception survives a restart.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ _VALIDITY = timedelta(days=825)  # the longest validity browsers accept for a se
 
 
 def page_tls_context(key_dir: Path, *, now: datetime | None = None) -> ssl.SSLContext:
-    """A TLS 1.2/1.3 server context with the page certificate, created on first use."""
+    """A TLS 1.3 server context with the page certificate, created on first use."""
     key_path, cert_path = key_dir / "page-ecdsa.key", key_dir / "page-ecdsa.crt"
     if not key_path.exists() or not cert_path.exists():
         _create(key_path, cert_path, now or datetime.now(UTC))
     else:
         read_secret_file(key_path)  # refuses a key file others can read
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.load_cert_chain(certfile=str(cert_path), keyfile=str(key_path))
     return context
 

@@ -45,9 +45,12 @@ async def require_requester(request: web.Request, public_key: Ed25519PublicKey) 
     return verified.key_id
 
 
-def check_rate(request: web.Request, *, key_id: str | None) -> None:
-    """Take one token from the client address's bucket (and the key's, if given)."""
-    app = request.app
+def check_rate(
+    request: web.Request, *, key_id: str | None, app: web.Application | None = None
+) -> None:
+    """Take one token from the client address's bucket (and the key's, if given), in the limiter
+    of ``app`` (default: the request's; the live page's site passes the API's)."""
+    app = request.app if app is None else app
     limiter = app[appkeys.AUTH].limiter
     now = app[appkeys.DEPS].clock()
     address = request.remote or "unknown"

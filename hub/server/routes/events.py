@@ -2,7 +2,9 @@
 
 The upgrade request is signed like every owner request. Each event is one text frame of JSON
 ``{"seq", "kind", "time", "data"}``. A client that falls behind by more than the queue length is
-dropped: the socket closes with code 4008 and it should reconnect and re-list what it missed.
+dropped: the socket closes with code 4008 and it should reconnect and re-list what it missed. When
+the owner is removed (``DELETE /owners/{key_id}``), its sockets close at once with code 4003 and get
+no later event.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from aiohttp import WSMsgType, web
 from hub.server import appkeys
 from hub.server.routes._auth import require_owner
 from hub.wire.errors import BadRequest, Conflict
-from hub.wire.events import CLOSE_TOO_SLOW, EVENT_KINDS
+from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW, EVENT_KINDS
 
-__all__ = ["CLOSE_TOO_SLOW", "add_routes"]
+__all__ = ["CLOSE_OWNER_REMOVED", "CLOSE_TOO_SLOW", "add_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     socket = web.WebSocketResponse(heartbeat=_HEARTBEAT_S)
     if not socket.can_prepare(request).ok:
         raise BadRequest("GET /events must be a WebSocket upgrade request")
-    subscription = request.app[appkeys.BUS].subscribe(kinds)
+    # No await since require_owner checked the owner is active: a removal stored from now on
+    # revokes this subscription (EventBus.end_key), so the socket cannot outlive its owner.
+    subscription = request.app[appkeys.BUS].subscribe(kinds, key_id=owner.key_id)
     if subscription is None:
         raise Conflict("too many event streams are open; close one and retry", code="busy")
     sockets = request.app[appkeys.SOCKETS]
@@ -64,7 +68,12 @@ async def events(request: web.Request) -> web.WebSocketResponse:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        if subscription.dropped:
+        if subscription.revoked:
+            logger.info("events.owner_removed key_id=%s", owner.key_id)
+            await socket.close(
+                code=CLOSE_OWNER_REMOVED, message=b"this key is no longer an owner of the device"
+            )
+        elif subscription.dropped:
             await socket.close(code=CLOSE_TOO_SLOW, message=b"client too slow; reconnect")
     except (ConnectionResetError, TimeoutError):
         logger.info("events.lost key_id=%s", owner.key_id)

@@ -8,9 +8,13 @@
   resources).
 - ``POST /live/link-offer``: ``{"token", "sdp"}`` from the page; uses the link once.
 - ``GET /live/link-events?feed=…``: Server-Sent Events (doorbell presses, motion, the end of
-  the session) for the page, authorised by the session's feed secret.
+  the session) for the page, authorised by the session's feed secret; at most
+  ``MAX_STREAMS_PER_SESSION`` per session (``hub.server.live.page_feeds``), none of them counted
+  against the owners' ``/events`` streams.
 
-Registered by :func:`hub.server.app.create_app` when given a :class:`LiveSetup`.
+Registered by :func:`hub.server.app.create_app` when given a :class:`LiveSetup`. The page port's
+site (:func:`hub.server.app.create_page_app`, :func:`add_page_routes`) has the page and its two
+calls only, working on the API app's live state.
 """
 
 from __future__ import annotations
@@ -29,21 +33,26 @@ from aiohttp import web
 from yarl import URL
 
 from hub.server import appkeys
+from hub.server.events import EventBus, Subscription
 from hub.server.live.links import LinkBook
+from hub.server.live.page_feeds import PageFeeds
 from hub.server.live.relay import FrameRelay, LiveConfig, LiveSessions
 from hub.server.routes._auth import check_rate, require_owner
 from hub.server.routes._params import json_body, str_field
-from hub.wire.errors import BadRequest, NotFound
+from hub.wire.errors import Conflict, NotFound
 from hub.wire.events import EVENT_KINDS, Event
 from hub.wire.live_link import LinkInvalid, parse_link_token
 
-__all__ = ["LINKS", "LIVE", "RELAY", "LiveSetup", "add_routes"]
+__all__ = ["LINKS", "LIVE", "PAGE_FEEDS", "RELAY", "LiveSetup", "add_page_routes", "add_routes"]
 
 logger = logging.getLogger(__name__)
 
 RELAY: web.AppKey[FrameRelay] = web.AppKey("live_relay", FrameRelay)
 LIVE: web.AppKey[LiveSessions] = web.AppKey("live_sessions", LiveSessions)
 LINKS: web.AppKey[LinkBook] = web.AppKey("live_links", LinkBook)
+PAGE_FEEDS: web.AppKey[PageFeeds] = web.AppKey("live_page_feeds", PageFeeds)
+# On the page port's site: the API app whose live state it works on.
+_API: web.AppKey[web.Application] = web.AppKey("live_api", web.Application)
 _CONFIG: web.AppKey[LiveConfig] = web.AppKey("live_config", LiveConfig)
 
 
@@ -73,6 +82,7 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 _FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
+_WATCHED_KINDS = frozenset({"owner.removed", *_FEED_KINDS})
 
 
 def add_routes(app: web.Application, setup: LiveSetup) -> None:
@@ -83,16 +93,38 @@ def add_routes(app: web.Application, setup: LiveSetup) -> None:
     app[LINKS] = LinkBook()
     app.cleanup_ctx.append(_live_sessions)
     app.router.add_routes(
-        [
-            web.post("/live/offer", offer),
-            web.post("/live/link", link),
-            web.get("/live/page", page),
-            web.get("/live/page.js", page_script),
-            web.get("/live/page.css", page_style),
-            web.post("/live/link-offer", link_offer),
-            web.get("/live/link-events", link_events),
-        ]
+        [web.post("/live/offer", offer), web.post("/live/link", link), *_page_routes()]
     )
+
+
+def add_page_routes(page_site: web.Application, api: web.Application) -> None:
+    """Make ``page_site`` the page port's site for ``api`` (an app with live view): the page,
+    its script and style, ``POST /live/link-offer`` and ``GET /live/link-events``, no other route.
+    Start ``api`` first and stop ``page_site`` first."""
+    page_site[_API] = api
+    page_site.on_shutdown.append(_end_page_streams)
+    page_site.router.add_routes(_page_routes())
+
+
+def _page_routes() -> list[web.RouteDef]:
+    return [
+        web.get("/live/page", page),
+        web.get("/live/page.js", page_script),
+        web.get("/live/page.css", page_style),
+        web.post("/live/link-offer", link_offer),
+        web.get("/live/link-events", link_events),
+    ]
+
+
+def _api(request: web.Request) -> web.Application:
+    """The app holding live view's state: the request's own, or the API app of the page site."""
+    return request.app.get(_API, request.app)
+
+
+async def _end_page_streams(page_site: web.Application) -> None:
+    feeds = page_site[_API].get(PAGE_FEEDS)
+    if feeds is not None:
+        feeds.close()
 
 
 async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
@@ -108,6 +140,8 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
         if kind in EVENT_KINDS:
             bus.publish(kind, **fields)
 
+    feeds = PageFeeds(clock=deps.clock)
+    app[PAGE_FEEDS] = feeds
     sessions = LiveSessions(
         app[RELAY],
         answer=_answer_offer,
@@ -117,14 +151,15 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
         sleep=app[_SETUP].sleep,
     )
     app[LIVE] = sessions
-    removals = bus.subscribe(frozenset({"owner.removed"}))
-    watcher = asyncio.ensure_future(_end_removed_owners(sessions, removals))
+    # One subscription serves the whole live view: removed owners' sessions end, and the pages
+    # get their cameras' events (through capped per-session buses, not the owners' slots).
+    watched = bus.subscribe(_WATCHED_KINDS)
+    watcher = asyncio.ensure_future(_watch_bus(bus, watched, sessions, feeds))
     yield
-    if removals is not None:
-        removals.close()
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
+    feeds.close()
     await sessions.close()
 
 
@@ -138,14 +173,29 @@ async def _answer_offer(
     return await webrtc.answer_offer(offer_sdp, relay, camera, on_closed)
 
 
-async def _end_removed_owners(sessions: LiveSessions, removals: Any) -> None:
-    if removals is None:
-        logger.error("live.no_removal_feed reason=event bus full")
-        return
-    async for event in removals:
-        ended = await sessions.end_owner(str(event.data.get("key_id")))
-        if ended:
-            logger.info("live.owner_removed key_id=%s sessions=%d", event.data["key_id"], ended)
+async def _watch_bus(
+    bus: EventBus, watched: Subscription | None, sessions: LiveSessions, feeds: PageFeeds
+) -> None:
+    """End removed owners' sessions and feed the pages, until the bus closes (shutdown); if
+    the bus dropped this subscriber for falling behind, subscribe again."""
+    try:
+        while watched is not None:
+            async for event in watched:
+                if event.kind != "owner.removed":
+                    feeds.publish(event)
+                    continue
+                key_id = str(event.data.get("key_id"))
+                ended = await sessions.end_owner(key_id)
+                if ended:
+                    logger.info("live.owner_removed key_id=%s sessions=%d", key_id, ended)
+            if not watched.dropped:
+                return
+            logger.warning("live.event_feed_dropped; subscribing again")
+            watched = bus.subscribe(_WATCHED_KINDS)
+        logger.error("live.no_event_feed reason=event bus full")
+    finally:
+        if watched is not None:
+            watched.close()
 
 
 # -- owner routes -------------------------------------------------------------------------------
@@ -155,7 +205,7 @@ async def offer(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     body = await json_body(request)
     sdp = str_field(body, "sdp")
-    camera = _camera(request, body.get("camera"))
+    camera = _camera(request.app, body.get("camera"))
     session, answer = await request.app[LIVE].start(
         owner_key_id=owner.key_id, camera=camera, offer_sdp=sdp, via="owner"
     )
@@ -168,10 +218,10 @@ async def link(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     deps = request.app[appkeys.DEPS]
     token = str_field(await json_body(request), "token")
-    claims = _parse(request, token)
+    claims = _parse(request.app, token)
     if claims.owner_key_id != owner.key_id:
         raise LinkInvalid("a live link must be signed by the owner who registers it")
-    _camera(request, claims.camera)
+    _camera(request.app, claims.camera)
     request.app[LINKS].register(claims, deps.clock())
     url = URL.build(scheme=request.scheme, authority=request.host, path="/live/page")
     port = request.app[_SETUP].page_port
@@ -204,15 +254,16 @@ async def page_style(request: web.Request) -> web.FileResponse:
 
 
 async def link_offer(request: web.Request) -> web.Response:
-    check_rate(request, key_id=None)
-    deps = request.app[appkeys.DEPS]
-    sessions = request.app[LIVE]
+    api = _api(request)
+    check_rate(request, key_id=None, app=api)
+    deps = api[appkeys.DEPS]
+    sessions = api[LIVE]
     body = await json_body(request)
     token = str_field(body, "token")
     sdp = str_field(body, "sdp")
-    claims = _parse(request, token)
-    _camera(request, claims.camera)
-    request.app[LINKS].consume(claims, deps.clock())
+    claims = _parse(api, token)
+    _camera(api, claims.camera)
+    api[LINKS].consume(claims, deps.clock())
     session, answer = await sessions.start(
         owner_key_id=claims.owner_key_id, camera=claims.camera, offer_sdp=sdp, via="link"
     )
@@ -229,14 +280,20 @@ async def link_offer(request: web.Request) -> web.Response:
 
 
 async def link_events(request: web.Request) -> web.StreamResponse:
-    check_rate(request, key_id=None)
+    api = _api(request)
+    check_rate(request, key_id=None, app=api)
     secret = request.query.get("feed", "")
-    session = request.app[LIVE].by_feed_secret(secret) if secret else None
+    session = api[LIVE].by_feed_secret(secret) if secret else None
     if session is None:
         raise NotFound("no live session has this feed; the session may have ended")
-    subscription = request.app[appkeys.BUS].subscribe(_FEED_KINDS)
+    feeds = api[PAGE_FEEDS]
+    subscription = feeds.subscribe(session, _FEED_KINDS)
     if subscription is None:
-        raise BadRequest("too many event streams are open; retry later", code="busy")
+        raise Conflict(
+            f"this live session already has {feeds.max_per_session} event streams open; "
+            "close one and retry",
+            code="busy",
+        )
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -253,8 +310,7 @@ async def link_events(request: web.Request) -> web.StreamResponse:
             event = getter.result()
             if event is None:
                 break
-            if event.data.get("camera") == session.camera:
-                await response.write(_sse(event))
+            await response.write(_sse(event))  # PageFeeds sends only this session's camera
         await response.write(
             f"event: ended\ndata: {json.dumps({'reason': session.end_reason})}\n\n".encode()
         )
@@ -270,8 +326,8 @@ def _sse(event: Event) -> bytes:
     return f"event: {event.kind}\ndata: {json.dumps(event.to_json())}\n\n".encode()
 
 
-def _parse(request: web.Request, token: str) -> Any:
-    deps = request.app[appkeys.DEPS]
+def _parse(app: web.Application, token: str) -> Any:
+    deps = app[appkeys.DEPS]
 
     def owner_key(kid: str) -> Any:
         owner = deps.owners.active(kid)
@@ -282,8 +338,8 @@ def _parse(request: web.Request, token: str) -> Any:
     )
 
 
-def _camera(request: web.Request, name: Any) -> str:
-    cameras = request.app[RELAY].cameras
+def _camera(app: web.Application, name: Any) -> str:
+    cameras = app[RELAY].cameras
     if name is None:
         if not cameras:
             raise NotFound("this device has no camera to watch")

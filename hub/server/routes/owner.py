@@ -318,7 +318,9 @@ async def remove_owner(request: web.Request) -> web.Response:
         return removed
 
     removed = await request.app[appkeys.WORKER].run(remove)
-    request.app[appkeys.BUS].publish("owner.removed", key_id=target)
+    bus = request.app[appkeys.BUS]
+    bus.end_key(target)  # its event streams close before anything else is published
+    bus.publish("owner.removed", key_id=target)
     return web.json_response(removed.to_json())
 
 
