@@ -165,6 +165,11 @@ class AuditLog:
         return self._origin
 
     @property
+    def note_verifier(self) -> NoteVerifier:
+        """The device's checkpoint verifier key (name = origin)."""
+        return self._verifier
+
+    @property
     def verifier_key(self) -> str:
         """The note verifier key phones pin: ``<origin>+<key id>+<base64 key>``."""
         return str(self._verifier)
