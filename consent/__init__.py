@@ -9,10 +9,13 @@ import logging
 from consent._audit_errors import (
     AuditEntryRejected,
     AuditError,
+    AuditStateCorrupt,
     CheckpointError,
+    CosignatureError,
     EntriesTampered,
     LogInconsistent,
     ProofError,
+    SplitView,
 )
 from consent._policy import (
     DEFAULT_POLICY,
@@ -29,6 +32,7 @@ from consent.audit import (
     audit_origin,
 )
 from consent.audit_verify import (
+    AuditUpdate,
     AuditVerifier,
 )
 from consent.bundle import (
@@ -46,6 +50,10 @@ from consent.clips import (
     FootageIndex,
     SegmentLike,
     StoreFootage,
+)
+from consent.cosignatures import (
+    CosignatureBook,
+    CosignatureRecord,
 )
 from consent.desk import (
     AuditSink,
@@ -134,6 +142,9 @@ from consent.tokens import (
     sign_revocation,
     verify_owner_token,
 )
+from consent.witness import (
+    CosignedCheckpoint,
+)
 
 __all__ = [
     "ALL_CAMERAS",
@@ -161,6 +172,8 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditSink",
+    "AuditStateCorrupt",
+    "AuditUpdate",
     "AuditVerifier",
     "BundleInvalid",
     "CheckpointError",
@@ -173,6 +186,10 @@ __all__ = [
     "ConsentDesk",
     "ConsentError",
     "ConsentRequest",
+    "CosignatureBook",
+    "CosignatureError",
+    "CosignatureRecord",
+    "CosignedCheckpoint",
     "Decision",
     "DownloadsExhausted",
     "DuplicateKey",
@@ -203,6 +220,7 @@ __all__ = [
     "SegmentResult",
     "SignedPolicy",
     "SignerRemoved",
+    "SplitView",
     "StoreFootage",
     "TokenExpired",
     "TokenInvalid",

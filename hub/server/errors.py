@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consent import CheckpointError, CosignatureError
 from consent import errors as consent_errors
 from crypto.errors import DoorwardError, PairingFailed, SignatureError
 from device.errors import ClipHeld, StoreError
@@ -53,6 +54,8 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.UnknownRelease: (404, "not_found"),
     consent_errors.UnknownRequest: (404, "not_found"),
     consent_errors.ConsentError: (400, "consent_refused"),
+    CosignatureError: (400, "cosignature_invalid"),
+    CheckpointError: (409, "checkpoint_unknown"),
     ClipHeld: (409, "clip_held"),
     StoreError: (404, "not_found"),
     SignatureError: (401, "bad_signature"),

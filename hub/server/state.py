@@ -2,7 +2,7 @@
 
 keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
 keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
-audit.db              the audit log                         clips/…           encrypted segments
+audit.db              the audit log and owners' cosignatures   clips/…        encrypted segments
 pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
 """
 
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consent.audit import AuditLog, audit_origin
+from consent.cosignatures import CosignatureBook
 from consent.desk import ConsentDesk
 from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
 from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
@@ -48,6 +49,7 @@ class Device:
     audit: AuditLog
     owners: OwnersTable
     desk: ConsentDesk
+    cosignatures: CosignatureBook
     cert_path: Path
     key_path: Path
     fingerprint: str
@@ -97,9 +99,20 @@ class Device:
             audit=audit,
             owners=owners.paired_owners,
         )
+        cosignatures = CosignatureBook(data_dir / "audit.db", log=audit)
         logger.info("device.open device_id=%s data_dir=%s", identity.device_id, data_dir)
         return cls(
-            data_dir, identity, store, audit, owners, desk, cert_path, key_path, fingerprint, code
+            data_dir,
+            identity,
+            store,
+            audit,
+            owners,
+            desk,
+            cosignatures,
+            cert_path,
+            key_path,
+            fingerprint,
+            code,
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -120,6 +133,7 @@ class Device:
             audit=self.audit,
             desk=self.desk,
             owners=self.owners,
+            cosignatures=self.cosignatures,
             tls_fingerprint=self.fingerprint,
             data_dir=self.data_dir,
             cameras=dict(cameras),
@@ -137,8 +151,9 @@ class Device:
         return PairingURI(self.identity.device_id, self.setup_code, self.fingerprint, host, port)
 
     def close(self) -> None:
-        """Close the owners table, the audit log and the clip store."""
+        """Close the owners table, the cosignatures, the audit log and the clip store."""
         self.owners.close()
+        self.cosignatures.close()
         self.audit.close()
         self.store.close()
         logger.info("device.closed device_id=%s", self.identity.device_id)
