@@ -81,6 +81,8 @@ ENTRY_KINDS = frozenset(
         "live.ended",
         # A hostile or invalid token, request or fetch refused by the device.
         "consent.refused",
+        # Refusals of one requester key or address past the quiet threshold, counted per period.
+        "consent.refusals_counted",
     }
 )
 MAX_LEAF_BYTES = 4096

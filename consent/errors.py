@@ -5,6 +5,7 @@ Hierarchy::
     DoorwardError
     └── ConsentError                a request, decision, token or release is refused
         ├── RequestInvalid          a request is malformed, badly signed or out of bounds
+        ├── RequestLimited          a requester key or client address holds too many requests
         ├── PolicyRefused           the owner's policy declined a request automatically
         ├── PolicyInvalid           a policy document is malformed or not signed by an owner
         ├── TokenInvalid            a token is malformed, oversized, badly signed or of the wrong alg
@@ -50,6 +51,7 @@ __all__ = [
     "PolicyRefused",
     "ReleaseRevoked",
     "RequestInvalid",
+    "RequestLimited",
     "RequestMismatch",
     "RevocationTooLate",
     "SegmentMissing",
@@ -73,6 +75,15 @@ class ConsentError(DoorwardError):
 
 class RequestInvalid(ConsentError):
     """The request is malformed, badly signed or out of bounds: fix it and sign it again."""
+
+
+class RequestLimited(ConsentError):
+    """This requester key or client address already holds as many requests as the device keeps
+    from one requester: wait for the owner to decide, or retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PolicyRefused(ConsentError):

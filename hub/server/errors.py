@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Nearest listed class in the exception's MRO decides (status, code).
 _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.RequestInvalid: (400, "request_invalid"),
+    consent_errors.RequestLimited: (429, "rate_limited"),
     consent_errors.PolicyRefused: (403, "policy_refused"),
     consent_errors.PolicyInvalid: (400, "policy_invalid"),
     consent_errors.TokenInvalid: (400, "token_invalid"),
@@ -108,7 +109,7 @@ async def error_middleware(
         headers: dict[str, str] = {}
         if isinstance(exc, consent_errors.PolicyRefused):
             extra["rule"] = exc.rule
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | consent_errors.RequestLimited):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         if status >= 500:
             logger.error("api.error path=%s code=%s", request.path, code)

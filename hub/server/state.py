@@ -19,7 +19,7 @@ from pathlib import Path
 
 from consent.audit import AuditLog, audit_origin
 from consent.cosignatures import CosignatureBook
-from consent.desk import ConsentDesk
+from consent.desk import ConsentDesk, RequestLimits
 from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
 from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
 from crypto.tls import (
@@ -56,8 +56,15 @@ class Device:
     setup_code: SetupCode = field(repr=False)
 
     @classmethod
-    def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
-        """Open the data directory, creating identity, certificate and setup code on first start."""
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        request_limits: RequestLimits | None = None,
+    ) -> Device:
+        """Open the data directory, creating identity, certificate and setup code on first start;
+        ``request_limits`` caps the requests held per key and address (default: the defaults)."""
         data_dir = Path(data_dir)
         key_dir = data_dir / "keys"
         key_path = key_dir / "device.ed25519"
@@ -98,6 +105,7 @@ class Device:
             clips=store,  # type: ignore[arg-type]  # list_clips has extra keyword options
             audit=audit,
             owners=owners.paired_owners,
+            limits=request_limits,
         )
         cosignatures = CosignatureBook(data_dir / "audit.db", log=audit)
         logger.info("device.open device_id=%s data_dir=%s", identity.device_id, data_dir)
