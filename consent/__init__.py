@@ -34,6 +34,7 @@ from consent.audit import (
 from consent.audit_verify import (
     AuditUpdate,
     AuditVerifier,
+    Checkpoint,
 )
 from consent.bundle import (
     BUNDLE_README,
@@ -62,6 +63,7 @@ from consent.desk import (
 )
 from consent.errors import (
     BundleInvalid,
+    CheckpointMismatch,
     ClipManifestInvalid,
     ConsentError,
     DownloadsExhausted,
@@ -176,7 +178,9 @@ __all__ = [
     "AuditUpdate",
     "AuditVerifier",
     "BundleInvalid",
+    "Checkpoint",
     "CheckpointError",
+    "CheckpointMismatch",
     "ClipLike",
     "ClipManifest",
     "ClipManifestInvalid",

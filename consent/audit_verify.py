@@ -38,7 +38,7 @@ from consent._note import Checkpoint, NoteVerifier, open_checkpoint
 from consent.audit import MAX_ENTRIES_PER_READ, AuditEntry
 from crypto.files import write_atomic
 
-__all__ = ["FRONTIER_SUFFIX", "AuditUpdate", "AuditVerifier"]
+__all__ = ["FRONTIER_SUFFIX", "AuditUpdate", "AuditVerifier", "Checkpoint"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from consent import bundle as _bundle
+from consent import jws
 from consent._desk_releases import _ReleaseDesk
 from consent._desk_requests import AuditSink, RequestRecord
 from consent._policy import DEFAULT_POLICY, Policy
@@ -30,6 +31,7 @@ from consent.errors import (
     WrongRequester,
 )
 from consent.models import PairedOwner, Release, RequestStatus
+from consent.tokens import CONSENT_TYP
 from crypto.keys import DeviceIdentity
 from crypto.signed import b64url_decode
 
@@ -112,6 +114,13 @@ class ConsentDesk(_ReleaseDesk):
         size = self._audit.size
         checkpoint = self._audit.checkpoint()
         proof = self._audit.inclusion_proof(row["audit_index"], size)
+        owner_checkpoint = jws.decode_compact(row["token"], typ=CONSENT_TYP).claims.get(
+            "checkpoint"
+        )
+        consistency = None
+        if isinstance(owner_checkpoint, dict):
+            old_size = owner_checkpoint["size"]
+            consistency = (old_size, self._audit.consistency_proof(old_size, size))
         _bundle.write_bundle(
             dst,
             device=self._device,
@@ -130,6 +139,7 @@ class ConsentDesk(_ReleaseDesk):
             leaf_index=row["audit_index"],
             tree_size=size,
             proof=proof,
+            consistency=consistency,
         )
 
     def expire(self, now: int) -> list[str]:

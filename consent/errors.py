@@ -19,6 +19,7 @@ Hierarchy::
         ├── SignerRemoved           a token is signed by an owner who has been removed
         ├── RequestMismatch         a token does not belong to this request or it is not pending
         ├── ManifestMismatch        the release manifest does not match the token or the store
+        ├── CheckpointMismatch      the audit checkpoint in a consent token is not of this log
         ├── ClipManifestInvalid     a device-signed clip manifest is malformed or of another type
         ├── SegmentMissing          a released segment is not in the store
         ├── HeaderInvalid           a re-wrapped age header is malformed or for the wrong recipient
@@ -40,6 +41,7 @@ from crypto.errors import DoorwardError
 
 __all__ = [
     "BundleInvalid",
+    "CheckpointMismatch",
     "ClipManifestInvalid",
     "ConsentError",
     "DownloadsExhausted",
@@ -140,6 +142,11 @@ class RequestMismatch(ConsentError):
 
 class ManifestMismatch(ConsentError):
     """The release manifest differs from the one the owner signed or from the stored segments."""
+
+
+class CheckpointMismatch(ConsentError):
+    """The audit checkpoint a consent token carries is not one of this device's log: the owner's
+    phone verified another view of it. Audit again (``doorward owner audit``) before approving."""
 
 
 class ClipManifestInvalid(ConsentError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from consent._note import Checkpoint
 from consent._release_manifest import ReleasedSegment, ReleaseManifest
 from consent.clips import ClipLike, FootageIndex, SegmentLike
 from consent.errors import ConsentError
@@ -69,9 +70,12 @@ def approve(
     expires_at_s: int,
     max_downloads: int = 1,
     disclosures: dict[str, str] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Approval:
     """Re-wrap ``segments`` to the requester and sign the consent token; ``token_id`` names the
-    release and must be unique (draw it from a CSPRNG)."""
+    release and must be unique (draw it from a CSPRNG). ``checkpoint`` is the audit checkpoint
+    this phone last verified (``AuditVerifier.last_checkpoint``): the token carries it, so the
+    release can be checked against the log the owner saw."""
     if not segments:
         raise ConsentError("choose at least one segment to release")
     for segment in segments:
@@ -115,6 +119,7 @@ def approve(
         expires_at_s=expires_at_s,
         max_downloads=max_downloads,
         disclosures=disclosures,
+        checkpoint=checkpoint,
     )
     logger.info(
         "consent.approved request_id=%s release_id=%s segments=%d",

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent.audit import audit_origin
 from consent.audit_verify import AuditVerifier
@@ -29,8 +29,12 @@ from hub.cli.common import (
 )
 from hub.cli.common import run_async as _run_async
 from hub.client.audit import AuditReport, check_audit
+from hub.client.profile import PinnedDevice, Profile
 
-__all__ = ["add_parser", "main", "run"]
+if TYPE_CHECKING:
+    from consent.audit_verify import Checkpoint
+
+__all__ = ["add_parser", "main", "run", "verified_checkpoint"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -94,6 +98,16 @@ def run(args: argparse.Namespace) -> int:
         },
         lines,
     )
+
+
+def verified_checkpoint(profile: Profile, device: PinnedDevice) -> Checkpoint | None:
+    """The audit checkpoint this profile last verified for ``device`` (re-verified), if any: a
+    consent token carries it, so the release can be checked against the log the owner saw."""
+    if device.signing_key is None:
+        return None
+    state = profile.checkpoint_path(device.device_id)
+    verifier = AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
+    return verifier.last_checkpoint
 
 
 def _cosigner_line(cosigner: dict[str, Any], size: int) -> str:

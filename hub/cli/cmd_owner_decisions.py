@@ -181,6 +181,7 @@ def _approve(args: argparse.Namespace) -> int:
         expires_at_s=now + args.expires,
         max_downloads=args.max_downloads,
         disclosures=disclosures or None,
+        checkpoint=_cli_audit.verified_checkpoint(s.profile, s.device),
     )
 
     async def post() -> Any:

@@ -45,6 +45,7 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.SignerRemoved: (403, "signer_removed"),
     consent_errors.RequestMismatch: (409, "request_mismatch"),
     consent_errors.ManifestMismatch: (400, "manifest_mismatch"),
+    consent_errors.CheckpointMismatch: (409, "checkpoint_mismatch"),
     consent_errors.SegmentMissing: (409, "segment_missing"),
     consent_errors.HeaderInvalid: (400, "header_invalid"),
     consent_errors.HeaderReused: (400, "header_reused"),
