@@ -9,10 +9,13 @@ import logging
 from consent._audit_errors import (
     AuditEntryRejected,
     AuditError,
+    AuditStateCorrupt,
     CheckpointError,
+    CosignatureError,
     EntriesTampered,
     LogInconsistent,
     ProofError,
+    SplitView,
 )
 from consent._policy import (
     DEFAULT_POLICY,
@@ -29,7 +32,9 @@ from consent.audit import (
     audit_origin,
 )
 from consent.audit_verify import (
+    AuditUpdate,
     AuditVerifier,
+    Checkpoint,
 )
 from consent.bundle import (
     BUNDLE_README,
@@ -48,6 +53,10 @@ from consent.clips import (
     StoreFootage,
     segment_id_for,
 )
+from consent.cosignatures import (
+    CosignatureBook,
+    CosignatureRecord,
+)
 from consent.desk import (
     AuditSink,
     ConsentDesk,
@@ -55,6 +64,7 @@ from consent.desk import (
 )
 from consent.errors import (
     BundleInvalid,
+    CheckpointMismatch,
     ClipManifestInvalid,
     ConsentError,
     DownloadsExhausted,
@@ -136,6 +146,9 @@ from consent.tokens import (
     sign_revocation,
     verify_owner_token,
 )
+from consent.witness import (
+    CosignedCheckpoint,
+)
 
 __all__ = [
     "ALL_CAMERAS",
@@ -163,9 +176,13 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditSink",
+    "AuditStateCorrupt",
+    "AuditUpdate",
     "AuditVerifier",
     "BundleInvalid",
+    "Checkpoint",
     "CheckpointError",
+    "CheckpointMismatch",
     "ClipLike",
     "ClipManifest",
     "ClipManifestInvalid",
@@ -175,6 +192,10 @@ __all__ = [
     "ConsentDesk",
     "ConsentError",
     "ConsentRequest",
+    "CosignatureBook",
+    "CosignatureError",
+    "CosignatureRecord",
+    "CosignedCheckpoint",
     "Decision",
     "DownloadsExhausted",
     "DuplicateKey",
@@ -206,6 +227,7 @@ __all__ = [
     "SegmentResult",
     "SignedPolicy",
     "SignerRemoved",
+    "SplitView",
     "StoreFootage",
     "TokenExpired",
     "TokenInvalid",

@@ -7,8 +7,11 @@ Hierarchy::
         ├── AuditEntryRejected  an entry was refused before it was written (unknown kind, key material)
         ├── ProofError          an inclusion or consistency proof does not verify
         ├── CheckpointError     a checkpoint (signed note) is malformed or not signed by the device
+        │   └── CosignatureError    an owner's cosignature is malformed, missing or does not verify
         ├── LogInconsistent     the device's log contradicts the owner's last checkpoint (rollback, fork)
-        └── EntriesTampered     the entries served do not hash to the signed root
+        │   └── SplitView       the device showed another owner a log this one is not consistent with
+        ├── EntriesTampered     the entries served do not hash to the signed root
+        └── AuditStateCorrupt   the phone's stored audit state (checkpoint, frontier) was altered
 
 Messages name sizes, indices and kinds; they never contain key material.
 """
@@ -20,10 +23,13 @@ from crypto.errors import DoorwardError
 __all__ = [
     "AuditEntryRejected",
     "AuditError",
+    "AuditStateCorrupt",
     "CheckpointError",
+    "CosignatureError",
     "EntriesTampered",
     "LogInconsistent",
     "ProofError",
+    "SplitView",
 ]
 
 
@@ -53,3 +59,23 @@ class LogInconsistent(AuditError):
 
 class EntriesTampered(AuditError):
     """The entries the device served do not hash to its signed checkpoint: they were altered."""
+
+
+class CosignatureError(CheckpointError):
+    """An owner's cosignature (C2SP tlog-cosignature) is malformed, missing or does not verify."""
+
+
+class SplitView(LogInconsistent):
+    """Another owner cosigned a checkpoint this phone's view of the log is not consistent with.
+
+    The device shows different logs to different owners. Compare the owners' phones in person and
+    treat the device as compromised.
+    """
+
+
+class AuditStateCorrupt(AuditError):
+    """The audit state stored in this phone's profile does not match its signed checkpoint.
+
+    Something other than this program changed the profile. Delete the named file to re-read and
+    re-verify the whole log from the stored checkpoint.
+    """

@@ -13,6 +13,7 @@ from consent._desk_requests import RequestRecord, _RequestDesk
 from consent._release_check import check_release
 from consent._release_manifest import parse_release_manifest
 from consent.errors import (
+    CheckpointMismatch,
     ConsentError,
     ManifestMismatch,
     ReleaseRevoked,
@@ -60,6 +61,8 @@ class _ReleaseDesk(_RequestDesk):
                 )
             parsed = parse_release_manifest(manifest)
             clip_manifests = check_release(parsed, request, self._clips, self._device.device_id)
+            if claims.checkpoint_size is not None:
+                self._check_owner_checkpoint(claims.checkpoint_size, claims.checkpoint_root)
         except ConsentError as exc:
             self._refused("consent", exc, request_id=request_id)
             raise
@@ -75,6 +78,7 @@ class _ReleaseDesk(_RequestDesk):
             expires=claims.expires_at_s,
             max_downloads=claims.max_downloads,
             disclosures=sorted(claims.disclosures),
+            **_checkpoint_field(claims.checkpoint_size),
         )
         with self._db:
             self._use_token(verified, now)
@@ -218,6 +222,20 @@ class _ReleaseDesk(_RequestDesk):
                 "UPDATE releases SET ended = 1 WHERE release_id = ?", (release.release_id,)
             )
 
+    def _check_owner_checkpoint(self, size: int, root: bytes | None) -> None:
+        """The checkpoint an owner's token carries must be one of this log's tree heads."""
+        current = self._audit.size
+        if size > current or self._audit.root(size) != root:
+            raise CheckpointMismatch(
+                f"the consent token carries an audit checkpoint of size {size} that is not a tree "
+                f"head of this device's log (size {current}); audit again, then approve"
+            )
+
 
 def _hold_id(release_id: str, clip_id: str) -> str:
     return f"release:{release_id}:{clip_id}"
+
+
+def _checkpoint_field(size: int | None) -> dict[str, int]:
+    """The size of the checkpoint the owner verified, for a ``release.created`` entry."""
+    return {} if size is None else {"owner_checkpoint_size": size}

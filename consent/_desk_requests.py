@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consent._policy import Policy, decide
+from consent._refusals import RefusalCounter
+from consent._request_limits import DAY_S, RequestLimits, address_group
 from consent.clips import ClipSource
 from consent.errors import (
     ConsentError,
     PolicyInvalid,
     PolicyRefused,
     RequestInvalid,
+    RequestLimited,
     RequestMismatch,
     UnknownRequest,
 )
@@ -37,8 +40,8 @@ from crypto.keys import DeviceIdentity
 # The desk's events keep the one logger name they had before the desk was split into modules.
 logger = logging.getLogger("consent.desk")
 
-MAX_PENDING = 500  # a flood of requests from many keys cannot grow the table without bound
-_DAY_S = 86400
+MAX_PENDING = RequestLimits().max_pending  # the default; ``RequestLimits`` sets the device's
+_DAY_S = DAY_S
 _MAX_WARNED = 256  # distinct (action, error) pairs remembered for log rate limiting
 
 
@@ -55,6 +58,8 @@ class AuditSink(Protocol):
     def append(self, kind: str, **fields: Any) -> AuditEntryLike: ...
     def checkpoint(self) -> str: ...
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]: ...
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]: ...
+    def root(self, size: int | None = None) -> bytes: ...
     @property
     def size(self) -> int: ...
 
@@ -82,24 +87,27 @@ class _RequestDesk:
     _owners: Callable[[], Iterable[PairedOwner]]
     _default_policy: Policy
     _warned: set[tuple[str, str]]
+    _limits: RequestLimits
+    _refusals: RefusalCounter
 
     # -- requests ---------------------------------------------------------------------------
 
-    def submit_request(self, token: str | bytes, now: int) -> RequestRecord:
-        """Verify a request and apply the policy; raise PolicyRefused if it declines (the refusal
-        is stored and audited), else store the request as pending."""
+    def submit_request(
+        self, token: str | bytes, now: int, *, client: str | None = None
+    ) -> RequestRecord:
+        """Verify a request, check the limits for its key and ``client`` address, and apply the
+        policy; raise PolicyRefused if it declines (the refusal is stored and audited), or
+        RequestLimited / RequestInvalid, else store the request as pending."""
+        group = address_group(client)
+        subjects = [("address", group)] if group else []
         try:
             request = verify_request(token, now)
+            subjects.insert(0, ("key", request.requester_key_id))
             if self._request_row(request.request_id) is not None:
                 raise RequestInvalid(f"request {request.request_id} was already received")
-            pending = self._db.execute(
-                "SELECT COUNT(*) FROM requests WHERE status = ? AND expires_at_s > ?",
-                (RequestStatus.PENDING.value, now),
-            ).fetchone()[0]
-            if pending >= MAX_PENDING:
-                raise RequestInvalid(f"too many pending requests ({pending}); try again later")
+            self._check_limits(request.requester_key_id, group, now)
         except ConsentError as exc:
-            self._refused("request", exc, request_id=_token_id(token))
+            self._refused("request", exc, now=now, subjects=subjects, request_id=_token_id(token))
             raise
         self._audit.append(
             "request.received",
@@ -116,7 +124,8 @@ class _RequestDesk:
         decision = decide(request, self.policy(), self._history(request, now), now)
         status = RequestStatus.AUTO_DECLINED if decision.declined else RequestStatus.PENDING
         self._db.execute(
-            "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO requests (request_id, token, requester_key_id, received_s, expires_at_s, "
+            "status, rule, reason, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.request_id,
                 _text(token),
@@ -126,6 +135,7 @@ class _RequestDesk:
                 status.value,
                 decision.rule,
                 decision.reason or None,
+                group,
             ),
         )
         self._db.commit()
@@ -229,7 +239,85 @@ class _RequestDesk:
         )
         return signed.policy
 
+    def summarise_refusals(self, now: int) -> None:
+        """Audit (and log) one summary per key or address whose refusals were only counted in a
+        period that has ended; the hub calls this periodically (``ConsentDesk.expire``)."""
+        for summary in self._refusals.due(now, period_s=self._limits.summary_period_s):
+            self._audit.append(
+                "consent.refusals_counted",
+                subject_kind=summary.kind,
+                subject=summary.subject[:128],
+                count=summary.count,
+                since=summary.since,
+                until=summary.until,
+            )
+            logger.warning(
+                "consent.refusals_counted %s=%s count=%d since=%d",
+                summary.kind,
+                summary.subject[:128],
+                summary.count,
+                summary.since,
+            )
+
     # -- internals --------------------------------------------------------------------------
+
+    def _check_limits(self, key_id: str, group: str | None, now: int) -> None:
+        """Raise RequestLimited if this key or address group already holds its share."""
+        limits = self._limits
+        pending = RequestStatus.PENDING.value
+        day_ago = now - _DAY_S
+        counts = [
+            (
+                "this requester key",
+                "SELECT COUNT(*) FROM requests WHERE requester_key_id = ? AND status = ? "
+                "AND expires_at_s > ?",
+                (key_id, pending, now),
+                limits.max_pending_per_key,
+                "pending requests",
+            ),
+            (
+                "this requester key",
+                "SELECT COUNT(*) FROM requests WHERE requester_key_id = ? AND received_s > ?",
+                (key_id, day_ago),
+                limits.max_per_key_per_day,
+                "requests in the last 24 hours",
+            ),
+        ]
+        if group is not None:
+            counts += [
+                (
+                    "this client address",
+                    "SELECT COUNT(*) FROM requests WHERE client = ? AND status = ? "
+                    "AND expires_at_s > ?",
+                    (group, pending, now),
+                    limits.max_pending_per_address,
+                    "pending requests",
+                ),
+                (
+                    "this client address",
+                    "SELECT COUNT(*) FROM requests WHERE client = ? AND received_s > ?",
+                    (group, day_ago),
+                    limits.max_per_address_per_day,
+                    "requests in the last 24 hours",
+                ),
+            ]
+        for who, sql, args, cap, what in counts:
+            held = self._db.execute(sql, args).fetchone()[0]
+            if held >= cap:
+                retry_s = 3600 if what == "pending requests" else _DAY_S
+                raise RequestLimited(
+                    f"{who} already has {held} {what} on this device (the limit is {cap}); "
+                    "wait for the owner to decide on them, or try again later",
+                    retry_after_s=retry_s,
+                )
+        total = self._db.execute(
+            "SELECT COUNT(*) FROM requests WHERE status = ? AND expires_at_s > ?", (pending, now)
+        ).fetchone()[0]
+        if total >= limits.max_pending:
+            raise RequestLimited(
+                f"the device holds {total} pending requests, its limit; try again later",
+                retry_after_s=3600,
+            )
 
     def _pending_request(self, request_id: str, claimed_id: str, now: int) -> ConsentRequest:
         if claimed_id != request_id:
@@ -260,7 +348,23 @@ class _RequestDesk:
         row: sqlite3.Row | None = cursor.fetchone()
         return row
 
-    def _refused(self, what: str, exc: ConsentError, **ids: str) -> None:
+    def _refused(
+        self,
+        what: str,
+        exc: ConsentError,
+        *,
+        now: int | None = None,
+        subjects: list[tuple[str, str]] | None = None,
+        **ids: str,
+    ) -> None:
+        if now is not None and subjects:
+            limits = self._limits
+            recorded = self._refusals.refuse(
+                subjects, now, threshold=limits.quiet_after, period_s=limits.summary_period_s
+            )
+            self.summarise_refusals(now)
+            if not recorded:
+                return  # counted; summarised once its period is over
         self._audit.append(
             "consent.refused",
             action=what,

@@ -33,12 +33,14 @@ __all__ = [
     "open_note",
     "sign_checkpoint",
     "sign_note",
+    "split_note",
 ]
 
 # The spec asks verifiers to accept at least 16 signatures, each up to ~5 kB for post-quantum
-# algorithms; these caps keep a hostile device from making a phone parse megabytes.
+# algorithms; these caps keep a hostile device from making a phone parse megabytes. A cosigned
+# checkpoint carries the device's signature and at most one cosignature per owner (32 at most).
 MAX_NOTE_BYTES = 128 * 1024
-MAX_SIGNATURES = 32
+MAX_SIGNATURES = 40
 _ED25519 = 0x01
 _ROOT_BYTES = 32
 _MAX_TREE_SIZE = (1 << 63) - 1
@@ -109,7 +111,7 @@ def sign_note(text: str, name: str, key: Ed25519PrivateKey) -> str:
 
 def open_note(note: str | bytes, verifier: NoteVerifier) -> str:
     """Return the text of ``note`` if ``verifier``'s key signed it; raise CheckpointError otherwise."""
-    text, signatures = _split_note(note)
+    text, signatures = split_note(note)
     verified = False
     for name, blob in signatures:
         if name != verifier.name or blob[:4] != verifier.key_id:
@@ -193,7 +195,9 @@ def open_checkpoint(note: str | bytes, verifier: NoteVerifier) -> Checkpoint:
     return checkpoint
 
 
-def _split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
+def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
+    """A signed note's text and its signatures as (key name, key ID || signature) pairs, parsed
+    strictly but not verified."""
     raw = note.encode() if isinstance(note, str) else note
     if len(raw) > MAX_NOTE_BYTES:
         raise CheckpointError(f"note is longer than {MAX_NOTE_BYTES} bytes")

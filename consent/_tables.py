@@ -1,6 +1,8 @@
 """SQLite tables of the device's consent desk, in the same database file as the clip store.
 
-``requests``: every request received, with its status and the rule or reason of a refusal.
+``requests``: every request received, with its status, the rule or reason of a refusal, and the
+client address group it came from (``consent._request_limits.address_group``; null for requests
+stored before it was kept).
 ``consents``: every owner token id accepted (approve, decline, revoke), so none is used twice.
 ``releases``: approved releases, their token and manifest, download count and audit entry.
 ``consent_policy``: the owner-signed policy in force (one row).
@@ -8,7 +10,9 @@
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA"]
+import sqlite3
+
+__all__ = ["SCHEMA", "migrate"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -19,7 +23,8 @@ CREATE TABLE IF NOT EXISTS requests (
     expires_at_s INTEGER NOT NULL,
     status TEXT NOT NULL,
     rule TEXT,
-    reason TEXT
+    reason TEXT,
+    client TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_by_requester ON requests (requester_key_id, received_s);
 CREATE TABLE IF NOT EXISTS consents (
@@ -53,3 +58,12 @@ CREATE TABLE IF NOT EXISTS consent_policy (
     issued_at_s INTEGER NOT NULL
 );
 """
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database up to :data:`SCHEMA` (columns added since), then index it."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+    if "client" not in columns:
+        db.execute("ALTER TABLE requests ADD COLUMN client TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS requests_by_client ON requests (client, received_s)")
+    db.execute("CREATE INDEX IF NOT EXISTS requests_by_status ON requests (status, expires_at_s)")

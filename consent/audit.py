@@ -81,6 +81,8 @@ ENTRY_KINDS = frozenset(
         "live.ended",
         # A hostile or invalid token, request or fetch refused by the device.
         "consent.refused",
+        # Refusals of one requester key or address past the quiet threshold, counted per period.
+        "consent.refusals_counted",
     }
 )
 MAX_LEAF_BYTES = 4096
@@ -163,6 +165,11 @@ class AuditLog:
     def origin(self) -> str:
         """The log's origin line, also the key name of its checkpoint signatures."""
         return self._origin
+
+    @property
+    def note_verifier(self) -> NoteVerifier:
+        """The device's checkpoint verifier key (name = origin)."""
+        return self._verifier
 
     @property
     def verifier_key(self) -> str:

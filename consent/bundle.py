@@ -10,6 +10,8 @@ Layout (all under ``doorward-release-<release id>/``)::
     segments/<segment id>.age  each released segment: new header + the stored payload, a whole age file
     audit/checkpoint.txt       the device's signed audit checkpoint (C2SP tlog-checkpoint)
     audit/inclusion.json       the release entry, its index and its inclusion proof in that checkpoint
+    audit/consistency.json     when the token carries the owner's verified checkpoint: the consistency
+                               proof from that checkpoint's size to the bundle checkpoint's
 
 Segments are streamed from the store files, never held whole in memory.
 """
@@ -55,7 +57,8 @@ What is inside
   segment, the SHA-256 of its encrypted payload).
 - segments/*.age: the video segments, encrypted to your age key only.
 - audit/: the doorbell's signed audit checkpoint and a proof that this release is recorded in
-  its append-only log.
+  its append-only log; when the token names the checkpoint the owner had verified, a proof that
+  the log grew from that one without any change.
 
 Decrypting with the age tool
 ----------------------------
@@ -76,6 +79,8 @@ Checking it
    the release manifest and the doorbell-signed clip file; this shows the video is exactly what
    the doorbell recorded (re-wrapping the key for you changes only the header).
 4. The audit proof must lead from the release entry to the root hash in the signed checkpoint.
+5. If the token has a "checkpoint" claim, audit/consistency.json must prove (RFC 9162) that the
+   signed checkpoint extends that size and root hash: the log the owner saw.
 
 If a segment does not decrypt, its header was not made for your key: report it to the owner.
 """
@@ -102,11 +107,13 @@ def write_bundle(
     leaf_index: int,
     tree_size: int,
     proof: Sequence[bytes],
+    consistency: tuple[int, Sequence[bytes]] | None = None,
 ) -> None:
     """Stream a release bundle to ``dst`` (a writable binary file, need not be seekable).
 
     ``clip_manifests`` are the device-signed clip manifests as the owner approved them; segment
-    payloads are read from ``clips``."""
+    payloads are read from ``clips``. ``consistency`` is (old size, proof) from the checkpoint
+    the owner verified (its token's ``checkpoint`` claim) to ``tree_size``."""
     parsed = parse_release_manifest(manifest)
     root = bundle_root(release_id)
     device_doc = sign_document(
@@ -140,6 +147,10 @@ def write_bundle(
             )
         _add_bytes(tar, f"{root}/audit/checkpoint.txt", checkpoint.encode())
         _add_bytes(tar, f"{root}/audit/inclusion.json", _json(inclusion))
+        if consistency is not None:
+            old_size, steps = consistency
+            body = {"old_size": old_size, "new_size": tree_size, "proof": encode_proof(list(steps))}
+            _add_bytes(tar, f"{root}/audit/consistency.json", _json(body))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

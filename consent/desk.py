@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from consent import bundle as _bundle
+from consent import jws
 from consent._desk_releases import _ReleaseDesk
 from consent._desk_requests import AuditSink, RequestRecord
 from consent._policy import DEFAULT_POLICY, Policy
-from consent._tables import SCHEMA
+from consent._refusals import RefusalCounter
+from consent._request_limits import RequestLimits
+from consent._tables import SCHEMA, migrate
 from consent.clips import ClipSource
 from consent.errors import (
     ConsentError,
@@ -28,10 +31,11 @@ from consent.errors import (
     WrongRequester,
 )
 from consent.models import PairedOwner, Release, RequestStatus
+from consent.tokens import CONSENT_TYP
 from crypto.keys import DeviceIdentity
 from crypto.signed import b64url_decode
 
-__all__ = ["AuditSink", "ConsentDesk", "RequestRecord"]
+__all__ = ["AuditSink", "ConsentDesk", "RequestLimits", "RequestRecord"]
 
 
 class ConsentDesk(_ReleaseDesk):
@@ -49,9 +53,11 @@ class ConsentDesk(_ReleaseDesk):
         audit: AuditSink,
         owners: Callable[[], Iterable[PairedOwner]],
         policy: Policy = DEFAULT_POLICY,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._db = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db)
         self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._db.commit()
         self._device = device
         self._clips = clips
@@ -59,6 +65,8 @@ class ConsentDesk(_ReleaseDesk):
         self._owners = owners
         self._default_policy = policy
         self._warned: set[tuple[str, str]] = set()
+        self._limits = limits or RequestLimits()
+        self._refusals = RefusalCounter()
 
     # -- downloads --------------------------------------------------------------------------
 
@@ -82,7 +90,8 @@ class ConsentDesk(_ReleaseDesk):
                     f"{release.max_downloads} allowed time(s)"
                 )
         except ConsentError as exc:
-            self._refused("download", exc, release_id=release_id)
+            subjects = [("key", requester_key_id)]
+            self._refused("download", exc, now=now, subjects=subjects, release_id=release_id)
             raise
         with self._db:
             self._db.execute(
@@ -105,6 +114,13 @@ class ConsentDesk(_ReleaseDesk):
         size = self._audit.size
         checkpoint = self._audit.checkpoint()
         proof = self._audit.inclusion_proof(row["audit_index"], size)
+        owner_checkpoint = jws.decode_compact(row["token"], typ=CONSENT_TYP).claims.get(
+            "checkpoint"
+        )
+        consistency = None
+        if isinstance(owner_checkpoint, dict):
+            old_size = owner_checkpoint["size"]
+            consistency = (old_size, self._audit.consistency_proof(old_size, size))
         _bundle.write_bundle(
             dst,
             device=self._device,
@@ -123,12 +139,15 @@ class ConsentDesk(_ReleaseDesk):
             leaf_index=row["audit_index"],
             tree_size=size,
             proof=proof,
+            consistency=consistency,
         )
 
     def expire(self, now: int) -> list[str]:
         """Mark pending requests past their expiry as expired, and end the releases past theirs
         (their clip holds are lifted, each audited once as ``release.expired``). Returns the ids
-        of the releases that ended; the hub calls this periodically."""
+        of the releases that ended; the hub calls this periodically. Refusals that were only
+        counted are summarised here too, once their period is over."""
+        self.summarise_refusals(now)
         with self._db:
             self._db.execute(
                 "UPDATE requests SET status = ? WHERE status = ? AND expires_at_s <= ?",

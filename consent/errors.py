@@ -5,6 +5,7 @@ Hierarchy::
     DoorwardError
     └── ConsentError                a request, decision, token or release is refused
         ├── RequestInvalid          a request is malformed, badly signed or out of bounds
+        ├── RequestLimited          a requester key or client address holds too many requests
         ├── PolicyRefused           the owner's policy declined a request automatically
         ├── PolicyInvalid           a policy document is malformed or not signed by an owner
         ├── TokenInvalid            a token is malformed, oversized, badly signed or of the wrong alg
@@ -18,6 +19,7 @@ Hierarchy::
         ├── SignerRemoved           a token is signed by an owner who has been removed
         ├── RequestMismatch         a token does not belong to this request or it is not pending
         ├── ManifestMismatch        the release manifest does not match the token or the store
+        ├── CheckpointMismatch      the audit checkpoint in a consent token is not of this log
         ├── ClipManifestInvalid     a device-signed clip manifest is malformed or of another type
         ├── FootageMismatch         footage a device served the phone disagrees with what it signed
         ├── SegmentMissing          a released segment is not in the store
@@ -40,6 +42,7 @@ from crypto.errors import DoorwardError
 
 __all__ = [
     "BundleInvalid",
+    "CheckpointMismatch",
     "ClipManifestInvalid",
     "ConsentError",
     "DownloadsExhausted",
@@ -52,6 +55,7 @@ __all__ = [
     "PolicyRefused",
     "ReleaseRevoked",
     "RequestInvalid",
+    "RequestLimited",
     "RequestMismatch",
     "RevocationTooLate",
     "SegmentMissing",
@@ -75,6 +79,15 @@ class ConsentError(DoorwardError):
 
 class RequestInvalid(ConsentError):
     """The request is malformed, badly signed or out of bounds: fix it and sign it again."""
+
+
+class RequestLimited(ConsentError):
+    """This requester key or client address already holds as many requests as the device keeps
+    from one requester: wait for the owner to decide, or retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PolicyRefused(ConsentError):
@@ -131,6 +144,11 @@ class RequestMismatch(ConsentError):
 
 class ManifestMismatch(ConsentError):
     """The release manifest differs from the one the owner signed or from the stored segments."""
+
+
+class CheckpointMismatch(ConsentError):
+    """The audit checkpoint a consent token carries is not one of this device's log: the owner's
+    phone verified another view of it. Audit again (``doorward owner audit``) before approving."""
 
 
 class ClipManifestInvalid(ConsentError):

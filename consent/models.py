@@ -207,6 +207,10 @@ class ConsentClaims:
     manifest_sha256: str
     max_downloads: int
     disclosures: dict[str, str]
+    # The audit checkpoint the owner's phone had verified when it signed (absent from tokens of
+    # phones that never audited): the release's audit entry must be in a tree that extends it.
+    checkpoint_size: int | None = None
+    checkpoint_root: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

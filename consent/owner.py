@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from consent._approval_check import check_choice, rewrap_segment, signed_clips
+from consent._note import Checkpoint
 from consent._release_manifest import ReleaseManifest
 from consent.clips import ClipLike, FootageIndex, SegmentLike
 from consent.errors import ConsentError
@@ -73,6 +74,7 @@ def approve(
     expires_at_s: int,
     max_downloads: int = 1,
     disclosures: dict[str, str] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Approval:
     """Re-wrap ``segments`` to the requester and sign the consent token; ``token_id`` names the
     release and must be unique (draw it from a CSPRNG).
@@ -81,7 +83,9 @@ def approve(
     whole from ``footage`` and must match the device's listing and its signed clip manifest, and
     its header's file key must open its payload; otherwise :class:`~consent.errors.ConsentError`
     (:class:`~consent.errors.FootageMismatch` when the device lied) is raised and nothing is
-    signed.
+    signed. ``checkpoint`` is the audit checkpoint this phone last verified
+    (``AuditVerifier.last_checkpoint``): the token carries it, so the release can be checked
+    against the log the owner saw.
     """
     if not segments:
         raise ConsentError("choose at least one segment to release")
@@ -118,6 +122,7 @@ def approve(
         expires_at_s=expires_at_s,
         max_downloads=max_downloads,
         disclosures=disclosures,
+        checkpoint=checkpoint,
     )
     logger.info(
         "consent.approved request_id=%s release_id=%s segments=%d",

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent import jws
 from consent._audit_errors import AuditError
-from consent._merkle import decode_proof, leaf_hash, verify_inclusion
-from consent._note import NoteVerifier, open_checkpoint
+from consent._merkle import decode_proof, leaf_hash, verify_consistency, verify_inclusion
+from consent._note import Checkpoint, NoteVerifier, open_checkpoint
 from consent._release_manifest import ReleaseManifest, parse_release_manifest
 from consent.bundle import bundle_root
 from consent.clip_manifest import ClipManifest
@@ -377,6 +377,7 @@ def _check_audit(
             checkpoint.root_hash,
         )
         entry = jws.loads_strict(leaf, "audit entry")
+        owner_view = _check_owner_checkpoint(small, claims, checkpoint, index)
     except BundleInvalid:
         raise
     except (AuditError, ConsentError, ValueError, KeyError, TypeError) as exc:
@@ -392,6 +393,36 @@ def _check_audit(
         f"release entry #{index} is in the device's audit log (inclusion proof to the root of "
         f"the checkpoint of size {checkpoint.size} signed by {origin})"
     )
+    if owner_view is not None:
+        checks.append(
+            f"the device's log extends the checkpoint of size {owner_view} the owner had verified "
+            "when consenting (consistency proof), and the release entry was added after it"
+        )
+
+
+def _check_owner_checkpoint(
+    small: dict[str, bytes], claims: dict[str, Any], checkpoint: Checkpoint, index: int
+) -> int | None:
+    """If the token names the checkpoint the owner verified, the bundle's tree must extend it,
+    with the release entry after it; returns its size (None when the token names none)."""
+    owner_view = claims.get("checkpoint")
+    if owner_view is None:
+        return None
+    size, root = owner_view["size"], bytes.fromhex(owner_view["root_hash"])
+    body = jws.loads_strict(_need(small, "audit/consistency.json"), "consistency.json")
+    if (body["old_size"], body["new_size"]) != (size, checkpoint.size):
+        raise BundleInvalid(
+            "audit/consistency.json is not from the owner's checkpoint to the bundle's checkpoint"
+        )
+    verify_consistency(
+        size, checkpoint.size, root, checkpoint.root_hash, decode_proof(body["proof"])
+    )
+    if index < size:
+        raise BundleInvalid(
+            f"release entry #{index} is inside the checkpoint of size {size} the owner verified "
+            "before consenting: the log was rewritten"
+        )
+    return int(size)
 
 
 def _field(entry: dict[str, Any], name: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import jws
+from consent._note import Checkpoint
 from consent.errors import (
     SignerRemoved,
     TokenExpired,
@@ -52,6 +53,9 @@ _MEMBERS = {
     DECLINE_TYP: _COMMON | {"request_id", "reason"},
     REVOKE_TYP: _COMMON | {"release_id"},
 }
+# Optional members: a consent token carries the checkpoint the owner verified, when it has one.
+_OPTIONAL = {CONSENT_TYP: {"checkpoint"}}
+_MAX_TREE_SIZE = (1 << 63) - 1
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -81,15 +85,20 @@ def sign_consent(
     expires_at_s: int,
     max_downloads: int = 1,
     disclosures: dict[str, str] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> str:
-    """Sign a consent token for the release described by ``manifest`` (its exact bytes)."""
-    claims = {
+    """Sign a consent token for the release described by ``manifest`` (its exact bytes);
+    ``checkpoint`` is the audit checkpoint the owner's phone last verified, if any (claim
+    ``checkpoint``: its size and hex root hash)."""
+    claims: dict[str, Any] = {
         "sub": requester_key_id,
         "request_id": request_id,
         "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
         "max_downloads": max_downloads,
         "disclosures": dict(disclosures or {}),
     }
+    if checkpoint is not None:
+        claims["checkpoint"] = {"size": checkpoint.size, "root_hash": checkpoint.root_hash.hex()}
     return _sign(owner_key, CONSENT_TYP, device_id, token_id, issued_at_s, expires_at_s, claims)
 
 
@@ -144,7 +153,7 @@ def verify_owner_token(
     if owner.removed:
         raise SignerRemoved(f"token is signed by owner {kid!r}, who has been removed")
     claims = compact.claims
-    _check_members(claims, _MEMBERS[typ])
+    _check_members(claims, _MEMBERS[typ], _OPTIONAL.get(typ, set()))
     if claims["iss"] != kid:
         raise TokenInvalid("token iss does not match the signing key id")
     if claims["aud"] != device_id:
@@ -173,6 +182,8 @@ def consent_claims(token: OwnerToken) -> ConsentClaims:
         manifest_sha256=c["manifest_sha256"],
         max_downloads=c["max_downloads"],
         disclosures=dict(c["disclosures"]),
+        checkpoint_size=c["checkpoint"]["size"] if "checkpoint" in c else None,
+        checkpoint_root=bytes.fromhex(c["checkpoint"]["root_hash"]) if "checkpoint" in c else None,
     )
 
 
@@ -195,14 +206,17 @@ def _sign(
         "exp": expires_at_s,
         **extra,
     }
-    _check_members(claims, _MEMBERS[typ])
+    _check_members(claims, _MEMBERS[typ], _OPTIONAL.get(typ, set()))
     return jws.sign_compact(claims, typ=typ, kid=kid, sign=key.sign)
 
 
-def _check_members(claims: dict[str, Any], expected: set[str]) -> None:
-    if set(claims) != expected:
-        missing = ", ".join(sorted(expected - set(claims))) or "-"
-        extra = ", ".join(k[:32] for k in sorted(set(claims) - expected)[:5]) or "-"
+def _check_members(
+    claims: dict[str, Any], expected: set[str], optional: set[str] | frozenset[str] = frozenset()
+) -> None:
+    present = set(claims) - optional
+    if present != expected:
+        missing = ", ".join(sorted(expected - present)) or "-"
+        extra = ", ".join(k[:32] for k in sorted(present - expected)[:5]) or "-"
         raise TokenInvalid(f"token claims are wrong (missing: {missing}; unknown: {extra})")
     for name in ("iss", "aud", "jti"):
         _id(name, claims[name])
@@ -229,6 +243,8 @@ def _check_members(claims: dict[str, Any], expected: set[str]) -> None:
             )
     if "disclosures" in claims:
         _disclosures(claims["disclosures"])
+    if "checkpoint" in claims:
+        _checkpoint(claims["checkpoint"])
     if "reason" in claims and not (
         isinstance(claims["reason"], str) and 1 <= len(claims["reason"]) <= 2000
     ):
@@ -241,6 +257,16 @@ def _disclosures(value: Any) -> None:
     for name, text in value.items():
         if not isinstance(text, str) or not 1 <= len(text) <= 500:
             raise TokenInvalid(f"token disclosure {name} must be 1 to 500 characters")
+
+
+def _checkpoint(value: Any) -> None:
+    if not isinstance(value, dict) or set(value) != {"size", "root_hash"}:
+        raise TokenInvalid("token checkpoint must hold exactly size and root_hash")
+    size, root = value["size"], value["root_hash"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_TREE_SIZE:
+        raise TokenInvalid(f"token checkpoint size must be a tree size, got {size!r:.24}")
+    if not (isinstance(root, str) and _HEX64_RE.match(root)):
+        raise TokenInvalid("token checkpoint root_hash must be 64 lowercase hex digits")
 
 
 def _id(name: str, value: Any) -> None:

@@ -1,8 +1,11 @@
 """``doorward owner audit`` and its alias ``doorward audit verify``: check the device's audit log.
 
-The profile keeps the last checkpoint it accepted for each device. A new checkpoint is accepted
-only with a consistency proof from that one, and the entries must hash to it, so a device that
-rewrites, drops or forks history it has already shown is caught (``consent.audit_verify``).
+The profile keeps the last checkpoint it accepted for each device, and the Merkle frontier of the
+entries under it. Each audit reads only the entries appended since (in pages), checks that they
+extend the stored tree to the device's new signed checkpoint, and checks that checkpoint against
+every other owner's cosigned one; then it cosigns the checkpoint for the other owners' phones
+(``hub.client.audit``). A device that rewrites, drops or forks history, or shows owners different
+logs, is caught.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from consent.audit import audit_origin
 from consent.audit_verify import AuditVerifier
@@ -24,8 +28,13 @@ from hub.cli.common import (
     open_profile,
 )
 from hub.cli.common import run_async as _run_async
+from hub.client.audit import AuditReport, check_audit
+from hub.client.profile import PinnedDevice, Profile
 
-__all__ = ["add_parser", "main", "run"]
+if TYPE_CHECKING:
+    from consent.audit_verify import Checkpoint
+
+__all__ = ["add_parser", "main", "run", "verified_checkpoint"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -44,8 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fetch the checkpoint, a consistency proof from the stored one and every entry; verify
-    them, store the new checkpoint and print the entries."""
+    """Read the entries new since the stored checkpoint, verify them and the other owners'
+    cosignatures, store the new checkpoint, cosign it, and print the new entries."""
     profile = open_profile(args, "owner")
     keys = profile.keys()
     device = profile.device(args.device)
@@ -53,47 +62,61 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"device {device.device_id}'s signing key is not pinned; pair again")
     state = profile.checkpoint_path(device.device_id)
     verifier = AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
-    old_size = verifier.last_checkpoint.size if verifier.last_checkpoint else 0
 
-    async def fetch() -> tuple[str, list[bytes], tuple[bytes, ...]]:
+    async def audit() -> AuditReport:
         async with client_for(device, keys.signing_key) as api:
-            checkpoint = await api.audit_checkpoint()
-            size = _claimed_size(checkpoint)
-            proof = []
-            if 0 < old_size < size:
-                proof = await api.consistency_proof(old_size, size)
-            entries = await api.audit_entries(0, size)
-            return checkpoint, proof, entries.leaves
+            return await check_audit(
+                api, verifier, signing_key=keys.signing_key, now=int(time.time())
+            )
 
-    checkpoint, proof, leaves = _run_async(fetch(), where=f"device {device.device_id}")
-    verifier.verify_entries(leaves, checkpoint)
-    accepted = verifier.verify_update(checkpoint, proof)
-    bodies = [json.loads(leaf) for leaf in leaves]
+    report = _run_async(audit(), where=f"device {device.device_id}")
+    bodies = [json.loads(leaf) for leaf in report.leaves]
+    cosigners = [
+        {"key_id": c.key_id, "name": c.name, "size": c.size, "time": c.time_s}
+        for c in report.cosigners
+    ]
     lines = [
-        f"audit log of device {device.device_id} verified: {accepted.size} entries "
-        f"(was {old_size} at the last check); checkpoint stored in {state}",
+        f"audit log of device {device.device_id} verified: {report.size} entries "
+        f"(was {report.previous_size} at the last check; read {len(bodies)}); checkpoint stored "
+        f"in {state} and cosigned",
         *(_line(b) for b in bodies),
+        f"cosigners ({len(cosigners)} owners):",
+        *(_cosigner_line(c, report.size) for c in cosigners),
     ]
     return emit(
         args,
         {
             "device_id": device.device_id,
             "verified": True,
-            "size": accepted.size,
-            "previous_size": old_size,
+            "size": report.size,
+            "previous_size": report.previous_size,
+            "first_index": report.first_index,
+            "fetched": len(bodies),
             "checkpoint": str(state),
             "entries": bodies,
+            "cosigners": cosigners,
         },
         lines,
     )
 
 
-def _claimed_size(checkpoint: str) -> int:
-    """The tree size a checkpoint note claims (line 2); the verifier checks it afterwards."""
-    lines = checkpoint.split("\n")
-    if len(lines) < 3 or not lines[1].isdigit():
-        raise CliError("the device sent a checkpoint that is not a signed note")
-    return int(lines[1])
+def verified_checkpoint(profile: Profile, device: PinnedDevice) -> Checkpoint | None:
+    """The audit checkpoint this profile last verified for ``device`` (re-verified), if any: a
+    consent token carries it, so the release can be checked against the log the owner saw."""
+    if device.signing_key is None:
+        return None
+    state = profile.checkpoint_path(device.device_id)
+    verifier = AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
+    return verifier.last_checkpoint
+
+
+def _cosigner_line(cosigner: dict[str, Any], size: int) -> str:
+    who = f"  {cosigner['name']} ({cosigner['key_id']})"
+    if cosigner["size"] is None:
+        return f"{who}: has not cosigned this log yet"
+    when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(cosigner["time"]))
+    behind = "" if cosigner["size"] == size else f", {size - cosigner['size']} entries ago"
+    return f"{who}: cosigned size {cosigner['size']} at {when}{behind}"
 
 
 def _line(body: dict[str, Any]) -> str:

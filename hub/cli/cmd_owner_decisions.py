@@ -195,6 +195,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
         expires_at_s=now + args.expires,
         max_downloads=args.max_downloads,
         disclosures=disclosures or None,
+        checkpoint=_cli_audit.verified_checkpoint(s.profile, s.device),
     )
 
     async def post() -> Any:

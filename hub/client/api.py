@@ -39,6 +39,7 @@ from hub.client.records import (
     Camera,
     Clip,
     ClipPage,
+    CosignatureInfo,
     EventMessage,
     LiveLink,
     LiveStats,
@@ -46,6 +47,7 @@ from hub.client.records import (
     ReleaseInfo,
     RequestInfo,
     clip_of,
+    cosignature_of,
     owner_of,
     release_of,
     request_of,
@@ -242,8 +244,8 @@ class DoorwardClient:
     # -- audit -----------------------------------------------------------------------------
 
     async def audit_entries(self, start: int = 0, end: int | None = None) -> AuditEntries:
-        """Audit log leaves ``[start, end)`` (end defaults to the log's size) and the size now; at
-        most 10,000 per call, else ApiError ``bad_request``."""
+        """Audit log leaves ``[start, end)`` and the size now; at most 10,000 per call, else
+        ApiError ``bad_request`` (without ``end``, one page of up to 10,000 from ``start``)."""
         body = await self._json("GET", "/audit/entries", query={"start": start, "end": end})
         leaves = tuple(e["leaf"].encode() for e in body["entries"])
         return AuditEntries(body["size"], leaves, start)
@@ -265,6 +267,18 @@ class DoorwardClient:
         range raise ApiError ``bad_request``."""
         body = await self._json("GET", "/audit/proof/consistency", query={"old": old, "new": new})
         return [b64url_decode(p) for p in body["proof"]]
+
+    async def audit_cosignatures(self) -> list[CosignatureInfo]:
+        """Each current owner's latest cosigned checkpoint (C2SP tlog-cosignature), largest first;
+        a note carries the lines of every owner who cosigned that same checkpoint."""
+        body = await self._json("GET", "/audit/cosignatures")
+        return [cosignature_of(c) for c in body["cosignatures"]]
+
+    async def post_cosignature(self, checkpoint: str) -> CosignatureInfo:
+        """Give the device this owner's cosignature: ``checkpoint`` is a checkpoint note it signed
+        with this owner's cosignature line added (``consent.witness.cosign``)."""
+        body = await self._json("POST", "/audit/cosignatures", body={"checkpoint": checkpoint})
+        return cosignature_of(body)
 
     # -- live view (owners) ----------------------------------------------------------------
 

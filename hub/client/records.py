@@ -12,6 +12,7 @@ __all__ = [
     "Camera",
     "Clip",
     "ClipPage",
+    "CosignatureInfo",
     "EventMessage",
     "LiveLink",
     "LiveStats",
@@ -20,6 +21,7 @@ __all__ = [
     "RequestInfo",
     "Segment",
     "clip_of",
+    "cosignature_of",
     "owner_of",
     "release_of",
     "request_of",
@@ -126,6 +128,18 @@ class OwnerInfo:
     added_s: int
     removed_s: int | None
     recipient: str = field(repr=False)
+    ed25519: str = field(default="", repr=False)  # its signing key, unpadded base64url
+
+
+@dataclass(frozen=True, slots=True)
+class CosignatureInfo:
+    """An owner's latest cosignature of the device's audit log: the tree ``size`` it cosigned,
+    when (``time_s``, seconds since 1970), and the cosigned ``checkpoint`` note."""
+
+    owner_key_id: str
+    size: int
+    time_s: int
+    checkpoint: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,4 +242,17 @@ def release_of(r: Mapping[str, Any]) -> ReleaseInfo:
 
 def owner_of(o: Mapping[str, Any]) -> OwnerInfo:
     """An :class:`OwnerInfo` from its API JSON; a missing member raises KeyError."""
-    return OwnerInfo(o["key_id"], o["name"], o["admin"], o["added"], o["removed"], o["recipient"])
+    return OwnerInfo(
+        o["key_id"],
+        o["name"],
+        o["admin"],
+        o["added"],
+        o["removed"],
+        o["recipient"],
+        o.get("ed25519", ""),
+    )
+
+
+def cosignature_of(c: Mapping[str, Any]) -> CosignatureInfo:
+    """A :class:`CosignatureInfo` from its API JSON; a missing member raises KeyError."""
+    return CosignatureInfo(c["owner_key_id"], c["size"], c["time"], c["checkpoint"])

@@ -20,7 +20,7 @@ from hub.server.deps import HubDeps
 from hub.server.errors import error_middleware
 from hub.server.events import EventBus
 from hub.server.pairing import PairingDesk
-from hub.server.routes import events, live, owner, pairing, requester
+from hub.server.routes import audit, events, live, owner, pairing, requester
 from hub.server.routes.live import LiveSetup
 from hub.server.worker import SerialWorker
 
@@ -44,6 +44,7 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     app.cleanup_ctx.append(_pairing_desk)
     app.on_shutdown.append(_close_sockets)
     owner.add_routes(app)
+    audit.add_routes(app)
     requester.add_routes(app)
     pairing.add_routes(app)
     events.add_routes(app)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from crypto.errors import DoorwardError
 
 if TYPE_CHECKING:
+    from consent.desk import RequestLimits
     from device import Polygon
 
 __all__ = [
@@ -70,6 +71,13 @@ max_pairing_failures = 20       # then pairing is refused until the doorbell but
 signature_window_s = 60         # signed requests must be created within this many seconds
 rate_per_s = 2.0                # requester and pairing requests per second, per address and key
 rate_burst = 20                 # ... with bursts up to this many
+max_pending_requests = 500      # requests awaiting an owner's decision, from everyone
+max_pending_per_requester = 5   # ... from one requester key
+max_pending_per_address = 20    # ... from one client address (IPv6: one /64)
+max_requests_per_requester_per_day = 50   # requests stored per key in 24 h, whatever their fate
+max_requests_per_address_per_day = 200    # ... per client address
+quiet_refusals_after = 10       # then a key's or address's refusals are counted, not each audited
+refusal_summary_s = 3600        # ... and summarised once per this many seconds
 live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
 live_max_viewers = 4            # live-view sessions at once (owners and browser links together)
 live_max_session_s = 600.0      # a live-view session ends after this long (watch again to go on)
@@ -111,6 +119,13 @@ class ServeConfig:
     signature_window_s: int = DEFAULT_SIGNATURE_WINDOW_S
     rate_per_s: float = 2.0
     rate_burst: int = 20
+    max_pending_requests: int = 500
+    max_pending_per_requester: int = 5
+    max_pending_per_address: int = 20
+    max_requests_per_requester_per_day: int = 50
+    max_requests_per_address_per_day: int = 200
+    quiet_refusals_after: int = 10
+    refusal_summary_s: int = 3600
     live_page_port: int = 0
     live_max_viewers: int = 4
     live_max_session_s: float = 600.0
@@ -132,6 +147,21 @@ class ServeConfig:
             raise ValueError("at least one camera is needed")
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
             raise ValueError("retention_days and max_storage_mb must be positive")
+        self.request_limits()  # each limit must be a positive integer
+
+    def request_limits(self) -> RequestLimits:
+        """The consent desk's caps on held requests (overall, per key, per address)."""
+        from consent.desk import RequestLimits
+
+        return RequestLimits(
+            max_pending=self.max_pending_requests,
+            max_pending_per_key=self.max_pending_per_requester,
+            max_pending_per_address=self.max_pending_per_address,
+            max_per_key_per_day=self.max_requests_per_requester_per_day,
+            max_per_address_per_day=self.max_requests_per_address_per_day,
+            quiet_after=self.quiet_refusals_after,
+            summary_period_s=self.refusal_summary_s,
+        )
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:

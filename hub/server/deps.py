@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consent.audit import AuditLog
+from consent.cosignatures import CosignatureBook
 from consent.desk import ConsentDesk
 from crypto.keys import DeviceIdentity
 from crypto.setup_code import SetupCode
@@ -41,6 +42,7 @@ class HubDeps:
     audit: AuditLog
     desk: ConsentDesk
     owners: OwnersTable
+    cosignatures: CosignatureBook
     tls_fingerprint: str
     data_dir: Path
     cameras: Mapping[str, CameraInfo] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from consent import CheckpointError, CosignatureError
 from consent import errors as consent_errors
 from crypto.errors import DoorwardError, PairingFailed, SignatureError
 from device.errors import ClipHeld, StoreError
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 # Nearest listed class in the exception's MRO decides (status, code).
 _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.RequestInvalid: (400, "request_invalid"),
+    consent_errors.RequestLimited: (429, "rate_limited"),
     consent_errors.PolicyRefused: (403, "policy_refused"),
     consent_errors.PolicyInvalid: (400, "policy_invalid"),
     consent_errors.TokenInvalid: (400, "token_invalid"),
@@ -43,6 +45,7 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.SignerRemoved: (403, "signer_removed"),
     consent_errors.RequestMismatch: (409, "request_mismatch"),
     consent_errors.ManifestMismatch: (400, "manifest_mismatch"),
+    consent_errors.CheckpointMismatch: (409, "checkpoint_mismatch"),
     consent_errors.SegmentMissing: (409, "segment_missing"),
     consent_errors.HeaderInvalid: (400, "header_invalid"),
     consent_errors.HeaderReused: (400, "header_reused"),
@@ -53,6 +56,8 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     consent_errors.UnknownRelease: (404, "not_found"),
     consent_errors.UnknownRequest: (404, "not_found"),
     consent_errors.ConsentError: (400, "consent_refused"),
+    CosignatureError: (400, "cosignature_invalid"),
+    CheckpointError: (409, "checkpoint_unknown"),
     ClipHeld: (409, "clip_held"),
     StoreError: (404, "not_found"),
     SignatureError: (401, "bad_signature"),
@@ -105,7 +110,7 @@ async def error_middleware(
         headers: dict[str, str] = {}
         if isinstance(exc, consent_errors.PolicyRefused):
             extra["rule"] = exc.rule
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | consent_errors.RequestLimited):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         if status >= 500:
             logger.error("api.error path=%s code=%s", request.path, code)

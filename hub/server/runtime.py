@@ -65,7 +65,7 @@ def open_device(
     config: ServeConfig, cameras: list[CameraConfig]
 ) -> tuple[Device, dict[str, CameraSource]]:
     """Open the data directory and the cameras (blocking: run it in a worker thread)."""
-    device = Device.open(config.data_dir)
+    device = Device.open(config.data_dir, request_limits=config.request_limits())
     try:
         return device, {
             camera.name: open_camera(camera.kind, camera.target, name=camera.name)

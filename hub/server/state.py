@@ -2,7 +2,7 @@
 
 keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
 keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
-audit.db              the audit log                         clips/…           encrypted segments
+audit.db              the audit log and owners' cosignatures   clips/…        encrypted segments
 pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
 
 The directory and ``keys/`` are 0700, only the device's user may open them (``hub.server.data_dir``).
@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from consent.audit import AuditLog, audit_origin
-from consent.desk import ConsentDesk
+from consent.cosignatures import CosignatureBook
+from consent.desk import ConsentDesk, RequestLimits
 from crypto.keys import DeviceIdentity, read_secret_file, write_secret_file
 from crypto.setup_code import PairingURI, SetupCode, draw_setup_code
 from crypto.tls import (
@@ -51,14 +52,22 @@ class Device:
     audit: AuditLog
     owners: OwnersTable
     desk: ConsentDesk
+    cosignatures: CosignatureBook
     cert_path: Path
     key_path: Path
     fingerprint: str
     setup_code: SetupCode = field(repr=False)
 
     @classmethod
-    def open(cls, data_dir: Path, *, clock: Callable[[], float] = time.time) -> Device:
-        """Open the data directory, creating identity, certificate and setup code on first start."""
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        request_limits: RequestLimits | None = None,
+    ) -> Device:
+        """Open the data directory, creating identity, certificate and setup code on first start;
+        ``request_limits`` caps the requests held per key and address (default: the defaults)."""
         data_dir = Path(data_dir)
         prepare_data_dir(data_dir)
         key_dir = data_dir / "keys"
@@ -100,10 +109,22 @@ class Device:
             clips=store,  # type: ignore[arg-type]  # list_clips has extra keyword options
             audit=audit,
             owners=owners.paired_owners,
+            limits=request_limits,
         )
+        cosignatures = CosignatureBook(data_dir / "audit.db", log=audit)
         logger.info("device.open device_id=%s data_dir=%s", identity.device_id, data_dir)
         return cls(
-            data_dir, identity, store, audit, owners, desk, cert_path, key_path, fingerprint, code
+            data_dir,
+            identity,
+            store,
+            audit,
+            owners,
+            desk,
+            cosignatures,
+            cert_path,
+            key_path,
+            fingerprint,
+            code,
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -124,6 +145,7 @@ class Device:
             audit=self.audit,
             desk=self.desk,
             owners=self.owners,
+            cosignatures=self.cosignatures,
             tls_fingerprint=self.fingerprint,
             data_dir=self.data_dir,
             cameras=dict(cameras),
@@ -141,8 +163,9 @@ class Device:
         return PairingURI(self.identity.device_id, self.setup_code, self.fingerprint, host, port)
 
     def close(self) -> None:
-        """Close the owners table, the audit log and the clip store."""
+        """Close the owners table, the cosignatures, the audit log and the clip store."""
         self.owners.close()
+        self.cosignatures.close()
         self.audit.close()
         self.store.close()
         logger.info("device.closed device_id=%s", self.identity.device_id)

@@ -202,7 +202,7 @@ def test_checkpoint_parse_errors(text: str, message: str) -> None:
         ("text\n\n\u2014 a AAAAAAA\n", "note signature line 1 is not valid base64"),
         ("text\n\n\u2014 a AAAAAAB=\n", "note signature line 1 is not canonical base64"),
         ("te\rxt\n\n\u2014 a AAAAAAAA\n", "note must not contain control character U+000D"),
-        ("t\n\n" + "\u2014 a AAAAAAAA\n" * 33, "note has more than 32 signatures"),
+        ("t\n\n" + "\u2014 a AAAAAAAA\n" * 41, "note has more than 40 signatures"),
         ("x" * (128 * 1024) + "\n\n\u2014 a AAAAAAAA\n", "note is longer than 131072 bytes"),
     ],
 )

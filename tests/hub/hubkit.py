@@ -52,8 +52,8 @@ async def running_device(
 ) -> AsyncIterator[Running]:
     """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
     with ``live_cameras``, also the live-view routes, for cameras that send no frames."""
-    device = Device.open(data_dir)
     config = config or ServeConfig(data_dir=data_dir)
+    device = Device.open(data_dir, request_limits=config.request_limits())
     live_view = None
     if live_cameras:
         relay = FrameRelay()

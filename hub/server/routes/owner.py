@@ -1,4 +1,6 @@
-"""Owner routes: clips, segments, manifests, policy, requests and decisions, owners, audit, health.
+"""Owner routes: clips, segments, manifests, policy, requests and decisions, owners, health.
+
+The audit log's routes are in ``hub.server.routes.audit``.
 
 Every handler starts with :func:`hub.server.auth.require_owner`: an RFC 9421 signature by a paired
 owner that has not been removed, checked on every request (a removed owner is refused at once).
@@ -19,7 +21,7 @@ from consent.desk import ConsentDesk
 from consent.models import RequestStatus
 from crypto import age
 from crypto.errors import CryptoError
-from crypto.signed import b64url, b64url_decode
+from crypto.signed import b64url_decode
 from device.store import ClipRecord, SegmentRecord
 from hub.server import appkeys
 from hub.server.owners import OwnerError
@@ -35,7 +37,7 @@ _STARTED = time.monotonic()
 
 
 def add_routes(app: web.Application) -> None:
-    """Add the owner routes (clips, segments, policy, requests, owners, audit, health)."""
+    """Add the owner routes (clips, segments, policy, requests, owners, health)."""
     app.router.add_routes(
         [
             web.get("/cameras", cameras),
@@ -54,10 +56,6 @@ def add_routes(app: web.Application) -> None:
             web.post("/releases/{release_id}/revoke", revoke),
             web.get("/owners", list_owners),
             web.delete("/owners/{key_id}", remove_owner),
-            web.get("/audit/entries", audit_entries),
-            web.get("/audit/checkpoint", audit_checkpoint),
-            web.get("/audit/proof/inclusion", inclusion_proof),
-            web.get("/audit/proof/consistency", consistency_proof),
             web.get("/health", health),
             web.get("/metrics", metrics),
         ]
@@ -322,54 +320,6 @@ async def remove_owner(request: web.Request) -> web.Response:
     bus.end_key(target)  # its event streams close before anything else is published
     bus.publish("owner.removed", key_id=target)
     return web.json_response(removed.to_json())
-
-
-# -- audit --------------------------------------------------------------------------------------
-
-
-async def audit_entries(request: web.Request) -> web.Response:
-    await require_owner(request)
-    audit = request.app[appkeys.DEPS].audit
-    size = audit.size
-    start = int_param(request.query, "start", default=0, low=0, high=size)
-    end = int_param(request.query, "end", default=size, low=start, high=size)
-    try:
-        entries = audit.entries(start, end)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    return web.json_response(
-        {
-            "size": size,
-            "entries": [
-                {"index": e.index, "leaf": e.leaf.decode("utf-8"), "body": e.body()}
-                for e in entries
-            ],
-        }
-    )
-
-
-async def audit_checkpoint(request: web.Request) -> web.Response:
-    await require_owner(request)
-    audit = request.app[appkeys.DEPS].audit
-    return web.Response(text=audit.checkpoint(), content_type="text/plain")
-
-
-async def inclusion_proof(request: web.Request) -> web.Response:
-    await require_owner(request)
-    audit = request.app[appkeys.DEPS].audit
-    size = int_param(request.query, "size", low=1, high=audit.size)
-    index = int_param(request.query, "index", low=0, high=size - 1)
-    proof = audit.inclusion_proof(index, size)
-    return web.json_response({"index": index, "size": size, "proof": [b64url(p) for p in proof]})
-
-
-async def consistency_proof(request: web.Request) -> web.Response:
-    await require_owner(request)
-    audit = request.app[appkeys.DEPS].audit
-    new = int_param(request.query, "new", low=0, high=audit.size)
-    old = int_param(request.query, "old", low=0, high=new)
-    proof = audit.consistency_proof(old, new)
-    return web.json_response({"old": old, "new": new, "proof": [b64url(p) for p in proof]})
 
 
 # -- health and metrics -------------------------------------------------------------------------

@@ -53,7 +53,10 @@ async def submit(request: web.Request) -> web.Response:
     # check the HTTP signature with it; the desk then verifies it again and audits a refusal.
     parsed = await asyncio.to_thread(verify_request, token, now)
     await require_requester(request, parsed.requester_key)
-    record = await request.app[appkeys.WORKER].run(deps.desk.submit_request, token, now)
+    # The client address too: keys are free to mint, so the desk also counts per address.
+    record = await request.app[appkeys.WORKER].run(
+        lambda: deps.desk.submit_request(token, now, client=request.remote)
+    )
     request.app[appkeys.BUS].publish(
         "request.pending", request_id=record.request_id, requester_key_id=record.requester_key_id
     )
