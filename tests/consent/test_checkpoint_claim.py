@@ -60,6 +60,7 @@ def approve(world: World, owner: KeyBundle, requester: KeyBundle, device, checkp
         [pending.clips[0][1][0]],
         footage,
         device_id=device.device_id,
+        device_key=device.public_key,
         token_id="rel-view",
         now=NOW,
         expires_at_s=NOW + 3600,
