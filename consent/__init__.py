@@ -111,8 +111,10 @@ from consent.policy_doc import (
     verify_policy,
 )
 from consent.requester import (
+    BundleLimits,
     SegmentResult,
     VerificationReport,
+    bundle_device_id,
     open_bundle,
 )
 from consent.requests import (
@@ -163,6 +165,7 @@ __all__ = [
     "AuditSink",
     "AuditVerifier",
     "BundleInvalid",
+    "BundleLimits",
     "CheckpointError",
     "ClipLike",
     "ClipManifest",
@@ -217,6 +220,7 @@ __all__ = [
     "WrongRequester",
     "approve",
     "audit_origin",
+    "bundle_device_id",
     "bundle_root",
     "consent_claims",
     "decide",
