@@ -124,6 +124,7 @@ from consent.requests import (
     sign_request,
     verify_request,
 )
+from consent.text import escape, match_forms, unsafe_character
 from consent.tokens import (
     CONSENT_TYP,
     DECLINE_TYP,
@@ -225,7 +226,9 @@ __all__ = [
     "consent_claims",
     "decide",
     "decline",
+    "escape",
     "list_pending",
+    "match_forms",
     "open_bundle",
     "request_id_of",
     "revoke",
@@ -234,6 +237,7 @@ __all__ = [
     "sign_policy",
     "sign_request",
     "sign_revocation",
+    "unsafe_character",
     "verify_owner_token",
     "verify_policy",
     "verify_request",

@@ -29,6 +29,7 @@ from consent.errors import BundleInvalid
 from consent.models import CATEGORIES, LEGAL_BASES, REQUESTER_KINDS, RequesterIdentity
 from consent.requester import VerificationReport, bundle_device_id, open_bundle
 from consent.requests import request_id_of, sign_request
+from consent.text import unsafe_character
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle, load_ed25519_public
 from hub.cli.common import (
@@ -148,6 +149,13 @@ def _init(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"requester identity refused: {exc}") from exc
+    for name in _IDENTITY_FIELDS:
+        found = unsafe_character(getattr(identity, name))
+        if found is not None:
+            raise CliError(
+                f"requester identity refused: the {name} contains {found}; control and "
+                "bidirectional-formatting characters are not allowed"
+            )
     keys = KeyBundle.generate(args.recipient)
     profile.create(keys, {"identity": _identity_json(identity), "recipient_kind": args.recipient})
     return emit(
