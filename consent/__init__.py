@@ -123,8 +123,10 @@ from consent.policy_doc import (
     verify_policy,
 )
 from consent.requester import (
+    BundleLimits,
     SegmentResult,
     VerificationReport,
+    bundle_device_id,
     open_bundle,
 )
 from consent.requests import (
@@ -134,6 +136,7 @@ from consent.requests import (
     sign_request,
     verify_request,
 )
+from consent.text import escape, match_forms, unsafe_character
 from consent.tokens import (
     CONSENT_TYP,
     DECLINE_TYP,
@@ -180,6 +183,7 @@ __all__ = [
     "AuditUpdate",
     "AuditVerifier",
     "BundleInvalid",
+    "BundleLimits",
     "Checkpoint",
     "CheckpointError",
     "CheckpointMismatch",
@@ -242,11 +246,14 @@ __all__ = [
     "WrongRequester",
     "approve",
     "audit_origin",
+    "bundle_device_id",
     "bundle_root",
     "consent_claims",
     "decide",
     "decline",
+    "escape",
     "list_pending",
+    "match_forms",
     "open_bundle",
     "request_id_of",
     "revoke",
@@ -256,6 +263,7 @@ __all__ = [
     "sign_policy",
     "sign_request",
     "sign_revocation",
+    "unsafe_character",
     "verify_owner_token",
     "verify_policy",
     "verify_request",

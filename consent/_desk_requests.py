@@ -186,7 +186,9 @@ class _RequestDesk:
 
     def stored_request(self, request_id: str) -> ConsentRequest:
         """The verified request ``request_id`` (re-verified as of when it arrived)."""
-        return verify_request(self.request_token(request_id), self.request(request_id).received_s)
+        return verify_request(
+            self.request_token(request_id), self.request(request_id).received_s, strict_text=False
+        )
 
     def pending_requests(self, now: int) -> list[ConsentRequest]:
         """The verified pending requests, for an owner's phone to list."""
@@ -194,7 +196,7 @@ class _RequestDesk:
             "SELECT token, received_s FROM requests WHERE status = ? AND expires_at_s > ?",
             (RequestStatus.PENDING.value, now),
         ).fetchall()
-        return [verify_request(token, received_s) for token, received_s in rows]
+        return [verify_request(token, received_s, strict_text=False) for token, received_s in rows]
 
     def decision_for(self, request_id: str) -> Decision:
         """The policy's (or owner's) stored decision on a request."""
@@ -332,7 +334,7 @@ class _RequestDesk:
         if row["expires_at_s"] <= now:
             raise RequestMismatch(f"request {request_id} expired at {row['expires_at_s']}")
         # Verified when it arrived; re-verify at that moment to rebuild the record.
-        return verify_request(row["token"], row["received_s"])
+        return verify_request(row["token"], row["received_s"], strict_text=False)
 
     def _history(self, request: ConsentRequest, now: int) -> Sequence[PastRequest]:
         rows = self._db.execute(

@@ -5,7 +5,10 @@ Rules run in a fixed order and the first that refuses wins, so the answer names 
 1. ``blocked_key``      the requester's key is on the owner's block list
 2. ``requester_kind``   the requester is of a kind the owner refuses (e.g. federal agencies)
 3. ``category``         the request's category is one the owner refuses
-4. ``reason_keyword``   the reason, detail or case reference contains a refused keyword
+4. ``reason_keyword``   any text the requester wrote (reason, detail, case reference, name,
+                       organisation, jurisdiction, contact) contains a refused keyword, matched
+                       in the forms of ``consent.text.match_forms`` (format characters, widths,
+                       accents, case and look-alike letters folded)
 5. ``case_reference``   no case reference, and the owner requires one
 6. ``legal_basis``      the legal basis is not one the owner accepts
 7. ``window``           the window is wider than the owner allows
@@ -31,6 +34,7 @@ from consent.models import (
     Decision,
     PastRequest,
 )
+from consent.text import match_forms
 
 __all__ = ["DEFAULT_POLICY", "RULES", "Policy", "decide"]
 
@@ -63,6 +67,7 @@ class Policy:
     max_window_s: int = MAX_WINDOW_S
     max_requests_per_day: int = 10
     _keyword_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _keywords: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _subset("refused_kinds", self.refused_kinds, REQUESTER_KINDS)
@@ -89,8 +94,15 @@ class Policy:
             raise ValueError(
                 f"max_requests_per_day must be 1 to 1000, got {self.max_requests_per_day!r}"
             )
-        if self.refused_keywords:
-            words = "|".join(re.escape(w.casefold()) for w in self.refused_keywords)
+        folded: dict[str, str] = {}
+        for word in self.refused_keywords:
+            form = match_forms(word)[0]
+            if len(form) < 2:
+                raise ValueError(f"refused keyword {word!r} must keep 2 visible characters")
+            folded.setdefault(form, word)
+        object.__setattr__(self, "_keywords", folded)
+        if folded:
+            words = "|".join(re.escape(w) for w in sorted(folded, key=len, reverse=True))
             # Match at word starts so "protest" also catches "protesters" but not "contest".
             object.__setattr__(self, "_keyword_re", re.compile(rf"\b(?:{words})"))
 
@@ -171,18 +183,42 @@ def _content_rules(request: ConsentRequest, policy: Policy) -> Decision | None:
     if request.category in policy.refused_categories:
         return Decision.decline("category", f"the owner refuses requests about {request.category}")
     if policy._keyword_re is not None:
-        text = " ".join((request.reason, request.detail, request.case_reference)).casefold()
-        match = policy._keyword_re.search(text)
-        if match is not None:
-            return Decision.decline(
-                "reason_keyword", f"the owner refuses requests that mention {match.group(0)!r}"
-            )
+        refusal = _keyword_rule(request, policy, policy._keyword_re)
+        if refusal is not None:
+            return refusal
     if policy.require_case_reference and not request.case_reference.strip():
         return Decision.decline("case_reference", "the owner requires a case reference")
     if request.legal_basis not in policy.allowed_legal_bases:
         return Decision.decline(
             "legal_basis", f"the owner does not accept the legal basis {request.legal_basis}"
         )
+    return None
+
+
+def _keyword_rule(
+    request: ConsentRequest, policy: Policy, pattern: re.Pattern[str]
+) -> Decision | None:
+    """Search every field a requester writes; the reason names the owner's keyword (never the
+    requester's text) and the field."""
+    who = request.identity
+    fields = (
+        ("reason", request.reason),
+        ("detail", request.detail),
+        ("case reference", request.case_reference),
+        ("name", who.name),
+        ("organisation", who.organisation),
+        ("jurisdiction", who.jurisdiction),
+        ("contact", who.contact),
+    )
+    for label, text in fields:
+        for form in match_forms(text):
+            match = pattern.search(form)
+            if match is not None:
+                keyword = policy._keywords[match.group(0)]
+                return Decision.decline(
+                    "reason_keyword",
+                    f"the owner refuses requests that mention {keyword!r} (in the {label})",
+                )
     return None
 
 

@@ -13,7 +13,9 @@ Layout (all under ``doorward-release-<release id>/``)::
     audit/consistency.json     when the token carries the owner's verified checkpoint: the consistency
                                proof from that checkpoint's size to the bundle checkpoint's
 
-Segments are streamed from the store files, never held whole in memory.
+Segments are streamed from the store files, never held whole in memory. A requester reads the
+stream with :class:`BundleLimits` (``consent._bundle_tar``): a hostile device cannot make it hold
+or store more than those limits allow.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import json
 import tarfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,7 +35,7 @@ from crypto import age
 from crypto.keys import DeviceIdentity
 from crypto.signed import b64url, sign_document
 
-__all__ = ["BUNDLE_README", "bundle_root", "write_bundle"]
+__all__ = ["BUNDLE_README", "BundleLimits", "bundle_root", "write_bundle"]
 
 _MTIME = 0  # fixed, so a bundle's bytes depend only on its contents
 
@@ -84,6 +87,27 @@ Checking it
 
 If a segment does not decrypt, its header was not made for your key: report it to the owner.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class BundleLimits:
+    """How much a requester reads, holds and stores for one bundle; past a limit it is refused.
+
+    The defaults fit any real release (1000 segments of a few MB each); each limit stops one way a
+    hostile device could exhaust the requester's memory or disk. Segments are also held to the size
+    in their device-signed clip manifest."""
+
+    max_bundle_bytes: int = 2 * 1024**3  # the whole tar stream, download included
+    max_members: int = 2100  # 1000 segments, their clip manifests and the fixed files
+    max_extended_header_bytes: int = 4096  # one PAX or GNU long-name header (a path is ~100)
+    max_small_member_bytes: int = 4 * 1024 * 1024  # one JSON, token, checkpoint or README
+    max_small_total_bytes: int = 32 * 1024 * 1024  # all of them together (they are held in RAM)
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def bundle_root(release_id: str) -> str:

@@ -235,8 +235,6 @@ def _text(name: str, value: Any, min_len: int, max_len: int) -> None:
         raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     if not min_len <= len(value) <= max_len:
         raise ValueError(f"{name} must be {min_len} to {max_len} characters, got {len(value)}")
-    if any(ord(c) < 0x20 and c not in "\n\t" for c in value):
-        raise ValueError(f"{name} must not contain control characters")
 
 
 def _int(name: str, value: Any) -> None:

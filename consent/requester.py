@@ -10,23 +10,24 @@ clip manifests and the audit checkpoint are all signed by it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent import jws
 from consent._audit_errors import AuditError
+from consent._bundle_tar import read_members
 from consent._merkle import decode_proof, leaf_hash, verify_consistency, verify_inclusion
 from consent._note import Checkpoint, NoteVerifier, open_checkpoint
 from consent._release_manifest import ReleaseManifest, parse_release_manifest
-from consent.bundle import bundle_root
-from consent.clip_manifest import ClipManifest
+from consent.bundle import BundleLimits, bundle_root
+from consent.clip_manifest import ClipManifest, ClipManifestSegment
 from consent.errors import BundleInvalid, ConsentError
 from consent.tokens import CONSENT_TYP
 from crypto import age
@@ -34,14 +35,20 @@ from crypto.errors import CryptoError, SignatureError
 from crypto.keys import device_id as device_id_of
 from crypto.keys import key_id, load_ed25519_public
 from crypto.signed import b64url, b64url_decode, verify_document
+from crypto.tls import spki_fingerprint
 
-__all__ = ["SegmentResult", "VerificationReport", "open_bundle"]
+__all__ = [
+    "BundleLimits",
+    "SegmentResult",
+    "VerificationReport",
+    "bundle_device_id",
+    "open_bundle",
+]
 
 logger = logging.getLogger(__name__)
 
-MAX_SMALL_MEMBER_BYTES = 4 * 1024 * 1024  # JSON, token, checkpoint, README
-MAX_MEMBERS = 2100  # 1000 segments, their clips, and the fixed files
 _CHUNK = 64 * 1024
+_DEFAULT_LIMITS = BundleLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +84,20 @@ class VerificationReport:
         """True when every segment decrypted (also when there are none)."""
         return all(s.decrypted for s in self.segments)
 
+    @property
+    def verdict(self) -> str:
+        """VERIFIED (every segment decrypted, against a pinned device key), UNPINNED (the same,
+        but the device key came from the bundle itself, so nothing shows which device made it)
+        or INCOMPLETE (a segment did not decrypt)."""
+        if not self.ok:
+            return "INCOMPLETE"
+        return "VERIFIED" if self.device_key_pinned else "UNPINNED"
+
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-ready dict: these fields, ``ok``, and each segment as an object."""
         return {
             "ok": self.ok,
+            "verdict": self.verdict,
             "release_id": self.release_id,
             "device_id": self.device_id,
             "device_key": self.device_key,
@@ -108,7 +125,7 @@ class VerificationReport:
         """The report for a person: verdict, keys, checks, each segment's outcome, the video."""
         pin = "pinned by you" if self.device_key_pinned else "taken from the bundle (not pinned)"
         lines = [
-            f"Doorward release {self.release_id}: {'VERIFIED' if self.ok else 'INCOMPLETE'}",
+            f"Doorward release {self.release_id}: {self.verdict}",
             f"Device {self.device_id}, key {self.device_key} ({pin})",
             f"Consent signed by owner key {self.owner_key_id}",
             f"Released to requester key {self.requester_key_id}",
@@ -127,13 +144,6 @@ class VerificationReport:
         return "\n".join(lines) + "\n"
 
 
-@dataclass(slots=True)
-class _Received:
-    header: bytes
-    payload_sha256: str
-    path: Path
-
-
 def open_bundle(
     src: BinaryIO | Path,
     identities: Sequence[age.Identity],
@@ -141,22 +151,202 @@ def open_bundle(
     *,
     requester_key_id: str | None = None,
     device_key: Ed25519PublicKey | None = None,
+    device_fingerprint: str | None = None,
+    limits: BundleLimits = _DEFAULT_LIMITS,
 ) -> VerificationReport:
     """Verify, decrypt and join a release bundle into ``out_dir``; raise BundleInvalid if any
-    signature, hash or proof fails. A segment that does not decrypt is reported, not raised."""
+    signature, hash or proof fails, or the bundle passes ``limits``. A segment that does not
+    decrypt is reported, not raised.
+
+    Pin the device with ``device_key`` (its Ed25519 key) or ``device_fingerprint`` (the SHA-256
+    SPKI fingerprint of its TLS key, which is the same key): a bundle signed by any other key is
+    refused. Without either, the bundle's own key is used and the report says UNPINNED."""
     out_dir = Path(out_dir)
     work = out_dir / "encrypted"
     work.mkdir(parents=True, exist_ok=True)
+    pin = _Pin(device_key, device_fingerprint)
     if isinstance(src, Path):
         with open(src, "rb") as f:
-            small, received = _read_tar(f, work)
+            bundle = _read_bundle(f, work, pin, requester_key_id, limits)
     else:
-        small, received = _read_tar(src, work)
+        bundle = _read_bundle(src, work, pin, requester_key_id, limits)
+    front, checks = bundle.front, bundle.checks
+    _check_segments(front, bundle.received, checks)
+    _check_audit(bundle.small, front, checks)
+    results, video = _decrypt_all(front.manifest, bundle.received, identities, out_dir)
+    report = VerificationReport(
+        release_id=front.release_id,
+        device_id=front.device_id,
+        device_key=b64url(front.device_key.public_bytes_raw()),
+        device_key_pinned=pin.pinned,
+        owner_key_id=front.owner_key_id,
+        requester_key_id=front.claims["sub"],
+        checks=tuple(checks),
+        segments=tuple(results),
+        video=str(video) if video is not None else None,
+        disclosures=dict(front.claims["disclosures"]),
+    )
+    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (out_dir / "report.txt").write_text(report.to_text())
+    logger.info("consent.bundle_opened release_id=%s ok=%s", front.release_id, report.ok)
+    return report
+
+
+def bundle_device_id(src: BinaryIO | Path, limits: BundleLimits = _DEFAULT_LIMITS) -> str:
+    """The device id that a bundle's ``device.json`` claims, NOT verified: only for choosing which
+    pinned key to verify the bundle with. Raises BundleInvalid if it cannot be read."""
+    if isinstance(src, Path):
+        with open(src, "rb") as f:
+            return bundle_device_id(f, limits)
+    root: list[str] = []
+    for member in read_members(src, limits):
+        if _relative(member.name, root) != "device.json":
+            continue
+        if member.size > limits.max_small_member_bytes:
+            raise BundleInvalid(f"'device.json' is larger than {limits.max_small_member_bytes}")
+        try:
+            device = json.loads(member.stream.read(member.size))["body"]["device_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleInvalid(f"device.json does not name a device: {exc}") from exc
+        if not isinstance(device, str) or not device.isalnum() or len(device) > 64:
+            raise BundleInvalid("device.json does not name a device")
+        return device
+    raise BundleInvalid("bundle has no device.json")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    key: Ed25519PublicKey | None
+    fingerprint: str | None
+
+    @property
+    def pinned(self) -> bool:
+        return self.key is not None or self.fingerprint is not None
+
+    def check(self, key: Ed25519PublicKey) -> None:
+        if self.key is not None and key.public_bytes_raw() != self.key.public_bytes_raw():
+            raise BundleInvalid("device.json is signed by another key than the device you pinned")
+        if self.fingerprint is not None and not hmac.compare_digest(
+            spki_fingerprint(key), self.fingerprint
+        ):
+            raise BundleInvalid(
+                "device.json is signed by another key than the device you pinned "
+                "(not the key of its pinned TLS fingerprint)"
+            )
+
+
+@dataclass(slots=True)
+class _Received:
+    header: bytes
+    payload_sha256: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _Front:
+    """What the files in front of the segments establish, all checked."""
+
+    device_key: Ed25519PublicKey
+    device_id: str
+    release_id: str
+    owner_key_id: str
+    claims: dict[str, Any]
+    manifest: ReleaseManifest
+    signed_segments: dict[tuple[str, int], ClipManifestSegment]
+
+    def segment_limit(self, segment_id: str) -> int:
+        """The most bytes the age file of ``segment_id`` may have: its new header plus the whole
+        stored file the device signed (whose payload is that less the owners' header)."""
+        for seg in self.manifest.segments:
+            if seg.segment_id == segment_id:
+                signed = self.signed_segments.get((seg.clip_id, seg.index))
+                if signed is None:
+                    raise BundleInvalid(
+                        f"payload hash of segment {segment_id!r} is not the one the device signed"
+                    )
+                return len(seg.header) + signed.size
+        raise BundleInvalid(
+            f"bundle holds segment {segment_id!r}, which the release manifest does not list"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Bundle:
+    front: _Front
+    small: dict[str, bytes]
+    received: dict[str, _Received]
+    checks: list[str]
+
+
+# The files a bundle must carry before its first segment: a segment is stored only once they
+# have been verified, so its size can be held to the signed one.
+_FRONT_FILES = ("device.json", "consent-token.jws", "release-manifest.json")
+
+
+def _read_bundle(
+    src: BinaryIO, work: Path, pin: _Pin, requester_key_id: str | None, limits: BundleLimits
+) -> _Bundle:
+    """Stream the tar: small files are held (capped one by one and in total), and each segment
+    goes to ``work``, once the files in front of it are verified, if no larger than signed."""
+    small: dict[str, bytes] = {}
+    small_total = 0
+    received: dict[str, _Received] = {}
     checks: list[str] = []
-    device_doc = _need(small, "device.json")
-    dev_key, dev_id, listed_owners, release_id = _check_device(device_doc, device_key, checks)
-    token = _need(small, "consent-token.jws").decode("ascii", "replace")
-    manifest_bytes = _need(small, "release-manifest.json")
+    front: _Front | None = None
+    root: list[str] = []
+    for member in read_members(src, limits):
+        name = _relative(member.name, root)
+        if name.startswith("segments/") and name.endswith(".age"):
+            segment_id = name[len("segments/") : -len(".age")]
+            if front is None:
+                front = _check_front(small, pin, requester_key_id, checks)
+            if segment_id in received:
+                raise BundleInvalid(f"segment {segment_id!r} appears twice in the bundle")
+            limit = front.segment_limit(segment_id)
+            if member.size > limit:
+                raise BundleInvalid(
+                    f"segment {segment_id!r} is {member.size} bytes; its device-signed clip "
+                    f"manifest allows at most {limit}"
+                )
+            received[segment_id] = _receive_segment(
+                member.stream, work / f"{len(received):06d}.age"
+            )
+            continue
+        if name in small:
+            raise BundleInvalid(f"{name!r} appears twice in the bundle")
+        if member.size > limits.max_small_member_bytes:
+            raise BundleInvalid(f"{name!r} is larger than {limits.max_small_member_bytes}")
+        small_total += member.size
+        if small_total > limits.max_small_total_bytes:
+            raise BundleInvalid(
+                "bundle's small files (token, manifests, proofs) add up to more than "
+                f"{limits.max_small_total_bytes} bytes"
+            )
+        small[name] = member.stream.read(member.size)
+    if front is None:
+        front = _check_front(small, pin, requester_key_id, checks)
+    return _Bundle(front, small, received, checks)
+
+
+def _relative(member_name: str, root: list[str]) -> str:
+    """The member's name inside the bundle's top directory (``root`` keeps it once seen)."""
+    top, _, name = member_name.partition("/")
+    if not root:
+        root.append(top)
+    if top != root[0] or not top.startswith(bundle_root("")) or not name:
+        raise BundleInvalid(f"bundle member {member_name[:80]!r} is outside the bundle")
+    return name
+
+
+def _check_front(
+    small: dict[str, bytes], pin: _Pin, requester_key_id: str | None, checks: list[str]
+) -> _Front:
+    for name in _FRONT_FILES:
+        if name not in small:
+            raise BundleInvalid(f"bundle has no {name} in front of its segments")
+    dev_key, dev_id, listed_owners, release_id = _check_device(small["device.json"], pin, checks)
+    token = small["consent-token.jws"].decode("ascii", "replace")
+    manifest_bytes = small["release-manifest.json"]
     claims, owner_kid = _check_token(token, listed_owners, dev_id, release_id, manifest_bytes)
     checks.append(f"consent token signature by owner key {owner_kid} (listed by the device)")
     if requester_key_id is not None and claims["sub"] != requester_key_id:
@@ -170,63 +360,8 @@ def open_bundle(
         raise BundleInvalid("release manifest names another device or requester")
     if manifest.request_id != claims["request_id"]:
         raise BundleInvalid("release manifest names another request than the token")
-    _check_clips(small, manifest, dev_key, received, checks)
-    _check_audit(small, dev_key, dev_id, release_id, claims, checks)
-    results, video = _decrypt_all(manifest, received, identities, out_dir)
-    report = VerificationReport(
-        release_id=release_id,
-        device_id=dev_id,
-        device_key=b64url(dev_key.public_bytes_raw()),
-        device_key_pinned=device_key is not None,
-        owner_key_id=owner_kid,
-        requester_key_id=claims["sub"],
-        checks=tuple(checks),
-        segments=tuple(results),
-        video=str(video) if video is not None else None,
-        disclosures=dict(claims["disclosures"]),
-    )
-    (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (out_dir / "report.txt").write_text(report.to_text())
-    logger.info("consent.bundle_opened release_id=%s ok=%s", release_id, report.ok)
-    return report
-
-
-def _read_tar(src: BinaryIO, work: Path) -> tuple[dict[str, bytes], dict[str, _Received]]:
-    small: dict[str, bytes] = {}
-    received: dict[str, _Received] = {}
-    root: str | None = None
-    count = 0
-    try:
-        with tarfile.open(fileobj=src, mode="r|") as tar:
-            for member in tar:
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise BundleInvalid(f"bundle has more than {MAX_MEMBERS} files")
-                if not member.isfile():
-                    raise BundleInvalid(f"bundle member {member.name[:80]!r} is not a regular file")
-                top, _, name = member.name.partition("/")
-                if root is None:
-                    root = top
-                if top != root or not top.startswith(bundle_root("")) or not name:
-                    raise BundleInvalid(f"bundle member {member.name[:80]!r} is outside the bundle")
-                f = tar.extractfile(member)
-                assert f is not None
-                if name.startswith("segments/") and name.endswith(".age"):
-                    segment_id = name[len("segments/") : -len(".age")]
-                    if segment_id in received:
-                        raise BundleInvalid(f"segment {segment_id!r} appears twice in the bundle")
-                    received[segment_id] = _receive_segment(
-                        cast(BinaryIO, f), work / f"{len(received):06d}.age"
-                    )
-                else:
-                    if name in small:
-                        raise BundleInvalid(f"{name!r} appears twice in the bundle")
-                    if member.size > MAX_SMALL_MEMBER_BYTES:
-                        raise BundleInvalid(f"{name!r} is larger than {MAX_SMALL_MEMBER_BYTES}")
-                    small[name] = f.read()
-    except (tarfile.TarError, EOFError) as exc:
-        raise BundleInvalid(f"bundle is not a readable tar stream: {exc}") from exc
-    return small, received
+    signed = _check_clip_manifests(small, manifest, dev_key, checks)
+    return _Front(dev_key, dev_id, release_id, owner_kid, claims, manifest, signed)
 
 
 def _receive_segment(f: BinaryIO, path: Path) -> _Received:
@@ -250,13 +385,12 @@ def _need(small: dict[str, bytes], name: str) -> bytes:
 
 
 def _check_device(
-    data: bytes, pinned: Ed25519PublicKey | None, checks: list[str]
+    data: bytes, pin: _Pin, checks: list[str]
 ) -> tuple[Ed25519PublicKey, str, dict[str, Ed25519PublicKey], str]:
     try:
         doc = jws.loads_strict(data, "device.json")
         key = load_ed25519_public(doc["key"])
-        if pinned is not None and key.public_bytes_raw() != pinned.public_bytes_raw():
-            raise BundleInvalid("device.json is signed by another key than the device you pinned")
+        pin.check(key)
         body = verify_document(doc, key)
         dev_id = body["device_id"]
         if body.get("type") != "doorward-release-keys" or dev_id != device_id_of(key):
@@ -305,14 +439,13 @@ def _check_token(
     return claims, kid
 
 
-def _check_clips(
+def _check_clip_manifests(
     small: dict[str, bytes],
     manifest: ReleaseManifest,
     dev_key: Ed25519PublicKey,
-    received: dict[str, _Received],
     checks: list[str],
-) -> None:
-    signed_hashes: dict[tuple[str, int], str] = {}
+) -> dict[tuple[str, int], ClipManifestSegment]:
+    signed: dict[tuple[str, int], ClipManifestSegment] = {}
     for clip_id, digest in manifest.clip_manifests.items():
         data = _need(small, f"clips/{clip_id}.json")
         if hashlib.sha256(data).hexdigest() != digest:
@@ -324,8 +457,13 @@ def _check_clips(
         if clip.clip_id != clip_id:
             raise BundleInvalid(f"clip manifest of {clip_id!r} describes another clip")
         for entry in clip.segments:
-            signed_hashes[(clip_id, entry.index)] = entry.payload_sha256
+            signed[(clip_id, entry.index)] = entry
     checks.append(f"{len(manifest.clip_manifests)} clip manifest(s) signed by the device key")
+    return signed
+
+
+def _check_segments(front: _Front, received: dict[str, _Received], checks: list[str]) -> None:
+    manifest = front.manifest
     expected = {s.segment_id for s in manifest.segments}
     if set(received) != expected:
         extra = sorted(set(received) - expected)[:3]
@@ -341,7 +479,8 @@ def _check_clips(
             )
         if got.payload_sha256 != seg.payload_sha256:
             raise BundleInvalid(f"payload of segment {seg.segment_id!r} does not match its hash")
-        if signed_hashes.get((seg.clip_id, seg.index)) != seg.payload_sha256:
+        signed = front.signed_segments.get((seg.clip_id, seg.index))
+        if signed is None or signed.payload_sha256 != seg.payload_sha256:
             raise BundleInvalid(
                 f"payload hash of segment {seg.segment_id!r} is not the one the device signed"
             )
@@ -351,14 +490,13 @@ def _check_clips(
     )
 
 
-def _check_audit(
-    small: dict[str, bytes],
-    dev_key: Ed25519PublicKey,
-    dev_id: str,
-    release_id: str,
-    claims: dict[str, Any],
-    checks: list[str],
-) -> None:
+def _check_audit(small: dict[str, bytes], front: _Front, checks: list[str]) -> None:
+    dev_key, dev_id, release_id, claims = (
+        front.device_key,
+        front.device_id,
+        front.release_id,
+        front.claims,
+    )
     origin = f"doorward/{dev_id}"
     try:
         checkpoint = open_checkpoint(

@@ -2,6 +2,11 @@
 
 A request is self-signed: the key in the claims is the requester's identity, and the signature
 proves the sender holds it. Policy, not this module, decides whom to trust.
+
+Text a requester writes reaches the owner's screen, so a new request may hold no control or
+bidirectional-formatting character in any field (``consent.text.unsafe_character``); a request
+read back from storage is checked with ``strict_text=False``, so one stored before that rule
+still loads (and is shown escaped).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from consent import jws
 from consent.errors import RequestInvalid, TokenInvalid
 from consent.models import CLOCK_SLACK_S, ConsentRequest, RequesterIdentity
+from consent.text import unsafe_character
 from crypto import age
 from crypto.errors import CryptoError
 from crypto.keys import key_id
@@ -85,11 +91,17 @@ def sign_request(
         expires_at_s=expires_at_s,
         nonce=nonce,
     )
+    problem = text_problem(request)
+    if problem is not None:
+        raise ValueError(problem)
     return jws.sign_compact(_claims(request), typ=REQUEST_TYP, kid=kid, sign=signing_key.sign)
 
 
-def verify_request(token: str | bytes, now: int) -> ConsentRequest:
-    """Parse and verify a request token at time ``now``; raise RequestInvalid on any fault."""
+def verify_request(token: str | bytes, now: int, *, strict_text: bool = True) -> ConsentRequest:
+    """Parse and verify a request token at time ``now``; raise RequestInvalid on any fault.
+
+    ``strict_text`` refuses control and bidirectional-formatting characters in every text
+    field (as for a new request); pass False to read back a request already stored."""
     try:
         compact = jws.decode_compact(token, typ=REQUEST_TYP, max_bytes=MAX_REQUEST_BYTES)
     except TokenInvalid as exc:
@@ -139,6 +151,9 @@ def verify_request(token: str | bytes, now: int) -> ConsentRequest:
     except ValueError as exc:
         raise RequestInvalid(f"request refused: {exc}") from exc
     _check_times(request, now)
+    problem = text_problem(request) if strict_text else None
+    if problem is not None:
+        raise RequestInvalid(f"request refused: {problem}")
     try:
         age.parse_recipient(request.recipient)
     except (CryptoError, ValueError) as exc:
@@ -146,6 +161,30 @@ def verify_request(token: str | bytes, now: int) -> ConsentRequest:
             f"request refused: recipient {request.recipient[:80]!r} is not an age recipient"
         ) from exc
     return request
+
+
+def text_problem(request: ConsentRequest) -> str | None:
+    """Why a request's text may not be shown to an owner as it is, naming the field; or None."""
+    who = request.identity
+    fields = (
+        ("name", who.name),
+        ("organisation", who.organisation),
+        ("jurisdiction", who.jurisdiction),
+        ("contact", who.contact),
+        ("reason", request.reason),
+        ("detail", request.detail),
+        ("case reference", request.case_reference),
+        ("recipient", request.recipient),
+        ("nonce", request.nonce),
+    )
+    for label, text in fields:
+        found = unsafe_character(text)
+        if found is not None:
+            return (
+                f"the {label} contains {found}; control and bidirectional-formatting "
+                "characters are not allowed in requests"
+            )
+    return None
 
 
 def _check_times(request: ConsentRequest, now: int) -> None:

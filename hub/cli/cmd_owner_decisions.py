@@ -18,6 +18,7 @@ import consent.owner
 from consent import Policy
 from consent.policy_doc import sign_policy
 from consent.requests import verify_request
+from consent.text import escape
 from crypto.errors import DoorwardError
 from hub.cli import cmd_audit as _cli_audit
 from hub.cli.common import (
@@ -116,7 +117,7 @@ def _describe(r: RequestInfo, now: int) -> dict[str, Any] | None:
     if r.token is None:
         return None
     try:
-        request = verify_request(r.token, min(now, r.expires_s - 1))
+        request = verify_request(r.token, min(now, r.expires_s - 1), strict_text=False)
     except (DoorwardError, ValueError):
         return None
     who = request.identity
@@ -162,7 +163,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
                 raise CliError(f"request {args.request_id} is {info.status}, not pending")
             if info.token is None:
                 raise CliError(f"the device did not send request {args.request_id}'s token")
-            request = verify_request(info.token, now)
+            request = verify_request(info.token, now, strict_text=False)
             footage = await ApiFootage.load(api, request, wanted, workdir=workdir)
             return request, footage
 
@@ -170,9 +171,11 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
     segments = footage.chosen()
     who = request.identity
     print(
-        f"Releasing {len(segments)} segment(s) to {who.name} ({who.organisation or who.kind}), "
-        f"up to {args.max_downloads} download(s). Releases cannot be unsent: once downloaded, "
-        "the requester keeps the video.",
+        escape(
+            f"Releasing {len(segments)} segment(s) to {who.name} ({who.organisation or who.kind}),"
+            f" up to {args.max_downloads} download(s). Releases cannot be unsent: once "
+            "downloaded, the requester keeps the video."
+        ),
         file=sys.stderr,
     )
     if not args.yes:
@@ -238,7 +241,7 @@ def _decline(args: argparse.Namespace) -> int:
             if info.token is None:
                 raise CliError(f"the device did not send request {args.request_id}'s token")
             now = int(time.time())
-            request = verify_request(info.token, now)
+            request = verify_request(info.token, now, strict_text=False)
             token = consent.owner.decline(
                 s.keys.signing_key,
                 request,

@@ -3,24 +3,35 @@
 A requester's profile holds its keys and identity; ``ask`` pins the device (id and TLS
 fingerprint) it was given. A fetched release is checked against every signature, hash and audit
 proof, decrypted and joined here (``consent.requester.open_bundle``), and its device must be the
-one the request went to. ``python -m hub.cli.cmd_requester ARGS`` runs the group alone.
+one the request went to: the bundle's device key must be the key of the pinned TLS fingerprint
+(the device's TLS key is its Ed25519 identity key), and once checked it is pinned too. ``verify``
+checks a bundle on disk against that pinned key, or against ``--device-key``; with neither it
+refuses, since a bundle that is only consistent with itself proves nothing about who made it.
+Bundles and downloads are capped (``--max-size``, 2 GiB by default).
+``python -m hub.cli.cmd_requester ARGS`` runs the group alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import secrets
 import sys
 import time
 from pathlib import Path
 from typing import IO, Any, cast
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consent.bundle import BundleLimits
 from consent.errors import BundleInvalid
 from consent.models import CATEGORIES, LEGAL_BASES, REQUESTER_KINDS, RequesterIdentity
-from consent.requester import VerificationReport, open_bundle
+from consent.requester import VerificationReport, bundle_device_id, open_bundle
 from consent.requests import request_id_of, sign_request
+from consent.text import unsafe_character
 from crypto.errors import DoorwardError
-from crypto.keys import KeyBundle
+from crypto.keys import KeyBundle, load_ed25519_public
 from hub.cli.common import (
     CliError,
     add_common,
@@ -35,7 +46,7 @@ from hub.cli.common import (
     run_async,
 )
 from hub.cli.progress import Progress, ProgressWriter
-from hub.client import ApiError, RequestInfo
+from hub.client import ApiError, DownloadTooLarge, RequestInfo
 from hub.client.profile import PinnedDevice, Profile
 
 __all__ = ["add_parser", "main"]
@@ -88,11 +99,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("release_id", metavar="RELEASE_ID")
     p.add_argument("--out", type=Path, metavar="DIR", help="default: ./release-RELEASE_ID")
     p.add_argument("--device", metavar="ID", help="device id (when several are pinned)")
+    _add_max_size(p)
 
     p = command("verify", _verify, "verify and decrypt a release bundle already on disk")
     p.add_argument("bundle", type=Path, metavar="BUNDLE.tar")
     p.add_argument("--out", type=Path, metavar="DIR", help="default: next to the bundle")
+    p.add_argument(
+        "--device-key",
+        metavar="KEY",
+        help="the device's Ed25519 key (base64url, from its owner) when this profile has not "
+        "pinned the device; write --device-key=KEY, as base64url may begin with '-'",
+    )
+    _add_max_size(p)
     return group
+
+
+_DEFAULT_MAX_SIZE = BundleLimits().max_bundle_bytes
+_SIZE_RE = re.compile(r"^(\d{1,15})\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """A size such as ``2GiB``, ``500M`` or ``1048576`` (binary units), in bytes."""
+    match = _SIZE_RE.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GiB or 500MiB, got {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def _add_max_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size",
+        type=parse_size,
+        default=_DEFAULT_MAX_SIZE,
+        metavar="SIZE",
+        help="refuse a bundle larger than this, and stop its download there (default 2GiB)",
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -107,6 +149,13 @@ def _init(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"requester identity refused: {exc}") from exc
+    for name in _IDENTITY_FIELDS:
+        found = unsafe_character(getattr(identity, name))
+        if found is not None:
+            raise CliError(
+                f"requester identity refused: the {name} contains {found}; control and "
+                "bidirectional-formatting characters are not allowed"
+            )
     keys = KeyBundle.generate(args.recipient)
     profile.create(keys, {"identity": _identity_json(identity), "recipient_kind": args.recipient})
     return emit(
@@ -219,18 +268,36 @@ def _fetch(args: argparse.Namespace) -> int:
         async with client_for(device, keys.signing_key) as api:
             with open(bundle, "wb") as f:  # noqa: ASYNC230 - chunked small writes
                 writer = cast(IO[bytes], ProgressWriter(f, progress))
-                return await api.fetch_release(args.release_id, writer)
+                return await api.fetch_release(args.release_id, writer, max_bytes=args.max_size)
 
     try:
         size = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    except DownloadTooLarge as exc:
+        bundle.unlink(missing_ok=True)
+        raise CliError(
+            f"device {device.device_id} sent more than {args.max_size} bytes for release "
+            f"{args.release_id}; the download was stopped and removed (a real release that "
+            "large needs a higher --max-size)"
+        ) from exc
     finally:
         progress.close()
-    report = _open(bundle, keys, out)
+    # The device's TLS key is its Ed25519 identity key: the bundle must be signed by the key this
+    # profile pinned, not merely carry the same (80-bit) device id.
+    report = _open(
+        bundle,
+        keys,
+        out,
+        args.max_size,
+        device_key=device.signing_key,
+        device_fingerprint=device.fingerprint,
+    )
     if report.device_id != device.device_id:
         raise CliError(
             f"the release was signed by device {report.device_id}, not {device.device_id} "
             "which the request went to: do not trust it"
         )
+    if device.signing_key is None:
+        profile.pin(dataclasses.replace(device, signing_key=load_ed25519_public(report.device_key)))
     return _report(args, report, bundle, size)
 
 
@@ -240,13 +307,62 @@ def _verify(args: argparse.Namespace) -> int:
     if not args.bundle.is_file():
         raise CliError(f"no bundle at {args.bundle}")
     out: Path = args.out or args.bundle.with_suffix("")
-    report = _open(args.bundle, keys, out)
+    if args.device_key is not None:
+        try:
+            device_key = load_ed25519_public(args.device_key)
+        except DoorwardError as exc:
+            raise CliError(f"--device-key is not an Ed25519 key: {exc}") from exc
+        report = _open(args.bundle, keys, out, args.max_size, device_key=device_key)
+    else:
+        device = _pinned_device_of(profile, args.bundle, args.max_size)
+        report = _open(
+            args.bundle,
+            keys,
+            out,
+            args.max_size,
+            device_key=device.signing_key,
+            device_fingerprint=device.fingerprint,
+        )
     return _report(args, report, args.bundle, args.bundle.stat().st_size)
 
 
-def _open(bundle: Path, keys: KeyBundle, out: Path) -> VerificationReport:
+def _pinned_device_of(profile: Profile, bundle: Path, max_size: int) -> PinnedDevice:
     try:
-        return open_bundle(bundle, [keys.age_identity], out, requester_key_id=keys.key_id)
+        device_id = bundle_device_id(bundle, BundleLimits(max_bundle_bytes=max_size))
+    except BundleInvalid as exc:
+        raise CliError(f"release bundle {bundle} failed verification: {exc}") from exc
+    for device in profile.devices():
+        if device.device_id == device_id:
+            return device
+    raise CliError(
+        f"release bundle {bundle} says it comes from device {device_id}, which "
+        f"{profile.directory} has not pinned, so nothing shows who signed it: pass "
+        "--device-key=KEY with the device's Ed25519 key (ask its owner), or fetch releases "
+        "with 'doorward requester fetch'"
+    )
+
+
+def _open(
+    bundle: Path,
+    keys: KeyBundle,
+    out: Path,
+    max_size: int,
+    *,
+    device_key: Ed25519PublicKey | None,
+    device_fingerprint: str | None = None,
+) -> VerificationReport:
+    if device_key is None and device_fingerprint is None:
+        raise CliError("refusing to verify a bundle against no pinned device key")
+    try:
+        return open_bundle(
+            bundle,
+            [keys.age_identity],
+            out,
+            requester_key_id=keys.key_id,
+            device_key=device_key,
+            device_fingerprint=device_fingerprint,
+            limits=BundleLimits(max_bundle_bytes=max_size),
+        )
     except BundleInvalid as exc:
         raise CliError(f"release bundle {bundle} failed verification: {exc}") from exc
 
@@ -262,7 +378,7 @@ def _report(args: argparse.Namespace, report: VerificationReport, bundle: Path, 
     }
     decrypted = sum(1 for s in report.segments if s.decrypted)
     lines = [
-        f"release {report.release_id}: {'VERIFIED' if report.ok else 'INCOMPLETE'}; "
+        f"release {report.release_id}: {report.verdict}; "
         f"{decrypted}/{len(report.segments)} segments decrypted",
         *(f"  checked: {c}" for c in report.checks),
         f"video: {report.video or 'none written'}",

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from consent.text import escape
 from crypto.errors import DoorwardError
 from crypto.tls import PinMismatch
 from hub.client import DoorwardClient
@@ -88,12 +89,16 @@ def open_profile(args: argparse.Namespace, kind: ProfileKind | None = None) -> P
 
 
 def emit(args: argparse.Namespace, result: dict[str, Any], lines: Sequence[str]) -> int:
-    """Print ``result`` as one JSON object with ``--json``, else the human ``lines``."""
+    """Print ``result`` as one JSON object with ``--json``, else the human ``lines``.
+
+    Lines often carry text a stranger wrote (a requester's name, reason, a device's answer), so
+    each is escaped (``consent.text.escape``): no newline, terminal control or bidirectional
+    override in it reaches the terminal. JSON escapes them itself (``ensure_ascii``)."""
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         for line in lines:
-            print(line)
+            print(escape(line))
     return 0
 
 
@@ -187,7 +192,7 @@ def entry_point(
         try:
             return int(args.handler(args))
         except DoorwardError as exc:
-            print(f"doorward: error: {exc}", file=sys.stderr)
+            print(f"doorward: error: {escape(str(exc))}", file=sys.stderr)
             return 1
 
     return main

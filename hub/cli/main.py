@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Collection, Sequence
 
+from consent.text import escape
 from crypto.errors import DoorwardError
 
 __all__ = ["build_parser", "main"]
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except DoorwardError as exc:
-        print(f"doorward: error: {exc}", file=sys.stderr)
+        print(f"doorward: error: {escape(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("doorward: interrupted", file=sys.stderr)

@@ -8,7 +8,7 @@ Common case::
         page = await api.clips(camera="front")
 """
 
-from hub.client.api import ApiError, DoorwardClient, EventStreamDropped, pair
+from hub.client.api import ApiError, DoorwardClient, DownloadTooLarge, EventStreamDropped, pair
 from hub.client.records import (
     AuditEntries,
     Camera,
@@ -32,6 +32,7 @@ __all__ = [
     "ClipPage",
     "CosignatureInfo",
     "DoorwardClient",
+    "DownloadTooLarge",
     "EventMessage",
     "EventStreamDropped",
     "LiveLink",

@@ -56,7 +56,14 @@ from hub.client.records import (
 from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ApiError", "DoorwardClient", "EventStreamDropped", "pair"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ApiError",
+    "DoorwardClient",
+    "DownloadTooLarge",
+    "EventStreamDropped",
+    "pair",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,16 @@ _CHUNK_BYTES = 256 * 1024
 class EventStreamDropped(DoorwardError):
     """The device dropped this event stream because the client fell behind: reconnect, then
     re-list clips and requests to catch up on what was missed."""
+
+
+class DownloadTooLarge(DoorwardError):
+    """The device sent (or announced) more bytes than the caller's limit: the download stopped
+    there and a partial file written by the client was removed. Raise the limit only for a
+    release you expect to be that large."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the device sent more than {limit} bytes, the limit for this download")
+        self.limit = limit
 
 
 class ApiError(DoorwardError):
@@ -407,11 +424,14 @@ class DoorwardClient:
         ApiError ``not_found`` for an unknown id, ``unknown_key`` when signed by another key."""
         return request_of(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
 
-    async def fetch_release(self, release_id: str, dst: Path | IO[bytes]) -> int:
+    async def fetch_release(
+        self, release_id: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+    ) -> int:
         """Stream a release bundle (a tar) to ``dst``; returns its size in bytes. Each call counts
         as one download. Raises ApiError ``not_found``, ``release_revoked``, ``expired`` or
-        ``downloads_exhausted`` (410)."""
-        return await self._download(f"/releases/{_seg(release_id)}", dst)
+        ``downloads_exhausted`` (410), and DownloadTooLarge past ``max_bytes`` (a hostile device
+        could otherwise fill the disk): then at most ``max_bytes`` were written to ``dst``."""
+        return await self._download(f"/releases/{_seg(release_id)}", dst, max_bytes=max_bytes)
 
     # -- transport -------------------------------------------------------------------------
 
@@ -469,33 +489,21 @@ class DoorwardClient:
         self, path: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
     ) -> int:
         response = await self._send("GET", path)
-        size = 0
-
-        def count(chunk: bytes) -> None:
-            nonlocal size
-            size += len(chunk)
-            if max_bytes is not None and size > max_bytes:
-                raise DoorwardError(
-                    f"the device sent more than {max_bytes} bytes for {path}; refusing the rest"
-                )
-
         async with response:
-            if isinstance(dst, Path):
-                tmp = dst.with_name(dst.name + ".part")
-                try:
-                    with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
-                        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-                            count(chunk)
-                            f.write(chunk)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
-                tmp.replace(dst)
-            else:
-                async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-                    count(chunk)
-                    dst.write(chunk)  # noqa: ASYNC240 - dst is a file object here
-        return size
+            announced = response.content_length
+            if max_bytes is not None and announced is not None and announced > max_bytes:
+                raise DownloadTooLarge(max_bytes)
+            if not isinstance(dst, Path):
+                return await _copy_capped(response, dst, max_bytes)
+            tmp = dst.with_name(dst.name + ".part")
+            try:
+                with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
+                    size = await _copy_capped(response, f, max_bytes)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            tmp.replace(dst)
+            return size
 
 
 async def pair(
@@ -547,6 +555,19 @@ async def pair(
         confirm = machine.receive_pake(pake2)
         keys_message = await post("/pair/finish", confirm)
         return machine.receive_keys(keys_message)
+
+
+async def _copy_capped(
+    response: aiohttp.ClientResponse, dst: IO[bytes], max_bytes: int | None
+) -> int:
+    """Copy the body to ``dst``; stop before writing past ``max_bytes`` (DownloadTooLarge)."""
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        if max_bytes is not None and size + len(chunk) > max_bytes:
+            raise DownloadTooLarge(max_bytes)
+        dst.write(chunk)
+        size += len(chunk)
+    return size
 
 
 def _seg(value: str) -> str:

@@ -256,6 +256,7 @@ def test_chosen_disclosure_is_carried_and_reported(
     report = open_bundle(io.BytesIO(buf.getvalue()), [requester.age_identity], tmp_path / "o")
     assert report.disclosures == {"phone": "+1 217 555 0142"}
     assert not report.device_key_pinned
+    assert report.to_text().startswith("Doorward release rel-disclose: UNPINNED\n")
     assert "Owner chose to disclose: phone" in report.to_text()
 
 

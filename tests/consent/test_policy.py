@@ -57,7 +57,7 @@ CASES = [
         lambda kid: Policy(refused_keywords=("protest",)),
         {"reason": "Identify PROTESTERS who walked down the street."},
         0,
-        "the owner refuses requests that mention 'protest'",
+        "the owner refuses requests that mention 'protest' (in the reason)",
     ),
     (
         "case_reference",

@@ -23,10 +23,10 @@ from consent.models import RequesterIdentity
 from consent.requester import open_bundle
 from consent.requests import sign_request, verify_request
 from crypto import age
-from crypto.errors import DoorwardError
 from crypto.keys import DeviceIdentity, KeyBundle
 from hub.cli import cmd_owner
 from hub.cli.request_footage import ApiFootage
+from hub.client import DownloadTooLarge
 from hub.client.profile import PinnedDevice, Profile
 from tests.hub.hubkit import Running, running_device
 
@@ -173,12 +173,9 @@ async def test_a_segment_longer_than_listed_is_not_downloaded_past_its_size(
     listed = path.stat().st_size
     path.write_bytes(path.read_bytes() + bytes(1024 * 1024))
     requester = KeyBundle.generate("x25519")
-    with pytest.raises(DoorwardError) as caught:
+    with pytest.raises(DownloadTooLarge) as caught:
         await _approve(running, owner, requester, [f"{clip_id}.000001"], tmp_path)
-    assert str(caught.value) == (
-        f"the device sent more than {listed} bytes for /segments/{clip_id}.000001; "
-        "refusing the rest"
-    )
+    assert caught.value.limit == listed
     assert list((tmp_path / "phone").iterdir()) == []  # the partial download was removed
 
 
