@@ -15,6 +15,7 @@ from consent._audit_errors import (
     EntriesTampered,
     LogInconsistent,
     ProofError,
+    SealConflict,
     SplitView,
 )
 from consent._policy import (
@@ -222,6 +223,7 @@ __all__ = [
     "RequestStatus",
     "RequesterIdentity",
     "RevocationTooLate",
+    "SealConflict",
     "SegmentLike",
     "SegmentMissing",
     "SegmentResult",

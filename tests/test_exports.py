@@ -109,6 +109,7 @@ PINNED = {
         "RequestStatus",
         "RequesterIdentity",
         "RevocationTooLate",
+        "SealConflict",
         "SegmentLike",
         "SegmentMissing",
         "SegmentResult",
