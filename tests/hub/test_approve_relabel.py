@@ -179,7 +179,8 @@ async def test_a_relabelled_clip_is_refused(home: Home) -> None:
     assert code == 0, err
     requester = KeyBundle.generate("x25519")
     request_id = await home.ask(requester)
-    relabel(home, 1, 2)
+    sealed = hashlib.sha256(home.running.device.store.manifest_bytes(home.clip_id)).hexdigest()
+    forged = relabel(home, 1, 2)
     # The attack is real: what the device now serves as segment 1 is segment 2's video, and its
     # header opens it.
     served = home.path(1).read_bytes()
@@ -190,9 +191,10 @@ async def test_a_relabelled_clip_is_refused(home: Home) -> None:
     )
     assert (code, out) == (1, ""), "the phone signed consent for a relabelled segment"
     assert err.splitlines()[-1] == (
-        f"doorward: error: refusing to approve: clip '{home.clip_id}': the device signed a "
-        "manifest that is not the one it sealed in the audit log when the clip finished; the "
-        "device may be compromised, nothing was signed"
+        f"doorward: error: refusing to approve: clip '{home.clip_id}': its signed manifest "
+        f"hashes to {forged}, but the device sealed the clip with {sealed} in the audit log when "
+        "it finished: the device re-signed its manifest since; the device may be compromised, "
+        "nothing was signed"
     )
     assert await home.status(requester, request_id) == ("pending", ())
 
@@ -200,8 +202,11 @@ async def test_a_relabelled_clip_is_refused(home: Home) -> None:
 async def test_a_second_seal_for_the_relabelled_clip_fails_the_audit(home: Home) -> None:
     code, _, err = await home.owner_cli("audit")
     assert code == 0, err
+    state = home.profile.checkpoint_path(home.running.device.identity.device_id)
+    verified = state.read_text()
     requester = KeyBundle.generate("x25519")
     request_id = await home.ask(requester)
+    sealed = hashlib.sha256(home.running.device.store.manifest_bytes(home.clip_id)).hexdigest()
     forged = relabel(home, 1, 2)
     # The device covers its tracks with a new seal for the forged manifest.
     entry = home.running.device.audit.append(
@@ -215,17 +220,20 @@ async def test_a_second_seal_for_the_relabelled_clip_fails_the_audit(home: Home)
         "approve", request_id, "--segments", f"{home.clip_id}.000001", "--yes"
     )
     assert (code, out) == (1, "")
-    last = err.splitlines()[-1]
-    assert last.startswith(
-        f"doorward: error: device {home.running.device.identity.device_id} at "
-        f"{home.running.url}: the audit log seals clip '{home.clip_id}' twice, with manifest "
+    assert err.splitlines()[-1].startswith(
+        f"doorward: error: the audit log seals clip '{home.clip_id}' twice, with manifest "
+        f"{sealed} at entry "
     )
-    assert f"at entry {entry.index}" in last
+    assert err.splitlines()[-1].endswith(
+        f" and {forged} at entry {entry.index}: a clip is sealed once, so the device re-signed "
+        "its manifest; treat the device as compromised"
+    )
     assert await home.status(requester, request_id) == ("pending", ())
     # `doorward owner audit` says the same, and the phone's stored checkpoint did not move.
     code, _, err = await home.owner_cli("audit")
     assert code == 1
     assert "seals clip" in err
+    assert state.read_text() == verified
 
 
 async def test_a_clip_still_recording_is_not_sealed_and_is_refused(home: Home) -> None:
@@ -238,9 +246,10 @@ async def test_a_clip_still_recording_is_not_sealed_and_is_refused(home: Home) -
     assert (code, out) == (1, "")
     assert err.splitlines()[-1] == (
         f"doorward: error: refusing to approve: clip '{clip_id}' was not sealed in the audit log "
-        "this phone verified (a clip is sealed when it finishes recording; clips recorded by a "
-        "doorbell running doorward before clip sealing never are): wait until it finishes and "
-        "run `doorward owner audit`; nothing was signed"
+        "this phone verified (a clip is sealed when it finishes recording; a doorbell running a "
+        "doorward version from before clip sealing seals none, and seals the clips it holds once "
+        "upgraded): wait until the clip finishes or the doorbell is upgraded, then run "
+        "`doorward owner audit` and approve again; nothing was signed"
     )
     assert await home.status(requester, request_id) == ("pending", ())
 
