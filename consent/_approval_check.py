@@ -93,6 +93,12 @@ def signed_clips(
     signed = {}
     for clip_id in clip_ids:
         clip = _signed_clip(footage, clip_id, device_key, device_id)
+        if clip.manifest.end_ms is None and clip.sha256 != sealed[clip_id]:
+            # Fetched while it was still recording, sealed since: fetch it again.
+            raise ConsentError(
+                f"refusing to approve: clip {clip_id!r} was still recording when its footage was "
+                "fetched; approve again now that it has finished; nothing was signed"
+            )
         if clip.sha256 != sealed[clip_id]:
             raise _mismatch(
                 f"clip {clip_id!r}",

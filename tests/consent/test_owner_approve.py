@@ -408,6 +408,24 @@ def test_a_clip_without_a_seal_is_refused(
     )
 
 
+def test_a_manifest_fetched_while_the_clip_was_recording_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The footage was fetched before the clip finished; the audit read afterwards has its seal.
+    footage = HostileFootage(world)
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    footage.forge("clip-0001", dataclasses.replace(signed, end_ms=None).sign(device.private_key))
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001' was still recording when its footage was fetched; "
+        "approve again now that it has finished; nothing was signed"
+    )
+
+
 def test_a_segment_listed_twice_is_refused(
     world: World,
     owner: KeyBundle,
