@@ -15,6 +15,7 @@ from consent._audit_errors import (
     EntriesTampered,
     LogInconsistent,
     ProofError,
+    SealConflict,
     SplitView,
 )
 from consent._policy import (
@@ -226,6 +227,7 @@ __all__ = [
     "RequestStatus",
     "RequesterIdentity",
     "RevocationTooLate",
+    "SealConflict",
     "SegmentLike",
     "SegmentMissing",
     "SegmentResult",

@@ -9,12 +9,18 @@ the device signed (verified against the device key pinned at pairing), and re-wr
 only if the payload's first STREAM chunk authenticates under its file key
 (``crypto.age.reheader_for_payload``). The release manifest then carries the hash the phone
 computed, not one the device told it.
+
+A device that holds its signing key could still re-sign a clip's manifest with two segments'
+entries swapped and serve each file under the other's id: every check above would pass. So each
+clip's manifest must also be the one the device sealed in its audit log when the clip finished
+(``clip.sealed``, indexed by the phone as it verifies the log): a device compromised after that
+cannot change what it sealed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -66,10 +72,42 @@ def check_choice(segments: Sequence[SegmentLike]) -> list[SegmentLike]:
 
 
 def signed_clips(
-    footage: FootageIndex, clip_ids: Iterable[str], device_key: Ed25519PublicKey, device_id: str
+    footage: FootageIndex,
+    clip_ids: Iterable[str],
+    device_key: Ed25519PublicKey,
+    device_id: str,
+    sealed: Mapping[str, str],
 ) -> dict[str, SignedClip]:
-    """Each clip's manifest, fetched once and verified against ``device_key``."""
-    return {clip_id: _signed_clip(footage, clip_id, device_key, device_id) for clip_id in clip_ids}
+    """Each clip's manifest, fetched once, verified against ``device_key`` and found to be the
+    one ``sealed`` (clip id -> manifest SHA-256 from the verified audit log) names."""
+    clip_ids = list(clip_ids)
+    for clip_id in clip_ids:
+        if clip_id not in sealed:
+            raise ConsentError(
+                f"refusing to approve: clip {clip_id!r} was not sealed in the audit log this "
+                "phone verified (a clip is sealed when it finishes recording; a doorbell running "
+                "a doorward version from before clip sealing seals none, and seals the clips it "
+                "holds once upgraded): wait until the clip finishes or the doorbell is upgraded, "
+                "then run `doorward owner audit` and approve again; nothing was signed"
+            )
+    signed = {}
+    for clip_id in clip_ids:
+        clip = _signed_clip(footage, clip_id, device_key, device_id)
+        if clip.manifest.end_ms is None and clip.sha256 != sealed[clip_id]:
+            # Fetched while it was still recording, sealed since: fetch it again.
+            raise ConsentError(
+                f"refusing to approve: clip {clip_id!r} was still recording when its footage was "
+                "fetched; approve again now that it has finished; nothing was signed"
+            )
+        if clip.sha256 != sealed[clip_id]:
+            raise _mismatch(
+                f"clip {clip_id!r}",
+                f"its signed manifest hashes to {clip.sha256}, but the device sealed the clip "
+                f"with {str(sealed[clip_id])[:64]} in the audit log when it finished: the device "
+                "re-signed its manifest since",
+            )
+        signed[clip_id] = clip
+    return signed
 
 
 def rewrap_segment(

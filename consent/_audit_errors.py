@@ -9,7 +9,8 @@ Hierarchy::
         ├── CheckpointError     a checkpoint (signed note) is malformed or not signed by the device
         │   └── CosignatureError    an owner's cosignature is malformed, missing or does not verify
         ├── LogInconsistent     the device's log contradicts the owner's last checkpoint (rollback, fork)
-        │   └── SplitView       the device showed another owner a log this one is not consistent with
+        │   ├── SplitView       the device showed another owner a log this one is not consistent with
+        │   └── SealConflict    the log seals one clip with two manifests (or with an unreadable seal)
         ├── EntriesTampered     the entries served do not hash to the signed root
         └── AuditStateCorrupt   the phone's stored audit state (checkpoint, frontier) was altered
 
@@ -29,6 +30,7 @@ __all__ = [
     "EntriesTampered",
     "LogInconsistent",
     "ProofError",
+    "SealConflict",
     "SplitView",
 ]
 
@@ -73,8 +75,17 @@ class SplitView(LogInconsistent):
     """
 
 
+class SealConflict(LogInconsistent):
+    """The log seals one clip with two different manifests, or holds a seal no phone can read.
+
+    A clip is sealed once, when it finishes; a second seal with another manifest is the device
+    trying to pass off a re-signed manifest (segments relabelled). Treat it as compromised.
+    """
+
+
 class AuditStateCorrupt(AuditError):
-    """The audit state stored in this phone's profile does not match its signed checkpoint.
+    """The audit state stored in this phone's profile does not match its signed checkpoint
+    (or the clip seal index kept with it is not one doorward wrote).
 
     Something other than this program changed the profile. Delete the named file to re-read and
     re-verify the whole log from the stored checkpoint.

@@ -1,9 +1,10 @@
 """Doorward's tamper-evident audit log, device side.
 
-Every request, decision, release, download, pairing change, policy change and clip deletion is
-appended as a canonical-JSON leaf to an RFC 9162 Merkle tree kept in SQLite. The device signs
-checkpoints (C2SP tlog-checkpoint, Ed25519, origin ``doorward/<device-id>``) and serves
-inclusion and consistency proofs; phones check them with ``consent.audit_verify``.
+Every request, decision, release, download, pairing change, policy change, finished clip (the
+hash of its sealed manifest) and clip deletion is appended as a canonical-JSON leaf to an RFC 9162
+Merkle tree kept in SQLite. The device signs checkpoints (C2SP tlog-checkpoint, Ed25519, origin
+``doorward/<device-id>``) and serves inclusion and consistency proofs; phones check them with
+``consent.audit_verify``.
 
 Storage: ``audit_leaves`` holds the leaves, ``audit_nodes`` the hash of every complete perfect
 subtree (level, index), written in the same transaction as its last leaf. Appending writes at
@@ -77,6 +78,9 @@ ENTRY_KINDS = frozenset(
         "pairing.failed",
         "policy.changed",
         "clip.deleted",
+        # A finished clip's last signed manifest: clip_id, camera, segment_count, manifest_sha256.
+        # Phones refuse to approve from a manifest other than the one sealed.
+        "clip.sealed",
         "live.started",
         "live.ended",
         # A hostile or invalid token, request or fetch refused by the device.

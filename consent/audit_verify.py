@@ -19,6 +19,11 @@ Typical use::
 
 The frontier lives next to the checkpoint (``<state_path>.frontier``). Both are re-verified when
 loaded: the checkpoint's device signature, and the frontier's fold against the checkpoint's root.
+
+While it reads entries the verifier also indexes every ``clip.sealed`` entry (``<state_path>.seals``,
+see ``consent._seal_index``): :meth:`AuditVerifier.sealed` gives approval the manifest hash each
+clip was sealed with. A log that seals one clip with two different manifests fails the update
+with ``SealConflict``.
 """
 
 from __future__ import annotations
@@ -27,18 +32,26 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent import _merkle
-from consent._audit_errors import AuditStateCorrupt, EntriesTampered, LogInconsistent, ProofError
+from consent._audit_errors import (
+    AuditStateCorrupt,
+    EntriesTampered,
+    LogInconsistent,
+    ProofError,
+    SealConflict,
+)
 from consent._note import Checkpoint, NoteVerifier, open_checkpoint
+from consent._seal_index import SEALS_SUFFIX, SealIndex, seal_of
 from consent.audit import MAX_ENTRIES_PER_READ, AuditEntry
 from crypto.files import write_atomic
 
-__all__ = ["FRONTIER_SUFFIX", "AuditUpdate", "AuditVerifier", "Checkpoint"]
+__all__ = ["FRONTIER_SUFFIX", "SEALS_SUFFIX", "AuditUpdate", "AuditVerifier", "Checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +76,7 @@ class AuditUpdate:
         start: int,
         base: Checkpoint | None,
         stored: Checkpoint | None,
+        seals: SealIndex,
     ) -> None:
         self.checkpoint = checkpoint
         self.checkpoint_text = text
@@ -75,6 +89,9 @@ class AuditUpdate:
         self._stored_prefix_checked = base is None or start >= base.size
         self._stored = stored  # what the verifier held when this update started
         self._finished = False
+        self._index = seals
+        # Seals first seen in this update: clip id -> (manifest hash, entry index).
+        self._seals: dict[str, tuple[str, int]] = {}
 
     @property
     def next_index(self) -> int:
@@ -113,14 +130,29 @@ class AuditUpdate:
                 f"the device served entries past the checkpoint's {self.checkpoint.size}: "
                 "entries were inserted"
             )
+        new_seals: list[str] = []
         for entry in entries:
             position = self._next
             if self._base is not None and position == self._base.size:
                 self._check_stored_prefix()
-            _merkle.extend_frontier(
-                self._frontier, position, _merkle.leaf_hash(_leaf(entry, position))
-            )
+            leaf, body = _leaf(entry, position)
+            _merkle.extend_frontier(self._frontier, position, _merkle.leaf_hash(leaf))
+            if body is not None and (seal := seal_of(body, position)) is not None:
+                clip_id, digest = seal
+                known = self._seals.get(clip_id)
+                if known is None:
+                    self._seals[clip_id] = (digest, position)
+                    new_seals.append(clip_id)
+                elif known[0] != digest:
+                    raise _conflict(clip_id, known, (digest, position))
+                # The same hash again (a seal delivered twice after a crash) changes nothing.
             self._next += 1
+        # Against the seals of earlier updates: one lookup for the page, not one per seal.
+        for clip_id, digest in self._index.sealed(new_seals).items():
+            if digest != self._seals[clip_id][0]:
+                earlier = self._index.get(clip_id)
+                assert earlier is not None
+                raise _conflict(clip_id, earlier, self._seals[clip_id])
         if self.complete:
             self._finish()
 
@@ -158,6 +190,7 @@ class AuditVerifier:
         self._last: Checkpoint | None = None
         self._last_text: str | None = None
         self._frontier: list[bytes] | None = None
+        self._seals = SealIndex(None if state_path is None else _seals_path(state_path))
         if last_checkpoint is None and state_path is not None and state_path.exists():
             last_checkpoint = state_path.read_text(encoding="utf-8")
         if last_checkpoint is not None:
@@ -168,6 +201,17 @@ class AuditVerifier:
                 self._frontier = []
             elif state_path is not None:
                 self._frontier = _load_frontier(_frontier_path(state_path), self._last)
+            covered = self._seals.settle(self._last.size)
+            if covered < self._last.size and self._frontier:
+                # The seal index is behind the checkpoint (missing, or written before clips were
+                # sealed): read the log from the start once to rebuild it.
+                logger.info(
+                    "audit.seals_rebuild origin=%s covered=%d size=%d",
+                    origin,
+                    covered,
+                    self._last.size,
+                )
+                self._frontier = None
 
     @property
     def note_verifier(self) -> NoteVerifier:
@@ -183,6 +227,11 @@ class AuditVerifier:
     def last_checkpoint_text(self) -> str | None:
         """The signed note of the last accepted checkpoint."""
         return self._last_text
+
+    def sealed(self, clip_ids: Iterable[str]) -> dict[str, str]:
+        """Clip id -> the manifest SHA-256 (hex) the verified log sealed it with, for each of
+        ``clip_ids`` that a ``clip.sealed`` entry up to the last accepted checkpoint names."""
+        return self._seals.sealed(clip_ids)
 
     @property
     def verified_size(self) -> int:
@@ -201,13 +250,21 @@ class AuditVerifier:
                 start=self._last.size,
                 base=None,
                 stored=self._last,
+                seals=self._seals,
             )
         return AuditUpdate(
-            new, checkpoint_text, frontier=[], start=0, base=self._last, stored=self._last
+            new,
+            checkpoint_text,
+            frontier=[],
+            start=0,
+            base=self._last,
+            stored=self._last,
+            seals=self._seals,
         )
 
     def commit(self, update: AuditUpdate) -> Checkpoint:
-        """Store a complete update's checkpoint and frontier (atomically, frontier first)."""
+        """Store a complete update's clip seals, frontier and checkpoint (each atomically, in
+        that order: a crash leaves at worst seals past the checkpoint, dropped when loading)."""
         if not update.complete or not update._stored_prefix_checked:
             raise ValueError(
                 f"update is incomplete: {update.next_index} of {update.checkpoint.size} entries read"
@@ -215,6 +272,7 @@ class AuditVerifier:
         if self._last is not update._stored:
             raise ValueError("the stored checkpoint changed since this update started")
         update._finished = True
+        self._seals.save(update._seals, update.checkpoint.size)
         self._store(update.checkpoint_text, update.checkpoint, list(update._frontier))
         logger.info(
             "audit.checkpoint_accepted origin=%s size=%d read=%d",
@@ -263,7 +321,9 @@ class AuditVerifier:
         for position, entry in enumerate(entries):
             if stored is not None and position == stored.size:
                 _check_prefix(frontier, stored)
-            _merkle.extend_frontier(frontier, position, _merkle.leaf_hash(_leaf(entry, position)))
+            _merkle.extend_frontier(
+                frontier, position, _merkle.leaf_hash(_leaf(entry, position)[0])
+            )
         if stored is not None and stored.size == len(entries):
             _check_prefix(frontier, stored)
         if _merkle.fold_frontier(frontier) != checkpoint.root_hash:
@@ -317,8 +377,22 @@ class AuditVerifier:
         self._last, self._last_text, self._frontier = checkpoint, text, frontier
 
 
+def _conflict(clip_id: str, one: tuple[str, int], other: tuple[str, int]) -> SealConflict:
+    """Two seals (manifest hash, entry index) of one clip."""
+    (first, i), (second, j) = sorted((one, other), key=lambda seal: seal[1])
+    return SealConflict(
+        f"the audit log seals clip {clip_id[:128]!r} twice, with manifest {first} at entry {i} "
+        f"and {second} at entry {j}: a clip is sealed once, so the device re-signed its "
+        "manifest; treat the device as compromised"
+    )
+
+
 def _frontier_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + FRONTIER_SUFFIX)
+
+
+def _seals_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + SEALS_SUFFIX)
 
 
 def _dump_frontier(size: int, frontier: list[bytes]) -> bytes:
@@ -373,21 +447,23 @@ def _check_prefix(frontier: list[bytes], stored: Checkpoint) -> None:
         )
 
 
-def _leaf(entry: AuditEntry | bytes, position: int) -> bytes:
+def _leaf(entry: AuditEntry | bytes, position: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The entry's leaf bytes and JSON body (None when the leaf is not a JSON object)."""
     leaf = entry.leaf if isinstance(entry, AuditEntry) else entry
     claimed = entry.index if isinstance(entry, AuditEntry) else position
-    if claimed != position or _leaf_index(leaf) != position:
+    body = _leaf_body(leaf)
+    index = body.get("index") if body is not None else None
+    if claimed != position or not isinstance(index, int) or index != position:
         raise EntriesTampered(
             f"entry at position {position} claims another index: "
             "entries were reordered, dropped or inserted"
         )
-    return leaf
+    return leaf, body
 
 
-def _leaf_index(leaf: bytes) -> int | None:
+def _leaf_body(leaf: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(leaf)
     except (UnicodeDecodeError, ValueError):
         return None
-    index = body.get("index") if isinstance(body, dict) else None
-    return index if isinstance(index, int) else None
+    return body if isinstance(body, dict) else None

@@ -1,7 +1,8 @@
 """The owner's side (the phone): see pending requests with their footage, approve, decline, revoke.
 
 Approval re-wraps each chosen segment's file key to the requester: the phone reads the segment's
-whole age file, checks it against the device's signed clip manifest, opens the header with its own
+whole age file, checks it against the device's signed clip manifest (which must be the one the
+device sealed in its audit log when the clip finished), opens the header with its own
 age identity (checking the header MAC), proves that file key opens the payload, and writes a new
 header with a single stanza for the requester's recipient. The payload is untouched, so its
 device-signed hash still holds. Nothing about the owner goes into a release unless passed in
@@ -11,7 +12,7 @@ device-signed hash still holds. Nothing about the owner goes into a release unle
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -69,6 +70,7 @@ def approve(
     *,
     device_id: str,
     device_key: Ed25519PublicKey,
+    sealed: Mapping[str, str],
     token_id: str,
     now: int,
     expires_at_s: int,
@@ -79,13 +81,16 @@ def approve(
     """Re-wrap ``segments`` to the requester and sign the consent token; ``token_id`` names the
     release and must be unique (draw it from a CSPRNG).
 
-    ``device_key`` is the device's signing key pinned at pairing. Each segment's file is read
-    whole from ``footage`` and must match the device's listing and its signed clip manifest, and
-    its header's file key must open its payload; otherwise :class:`~consent.errors.ConsentError`
-    (:class:`~consent.errors.FootageMismatch` when the device lied) is raised and nothing is
-    signed. ``checkpoint`` is the audit checkpoint this phone last verified
-    (``AuditVerifier.last_checkpoint``): the token carries it, so the release can be checked
-    against the log the owner saw.
+    ``device_key`` is the device's signing key pinned at pairing. ``sealed`` maps clip ids to the
+    manifest SHA-256 the device's verified audit log sealed them with
+    (``AuditVerifier.sealed``, read right after an audit); each clip's signed manifest must hash
+    to it, and a clip without a seal (still recording, or recorded before clips were sealed) is
+    refused. Each segment's file is read whole from ``footage`` and must match the device's
+    listing and its signed clip manifest, and its header's file key must open its payload;
+    otherwise :class:`~consent.errors.ConsentError` (:class:`~consent.errors.FootageMismatch`
+    when the device lied) is raised and nothing is signed. ``checkpoint`` is the audit
+    checkpoint this phone last verified (``AuditVerifier.last_checkpoint``): the token carries
+    it, so the release can be checked against the log the owner saw.
     """
     if not segments:
         raise ConsentError("choose at least one segment to release")
@@ -98,7 +103,9 @@ def approve(
             )
     recipient = age.parse_recipient(request.recipient)
     ordered = check_choice(segments)
-    signed = signed_clips(footage, dict.fromkeys(s.clip_id for s in ordered), device_key, device_id)
+    signed = signed_clips(
+        footage, dict.fromkeys(s.clip_id for s in ordered), device_key, device_id, sealed
+    )
     released = [
         rewrap_segment(footage, s, signed[s.clip_id], request, identities, recipient)
         for s in ordered

@@ -25,7 +25,7 @@ from device.events import (
     SegmentWritten,
 )
 from device.pipeline import CameraPipeline, PipelineStats
-from device.store import ClipRecord, ClipStore, SegmentRecord
+from device.store import ClipRecord, ClipSeal, ClipStore, SegmentRecord
 
 __all__ = [
     "Box",
@@ -34,6 +34,7 @@ __all__ = [
     "ClipHeld",
     "ClipRecord",
     "ClipRefused",
+    "ClipSeal",
     "ClipSink",
     "ClipStarted",
     "ClipStore",

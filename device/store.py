@@ -11,10 +11,18 @@ agree after a crash: temp files are removed; rows whose file is missing or has t
 dropped; segment files without a row are removed (they were never acknowledged, and their times are
 unknown, so they are not adopted); directories of unknown clips are removed; unfinished clips are
 closed at the end of their last segment (or dropped when they have none) and their manifests re-signed.
+
+Sealing: when a clip finishes, its manifest is signed one last time and handed to ``on_sealed``
+(the audit log's ``clip.sealed`` entry, with the manifest's SHA-256), so that a phone can later tell
+the manifest it is served from the one the device signed back then. A sealed clip's manifest is
+never rewritten (recovery keeps it even if a segment file went missing). A clip whose seal was not
+delivered (a crash or a failing listener between the two, or a clip finished by an older version)
+is sealed again by :meth:`ClipStore.recover`; the manifest bytes are the same, so is the hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -29,12 +37,13 @@ from pathlib import Path
 
 from consent.clip_manifest import MANIFEST_NAME, ClipManifest
 from consent.clips import segment_id_for
+from crypto.errors import DoorwardError
 from crypto.files import TEMP_SUFFIX, write_atomic
 from crypto.keys import DeviceIdentity
 from device._files import SegmentFile, SegmentSink
 from device.errors import ClipHeld, StoreError
 
-__all__ = ["ClipRecord", "ClipStore", "SegmentRecord"]
+__all__ = ["ClipRecord", "ClipSeal", "ClipStore", "SegmentRecord"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +58,8 @@ CREATE TABLE IF NOT EXISTS clips (
     start_s REAL NOT NULL,
     end_s REAL,
     finished INTEGER NOT NULL DEFAULT 0,
-    rel_dir TEXT NOT NULL
+    rel_dir TEXT NOT NULL,
+    sealed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS clips_camera_start ON clips (camera, start_s);
 CREATE TABLE IF NOT EXISTS segments (
@@ -85,6 +95,16 @@ class ClipRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ClipSeal:
+    """A finished clip's last signed manifest, for the audit log's ``clip.sealed`` entry."""
+
+    clip_id: str
+    camera: str
+    segment_count: int
+    manifest_sha256: str  # hex SHA-256 of the manifest bytes as stored and served
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentRecord:
     """One encrypted segment: an age file at ``path`` whose payload hashes to ``payload_sha256``."""
 
@@ -114,11 +134,16 @@ class ClipStore:
         clock: Callable[[], float] = time.time,
         token_bytes: Callable[[int], bytes] = os.urandom,
         on_deleted: Callable[[str, str], None] | None = None,
+        on_sealed: Callable[[ClipSeal], None] | None = None,
     ) -> None:
         """``on_deleted(clip_id, reason)`` hears of every clip the store deletes on its own
-        (``retention_age``, ``retention_budget``, ``disk_full``), for the audit log."""
+        (``retention_age``, ``retention_budget``, ``disk_full``), and ``on_sealed(seal)`` of every
+        clip that finishes (see the module doc), both for the audit log. A seal that raises a
+        ``DoorwardError``, ``OSError`` or ``sqlite3.Error`` is logged and retried at the next open;
+        it never stops recording."""
         self.data_dir = Path(data_dir)
         self._on_deleted = on_deleted
+        self._on_sealed = on_sealed
         self._clips_dir = self.data_dir / "clips"
         self._clips_dir.mkdir(parents=True, exist_ok=True)
         self._device = device
@@ -132,6 +157,9 @@ class ClipStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(clips)")}
+        if "sealed" not in columns:  # a store written before clips were sealed
+            self._db.execute("ALTER TABLE clips ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0")
         self.recover()
 
     def close(self) -> None:
@@ -353,17 +381,22 @@ class ClipStore:
             return self.segment(segment_id)
 
     def finish_clip(self, clip_id: str, end_s: float) -> ClipRecord:
-        """Close a clip at ``end_s``; a clip with no segment is deleted instead (returns its record)."""
+        """Close a clip at ``end_s`` and seal it; a clip with no segment is deleted instead
+        (returns its record). A clip already finished is left as it is."""
         with self._lock:
             record = self.clip(clip_id)
+            if record.finished:
+                return record
             if record.segment_count == 0:
                 self._delete(clip_id)
                 return record
             self._db.execute(
                 "UPDATE clips SET end_s = ?, finished = 1 WHERE clip_id = ?", (end_s, clip_id)
             )
-            self._write_manifest(clip_id)
-            return self.clip(clip_id)
+            manifest = self._write_manifest(clip_id)
+            record = self.clip(clip_id)
+        self._seal(record, manifest)
+        return record
 
     # -- crash recovery ----------------------------------------------------------------------
 
@@ -397,6 +430,15 @@ class ClipStore:
                     self._delete(clip_id)
                 else:
                     self.finish_clip(clip_id, end_s)
+            unsealed = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT clip_id FROM clips WHERE finished = 1 AND sealed = 0 ORDER BY clip_id"
+                )
+            ]
+            for clip_id in unsealed:
+                logger.warning("store.recover_sealed clip_id=%s", clip_id)
+                self._seal(self.clip(clip_id), self.manifest_bytes(clip_id))
 
     def _reconcile_segments(self, clip_id: str, directory: Path) -> None:
         rows = {
@@ -421,7 +463,13 @@ class ClipStore:
                     "DELETE FROM segments WHERE clip_id = ? AND idx = ?", (clip_id, idx)
                 )
                 changed = True
-        if changed or not (directory / MANIFEST_NAME).exists():
+        if not (directory / MANIFEST_NAME).exists():
+            self._write_manifest(clip_id)
+        elif changed and self._is_sealed(clip_id):
+            # Its manifest is in the audit log: keep it (it lists the lost segment, which the
+            # store no longer lists or serves).
+            logger.warning("store.recover_kept_sealed_manifest clip_id=%s", clip_id)
+        elif changed:
             self._write_manifest(clip_id)
 
     # -- internals ---------------------------------------------------------------------------
@@ -470,7 +518,35 @@ class ClipStore:
         shutil.rmtree(self.data_dir / rel_dir, ignore_errors=True)
         logger.info("store.deleted clip_id=%s", clip_id)
 
-    def _write_manifest(self, clip_id: str) -> None:
+    def _seal(self, record: ClipRecord, manifest: bytes) -> None:
+        """Hand a finished clip's manifest to ``on_sealed``, outside the store's lock (the
+        listener, the audit log, takes its own), then mark the clip sealed."""
+        if self._on_sealed is None:
+            return
+        seal = ClipSeal(
+            record.clip_id,
+            record.camera,
+            record.segment_count,
+            hashlib.sha256(manifest).hexdigest(),
+        )
+        try:
+            self._on_sealed(seal)
+        except (DoorwardError, OSError, sqlite3.Error) as exc:
+            logger.error(
+                "store.seal_failed clip_id=%s error=%s (retried at the next start)",
+                record.clip_id,
+                type(exc).__name__,
+            )
+            return
+        with self._lock:
+            self._db.execute("UPDATE clips SET sealed = 1 WHERE clip_id = ?", (record.clip_id,))
+        logger.info("store.sealed clip_id=%s segments=%d", record.clip_id, record.segment_count)
+
+    def _is_sealed(self, clip_id: str) -> bool:
+        row = self._db.execute("SELECT sealed FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+        return bool(row and row[0])
+
+    def _write_manifest(self, clip_id: str) -> bytes:
         clip = self._db.execute(
             "SELECT camera, start_s, end_s, rel_dir FROM clips WHERE clip_id = ?", (clip_id,)
         ).fetchone()
@@ -487,6 +563,6 @@ class ClipStore:
             end_s=clip[2],
             segments=segments,
         )
-        write_atomic(
-            self.data_dir / clip[3] / MANIFEST_NAME, manifest.sign(self._device.private_key)
-        )
+        signed = manifest.sign(self._device.private_key)
+        write_atomic(self.data_dir / clip[3] / MANIFEST_NAME, signed)
+        return signed

@@ -110,6 +110,7 @@ PINNED = {
         "RequestStatus",
         "RequesterIdentity",
         "RevocationTooLate",
+        "SealConflict",
         "SegmentLike",
         "SegmentMissing",
         "SegmentResult",

@@ -5,7 +5,8 @@ entries under it. Each audit reads only the entries appended since (in pages), c
 extend the stored tree to the device's new signed checkpoint, and checks that checkpoint against
 every other owner's cosigned one; then it cosigns the checkpoint for the other owners' phones
 (``hub.client.audit``). A device that rewrites, drops or forks history, or shows owners different
-logs, is caught.
+logs, is caught. ``doorward owner approve`` runs the same audit before it approves, so that the
+clip seals it checks against (``AuditVerifier.sealed``) are current.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from consent.audit import audit_origin
 from consent.audit_verify import AuditVerifier
@@ -31,10 +32,7 @@ from hub.cli.common import run_async as _run_async
 from hub.client.audit import AuditReport, check_audit
 from hub.client.profile import PinnedDevice, Profile
 
-if TYPE_CHECKING:
-    from consent.audit_verify import Checkpoint
-
-__all__ = ["add_parser", "main", "run", "verified_checkpoint"]
+__all__ = ["add_parser", "audit_verifier", "main", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -58,10 +56,8 @@ def run(args: argparse.Namespace) -> int:
     profile = open_profile(args, "owner")
     keys = profile.keys()
     device = profile.device(args.device)
-    if device.signing_key is None:
-        raise CliError(f"device {device.device_id}'s signing key is not pinned; pair again")
+    verifier = audit_verifier(profile, device)
     state = profile.checkpoint_path(device.device_id)
-    verifier = AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
 
     async def audit() -> AuditReport:
         async with client_for(device, keys.signing_key) as api:
@@ -100,14 +96,13 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def verified_checkpoint(profile: Profile, device: PinnedDevice) -> Checkpoint | None:
-    """The audit checkpoint this profile last verified for ``device`` (re-verified), if any: a
-    consent token carries it, so the release can be checked against the log the owner saw."""
+def audit_verifier(profile: Profile, device: PinnedDevice) -> AuditVerifier:
+    """The profile's verifier of ``device``'s audit log: its last checkpoint (re-verified), the
+    Merkle frontier and the clip seals under it."""
     if device.signing_key is None:
-        return None
+        raise CliError(f"device {device.device_id}'s signing key is not pinned; pair again")
     state = profile.checkpoint_path(device.device_id)
-    verifier = AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
-    return verifier.last_checkpoint
+    return AuditVerifier(device.signing_key, audit_origin(device.signing_key), state_path=state)
 
 
 def _cosigner_line(cosigner: dict[str, Any], size: int) -> str:

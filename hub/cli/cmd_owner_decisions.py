@@ -1,7 +1,8 @@
 """``doorward owner`` decisions: requests, approve, decline, revoke, policy, audit.
 
 Approving re-heads the chosen segments' file keys here, on the owner's machine: the device never
-sees an owner key.
+sees an owner key. It audits the device's log first (as ``doorward owner audit`` does), so that
+each clip's manifest can be checked against the one the device sealed when the clip finished.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hub.cli.common import (
 )
 from hub.cli.request_footage import ApiFootage
 from hub.client import RequestInfo
+from hub.client.audit import check_audit
 
 __all__ = ["add_commands"]
 
@@ -155,6 +157,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
             "footage it serves cannot be checked; pair with the device again"
         )
     now = int(time.time())
+    verifier = _cli_audit.audit_verifier(s.profile, s.device)
 
     async def prepare() -> tuple[Any, ApiFootage]:
         async with s.client() as api:
@@ -165,6 +168,8 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
                 raise CliError(f"the device did not send request {args.request_id}'s token")
             request = verify_request(info.token, now, strict_text=False)
             footage = await ApiFootage.load(api, request, wanted, workdir=workdir)
+            # After the footage: a clip that finished meanwhile is sealed by now.
+            await check_audit(api, verifier, signing_key=s.keys.signing_key, now=now)
             return request, footage
 
     request, footage = run_async(prepare(), where=s.where)
@@ -193,12 +198,13 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
         footage,
         device_id=s.device.device_id,
         device_key=device_key,
+        sealed=verifier.sealed({segment.clip_id for segment in segments}),
         token_id=secrets.token_hex(8),
         now=now,
         expires_at_s=now + args.expires,
         max_downloads=args.max_downloads,
         disclosures=disclosures or None,
-        checkpoint=_cli_audit.verified_checkpoint(s.profile, s.device),
+        checkpoint=verifier.last_checkpoint,
     )
 
     async def post() -> Any:

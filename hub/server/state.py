@@ -31,7 +31,7 @@ from crypto.tls import (
     spki_fingerprint,
     write_certificate,
 )
-from device import ClipStore
+from device import ClipSeal, ClipStore
 from hub.server.config import ConfigError, ServeConfig
 from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
@@ -98,7 +98,16 @@ class Device:
         def deleted(clip_id: str, reason: str) -> None:  # retention and disk-full eviction
             audit.append("clip.deleted", clip_id=clip_id, reason=reason)
 
-        store = ClipStore(data_dir, identity, clock=clock, on_deleted=deleted)
+        def sealed(seal: ClipSeal) -> None:  # a finished clip's last manifest, for the phones
+            audit.append(
+                "clip.sealed",
+                clip_id=seal.clip_id,
+                camera=seal.camera,
+                segment_count=seal.segment_count,
+                manifest_sha256=seal.manifest_sha256,
+            )
+
+        store = ClipStore(data_dir, identity, clock=clock, on_deleted=deleted, on_sealed=sealed)
         # Release bundles spooled for a download that a crash interrupted (ciphertext only).
         for leftover in (data_dir / "spool").glob("release-*"):
             leftover.unlink()

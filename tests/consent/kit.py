@@ -50,6 +50,9 @@ class DirClips:
         self.clips: dict[str, Clip] = {}
         self.segments: dict[str, Segment] = {}
         self.holds: dict[str, tuple[str, float]] = {}
+        # What the device's audit log sealed each clip with (``clip.sealed``): the manifest hash
+        # as the clip was written, whatever the manifest file holds later.
+        self.seals: dict[str, str] = {}
 
     def add_clip(
         self,
@@ -91,7 +94,9 @@ class DirClips:
             end_s=end_s,
             segments=[(s.index, s.start_s, s.duration_s, s.size, s.payload_sha256) for s in made],
         )
-        (directory / MANIFEST_NAME).write_bytes(manifest.sign(self.device.private_key))
+        signed = manifest.sign(self.device.private_key)
+        (directory / MANIFEST_NAME).write_bytes(signed)
+        self.seals[clip_id] = hashlib.sha256(signed).hexdigest()
         return made
 
     # -- the ClipSource protocol --

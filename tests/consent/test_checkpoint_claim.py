@@ -61,6 +61,7 @@ def approve(world: World, owner: KeyBundle, requester: KeyBundle, device, checkp
         footage,
         device_id=device.device_id,
         device_key=device.public_key,
+        sealed=world.clips.seals,
         token_id="rel-view",
         now=NOW,
         expires_at_s=NOW + 3600,

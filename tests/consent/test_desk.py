@@ -66,6 +66,7 @@ class Scene:
         args = {
             "device_id": self.device.device_id,
             "device_key": self.device.public_key,
+            "sealed": self.world.clips.seals,
             "token_id": "rel-0001",
             "now": NOW,
             "expires_at_s": NOW + 86400,

@@ -5,6 +5,7 @@ and nothing is signed."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import BinaryIO
 import pytest
 
 import consent.owner
+from consent._release_manifest import parse_release_manifest
 from consent.clip_manifest import ClipManifest
 from consent.clips import ClipLike, SegmentLike, StoreFootage
 from consent.desk import ConsentDesk
@@ -28,7 +30,9 @@ from tests.consent.kit import NOW, Segment, World, make_request
 
 class HostileFootage:
     """A FootageIndex over the honest store that a compromised device can make lie: other bytes
-    for a segment's file, other records in the listing, other clip manifests."""
+    for a segment's file, other records in the listing, other clip manifests. ``seals`` is what
+    the phone's verified audit log sealed each clip with (the honest manifests, unless a test
+    forges a manifest the device sealed before the phone ever audited it)."""
 
     def __init__(self, world: World) -> None:
         self._honest = StoreFootage(world.clips)
@@ -36,6 +40,14 @@ class HostileFootage:
         self.streams: dict[str, Callable[[], BinaryIO]] = {}
         self.listing: dict[str, Segment] = {}
         self.manifests: dict[str, bytes] = {}
+        self.seals: dict[str, str] = dict(world.clips.seals)
+
+    def forge(self, clip_id: str, manifest: bytes, *, sealed: bool = False) -> None:
+        """Serve ``manifest`` for the clip; ``sealed``: the device sealed it so (it was
+        compromised before the clip finished), which leaves the other checks to catch it."""
+        self.manifests[clip_id] = manifest
+        if sealed:
+            self.seals[clip_id] = hashlib.sha256(manifest).hexdigest()
 
     def list_clips(
         self, *, camera: str | None = None, start_s: float | None = None, end_s: float | None = None
@@ -87,6 +99,7 @@ def _approve(
         footage,
         device_id=device.device_id,
         device_key=device.public_key,
+        sealed=footage.seals,
         token_id="rel-0001",
         now=NOW,
         expires_at_s=NOW + 86400,
@@ -219,7 +232,7 @@ def test_a_resigned_manifest_cannot_carry_another_payload_under_this_header(
     entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
     entries[5] = dataclasses.replace(entries[5], payload_sha256=seg1.payload_sha256)
     forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.manifests["clip-0001"] = forged.sign(device.private_key)
+    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     header_1, _ = age.split_header(_file(world, 1))
     _, payload_5 = age.split_header(_file(world, 5))
@@ -267,7 +280,7 @@ def test_a_signed_manifest_that_claims_another_payload_is_refused(
     entries = list(signed.segments)
     entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
     forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.manifests["clip-0001"] = forged.sign(device.private_key)
+    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     footage.files[seg1.segment_id] = _file(world, 5)
     message = _refused(world, owner, device, request_, footage, caplog)
@@ -318,6 +331,98 @@ def test_relabelled_segments_are_refused(
         "refusing to approve: segment 'clip-0001.000001': the device lists it as clip "
         "'clip-0001' index 2, whose id is 'clip-0001.000002'; the device may be compromised, "
         "nothing was signed"
+    )
+
+
+def _relabel(
+    world: World, device: DeviceIdentity, footage: HostileFootage, a: int, b: int
+) -> bytes:
+    """What a device holding its key does: re-sign the clip manifest with segments ``a`` and
+    ``b``'s entries (size, payload hash) swapped, list them so, and serve each file under the
+    other's id. Every check but the seal passes. Returns the forged manifest."""
+    seg_a, seg_b = world.segments[a], world.segments[b]
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    entries = list(signed.segments)
+    entries[a], entries[b] = (
+        dataclasses.replace(entries[a], size=entries[b].size, payload_sha256=seg_b.payload_sha256),
+        dataclasses.replace(entries[b], size=entries[a].size, payload_sha256=seg_a.payload_sha256),
+    )
+    forged = dataclasses.replace(signed, segments=tuple(entries)).sign(device.private_key)
+    footage.forge("clip-0001", forged)
+    for mine, theirs in ((seg_a, seg_b), (seg_b, seg_a)):
+        footage.listing[mine.segment_id] = dataclasses.replace(
+            mine, size=theirs.size, payload_sha256=theirs.payload_sha256
+        )
+        footage.files[mine.segment_id] = theirs.path.read_bytes()
+    return forged
+
+
+def test_a_relabelled_clip_manifest_is_refused_by_its_seal(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    forged = _relabel(world, device, footage, 1, 2)
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001': its signed manifest hashes to "
+        f"{hashlib.sha256(forged).hexdigest()}, but the device sealed the clip with "
+        f"{world.clips.seals['clip-0001']} in the audit log when it finished: the device "
+        "re-signed its manifest since; the device may be compromised, nothing was signed"
+    )
+
+
+def test_without_its_seal_a_relabel_passes_every_other_check(
+    world: World, owner: KeyBundle, device: DeviceIdentity, request_: ConsentRequest
+) -> None:
+    # Why the seal is needed: had the device sealed the relabelled manifest (compromised before
+    # the clip finished), the phone would release segment 2's video as segment 1.
+    footage = HostileFootage(world)
+    footage.forge("clip-0001", _relabel(world, device, footage, 1, 2), sealed=True)
+    segment_1 = footage.list_segments("clip-0001")[1]
+    approval = _approve(world, owner, device, request_, footage, [segment_1])
+    [released] = parse_release_manifest(approval.manifest).segments
+    assert released.segment_id == segment_1.segment_id
+    assert released.payload_sha256 == world.segments[2].payload_sha256
+
+
+def test_a_clip_without_a_seal_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    footage = HostileFootage(world)
+    del footage.seals["clip-0001"]  # still recording, or recorded before clips were sealed
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001' was not sealed in the audit log this phone "
+        "verified (a clip is sealed when it finishes recording; a doorbell running a doorward "
+        "version from before clip sealing seals none, and seals the clips it holds once "
+        "upgraded): wait until the clip finishes or the doorbell is upgraded, then run "
+        "`doorward owner audit` and approve again; nothing was signed"
+    )
+
+
+def test_a_manifest_fetched_while_the_clip_was_recording_is_refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The footage was fetched before the clip finished; the audit read afterwards has its seal.
+    footage = HostileFootage(world)
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    footage.forge("clip-0001", dataclasses.replace(signed, end_ms=None).sign(device.private_key))
+    message = _refused(world, owner, device, request_, footage, caplog)
+    assert message == (
+        "refusing to approve: clip 'clip-0001' was still recording when its footage was fetched; "
+        "approve again now that it has finished; nothing was signed"
     )
 
 
@@ -440,6 +545,7 @@ def test_the_device_key_must_be_the_device_ids(
             HostileFootage(world),
             device_id="0123456789abcdef",
             device_key=other.public_key,
+            sealed=world.clips.seals,
             token_id="rel-0001",
             now=NOW,
             expires_at_s=NOW + 86400,

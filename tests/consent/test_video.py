@@ -73,6 +73,7 @@ def test_released_ts_segments_join_into_a_playable_file(
         footage,
         device_id=device.device_id,
         device_key=device.public_key,
+        sealed=clips.seals,
         token_id="rel-ts",
         now=NOW,
         expires_at_s=NOW + HOUR,

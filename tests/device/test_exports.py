@@ -13,6 +13,7 @@ def test_all_is_pinned() -> None:
         "ClipHeld",
         "ClipRecord",
         "ClipRefused",
+        "ClipSeal",
         "ClipSink",
         "ClipStarted",
         "ClipStore",

@@ -281,6 +281,16 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
         "local_agency",
     )
 
+    # The owner checks the log before deciding: the pairing, the requests, the sealed clip.
+    first = served.ok("owner", "audit")
+    assert (first["verified"], first["previous_size"]) == (True, 0)
+    kinds = [e["kind"] for e in first["entries"]]
+    for kind in ("owner.added", "request.pending", "clip.sealed"):
+        assert kind in kinds
+    assert [e["rule"] for e in first["entries"] if "rule" in e] == ["requester_kind"]
+    [sealed] = [e for e in first["entries"] if e["kind"] == "clip.sealed"]
+    assert (sealed["clip_id"], sealed["camera"]) == (clip.clip_id, "front")
+
     # Approval asks first; anything but "yes" releases nothing.
     segments = f"{clip.clip_id}.000001,{clip.clip_id}.000002"
     cancelled = served.cli("owner", "approve", request_id, "--segments", segments, stdin="no\n")
@@ -319,12 +329,13 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     )
     assert offline["ok"] is True
 
+    # `owner approve` audited the log before approving: this check reads only what came since.
     audit = served.ok("owner", "audit")
-    assert (audit["verified"], audit["previous_size"]) == (True, 0)
+    assert audit["verified"] is True
+    assert first["size"] <= audit["previous_size"] == audit["first_index"]
     kinds = [e["kind"] for e in audit["entries"]]
-    for kind in ("owner.added", "request.pending", "release.created", "release.downloaded"):
+    for kind in ("release.created", "release.downloaded"):
         assert kind in kinds
-    assert [e["rule"] for e in audit["entries"] if "rule" in e] == ["requester_kind"]
 
     _owner_housekeeping(served, as_owner, as_police, ask, request_id, approved["release_id"])
 

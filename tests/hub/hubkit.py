@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
+from consent.audit_verify import AuditVerifier
 from crypto.keys import KeyBundle
 from hardware.sim import SimulatedCamera, parse_scenario
 from hub.client import DoorwardClient
+from hub.client.audit import check_audit
 from hub.server.app import create_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
@@ -39,6 +41,16 @@ class Running:
 
     def add_owner(self, keys: KeyBundle, name: str = "phone") -> None:
         self.device.owners.add(keys.public(), name=name, now=int(time.time()))
+
+
+async def audited_seals(
+    running: Running, phone: DoorwardClient, owner: KeyBundle, clip_ids: Iterable[str]
+) -> dict[str, str]:
+    """What ``doorward owner approve`` checks clip manifests against: the phone audits the
+    device's log (from the start, in memory) and reads each clip's sealed manifest hash."""
+    verifier = AuditVerifier(running.device.identity.public_key, running.device.audit.origin)
+    await check_audit(phone, verifier, signing_key=owner.signing_key, now=int(time.time()))
+    return verifier.sealed(clip_ids)
 
 
 @contextlib.asynccontextmanager

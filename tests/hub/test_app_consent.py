@@ -29,7 +29,7 @@ from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segm
 from hub.server import appkeys
 from hub.server.events import device_event
 from hub.wire.httpsig import RequestSigner
-from tests.hub.hubkit import Running, running_device, small_camera
+from tests.hub.hubkit import Running, audited_seals, running_device, small_camera
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -123,6 +123,7 @@ async def test_consent_round_trip_over_https(recorded, tmp_path: Path) -> None:
             footage,
             device_id=device_id,
             device_key=running.device.identity.public_key,
+            sealed=await audited_seals(running, phone, owner, [clip.clip_id]),
             token_id=secrets.token_urlsafe(16),
             now=now,
             expires_at_s=now + 3600,
@@ -366,6 +367,7 @@ async def _approved_release(
             footage,
             device_id=running.device.identity.device_id,
             device_key=running.device.identity.public_key,
+            sealed=await audited_seals(running, phone, owner, [clip.clip_id]),
             token_id=secrets.token_urlsafe(16),
             now=now,
             expires_at_s=now + 3600,

@@ -28,7 +28,7 @@ from hub.cli import cmd_owner
 from hub.cli.request_footage import ApiFootage
 from hub.client import DownloadTooLarge
 from hub.client.profile import PinnedDevice, Profile
-from tests.hub.hubkit import Running, running_device
+from tests.hub.hubkit import Running, audited_seals, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60), pytest.mark.slow]
 
@@ -96,6 +96,7 @@ async def _approve(
         workdir = tmp_path / "phone"
         workdir.mkdir()
         footage = await ApiFootage.load(phone, request, wanted, workdir=workdir)
+        sealed = await audited_seals(running, phone, owner, {s.clip_id for s in footage.chosen()})
         try:
             approval = consent.owner.approve(
                 owner.signing_key,
@@ -105,6 +106,7 @@ async def _approve(
                 footage,
                 device_id=running.device.identity.device_id,
                 device_key=running.device.identity.public_key,
+                sealed=sealed,
                 token_id=secrets.token_hex(8),
                 now=now,
                 expires_at_s=now + 3600,
