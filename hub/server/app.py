@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub.server import appkeys
 from hub.server.auth import AuthState
+from hub.server.body import LARGEST_BODY_BYTES, body_limit_middleware
 from hub.server.deps import HubDeps
 from hub.server.errors import error_middleware
 from hub.server.events import EventBus
@@ -27,13 +28,15 @@ __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024  # a consent manifest for a 12 h window stays far below this
+MAX_BODY_BYTES = LARGEST_BODY_BYTES  # per route: hub.server.body (most take a few KiB)
 
 
 def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Application:
     """The API application for ``deps`` (with live view when ``live_view`` is given); the caller
     owns the resources inside ``deps``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[appkeys.DEPS] = deps
     app[appkeys.BUS] = EventBus(clock=deps.clock)
     app[appkeys.SOCKETS] = set()

@@ -24,13 +24,14 @@ from tests.hub.hubkit import Running, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
+Device = tuple[Running, KeyBundle]
 EIGHT_MIB = 8 * 1024 * 1024
 # Far longer than answering takes; a server that waits for the withheld body never answers.
 _ANSWER_WITHIN_S = 20.0
 
 
 @pytest_asyncio.fixture
-async def device(tmp_path: Path) -> AsyncIterator[tuple[Running, KeyBundle]]:
+async def device(tmp_path: Path) -> AsyncIterator[Device]:
     owner = KeyBundle.generate("x25519")
     async with running_device(tmp_path / "data") as running:
         running.add_owner(owner)
@@ -78,7 +79,7 @@ def _sign(running: Running, keys: KeyBundle, method: str, path: str, body: bytes
     )
 
 
-async def test_an_unsigned_8_mib_body_is_refused_before_it_is_read(device) -> None:
+async def test_an_unsigned_8_mib_body_is_refused_before_it_is_read(device: Device) -> None:
     running, _ = device
     path = "/requests/r1/consent"  # the one route that takes megabytes
     status, error, closed = await _answer_without_the_body(running, "POST", path)
@@ -86,7 +87,7 @@ async def test_an_unsigned_8_mib_body_is_refused_before_it_is_read(device) -> No
     assert closed  # the rest of the body is never read
 
 
-async def test_an_unknown_key_is_refused_before_the_body_is_read(device) -> None:
+async def test_an_unknown_key_is_refused_before_the_body_is_read(device: Device) -> None:
     running, _ = device
     stranger = KeyBundle.generate("x25519")
     path = "/requests/r1/consent"
@@ -97,7 +98,7 @@ async def test_an_unknown_key_is_refused_before_the_body_is_read(device) -> None
     assert closed
 
 
-async def test_a_forged_owner_signature_is_refused_before_the_body_is_read(device) -> None:
+async def test_a_forged_owner_signature_is_refused_before_the_body_is_read(device: Device) -> None:
     running, owner = device
     path = "/requests/r1/consent"
     headers = _sign(running, owner, "POST", path, b"\0" * EIGHT_MIB)
@@ -118,7 +119,7 @@ async def test_a_forged_owner_signature_is_refused_before_the_body_is_read(devic
     ],
 )
 async def test_a_body_past_the_route_limit_is_refused_from_its_length(
-    device, method: str, path: str
+    device: Device, method: str, path: str
 ) -> None:
     running, owner = device
     headers = _sign(running, owner, method, path, b"\0" * EIGHT_MIB)
@@ -128,7 +129,7 @@ async def test_a_body_past_the_route_limit_is_refused_from_its_length(
     assert closed
 
 
-async def test_repeated_failed_authentication_is_answered_429(device) -> None:
+async def test_repeated_failed_authentication_is_answered_429(device: Device) -> None:
     running, owner = device
     ssl = client_context(running.device.fingerprint)
     statuses = []
@@ -146,7 +147,7 @@ async def test_repeated_failed_authentication_is_answered_429(device) -> None:
         assert (await phone.health())["status"] == "ok"
 
 
-async def test_failed_requester_authentication_counts_too(device) -> None:
+async def test_failed_requester_authentication_counts_too(device: Device) -> None:
     running, _ = device
     ssl = client_context(running.device.fingerprint)
     statuses = []

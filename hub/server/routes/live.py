@@ -29,6 +29,7 @@ from aiohttp import web
 from yarl import URL
 
 from hub.server import appkeys
+from hub.server.body import max_body
 from hub.server.live.links import LinkBook
 from hub.server.live.relay import FrameRelay, LiveConfig, LiveSessions
 from hub.server.routes._auth import check_rate, require_owner
@@ -73,6 +74,9 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 _FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
+# Bodies (hub.server.body): an SDP offer (at most 64 KiB) and a link token, escaped in JSON.
+_OFFER_BODY_BYTES = 160 * 1024
+_LINK_BODY_BYTES = 32 * 1024
 
 
 def add_routes(app: web.Application, setup: LiveSetup) -> None:
@@ -151,6 +155,7 @@ async def _end_removed_owners(sessions: LiveSessions, removals: Any) -> None:
 # -- owner routes -------------------------------------------------------------------------------
 
 
+@max_body(_OFFER_BODY_BYTES)
 async def offer(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     body = await json_body(request)
@@ -164,6 +169,7 @@ async def offer(request: web.Request) -> web.Response:
     )
 
 
+@max_body(_LINK_BODY_BYTES)
 async def link(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     deps = request.app[appkeys.DEPS]
@@ -203,6 +209,7 @@ async def page_style(request: web.Request) -> web.FileResponse:
     )
 
 
+@max_body(_OFFER_BODY_BYTES)
 async def link_offer(request: web.Request) -> web.Response:
     check_rate(request, key_id=None)
     deps = request.app[appkeys.DEPS]
