@@ -5,9 +5,11 @@ the sockets and passes ``now_s``.
 A connection is *untrusted* until a request on it carries a valid owner signature. Untrusted
 connections from one address are capped at ``per_address``, except from an address an owner
 signed from within the last ``trusted_address_s`` (a phone that opens many connections at
-once). When the server holds ``capacity`` connections, a newcomer takes the place of the oldest
-untrusted one: strangers can keep the server busy but never keep an owner out. Only when every
-connection is trusted (or too many are still being closed) is a newcomer refused.
+once). When the server holds ``capacity`` connections, a newcomer from such an address takes the
+place of the oldest untrusted connection: strangers can keep the server busy but never keep a
+known owner out. Any other newcomer does so only if that oldest one has had ``min_age_s`` to
+prove itself (and few closes are pending); otherwise it is refused, cheaply, rather than
+trading one stranger's handshake for another's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = ["Admission", "Admitted", "Refusal", "Refused"]
 MAX_TRUSTED_ADDRESSES = 64
 TRUSTED_ADDRESS_S = 3600.0
 # Evicted connections whose sockets are not closed yet (asyncio closes them on its next turn).
-MAX_CLOSING = 16
+MAX_CLOSING = 32
+# A stranger is evicted for another stranger only after this long without an owner signature.
+MIN_AGE_S = 1.0
 
 
 class Refusal(enum.Enum):
@@ -62,6 +66,7 @@ class Admission:
         capacity: int,
         per_address: int,
         max_closing: int = MAX_CLOSING,
+        min_age_s: float = MIN_AGE_S,
         trusted_address_s: float = TRUSTED_ADDRESS_S,
         max_trusted_addresses: int = MAX_TRUSTED_ADDRESSES,
     ) -> None:
@@ -72,11 +77,13 @@ class Admission:
         self.capacity = capacity
         self.per_address = per_address
         self.max_closing = max_closing
+        self.min_age_s = min_age_s
         self._trusted_address_s = trusted_address_s
         self._max_trusted_addresses = max_trusted_addresses
         self._next_id = 0
         # Oldest first: the first untrusted connection is the one a newcomer evicts.
         self._untrusted: OrderedDict[int, str] = OrderedDict()
+        self._opened_s: dict[int, float] = {}
         self._trusted: dict[int, str] = {}
         self._closing: dict[int, str | None] = {}  # the address while it counts against it
         self._per_address: Counter[str] = Counter()
@@ -101,19 +108,28 @@ class Admission:
 
     def admit(self, address: str, *, now_s: float) -> Admitted | Refused:
         """Decide on a new connection from ``address``."""
-        if self._per_address[address] >= self.per_address and not self._address_trusted(
-            address, now_s
-        ):
+        owners = self._address_trusted(address, now_s)
+        if self._per_address[address] >= self.per_address and not owners:
             return Refused(Refusal.PER_ADDRESS)
         evicted = None
         if len(self) >= self.capacity:
-            if not self._untrusted or len(self._closing) >= self.max_closing:
+            if not self._untrusted:
                 return Refused(Refusal.FULL)
-            evicted = next(iter(self._untrusted))
+            oldest = next(iter(self._untrusted))
+            # A stranger replacing a stranger gains nothing: only one who has had min_age_s to
+            # prove itself is evicted for it, and only while few closes are pending. An owner's
+            # address always gets its place.
+            if not owners and (
+                len(self._closing) >= self.max_closing
+                or now_s - self._opened_s[oldest] < self.min_age_s
+            ):
+                return Refused(Refusal.FULL)
+            evicted = oldest
             self.close(evicted)
         self._next_id += 1
         conn_id = self._next_id
         self._untrusted[conn_id] = address
+        self._opened_s[conn_id] = now_s
         self._per_address[address] += 1
         return Admitted(conn_id, evicted)
 
@@ -122,6 +138,7 @@ class Admission:
         address open connections past the per-address cap for a while."""
         address = self._untrusted.pop(conn_id, None)
         if address is not None:
+            del self._opened_s[conn_id]
             self._uncount(address)
             self._trusted[conn_id] = address
         else:
@@ -137,6 +154,7 @@ class Admission:
         """``conn_id`` is being closed: never evict it again; it counts until :meth:`release`."""
         address = self._untrusted.pop(conn_id, None)
         if address is not None:
+            del self._opened_s[conn_id]
             self._closing[conn_id] = address
         elif conn_id in self._trusted:
             del self._trusted[conn_id]

@@ -33,6 +33,7 @@ import socket
 import ssl
 import struct
 import time
+from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, cast
@@ -263,30 +264,62 @@ class ConnectionGuard:
         conn.task = loop.create_task(self._connect(sock, conn, listener))
 
     async def _connect(self, sock: socket.socket, conn: _Conn, listener: _Listener) -> None:
-        """Wrap the accepted socket in a transport (the TLS handshake, when there is one)."""
+        """Wrap the accepted socket in a transport, through the TLS handshake when there is one.
+        Nothing is allocated for a connection until it sends its first byte."""
         loop = asyncio.get_running_loop()
+        raw: asyncio.Transport | None = None
+        wrapped = False
         try:
             sock.setblocking(False)
-            await loop.connect_accepted_socket(
-                lambda: _GuardedProtocol(listener.protocol_factory(), self, conn),
-                sock=sock,
-                ssl=listener.ssl_context,
-                ssl_handshake_timeout=(
-                    self.limits.header_timeout_s if listener.ssl_context is not None else None
-                ),
+            await _readable(loop, sock)
+            app = _GuardedProtocol(listener.protocol_factory(), self, conn)
+            wrapped = True
+            if listener.ssl_context is None:
+                await loop.connect_accepted_socket(lambda: app, sock=sock)
+                return
+            handshake: asyncio.Future[None] = loop.create_future()
+            tls = _ServerTLS(
+                loop,
+                app,
+                listener.ssl_context,
+                handshake,
+                server_side=True,
+                ssl_handshake_timeout=self.limits.header_timeout_s,  # type: ignore[arg-type]  # a float works
             )
+            raw, _ = await loop.connect_accepted_socket(lambda: tls, sock=sock)
+            await handshake
+            if conn.transport is None:  # the socket closed as the handshake finished
+                raise ConnectionResetError("the connection closed during the TLS handshake")
         except asyncio.CancelledError:
-            # Evicted or timed out mid-handshake. asyncio has scheduled the socket's close; the
-            # slot is free once that has run.
-            loop.call_soon(self._forget, conn)
+            # Evicted or timed out before its head arrived.
+            self._release_socket(loop, sock, conn, raw, wrapped)
             raise
         except (OSError, ssl.SSLError, EOFError) as exc:
             # A broken or abandoned handshake: the stranger's problem, counted, not logged.
             self.counts.handshake_failures += 1
             logger.debug("guard.handshake_failed address=%s error=%s", conn.address, exc)
-            loop.call_soon(self._forget, conn)
+            self._release_socket(loop, sock, conn, raw, wrapped)
         finally:
             conn.task = None
+
+    def _release_socket(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        conn: _Conn,
+        raw: asyncio.Transport | None,
+        wrapped: bool,
+    ) -> None:
+        """Close the socket of a connection that never got through its handshake, and free its
+        slot once the socket is closed."""
+        if not wrapped:  # no transport owns the socket: close it now
+            sock.close()
+            self._forget(conn)
+            return
+        if raw is not None:
+            raw.abort()
+        # A transport closes its socket on the loop's next turn: free the slot after that.
+        loop.call_soon(self._forget, conn)
 
     def _head_timeout(self, conn: _Conn) -> None:
         conn.timer = None
@@ -360,6 +393,18 @@ class ConnectionGuard:
                 counts.handshake_failures,
                 counts.accept_errors,
             )
+
+
+class _ServerTLS(sslproto.SSLProtocol):
+    """asyncio's TLS layer with a read buffer of one TLS record instead of 256 KiB.
+
+    asyncio allocates that buffer for every connection as it is accepted, before the handshake:
+    a thousand strangers' connections would hold 250 MB of it. A TLS record carries at most
+    16 KiB of plaintext (RFC 8446 section 5.1), so reading one record at a time costs only a few
+    more calls on large uploads.
+    """
+
+    max_size = 16 * 1024 + 512
 
 
 class _Listener(asyncio.AbstractServer):
@@ -513,6 +558,21 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = self._guard.listen(self._sock, server, self._ssl_context)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` has something to read (or its peer has closed it)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 def _reset(sock: socket.socket) -> None:

@@ -1,5 +1,6 @@
 """Which connections the server keeps: the per-address cap, eviction of the oldest stranger when
-full, trusted connections and addresses, and the bound on connections still being closed."""
+full (not a young one for a stranger), trusted connections and addresses, and the bound on
+connections still being closed."""
 
 from __future__ import annotations
 
@@ -49,16 +50,33 @@ def test_trusted_connections_are_never_evicted() -> None:
         [admission.admit("10.0.0.1", now_s=0), admission.admit("10.0.0.2", now_s=0)]
     )
     admission.trust(owner, now_s=0)
-    first = admission.admit("10.0.0.3", now_s=0)
+    first = admission.admit("10.0.0.3", now_s=5)
     assert isinstance(first, Admitted)
     assert first.evicted == stranger
     admission.release(stranger)
-    second = admission.admit("10.0.0.4", now_s=0)
+    second = admission.admit("10.0.0.4", now_s=10)
     assert isinstance(second, Admitted)
     assert second.evicted == first.conn_id  # not the owner's, though it is older
     admission.release(first.conn_id)
-    admission.trust(second.conn_id, now_s=0)
-    assert admission.admit("10.0.0.5", now_s=0) == Refused(Refusal.FULL)
+    admission.trust(second.conn_id, now_s=10)
+    assert admission.admit("10.0.0.5", now_s=20) == Refused(Refusal.FULL)
+
+
+def test_a_stranger_does_not_evict_a_young_stranger_but_an_owner_does() -> None:
+    admission = Admission(capacity=2, per_address=10, min_age_s=1.0)
+    owner = admission.admit("10.0.0.1", now_s=0)
+    assert isinstance(owner, Admitted)
+    admission.trust(owner.conn_id, now_s=0)
+    admission.release(owner.conn_id)  # the phone closed; its address stays known
+    ids = _ids([admission.admit(f"10.0.0.{i}", now_s=10) for i in (2, 3)])
+    assert admission.admit("10.0.0.4", now_s=10.5) == Refused(Refusal.FULL)
+    back = admission.admit("10.0.0.1", now_s=10.5)
+    assert isinstance(back, Admitted)
+    assert back.evicted == ids[0]
+    admission.release(ids[0])
+    late = admission.admit("10.0.0.4", now_s=11.5)  # the other stranger had its second
+    assert isinstance(late, Admitted)
+    assert late.evicted == ids[1]
 
 
 def test_an_owners_address_may_pass_its_cap_for_a_while() -> None:
@@ -75,7 +93,7 @@ def test_connections_being_closed_are_bounded() -> None:
     admission = Admission(capacity=4, per_address=100, max_closing=2)
     for i in range(4):
         admission.admit(f"10.0.0.{i}", now_s=0)
-    evictions = [admission.admit("10.0.1.1", now_s=0) for _ in range(3)]
+    evictions = [admission.admit("10.0.1.1", now_s=5) for _ in range(3)]
     assert [isinstance(d, Admitted) for d in evictions] == [True, True, False]
     assert evictions[2] == Refused(Refusal.FULL)
     assert len(admission) == 4 + 2  # never more than capacity + max_closing
