@@ -6,7 +6,7 @@ aiohttp's own knobs cover requests (keep-alive between them, head sizes, lingeri
 listening socket itself (:class:`GuardedSite`) instead of ``loop.create_server``:
 
 - At accept, the connection is admitted or refused by :class:`hub.server.admission.Admission`:
-  past the per-address cap it is reset at once (no TLS, no traceback); when the server is full
+  past the per-address cap (an IPv6 /64 counts as one address) it is reset at once (no TLS, no traceback); when the server is full
   the oldest connection that has not carried an owner's signature is closed to make room.
 - The TLS handshake and the first request head must arrive within ``header_timeout_s`` of the
   accept; later heads are bounded by aiohttp's keep-alive timeout.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import resource
@@ -245,7 +246,7 @@ class ConnectionGuard:
     # -- accepting ------------------------------------------------------------------------------
 
     def _admit(self, sock: socket.socket, peer: Any, listener: _Listener) -> None:
-        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        address = _address_key(peer)
         decision = self._admission.admit(address, now_s=self._clock())
         if isinstance(decision, Refused):
             if decision.reason.value == "per_address":
@@ -558,6 +559,21 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = self._guard.listen(self._sock, server, self._ssl_context)
+
+
+def _address_key(peer: Any) -> str:
+    """Whom the per-address cap counts: the IPv4 address, or the IPv6 /64 (one host can use
+    every address of its /64)."""
+    host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -52,8 +53,9 @@ class RepeatFilter(logging.Filter):
         self._window_start = clock()
         self._passed: Counter[Kind] = Counter()
         self._held: Counter[Kind] = Counter()
-        # The same record reaches the filter once per handler: decide once.
-        self._last: tuple[logging.LogRecord | None, bool] = (None, True)
+        # The same record reaches the filter once per handler: decide once. (A weak reference:
+        # a record with a traceback keeps its frames alive.)
+        self._last: tuple[weakref.ref[logging.LogRecord] | None, bool] = (None, True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether ``record`` is written (the first ``limit`` of its kind this window)."""
@@ -61,10 +63,11 @@ class RepeatFilter(logging.Filter):
             return True
         kind = _kind(record)
         with self._lock:
-            if self._last[0] is record:
-                return self._last[1]
+            last, decided = self._last
+            if last is not None and last() is record:
+                return decided
             passed = self._decide(kind)
-            self._last = (record, passed)
+            self._last = (weakref.ref(record), passed)
             return passed
 
     def _decide(self, kind: Kind) -> bool:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from hub.server.config import ConfigError, ServeConfig
-from hub.server.guard import GuardLimits, connection_capacity, request_limits
+from hub.server.guard import GuardLimits, _address_key, connection_capacity, request_limits
 
 
 def test_connections_get_what_the_descriptor_limit_leaves_after_the_reserve() -> None:
@@ -53,3 +53,10 @@ def test_aiohttp_gets_the_keep_alive_and_head_limits() -> None:
     assert limits["max_headers"] == 64
     assert 0 < limits["lingering_time"] <= 2
     assert GuardLimits.from_config(ServeConfig(max_connections_per_address=8)).per_address == 8
+
+
+def test_an_ipv6_host_counts_as_its_slash_64() -> None:
+    assert _address_key(("192.0.2.7", 50000)) == "192.0.2.7"
+    assert _address_key(("2001:db8::1:2:3:4", 50000, 0, 0)) == "2001:db8::/64"
+    assert _address_key(("2001:db8::ffff:1", 50000, 0, 0)) == "2001:db8::/64"
+    assert _address_key(("::ffff:192.0.2.7", 50000, 0, 0)) == "192.0.2.7"
