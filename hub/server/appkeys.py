@@ -1,7 +1,8 @@
 """Every piece of shared state the API keeps on its ``web.Application``, keyed by a typed AppKey.
 
 The state's types live below the app and its routes (``deps``, ``auth``, ``events``, ``guard``,
-``pairing``, ``worker``), so routes and the app both import this module and nothing imports them back.
+``pairing``, ``worker``), so routes and the app both import this module and nothing imports them
+back.
 """
 
 from __future__ import annotations

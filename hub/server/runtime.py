@@ -143,10 +143,10 @@ async def running_device(
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
+        if guard is not None:  # no new connections, no handshakes left; then the API's own
+            await guard.close()
         if runner is not None:
             await runner.cleanup()
-        if guard is not None:
-            await guard.close()
         logs.close()
 
 
