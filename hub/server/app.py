@@ -16,6 +16,7 @@ from aiohttp import web
 
 from hub.server import appkeys
 from hub.server.auth import AuthState
+from hub.server.body import LARGEST_BODY_BYTES, body_limit_middleware
 from hub.server.deps import HubDeps
 from hub.server.errors import error_middleware
 from hub.server.events import EventBus
@@ -28,14 +29,16 @@ __all__ = ["MAX_BODY_BYTES", "PAGE_MAX_BODY_BYTES", "create_app", "create_page_a
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024  # a consent manifest for a 12 h window stays far below this
-PAGE_MAX_BODY_BYTES = 64 * 1024  # the page sends a link token and one SDP offer
+MAX_BODY_BYTES = LARGEST_BODY_BYTES  # per route: hub.server.body (most take a few KiB)
+PAGE_MAX_BODY_BYTES = 160 * 1024  # the page's largest body: one SDP offer (hub.server.routes.live)
 
 
 def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Application:
     """The API application for ``deps`` (with live view when ``live_view`` is given); the caller
     owns the resources inside ``deps``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[appkeys.DEPS] = deps
     app[appkeys.BUS] = EventBus(clock=deps.clock)
     app[appkeys.SOCKETS] = set()
@@ -58,7 +61,10 @@ def create_page_app(api: web.Application) -> web.Application:
     and style, ``POST /live/link-offer`` and ``GET /live/link-events``, working on the live
     state of ``api`` (from :func:`create_app` with live view). No API route answers there.
     Start ``api``'s runner first and clean this one up first."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=PAGE_MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware], client_max_size=PAGE_MAX_BODY_BYTES
+    )
+    app[appkeys.DEPS] = api[appkeys.DEPS]  # the device's limits (body deadline) apply here too
     live.add_page_routes(app, api)
     return app
 

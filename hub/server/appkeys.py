@@ -1,7 +1,8 @@
 """Every piece of shared state the API keeps on its ``web.Application``, keyed by a typed AppKey.
 
-The state's types live below the app and its routes (``deps``, ``auth``, ``events``, ``pairing``,
-``worker``), so routes and the app both import this module and nothing imports them back.
+The state's types live below the app and its routes (``deps``, ``auth``, ``events``, ``guard``,
+``pairing``, ``worker``), so routes and the app both import this module and nothing imports them
+back.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from aiohttp import web
 from hub.server.auth import AuthState
 from hub.server.deps import HubDeps
 from hub.server.events import EventBus
+from hub.server.guard import ConnectionGuard
 from hub.server.pairing import PairingDesk
 from hub.server.worker import SerialWorker
 
-__all__ = ["AUTH", "BUS", "DEPS", "PAIRING", "SOCKETS", "WORKER"]
+__all__ = ["AUTH", "BUS", "DEPS", "GUARD", "PAIRING", "SOCKETS", "WORKER"]
 
 DEPS = web.AppKey("deps", HubDeps)
 AUTH = web.AppKey("auth", AuthState)
@@ -22,3 +24,6 @@ BUS = web.AppKey("bus", EventBus)
 WORKER = web.AppKey("worker", SerialWorker)
 PAIRING = web.AppKey("pairing", PairingDesk)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+# Set by ``doorward serve`` only (tests serving the app directly have no guard): owner
+# signatures mark their connection trusted there.
+GUARD = web.AppKey("guard", ConnectionGuard)

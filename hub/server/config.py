@@ -82,6 +82,18 @@ live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free
 live_max_viewers = 4            # live-view sessions at once (owners and browser links together)
 live_max_session_s = 600.0      # a live-view session ends after this long (watch again to go on)
 
+# What a stranger on the LAN can hold: connections, time and bytes, before any signature is seen.
+max_connections = 512           # open connections at most (fewer if the descriptor limit is low)
+max_connections_per_address = 32  # connections from one address until one proves to be an owner
+descriptor_reserve = 128        # file descriptors kept for recording, never given to connections
+header_timeout_s = 5.0          # TLS handshake and first request head must arrive within this
+keepalive_s = 10.0              # an idle connection is closed after this long between requests
+body_timeout_s = 60.0           # a request body must arrive within this once its head has
+auth_failure_burst = 10         # failed signatures from one address before it is answered 429
+auth_failure_per_s = 0.2        # ... then one more allowed every 5 s
+log_repeats = 5                 # log lines of one kind per log_summary_s; the rest are counted
+log_summary_s = 60.0            # how often counted (suppressed) log lines are summarised
+
 # Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
 # before it is encoded, so they are never recorded nor streamed. A camera with zones is always
 # encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
@@ -129,6 +141,16 @@ class ServeConfig:
     live_page_port: int = 0
     live_max_viewers: int = 4
     live_max_session_s: float = 600.0
+    max_connections: int = 512
+    max_connections_per_address: int = 32
+    descriptor_reserve: int = 128
+    header_timeout_s: float = 5.0
+    keepalive_s: float = 10.0
+    body_timeout_s: float = 60.0
+    auth_failure_burst: int = 10
+    auth_failure_per_s: float = 0.2
+    log_repeats: int = 5
+    log_summary_s: float = 60.0
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
 
@@ -148,6 +170,7 @@ class ServeConfig:
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
             raise ValueError("retention_days and max_storage_mb must be positive")
         self.request_limits()  # each limit must be a positive integer
+        self._check_guard()
 
     def request_limits(self) -> RequestLimits:
         """The consent desk's caps on held requests (overall, per key, per address)."""
@@ -162,6 +185,30 @@ class ServeConfig:
             quiet_after=self.quiet_refusals_after,
             summary_period_s=self.refusal_summary_s,
         )
+
+    def _check_guard(self) -> None:
+        """The connection, body, failed-authentication and log limits (``hub.server.guard``)."""
+        for name in ("max_connections", "max_connections_per_address", "auth_failure_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError(
+                "max_connections_per_address must be at most max_connections "
+                f"({self.max_connections}), got {self.max_connections_per_address}"
+            )
+        if self.descriptor_reserve < 16:
+            raise ValueError(f"descriptor_reserve must be >= 16, got {self.descriptor_reserve}")
+        for name in (
+            "header_timeout_s",
+            "keepalive_s",
+            "body_timeout_s",
+            "auth_failure_per_s",
+            "log_summary_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.log_repeats < 1:
+            raise ValueError(f"log_repeats must be >= 1, got {self.log_repeats}")
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:

@@ -55,3 +55,8 @@ class HubDeps:
     rate_per_s: float = 2.0
     rate_burst: int = 20
     max_pairing_failures: int = 20
+    # A request body must arrive within this once its head has (``hub.server.routes._body``).
+    body_timeout_s: float = 60.0
+    # Failed signatures per address: a burst, then a refill rate; past it, 429.
+    auth_failure_burst: int = 10
+    auth_failure_per_s: float = 0.2

@@ -65,6 +65,9 @@ _TABLE: dict[type[BaseException], tuple[int, str]] = {
     DoorwardError: (400, "bad_request"),
 }
 
+# Refusals after which the connection is closed whatever happened to the body.
+_CLOSING = frozenset({401, 403, 408, 413, 429})
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -116,16 +119,23 @@ async def error_middleware(
             logger.error("api.error path=%s code=%s", request.path, code)
         else:
             logger.info("api.refused path=%s status=%d code=%s", request.path, status, code)
-        return web.json_response(
+        response = web.json_response(
             error_body(code, str(exc), **extra), status=status, headers=headers
         )
+        return _closing_if_refused(request, response)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return web.json_response(error_body(code, message), status=exc.status, headers=headers)
+        response = web.json_response(error_body(code, message), status=exc.status, headers=headers)
+        return _closing_if_refused(request, response)
+    except ConnectionResetError:
+        # The client went away mid-request (often mid-body): nobody is left to answer, and it
+        # is not our bug. aiohttp drops the answer quietly.
+        logger.debug("api.client_gone path=%s", request.path)
+        return web.Response(status=499)
     except Exception:
         # Our bug, not the client's: full traceback in the log, nothing internal in the answer.
         logger.exception("api.internal_error path=%s", request.path)
@@ -133,3 +143,12 @@ async def error_middleware(
             error_body("internal", "the device failed to handle this request; see its log"),
             status=500,
         )
+
+
+def _closing_if_refused(request: web.Request, response: web.Response) -> web.Response:
+    """Close the connection after a refusal whose body was never read (the device will not read
+    it either) and after a failed signature (a stranger reconnects, with a new handshake, to try
+    again)."""
+    if response.status in _CLOSING or not request.content.is_eof():
+        response.force_close()
+    return response

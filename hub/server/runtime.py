@@ -33,9 +33,19 @@ from hub.server.app import create_app, create_page_app
 from hub.server.config import CameraConfig, ServeConfig
 from hub.server.deps import CameraInfo
 from hub.server.events import device_event
+from hub.server.guard import (
+    ConnectionGuard,
+    GuardedSite,
+    GuardLimits,
+    connection_capacity,
+    open_descriptors,
+    raise_descriptor_limit,
+    request_limits,
+)
 from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.pairing import PairingDesk
+from hub.server.quietlog import RepeatFilter, limit_repeats
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
 
@@ -93,7 +103,10 @@ async def running_device(
     tasks: set[asyncio.Task[Any]] = set()
     runner: web.AppRunner | None = None
     page_runner: web.AppRunner | None = None
+    guard: ConnectionGuard | None = None
+    logs = contextlib.ExitStack()
     try:
+        quiet = logs.enter_context(limit_repeats(_repeat_filter(config)))
         if not await _connect_cameras(sources, stop):
             for source in sources.values():
                 await source.close()
@@ -113,17 +126,21 @@ async def running_device(
         )
         app = create_app(device.deps(infos, config), live_view=live)
         pipelines.update(_pipelines(config, device, sources, relay, app, tasks))
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        guard = app[appkeys.GUARD] = _connection_guard(config)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
         await runner.setup()
-        await web.SockSite(runner, api, ssl_context=device.ssl_context()).start()
+        await GuardedSite(runner, api, guard, ssl_context=device.ssl_context()).start()
         # The page port: its own site with the page's routes only (its certificate is unpinned).
-        page_runner = web.AppRunner(create_page_app(app), handle_signals=False, access_log=None)
+        page_runner = web.AppRunner(
+            create_page_app(app), handle_signals=False, access_log=None, **request_limits(config)
+        )
         await page_runner.setup()
         page_tls = page_tls_context(device.data_dir / "keys")
-        await web.SockSite(page_runner, page, ssl_context=page_tls).start()
+        await GuardedSite(page_runner, page, guard, ssl_context=page_tls).start()
         for pipeline in pipelines.values():
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))
+        _track(tasks, _summarise_logs(quiet))
         yield Running(device, app, len(pipelines))
     finally:
         for task in tasks:
@@ -132,10 +149,42 @@ async def running_device(
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
+        if guard is not None:  # no new connections, no handshakes left; then the API's own
+            await guard.close()
         if page_runner is not None:
             await page_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
+        logs.close()
+
+
+def _connection_guard(config: ServeConfig) -> ConnectionGuard:
+    """The guard of the API's connections, its capacity taken from the descriptor limit (lifted
+    to the hard limit first) less the descriptors open now and the reserve for recording."""
+    limits = GuardLimits.from_config(config)
+    descriptor_limit = raise_descriptor_limit()
+    open_now = open_descriptors()
+    capacity = connection_capacity(limits, descriptor_limit=descriptor_limit, open_now=open_now)
+    logger.info(
+        "guard.capacity connections=%d per_address=%d descriptor_limit=%d open=%d reserve=%d",
+        capacity,
+        limits.per_address,
+        descriptor_limit,
+        open_now,
+        limits.descriptor_reserve,
+    )
+    return ConnectionGuard(limits, capacity=capacity)
+
+
+def _repeat_filter(config: ServeConfig) -> RepeatFilter:
+    return RepeatFilter(limit=config.log_repeats, window_s=config.log_summary_s)
+
+
+async def _summarise_logs(quiet: RepeatFilter) -> None:
+    """Once a window, one line per kind of log line that was held back."""
+    while True:
+        await asyncio.sleep(quiet.window_s)
+        quiet.summarise()
 
 
 def _pipelines(

@@ -165,6 +165,9 @@ class Device:
             rate_per_s=config.rate_per_s,
             rate_burst=config.rate_burst,
             max_pairing_failures=config.max_pairing_failures,
+            body_timeout_s=config.body_timeout_s,
+            auth_failure_burst=config.auth_failure_burst,
+            auth_failure_per_s=config.auth_failure_per_s,
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:

@@ -10,6 +10,10 @@ signed for one doorbell is refused by another even when it reaches it under the 
 The signature base is built by the ``http-message-signatures`` package; this module adds the
 Doorward profile: exact coverage, the ``created`` window with an injected clock, nonces through
 :class:`hub.wire.replay.ReplayCache`, and one stable error code per failure.
+
+The signature covers only the request head (the body enters through ``Content-Digest``), so a
+server verifies the head first (:meth:`RequestVerifier.verify_head`) and reads a body only for a
+known key whose signature holds (:meth:`RequestVerifier.verify_body`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +48,7 @@ __all__ = [
     "RequestSigner",
     "RequestVerifier",
     "SignatureRejected",
+    "SignedHead",
     "VerifiedRequest",
     "content_digest",
     "sign_http_request",
@@ -83,6 +88,17 @@ class SignatureRejected(DoorwardError):
 @dataclass(frozen=True, slots=True)
 class VerifiedRequest:
     """Who signed a request that passed every check."""
+
+    key_id: str
+    public_key: Ed25519PublicKey
+    created_s: int
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A request head whose signature verified (:meth:`RequestVerifier.verify_head`); its body
+    is not checked yet."""
 
     key_id: str
     public_key: Ed25519PublicKey
@@ -241,25 +257,26 @@ class RequestVerifier:
     ) -> VerifiedRequest:
         """Verify a request given as parts; ``headers`` may be a multidict. Raises
         :class:`SignatureRejected`."""
-        sig_input = _field(headers, "signature-input")
-        signature = _field(headers, "signature")
-        if sig_input is None and signature is None:
-            raise _reject("unsigned", "the request is not signed; sign it with your paired key")
-        if sig_input is None or signature is None:
-            raise _reject("bad_signature", "Signature and Signature-Input must come together")
-        params = self._profile(sig_input)
+        head = self.verify_head(method, url, headers, now_s=now_s)
+        return self.verify_body(head, headers, body, now_s=now_s)
+
+    def precheck(self, headers: Any, *, now_s: float) -> str:
+        """Check what needs no key: both fields present, the Doorward profile (this device's
+        tag) and the ``created`` window; returns the key id the request claims. Raises
+        :class:`SignatureRejected`."""
+        return str(self._claimed(headers, now_s=now_s)["keyid"])
+
+    def verify_head(self, method: str, url: str, headers: Any, *, now_s: float) -> SignedHead:
+        """Verify everything the request head carries: profile, a known key, the ``created``
+        window and the signature itself, which covers only the head (method, target URI and
+        the ``Content-Digest`` field). The body is checked afterwards by :meth:`verify_body`, so
+        a stranger never makes the device read one. Raises :class:`SignatureRejected`."""
+        params = self._claimed(headers, now_s=now_s, check_window=False)
         key_id = params["keyid"]
         public = self._lookup_key(key_id)
         if public is None:
             raise _reject("unknown_key", f"key {key_id} is not known to this device; pair first")
-        created = params["created"]
-        if abs(now_s - created) > self.window_s:
-            where = "behind" if created < now_s else "ahead of"
-            raise _reject(
-                "stale",
-                f"the signature was created {abs(int(now_s - created))} s {where} the "
-                f"device clock, outside ±{int(self.window_s)} s; check the signer's clock",
-            )
+        self._check_window(params["created"], now_s)
         verifier = _WindowCheckedElsewhere(
             signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(key_id, public=public)
         )
@@ -272,6 +289,13 @@ class RequestVerifier:
         except HTTPMessageSignaturesException as exc:
             logger.info("httpsig.bad_signature key_id=%s reason=%s", key_id, exc)
             raise _reject("bad_signature", "the request signature does not verify") from None
+        return SignedHead(key_id, public, params["created"], params["nonce"])
+
+    def verify_body(
+        self, head: SignedHead, headers: Any, body: bytes, *, now_s: float
+    ) -> VerifiedRequest:
+        """Finish :meth:`verify_head`: the body must match the signed ``Content-Digest``, and the
+        nonce must be fresh (it is remembered from now on). Raises :class:`SignatureRejected`."""
         digest = _field(headers, "content-digest")
         try:
             ContentDigest.verify(digest or "", body)
@@ -279,19 +303,50 @@ class RequestVerifier:
             raise _reject(
                 "digest_mismatch", "the Content-Digest does not match the request body"
             ) from None
-        check = self._replay.check_and_add(key_id, params["nonce"], created_s=created, now_s=now_s)
+        check = self._replay.check_and_add(
+            head.key_id, head.nonce, created_s=head.created_s, now_s=now_s
+        )
         if check is NonceCheck.REPLAYED:
-            logger.warning("httpsig.replayed key_id=%s", key_id)
+            logger.warning("httpsig.replayed key_id=%s", head.key_id)
             raise _reject("replayed", "this signed request was already received; sign it again")
         if check is not NonceCheck.FRESH:
-            logger.warning("httpsig.replay_cache_full key_id=%s scope=%s", key_id, check.value)
+            logger.warning("httpsig.replay_cache_full key_id=%s scope=%s", head.key_id, check.value)
             raise _reject("busy", "too many signed requests in the last minute; retry later")
-        return VerifiedRequest(key_id, public, created, params["nonce"])
+        return VerifiedRequest(head.key_id, head.public_key, head.created_s, head.nonce)
 
-    async def verify_aiohttp(self, request: web.Request, *, now_s: float) -> VerifiedRequest:
-        """Read the body of an aiohttp server request and verify it."""
-        body = await request.read()
-        return self.verify(request.method, str(request.url), request.headers, body, now_s=now_s)
+    async def verify_aiohttp(
+        self,
+        request: web.Request,
+        *,
+        now_s: float,
+        read_body: Callable[[web.Request], Awaitable[bytes]] | None = None,
+    ) -> VerifiedRequest:
+        """Verify an aiohttp server request: its head first, then its body, read (by
+        ``read_body``, default ``request.read()``) only once the head has passed."""
+        head = self.verify_head(request.method, str(request.url), request.headers, now_s=now_s)
+        body = await (read_body or _read_all)(request)
+        return self.verify_body(head, request.headers, body, now_s=now_s)
+
+    def _claimed(self, headers: Any, *, now_s: float, check_window: bool = True) -> dict[str, Any]:
+        sig_input = _field(headers, "signature-input")
+        signature = _field(headers, "signature")
+        if sig_input is None and signature is None:
+            raise _reject("unsigned", "the request is not signed; sign it with your paired key")
+        if sig_input is None or signature is None:
+            raise _reject("bad_signature", "Signature and Signature-Input must come together")
+        params = self._profile(sig_input)
+        if check_window:
+            self._check_window(params["created"], now_s)
+        return params
+
+    def _check_window(self, created: int, now_s: float) -> None:
+        if abs(now_s - created) > self.window_s:
+            where = "behind" if created < now_s else "ahead of"
+            raise _reject(
+                "stale",
+                f"the signature was created {abs(int(now_s - created))} s {where} the "
+                f"device clock, outside ±{int(self.window_s)} s; check the signer's clock",
+            )
 
     def _profile(self, sig_input: str) -> dict[str, Any]:
         """Parse Signature-Input and hold it to the Doorward profile."""
@@ -340,6 +395,10 @@ def _field(headers: Any, name: str) -> str | None:
     if len(value) > _MAX_HEADER_CHARS:
         raise _reject("bad_signature", f"{name} is longer than {_MAX_HEADER_CHARS} characters")
     return value
+
+
+async def _read_all(request: web.Request) -> bytes:
+    return await request.read()
 
 
 def _reject(code: str, message: str) -> SignatureRejected:

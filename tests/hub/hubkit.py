@@ -19,6 +19,7 @@ from hub.client.audit import check_audit
 from hub.server.app import create_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
+from hub.server.guard import request_limits
 from hub.server.live.relay import FrameRelay
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
@@ -73,7 +74,7 @@ async def running_device(
             relay.add_camera(name)
         live_view = LiveSetup(relay)
     app = create_app(device.deps(cameras or {}, config, clock=clock), live_view=live_view)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())

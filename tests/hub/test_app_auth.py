@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
+from hub.server.config import ServeConfig
 from hub.wire.httpsig import sign_http_request
 from tests.hub.hubkit import Running, running_device
 
@@ -53,7 +54,10 @@ BODY = b'{"token": "x"}'
 @pytest_asyncio.fixture
 async def device(tmp_path: Path) -> AsyncIterator[tuple[Running, KeyBundle]]:
     owner = KeyBundle.generate("x25519")
-    async with running_device(tmp_path / "data") as running:
+    # Each test sends one failed signature per route from one address: no 429 for that here
+    # (test_app_limits covers it).
+    config = ServeConfig(data_dir=tmp_path / "data", auth_failure_burst=1000)
+    async with running_device(tmp_path / "data", config=config) as running:
         running.add_owner(owner)
         yield running, owner
 

@@ -2,27 +2,47 @@
 
 Requester routes accept a signature by the requester's own key (the caller says which). Requester
 and unauthenticated routes are rate limited per client address, and requester routes also per key.
+
+A signature is checked from the request head before any body is read (it covers the body only
+through ``Content-Digest``): a stranger's request is refused without the device buffering its
+body. Every failed signature takes a token from the client address's failure bucket; once it is
+empty the address is answered 429 until it refills. A connection that carried a valid owner
+signature is marked trusted for the connection guard (``hub.server.guard``), which then never
+evicts it to make room for strangers.
 """
 
 from __future__ import annotations
+
+import logging
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from crypto.keys import key_id
 from hub.server import appkeys
+from hub.server.auth import AUTH_FAILURES
+from hub.server.body import read_body
 from hub.server.owners import Owner
 from hub.wire.errors import RateLimited
-from hub.wire.httpsig import RequestVerifier, SignatureRejected
+from hub.wire.httpsig import RequestVerifier, SignatureRejected, SignedHead, VerifiedRequest
 
-__all__ = ["check_rate", "require_owner", "require_requester"]
+__all__ = ["check_rate", "precheck_signature", "require_owner", "require_requester"]
+
+logger = logging.getLogger(__name__)
 
 
 async def require_owner(request: web.Request) -> Owner:
-    """The paired, not removed owner who signed this request; raises SignatureRejected."""
+    """The paired, not removed owner who signed this request; raises SignatureRejected (or
+    RateLimited after too many failures from the address)."""
     app = request.app
     deps = app[appkeys.DEPS]
-    verified = await app[appkeys.AUTH].owners.verify_aiohttp(request, now_s=deps.clock())
+    verifier = app[appkeys.AUTH].owners
+    now = deps.clock()
+    head = _verified_head(request, verifier, now)
+    guard = app.get(appkeys.GUARD)
+    if guard is not None:
+        guard.trust(request.transport)
+    verified = _verified_body(request, verifier, head, await read_body(request), now)
     owner = deps.owners.active(verified.key_id)
     if owner is None:  # removed between lookup and now
         raise SignatureRejected("unknown_key", f"key {verified.key_id} is no longer an owner")
@@ -41,8 +61,20 @@ async def require_requester(request: web.Request, public_key: Ed25519PublicKey) 
         replay=app[appkeys.AUTH].replay,
         window_s=deps.signature_window_s,
     )
-    verified = await verifier.verify_aiohttp(request, now_s=deps.clock())
-    return verified.key_id
+    now = deps.clock()
+    head = _verified_head(request, verifier, now)
+    return _verified_body(request, verifier, head, await read_body(request), now).key_id
+
+
+def precheck_signature(request: web.Request) -> str:
+    """Before reading the body of a route whose key is inside it (``POST /requests``): the
+    signature fields must be present, well formed, for this device and fresh. Returns the key
+    id they claim; failures count as failed authentication."""
+    app = request.app
+    try:
+        return app[appkeys.AUTH].owners.precheck(request.headers, now_s=app[appkeys.DEPS].clock())
+    except SignatureRejected as exc:
+        raise _failed(request, exc) from None
 
 
 def check_rate(
@@ -63,3 +95,37 @@ def check_rate(
                 f"{decision.retry_after_s:.1f} s",
                 retry_after_s=decision.retry_after_s,
             )
+
+
+def _verified_head(request: web.Request, verifier: RequestVerifier, now: float) -> SignedHead:
+    try:
+        return verifier.verify_head(request.method, str(request.url), request.headers, now_s=now)
+    except SignatureRejected as exc:
+        raise _failed(request, exc) from None
+
+
+def _verified_body(
+    request: web.Request, verifier: RequestVerifier, head: SignedHead, body: bytes, now: float
+) -> VerifiedRequest:
+    try:
+        return verifier.verify_body(head, request.headers, body, now_s=now)
+    except SignatureRejected as exc:
+        raise _failed(request, exc) from None
+
+
+def _failed(request: web.Request, exc: SignatureRejected) -> Exception:
+    """``exc``, counted against the client address; RateLimited once the address has failed
+    too often."""
+    if exc.code == "busy":  # the device's replay cache is full: not the client's failure
+        return exc
+    app = request.app
+    address = request.remote or "unknown"
+    decision = app[appkeys.AUTH].limiter.check(
+        AUTH_FAILURES, address, now_s=app[appkeys.DEPS].clock()
+    )
+    if decision.allowed:
+        return exc
+    return RateLimited(
+        f"too many failed signatures from this address; retry in {decision.retry_after_s:.1f} s",
+        retry_after_s=decision.retry_after_s,
+    )

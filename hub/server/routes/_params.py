@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.server.body import read_body
 from hub.wire.errors import BadRequest
 
 __all__ = ["int_param", "json_body", "str_field"]
@@ -33,8 +34,8 @@ def int_param(
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object."""
-    data = await request.read()
+    """The request body as a JSON object (read by :func:`hub.server.body.read_body`)."""
+    data = await read_body(request)
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -33,6 +33,7 @@ from aiohttp import web
 from yarl import URL
 
 from hub.server import appkeys
+from hub.server.body import max_body
 from hub.server.events import EventBus, Subscription
 from hub.server.live.links import LinkBook
 from hub.server.live.page_feeds import PageFeeds
@@ -83,6 +84,9 @@ _PAGE_HEADERS = {
 }
 _FEED_KINDS = frozenset({"doorbell.pressed", "motion"})
 _WATCHED_KINDS = frozenset({"owner.removed", *_FEED_KINDS})
+# Bodies (hub.server.body): an SDP offer (at most 64 KiB) and a link token, escaped in JSON.
+_OFFER_BODY_BYTES = 160 * 1024
+_LINK_BODY_BYTES = 32 * 1024
 
 
 def add_routes(app: web.Application, setup: LiveSetup) -> None:
@@ -201,6 +205,7 @@ async def _watch_bus(
 # -- owner routes -------------------------------------------------------------------------------
 
 
+@max_body(_OFFER_BODY_BYTES)
 async def offer(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     body = await json_body(request)
@@ -214,6 +219,7 @@ async def offer(request: web.Request) -> web.Response:
     )
 
 
+@max_body(_LINK_BODY_BYTES)
 async def link(request: web.Request) -> web.Response:
     owner = await require_owner(request)
     deps = request.app[appkeys.DEPS]
@@ -253,6 +259,7 @@ async def page_style(request: web.Request) -> web.FileResponse:
     )
 
 
+@max_body(_OFFER_BODY_BYTES)
 async def link_offer(request: web.Request) -> web.Response:
     api = _api(request)
     check_rate(request, key_id=None, app=api)

@@ -24,6 +24,7 @@ from crypto.errors import CryptoError
 from crypto.signed import b64url_decode
 from device.store import ClipRecord, SegmentRecord
 from hub.server import appkeys
+from hub.server.body import LARGEST_BODY_BYTES, max_body
 from hub.server.owners import OwnerError
 from hub.server.routes._auth import require_owner
 from hub.server.routes._files import send_file
@@ -33,6 +34,10 @@ from hub.wire.errors import BadRequest, Forbidden, NotFound
 __all__ = ["add_routes", "clip_json", "release_json", "segment_json"]
 
 _MAX_HEADER_BYTES = 64 * 1024  # one stanza per owner (at most 32 hybrid stanzas) fits easily
+# Bodies (hub.server.body): a policy document (64 KiB) escaped inside JSON; a signed token
+# (16 KiB) inside JSON. Everything else takes the default few KiB.
+_POLICY_BODY_BYTES = 256 * 1024
+_TOKEN_BODY_BYTES = 32 * 1024
 _STARTED = time.monotonic()
 
 
@@ -192,6 +197,7 @@ async def get_policy(request: web.Request) -> web.Response:
     return web.json_response({"policy": policy.to_json()})
 
 
+@max_body(_POLICY_BODY_BYTES)
 async def put_policy(request: web.Request) -> web.Response:
     await require_owner(request)
     deps = request.app[appkeys.DEPS]
@@ -229,6 +235,7 @@ async def get_request(request: web.Request) -> web.Response:
     return web.json_response(_request_json(record, tokens.get(request_id)))
 
 
+@max_body(LARGEST_BODY_BYTES)  # the release manifest: new headers for up to 1000 segments
 async def consent(request: web.Request) -> web.Response:
     await require_owner(request)
     deps = request.app[appkeys.DEPS]
@@ -248,6 +255,7 @@ async def consent(request: web.Request) -> web.Response:
     return web.json_response(release_json(release))
 
 
+@max_body(_TOKEN_BODY_BYTES)
 async def decline(request: web.Request) -> web.Response:
     await require_owner(request)
     deps = request.app[appkeys.DEPS]
@@ -260,6 +268,7 @@ async def decline(request: web.Request) -> web.Response:
     return web.json_response(_request_json(record, None))
 
 
+@max_body(_TOKEN_BODY_BYTES)
 async def revoke(request: web.Request) -> web.Response:
     await require_owner(request)
     deps = request.app[appkeys.DEPS]

@@ -12,6 +12,7 @@ import logging
 from aiohttp import web
 
 from hub.server import appkeys
+from hub.server.body import read_body
 from hub.server.pairing import APPROVAL_TTL_S
 from hub.server.routes._auth import check_rate, require_owner
 from hub.server.routes._params import json_body, str_field
@@ -36,7 +37,7 @@ def add_routes(app: web.Application) -> None:
 async def pair_start(request: web.Request) -> web.Response:
     check_rate(request, key_id=None)
     desk = request.app[appkeys.PAIRING]
-    message = await request.read()
+    message = await read_body(request)
     now = request.app[appkeys.DEPS].clock()
     reply = await request.app[appkeys.WORKER].run(desk.start, message, now)
     return web.Response(body=reply, content_type="application/json")
@@ -45,7 +46,7 @@ async def pair_start(request: web.Request) -> web.Response:
 async def pair_finish(request: web.Request) -> web.Response:
     check_rate(request, key_id=None)
     desk = request.app[appkeys.PAIRING]
-    message = await request.read()
+    message = await read_body(request)
     now = int(request.app[appkeys.DEPS].clock())
     owner, reply = await request.app[appkeys.WORKER].run(desk.finish, message, now)
     request.app[appkeys.BUS].publish("owner.added", key_id=owner.key_id, admin=owner.admin)

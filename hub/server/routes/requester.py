@@ -20,7 +20,8 @@ from consent.errors import UnknownRequest
 from consent.models import ConsentRequest
 from consent.requests import verify_request
 from hub.server import appkeys
-from hub.server.routes._auth import check_rate, require_requester
+from hub.server.body import read_body
+from hub.server.routes._auth import check_rate, precheck_signature, require_requester
 from hub.server.routes._files import send_file
 from hub.wire.errors import BadRequest, NotFound
 
@@ -43,7 +44,10 @@ def add_routes(app: web.Application) -> None:
 async def submit(request: web.Request) -> web.Response:
     check_rate(request, key_id=None)
     deps = request.app[appkeys.DEPS]
-    body = await request.read()
+    # The requester's key is inside the body: only well-formed, fresh signature fields get it
+    # read (at most the default few KiB, hub.server.body).
+    precheck_signature(request)
+    body = await read_body(request)
     try:
         token = body.decode("ascii").strip()
     except UnicodeDecodeError:
