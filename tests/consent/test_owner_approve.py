@@ -25,7 +25,7 @@ from consent.owner import Approval
 from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from tests.consent.kit import NOW, Segment, World, make_request
+from tests.consent.kit import NOW, Segment, World, make_request, released_bundle
 
 
 class HostileFootage:
@@ -140,12 +140,7 @@ def test_the_honest_device_still_gets_a_release_the_requester_verifies(
 ) -> None:
     footage = HostileFootage(world)
     approval = _approve(world, owner, device, request_, footage)
-    desk: ConsentDesk = world.desk  # type: ignore[assignment]
-    desk.record_approval(request_.request_id, approval.token, approval.manifest, NOW)
-    desk.authorize_download("rel-0001", requester.key_id, NOW)
-    bundle = io.BytesIO()
-    desk.write_bundle("rel-0001", bundle)
-    bundle.seek(0)
+    bundle = released_bundle(world.desk, request_, approval, requester)
     report = open_bundle(
         bundle,
         [requester.age_identity],
