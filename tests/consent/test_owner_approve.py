@@ -150,6 +150,21 @@ def _file(world: World, index: int) -> bytes:
     return world.segments[index].path.read_bytes()
 
 
+def _resign_sealed(
+    footage: HostileFootage, device: DeviceIdentity, payloads: dict[int, str]
+) -> None:
+    """What a device holding its key does: re-sign the clip manifest with ``payloads`` (entry
+    position -> payload hash) in place of those entries' own, sealed so (it was compromised
+    before the clip finished)."""
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    entries = [
+        dataclasses.replace(e, payload_sha256=payloads.get(i, e.payload_sha256))
+        for i, e in enumerate(signed.segments)
+    ]
+    forged = dataclasses.replace(signed, segments=tuple(entries))
+    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+
+
 def _spliced(world: World, header_of: int, payload_of: int) -> bytes:
     """Segment ``header_of``'s age header in front of segment ``payload_of``'s payload."""
     header, _ = age.split_header(_file(world, header_of))
@@ -227,12 +242,7 @@ def test_a_resigned_manifest_cannot_carry_another_payload_under_this_header(
     # hash agrees, but the header's file key does not open that payload.
     footage = HostileFootage(world)
     seg1, seg5 = world.segments[1], world.segments[5]
-    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
-    entries = list(signed.segments)
-    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
-    entries[5] = dataclasses.replace(entries[5], payload_sha256=seg1.payload_sha256)
-    forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+    _resign_sealed(footage, device, {1: seg5.payload_sha256, 5: seg1.payload_sha256})
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     footage.files[seg1.segment_id] = _spliced(world, 1, 5)
     message = refused(footage)
@@ -264,11 +274,7 @@ def test_a_signed_manifest_that_claims_another_payload_is_refused(
     # payload, lists segment 1 that way and serves segment 5's file as segment 1.
     footage = HostileFootage(world)
     seg1, seg5 = world.segments[1], world.segments[5]
-    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
-    entries = list(signed.segments)
-    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
-    forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+    _resign_sealed(footage, device, {1: seg5.payload_sha256})
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     footage.files[seg1.segment_id] = _file(world, 5)
     message = refused(footage)
