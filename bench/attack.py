@@ -52,7 +52,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _SELF = Path(__file__).resolve()
 _REPO = _SELF.parent.parent
@@ -60,6 +60,9 @@ sys.path.insert(0, str(_REPO))
 
 from crypto.keys import KeyBundle  # noqa: E402
 from crypto.tls import client_context  # noqa: E402
+
+if TYPE_CHECKING:
+    from hub.client import DoorwardClient
 
 _HOST = "127.0.0.1"
 _FPS = 15
@@ -98,24 +101,28 @@ class Device:
     pid: int
     log: Path
 
+    def client(self) -> DoorwardClient:
+        """A signed client of the owner's, on a new connection (a new TLS handshake)."""
+        from hub.client import DoorwardClient
+
+        return DoorwardClient(
+            self.url,
+            fingerprint=self.fingerprint,
+            device_id=self.device_id,
+            key=self.owner.signing_key,
+            timeout_s=_PROBE_TIMEOUT_S,
+        )
+
 
 # -- the owner ------------------------------------------------------------------------------------
 
 
 async def _probe(device: Device, latencies: list[float], errors: list[str]) -> None:
     """One signed GET /health on a new connection."""
-    from hub.client import DoorwardClient
-
     started = time.perf_counter()
     try:
         async with asyncio.timeout(_PROBE_TIMEOUT_S):
-            async with DoorwardClient(
-                device.url,
-                fingerprint=device.fingerprint,
-                device_id=device.device_id,
-                key=device.owner.signing_key,
-                timeout_s=_PROBE_TIMEOUT_S,
-            ) as phone:
+            async with device.client() as phone:
                 await phone.health()
         latencies.append(time.perf_counter() - started)
     except Exception as exc:  # every failure counts, whatever it is
@@ -158,17 +165,9 @@ async def _owner_phase(device: Device, seconds: float) -> dict[str, Any]:
 async def _metrics(device: Device) -> tuple[dict[str, int], float]:
     """The camera's counters and when they were read (the middle of the call; retried: the
     device may be busy right after an attack)."""
-    from hub.client import DoorwardClient
-
     for _ in range(30):
         try:
-            async with DoorwardClient(
-                device.url,
-                fingerprint=device.fingerprint,
-                device_id=device.device_id,
-                key=device.owner.signing_key,
-                timeout_s=_PROBE_TIMEOUT_S,
-            ) as phone:
+            async with device.client() as phone:
                 asked = time.monotonic()
                 counters = dict((await phone.metrics())["cameras"]["front"])
                 return counters, (asked + time.monotonic()) / 2

@@ -18,8 +18,6 @@ paired Ed25519 key (see :func:`owner_cosigner`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import struct
 from dataclasses import dataclass, field
@@ -28,7 +26,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from consent._audit_errors import CheckpointError, CosignatureError
-from consent._note import MAX_SIGNATURES, split_note
+from consent._note import (
+    MAX_SIGNATURES,
+    check_key_name,
+    signature_line,
+    signer_key_id,
+    split_note,
+    verifier_key,
+)
 
 __all__ = [
     "COSIGNATURE_TYPE",
@@ -47,15 +52,13 @@ COSIGNATURE_TYPE = 0x04  # signed-note signature type: timestamped Ed25519 witne
 MAX_TIMESTAMP = (1 << 63) - 1
 _HEADER = b"cosignature/v1\n"
 _BLOB_BYTES = 4 + 8 + 64  # key ID, timestamp, Ed25519 signature
-_DASH = "\u2014 "
 _OWNER_PREFIX = "doorward-owner/"
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def cosigner_key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     """The 4-byte key ID: SHA-256(name || 0x0A || 0x04 || Ed25519 public key)[:4]."""
-    material = name.encode() + b"\n" + bytes([COSIGNATURE_TYPE]) + public_key.public_bytes_raw()
-    return hashlib.sha256(material).digest()[:4]
+    return signer_key_id(name, COSIGNATURE_TYPE, public_key)
 
 
 def cosignature_message(note_text: str, timestamp: int) -> bytes:
@@ -75,16 +78,12 @@ class Cosigner:
     key_id: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.name or "+" in self.name or any(ch.isspace() for ch in self.name):
-            raise ValueError(
-                f"cosigner name must be non-empty without spaces or '+', got {self.name[:80]!r}"
-            )
+        check_key_name(self.name, "cosigner name")
         object.__setattr__(self, "key_id", cosigner_key_id(self.name, self.public_key))
 
     def vkey(self) -> str:
         """The signed-note verifier key string of this cosigner."""
-        material = bytes([COSIGNATURE_TYPE]) + self.public_key.public_bytes_raw()
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(material).decode()}"
+        return verifier_key(self.name, COSIGNATURE_TYPE, self.public_key)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Cosigner):
@@ -118,8 +117,7 @@ def sign_cosignature(
     cosigner = Cosigner(name, key.public_key())
     signature = key.sign(cosignature_message(note_text, timestamp))
     blob = cosigner.key_id + struct.pack(">Q", timestamp) + signature
-    line = f"{_DASH}{name} {base64.b64encode(blob).decode()}\n"
-    return Cosignature(cosigner, timestamp, line)
+    return Cosignature(cosigner, timestamp, signature_line(name, blob))
 
 
 def add_cosignature(note: str, name: str, key: Ed25519PrivateKey, timestamp: int) -> str:
@@ -165,15 +163,14 @@ def verify_cosignature(note: str | bytes, cosigner: Cosigner) -> Cosignature:
             ) from exc
         if found is not None:
             raise CosignatureError(f"note carries two cosignatures by {name}")
-        line = f"{_DASH}{name} {base64.b64encode(blob).decode()}\n"
-        found = Cosignature(cosigner, timestamp, line)
+        found = Cosignature(cosigner, timestamp, signature_line(name, blob))
     if found is None:
         raise CosignatureError(f"note carries no cosignature by {cosigner.name}")
     return found
 
 
 def _join(text: str, signatures: list[tuple[str, bytes]]) -> str:
-    lines = "".join(f"{_DASH}{n} {base64.b64encode(blob).decode()}\n" for n, blob in signatures)
+    lines = "".join(signature_line(n, blob) for n, blob in signatures)
     return f"{text}\n{lines}"
 
 

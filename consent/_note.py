@@ -28,12 +28,16 @@ __all__ = [
     "MAX_SIGNATURES",
     "Checkpoint",
     "NoteVerifier",
+    "check_key_name",
     "note_key_id",
     "open_checkpoint",
     "open_note",
     "sign_checkpoint",
     "sign_note",
+    "signature_line",
+    "signer_key_id",
     "split_note",
+    "verifier_key",
 ]
 
 # The spec asks verifiers to accept at least 16 signatures, each up to ~5 kB for post-quantum
@@ -50,8 +54,25 @@ _DASH = "\u2014 "
 
 def note_key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     """The 4-byte key ID: SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
-    material = name.encode() + b"\n" + bytes([_ED25519]) + public_key.public_bytes_raw()
+    return signer_key_id(name, _ED25519, public_key)
+
+
+def signer_key_id(name: str, signature_type: int, public_key: Ed25519PublicKey) -> bytes:
+    """A signed-note key ID: SHA-256(name || 0x0A || signature type || public key)[:4]."""
+    material = name.encode() + b"\n" + bytes([signature_type]) + public_key.public_bytes_raw()
     return hashlib.sha256(material).digest()[:4]
+
+
+def verifier_key(name: str, signature_type: int, public_key: Ed25519PublicKey) -> str:
+    """A signed-note verifier key: ``<name>+<hex key ID>+<base64(signature type || key)>``."""
+    key_id = signer_key_id(name, signature_type, public_key)
+    material = bytes([signature_type]) + public_key.public_bytes_raw()
+    return f"{name}+{key_id.hex()}+{base64.b64encode(material).decode()}"
+
+
+def signature_line(name: str, blob: bytes) -> str:
+    """A note's signature line: ``— <key name> <base64(key ID || signature)>`` and a newline."""
+    return f"{_DASH}{name} {base64.b64encode(blob).decode()}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +84,7 @@ class NoteVerifier:
     key_id: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_key_name(self.name)
+        check_key_name(self.name)
         object.__setattr__(self, "key_id", note_key_id(self.name, self.public_key))
 
     @classmethod
@@ -77,7 +98,7 @@ class NoteVerifier:
         if len(raw) != 33 or raw[0] != _ED25519:
             raise CheckpointError("verifier key must hold an Ed25519 key (type 0x01, 32 bytes)")
         try:
-            _check_key_name(name)
+            check_key_name(name)
         except ValueError as exc:
             raise CheckpointError(f"verifier key name is invalid: {exc}") from exc
         verifier = cls(name, Ed25519PublicKey.from_public_bytes(raw[1:]))
@@ -86,8 +107,7 @@ class NoteVerifier:
         return verifier
 
     def __str__(self) -> str:
-        material = bytes([_ED25519]) + self.public_key.public_bytes_raw()
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(material).decode()}"
+        return verifier_key(self.name, _ED25519, self.public_key)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NoteVerifier):
@@ -100,13 +120,13 @@ class NoteVerifier:
 
 def sign_note(text: str, name: str, key: Ed25519PrivateKey) -> str:
     """Sign ``text`` (which must end in a newline) as key ``name``; return the whole note."""
-    _check_key_name(name)
+    check_key_name(name)
     _check_note_chars(text)
     if not text.endswith("\n"):
         raise ValueError("note text must end with a newline")
     key_id = note_key_id(name, key.public_key())
     signature = key.sign(text.encode())
-    return f"{text}\n{_DASH}{name} {base64.b64encode(key_id + signature).decode()}\n"
+    return f"{text}\n{signature_line(name, key_id + signature)}"
 
 
 def open_note(note: str | bytes, verifier: NoteVerifier) -> str:
@@ -223,7 +243,7 @@ def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
             raise CheckpointError(f"note signature line {number} must start with '\u2014 '")
         name, _, blob_text = line[len(_DASH) :].partition(" ")
         try:
-            _check_key_name(name)
+            check_key_name(name)
         except ValueError as exc:
             raise CheckpointError(f"note signature line {number}: {exc}") from exc
         blob = _b64decode(blob_text, f"note signature line {number}")
@@ -233,9 +253,10 @@ def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
     return body, signatures
 
 
-def _check_key_name(name: str) -> None:
+def check_key_name(name: str, what: str = "key name") -> None:
+    """A signed-note key name is non-empty, without spaces or '+'; ValueError names ``what``."""
     if not name or "+" in name or any(ch.isspace() for ch in name):
-        raise ValueError(f"key name must be non-empty without spaces or '+', got {name[:80]!r}")
+        raise ValueError(f"{what} must be non-empty without spaces or '+', got {name[:80]!r}")
 
 
 def _check_note_chars(text: str, error: type[Exception] = ValueError) -> None:

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from consent import _merkle
 from consent._audit_errors import AuditEntryRejected, AuditError
+from consent._db import open_db
 from consent._note import Checkpoint, NoteVerifier, sign_checkpoint
 from crypto.keys import device_id
 from crypto.signed import canonical_json
@@ -154,12 +155,8 @@ class AuditLog:
         self._origin = origin
         self._clock = clock
         self._lock = threading.Lock()
-        self._owns_db = not isinstance(db, sqlite3.Connection)
-        if isinstance(db, sqlite3.Connection):
-            self._db = db
-        else:
-            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db, self._owns_db = open_db(db)
+        if self._owns_db:
             # A signed checkpoint must never cover an entry that a power cut could undo.
             self._db.execute("PRAGMA synchronous=FULL")
         for statement in _SCHEMA:

@@ -10,7 +10,6 @@ with the lines of every owner who cosigned that same checkpoint.
 
 from __future__ import annotations
 
-import base64
 import logging
 import sqlite3
 import threading
@@ -22,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent._audit_errors import CheckpointError, CosignatureError
 from consent._cosign import owner_cosigner, verify_cosignature
-from consent._note import MAX_SIGNATURES, open_checkpoint, split_note
+from consent._db import open_db
+from consent._note import MAX_SIGNATURES, open_checkpoint, signature_line, split_note
 from consent.audit import AuditLog
 
 __all__ = ["CosignatureBook", "CosignatureRecord"]
@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS audit_cosignatures (
     received_s INTEGER NOT NULL
 )
 """
-_DASH = "\u2014 "
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +57,7 @@ class CosignatureBook:
 
     def __init__(self, db: sqlite3.Connection | Path | str, *, log: AuditLog) -> None:
         self._lock = threading.Lock()
-        self._owns_db = not isinstance(db, sqlite3.Connection)
-        if isinstance(db, sqlite3.Connection):
-            self._db = db
-        else:
-            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db, self._owns_db = open_db(db)
         self._db.execute(_SCHEMA)
         self._log = log
 
@@ -148,7 +142,7 @@ class CosignatureBook:
         verifier = self._log.note_verifier
         for name, blob in split_note(note)[1]:
             if name == verifier.name and blob[:4] == verifier.key_id:
-                return f"{_DASH}{name} {base64.b64encode(blob).decode()}\n"
+                return signature_line(name, blob)
         raise CheckpointError("note is not signed by this device")
 
 

@@ -5,12 +5,17 @@ that signs requests. Tests import these; the fixtures in conftest.py build on th
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import consent.owner
 from consent.clip_manifest import MANIFEST_NAME, ClipManifest
-from consent.models import PairedOwner, RequesterIdentity
+from consent.clips import StoreFootage
+from consent.models import ConsentRequest, PairedOwner, RequesterIdentity
+from consent.owner import Approval
 from consent.requests import sign_request
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
@@ -218,3 +223,40 @@ def build_world(
     )
     desk = ConsentDesk(db_path, device=device, clips=clips, audit=audit, owners=owners)
     return World(clips, audit, desk, owners, segments, plaintexts, db_path)
+
+
+def approve_first_segment(
+    world: World, owner: KeyBundle, device: DeviceIdentity, *, token_id: str, **options: Any
+) -> tuple[ConsentRequest, Approval]:
+    """The owner approves, for an hour, the first segment of the first clip the one pending
+    request covers, as the phone lists it from the device's store; ``options`` go to
+    ``consent.owner.approve`` (a checkpoint, disclosures)."""
+    footage = StoreFootage(world.clips)
+    [pending] = consent.owner.list_pending(world.desk.pending_requests(NOW), footage, NOW)  # type: ignore[attr-defined]
+    return pending.request, consent.owner.approve(
+        owner.signing_key,
+        [owner.age_identity],
+        pending.request,
+        [pending.clips[0][1][0]],
+        footage,
+        device_id=device.device_id,
+        device_key=device.public_key,
+        sealed=world.clips.seals,
+        token_id=token_id,
+        now=NOW,
+        expires_at_s=NOW + 3600,
+        **options,
+    )
+
+
+def released_bundle(
+    desk: Any, request: ConsentRequest, approval: Approval, requester: KeyBundle
+) -> io.BytesIO:
+    """The device records the owner's approval at NOW and serves the requester its release
+    bundle: the bundle's bytes, read from the start."""
+    desk.record_approval(request.request_id, approval.token, approval.manifest, NOW)
+    desk.authorize_download(approval.release_id, requester.key_id, NOW)
+    bundle = io.BytesIO()
+    desk.write_bundle(approval.release_id, bundle)
+    bundle.seek(0)
+    return bundle

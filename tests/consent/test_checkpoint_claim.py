@@ -17,14 +17,13 @@ from consent._merkle import encode_proof
 from consent.audit import AuditLog, audit_origin
 from consent.audit_verify import AuditVerifier, Checkpoint
 from consent.bundle import bundle_root
-from consent.clips import StoreFootage
 from consent.desk import ConsentDesk
 from consent.errors import BundleInvalid, CheckpointMismatch, TokenInvalid
 from consent.requester import open_bundle
 from consent.tokens import CONSENT_TYP, consent_claims, verify_owner_token
 from crypto.keys import DeviceIdentity, KeyBundle
 from crypto.signed import b64url_decode
-from tests.consent.kit import NOW, World, make_request
+from tests.consent.kit import NOW, World, approve_first_segment, make_request
 
 
 def owner_view(world: World, device: DeviceIdentity) -> Checkpoint:
@@ -50,23 +49,7 @@ def forked_view(device: DeviceIdentity, size: int) -> Checkpoint:
 
 
 def approve(world: World, owner: KeyBundle, requester: KeyBundle, device, checkpoint):  # type: ignore[no-untyped-def]
-    desk: ConsentDesk = world.desk  # type: ignore[assignment]
-    footage = StoreFootage(world.clips)
-    [pending] = consent.owner.list_pending(desk.pending_requests(NOW), footage, NOW)
-    return pending.request, consent.owner.approve(
-        owner.signing_key,
-        [owner.age_identity],
-        pending.request,
-        [pending.clips[0][1][0]],
-        footage,
-        device_id=device.device_id,
-        device_key=device.public_key,
-        sealed=world.clips.seals,
-        token_id="rel-view",
-        now=NOW,
-        expires_at_s=NOW + 3600,
-        checkpoint=checkpoint,
-    )
+    return approve_first_segment(world, owner, device, token_id="rel-view", checkpoint=checkpoint)
 
 
 def test_the_release_is_checked_against_the_owners_checkpoint(

@@ -17,7 +17,7 @@ from consent.models import RequestStatus
 from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from tests.consent.kit import NOW, World, make_request
+from tests.consent.kit import NOW, World, approve_first_segment, make_request, released_bundle
 
 OWNER_PRIVATE_DETAILS = (
     b"Alex Morgan",
@@ -236,27 +236,11 @@ def test_chosen_disclosure_is_carried_and_reported(
 ) -> None:
     desk: ConsentDesk = world.desk  # type: ignore[assignment]
     desk.submit_request(make_request(requester), NOW)
-    footage = StoreFootage(world.clips)
-    [pending] = consent.owner.list_pending(desk.pending_requests(NOW), footage, NOW)
-    approval = consent.owner.approve(
-        owner.signing_key,
-        [owner.age_identity],
-        pending.request,
-        [pending.clips[0][1][0]],
-        footage,
-        device_id=device.device_id,
-        device_key=device.public_key,
-        sealed=world.clips.seals,
-        token_id="rel-disclose",
-        now=NOW,
-        expires_at_s=NOW + 3600,
-        disclosures={"phone": "+1 217 555 0142"},
+    request, approval = approve_first_segment(
+        world, owner, device, token_id="rel-disclose", disclosures={"phone": "+1 217 555 0142"}
     )
-    desk.record_approval(pending.request.request_id, approval.token, approval.manifest, NOW)
-    desk.authorize_download("rel-disclose", requester.key_id, NOW)
-    buf = io.BytesIO()
-    desk.write_bundle("rel-disclose", buf)
-    report = open_bundle(io.BytesIO(buf.getvalue()), [requester.age_identity], tmp_path / "o")
+    buf = released_bundle(desk, request, approval, requester)
+    report = open_bundle(buf, [requester.age_identity], tmp_path / "o")
     assert report.disclosures == {"phone": "+1 217 555 0142"}
     assert not report.device_key_pinned
     assert report.to_text().startswith("Doorward release rel-disclose: UNPINNED\n")

@@ -25,7 +25,7 @@ from consent.owner import Approval
 from consent.requester import open_bundle
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from tests.consent.kit import NOW, Segment, World, make_request
+from tests.consent.kit import NOW, Segment, World, make_request, released_bundle
 
 
 class HostileFootage:
@@ -126,8 +126,50 @@ def _refused(
     return str(caught.value)
 
 
+Refused = Callable[..., str]
+
+
+@pytest.fixture
+def refused(
+    world: World,
+    owner: KeyBundle,
+    device: DeviceIdentity,
+    request_: ConsentRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> Refused:
+    """``_refused`` for the owner and the pending request: call it with the hostile footage
+    (and the segments chosen, if not the first three)."""
+
+    def refuse(footage: HostileFootage, chosen: list[SegmentLike] | None = None) -> str:
+        return _refused(world, owner, device, request_, footage, caplog, chosen)
+
+    return refuse
+
+
 def _file(world: World, index: int) -> bytes:
     return world.segments[index].path.read_bytes()
+
+
+def _resign_sealed(
+    footage: HostileFootage, device: DeviceIdentity, payloads: dict[int, str]
+) -> None:
+    """What a device holding its key does: re-sign the clip manifest with ``payloads`` (entry
+    position -> payload hash) in place of those entries' own, sealed so (it was compromised
+    before the clip finished)."""
+    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
+    entries = [
+        dataclasses.replace(e, payload_sha256=payloads.get(i, e.payload_sha256))
+        for i, e in enumerate(signed.segments)
+    ]
+    forged = dataclasses.replace(signed, segments=tuple(entries))
+    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+
+
+def _spliced(world: World, header_of: int, payload_of: int) -> bytes:
+    """Segment ``header_of``'s age header in front of segment ``payload_of``'s payload."""
+    header, _ = age.split_header(_file(world, header_of))
+    _, payload = age.split_header(_file(world, payload_of))
+    return header + payload
 
 
 def test_the_honest_device_still_gets_a_release_the_requester_verifies(
@@ -140,12 +182,7 @@ def test_the_honest_device_still_gets_a_release_the_requester_verifies(
 ) -> None:
     footage = HostileFootage(world)
     approval = _approve(world, owner, device, request_, footage)
-    desk: ConsentDesk = world.desk  # type: ignore[assignment]
-    desk.record_approval(request_.request_id, approval.token, approval.manifest, NOW)
-    desk.authorize_download("rel-0001", requester.key_id, NOW)
-    bundle = io.BytesIO()
-    desk.write_bundle("rel-0001", bundle)
-    bundle.seek(0)
+    bundle = released_bundle(world.desk, request_, approval, requester)
     report = open_bundle(
         bundle,
         [requester.age_identity],
@@ -159,18 +196,12 @@ def test_the_honest_device_still_gets_a_release_the_requester_verifies(
 
 
 def test_a_header_swapped_in_from_another_segment_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, refused: Refused
 ) -> None:
     # Segment 1 is asked for; the device answers with segment 5's header (5 is not approved).
     footage = HostileFootage(world)
-    header_5, _ = age.split_header(_file(world, 5))
-    _, payload_1 = age.split_header(_file(world, 1))
-    footage.files[world.segments[1].segment_id] = header_5 + payload_1
-    message = _refused(world, owner, device, request_, footage, caplog)
+    footage.files[world.segments[1].segment_id] = _spliced(world, 5, 1)
+    message = refused(footage)
     assert message == (
         "refusing to approve: segment 'clip-0001.000001': its payload does not open under the "
         "file key of the header the device sent (payload chunk 0 failed authentication); "
@@ -178,17 +209,11 @@ def test_a_header_swapped_in_from_another_segment_is_refused(
     )
 
 
-def test_another_segments_whole_file_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_another_segments_whole_file_is_refused(world: World, refused: Refused) -> None:
     # The device serves segment 5's complete age file (header and payload) as segment 1.
     footage = HostileFootage(world)
     footage.files[world.segments[1].segment_id] = _file(world, 5)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message.startswith(
         "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
         f"{world.segments[5].payload_sha256}, but the device listed it with "
@@ -197,17 +222,11 @@ def test_another_segments_whole_file_is_refused(
 
 
 def test_another_segments_payload_under_the_right_header_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, refused: Refused
 ) -> None:
     footage = HostileFootage(world)
-    header_1, _ = age.split_header(_file(world, 1))
-    _, payload_5 = age.split_header(_file(world, 5))
-    footage.files[world.segments[1].segment_id] = header_1 + payload_5
-    message = _refused(world, owner, device, request_, footage, caplog)
+    footage.files[world.segments[1].segment_id] = _spliced(world, 1, 5)
+    message = refused(footage)
     assert message.startswith(
         "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
         f"{world.segments[5].payload_sha256}, but the device listed it with "
@@ -216,28 +235,17 @@ def test_another_segments_payload_under_the_right_header_is_refused(
 
 
 def test_a_resigned_manifest_cannot_carry_another_payload_under_this_header(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     # A device holding its key swaps the payload hashes of indexes 1 and 5 in the manifest it
     # signs and in its listing, and serves segment 5's payload behind segment 1's header: every
     # hash agrees, but the header's file key does not open that payload.
     footage = HostileFootage(world)
     seg1, seg5 = world.segments[1], world.segments[5]
-    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
-    entries = list(signed.segments)
-    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
-    entries[5] = dataclasses.replace(entries[5], payload_sha256=seg1.payload_sha256)
-    forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+    _resign_sealed(footage, device, {1: seg5.payload_sha256, 5: seg1.payload_sha256})
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
-    header_1, _ = age.split_header(_file(world, 1))
-    _, payload_5 = age.split_header(_file(world, 5))
-    footage.files[seg1.segment_id] = header_1 + payload_5
-    message = _refused(world, owner, device, request_, footage, caplog)
+    footage.files[seg1.segment_id] = _spliced(world, 1, 5)
+    message = refused(footage)
     assert message == (
         "refusing to approve: segment 'clip-0001.000001': its payload does not open under the "
         "file key of the header the device sent (payload chunk 0 failed authentication); "
@@ -245,20 +253,14 @@ def test_a_resigned_manifest_cannot_carry_another_payload_under_this_header(
     )
 
 
-def test_a_listed_payload_hash_that_lies_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_listed_payload_hash_that_lies_is_refused(world: World, refused: Refused) -> None:
     # The listing claims segment 5's hash for segment 1 (whose real file is served).
     footage = HostileFootage(world)
     seg1 = world.segments[1]
     footage.listing[seg1.segment_id] = dataclasses.replace(
         seg1, payload_sha256=world.segments[5].payload_sha256
     )
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message.startswith(
         f"refusing to approve: segment 'clip-0001.000001': its payload hashes to "
         f"{seg1.payload_sha256}, but the device listed it with {world.segments[5].payload_sha256}"
@@ -266,24 +268,16 @@ def test_a_listed_payload_hash_that_lies_is_refused(
 
 
 def test_a_signed_manifest_that_claims_another_payload_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     # A device that holds its key re-signs the clip manifest so that index 1 names segment 5's
     # payload, lists segment 1 that way and serves segment 5's file as segment 1.
     footage = HostileFootage(world)
     seg1, seg5 = world.segments[1], world.segments[5]
-    signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
-    entries = list(signed.segments)
-    entries[1] = dataclasses.replace(entries[1], payload_sha256=seg5.payload_sha256)
-    forged = dataclasses.replace(signed, segments=tuple(entries))
-    footage.forge("clip-0001", forged.sign(device.private_key), sealed=True)
+    _resign_sealed(footage, device, {1: seg5.payload_sha256})
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     footage.files[seg1.segment_id] = _file(world, 5)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: clip 'clip-0001': its signed manifest lists the payload "
         f"{seg5.payload_sha256} at indexes 1 and 5; the device may be compromised, nothing "
@@ -292,18 +286,14 @@ def test_a_signed_manifest_that_claims_another_payload_is_refused(
 
 
 def test_a_payload_that_differs_from_the_signed_manifest_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, refused: Refused
 ) -> None:
     # Listing and file agree (segment 5's bytes, relabelled as 1), but the device signed another.
     footage = HostileFootage(world)
     seg1, seg5 = world.segments[1], world.segments[5]
     footage.listing[seg1.segment_id] = dataclasses.replace(seg1, payload_sha256=seg5.payload_sha256)
     footage.files[seg1.segment_id] = _file(world, 5)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message.startswith(
         "refusing to approve: segment 'clip-0001.000001': its payload hashes to "
         f"{seg5.payload_sha256}, but the device signed {seg1.payload_sha256} for clip "
@@ -311,13 +301,7 @@ def test_a_payload_that_differs_from_the_signed_manifest_is_refused(
     )
 
 
-def test_relabelled_segments_are_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_relabelled_segments_are_refused(world: World, refused: Refused) -> None:
     # The listing swaps two segments' ids: what the owner picks as 000001 is index 2 (and the
     # device serves index 2's file under that id), all else consistent with the signed manifest.
     footage = HostileFootage(world)
@@ -326,7 +310,7 @@ def test_relabelled_segments_are_refused(
     footage.listing[seg2.segment_id] = dataclasses.replace(seg1, segment_id=seg2.segment_id)
     footage.files[seg1.segment_id] = _file(world, 2)
     footage.files[seg2.segment_id] = _file(world, 1)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: segment 'clip-0001.000001': the device lists it as clip "
         "'clip-0001' index 2, whose id is 'clip-0001.000002'; the device may be compromised, "
@@ -358,15 +342,11 @@ def _relabel(
 
 
 def test_a_relabelled_clip_manifest_is_refused_by_its_seal(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     footage = HostileFootage(world)
     forged = _relabel(world, device, footage, 1, 2)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: clip 'clip-0001': its signed manifest hashes to "
         f"{hashlib.sha256(forged).hexdigest()}, but the device sealed the clip with "
@@ -389,16 +369,10 @@ def test_without_its_seal_a_relabel_passes_every_other_check(
     assert released.payload_sha256 == world.segments[2].payload_sha256
 
 
-def test_a_clip_without_a_seal_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_clip_without_a_seal_is_refused(world: World, refused: Refused) -> None:
     footage = HostileFootage(world)
     del footage.seals["clip-0001"]  # still recording, or recorded before clips were sealed
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: clip 'clip-0001' was not sealed in the audit log this phone "
         "verified (a clip is sealed when it finishes recording; a doorbell running a doorward "
@@ -409,52 +383,36 @@ def test_a_clip_without_a_seal_is_refused(
 
 
 def test_a_manifest_fetched_while_the_clip_was_recording_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     # The footage was fetched before the clip finished; the audit read afterwards has its seal.
     footage = HostileFootage(world)
     signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
     footage.forge("clip-0001", dataclasses.replace(signed, end_ms=None).sign(device.private_key))
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: clip 'clip-0001' was still recording when its footage was fetched; "
         "approve again now that it has finished; nothing was signed"
     )
 
 
-def test_a_segment_listed_twice_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_segment_listed_twice_is_refused(world: World, refused: Refused) -> None:
     footage = HostileFootage(world)
     listed = footage.list_segments("clip-0001")
-    message = _refused(
-        world, owner, device, request_, footage, caplog, [listed[1], listed[2], listed[1]]
-    )
+    message = refused(footage, [listed[1], listed[2], listed[1]])
     assert message == (
         "refusing to approve: segment 'clip-0001.000001' is chosen twice; nothing was signed"
     )
 
 
 def test_a_clip_manifest_with_a_bad_signature_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     footage = HostileFootage(world)
     other = DeviceIdentity.generate()
     signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
     footage.manifests["clip-0001"] = signed.sign(other.private_key)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message.startswith(
         "refusing to approve: clip 'clip-0001': its manifest is not signed by the device key "
         "pinned at pairing"
@@ -462,18 +420,14 @@ def test_a_clip_manifest_with_a_bad_signature_is_refused(
 
 
 def test_another_clips_manifest_is_refused(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, device: DeviceIdentity, refused: Refused
 ) -> None:
     footage = HostileFootage(world)
     signed = ClipManifest.verify(footage.manifest_bytes("clip-0001"), device.public_key)
     footage.manifests["clip-0001"] = dataclasses.replace(signed, clip_id="clip-0002").sign(
         device.private_key
     )
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: clip 'clip-0001': the device sent the signed manifest of clip "
         "'clip-0002'; the device may be compromised, nothing was signed"
@@ -500,17 +454,13 @@ class _Endless(io.RawIOBase):
 
 
 def test_a_segment_file_that_never_ends_is_refused_after_its_signed_size(
-    world: World,
-    owner: KeyBundle,
-    device: DeviceIdentity,
-    request_: ConsentRequest,
-    caplog: pytest.LogCaptureFixture,
+    world: World, refused: Refused
 ) -> None:
     footage = HostileFootage(world)
     seg1 = world.segments[1]
     endless = _Endless(_file(world, 1))
     footage.streams[seg1.segment_id] = lambda: io.BufferedReader(endless)
-    message = _refused(world, owner, device, request_, footage, caplog)
+    message = refused(footage)
     assert message == (
         "refusing to approve: segment 'clip-0001.000001': its file is larger than the "
         f"{seg1.size} bytes the device signed; the device may be compromised, nothing was signed"

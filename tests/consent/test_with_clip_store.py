@@ -13,10 +13,10 @@ from consent.audit_verify import AuditVerifier
 from consent.clips import ClipSource, StoreFootage
 from consent.desk import ConsentDesk
 from consent.requester import open_bundle
-from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
 from device.store import ClipSeal, ClipStore
 from tests.consent.kit import HOUR, NOW, Owners, make_request
+from tests.device.kit import write_clip
 
 
 def test_release_from_the_clip_store(
@@ -39,24 +39,8 @@ def test_release_from_the_clip_store(
     store = ClipStore(tmp_path, device, clock=lambda: NOW, on_sealed=sealed)
     assert isinstance(store, ClipSource)
     start = NOW - 3 * HOUR + 60
-    clip_id = store.open_clip("front", start)
-    plaintexts = []
-    for index in range(4):
-        data = f"segment {index} ".encode() * 500
-        file = store.open_segment(clip_id, index)
-        enc = age.Encryptor(file, [owner.recipient])
-        enc.write(data)
-        enc.close()
-        store.commit_segment(
-            clip_id,
-            index,
-            file,
-            start_s=start + 2 * index,
-            duration_s=2.0,
-            payload_sha256=enc.payload_sha256,
-        )
-        plaintexts.append(data)
-    store.finish_clip(clip_id, start + 8)
+    plaintexts = [f"segment {index} ".encode() * 500 for index in range(4)]
+    clip_id = write_clip(store, owner.age_identity, start_s=start, payloads=plaintexts)
 
     # The phone audits the log and so learns the manifest the clip was sealed with.
     phone = AuditVerifier(device.public_key, audit.origin, state_path=tmp_path / "phone.checkpoint")

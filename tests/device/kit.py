@@ -20,19 +20,26 @@ T0 = 1_767_268_800.0  # 2026-01-01T12:00:00Z, the simulated cameras' default sta
 
 def write_clip(
     store: ClipStore,
-    owner: age.X25519Identity,
+    owner: age.Identity,
     *,
     camera: str = "front",
     start_s: float = T0,
     segments: int = 2,
     payload: int = 1000,
+    payloads: Sequence[bytes] | None = None,
     finish: bool = True,
 ) -> str:
+    """A clip of ``segments`` two-second segments of ``payload`` random bytes each (or one
+    segment per entry of ``payloads``), encrypted to ``owner``; finished unless ``finish`` is
+    false. Returns the clip id."""
+    if payloads is None:
+        payloads = [os.urandom(payload) for _ in range(segments)]
+    segments = len(payloads)
     clip_id = store.open_clip(camera, start_s)
-    for index in range(segments):
+    for index, data in enumerate(payloads):
         file = store.open_segment(clip_id, index)
         with age.Encryptor(file, [owner.recipient()]) as encryptor:
-            encryptor.write(os.urandom(payload))
+            encryptor.write(data)
         store.commit_segment(
             clip_id,
             index,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -12,10 +15,14 @@ from pathlib import Path
 from aiohttp import web
 
 from consent.audit_verify import AuditVerifier
+from consent.models import RequesterIdentity
+from consent.requests import sign_request
 from crypto.keys import KeyBundle
 from hardware.sim import SimulatedCamera, parse_scenario
+from hub.cli import cmd_owner
 from hub.client import DoorwardClient
 from hub.client.audit import check_audit
+from hub.client.profile import PinnedDevice, Profile
 from hub.server.app import create_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
@@ -23,6 +30,7 @@ from hub.server.guard import request_limits
 from hub.server.live.relay import FrameRelay
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
+from tests.device.kit import write_clip
 
 
 @dataclass
@@ -96,3 +104,70 @@ def small_camera(
         f"start = {start}\n\n[[press]]\nat_s = {press_at_s}\n"
     )
     return SimulatedCamera(parse_scenario(text, "small.toml"))
+
+
+def write_big_clip(
+    running: Running, owner: KeyBundle, *, segments: int = 4, finish: bool = True
+) -> tuple[str, list[bytes]]:
+    """A clip ten minutes old in the device's store, encrypted to ``owner``, of ``segments``
+    random segments, the even ones longer than one 64 KiB STREAM chunk; finished unless
+    ``finish`` is false. Returns the clip id and the segments' plaintexts."""
+    plaintexts = [os.urandom(3000 if index % 2 else 150_000) for index in range(segments)]
+    clip_id = write_clip(
+        running.device.store,
+        owner.age_identity,
+        start_s=time.time() - 600,
+        payloads=plaintexts,
+        finish=finish,
+    )
+    return clip_id, plaintexts
+
+
+def request_token(
+    requester: KeyBundle,
+    *,
+    window: tuple[int, int] | None = None,
+    contact: str = "",
+    kind: str = "local_agency",
+) -> str:
+    """A signed request from Officer Ada for camera "front", issued now and valid for a day,
+    for ``window`` (start, end) in seconds (the last hour by default)."""
+    now = int(time.time())
+    window_start_s, window_end_s = window or (now - 3600, now)
+    return sign_request(
+        requester.signing_key,
+        str(requester.recipient),
+        RequesterIdentity("Officer Ada", "Springfield PD", kind, "Springfield", contact),
+        camera="front",
+        window_start_s=window_start_s,
+        window_end_s=window_end_s,
+        category="package_theft",
+        case_reference="CASE-2026-17",
+        reason="A parcel was taken from the porch.",
+        legal_basis="voluntary",
+        issued_at_s=now,
+        expires_at_s=now + 86400,
+        nonce=secrets.token_urlsafe(16),
+    )
+
+
+def owner_profile(running: Running, owner: KeyBundle, directory: Path) -> Profile:
+    """The owner's phone profile in ``directory``, pinned to the running device."""
+    profile = Profile(directory, "owner")
+    profile.create(owner, {"name": "Ada's phone"})
+    identity = running.device.identity
+    profile.pin(
+        PinnedDevice(
+            identity.device_id, running.device.fingerprint, running.url, "door", identity.public_key
+        )
+    )
+    return profile
+
+
+def run_owner_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``doorward owner ARGV`` in this process: the exit code, stdout and stderr (run it in a
+    thread so that the device's loop keeps serving meanwhile)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cmd_owner.main(argv)
+    return code, out.getvalue(), err.getvalue()

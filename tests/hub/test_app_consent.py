@@ -17,10 +17,9 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
-from consent.models import RequesterIdentity
 from consent.owner import approve, decline, revoke
 from consent.requester import open_bundle
-from consent.requests import sign_request, verify_request
+from consent.requests import verify_request
 from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from device import CameraPipeline, RecorderConfig
@@ -29,7 +28,13 @@ from hub.client import ApiError, DoorwardClient, EventMessage, ReleaseInfo, Segm
 from hub.server import appkeys
 from hub.server.events import device_event
 from hub.wire.httpsig import RequestSigner
-from tests.hub.hubkit import Running, audited_seals, running_device, small_camera
+from tests.hub.hubkit import (
+    Running,
+    audited_seals,
+    request_token,
+    running_device,
+    small_camera,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -61,22 +66,8 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[Running, KeyBundle, fl
 
 
 def _request(requester: KeyBundle, start_s: float, *, kind: str = "local_agency") -> str:
-    now = int(time.time())
-    return sign_request(
-        requester.signing_key,
-        str(requester.recipient),
-        RequesterIdentity("Officer Ada", "Springfield PD", kind, "Springfield", "ada@pd.example"),
-        camera="front",
-        window_start_s=int(start_s) - 60,
-        window_end_s=int(start_s) + 600,
-        category="package_theft",
-        case_reference="CASE-2026-17",
-        reason="A parcel was taken from the porch.",
-        legal_basis="voluntary",
-        issued_at_s=now,
-        expires_at_s=now + 86400,
-        nonce=secrets.token_urlsafe(16),
-    )
+    window = (int(start_s) - 60, int(start_s) + 600)
+    return request_token(requester, window=window, contact="ada@pd.example", kind=kind)
 
 
 async def test_consent_round_trip_over_https(recorded, tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ Every approval is refused before anything is signed; the request stays pending w
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,20 +16,23 @@ import pytest_asyncio
 import consent.owner
 from consent.clip_manifest import MANIFEST_NAME, ClipManifest
 from consent.errors import ConsentError
-from consent.models import RequesterIdentity
 from consent.requester import open_bundle
-from consent.requests import sign_request, verify_request
+from consent.requests import verify_request
 from crypto import age
 from crypto.keys import DeviceIdentity, KeyBundle
-from hub.cli import cmd_owner
 from hub.cli.request_footage import ApiFootage
 from hub.client import DownloadTooLarge
-from hub.client.profile import PinnedDevice, Profile
-from tests.hub.hubkit import Running, audited_seals, running_device
+from tests.hub.hubkit import (
+    Running,
+    audited_seals,
+    owner_profile,
+    request_token,
+    run_owner_cli,
+    running_device,
+    write_big_clip,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60), pytest.mark.slow]
-
-_SEGMENTS = 4
 
 
 @pytest_asyncio.fixture
@@ -42,46 +42,8 @@ async def stocked(tmp_path: Path) -> AsyncIterator[tuple[Running, KeyBundle, str
     owner = KeyBundle.generate("x25519")
     async with running_device(tmp_path / "data") as running:
         running.add_owner(owner)
-        store = running.device.store
-        start_s = time.time() - 600
-        clip_id = store.open_clip("front", start_s)
-        plaintexts = []
-        for index in range(_SEGMENTS):
-            data = os.urandom(3000 if index % 2 else 150_000)
-            file = store.open_segment(clip_id, index)
-            enc = age.Encryptor(file, [owner.recipient])
-            enc.write(data)
-            enc.close()
-            store.commit_segment(
-                clip_id,
-                index,
-                file,
-                start_s=start_s + 2 * index,
-                duration_s=2.0,
-                payload_sha256=enc.payload_sha256,
-            )
-            plaintexts.append(data)
-        store.finish_clip(clip_id, start_s + 2 * _SEGMENTS)
+        clip_id, plaintexts = write_big_clip(running, owner)
         yield running, owner, clip_id, plaintexts
-
-
-def _request_token(requester: KeyBundle) -> str:
-    now = int(time.time())
-    return sign_request(
-        requester.signing_key,
-        str(requester.recipient),
-        RequesterIdentity("Officer Ada", "Springfield PD", "local_agency", "Springfield", ""),
-        camera="front",
-        window_start_s=now - 3600,
-        window_end_s=now,
-        category="package_theft",
-        case_reference="CASE-2026-17",
-        reason="A parcel was taken from the porch.",
-        legal_basis="voluntary",
-        issued_at_s=now,
-        expires_at_s=now + 86400,
-        nonce=secrets.token_urlsafe(16),
-    )
 
 
 async def _approve(
@@ -90,7 +52,7 @@ async def _approve(
     """Submit a request, then approve ``wanted`` as the CLI does; return the request id and the
     approval posted, or the error that refused it (nothing posted then)."""
     async with running.client(owner) as phone, running.client(requester) as agency:
-        submitted = await agency.submit_request(_request_token(requester))
+        submitted = await agency.submit_request(request_token(requester))
         now = int(time.time())
         request = verify_request((await phone.request(submitted.request_id)).token or "", now)
         workdir = tmp_path / "phone"
@@ -214,17 +176,10 @@ async def test_doorward_owner_approve_refuses_a_compromised_device(
     stocked: tuple[Running, KeyBundle, str, list[bytes]], tmp_path: Path
 ) -> None:
     running, owner, clip_id, _ = stocked
-    profile = Profile(tmp_path / "owner", "owner")
-    profile.create(owner, {"name": "Ada's phone"})
-    identity = running.device.identity
-    profile.pin(
-        PinnedDevice(
-            identity.device_id, running.device.fingerprint, running.url, "door", identity.public_key
-        )
-    )
+    profile = owner_profile(running, owner, tmp_path / "owner")
     requester = KeyBundle.generate("x25519")
     async with running.client(requester) as agency:
-        request_id = (await agency.submit_request(_request_token(requester))).request_id
+        request_id = (await agency.submit_request(request_token(requester))).request_id
     _swap_header(running, clip_id)
     argv = [
         "approve",
@@ -235,7 +190,7 @@ async def test_doorward_owner_approve_refuses_a_compromised_device(
         "--profile",
         str(profile.directory),
     ]
-    code, out, err = await asyncio.to_thread(_run_cli, argv)
+    code, out, err = await asyncio.to_thread(run_owner_cli, argv)
     assert (code, out) == (1, "")
     assert err.splitlines()[-1] == (
         f"doorward: error: refusing to approve: segment '{clip_id}.000001': its payload does not "
@@ -245,11 +200,3 @@ async def test_doorward_owner_approve_refuses_a_compromised_device(
     async with running.client(requester) as agency:
         status = await agency.request_status(request_id)
     assert (status.status, status.release_ids) == ("pending", ())
-
-
-def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """``doorward owner ARGV`` in this process (the device's loop keeps serving meanwhile)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cmd_owner.main(argv)
-    return code, out.getvalue(), err.getvalue()

@@ -12,11 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import io
-import os
-import secrets
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +21,17 @@ import pytest
 import pytest_asyncio
 
 from consent.clip_manifest import MANIFEST_NAME, ClipManifest
-from consent.models import RequesterIdentity
-from consent.requests import sign_request
 from crypto import age
 from crypto.keys import KeyBundle
-from hub.cli import cmd_owner
-from hub.client.profile import PinnedDevice, Profile
-from tests.hub.hubkit import Running, running_device
+from hub.client.profile import Profile
+from tests.hub.hubkit import (
+    Running,
+    owner_profile,
+    request_token,
+    run_owner_cli,
+    running_device,
+    write_big_clip,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60), pytest.mark.slow]
 
@@ -51,42 +51,18 @@ class Home:
 
     async def owner_cli(self, *argv: str) -> tuple[int, str, str]:
         """``doorward owner ARGV --profile …`` in this process (the device keeps serving)."""
-        return await asyncio.to_thread(_run_cli, [*argv, "--profile", str(self.profile.directory)])
+        return await asyncio.to_thread(
+            run_owner_cli, [*argv, "--profile", str(self.profile.directory)]
+        )
 
     async def ask(self, requester: KeyBundle) -> str:
         async with self.running.client(requester) as agency:
-            return (await agency.submit_request(_request_token(requester))).request_id
+            return (await agency.submit_request(request_token(requester))).request_id
 
     async def status(self, requester: KeyBundle, request_id: str) -> tuple[str, tuple[str, ...]]:
         async with self.running.client(requester) as agency:
             status = await agency.request_status(request_id)
         return status.status, tuple(status.release_ids)
-
-
-def write_clip(running: Running, owner: KeyBundle, *, finish: bool = True) -> tuple[str, list]:
-    """A clip of four segments (two longer than one 64 KiB STREAM chunk), finished or not."""
-    store = running.device.store
-    start_s = time.time() - 600
-    clip_id = store.open_clip("front", start_s)
-    plaintexts = []
-    for index in range(_SEGMENTS):
-        data = os.urandom(3000 if index % 2 else 150_000)
-        file = store.open_segment(clip_id, index)
-        enc = age.Encryptor(file, [owner.recipient])
-        enc.write(data)
-        enc.close()
-        store.commit_segment(
-            clip_id,
-            index,
-            file,
-            start_s=start_s + 2 * index,
-            duration_s=2.0,
-            payload_sha256=enc.payload_sha256,
-        )
-        plaintexts.append(data)
-    if finish:
-        store.finish_clip(clip_id, start_s + 2 * _SEGMENTS)
-    return clip_id, plaintexts
 
 
 @pytest_asyncio.fixture
@@ -95,19 +71,8 @@ async def home(tmp_path: Path) -> AsyncIterator[Home]:
     owner = KeyBundle.generate("x25519")
     async with running_device(tmp_path / "data") as running:
         running.add_owner(owner)
-        profile = Profile(tmp_path / "owner", "owner")
-        profile.create(owner, {"name": "Ada's phone"})
-        identity = running.device.identity
-        profile.pin(
-            PinnedDevice(
-                identity.device_id,
-                running.device.fingerprint,
-                running.url,
-                "door",
-                identity.public_key,
-            )
-        )
-        clip_id, plaintexts = write_clip(running, owner)
+        profile = owner_profile(running, owner, tmp_path / "owner")
+        clip_id, plaintexts = write_big_clip(running, owner)
         yield Home(running, owner, profile, clip_id, plaintexts)
 
 
@@ -145,32 +110,6 @@ def relabel(home: Home, a: int, b: int) -> str:
     forged = dataclasses.replace(signed, segments=tuple(swapped)).sign(device.identity.private_key)
     manifest_path.write_bytes(forged)
     return hashlib.sha256(forged).hexdigest()
-
-
-def _request_token(requester: KeyBundle) -> str:
-    now = int(time.time())
-    return sign_request(
-        requester.signing_key,
-        str(requester.recipient),
-        RequesterIdentity("Officer Ada", "Springfield PD", "local_agency", "Springfield", ""),
-        camera="front",
-        window_start_s=now - 3600,
-        window_end_s=now,
-        category="package_theft",
-        case_reference="CASE-2026-17",
-        reason="A parcel was taken from the porch.",
-        legal_basis="voluntary",
-        issued_at_s=now,
-        expires_at_s=now + 86400,
-        nonce=secrets.token_urlsafe(16),
-    )
-
-
-def _run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cmd_owner.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 async def test_a_relabelled_clip_is_refused(home: Home) -> None:
@@ -237,7 +176,7 @@ async def test_a_second_seal_for_the_relabelled_clip_fails_the_audit(home: Home)
 
 
 async def test_a_clip_still_recording_is_not_sealed_and_is_refused(home: Home) -> None:
-    clip_id, _ = write_clip(home.running, home.owner, finish=False)
+    clip_id, _ = write_big_clip(home.running, home.owner, finish=False)
     requester = KeyBundle.generate("x25519")
     request_id = await home.ask(requester)
     code, out, err = await home.owner_cli(

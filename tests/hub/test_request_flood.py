@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from pathlib import Path
 
 import pytest
 
-from consent.models import RequesterIdentity
-from consent.requests import sign_request
 from crypto.keys import KeyBundle
 from hub.client import ApiError
 from hub.server.config import ServeConfig
-from tests.hub.hubkit import running_device
+from tests.hub.hubkit import request_token, running_device
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
-
-
-def request_token(requester: KeyBundle) -> str:
-    now = int(time.time())
-    return sign_request(
-        requester.signing_key,
-        str(requester.recipient),
-        RequesterIdentity(
-            "Officer Ada", "Springfield PD", "local_agency", "Springfield", "a@pd.ex"
-        ),
-        camera="front",
-        window_start_s=now - 3600,
-        window_end_s=now - 1800,
-        category="package_theft",
-        case_reference="CASE-2026-17",
-        reason="A parcel was taken from the porch.",
-        legal_basis="voluntary",
-        issued_at_s=now,
-        expires_at_s=now + 86400,
-        nonce=secrets.token_urlsafe(16),
-    )
 
 
 async def test_a_flood_of_fresh_keys_from_one_address_is_answered_429(tmp_path: Path) -> None:
@@ -51,7 +27,11 @@ async def test_a_flood_of_fresh_keys_from_one_address_is_answered_429(tmp_path: 
             requester = KeyBundle.generate("x25519")
             async with running.client(requester) as flooder:
                 try:
-                    await flooder.submit_request(request_token(requester))
+                    now = int(time.time())
+                    token = request_token(
+                        requester, window=(now - 3600, now - 1800), contact="a@pd.ex"
+                    )
+                    await flooder.submit_request(token)
                     answers.append((201, ""))
                 except ApiError as exc:
                     answers.append((exc.status, f"{exc.code}: {exc.detail[:65]}"))
