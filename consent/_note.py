@@ -194,7 +194,10 @@ def open_checkpoint(note: str | bytes, verifier: NoteVerifier) -> Checkpoint:
 
 
 def _split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
-    raw = note.encode() if isinstance(note, str) else note
+    try:
+        raw = note.encode() if isinstance(note, str) else note
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise CheckpointError("note is not valid UTF-8") from exc
     if len(raw) > MAX_NOTE_BYTES:
         raise CheckpointError(f"note is longer than {MAX_NOTE_BYTES} bytes")
     try:
@@ -232,6 +235,10 @@ def _split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
 def _check_key_name(name: str) -> None:
     if not name or "+" in name or any(ch.isspace() for ch in name):
         raise ValueError(f"key name must be non-empty without spaces or '+', got {name[:80]!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"key name must be UTF-8 text, got {name[:80]!r}") from None
 
 
 def _check_note_chars(text: str, error: type[Exception] = ValueError) -> None:

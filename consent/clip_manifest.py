@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from consent import jws
-from consent.errors import ClipManifestInvalid
+from consent.errors import ClipManifestInvalid, DuplicateKey, TokenInvalid
 from crypto.signed import canonical_json, sign_document, verify_document
 
 __all__ = [
@@ -140,8 +140,13 @@ class ClipManifest:
             raise ClipManifestInvalid(
                 f"clip manifest must be at most {MAX_CLIP_MANIFEST_BYTES} bytes, got {len(data)}"
             )
-        body = verify_document(jws.loads_strict(data, "clip manifest"), device_key)
-        return cls.from_body(body)
+        try:
+            doc = jws.loads_strict(data, "clip manifest")
+        except DuplicateKey as exc:
+            raise ClipManifestInvalid(f"clip manifest is not valid JSON: {exc}") from exc
+        except TokenInvalid as exc:
+            raise ClipManifestInvalid(str(exc)) from exc
+        return cls.from_body(verify_document(doc, device_key))
 
     @classmethod
     def from_body(cls, body: Any) -> ClipManifest:
