@@ -10,7 +10,7 @@ from crypto import age
 from crypto.errors import PairingFailed, SignatureError
 from crypto.keys import device_id
 from crypto.pairing import MAX_MESSAGE_BYTES, DevicePairing, PairingState, PhonePairing
-from crypto.setup_code import SetupCode
+from crypto.setup_code import PairingURI, SetupCode, SetupCodeError
 from crypto.signed import b64url, sign_document, verify_document
 
 KEY = Ed25519PrivateKey.generate()
@@ -69,3 +69,9 @@ def test_pairing_phone_rejects_deeply_nested_json_from_the_device() -> None:
     with pytest.raises(PairingFailed, match="pairing message was malformed"):
         phone.receive_pake(b'{"a":' * 2500 + b"1" + b"}" * 2500)
     assert phone.state is PairingState.FAILED
+
+
+@pytest.mark.parametrize("uri", ["doorward://pair]?v=1", "doorward://[pair?v=1"], ids=repr)
+def test_pairing_uri_rejects_an_unbalanced_bracket(uri: str) -> None:
+    with pytest.raises(SetupCodeError, match=r"must start with doorward://pair\?"):
+        PairingURI.parse(uri)
