@@ -16,15 +16,24 @@ from consent import jws
 from consent._audit_errors import CheckpointError
 from consent._note import NoteVerifier, open_checkpoint, open_note
 from consent._policy import DEFAULT_POLICY
+from consent._release_manifest import parse_release_manifest
 from consent.clip_manifest import ClipManifest
-from consent.errors import BundleInvalid, ClipManifestInvalid, PolicyInvalid
+from consent.errors import (
+    BundleInvalid,
+    ClipManifestInvalid,
+    ManifestMismatch,
+    PolicyInvalid,
+    RequestInvalid,
+    TokenInvalid,
+)
 from consent.models import PairedOwner
 from consent.policy_doc import verify_policy
 from consent.requester import open_bundle
-from consent.tokens import CONSENT_TYP
+from consent.requests import REQUEST_TYP, verify_request
+from consent.tokens import CONSENT_TYP, verify_owner_token
 from crypto.keys import DeviceIdentity, KeyBundle, key_id
 from crypto.signed import b64url_decode, canonical_json, sign_document
-from tests.consent.kit import World
+from tests.consent.kit import NOW, World, make_request
 from tests.consent.test_flow import run_flow
 from tests.consent.test_requester import _find, _members, _pack
 
@@ -140,3 +149,91 @@ def test_bundle_rejects_a_clip_manifest_with_a_float(
     _sign_token(members, owner, claims)
     with pytest.raises(BundleInvalid, match="clip manifest of 'clip-0001' does not verify"):
         _open(members, requester, tmp_path)
+
+
+# -- ids and hashes checked with `re.match` and `$`, which lets a trailing newline by ------------
+
+
+def _release_manifest(**changes: object) -> bytes:
+    doc: dict[str, object] = {
+        "v": 1,
+        "request_id": "0123456789abcdef0123456789abcdef",
+        "device_id": "abcdefghijklmnop",
+        "requester": "requester-key-id",
+        "segments": [
+            {
+                "segment_id": "clip-0001.000001",
+                "clip_id": "clip-0001",
+                "index": 1,
+                "header": "YWdl",
+                "payload_sha256": "ab" * 32,
+            }
+        ],
+        "clips": [{"clip_id": "clip-0001", "manifest_sha256": "cd" * 32}],
+    }
+    doc.update(changes)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("member", ["request_id", "device_id", "requester"])
+def test_release_manifest_rejects_an_id_with_a_trailing_newline(member: str) -> None:
+    with pytest.raises(ManifestMismatch, match="id must be 1 to 128 safe characters"):
+        parse_release_manifest(_release_manifest(**{member: f"{member}\n"}))
+
+
+def test_release_manifest_rejects_a_hash_with_a_trailing_newline() -> None:
+    clips = [{"clip_id": "clip-0001", "manifest_sha256": "cd" * 32 + "\n"}]
+    with pytest.raises(ManifestMismatch, match="hash must be 64 lowercase hex digits"):
+        parse_release_manifest(_release_manifest(clips=clips))
+
+
+def test_clip_manifest_rejects_a_payload_hash_with_a_trailing_newline() -> None:
+    body = ClipManifest.from_seconds(
+        device_id="abcdefghijklmnop",
+        clip_id="clip-0001",
+        camera="front",
+        start_s=1_790_000_000,
+        end_s=1_790_000_002,
+        segments=[(0, 1_790_000_000, 2.0, 100, "ab" * 32)],
+    ).body()
+    body["segments"][0]["payload_sha256"] += "\n"  # the device signs it as it is
+    with pytest.raises(ClipManifestInvalid, match="payload_sha256 must be 64 lowercase hex"):
+        ClipManifest.verify(canonical_json(sign_document(body, KEY)), KEY.public_key())
+
+
+@pytest.mark.parametrize("claim", ["jti", "aud", "request_id", "manifest_sha256"])
+def test_owner_token_rejects_a_claim_with_a_trailing_newline(claim: str) -> None:
+    claims = {
+        "iss": key_id(KEY.public_key()),
+        "aud": "abcdefghijklmnop",
+        "jti": "release-0001",
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 3600,
+        "sub": "requester-key-id",
+        "request_id": "0123456789abcdef0123456789abcdef",
+        "manifest_sha256": "ab" * 32,
+        "max_downloads": 1,
+        "disclosures": {},
+    }
+    claims[claim] = f"{claims[claim]}\n"
+    token = jws.sign_compact(claims, typ=CONSENT_TYP, kid=str(claims["iss"]), sign=KEY.sign)
+    with pytest.raises(TokenInvalid, match=f"token {claim} must be"):
+        verify_owner_token(
+            token,
+            typ=CONSENT_TYP,
+            owners=[PairedOwner.from_public(KEY.public_key())],
+            device_id=f"{claims['aud']}",
+            now=NOW,
+        )
+
+
+def test_request_rejects_a_camera_with_a_trailing_newline(requester: KeyBundle) -> None:
+    token = make_request(requester)
+    claims = json.loads(b64url_decode(token.split(".")[1]))
+    claims["camera"] = "front\n"  # a stranger signs whatever it likes
+    forged = jws.sign_compact(
+        claims, typ=REQUEST_TYP, kid=requester.key_id, sign=requester.signing_key.sign
+    )
+    with pytest.raises(RequestInvalid, match="camera must be '\\*' or a camera name"):
+        verify_request(forged, NOW)

@@ -230,8 +230,36 @@ def json_values(*, max_leaves: int = 12) -> st.SearchStrategy[Any]:
     )
 
 
+def _near(value: Any) -> st.SearchStrategy[Any]:
+    """Values next to ``value``: what a check written with ``$``, ``\\d`` or ``<`` lets by."""
+    if isinstance(value, str):
+        return st.sampled_from(
+            [
+                value + "\n",
+                " " + value,
+                value + "\u200b",
+                value.upper(),
+                value[:-1],
+                value * 2,
+                value + "\x00",
+                value.replace("0", "\u0660").replace("1", "\uff11"),
+                "",
+            ]
+        )
+    if isinstance(value, bool):
+        return st.sampled_from([not value, int(value), None])
+    if isinstance(value, int):
+        return st.sampled_from(
+            [value - 1, value + 1, -value, -1, 0, 2**63, float(value), str(value), True]
+        )
+    if isinstance(value, list):
+        return st.sampled_from([[], value * 2, value[:1], [value]])
+    return st.sampled_from([None, [value], str(value)])
+
+
 def perturbed_json(valid: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """``valid`` with members replaced by any JSON value, removed, or added; sometimes deeply."""
+    """``valid`` with members nudged to a near value, replaced by any JSON value, removed, or
+    added; sometimes deeply."""
 
     @st.composite
     def build(draw: st.DrawFn) -> Any:
@@ -240,11 +268,13 @@ def perturbed_json(valid: dict[str, Any]) -> st.SearchStrategy[Any]:
             path = _paths(doc)
             where = draw(st.sampled_from(path)) if path else ()
             parent = _at(doc, where[:-1]) if where else None
-            action = draw(st.sampled_from(("replace", "remove", "add")))
+            action = draw(st.sampled_from(("near", "replace", "remove", "add")))
             if not where or parent is None:
                 continue
             key = where[-1]
-            if action == "replace":
+            if action == "near":
+                parent[key] = draw(_near(parent[key]))
+            elif action == "replace":
                 parent[key] = draw(json_values())
             elif action == "remove" and isinstance(parent, dict):
                 del parent[key]

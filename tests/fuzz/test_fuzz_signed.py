@@ -133,6 +133,7 @@ def test_clip_manifest_signed_by_the_device(body: Any) -> None:
     )
     if isinstance(result, ClipManifest):
         assert ClipManifest.from_body(result.body()) == result
+        assert all(_HEX64.fullmatch(s.payload_sha256) for s in result.segments)
 
 
 # -- release manifests (owner-made; the device and the requester read them) --------------------

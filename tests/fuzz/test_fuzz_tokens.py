@@ -8,6 +8,7 @@ tokens and live links are signed here with a paired owner's key, as a buggy phon
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -50,6 +51,9 @@ from tests.fuzz.kit import (
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(120)]
 
 NOW = 1_790_000_000
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CAMERA = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEVICE_ID = "abcdefghijklmnop"
 OWNER = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
 OWNER_ID = key_id(OWNER.public_key())
@@ -195,6 +199,11 @@ def test_owner_token_signed_by_a_paired_owner(token_and_typ: tuple[str, str]) ->
         assert result.owner.key_id == OWNER_ID
         assert not result.owner.removed
         assert result.claims["exp"] > NOW
+        for name in ("iss", "aud", "jti", "sub", "request_id", "release_id"):
+            assert name not in result.claims or _SAFE_ID.fullmatch(result.claims[name]), name
+        assert "manifest_sha256" not in result.claims or _HEX64.fullmatch(
+            result.claims["manifest_sha256"]
+        )
 
 
 # -- footage requests (self-signed by a stranger) -----------------------------------------------
@@ -225,6 +234,7 @@ def test_request_signed_by_its_sender(claims: Any) -> None:
     if isinstance(result, ConsentRequest):
         assert result.requester_key_id == key_id(REQUESTER.public_key())
         assert result.window_s > 0
+        assert _CAMERA.fullmatch(result.camera), result.camera
 
 
 # -- live links -------------------------------------------------------------------------------
