@@ -161,7 +161,7 @@ class AuditVerifier:
 def _leaf_index(leaf: bytes) -> int | None:
     try:
         body = json.loads(leaf)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         return None
     index = body.get("index") if isinstance(body, dict) else None
     return index if isinstance(index, int) else None

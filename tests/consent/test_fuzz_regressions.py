@@ -13,10 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import jws
-from consent._audit_errors import CheckpointError
-from consent._note import NoteVerifier, open_checkpoint, open_note
+from consent._audit_errors import CheckpointError, EntriesTampered
+from consent._merkle import leaf_hash
+from consent._note import Checkpoint, NoteVerifier, open_checkpoint, open_note, sign_checkpoint
 from consent._policy import DEFAULT_POLICY
 from consent._release_manifest import parse_release_manifest
+from consent.audit_verify import AuditVerifier
 from consent.clip_manifest import ClipManifest
 from consent.errors import (
     BundleInvalid,
@@ -237,3 +239,12 @@ def test_request_rejects_a_camera_with_a_trailing_newline(requester: KeyBundle) 
     )
     with pytest.raises(RequestInvalid, match="camera must be '\\*' or a camera name"):
         verify_request(forged, NOW)
+
+
+def test_audit_verifier_rejects_a_deeply_nested_entry() -> None:
+    """A hostile device signs a checkpoint over an entry the JSON decoder cannot read."""
+    leaf = b"[" * 5000
+    note = sign_checkpoint(Checkpoint(ORIGIN, 1, leaf_hash(leaf)), KEY)
+    verifier = AuditVerifier(KEY.public_key(), ORIGIN)
+    with pytest.raises(EntriesTampered, match="entry at position 0 claims another index"):
+        verifier.verify_entries([leaf], note)

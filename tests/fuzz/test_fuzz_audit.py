@@ -18,9 +18,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consent import _merkle
-from consent._audit_errors import CheckpointError, ProofError
+from consent._audit_errors import AuditError, CheckpointError, ProofError
 from consent._note import Checkpoint, NoteVerifier, open_checkpoint, open_note, sign_checkpoint
-from tests.fuzz.kit import bytes_target, fuzz_settings, json_values, parse_or_refuse, text_target
+from consent.audit_verify import AuditVerifier
+from tests.fuzz.kit import (
+    bytes_target,
+    fuzz_bytes,
+    fuzz_settings,
+    json_values,
+    parse_or_refuse,
+    text_target,
+)
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -162,3 +170,21 @@ def test_consistency_proof(valid: Any, proof: Any, old: Any, new: Any) -> None:
 def test_leaf_hashes_are_those_of_the_leaves() -> None:
     # The fixture above hashes real leaves: RFC 9162 leaf hash of the first one.
     assert LEAF_HASHES[0] == hashlib.sha256(b"\x00" + LEAVES[0]).digest()
+
+
+# -- entries served by a hostile device, under a checkpoint it signed over them ----------------
+
+
+@fuzz_settings(share=2)
+@given(st.lists(fuzz_bytes(LEAVES[:4], raw_max_size=64), min_size=1, max_size=5))
+def test_entries_under_a_signed_checkpoint(leaves: list[bytes]) -> None:
+    root = _merkle.root_from_leaf_hashes(_merkle.leaf_hash(leaf) for leaf in leaves)
+    note = sign_checkpoint(Checkpoint(ORIGIN, len(leaves), root), DEVICE)
+    verifier = AuditVerifier(DEVICE.public_key(), ORIGIN)
+    result = parse_or_refuse(
+        lambda: verifier.verify_entries(leaves, note),
+        (AuditError,),
+        input_size=sum(map(len, leaves)),
+    )
+    if isinstance(result, Checkpoint):
+        assert [json.loads(leaf)["index"] for leaf in leaves] == list(range(len(leaves)))
