@@ -218,7 +218,10 @@ def open_checkpoint(note: str | bytes, verifier: NoteVerifier) -> Checkpoint:
 def split_note(note: str | bytes) -> tuple[str, list[tuple[str, bytes]]]:
     """A signed note's text and its signatures as (key name, key ID || signature) pairs, parsed
     strictly but not verified."""
-    raw = note.encode() if isinstance(note, str) else note
+    try:
+        raw = note.encode() if isinstance(note, str) else note
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise CheckpointError("note is not valid UTF-8") from exc
     if len(raw) > MAX_NOTE_BYTES:
         raise CheckpointError(f"note is longer than {MAX_NOTE_BYTES} bytes")
     try:
@@ -257,6 +260,10 @@ def check_key_name(name: str, what: str = "key name") -> None:
     """A signed-note key name is non-empty, without spaces or '+'; ValueError names ``what``."""
     if not name or "+" in name or any(ch.isspace() for ch in name):
         raise ValueError(f"{what} must be non-empty without spaces or '+', got {name[:80]!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be UTF-8 text, got {name[:80]!r}") from None
 
 
 def _check_note_chars(text: str, error: type[Exception] = ValueError) -> None:

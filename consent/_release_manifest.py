@@ -27,6 +27,7 @@ MAX_RELEASE_MANIFEST_BYTES = (
     4 * 1024 * 1024
 )  # 1000 segments even with ~2.1 KB hybrid headers in base64
 MAX_SEGMENTS = 1000
+# Used with fullmatch: `$` alone also matches before a trailing newline.
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -138,12 +139,12 @@ def _members(value: Any, expected: set[str], what: str) -> None:
 
 
 def _id(value: Any) -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ValueError(f"id must be 1 to 128 safe characters, got {str(value)[:40]!r}")
     return value
 
 
 def _hex(value: Any) -> str:
-    if not isinstance(value, str) or not _HEX64_RE.match(value):
+    if not isinstance(value, str) or not _HEX64_RE.fullmatch(value):
         raise ValueError("hash must be 64 lowercase hex digits")
     return value

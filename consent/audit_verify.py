@@ -464,6 +464,6 @@ def _leaf(entry: AuditEntry | bytes, position: int) -> tuple[bytes, dict[str, An
 def _leaf_body(leaf: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(leaf)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         return None
     return body if isinstance(body, dict) else None

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from consent import jws
-from consent.errors import ClipManifestInvalid
+from consent.errors import ClipManifestInvalid, DuplicateKey, TokenInvalid
 from crypto.signed import canonical_json, sign_document, verify_document
 
 __all__ = [
@@ -44,6 +44,7 @@ MAX_CLIP_MANIFEST_BYTES = 4 * 1024 * 1024  # a 1-hour clip of 2-s segments is ab
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+# Used with fullmatch: `$` alone also matches before a trailing newline.
 _UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _BODY = {"type", "version", "device_id", "clip_id", "camera", "start", "end", "segments"}
@@ -140,8 +141,13 @@ class ClipManifest:
             raise ClipManifestInvalid(
                 f"clip manifest must be at most {MAX_CLIP_MANIFEST_BYTES} bytes, got {len(data)}"
             )
-        body = verify_document(jws.loads_strict(data, "clip manifest"), device_key)
-        return cls.from_body(body)
+        try:
+            doc = jws.loads_strict(data, "clip manifest")
+        except DuplicateKey as exc:
+            raise ClipManifestInvalid(f"clip manifest is not valid JSON: {exc}") from exc
+        except TokenInvalid as exc:
+            raise ClipManifestInvalid(str(exc)) from exc
+        return cls.from_body(verify_document(doc, device_key))
 
     @classmethod
     def from_body(cls, body: Any) -> ClipManifest:
@@ -176,7 +182,7 @@ class ClipManifest:
 def _segment(item: Any) -> ClipManifestSegment:
     _members(item, _SEGMENT, _SEG_WHAT)
     digest = item["payload_sha256"]
-    if not isinstance(digest, str) or not _HEX64_RE.match(digest):
+    if not isinstance(digest, str) or not _HEX64_RE.fullmatch(digest):
         raise ClipManifestInvalid(
             f"{_SEG_WHAT} payload_sha256 must be 64 lowercase hex digits, got {_quote(digest)}"
         )
@@ -217,7 +223,7 @@ def _count(doc: dict[str, Any], name: str, what: str) -> int:
 
 def _time(doc: dict[str, Any], name: str, what: str) -> int:
     value = doc[name]
-    if isinstance(value, str) and _UTC_RE.match(value):
+    if isinstance(value, str) and _UTC_RE.fullmatch(value):
         try:
             moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         except ValueError:

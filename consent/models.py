@@ -56,6 +56,7 @@ MAX_WINDOW_S = 12 * 3600  # DESIGN Promise 4: requests must be narrow
 CLOCK_SLACK_S = 300  # tolerated clock difference between requester, phone and device
 MAX_REQUEST_LIFETIME_S = 30 * 86400
 
+# Used with fullmatch: `$` alone also matches before a trailing newline.
 _CAMERA_RE = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 
 
@@ -110,7 +111,7 @@ class ConsentRequest:
 
     def __post_init__(self) -> None:
         _text("recipient", self.recipient, 1, 4096)
-        if not isinstance(self.camera, str) or not _CAMERA_RE.match(self.camera):
+        if not isinstance(self.camera, str) or not _CAMERA_RE.fullmatch(self.camera):
             raise ValueError(f"camera must be '*' or a camera name, got {self.camera!r:.80}")
         _int("window start", self.window_start_s)
         _int("window end", self.window_end_s)

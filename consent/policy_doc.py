@@ -81,6 +81,7 @@ def verify_policy(
         if isinstance(iat, bool) or not isinstance(iat, int):
             raise PolicyInvalid("policy iat must be an integer")
         policy = Policy.from_json(body["policy"])
-    except (TokenInvalid, SignatureError, KeyFileError, ValueError) as exc:
+    except (TokenInvalid, SignatureError, KeyFileError, ValueError, TypeError) as exc:
+        # TypeError: a signed policy listing objects where strings belong (unhashable).
         raise PolicyInvalid(f"policy document refused: {exc}") from exc
     return SignedPolicy(policy, kid, str(body["device"]), iat)

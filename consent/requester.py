@@ -28,7 +28,7 @@ from consent._note import Checkpoint, NoteVerifier, open_checkpoint
 from consent._release_manifest import ReleaseManifest, parse_release_manifest
 from consent.bundle import BundleLimits, bundle_root
 from consent.clip_manifest import ClipManifest, ClipManifestSegment
-from consent.errors import BundleInvalid, ConsentError
+from consent.errors import BundleInvalid, ConsentError, ManifestMismatch
 from consent.tokens import CONSENT_TYP
 from crypto import age
 from crypto.errors import CryptoError, SignatureError
@@ -355,7 +355,10 @@ def _check_front(
         )
     checks.append(f"consent token audience is device {dev_id}, subject is {claims['sub']}")
     checks.append("SHA-256 of release-manifest.json matches the token")
-    manifest = parse_release_manifest(manifest_bytes)
+    try:
+        manifest = parse_release_manifest(manifest_bytes)
+    except ManifestMismatch as exc:
+        raise BundleInvalid(str(exc)) from exc
     if manifest.device_id != dev_id or manifest.requester_key_id != claims["sub"]:
         raise BundleInvalid("release manifest names another device or requester")
     if manifest.request_id != claims["request_id"]:
@@ -436,6 +439,9 @@ def _check_token(
         raise BundleInvalid("release-manifest.json does not match the hash the owner signed")
     if not isinstance(claims.get("disclosures"), dict):
         raise BundleInvalid("consent token has no disclosures object")
+    for name in ("sub", "request_id"):
+        if not isinstance(claims.get(name), str):
+            raise BundleInvalid(f"consent token has no {name}")
     return claims, kid
 
 

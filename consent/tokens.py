@@ -56,6 +56,7 @@ _MEMBERS = {
 # Optional members: a consent token carries the checkpoint the owner verified, when it has one.
 _OPTIONAL = {CONSENT_TYP: {"checkpoint"}}
 _MAX_TREE_SIZE = (1 << 63) - 1
+# Used with fullmatch: `$` alone also matches before a trailing newline.
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -232,7 +233,8 @@ def _check_members(
         if name in claims:
             _id(name, claims[name])
     if "manifest_sha256" in claims and not (
-        isinstance(claims["manifest_sha256"], str) and _HEX64_RE.match(claims["manifest_sha256"])
+        isinstance(claims["manifest_sha256"], str)
+        and _HEX64_RE.fullmatch(claims["manifest_sha256"])
     ):
         raise TokenInvalid("token manifest_sha256 must be 64 lowercase hex digits")
     if "max_downloads" in claims:
@@ -270,5 +272,5 @@ def _checkpoint(value: Any) -> None:
 
 
 def _id(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise TokenInvalid(f"token {name} must be an id of 1 to 128 safe characters")

@@ -519,7 +519,7 @@ def _parse_json(data: bytes) -> dict[str, Any]:
         raise ValueError(f"message must be at most {MAX_MESSAGE_BYTES} bytes")
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also too deeply nested, or an integer too long
         raise ValueError("message is not JSON") from None
     if not isinstance(value, dict):
         raise ValueError("message must be a JSON object")

@@ -179,7 +179,10 @@ class PairingURI:
         """Parse a pairing URI strictly: exact scheme and path, each key once, no unknown keys."""
         if not isinstance(uri, str) or not uri.isascii():
             raise SetupCodeError("pairing URI must be ASCII text")
-        split = urlsplit(uri)
+        try:
+            split = urlsplit(uri)
+        except ValueError:  # an unbalanced '[' or ']' in the authority ("Invalid IPv6 URL")
+            raise SetupCodeError("pairing URI must start with doorward://pair?") from None
         if split.scheme != "doorward" or split.netloc != "pair" or split.path not in ("", "/"):
             raise SetupCodeError("pairing URI must start with doorward://pair?")
         if split.fragment or "#" in uri:

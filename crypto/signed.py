@@ -87,7 +87,14 @@ def verify_document(doc: Mapping[str, Any], public_key: Ed25519PublicKey) -> dic
             "check that it comes from the device you paired with"
         )
     try:
-        public_key.verify(signature, canonical_json(body))
+        message = canonical_json(body)
+    except ValueError as exc:
+        # Floats, deep nesting: no signer made this body, and it must not crash the reader.
+        raise SignatureError(
+            f"signed document body is not canonical JSON ({exc}); it was altered"
+        ) from exc
+    try:
+        public_key.verify(signature, message)
     except InvalidSignature as exc:
         raise SignatureError("signature does not verify: the document was altered") from exc
     return body

@@ -1,12 +1,25 @@
-"""Shared fixtures: the published age vectors and the peer `age` tools (tests.kit finds them)."""
+"""Shared fixtures: the published age vectors and the peer `age` tools (tests.kit finds them);
+the Hypothesis profiles (``ci`` when CI=true, else ``dev``; ``HYPOTHESIS_PROFILE`` overrides)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.kit import age_vectors_dir, in_ci, require_tool
+
+# The fuzz tests (tests/fuzz, `-m fuzz`) run each target for a share of max_examples; with the
+# `ci` profile they take about 60-120 s together. `fuzz-long` is for a deeper run by hand:
+# HYPOTHESIS_PROFILE=fuzz-long python -m pytest -m fuzz -p no:timeout
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, derandomize=False, database=None, print_blob=True
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("fuzz-long", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -183,6 +183,8 @@ def parse_scenario(text: str, name: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(name, exc) from exc
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ScenarioError(f"{name}: not valid TOML: a value is nested too deeply") from None
     return _Parser(name, LineIndex.scan(text)).scenario(data)
 
 

@@ -169,7 +169,7 @@ def _phone_key_id(message: bytes) -> str:
     try:
         value = json.loads(message)
         phone = value["phone"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         raise PairingFailed(
             "pairing failed: pake1 must be a JSON object with a phone key id"
         ) from None

@@ -360,8 +360,10 @@ class RequestVerifier:
                 "bad_signature", f"the request must carry exactly one {LABEL!r} signature"
             )
         covered, params = members[LABEL]
-        if not isinstance(covered, list) or sorted(item for item, _ in covered) != sorted(
-            COVERED_COMPONENTS
+        if (
+            not isinstance(covered, list)
+            or not all(isinstance(item, str) for item, _ in covered)
+            or sorted(item for item, _ in covered) != sorted(COVERED_COMPONENTS)
         ):
             raise _reject(
                 "bad_signature", f"the signature must cover exactly {' '.join(COVERED_COMPONENTS)}"

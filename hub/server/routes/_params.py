@@ -11,7 +11,7 @@ from aiohttp import web
 from hub.server.body import read_body
 from hub.wire.errors import BadRequest
 
-__all__ = ["int_param", "json_body", "str_field"]
+__all__ = ["int_param", "json_body", "parse_json_object", "str_field"]
 
 _MAX_FIELD_CHARS = 4 * 1024 * 1024
 
@@ -35,10 +35,14 @@ def int_param(
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (read by :func:`hub.server.body.read_body`)."""
-    data = await read_body(request)
+    return parse_json_object(await read_body(request))
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """A request body's bytes as a JSON object; anything else is a BadRequest."""
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also too deeply nested, or an integer too long
         raise BadRequest("request body must be a JSON object") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
