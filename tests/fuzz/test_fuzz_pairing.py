@@ -57,7 +57,7 @@ def _seeded(seed: int) -> Callable[[int], bytes]:
 def _phone() -> PhonePairing:
     return PhonePairing(
         CODE,
-        phone_signing_key=PHONE_KEY.public_key(),
+        phone_signing_key=PHONE_KEY,
         recipient=RECIPIENT,
         name="Ann's phone",
         device_id=device_id(DEVICE_KEY.public_key()),
