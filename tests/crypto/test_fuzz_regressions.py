@@ -45,7 +45,7 @@ def _device() -> DevicePairing:
 def _phone() -> PhonePairing:
     return PhonePairing(
         CODE,
-        phone_signing_key=Ed25519PrivateKey.generate().public_key(),
+        phone_signing_key=Ed25519PrivateKey.generate(),
         recipient=str(age.X25519Identity.generate().recipient()),
         name="phone",
         device_id=device_id(KEY.public_key()),
