@@ -14,8 +14,11 @@ from tests.kit import age_vectors_dir, in_ci, require_tool
 # The fuzz tests (tests/fuzz, `-m fuzz`) run each target for a share of max_examples; with the
 # `ci` profile they take about 60-120 s together. `fuzz-long` is for a deeper run by hand:
 # HYPOTHESIS_PROFILE=fuzz-long python -m pytest -m fuzz -p no:timeout
+# In CI the Hypothesis examples are derived from each test (derandomize): a red build is
+# reproducible from the commit alone; fresh inputs come from the atheris run that follows
+# (fuzz/run.py) and from `dev` and `fuzz-long` runs.
 settings.register_profile(
-    "ci", max_examples=100, deadline=None, derandomize=False, database=None, print_blob=True
+    "ci", max_examples=100, deadline=None, derandomize=True, database=None, print_blob=True
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("fuzz-long", max_examples=20_000, deadline=None)
