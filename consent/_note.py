@@ -26,6 +26,7 @@ from consent._audit_errors import CheckpointError
 __all__ = [
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
+    "MAX_TREE_SIZE",
     "Checkpoint",
     "NoteVerifier",
     "check_key_name",
@@ -47,7 +48,7 @@ MAX_NOTE_BYTES = 128 * 1024
 MAX_SIGNATURES = 40
 _ED25519 = 0x01
 _ROOT_BYTES = 32
-_MAX_TREE_SIZE = (1 << 63) - 1
+MAX_TREE_SIZE = (1 << 63) - 1
 _SIZE_RE = re.compile(r"0|[1-9][0-9]{0,18}")
 _DASH = "\u2014 "
 
@@ -160,7 +161,7 @@ class Checkpoint:
     def __post_init__(self) -> None:
         if not self.origin or "\n" in self.origin:
             raise ValueError(f"origin must be one non-empty line, got {self.origin!r}")
-        if not 0 <= self.size <= _MAX_TREE_SIZE:
+        if not 0 <= self.size <= MAX_TREE_SIZE:
             raise ValueError(f"tree size must be in [0, 2**63), got {self.size}")
         if len(self.root_hash) != _ROOT_BYTES:
             raise ValueError(f"root hash must be {_ROOT_BYTES} bytes, got {len(self.root_hash)}")
@@ -180,7 +181,7 @@ class Checkpoint:
         origin, size_text, root_text, *extensions = lines
         if not origin:
             raise CheckpointError("checkpoint origin line must not be empty")
-        if not _SIZE_RE.fullmatch(size_text) or int(size_text) > _MAX_TREE_SIZE:
+        if not _SIZE_RE.fullmatch(size_text) or int(size_text) > MAX_TREE_SIZE:
             raise CheckpointError(
                 "checkpoint tree size must be a decimal below 2**63 without leading zeros, "
                 f"got {size_text[:24]!r}"

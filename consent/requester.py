@@ -29,7 +29,7 @@ from consent._release_manifest import ReleaseManifest, parse_release_manifest
 from consent.bundle import BundleLimits, bundle_root
 from consent.clip_manifest import ClipManifest, ClipManifestSegment
 from consent.errors import BundleInvalid, ConsentError, ManifestMismatch
-from consent.tokens import CONSENT_TYP
+from consent.tokens import CONSENT_TYP, checkpoint_claim
 from crypto import age
 from crypto.errors import CryptoError, SignatureError
 from crypto.keys import device_id as device_id_of
@@ -552,7 +552,7 @@ def _check_owner_checkpoint(
     owner_view = claims.get("checkpoint")
     if owner_view is None:
         return None
-    size, root = owner_view["size"], bytes.fromhex(owner_view["root_hash"])
+    size, root = checkpoint_claim(owner_view)
     body = jws.loads_strict(_need(small, "audit/consistency.json"), "consistency.json")
     if (body["old_size"], body["new_size"]) != (size, checkpoint.size):
         raise BundleInvalid(
@@ -566,7 +566,7 @@ def _check_owner_checkpoint(
             f"release entry #{index} is inside the checkpoint of size {size} the owner verified "
             "before consenting: the log was rewritten"
         )
-    return int(size)
+    return size
 
 
 def _field(entry: dict[str, Any], name: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import jws
-from consent._note import Checkpoint
+from consent._note import MAX_TREE_SIZE, Checkpoint
 from consent.errors import (
     SignerRemoved,
     TokenExpired,
@@ -33,6 +33,7 @@ __all__ = [
     "DISCLOSURE_FIELDS",
     "REVOKE_TYP",
     "OwnerToken",
+    "checkpoint_claim",
     "consent_claims",
     "sign_consent",
     "sign_decline",
@@ -55,7 +56,6 @@ _MEMBERS = {
 }
 # Optional members: a consent token carries the checkpoint the owner verified, when it has one.
 _OPTIONAL = {CONSENT_TYP: {"checkpoint"}}
-_MAX_TREE_SIZE = (1 << 63) - 1
 # Used with fullmatch: `$` alone also matches before a trailing newline.
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -171,6 +171,7 @@ def verify_owner_token(
 def consent_claims(token: OwnerToken) -> ConsentClaims:
     """The typed claims of a verified consent token."""
     c = token.claims
+    checkpoint = checkpoint_claim(c["checkpoint"]) if "checkpoint" in c else None
     return ConsentClaims(
         issuer=c["iss"],
         audience=c["aud"],
@@ -183,8 +184,8 @@ def consent_claims(token: OwnerToken) -> ConsentClaims:
         manifest_sha256=c["manifest_sha256"],
         max_downloads=c["max_downloads"],
         disclosures=dict(c["disclosures"]),
-        checkpoint_size=c["checkpoint"]["size"] if "checkpoint" in c else None,
-        checkpoint_root=bytes.fromhex(c["checkpoint"]["root_hash"]) if "checkpoint" in c else None,
+        checkpoint_size=checkpoint[0] if checkpoint else None,
+        checkpoint_root=checkpoint[1] if checkpoint else None,
     )
 
 
@@ -246,7 +247,7 @@ def _check_members(
     if "disclosures" in claims:
         _disclosures(claims["disclosures"])
     if "checkpoint" in claims:
-        _checkpoint(claims["checkpoint"])
+        checkpoint_claim(claims["checkpoint"])
     if "reason" in claims and not (
         isinstance(claims["reason"], str) and 1 <= len(claims["reason"]) <= 2000
     ):
@@ -261,14 +262,17 @@ def _disclosures(value: Any) -> None:
             raise TokenInvalid(f"token disclosure {name} must be 1 to 500 characters")
 
 
-def _checkpoint(value: Any) -> None:
+def checkpoint_claim(value: Any) -> tuple[int, bytes]:
+    """The (size, root hash) of a consent token's ``checkpoint`` claim; TokenInvalid if it is not
+    exactly a tree size and 64 lowercase hex digits."""
     if not isinstance(value, dict) or set(value) != {"size", "root_hash"}:
         raise TokenInvalid("token checkpoint must hold exactly size and root_hash")
     size, root = value["size"], value["root_hash"]
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_TREE_SIZE:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_TREE_SIZE:
         raise TokenInvalid(f"token checkpoint size must be a tree size, got {size!r:.24}")
-    if not (isinstance(root, str) and _HEX64_RE.match(root)):
+    if not (isinstance(root, str) and _HEX64_RE.fullmatch(root)):
         raise TokenInvalid("token checkpoint root_hash must be 64 lowercase hex digits")
+    return size, bytes.fromhex(root)
 
 
 def _id(name: str, value: Any) -> None:

@@ -32,7 +32,7 @@ from consent.models import PairedOwner
 from consent.policy_doc import verify_policy
 from consent.requester import open_bundle
 from consent.requests import REQUEST_TYP, verify_request
-from consent.tokens import CONSENT_TYP, verify_owner_token
+from consent.tokens import CONSENT_TYP, checkpoint_claim, verify_owner_token
 from crypto.keys import DeviceIdentity, KeyBundle, key_id
 from crypto.signed import b64url_decode, canonical_json, sign_document
 from tests.consent.kit import NOW, World, make_request
@@ -228,6 +228,25 @@ def test_owner_token_rejects_a_claim_with_a_trailing_newline(claim: str) -> None
             device_id=f"{claims['aud']}",
             now=NOW,
         )
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"size": 8, "root_hash": "ab" * 32 + "\n"},  # `$` alone would pass the newline
+        {"size": 8, "root_hash": "AB" * 32},
+        {"size": True, "root_hash": "ab" * 32},
+        {"size": 1 << 63, "root_hash": "ab" * 32},
+        {"size": 8},
+    ],
+)
+def test_consent_checkpoint_claim_is_a_tree_size_and_a_root_exactly(claim: dict) -> None:
+    with pytest.raises(TokenInvalid, match="token checkpoint"):
+        checkpoint_claim(claim)
+
+
+def test_consent_checkpoint_claim_reads_size_and_root() -> None:
+    assert checkpoint_claim({"size": 8, "root_hash": "ab" * 32}) == (8, bytes([0xAB]) * 32)
 
 
 def test_request_rejects_a_camera_with_a_trailing_newline(requester: KeyBundle) -> None:
