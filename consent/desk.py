@@ -20,7 +20,7 @@ from consent._desk_releases import _ReleaseDesk
 from consent._desk_requests import AuditSink, RequestRecord
 from consent._policy import DEFAULT_POLICY, Policy
 from consent._refusals import RefusalCounter
-from consent._request_limits import RequestLimits
+from consent._request_limits import RequestLimits, address_group
 from consent._tables import SCHEMA, migrate
 from consent.clips import ClipSource
 from consent.errors import (
@@ -35,7 +35,7 @@ from consent.tokens import CONSENT_TYP
 from crypto.keys import DeviceIdentity
 from crypto.signed import b64url_decode
 
-__all__ = ["AuditSink", "ConsentDesk", "RequestLimits", "RequestRecord"]
+__all__ = ["AuditSink", "ConsentDesk", "RequestLimits", "RequestRecord", "address_group"]
 
 
 class ConsentDesk(_ReleaseDesk):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import resource
@@ -41,6 +40,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from consent.desk import address_group
 from hub.server.admission import Admission, Refused
 from hub.server.config import ConfigError, ServeConfig
 
@@ -563,17 +563,9 @@ class GuardedSite(web.BaseSite):
 
 def _address_key(peer: Any) -> str:
     """Whom the per-address cap counts: the IPv4 address, or the IPv6 /64 (one host can use
-    every address of its /64)."""
+    every address of its /64), as the desk and the rate limits count it."""
     host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    return address_group(host.split("%", 1)[0]) or host
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

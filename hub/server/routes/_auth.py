@@ -18,6 +18,7 @@ import logging
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from consent.desk import address_group
 from crypto.keys import key_id
 from hub.server import appkeys
 from hub.server.auth import AUTH_FAILURES
@@ -41,6 +42,9 @@ async def require_owner(request: web.Request) -> Owner:
     head = _verified_head(request, verifier, now)
     guard = app.get(appkeys.GUARD)
     if guard is not None:
+        # A verified head earns the connection its place before the body is read, so an owner's
+        # large upload is not evicted under a flood; a replayed head would need the plaintext of
+        # a TLS session, and its body still fails the digest and nonce checks below.
         guard.trust(request.transport)
     verified = _verified_body(request, verifier, head, await read_body(request), now)
     owner = deps.owners.active(verified.key_id)
@@ -85,7 +89,7 @@ def check_rate(
     app = request.app if app is None else app
     limiter = app[appkeys.AUTH].limiter
     now = app[appkeys.DEPS].clock()
-    address = request.remote or "unknown"
+    address = address_group(request.remote) or "unknown"  # an IPv6 /64 counts as one
     buckets = [("address", address)] if key_id is None else [("key", key_id)]
     for route_class, bucket in buckets:
         decision = limiter.check(route_class, bucket, now_s=now)
@@ -119,7 +123,7 @@ def _failed(request: web.Request, exc: SignatureRejected) -> Exception:
     if exc.code == "busy":  # the device's replay cache is full: not the client's failure
         return exc
     app = request.app
-    address = request.remote or "unknown"
+    address = address_group(request.remote) or "unknown"  # an IPv6 /64 counts as one
     decision = app[appkeys.AUTH].limiter.check(
         AUTH_FAILURES, address, now_s=app[appkeys.DEPS].clock()
     )
