@@ -384,19 +384,25 @@ class ClipStore:
         """Close a clip at ``end_s`` and seal it; a clip with no segment is deleted instead
         (returns its record). A clip already finished is left as it is."""
         with self._lock:
-            record = self.clip(clip_id)
-            if record.finished:
-                return record
-            if record.segment_count == 0:
-                self._delete(clip_id)
-                return record
-            self._db.execute(
-                "UPDATE clips SET end_s = ?, finished = 1 WHERE clip_id = ?", (end_s, clip_id)
-            )
-            manifest = self._write_manifest(clip_id)
-            record = self.clip(clip_id)
-        self._seal(record, manifest)
+            record, manifest = self._close(clip_id, end_s)
+        if manifest is not None:
+            self._seal(record, manifest)
         return record
+
+    def _close(self, clip_id: str, end_s: float) -> tuple[ClipRecord, bytes | None]:
+        """Under the lock: mark the clip finished and write its final manifest (None when the
+        clip was already finished, or deleted for having no segment)."""
+        record = self.clip(clip_id)
+        if record.finished:
+            return record, None
+        if record.segment_count == 0:
+            self._delete(clip_id)
+            return record, None
+        self._db.execute(
+            "UPDATE clips SET end_s = ?, finished = 1 WHERE clip_id = ?", (end_s, clip_id)
+        )
+        manifest = self._write_manifest(clip_id)
+        return self.clip(clip_id), manifest
 
     # -- crash recovery ----------------------------------------------------------------------
 
@@ -429,16 +435,17 @@ class ClipStore:
                 if end_s is None:
                     self._delete(clip_id)
                 else:
-                    self.finish_clip(clip_id, end_s)
+                    self._close(clip_id, end_s)  # sealed with the others below
             unsealed = [
-                row[0]
-                for row in self._db.execute(
+                (self.clip(clip_id), self.manifest_bytes(clip_id))
+                for (clip_id,) in self._db.execute(
                     "SELECT clip_id FROM clips WHERE finished = 1 AND sealed = 0 ORDER BY clip_id"
-                )
+                ).fetchall()
             ]
-            for clip_id in unsealed:
-                logger.warning("store.recover_sealed clip_id=%s", clip_id)
-                self._seal(self.clip(clip_id), self.manifest_bytes(clip_id))
+        # Outside the lock, once each: the clips closed above and those whose seal failed before.
+        for record, manifest in unsealed:
+            logger.warning("store.recover_sealed clip_id=%s", record.clip_id)
+            self._seal(record, manifest)
 
     def _reconcile_segments(self, clip_id: str, directory: Path) -> None:
         rows = {

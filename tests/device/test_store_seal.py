@@ -113,3 +113,19 @@ def test_a_clip_closed_by_recovery_is_sealed(
         assert seals == [_seal_of(store, clip_id)]
     finally:
         store.close()
+
+
+def test_recovery_tries_a_failing_seal_once_per_open(
+    tmp_path: Path, device: DeviceIdentity, owner: age.X25519Identity
+) -> None:
+    store = ClipStore(tmp_path, device)
+    clip_id = write_clip(store, owner, finish=False)  # the power went out while recording
+    store.close()
+    attempts: list[str] = []
+
+    def failing(seal: ClipSeal) -> None:
+        attempts.append(seal.clip_id)
+        raise DoorwardError("the audit log is unavailable")
+
+    ClipStore(tmp_path, device, on_sealed=failing).close()
+    assert attempts == [clip_id]  # closed and sealed once, not retried at once
