@@ -218,6 +218,10 @@ class AuditVerifier:
         """The device's checkpoint key (name = the log's origin)."""
         return self._verifier
 
+    def open_checkpoint(self, checkpoint_text: str) -> Checkpoint:
+        """A checkpoint note the device signed, verified and parsed (nothing is stored)."""
+        return open_checkpoint(checkpoint_text, self._verifier)
+
     @property
     def last_checkpoint(self) -> Checkpoint | None:
         """The last accepted checkpoint, or None before the first update."""

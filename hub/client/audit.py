@@ -24,7 +24,6 @@ from consent import (
     MAX_ENTRIES_PER_READ,
     AuditUpdate,
     AuditVerifier,
-    CheckpointError,
     CosignedCheckpoint,
 )
 from consent.witness import check_cosigned, cosign, open_cosigned, proof_sizes
@@ -74,7 +73,7 @@ async def check_audit(
     old = verifier.last_checkpoint
     previous = old.size if old is not None else 0
     checkpoint = await api.audit_checkpoint()
-    size = _claimed_size(checkpoint)
+    size = verifier.open_checkpoint(checkpoint).size
     proof = await api.consistency_proof(previous, size) if 0 < previous < size else []
     update = verifier.start_update(checkpoint, proof)
     leaves: list[bytes] = []
@@ -137,11 +136,3 @@ def _owner_key(owner: OwnerInfo) -> Ed25519PublicKey | None:
         logger.warning("audit.owner_key_mismatch owner=%s", owner.key_id)
         return None
     return key
-
-
-def _claimed_size(checkpoint: str) -> int:
-    """The tree size a checkpoint note claims (line 2); the verifier checks it afterwards."""
-    lines = checkpoint.split("\n")
-    if len(lines) < 3 or not lines[1].isdigit() or len(lines[1]) > 19:
-        raise CheckpointError("the device sent a checkpoint that is not a signed note")
-    return int(lines[1])
