@@ -18,10 +18,12 @@ from crypto.errors import DoorwardError
 if TYPE_CHECKING:
     from consent.desk import RequestLimits
     from device import Polygon
+    from hub.offsite.target import BucketAddress
 
 __all__ = [
     "DEFAULT_SIGNATURE_WINDOW_S",
     "EXAMPLE_CONFIG",
+    "BackupConfig",
     "CameraConfig",
     "ConfigError",
     "ServeConfig",
@@ -104,11 +106,93 @@ log_summary_s = 60.0            # how often counted (suppressed) log lines are s
 # the street beyond the garden or a tree that sways. They are still recorded and streamed.
 [motion_masks]
 # front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
+
+# Off-site backup to S3-compatible storage (off unless this section is filled in). Every segment,
+# clip manifest and audit checkpoint is uploaded as the device stores it (age ciphertext to the
+# owners, or signed). The credentials need write (and delete) under the prefix only, no read.
+# [backup]
+# endpoint = "https://s3.eu-central-1.amazonaws.com"   # the S3 API's URL
+# bucket = "my-doorbell-evidence"
+# prefix = ""                   # empty: the device id's first 16 characters
+# region = "us-east-1"
+# credentials_file = "/etc/doorward/s3-credentials"   # [default] aws_access_key_id/..., mode 0600
+# max_upload_kbps = 0           # 0: no limit
+# max_queue_mb = 4096           # un-uploaded segments kept at most; past it the oldest are skipped
 """
 
 
 class ConfigError(DoorwardError, ValueError):
     """A ``doorward serve`` option is missing, unknown or out of range: fix the file or flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """The ``[backup]`` section: an S3-compatible bucket the device uploads its evidence to
+    (``hub.server.backup``). ``prefix`` empty means the device id's first 16 characters."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    credentials_file: Path | None = None  # AWS-style, mode 0600; else the AWS_* environment
+    max_upload_kbps: int = 0  # 0: as fast as the uplink goes
+    max_queue_mb: int = 4096  # un-uploaded segments kept queued at most
+
+    def __post_init__(self) -> None:
+        if self.max_upload_kbps < 0:
+            raise ValueError(f"backup.max_upload_kbps must be >= 0, got {self.max_upload_kbps}")
+        if self.max_queue_mb < 1:
+            raise ValueError(f"backup.max_queue_mb must be >= 1, got {self.max_queue_mb}")
+        self.address("0" * 16)  # the endpoint, bucket and prefix must make an address
+
+    def address(self, device_id: str) -> BucketAddress:
+        """Where this device's objects go."""
+        from hub.offsite.target import BucketAddress, OffsiteError
+
+        try:
+            return BucketAddress(
+                self.endpoint, self.bucket, self.prefix or device_id[:16], self.region
+            )
+        except OffsiteError as exc:
+            raise ValueError(str(exc)) from None
+
+    @classmethod
+    def from_table(cls, table: Any) -> BackupConfig:
+        """The ``[backup]`` TOML table (or the flags' equivalent), checked."""
+        if not isinstance(table, dict):
+            raise ConfigError("backup must be a table: [backup] with endpoint, bucket, …")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown backup option(s): {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
+        values = dict(table)
+        if "url" in values:
+            values.update(_split_s3_url(str(values.pop("url"))))
+        missing = [name for name in ("endpoint", "bucket") if not values.get(name)]
+        if missing:
+            raise ConfigError(
+                f"backup needs {' and '.join(missing)}: set them in [backup] or pass "
+                "--backup s3://BUCKET/PREFIX --backup-endpoint URL"
+            )
+        if values.get("credentials_file"):
+            values["credentials_file"] = Path(values["credentials_file"])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid backup option: {exc}") from None
+
+
+def _split_s3_url(url: str) -> dict[str, str]:
+    """``s3://BUCKET/PREFIX`` as the bucket and prefix options."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"backup target {url!r} must look like s3://BUCKET/PREFIX")
+    return {"bucket": parts.netloc, "prefix": parts.path.strip("/")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +237,7 @@ class ServeConfig:
     log_summary_s: float = 60.0
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+    backup: BackupConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -239,6 +324,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     for option in ("privacy_zones", "motion_masks"):
         if option in values:
             values[option] = _polygons_per_camera(option, values[option])
+    if "backup" in values and not isinstance(values["backup"], BackupConfig):
+        values["backup"] = BackupConfig.from_table(values["backup"])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:

@@ -12,9 +12,9 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -48,6 +48,9 @@ from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
+
+if TYPE_CHECKING:
+    from hub.server.backup import OffsiteBackup
 
 __all__ = ["Running", "open_device", "running_device"]
 
@@ -101,6 +104,7 @@ async def running_device(
     site (``hub.server.app.create_page_app``) on ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
     finishes its open segment before the API and the device close."""
     tasks: set[asyncio.Task[Any]] = set()
+    backup: OffsiteBackup | None = None
     runner: web.AppRunner | None = None
     page_runner: web.AppRunner | None = None
     guard: ConnectionGuard | None = None
@@ -124,8 +128,9 @@ async def running_device(
             ),
             page_port=int(page.getsockname()[1]),
         )
-        app = create_app(device.deps(infos, config), live_view=live)
-        pipelines.update(_pipelines(config, device, sources, relay, app, tasks))
+        backup = _offsite_backup(config, device, lambda: app)
+        app = create_app(device.deps(infos, config, backup=backup), live_view=live)
+        pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup))
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
         await runner.setup()
@@ -141,6 +146,8 @@ async def running_device(
             _track(tasks, pipeline.run())
         _track(tasks, _housekeeping(device, config, app))
         _track(tasks, _summarise_logs(quiet))
+        if backup is not None:
+            _track(tasks, backup.run())
         yield Running(device, app, len(pipelines))
     finally:
         for task in tasks:
@@ -149,6 +156,8 @@ async def running_device(
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
+        if backup is not None:
+            backup.close()
         if guard is not None:  # no new connections, no handshakes left; then the API's own
             await guard.close()
         if page_runner is not None:
@@ -156,6 +165,29 @@ async def running_device(
         if runner is not None:
             await runner.cleanup()
         logs.close()
+
+
+def _offsite_backup(
+    config: ServeConfig, device: Device, app: Callable[[], web.Application]
+) -> OffsiteBackup | None:
+    """The uploader to the configured bucket, or None; its events go to the API's bus."""
+    if config.backup is None:
+        return None
+    from hub.server.backup import OffsiteBackup  # the S3 client loads only when configured
+
+    def publish(kind: str, **fields: Any) -> None:
+        app()[appkeys.BUS].publish(kind, **fields)
+
+    return OffsiteBackup(
+        config.backup,
+        data_dir=device.data_dir,
+        store=device.store,
+        audit=device.audit,
+        owners=device.owners,
+        device_key=device.identity.private_key,
+        retention_days=config.retention_days,
+        publish=publish,
+    )
 
 
 def _connection_guard(config: ServeConfig) -> ConnectionGuard:
@@ -194,6 +226,7 @@ def _pipelines(
     relay: FrameRelay,
     app: web.Application,
     tasks: set[asyncio.Task[Any]],
+    backup: OffsiteBackup | None,
 ) -> dict[str, CameraPipeline]:
     zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
     bus = app[appkeys.BUS]
@@ -202,6 +235,8 @@ def _pipelines(
         mapped = device_event(event)
         if mapped is not None:
             bus.publish(mapped[0], **mapped[1])
+        if backup is not None:
+            backup.notice(event)
 
     recording = RecorderConfig(
         pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s

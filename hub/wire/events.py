@@ -25,6 +25,9 @@ EVENT_KINDS = frozenset(
         "owner.removed",
         "live.started",
         "live.ended",
+        # The off-site backup stopped working (error, message) or works again (target).
+        "backup.failed",
+        "backup.recovered",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind

@@ -103,6 +103,7 @@ async def test_live_answers_conform(tmp_path: Path) -> None:
             ("/audit/proof/inclusion", "/audit/proof/inclusion?index=5&size=1", 400),
             ("/health", "/health", 200),
             ("/metrics", "/metrics", 200),
+            ("/backup", "/backup", 200),
         ]
         async with running.client(owner) as api:
             for template, path, status in checks:

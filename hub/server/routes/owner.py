@@ -63,6 +63,7 @@ def add_routes(app: web.Application) -> None:
             web.delete("/owners/{key_id}", remove_owner),
             web.get("/health", health),
             web.get("/metrics", metrics),
+            web.get("/backup", backup_status),
         ]
     )
 
@@ -377,6 +378,15 @@ async def metrics(request: web.Request) -> web.Response:
         "cameras": per_camera,
     }
     return web.json_response(body)
+
+
+async def backup_status(request: web.Request) -> web.Response:
+    await require_owner(request)
+    backup = request.app[appkeys.DEPS].backup
+    if backup is None:
+        return web.json_response({"enabled": False})
+    status = await asyncio.to_thread(backup.status)
+    return web.json_response(status.to_json())
 
 
 # -- helpers ------------------------------------------------------------------------------------
