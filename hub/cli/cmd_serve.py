@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "advertise": args.advertise,
     }
     config = load_config(args.config, overrides)
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, reload=lambda: load_config(args.config, overrides)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
