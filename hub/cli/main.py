@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 
 from consent.text import escape
 from crypto.errors import DoorwardError
+from hub.cli.logs import configure_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # its own warnings (already turned into that error) stay out of the way unless asked for.
     quiet = logging.WARNING if args.command in ("serve", "demo", "harness") else logging.ERROR
     level = quiet - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(level, service=args.command == "serve")
     try:
         status: int = args.handler(args)
     except DoorwardError as exc:

@@ -146,16 +146,18 @@ def _camera(report: CameraReport, now_s: float, deadlines: Deadlines) -> CameraV
         return CameraVerdict(name, CameraState.FAILED)
     if progress.finished:
         return CameraVerdict(name, CameraState.ENDED)
-    if progress.busy_since_s is not None and now_s - progress.busy_since_s > deadlines.stall_s:
-        return CameraVerdict(name, CameraState.WEDGED, now_s - progress.busy_since_s)
-    since = progress.last_frame_s if progress.last_frame_s is not None else progress.started_s
-    quiet_s = 0.0 if since is None else now_s - since
-    if report.reconnecting:
-        return CameraVerdict(name, CameraState.RECONNECTING, quiet_s)
-    if quiet_s > deadlines.stall_s:
-        return CameraVerdict(name, CameraState.STALLED, quiet_s)
-    if progress.last_frame_s is None:
-        return CameraVerdict(name, CameraState.STARTING, quiet_s)
+    busy = progress.busy_since_s
+    if busy is not None and now_s - busy > deadlines.stall_s:
+        return CameraVerdict(name, CameraState.WEDGED, now_s - busy)
+    if busy is None:  # waiting for the source: has it delivered lately?
+        since = progress.last_frame_s if progress.last_frame_s is not None else progress.started_s
+        quiet_s = 0.0 if since is None else now_s - since
+        if report.reconnecting:
+            return CameraVerdict(name, CameraState.RECONNECTING, quiet_s)
+        if quiet_s > deadlines.stall_s:
+            return CameraVerdict(name, CameraState.STALLED, quiet_s)
+    if progress.last_frame_s is None:  # the first frame is not through the worker yet
+        return CameraVerdict(name, CameraState.STARTING)
     if progress.recording_since_s is not None:
         written = max(progress.recording_since_s, progress.last_segment_s or 0.0)
         if now_s - written > deadlines.segment_s + deadlines.stall_s:
