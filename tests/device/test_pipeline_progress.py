@@ -74,8 +74,10 @@ async def test_a_recording_pipeline_writes_segments_in_time(
     store: ClipStore, owner: age.X25519Identity
 ) -> None:
     progress = await record(store, owner, at_pts_s=5.0)
-    assert progress.recording_since_s is not None and progress.recording_since_s <= 1.0
-    assert progress.segments >= 1 and progress.last_segment_s is not None
+    assert progress.recording_since_s is not None
+    assert progress.recording_since_s <= 1.0
+    assert progress.segments >= 1
+    assert progress.last_segment_s is not None
     assert progress.frames == 51  # frames 0 to 50
     assert state(progress, 5.0) is CameraState.RECORDING
 
@@ -87,7 +89,8 @@ async def test_a_disk_that_stays_full_is_judged_not_writing(
     faults = StorageFaults()
     faults.set_disk_full(True)
     progress = await record(FaultyStore(store, faults), owner, at_pts_s=5.0)
-    assert progress.segments == 0 and progress.last_segment_s is None
+    assert progress.segments == 0
+    assert progress.last_segment_s is None
     assert progress.recording_since_s is not None
     assert state(progress, 5.0) is CameraState.NOT_WRITING
 

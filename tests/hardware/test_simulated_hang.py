@@ -41,17 +41,20 @@ async def test_a_hang_with_a_duration_loses_the_frames_meanwhile_without_an_erro
 async def test_in_real_time_a_hang_for_good_delivers_nothing_until_closed() -> None:
     cam = camera(camera_toml(seconds=3.0) + HANG_FOR_GOOD, realtime=True, clock=FakeClock())
     got: list[Frame] = []
+    ten = asyncio.Event()
 
     async def take() -> None:
         async for frame in cam.frames():
             got.append(frame)
+            if len(got) == 10:
+                ten.set()
 
     taking = asyncio.ensure_future(take())
-    while len(got) < 10:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(ten.wait(), 5)
     for _ in range(50):  # the iterator is parked in the hang, not finished
         await asyncio.sleep(0)
-    assert not taking.done() and len(got) == 10
+    assert not taking.done()
+    assert len(got) == 10
     await cam.close()
     await asyncio.wait_for(taking, 5)
     assert len(got) == 10
@@ -82,9 +85,12 @@ async def test_a_reconnecting_camera_rides_out_a_disconnect_and_says_so() -> Non
             # The next frame is due after the outage: meanwhile the camera says it reconnects.
             clock.gate.clear()
             waiting = asyncio.ensure_future(frames.__anext__())
-            while not reconnecting(cam):
+            for _ in range(100):  # a few loop turns: the iterator reaches the gated sleep
+                if reconnecting(cam):
+                    break
                 await asyncio.sleep(0)
-            assert clock.t < 1.5 and not waiting.done()
+            assert clock.t < 1.5
+            assert not waiting.done()
             clock.gate.set()
             frame = await waiting
             seen.append((frame.index, reconnecting(cam)))

@@ -29,7 +29,8 @@ def moving(last_frame_s: float = 100.0, **more: float | None) -> PipelineProgres
 
 def test_a_camera_taking_frames_records_and_is_pinged_for() -> None:
     health = judge([CameraReport("front", moving())], IDLE_WRITER, 105.0, DEADLINES)
-    assert health.ok and health.recording
+    assert health.ok
+    assert health.recording
     assert health.cameras[0].state is CameraState.RECORDING
 
 
@@ -74,7 +75,8 @@ def test_before_its_first_frame_a_camera_is_starting_then_stalled() -> None:
     fresh = CameraReport("front", PipelineProgress(started_s=50.0))
     health = judge([fresh], IDLE_WRITER, 60.0, DEADLINES)
     assert health.cameras[0].state is CameraState.STARTING
-    assert health.ok and not health.recording
+    assert health.ok
+    assert not health.recording
     assert one(fresh, 71.0) is CameraState.STALLED
 
 
@@ -90,7 +92,8 @@ def test_a_writer_call_waiting_past_the_deadline_stops_the_pings() -> None:
     report = CameraReport("front", moving())
     assert judge([report], WriterReport(3, 90.0), 105.0, DEADLINES).ok
     stuck = judge([report], WriterReport(3, 80.0), 105.0, DEADLINES)
-    assert not stuck.ok and stuck.writer_stuck_s == 25.0
+    assert not stuck.ok
+    assert stuck.writer_stuck_s == 25.0
 
 
 def test_the_status_line_reads_as_a_sentence() -> None:

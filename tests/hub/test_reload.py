@@ -16,8 +16,10 @@ def test_reloadable_options_apply_and_the_rest_wait_for_a_restart() -> None:
     plan = plan_reload(running, loaded)
     assert plan.applied == ("retention_days", "log_repeats")
     assert plan.needs_restart == ("cameras", "port")
-    assert plan.config.retention_days == 7.0 and plan.config.log_repeats == 2
-    assert plan.config.port == 8443 and plan.config.cameras == running.cameras
+    assert plan.config.retention_days == 7.0
+    assert plan.config.log_repeats == 2
+    assert plan.config.port == 8443
+    assert plan.config.cameras == running.cameras
 
 
 def test_subscribers_hear_the_applied_config() -> None:
@@ -32,4 +34,5 @@ def test_subscribers_hear_the_applied_config() -> None:
 
 def test_an_unchanged_config_applies_nothing() -> None:
     plan = plan_reload(ServeConfig(), ServeConfig())
-    assert plan.applied == () and plan.needs_restart == ()
+    assert plan.applied == ()
+    assert plan.needs_restart == ()
