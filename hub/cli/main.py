@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 _COMMAND_MODULES = {
     "demo": "hub.cli.cmd_demo",
     "serve": "hub.cli.cmd_serve",
+    "doctor": "hub.cli.cmd_doctor",
     "owner": "hub.cli.cmd_owner",
     "requester": "hub.cli.cmd_requester",
     "audit": "hub.cli.cmd_audit",
