@@ -148,14 +148,21 @@ class GpioButton:
         spec = self.spec
         path = spec.chip_path
         if not Path(path).exists():
+            chips = _chips_here()
+            if not chips:
+                raise ButtonOpenFailed(
+                    f"GPIO chip {path} does not exist, and this machine has no GPIO chip: remove "
+                    "[button] from the config, or enable the board's GPIO driver"
+                )
             raise ButtonOpenFailed(
-                f"GPIO chip {path} does not exist: set chip in [button] to one of "
-                f"{_chips_here()} (ls /dev/gpiochip*), or remove [button] on a board without GPIO"
+                f"GPIO chip {path} does not exist: set chip in [button] to one of {chips} "
+                "(gpiodetect lists them)"
             )
         try:
             if not gpiod.is_gpiochip_device(path):
                 raise ButtonOpenFailed(
-                    f"{path} is not a GPIO chip: set chip in [button] to one of {_chips_here()}"
+                    f"{path} is not a GPIO chip: set chip in [button] to one of "
+                    f"{_chips_here() or 'the /dev/gpiochip* devices (this machine has none)'}"
                 )
             from gpiod.line import Bias, Direction, Edge
 
@@ -255,5 +262,4 @@ def _import_gpiod() -> Any:
 
 
 def _chips_here() -> str:
-    chips = sorted(str(p) for p in Path("/dev").glob("gpiochip*"))
-    return ", ".join(chips) if chips else "none (this machine has no GPIO chip)"
+    return ", ".join(sorted(str(p) for p in Path("/dev").glob("gpiochip*")))

@@ -93,8 +93,8 @@ async def serve(
         if config.advertise:
             advertiser, starting = _advertise(config, port, tasks, started)
         runtime = await asyncio.to_thread(importlib.import_module, "hub.server.runtime")
-        device, sources = await asyncio.to_thread(runtime.open_device, config, cameras)
         button = await asyncio.to_thread(runtime.open_button, config, cameras)
+        device, sources = await asyncio.to_thread(runtime.open_device, config, cameras)
         settings = _running_config(config)
         async with runtime.running_device(
             config,

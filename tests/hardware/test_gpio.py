@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,10 +84,15 @@ def test_without_a_gpio_chip_opening_says_what_to_fix() -> None:
     with pytest.raises(ButtonOpenFailed) as missing:
         GpioButton(GpioButtonSpec(chip="gpiochip99", line=17)).open()
     message = str(missing.value)
-    assert message.startswith(
-        "GPIO chip /dev/gpiochip99 does not exist: set chip in [button] to one of "
-    )
-    assert message.endswith("(ls /dev/gpiochip*), or remove [button] on a board without GPIO")
+    if not list(Path("/dev").glob("gpiochip*")):
+        assert message == (
+            "GPIO chip /dev/gpiochip99 does not exist, and this machine has no GPIO chip: remove "
+            "[button] from the config, or enable the board's GPIO driver"
+        )
+    else:
+        assert message.startswith(
+            "GPIO chip /dev/gpiochip99 does not exist: set chip in [button] to one of /dev/gpio"
+        )
     with pytest.raises(
         ButtonOpenFailed, match=r"^/dev/null is not a GPIO chip: set chip in \[button\]"
     ):
@@ -149,3 +156,26 @@ async def test_edges_on_a_simulated_chip_become_a_press_and_a_hold(
         await button.close()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(events.__anext__(), 5)
+
+
+def test_serve_with_a_button_on_a_missing_chip_exits_with_that_message(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "doorward.toml"
+    config.write_text('[button]\nchip = "gpiochip99"\nline = 17\n')
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "hub.cli.main", "serve", "--config", str(config)),
+            *("--data", str(tmp_path / "data"), "--camera", "simulated"),
+            *("--host", "127.0.0.1", "--port", "0", "--no-advertise"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("doorward: error: GPIO chip /dev/gpiochip99 does not exist")
+    assert not (tmp_path / "data" / "doorward.db").exists()  # refused before the device opened
