@@ -15,23 +15,12 @@ import sys
 from collections.abc import Mapping
 from typing import IO
 
-__all__ = ["JournalFormatter", "configure_logging", "under_journal"]
+from hub.server.sdnotify import under_journal
+
+__all__ = ["JournalFormatter", "configure_logging"]
 
 _TERMINAL_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _JOURNAL_FORMAT = "%(name)s %(message)s"
-
-
-def under_journal(environ: Mapping[str, str], stream: IO[str]) -> bool:
-    """Whether ``stream`` is connected to the journal: ``$JOURNAL_STREAM`` names its device and
-    inode (systemd.exec(5)); without it, ``$INVOCATION_ID`` says systemd started us."""
-    named = environ.get("JOURNAL_STREAM")
-    if named:
-        try:
-            stat = os.fstat(stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            return False
-        return named == f"{stat.st_dev}:{stat.st_ino}"
-    return bool(environ.get("INVOCATION_ID"))
 
 
 class JournalFormatter(logging.Formatter):

@@ -14,8 +14,9 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from typing import IO
 
-__all__ = ["Notifier", "monotonic_usec", "notify_message", "watchdog_usec"]
+__all__ = ["Notifier", "monotonic_usec", "notify_message", "under_journal", "watchdog_usec"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,19 @@ def watchdog_usec(environ: Mapping[str, str], pid: int) -> int | None:
         logger.warning("sdnotify.bad_watchdog_usec value=%r", text[:32])
         return None
     return usec if usec > 0 else None
+
+
+def under_journal(environ: Mapping[str, str], stream: IO[str]) -> bool:
+    """Whether ``stream`` goes to the journal: ``$JOURNAL_STREAM`` names its device and inode
+    (systemd.exec(5)); without it, ``$INVOCATION_ID`` says systemd started us."""
+    named = environ.get("JOURNAL_STREAM")
+    if named:
+        try:
+            info = os.fstat(stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            return False
+        return named == f"{info.st_dev}:{info.st_ino}"
+    return bool(environ.get("INVOCATION_ID"))
 
 
 def monotonic_usec() -> int:

@@ -37,7 +37,7 @@ from hub.server.config import CameraConfig, ConfigError, ServeConfig, parse_came
 from hub.server.data_dir import PRIVATE_UMASK, prepare_data_dir
 from hub.server.owners import OwnersTable
 from hub.server.pairing_state import PairingAttempts, PairingState, pairing_state
-from hub.server.sdnotify import Notifier, watchdog_usec
+from hub.server.sdnotify import Notifier, under_journal, watchdog_usec
 from hub.wire import discovery
 
 if TYPE_CHECKING:
@@ -122,7 +122,15 @@ async def serve(
                 running.cameras,
                 time.monotonic() - started,
             )
-            if device.owners.count() == 0:
+            if device.owners.count() == 0 and under_journal(os.environ, out):
+                # The journal is a log: the code stays in its 0600 file.
+                print(
+                    "doorward: pair a phone with the setup code in "
+                    f"{device.data_dir / 'keys' / 'setup-code'} (readable by the service user only)",
+                    file=out,
+                    flush=True,
+                )
+            elif device.owners.count() == 0:
                 _print_pairing(device, _display_host(config.host), port, out)
             print(
                 f"doorward: serving {url} (device {device.identity.device_id})",
