@@ -364,9 +364,8 @@ class _RequestDesk:
             recorded = self._refusals.refuse(
                 subjects, now, threshold=limits.quiet_after, period_s=limits.summary_period_s
             )
-            self.summarise_refusals(now)
             if not recorded:
-                return  # counted; summarised once its period is over
+                return  # counted; summarised by expire() once its period is over
         self._audit.append(
             "consent.refused",
             action=what,
