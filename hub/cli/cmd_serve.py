@@ -89,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     config = with_backup_flags(config, args)
-    return asyncio.run(serve(config))
+    return asyncio.run(
+        serve(
+            config,
+            reload=lambda: with_backup_flags(load_config(args.config, overrides), args),
+        )
+    )
 
 
 def with_backup_flags(config: ServeConfig, args: argparse.Namespace) -> ServeConfig:

@@ -18,6 +18,7 @@ from crypto.errors import DoorwardError
 if TYPE_CHECKING:
     from consent.desk import RequestLimits
     from device import Polygon
+    from hardware.gpio import GpioButtonSpec
     from hub.offsite.target import BucketAddress
 
 __all__ = [
@@ -96,6 +97,11 @@ auth_failure_per_s = 0.2        # ... then one more allowed every 5 s
 log_repeats = 5                 # log lines of one kind per log_summary_s; the rest are counted
 log_summary_s = 60.0            # how often counted (suppressed) log lines are summarised
 
+# Under systemd (WatchdogSec=), the watchdog is pinged only while every camera records: no camera
+# without a frame, no frame in its encoder or on its way to disk, and no recording without a new
+# segment for longer than this (a camera that is reconnecting does not count as stuck).
+watchdog_stall_s = 20.0
+
 # Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
 # before it is encoded, so they are never recorded nor streamed. A camera with zones is always
 # encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
@@ -118,6 +124,17 @@ log_summary_s = 60.0            # how often counted (suppressed) log lines are s
 # credentials_file = "/etc/doorward/s3-credentials"   # [default] aws_access_key_id/..., mode 0600
 # max_upload_kbps = 0           # 0: no limit
 # max_queue_mb = 4096           # un-uploaded segments kept at most; past it the oldest are skipped
+
+# The doorbell button on a GPIO line (libgpiod v2: pip install 'doorward[gpio]'). Without this
+# table there is no hardware button (a simulated camera has its own). A press rings the camera
+# named here (default: the first); a hold of 3 s unlocks pairing after too many failures.
+[button]
+# chip = "/dev/gpiochip0"       # the GPIO character device (or its name, gpiochip0)
+# line = 17                     # the line offset on that chip (or the line's name)
+# active_low = true             # the button pulls the line to ground when pressed
+# bias = "pull-up"              # pull-up, pull-down, disabled or as-is
+# debounce_ms = 20              # edges closer than this to the last one are contact bounce
+# camera = "front"
 """
 
 
@@ -235,6 +252,8 @@ class ServeConfig:
     auth_failure_per_s: float = 0.2
     log_repeats: int = 5
     log_summary_s: float = 60.0
+    watchdog_stall_s: float = 20.0
+    button: GpioButtonSpec | None = None
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     backup: BackupConfig | None = None
@@ -294,6 +313,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.log_repeats < 1:
             raise ValueError(f"log_repeats must be >= 1, got {self.log_repeats}")
+        if not self.watchdog_stall_s > 0:
+            raise ValueError(f"watchdog_stall_s must be > 0, got {self.watchdog_stall_s}")
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:
@@ -326,6 +347,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
             values[option] = _polygons_per_camera(option, values[option])
     if "backup" in values and not isinstance(values["backup"], BackupConfig):
         values["backup"] = BackupConfig.from_table(values["backup"])
+    if "button" in values:
+        values["button"] = _button(values["button"])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:
@@ -354,6 +377,22 @@ def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Poly
             ) from exc
         zones.append((camera, shaped))
     return tuple(zones)
+
+
+def _button(table: Any) -> GpioButtonSpec | None:
+    """``[button]``: the GPIO doorbell button (an empty table: none)."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "button must be a table: chip, line, active_low, bias, debounce_ms, camera"
+        )
+    if not table:
+        return None
+    from hardware.gpio import GpioButtonSpec
+
+    try:
+        return GpioButtonSpec.from_table(table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"button: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

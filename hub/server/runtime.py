@@ -30,7 +30,7 @@ from hardware import (
 )
 from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
-from hub.server.config import CameraConfig, ServeConfig
+from hub.server.config import CameraConfig, ConfigError, ServeConfig
 from hub.server.deps import CameraInfo
 from hub.server.events import device_event
 from hub.server.guard import (
@@ -46,13 +46,15 @@ from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
+from hub.server.reload import RunningConfig
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
+from hub.server.watchdog import HealthProbe
 
 if TYPE_CHECKING:
     from hub.server.backup import OffsiteBackup
 
-__all__ = ["Running", "open_device", "running_device"]
+__all__ = ["Running", "open_button", "open_device", "running_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Running:
     device: Device
     app: web.Application
     cameras: int
+    health: HealthProbe | None = None
 
     @property
     def pairing(self) -> PairingDesk:
@@ -89,6 +92,24 @@ def open_device(
         raise
 
 
+def open_button(
+    config: ServeConfig, cameras: list[CameraConfig]
+) -> tuple[str, DoorbellButton] | None:
+    """The GPIO doorbell button of ``[button]`` and the camera it rings, or None (blocking)."""
+    spec = config.button
+    if spec is None:
+        return None
+    camera = spec.camera or cameras[0].name
+    if camera not in {c.name for c in cameras}:
+        raise ConfigError(
+            f"button.camera names camera {camera}, which is not configured "
+            f"(cameras: {', '.join(c.name for c in cameras)})"
+        )
+    from hardware.gpio import GpioButton
+
+    return camera, GpioButton(spec).open()
+
+
 @contextlib.asynccontextmanager
 async def running_device(
     config: ServeConfig,
@@ -99,10 +120,15 @@ async def running_device(
     api: socket.socket,
     page: socket.socket,
     stop: asyncio.Event,
+    settings: RunningConfig | None = None,
+    button: tuple[str, DoorbellButton] | None = None,
 ) -> AsyncIterator[Running | None]:
     """Connect the cameras, record with every one, serve the API on ``api`` and the live page's
     site (``hub.server.app.create_page_app``) on ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
-    finishes its open segment before the API and the device close."""
+    finishes its open segment before the API and the device close. ``settings`` is the config a
+    reload replaces (retention and log limits read it); ``button`` a hardware button and the
+    camera it rings."""
+    settings = settings or RunningConfig(config)
     tasks: set[asyncio.Task[Any]] = set()
     backup: OffsiteBackup | None = None
     runner: web.AppRunner | None = None
@@ -111,6 +137,7 @@ async def running_device(
     logs = contextlib.ExitStack()
     try:
         quiet = logs.enter_context(limit_repeats(_repeat_filter(config)))
+        settings.subscribe(lambda new: _update_filter(quiet, new))
         if not await _connect_cameras(sources, stop):
             for source in sources.values():
                 await source.close()
@@ -130,7 +157,7 @@ async def running_device(
         )
         backup = _offsite_backup(config, device, lambda: app)
         app = create_app(device.deps(infos, config, backup=backup), live_view=live)
-        pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup))
+        pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup, button))
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
         await runner.setup()
@@ -142,13 +169,20 @@ async def running_device(
         await page_runner.setup()
         page_tls = page_tls_context(device.data_dir / "keys")
         await GuardedSite(page_runner, page, guard, ssl_context=page_tls).start()
-        for pipeline in pipelines.values():
-            _track(tasks, pipeline.run())
-        _track(tasks, _housekeeping(device, config, app))
+        runs = {name: _track(tasks, pipeline.run()) for name, pipeline in pipelines.items()}
+        _track(tasks, _housekeeping(device, settings, app))
         _track(tasks, _summarise_logs(quiet))
         if backup is not None:
             _track(tasks, backup.run())
-        yield Running(device, app, len(pipelines))
+        health = HealthProbe(
+            pipelines,
+            runs,
+            sources,
+            app[appkeys.WORKER],
+            owners=device.owners.count,
+            connections=lambda: guard.open_connections if guard is not None else 0,
+        )
+        yield Running(device, app, len(pipelines), health)
     finally:
         for task in tasks:
             task.cancel()
@@ -164,6 +198,8 @@ async def running_device(
             await page_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
+        if button is not None:
+            await button[1].close()
         logs.close()
 
 
@@ -212,6 +248,10 @@ def _repeat_filter(config: ServeConfig) -> RepeatFilter:
     return RepeatFilter(limit=config.log_repeats, window_s=config.log_summary_s)
 
 
+def _update_filter(quiet: RepeatFilter, config: ServeConfig) -> None:
+    quiet.limit, quiet.window_s = config.log_repeats, config.log_summary_s
+
+
 async def _summarise_logs(quiet: RepeatFilter) -> None:
     """Once a window, one line per kind of log line that was held back."""
     while True:
@@ -227,6 +267,7 @@ def _pipelines(
     app: web.Application,
     tasks: set[asyncio.Task[Any]],
     backup: OffsiteBackup | None,
+    hardware_button: tuple[str, DoorbellButton] | None = None,
 ) -> dict[str, CameraPipeline]:
     zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
     bus = app[appkeys.BUS]
@@ -243,8 +284,10 @@ def _pipelines(
     )
     pipelines = {}
     for name, source in sources.items():
-        camera_button = button_of(source)
-        button = SoftButton() if camera_button is not None else None
+        feeds = [b for b in (button_of(source),) if b is not None]
+        if hardware_button is not None and hardware_button[0] == name:
+            feeds.append(hardware_button[1])
+        button = SoftButton() if feeds else None
         motion = MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ()))
         pipelines[name] = CameraPipeline(
             name,
@@ -257,8 +300,9 @@ def _pipelines(
             on_frame=relay.add_camera(name, microphone=microphone_of(source)),
             button=button,
         )
-        if camera_button is not None and button is not None:
-            _track(tasks, _relay_button(camera_button, button, app))
+        for feed in feeds:
+            assert button is not None
+            _track(tasks, _relay_button(feed, button, app))
     return pipelines
 
 
@@ -307,8 +351,10 @@ def _camera_info(
     )
 
 
-def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
-    tasks.add(asyncio.ensure_future(coro))
+def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> asyncio.Future[Any]:
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+    return task
 
 
 async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Application) -> None:
@@ -320,11 +366,12 @@ async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Appl
             await app[appkeys.WORKER].run(app[appkeys.PAIRING].unlock)
 
 
-async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
-    """Release expiry and retention, once a minute."""
+async def _housekeeping(device: Device, settings: RunningConfig, app: web.Application) -> None:
+    """Release expiry and retention, once a minute (with the retention a reload last set)."""
     loop = asyncio.get_running_loop()
     while True:
         now = time.time()
+        config = settings.current
         # The desk's connection belongs to the API's worker thread.
         await app[appkeys.WORKER].run(device.desk.expire, int(now))
         await loop.run_in_executor(
