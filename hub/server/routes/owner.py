@@ -252,6 +252,8 @@ async def consent(request: web.Request) -> web.Response:
     request.app[appkeys.BUS].publish(
         "request.decided", request_id=request_id, decision="approved", release_id=release.release_id
     )
+    if deps.offsite_releases is not None:  # uploaded after this answer, in its own task
+        deps.offsite_releases.schedule(release.release_id)
     return web.json_response(release_json(release))
 
 
