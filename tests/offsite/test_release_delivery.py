@@ -29,8 +29,10 @@ from consent.bundle import bundle_root
 from consent.requester import open_bundle
 from consent.requests import verify_request
 from crypto.keys import KeyBundle
+from hub.cli import cmd_requester
 from hub.cli.request_footage import ApiFootage
 from hub.client import ApiError
+from hub.client.profile import PinnedDevice, Profile
 from hub.offsite.layout import release_name
 from hub.offsite.s3 import ObjectStore
 from hub.offsite.seaweed import SeaweedServer
@@ -345,3 +347,23 @@ async def test_a_restart_uploads_what_was_approved_without_a_store_and_nothing_t
             uploads = await _audit(again, "release.uploaded")
     assert [e["release_id"] for e in uploads] == [release_id]
     assert [o.name for o in await owner_store.list("rel/")] == [release_name(release_id)]
+
+
+async def test_requester_fetch_command_follows_the_url(home: Home) -> None:
+    """`doorward requester fetch` (its file behind a progress line) takes the presigned URL."""
+    release_id, _ = await _approve(home)
+    await _settled(home)
+    device = home.running.device
+    profile = Profile(home.tmp / "requester", "requester")
+    profile.create(home.requester, {"identity": {}, "recipient_kind": "x25519"})
+    profile.pin(
+        PinnedDevice(device.identity.device_id, device.fingerprint, home.running.url, "door", None)
+    )
+    out = home.tmp / "fetched"
+    argv = ["fetch", release_id, "--profile", str(profile.directory), "--out", str(out), "--json"]
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = await asyncio.to_thread(cmd_requester.main, argv)
+    assert code == 0
+    assert json.loads(printed.getvalue())["ok"] is True
+    assert len(await _audit(home, "release.presigned")) == 1
+    assert await _audit(home, "release.sent") == []
