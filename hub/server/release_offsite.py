@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from consent.audit import AuditLog
 from consent.desk import ConsentDesk
@@ -316,8 +316,17 @@ class OffsiteReleases:
         self.idle.set()  # nothing more happens until the retry
 
 
-def offsite_releases(device: Any, store: ObjectStore) -> OffsiteReleases:
-    """The release uploader of an opened device (``hub.server.state.Device``) on ``store``."""
+class _OpenDevice(Protocol):
+    """What the uploader takes from ``hub.server.state.Device`` (which imports the deps)."""
+
+    desk: ConsentDesk
+    audit: AuditLog
+    data_dir: Path
+
+
+def offsite_releases(device: _OpenDevice, store: ObjectStore) -> OffsiteReleases:
+    """The release uploader of an opened device on ``store`` (opened and closed by the caller);
+    the runtime puts it in ``HubDeps.offsite_releases`` and the app starts and stops it."""
     return OffsiteReleases(store, desk=device.desk, audit=device.audit, data_dir=device.data_dir)
 
 
