@@ -74,6 +74,10 @@ ENTRY_KINDS = frozenset(
         "release.sent",
         "release.revoked",
         "release.expired",
+        # The bundle went to the off-site store (release_id, bytes, sha256), and each presigned
+        # URL issued for it (release_id, requester, link, expires; never the URL).
+        "release.uploaded",
+        "release.presigned",
         "owner.added",
         "owner.removed",
         "pairing.failed",

@@ -18,8 +18,9 @@ from device.store import ClipStore
 from hub.server.config import DEFAULT_SIGNATURE_WINDOW_S
 from hub.server.owners import OwnersTable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the S3 client is imported only by a device that has a backup store
     from hub.server.backup import OffsiteBackup
+    from hub.server.release_offsite import OffsiteReleases
 
 __all__ = ["CameraInfo", "HubDeps"]
 
@@ -66,3 +67,5 @@ class HubDeps:
     auth_failure_per_s: float = 0.2
     # The off-site uploader (``hub.server.backup.OffsiteBackup``) when a bucket is configured.
     backup: OffsiteBackup | None = None
+    # Release bundles go to the backup store and requesters get presigned URLs (None: no store).
+    offsite_releases: OffsiteReleases | None = None

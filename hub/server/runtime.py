@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from crypto.errors import DoorwardError
 from device import CameraPipeline, MotionConfig, PipelineStats, RecorderConfig, detector_for
 from hardware import (
     CameraSource,
@@ -31,7 +32,7 @@ from hardware import (
 from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
 from hub.server.config import CameraConfig, ConfigError, ServeConfig
-from hub.server.deps import CameraInfo
+from hub.server.deps import CameraInfo, HubDeps
 from hub.server.events import device_event
 from hub.server.guard import (
     ConnectionGuard,
@@ -135,6 +136,7 @@ async def running_device(
     page_runner: web.AppRunner | None = None
     guard: ConnectionGuard | None = None
     logs = contextlib.ExitStack()
+    stores = contextlib.AsyncExitStack()
     try:
         quiet = logs.enter_context(limit_repeats(_repeat_filter(config)))
         settings.subscribe(lambda new: _update_filter(quiet, new))
@@ -156,7 +158,10 @@ async def running_device(
             page_port=int(page.getsockname()[1]),
         )
         backup = _offsite_backup(config, device, lambda: app)
-        app = create_app(device.deps(infos, config, backup=backup), live_view=live)
+        deps = device.deps(infos, config, backup=backup)
+        if backup is not None:
+            deps = await _offsite_releases(deps, backup, device, stores)
+        app = create_app(deps, live_view=live)
         pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup, button))
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
@@ -200,6 +205,7 @@ async def running_device(
             await runner.cleanup()
         if button is not None:
             await button[1].close()
+        await stores.aclose()
         logs.close()
 
 
@@ -224,6 +230,25 @@ def _offsite_backup(
         retention_days=config.retention_days,
         publish=publish,
     )
+
+
+async def _offsite_releases(
+    deps: HubDeps, backup: OffsiteBackup, device: Device, stores: contextlib.AsyncExitStack
+) -> HubDeps:
+    """``deps`` with release delivery through the backup's bucket, on a client that lives as long
+    as the device runs. Credentials that cannot be read leave releases to the direct download
+    (the uploader reports the same error to the owners)."""
+    from hub.offsite.s3 import ObjectStore
+    from hub.offsite.target import Credentials
+    from hub.server.release_offsite import offsite_releases
+
+    try:
+        credentials = await asyncio.to_thread(Credentials.load, backup.config.credentials_file)
+    except DoorwardError as exc:
+        logger.error("backup.releases_off error=%s detail=%s", type(exc).__name__, exc)
+        return deps
+    bucket = await stores.enter_async_context(ObjectStore(backup.address, credentials))
+    return replace(deps, offsite_releases=offsite_releases(device, bucket))
 
 
 def _connection_guard(config: ServeConfig) -> ConnectionGuard:

@@ -21,6 +21,7 @@ EVENT_KINDS = frozenset(
         "request.pending",
         "request.decided",
         "release.downloaded",
+        "release.offsite",
         "owner.added",
         "owner.removed",
         "live.started",

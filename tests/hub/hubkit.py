@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import secrets
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -31,6 +33,9 @@ from hub.server.live.relay import FrameRelay
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
 from tests.device.kit import write_clip
+
+if TYPE_CHECKING:
+    from hub.server.release_offsite import OffsiteReleases
 
 
 @dataclass
@@ -70,9 +75,11 @@ async def running_device(
     config: ServeConfig | None = None,
     clock: Callable[[], float] = time.time,
     live_cameras: tuple[str, ...] = (),
+    offsite: Callable[[Device], OffsiteReleases] | None = None,
 ) -> AsyncIterator[Running]:
     """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
-    with ``live_cameras``, also the live-view routes, for cameras that send no frames."""
+    with ``live_cameras``, also the live-view routes, for cameras that send no frames; with
+    ``offsite``, release bundles go to the store of the uploader it makes."""
     config = config or ServeConfig(data_dir=data_dir)
     device = Device.open(data_dir, request_limits=config.request_limits())
     live_view = None
@@ -81,7 +88,10 @@ async def running_device(
         for name in live_cameras:
             relay.add_camera(name)
         live_view = LiveSetup(relay)
-    app = create_app(device.deps(cameras or {}, config, clock=clock), live_view=live_view)
+    deps = device.deps(cameras or {}, config, clock=clock)
+    if offsite is not None:
+        deps = dataclasses.replace(deps, offsite_releases=offsite(device))
+    app = create_app(deps, live_view=live_view)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
     await runner.setup()
     try:

@@ -253,6 +253,8 @@ async def consent(request: web.Request) -> web.Response:
     request.app[appkeys.BUS].publish(
         "request.decided", request_id=request_id, decision="approved", release_id=release.release_id
     )
+    if deps.offsite_releases is not None:  # uploaded after this answer, in its own task
+        deps.offsite_releases.schedule(release.release_id)
     return web.json_response(release_json(release))
 
 
@@ -382,11 +384,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def backup_status(request: web.Request) -> web.Response:
     await require_owner(request)
-    backup = request.app[appkeys.DEPS].backup
-    if backup is None:
+    deps = request.app[appkeys.DEPS]
+    if deps.backup is None:
         return web.json_response({"enabled": False})
-    status = await asyncio.to_thread(backup.status)
-    return web.json_response(status.to_json())
+    body = (await asyncio.to_thread(deps.backup.status)).to_json()
+    if deps.offsite_releases is not None:
+        body["releases"] = deps.offsite_releases.status()
+    return web.json_response(body)
 
 
 # -- helpers ------------------------------------------------------------------------------------
