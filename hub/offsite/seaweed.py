@@ -224,8 +224,9 @@ class SeaweedServer:
             [
                 str(find_weed()),
                 "shell",
-                f"-master={self.master}",
-                f"-filer=127.0.0.1:{self._ports['filer']}",
+                # host:port.grpcPort: the gRPC ports are not the default port + 10000 here
+                f"-master={self.master}.{self._ports['master.grpc']}",
+                f"-filer=127.0.0.1:{self._ports['filer']}.{self._ports['filer.grpc']}",
             ],
             input=f"{command}\nexit\n".encode(),
             capture_output=True,

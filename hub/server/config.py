@@ -178,7 +178,7 @@ class BackupConfig:
         """The ``[backup]`` TOML table (or the flags' equivalent), checked."""
         if not isinstance(table, dict):
             raise ConfigError("backup must be a table: [backup] with endpoint, bucket, …")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"url"}  # url: s3://BUCKET/PREFIX in one
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(
