@@ -385,6 +385,12 @@ class DoorwardClient:
         process's CPU seconds, 1-minute load and peak RSS in KiB."""
         return dict(await self._json("GET", "/metrics"))
 
+    async def backup(self) -> dict[str, Any]:
+        """The off-site backup's state: ``enabled``, and when it is, ``target``, the queue
+        (``queued_objects``, ``queued_bytes``, ``lag_s``), ``uploaded_*``, ``skipped_objects``,
+        ``last_success`` and ``last_error`` (see ``GET /backup`` in docs/openapi.yaml)."""
+        return dict(await self._json("GET", "/backup"))
+
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
         """Device events as they happen, until the device closes the stream; raises
         :class:`EventStreamDropped` if it dropped this client for falling behind, and ApiError

@@ -126,6 +126,7 @@ class OffsiteBackup:
         self.queue = BackupQueue(self._data_dir / "backup.db")
         self._noticed_segments: set[tuple[str, int]] = set()
         self._noticed_clips: set[str] = set()
+        self._position = 0  # the store's segment position read up to (see _reconcile)
         self._wake = asyncio.Event()
         self._last_success: float | None = None
         self._last_error: str | None = None
@@ -242,15 +243,9 @@ class OffsiteBackup:
     def _reconcile(self) -> None:
         """At start: queue every segment the queue has never seen (one a crash kept from it)
         and every clip's manifest that changed since it was queued."""
-        position = 0
         now = self._clock()
-        while page := self._store.segments_after(position):
-            position = page[-1][0]
-            names = {layout.segment_name(seg.payload_sha256): seg for _, seg in page}
-            known = self.queue.known(names)
-            for name, seg in names.items():
-                if name not in known:
-                    self._add_segment(name, seg, now)
+        self._position = 0
+        self._scan(now)
         after = None
         while clips := self._store.list_clips(limit=1000, after=after):
             after = clips[-1].clip_id
@@ -258,10 +253,25 @@ class OffsiteBackup:
                 self._add_manifest(clip.clip_id, now)
         self._bound()
 
+    def _scan(self, now: float) -> set[str]:
+        """Queue the segments committed since the last scan (any a notice missed); returns
+        their clips."""
+        touched: set[str] = set()
+        while page := self._store.segments_after(self._position):
+            self._position = page[-1][0]
+            names = {layout.segment_name(seg.payload_sha256): seg for _, seg in page}
+            known = self.queue.known(names)
+            for name, seg in names.items():
+                if name not in known:
+                    self._add_segment(name, seg, now)
+                    touched.add(seg.clip_id)
+        return touched
+
     def _fill(self) -> None:
         segments, self._noticed_segments = self._noticed_segments, set()
         clips, self._noticed_clips = self._noticed_clips, set()
         now = self._clock()
+        clips |= self._scan(now)
         for clip_id, index in sorted(segments):
             try:
                 seg = self._store.segment(segment_id_for(clip_id, index))
@@ -270,7 +280,7 @@ class OffsiteBackup:
             self._add_segment(layout.segment_name(seg.payload_sha256), seg, now)
         for clip_id in sorted(clips):
             self._add_manifest(clip_id, now)
-        if segments:
+        if clips:
             self._bound()
 
     def _add_segment(self, name: str, seg: Any, now: float) -> None:

@@ -176,8 +176,8 @@ def test_a_store_down_for_a_minute_loses_nothing_and_recording_goes_on(
         down_at = len(segments(tmp_path))
         time.sleep(60)
         during = len(segments(tmp_path))
-        # One-second segments kept coming while the store was away (allowing for clip cuts).
-        assert during - down_at >= 40
+        # Segments (cut at keyframes, 1-2 s) kept coming while the store was away.
+        assert during - down_at >= 20
         seaweed.start()
         recorded = segments(tmp_path)
 
