@@ -315,3 +315,58 @@ def test_object_names_hide_clip_ids_and_only_the_device_can_make_them() -> None:
     assert layout.parse_log_name(layout.log_name(42)) == 42
     assert layout.parse_checkpoint_name(layout.checkpoint_name(7)) == 7
     assert layout.parse_checkpoint_name("ckpt/../7") is None
+
+
+@pytest.mark.asyncio
+async def test_a_bucket_over_its_quota_refuses_uploads_and_they_resume_once_it_has_room(
+    device: Device,
+    owner: KeyBundle,
+    seaweed: SeaweedServer,
+    bucket: BucketAddress,
+    device_credentials: Path,
+) -> None:
+    # SeaweedFS enforces a bucket quota by making the bucket read-only once usage passes it;
+    # here the quota is set and the bucket put in that state, as `s3.bucket.quota.enforce` does.
+    await asyncio.to_thread(seaweed.shell, "s3.bucket.quota -name=evidence -op=set -sizeMB=1")
+    read_only = "fs.configure -locationPrefix=/buckets/evidence/ -readOnly={} -apply"
+    await asyncio.to_thread(seaweed.shell, read_only.format("true"))
+    try:
+        async with uploading(device, _config(bucket, device_credentials)) as (backup, events):
+            clip = _record(device, owner, backup, segments=2, start_s=NOW - 60)
+            await until(lambda: "backup.failed" in events.kinds(), "a backup.failed event")
+            assert backup.status().queued_objects == 3
+            assert device.store.clip(clip).segment_count == 2
+            await asyncio.to_thread(seaweed.shell, read_only.format("false"))
+            await until(_drained(backup, device), "the queue to drain", timeout_s=120)
+            assert events.kinds() == ["backup.failed", "backup.recovered"]
+    finally:
+        await asyncio.to_thread(seaweed.shell, read_only.format("false"))
+        await asyncio.to_thread(seaweed.shell, "s3.bucket.quota -name=evidence -op=remove")
+
+
+@pytest.mark.asyncio
+async def test_a_device_clock_far_off_is_named_as_the_cause(
+    device: Device,
+    owner: KeyBundle,
+    bucket: BucketAddress,
+    device_credentials: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime
+
+    import botocore.auth
+
+    real = botocore.auth.get_current_datetime
+    monkeypatch.setattr(
+        botocore.auth,
+        "get_current_datetime",
+        lambda *a, **k: real(*a, **k) + datetime.timedelta(hours=2),
+    )
+    async with uploading(device, _config(bucket, device_credentials)) as (backup, events):
+        _record(device, owner, backup, segments=1, start_s=NOW - 60)
+        await until(lambda: "backup.failed" in events.kinds(), "a backup.failed event")
+        message = backup.status().last_error
+    assert events.seen[0][1]["error"] == "ClockSkewed"
+    assert message is not None
+    assert "device clock within 15 minutes" in message
+    assert "NTP" in message
