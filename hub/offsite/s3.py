@@ -132,9 +132,10 @@ class ObjectStore:
             if "BucketAlreadyOwnedByYou" not in str(exc) and "BucketAlreadyExists" not in str(exc):
                 raise
 
-    async def put_bytes(self, name: str, data: bytes) -> None:
-        """Store ``data`` under ``name`` with its SHA-256 checked by the store."""
-        digest = hashlib.sha256(data).digest()
+    async def put_bytes(self, name: str, data: bytes, *, sha256: bytes | None = None) -> None:
+        """Store ``data`` under ``name`` with its SHA-256 (computed here unless given: give it
+        for large objects, hashed off the event loop) checked by the store."""
+        digest = hashlib.sha256(data).digest() if sha256 is None else sha256
         async with self._errors(name):
             await self._client.put_object(
                 Bucket=self.address.bucket,
@@ -152,19 +153,12 @@ class ObjectStore:
         if size > MULTIPART_PART_SIZE:
             await self._put_multipart(name, path)
             return size
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        digest = hashlib.sha256(data).digest()
+        data, digest = await asyncio.to_thread(_read_and_hash, Path(path))
         if sha256 is not None and digest != sha256:
             raise ChecksumMismatch(
                 f"{path.name} changed on disk: its SHA-256 is not the one queued for {name}"
             )
-        async with self._errors(name):
-            await self._client.put_object(
-                Bucket=self.address.bucket,
-                Key=self.address.key(name),
-                Body=data,
-                ChecksumSHA256=sha256_b64(digest),
-            )
+        await self.put_bytes(name, data, sha256=digest)
         return len(data)
 
     async def _put_multipart(self, name: str, path: Path) -> None:
@@ -336,6 +330,11 @@ def _sorted_error(exc: ClientError, address: BucketAddress, name: str) -> Offsit
     if status >= 500 or status == 0:
         return StoreUnreachable(f"the store failed on {where} ({code or status}); retrying later")
     return OffsiteError(f"the store refused {where}: {code or status}")
+
+
+def _read_and_hash(path: Path) -> tuple[bytes, bytes]:
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).digest()
 
 
 def _file_size(path: Path) -> int:

@@ -347,12 +347,12 @@ class OffsiteBackup:
         assert item.path is not None
         assert item.clip_id is not None
         path = self._data_dir / item.path
-        data, payload = await asyncio.to_thread(_read_segment, path)
-        if data is None or payload is None or layout.SEGMENTS + payload != item.name:
+        data, payload, digest = await asyncio.to_thread(_read_segment, path)
+        if data is None or layout.SEGMENTS + payload != item.name:
             reason = "deleted_before_upload" if data is None else "changed_on_disk"
             await asyncio.to_thread(self._skip, item, reason)
             return None
-        await bucket.put_bytes(item.name, data)
+        await bucket.put_bytes(item.name, data, sha256=digest)
         return len(data)
 
     async def _upload_manifest(self, bucket: ObjectStore, item: QueueItem) -> int | None:
@@ -463,14 +463,15 @@ def store_device_id(device_key: Any) -> str:
     return device_id(device_key.public_key())
 
 
-def _read_segment(path: Path) -> tuple[bytes | None, str | None]:
-    """The segment file's bytes and its payload's SHA-256 (hex); None for a file that is gone
-    or no longer an age file."""
+def _read_segment(path: Path) -> tuple[bytes | None, str, bytes]:
+    """The segment file's bytes (None once it is gone), its payload's SHA-256 (hex; empty when
+    it is no longer an age file) and the whole file's SHA-256 (for the PUT's checksum)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return None, None
+        return None, "", b""
     try:
-        return data, age.payload_sha256(data).hex()
+        payload = age.payload_sha256(data).hex()
     except DoorwardError:
-        return data, None
+        payload = ""
+    return data, payload, hashlib.sha256(data).digest()

@@ -28,7 +28,6 @@ import hashlib
 import logging
 import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from consent.errors import ConsentError, TokenExpired
 from hub.offsite.layout import release_name
 from hub.offsite.s3 import ObjectStore
 from hub.offsite.target import OffsiteError
+from hub.server.spool import spool_bundle
 
 __all__ = [
     "LINK_TTL_S",
@@ -182,7 +182,7 @@ class OffsiteReleases:
         ):
             logger.info("release_offsite.skipped release_id=%s (no download left)", release_id)
             return False
-        path = await run(_spool_bundle, self._desk, release_id, self._spool)
+        path = await run(spool_bundle, self._desk, release_id, self._spool)
         try:
             size, digest = await asyncio.to_thread(_size_and_sha256, path)
             await self._store.put_file(release_name(release_id), path, sha256=digest)
@@ -328,18 +328,6 @@ def offsite_releases(device: _OpenDevice, store: ObjectStore) -> OffsiteReleases
     """The release uploader of an opened device on ``store`` (opened and closed by the caller);
     the runtime puts it in ``HubDeps.offsite_releases`` and the app starts and stops it."""
     return OffsiteReleases(store, desk=device.desk, audit=device.audit, data_dir=device.data_dir)
-
-
-def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
-    """Write the bundle to a private temporary file (on the desk's thread)."""
-    spool.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=spool, prefix="release-", delete=False) as f:
-        try:
-            desk.write_bundle(release_id, f)  # type: ignore[arg-type]
-        except BaseException:
-            Path(f.name).unlink(missing_ok=True)
-            raise
-    return Path(f.name)
 
 
 def _size_and_sha256(path: Path) -> tuple[int, bytes]:

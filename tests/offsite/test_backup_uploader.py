@@ -27,6 +27,7 @@ from hub.server.backup import OffsiteBackup
 from hub.server.config import BackupConfig
 from hub.server.state import Device
 from tests.device.kit import write_clip
+from tests.offsite.kit import uploader
 
 NOW = time.time()
 
@@ -57,17 +58,7 @@ async def uploading(
     device: Device, config: BackupConfig, *, retention_days: float = 30.0
 ) -> AsyncIterator[tuple[OffsiteBackup, Events]]:
     events = Events()
-    backup = OffsiteBackup(
-        config,
-        data_dir=device.data_dir,
-        store=device.store,
-        audit=device.audit,
-        owners=device.owners,
-        device_key=device.identity.private_key,
-        retention_days=retention_days,
-        publish=events,
-        audit_every_s=0.2,
-    )
+    backup = uploader(device, config, retention_days=retention_days, publish=events)
     task = asyncio.ensure_future(backup.run())
     try:
         yield backup, events

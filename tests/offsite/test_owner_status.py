@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,22 +19,11 @@ from hub.server.config import BackupConfig
 from hub.server.state import Device
 from tests.device.kit import write_clip
 from tests.hub.hubkit import owner_profile, run_owner_cli, running_device
+from tests.offsite.kit import uploader
 
 
-def uploader(config: BackupConfig):  # type: ignore[no-untyped-def]
-    def make(device: Device) -> OffsiteBackup:
-        return OffsiteBackup(
-            config,
-            data_dir=device.data_dir,
-            store=device.store,
-            audit=device.audit,
-            owners=device.owners,
-            device_key=device.identity.private_key,
-            retention_days=30,
-            audit_every_s=0.2,
-        )
-
-    return make
+def backed_up(config: BackupConfig) -> Callable[[Device], OffsiteBackup]:
+    return lambda device: uploader(device, config)
 
 
 async def status(profile_dir: Path, *extra: str) -> tuple[int, str, str]:
@@ -51,7 +41,7 @@ async def test_status_shows_a_working_backup_and_its_queue(
         prefix=bucket.prefix,
         credentials_file=write_credentials_file(tmp_path / "s3", seaweed.identities.device),
     )
-    async with running_device(tmp_path / "data", backup=uploader(config)) as running:
+    async with running_device(tmp_path / "data", backup=backed_up(config)) as running:
         running.add_owner(owner)
         write_clip(running.device.store, owner.age_identity, start_s=time.time() - 60)
         profile = owner_profile(running, owner, tmp_path / "phone")
@@ -82,7 +72,7 @@ async def test_status_shows_why_the_backup_fails_and_when_it_is_off(tmp_path: Pa
     dead = BackupConfig(
         endpoint="http://127.0.0.1:9", bucket="evidence", prefix="p", credentials_file=keys
     )
-    async with running_device(tmp_path / "a", backup=uploader(dead)) as running:
+    async with running_device(tmp_path / "a", backup=backed_up(dead)) as running:
         running.add_owner(owner)
         write_clip(running.device.store, owner.age_identity, start_s=time.time() - 60)
         profile = owner_profile(running, owner, tmp_path / "phone-a")

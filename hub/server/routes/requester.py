@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from hub.server import appkeys
 from hub.server.body import read_body
 from hub.server.routes._auth import check_rate, precheck_signature, require_requester
 from hub.server.routes._files import send_file
+from hub.server.spool import spool_bundle
 from hub.wire.errors import BadRequest, Conflict, NotFound
 
 __all__ = ["add_routes"]
@@ -87,15 +87,10 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def fetch(request: web.Request) -> web.StreamResponse:
-    check_rate(request, key_id=None)
     deps = request.app[appkeys.DEPS]
     writes = request.app[appkeys.WORKER]
     release_id = request.match_info["release_id"]
-    release = await writes.run(deps.desk.release, release_id)
-    stored = await writes.run(_stored_request, deps.desk, release.request_id)
-    if stored is None:
-        raise NotFound(f"no request behind release {release_id[:64]!r}")
-    signer = await require_requester(request, stored.requester_key)
+    signer = await _release_requester(request, release_id)
     now = int(deps.clock())
     link_id = request.query.get("link")
     if link_id is None:
@@ -105,7 +100,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     # Spool the bundle to disk on the write thread (local disk, quick) before answering, then
     # stream it: a slow requester must not hold the thread that records consent and audit.
     spool = Path(deps.data_dir) / "spool"
-    path = await writes.run(_spool_bundle, deps.desk, release_id, spool)
+    path = await writes.run(spool_bundle, deps.desk, release_id, spool)
     try:
         sent = await send_file(
             request,
@@ -145,15 +140,10 @@ async def fetch(request: web.Request) -> web.StreamResponse:
 async def link(request: web.Request) -> web.Response:
     """A presigned URL for the release bundle in the off-site store: one download, counted and
     refused exactly as the direct download, then ``{release_id, link_id, url, expires}``."""
-    check_rate(request, key_id=None)
     deps = request.app[appkeys.DEPS]
     writes = request.app[appkeys.WORKER]
     release_id = request.match_info["release_id"]
-    release = await writes.run(deps.desk.release, release_id)
-    stored = await writes.run(_stored_request, deps.desk, release.request_id)
-    if stored is None:
-        raise NotFound(f"no request behind release {release_id[:64]!r}")
-    signer = await require_requester(request, stored.requester_key)
+    signer = await _release_requester(request, release_id)
     offsite = deps.offsite_releases
     if offsite is None or not await offsite.uploaded(release_id):
         # Nothing is counted: the requester fetches GET /releases/{id} instead.
@@ -194,15 +184,17 @@ async def _redeem(
     return release
 
 
-def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
-    spool.mkdir(mode=0o700, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=spool, prefix="release-", delete=False) as f:
-        try:
-            desk.write_bundle(release_id, f)  # type: ignore[arg-type]
-        except BaseException:
-            Path(f.name).unlink(missing_ok=True)
-            raise
-    return Path(f.name)
+async def _release_requester(request: web.Request, release_id: str) -> str:
+    """The key id of the requester whose request the release answers, from the request's
+    signature (after the rate limit); NotFound for an unknown release."""
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    writes = request.app[appkeys.WORKER]
+    release = await writes.run(deps.desk.release, release_id)
+    stored = await writes.run(_stored_request, deps.desk, release.request_id)
+    if stored is None:
+        raise NotFound(f"no request behind release {release_id[:64]!r}")
+    return await require_requester(request, stored.requester_key)
 
 
 def _stored_request(desk: ConsentDesk, request_id: str) -> ConsentRequest | None:
