@@ -11,7 +11,12 @@ import argparse
 import sys
 from typing import Any
 
-from hub.cli import cmd_owner_decisions, cmd_owner_footage, cmd_owner_pairing
+from hub.cli import (
+    cmd_owner_backup,
+    cmd_owner_decisions,
+    cmd_owner_footage,
+    cmd_owner_pairing,
+)
 from hub.cli.common import add_common, command_handler, entry_point
 
 __all__ = ["add_parser", "main"]
@@ -33,6 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cmd_owner_pairing.add_commands(command)
     cmd_owner_footage.add_commands(command)
     cmd_owner_decisions.add_commands(command)
+    cmd_owner_backup.add_commands(commands)
     from hub.cli.cmd_owner_live import (
         add_live_commands,  # live view pulls in aiortc: only when wired
     )
