@@ -66,6 +66,8 @@ SETTINGS_FILE = "backup.json"
 _HEADER_SCAN_BYTES = 1024 * 1024  # an age header for a few owners is a few kB
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _GET_ATTEMPTS = 3
+_PARALLEL_GETS = 8
+_MEMORY_SEGMENT_BYTES = 32 * 1024 * 1024  # larger segments are spooled to disk
 _RETRY_S = 1.0
 
 
@@ -251,13 +253,15 @@ class BackupReader:
         report = BackupReport()
         objects = await self._objects()
         report.objects = len(objects)
-        clips, report.problems = await self._manifests(objects)
-        report.log = await check_log(
-            self._store,
-            objects,
-            device_key=self._device_key,
-            identities=self._identities,
-            held_checkpoint=self._held,
+        (clips, report.problems), report.log = await asyncio.gather(
+            self._manifests(objects),
+            check_log(
+                self._store,
+                objects,
+                device_key=self._device_key,
+                identities=self._identities,
+                held_checkpoint=self._held,
+            ),
         )
         report.problems.extend(report.log.problems)
         clips = self._judge_seals(clips, report)
@@ -294,35 +298,32 @@ class BackupReader:
         return {item.name: item.size for item in listing}
 
     async def _manifests(self, objects: dict[str, int]) -> tuple[list[BackupClip], list[Problem]]:
-        clips: list[BackupClip] = []
-        problems: list[Problem] = []
-        for name in sorted(n for n in objects if n.startswith("man/")):
-            if not is_manifest_name(name):
-                problems.append(Problem(name, "is not a manifest name the device writes"))
-                continue
-            try:
-                data = await _retrying(
-                    lambda n=name: self._store.get_bytes(n, max_size=MAX_CLIP_MANIFEST_BYTES)
-                )
-                manifest = ClipManifest.verify(data, self._device_key)
-            except (ClipManifestInvalid, DoorwardError) as exc:
-                if isinstance(exc, StoreUnreachable):
-                    raise
-                problems.append(
-                    Problem(name, f"not a clip manifest signed by the paired device: {exc}")
-                )
-                continue
-            if manifest.device_id != self._device_id:
-                problems.append(
-                    Problem(name, f"is signed for device {manifest.device_id[:64]!r}, not this one")
-                )
-                continue
-            if not _SAFE_ID.fullmatch(manifest.clip_id):
-                problems.append(Problem(name, "names a clip id that cannot be a file name"))
-                continue
-            clips.append(BackupClip(name, manifest, hashlib.sha256(data).hexdigest()))
+        names = sorted(n for n in objects if n.startswith("man/"))
+        gate = asyncio.Semaphore(_PARALLEL_GETS)
+        results = await asyncio.gather(*(self._manifest(name, gate) for name in names))
+        clips = [r for r in results if isinstance(r, BackupClip)]
+        problems = [r for r in results if isinstance(r, Problem)]
         clips.sort(key=lambda c: (c.manifest.start_ms, c.clip_id))
         return clips, problems
+
+    async def _manifest(self, name: str, gate: asyncio.Semaphore) -> BackupClip | Problem:
+        if not is_manifest_name(name):
+            return Problem(name, "is not a manifest name the device writes")
+        try:
+            async with gate:
+                data = await _retrying(
+                    lambda: self._store.get_bytes(name, max_size=MAX_CLIP_MANIFEST_BYTES)
+                )
+            manifest = ClipManifest.verify(data, self._device_key)
+        except StoreUnreachable:
+            raise
+        except (ClipManifestInvalid, DoorwardError) as exc:
+            return Problem(name, f"not a clip manifest signed by the paired device: {exc}")
+        if manifest.device_id != self._device_id:
+            return Problem(name, f"is signed for device {manifest.device_id[:64]!r}, not this one")
+        if not _SAFE_ID.fullmatch(manifest.clip_id):
+            return Problem(name, "names a clip id that cannot be a file name")
+        return BackupClip(name, manifest, hashlib.sha256(data).hexdigest())
 
     def _judge_seals(self, clips: list[BackupClip], report: BackupReport) -> list[BackupClip]:
         """Give each clip its seal state; a manifest other than the sealed one is a problem and
@@ -373,86 +374,100 @@ class BackupReader:
         report: BackupReport,
         out_dir: Path | None,
     ) -> None:
+        """Check (and with ``out_dir``, restore) one clip's segments. The next segment downloads
+        while the current one is decrypted, so the store and this process work at once."""
         deleted = clip.clip_id in report.log.deleted_clips
         failed = False
+        present: list[tuple[str, Any, str]] = []
+        for segment in clip.manifest.segments:
+            name = segment_name(segment.payload_sha256)
+            where = f"segment {segment.index} of clip {clip.clip_id}"
+            if name not in objects:
+                if deleted or name in report.log.deleted_names:
+                    report.notes.append(f"{name}: deleted by the device ({where})")
+                else:
+                    report.problems.append(Problem(name, f"missing ({where})"))
+                failed = True
+            elif objects[name] != segment.size:
+                report.problems.append(
+                    Problem(
+                        name,
+                        f"is {objects[name]} bytes but the manifest says {segment.size} "
+                        f"({where}): truncated or altered",
+                    )
+                )
+                failed = True
+            else:
+                present.append((name, segment, where))
         final = tmp = None
         out: IO[bytes] | None = None
-        if out_dir is not None:
+        if out_dir is not None and not failed and present:
             final = out_dir / f"{clip.clip_id}.ts"
             tmp = out_dir / f".{clip.clip_id}.ts.partial"
             out = open(tmp, "wb")  # noqa: SIM115, ASYNC230 - closed below, written by a thread
         spools = [out_dir / f".{clip.clip_id}.{i}.spool" for i in (0, 1)] if out_dir else []
-        pending: asyncio.Task[Problem | None] | None = None
+        fetches: dict[int, asyncio.Task[str | None]] = {}
+        sinks: dict[int, IO[bytes]] = {}
+
+        def start(i: int) -> None:
+            name, segment, _ = present[i]
+            sink = _sink(spools[i % 2], segment.size) if out is not None else None
+            if sink is not None:
+                sinks[i] = sink
+            fetches[i] = asyncio.create_task(self._fetch_segment(name, segment, sink, report))
+
         try:
-            for number, segment in enumerate(clip.manifest.segments):
-                name = segment_name(segment.payload_sha256)
-                where = f"segment {segment.index} of clip {clip.clip_id}"
-                if name not in objects:
-                    if deleted or name in report.log.deleted_names:
-                        report.notes.append(f"{name}: deleted by the device ({where})")
-                    else:
-                        report.problems.append(Problem(name, f"missing ({where})"))
-                    failed = True
-                    continue
-                if objects[name] != segment.size:
-                    report.problems.append(
-                        Problem(
-                            name,
-                            f"is {objects[name]} bytes but the manifest says {segment.size} "
-                            f"({where}): truncated or altered",
-                        )
-                    )
-                    failed = True
-                    continue
-                spool = spools[number % 2] if spools else None
-                problem = await self._fetch_segment(name, segment, spool, report)
-                if pending is not None:
-                    failed = await self._settle(pending, report) or failed
-                    pending = None
+            if present:
+                start(0)
+            for i, (name, _, where) in enumerate(present):
+                if i + 1 < len(present):
+                    start(i + 1)
+                problem = await fetches.pop(i)
+                sink = sinks.pop(i, None)
                 if problem is not None:
                     report.problems.append(Problem(name, f"{problem} ({where})"))
                     failed = True
-                if out is not None and spool is not None and not failed:
-                    pending = asyncio.create_task(
-                        asyncio.to_thread(_decrypt_into, self._identities, spool, out, name, where)
+                if out is not None and sink is not None and not failed:
+                    unreadable = await asyncio.to_thread(
+                        _decrypt_into, self._identities, sink, out, name, where
                     )
-            if pending is not None:
-                failed = await self._settle(pending, report) or failed
-                pending = None
+                    if unreadable is not None:
+                        report.problems.append(unreadable)
+                        failed = True
+                elif sink is not None:
+                    sink.close()
         finally:
-            if pending is not None:
-                pending.cancel()
+            for task in fetches.values():
+                task.cancel()
+            for task in fetches.values():
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await task
+            for sink in sinks.values():
+                sink.close()
             if out is not None:
                 out.close()
             for spool in spools:
                 spool.unlink(missing_ok=True)
+        if not clip.manifest.segments and out_dir is not None:
+            report.notes.append(f"clip {clip.clip_id} has no segments: nothing to restore")
         if tmp is None or final is None:
             return
-        if failed or not clip.manifest.segments:
+        if failed:
             tmp.unlink(missing_ok=True)
-            if not clip.manifest.segments:
-                report.notes.append(f"clip {clip.clip_id} has no segments: nothing to restore")
             return
         os.replace(tmp, final)
         report.restored[clip.clip_id] = final
 
-    async def _settle(self, pending: asyncio.Task[Problem | None], report: BackupReport) -> bool:
-        """Wait for a segment's decryption; True (and a problem) if it failed."""
-        problem = await pending
-        if problem is None:
-            return False
-        report.problems.append(problem)
-        return True
-
     async def _fetch_segment(
-        self, name: str, segment: Any, spool: Path | None, report: BackupReport
+        self, name: str, segment: Any, sink: IO[bytes] | None, report: BackupReport
     ) -> str | None:
-        """Stream ``name`` (to ``spool`` when restoring) and check its size and payload hash."""
+        """Stream ``name`` (into ``sink`` when restoring) and check its size and payload hash."""
         for attempt in range(_GET_ATTEMPTS):
             try:
-                return await self._fetch_once(name, segment, spool, report)
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
+                return await self._fetch_once(name, segment, sink, report)
             except StoreUnreachable:
                 if attempt + 1 == _GET_ATTEMPTS:
                     raise
@@ -462,33 +477,28 @@ class BackupReader:
         raise AssertionError("unreachable")
 
     async def _fetch_once(
-        self, name: str, segment: Any, spool: Path | None, report: BackupReport
+        self, name: str, segment: Any, sink: IO[bytes] | None, report: BackupReport
     ) -> str | None:
         digest = hashlib.sha256()
         head = bytearray()
         header_len: int | None = None
         size = 0
-        sink = open(spool, "wb") if spool is not None else None  # noqa: SIM115, ASYNC230
-        try:
-            async for chunk in self._store.stream(name):
-                size += len(chunk)
-                if size > segment.size:
-                    return f"is longer than the {segment.size} bytes the manifest says"
-                if sink is not None:
-                    sink.write(chunk)
-                if header_len is not None:
-                    if header_len >= 0:
-                        digest.update(chunk)
-                    continue
-                head += chunk
-                header_len = _header_length(head, final=False)
-                if header_len is not None:
-                    if header_len >= 0:
-                        digest.update(memoryview(head)[header_len:])
-                    head = bytearray()
-        finally:
+        async for chunk in self._store.stream(name):
+            size += len(chunk)
+            if size > segment.size:
+                return f"is longer than the {segment.size} bytes the manifest says"
             if sink is not None:
-                sink.close()
+                sink.write(chunk)
+            if header_len is not None:
+                if header_len >= 0:
+                    digest.update(chunk)
+                continue
+            head += chunk
+            header_len = _header_length(head, final=False)
+            if header_len is not None:
+                if header_len >= 0:
+                    digest.update(memoryview(head)[header_len:])
+                head = bytearray()
         report.bytes_read += size
         if size != segment.size:
             return f"is {size} bytes but the manifest says {segment.size}: truncated"
@@ -518,15 +528,25 @@ def _header_length(head: bytearray, *, final: bool) -> int | None:
         return -1 if final or len(head) >= _HEADER_SCAN_BYTES else None
 
 
+def _sink(spool: Path, size: int) -> IO[bytes]:
+    """Where a segment waits between its download and its decryption: memory when it is small
+    (a segment is bounded, whatever the clip's length), else a spool file."""
+    if size <= _MEMORY_SEGMENT_BYTES:
+        return io.BytesIO()
+    return open(spool, "w+b")  # closed by the decryption or the caller
+
+
 def _decrypt_into(
-    identities: Sequence[age.Identity], spool: Path, out: IO[bytes], name: str, where: str
+    identities: Sequence[age.Identity], src: IO[bytes], out: IO[bytes], name: str, where: str
 ) -> Problem | None:
-    """Decrypt the spooled segment onto the end of ``out`` (run in a thread)."""
+    """Decrypt the downloaded segment onto the end of ``out`` (run in a thread); closes ``src``."""
     try:
-        with open(spool, "rb") as src:
-            age.decrypt(identities, src, out)  # type: ignore[arg-type]
+        src.seek(0)
+        age.decrypt(identities, src, out)  # type: ignore[arg-type]
     except DoorwardError as exc:
         return Problem(name, f"cannot be decrypted with this owner's identity: {exc} ({where})")
+    finally:
+        src.close()
     return None
 
 
