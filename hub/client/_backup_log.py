@@ -28,6 +28,7 @@ __all__ = ["LogCheck", "Problem", "check_log"]
 MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_LOG_BATCH_BYTES = 256 * 1024 * 1024  # 4 KiB leaves at most: 65 536 entries and more
 _DELETION_KINDS = ("clip.deleted", "backup.deleted")
+_SKIPPED_KIND = "backup.skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,8 @@ class Problem:
 class LogCheck:
     """What the uploaded log showed: the checkpoint used (``ckpt_name``, ``size``; None without
     one), whether every entry under it verified (``verified``), the clips it seals (clip id ->
-    manifest SHA-256), the clips and object names its deletion entries name, and the problems."""
+    manifest SHA-256), the clips and object names its deletion entries name, the clips some of
+    whose segments the device never uploaded (``backup.skipped``), and the problems."""
 
     ckpt_name: str | None = None
     size: int = 0
@@ -55,6 +57,7 @@ class LogCheck:
     sealed: dict[str, str] = field(default_factory=dict)
     deleted_clips: set[str] = field(default_factory=set)
     deleted_names: set[str] = field(default_factory=set)
+    skipped_clips: set[str] = field(default_factory=set)
     sealed_named: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
 
@@ -239,6 +242,8 @@ def _note_clip(leaf: bytes, result: LogCheck) -> None:
     kind, clip_id = body.get("kind"), body.get("clip_id")
     if kind == "clip.sealed" and isinstance(clip_id, str):
         result.sealed_named.add(clip_id)
+    if kind == _SKIPPED_KIND and isinstance(clip_id, str):
+        result.skipped_clips.add(clip_id)
     if kind not in _DELETION_KINDS:
         return
     if isinstance(clip_id, str):

@@ -14,8 +14,9 @@ against the device key pinned at pairing, and its device id; every segment objec
 and payload SHA-256 (equal to its name and to the manifest's entry); the latest checkpoint's
 signature; the log batches, decrypted, contiguous and hashing to that checkpoint's root and to the
 root of the checkpoint the profile holds (``_backup_log``); and each finished clip's manifest
-SHA-256 against its ``clip.sealed`` entry. Objects that ``clip.deleted`` or ``backup.deleted``
-entries account for are not problems.
+SHA-256 against its ``clip.sealed`` entry. Segments that ``clip.deleted`` or ``backup.deleted``
+entries account for, and those of clips the device skipped (``backup.skipped``: its upload queue
+was full), are notes, not problems; such a clip is restored with a gap.
 
 A restored clip is written as ``<clip-id>.ts`` (the segments decrypted and joined, as
 ``doorward owner view`` does) under a temporary name first, and renamed only once each of its
@@ -376,18 +377,23 @@ class BackupReader:
     ) -> None:
         """Check (and with ``out_dir``, restore) one clip's segments. The next segment downloads
         while the current one is decrypted, so the store and this process work at once."""
-        deleted = clip.clip_id in report.log.deleted_clips
+        log = report.log
         failed = False
+        gaps = 0
         present: list[tuple[str, Any, str]] = []
         for segment in clip.manifest.segments:
             name = segment_name(segment.payload_sha256)
             where = f"segment {segment.index} of clip {clip.clip_id}"
             if name not in objects:
-                if deleted or name in report.log.deleted_names:
+                if clip.clip_id in log.deleted_clips or name in log.deleted_names:
                     report.notes.append(f"{name}: deleted by the device ({where})")
+                    gaps += 1
+                elif clip.clip_id in log.skipped_clips:
+                    report.notes.append(f"{name}: never uploaded, the device skipped it ({where})")
+                    gaps += 1
                 else:
                     report.problems.append(Problem(name, f"missing ({where})"))
-                failed = True
+                    failed = True
             elif objects[name] != segment.size:
                 report.problems.append(
                     Problem(
@@ -457,6 +463,11 @@ class BackupReader:
             return
         os.replace(tmp, final)
         report.restored[clip.clip_id] = final
+        if gaps:
+            report.notes.append(
+                f"clip {clip.clip_id} restored without the {gaps} segments the log says the "
+                "device deleted or skipped: the video has gaps"
+            )
 
     async def _fetch_segment(
         self, name: str, segment: Any, sink: IO[bytes] | None, report: BackupReport

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from consent.audit import AuditLog, audit_origin
+from consent.audit import ENTRY_KINDS, AuditLog, audit_origin
 from consent.clip_manifest import ClipManifest
 from crypto import age
 from hub.offsite.layout import checkpoint_name, log_name
@@ -360,6 +360,32 @@ async def test_objects_the_log_says_were_deleted_are_not_problems(
         code, verified, _ = await _cli(["verify", *_flags(recorded, bucket, creds)])
         assert code == 0, verified["problems"]
         assert [c["clip_id"] for c in verified["clips"]] == [recorded.clip_ids[1]]
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(
+    "backup.skipped" not in ENTRY_KINDS, reason="the entry kind comes with the device's uploader"
+)
+async def test_segments_the_device_skipped_are_notes_and_the_rest_is_restored(
+    seaweed: SeaweedServer, bucket: BucketAddress, recorded: Recorded, creds: Path, tmp_path: Path
+) -> None:
+    clip_id = recorded.clip_ids[0]
+    skipped = recorded.segment_names(clip_id)[0]
+    recorded.device.audit.append(
+        "backup.skipped", clip_id=clip_id, segment_count=1, reason="queue_full"
+    )
+    await _put_as_device(seaweed, bucket, recorded)
+    async with ObjectStore(bucket, seaweed.identities.admin) as admin:
+        await admin.delete(skipped)
+    out = tmp_path / "out"
+    code, restored, _ = await _cli(["restore", *_flags(recorded, bucket, creds), "--out", str(out)])
+    assert code == 0, restored["problems"]
+    assert any(skipped in note and "skipped" in note for note in restored["notes"])
+    rest = recorded.device.store.list_segments(clip_id)[1:]
+    identity = recorded.owner.age_identity
+    assert (out / f"{clip_id}.ts").read_bytes() == b"".join(
+        age.decrypt_bytes([identity], s.path.read_bytes()) for s in rest
+    )
 
 
 @pytest.mark.asyncio
