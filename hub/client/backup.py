@@ -52,6 +52,7 @@ from hub.offsite.s3 import ObjectStore
 from hub.offsite.target import BucketAddress, Credentials, OffsiteError, StoreUnreachable
 
 __all__ = [
+    "MEMORY_SEGMENT_BYTES",
     "BackupClip",
     "BackupReader",
     "BackupReport",
@@ -68,7 +69,7 @@ _HEADER_SCAN_BYTES = 1024 * 1024  # an age header for a few owners is a few kB
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _GET_ATTEMPTS = 3
 _PARALLEL_GETS = 8
-_MEMORY_SEGMENT_BYTES = 32 * 1024 * 1024  # larger segments are spooled to disk
+MEMORY_SEGMENT_BYTES = 32 * 1024 * 1024  # larger segments are spooled to disk
 _RETRY_S = 1.0
 
 
@@ -222,14 +223,17 @@ class BackupReader:
         device_key: Ed25519PublicKey,
         identities: Sequence[age.Identity],
         held_checkpoint: str | None = None,
+        memory_segment_bytes: int = MEMORY_SEGMENT_BYTES,
     ) -> None:
         """``device_key`` is the one pinned at pairing; ``held_checkpoint`` the audit checkpoint
-        the profile accepted last (None if it never audited)."""
+        the profile accepted last (None if it never audited). While restoring, a segment waits
+        for its decryption in memory up to ``memory_segment_bytes``, else in a spool file."""
         self._store = store
         self._device_id = device_id
         self._device_key = device_key
         self._identities = list(identities)
         self._held = held_checkpoint
+        self._memory_segment_bytes = memory_segment_bytes
 
     async def list_clips(self) -> tuple[list[BackupClip], list[Problem]]:
         """The clips of every manifest whose signature verifies (oldest first), and the problems
@@ -417,7 +421,11 @@ class BackupReader:
 
         def start(i: int) -> None:
             name, segment, _ = present[i]
-            sink = _sink(spools[i % 2], segment.size) if out is not None else None
+            sink = (
+                _sink(spools[i % 2], segment.size, self._memory_segment_bytes)
+                if out is not None
+                else None
+            )
             if sink is not None:
                 sinks[i] = sink
             fetches[i] = asyncio.create_task(self._fetch_segment(name, segment, sink, report))
@@ -539,10 +547,10 @@ def _header_length(head: bytearray, *, final: bool) -> int | None:
         return -1 if final or len(head) >= _HEADER_SCAN_BYTES else None
 
 
-def _sink(spool: Path, size: int) -> IO[bytes]:
+def _sink(spool: Path, size: int, memory_bytes: int) -> IO[bytes]:
     """Where a segment waits between its download and its decryption: memory when it is small
     (a segment is bounded, whatever the clip's length), else a spool file."""
-    if size <= _MEMORY_SEGMENT_BYTES:
+    if size <= memory_bytes:
         return io.BytesIO()
     return open(spool, "w+b")  # closed by the decryption or the caller
 

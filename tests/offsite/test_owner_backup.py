@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consent.audit import ENTRY_KINDS, AuditLog, audit_origin
 from consent.clip_manifest import ClipManifest
 from crypto import age
+from hub.client.backup import MEMORY_SEGMENT_BYTES, BackupReader
 from hub.offsite.layout import checkpoint_name, log_name
 from hub.offsite.s3 import ObjectStore
 from hub.offsite.seaweed import SeaweedServer, write_credentials_file
@@ -142,6 +143,30 @@ async def test_restore_of_one_clip_writes_only_that_clip(
     )
     assert code == 0, result["problems"]
     assert [p.name for p in out.iterdir()] == [f"{wanted}.ts"]
+
+
+@pytest.mark.asyncio
+async def test_segments_spooled_to_disk_restore_the_same_and_leave_no_spool(
+    seaweed: SeaweedServer, bucket: BucketAddress, recorded: Recorded, tmp_path: Path
+) -> None:
+    await _put_as_device(seaweed, bucket, recorded)
+    device = recorded.device.identity
+    outputs = {}
+    async with ObjectStore(bucket, seaweed.identities.owner) as store:
+        for memory_bytes in (0, MEMORY_SEGMENT_BYTES):
+            reader = BackupReader(
+                store,
+                device_id=device.device_id,
+                device_key=device.public_key,
+                identities=[recorded.owner.age_identity],
+                memory_segment_bytes=memory_bytes,
+            )
+            out = tmp_path / f"out-{memory_bytes}"
+            report = await reader.restore(out)
+            assert report.ok, report.problems
+            outputs[memory_bytes] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert outputs[0] == outputs[MEMORY_SEGMENT_BYTES]
+    assert sorted(outputs[0]) == sorted(f"{c}.ts" for c in recorded.clip_ids)
 
 
 async def _alter(store: ObjectStore, name: str, how: str) -> None:
