@@ -57,13 +57,14 @@ class Recorded:
         return self.device.audit.size
 
 
-async def record_clip(recorded: Recorded, *, seconds: int = 7) -> str:
-    """Record one clip with the real pipeline (the doorbell pressed every second, so the clip
-    lasts about ``seconds`` - 1 s: several 2-second segments); its clip id."""
+async def record_clip(recorded: Recorded, *, seconds: int = 7) -> list[str]:
+    """Record a clip with the real pipeline (the doorbell pressed every second, so the clip
+    lasts about ``seconds`` - 1 s: several 2-second segments); the new clip ids (one, unless
+    the recorder split the event)."""
     before = set(recorded.clip_ids)
     presses = [0.5 + t for t in range(seconds - 2)]
     source = camera(seconds, presses=presses, h264=True, width=160, height=120, fps=10)
-    config = RecorderConfig(post_roll_s=1, pre_roll_s=1)
+    config = RecorderConfig(post_roll_s=2, pre_roll_s=1)
     pipeline = run_pipeline(
         source,
         recorded.device.store,
@@ -71,8 +72,7 @@ async def record_clip(recorded: Recorded, *, seconds: int = 7) -> str:
         config=config,
     )
     await pipeline.run()
-    (clip_id,) = set(recorded.clip_ids) - before
-    return clip_id
+    return sorted(set(recorded.clip_ids) - before)
 
 
 async def recorded_device(directory: Path, *, clips: int = 2) -> Recorded:
