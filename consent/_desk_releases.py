@@ -186,6 +186,16 @@ class _ReleaseDesk(_RequestDesk):
         ).fetchall()
         return [r[0] for r in rows]
 
+    def open_releases(self, now: int) -> list[str]:
+        """Ids of the releases that may still be downloaded at ``now`` (not revoked, not ended,
+        not expired, downloads left), oldest first."""
+        rows = self._db.execute(
+            "SELECT release_id FROM releases WHERE revoked = 0 AND ended = 0 AND expires_at_s > ? "
+            "AND downloads < max_downloads ORDER BY created_s, release_id",
+            (now,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     # -- internals --------------------------------------------------------------------------
 
     def _owner_token(self, token: str, typ: str, now: int) -> OwnerToken:

@@ -74,6 +74,10 @@ ENTRY_KINDS = frozenset(
         "release.sent",
         "release.revoked",
         "release.expired",
+        # The bundle went to the off-site store (release_id, bytes, sha256), and each presigned
+        # URL issued for it (release_id, requester, link, expires; never the URL).
+        "release.uploaded",
+        "release.presigned",
         "owner.added",
         "owner.removed",
         "pairing.failed",
@@ -88,6 +92,11 @@ ENTRY_KINDS = frozenset(
         "consent.refused",
         # Refusals of one requester key or address past the quiet threshold, counted per period.
         "consent.refusals_counted",
+        # Off-site backup: segments of a clip that will never be uploaded (clip_id, segment_count,
+        # reason), and a clip's objects deleted from the bucket by retention (clip_id,
+        # object_count, reason).
+        "backup.skipped",
+        "backup.deleted",
     }
 )
 MAX_LEAF_BYTES = 4096

@@ -24,7 +24,7 @@ from device.events import (
     RecordingError,
     SegmentWritten,
 )
-from device.pipeline import CameraPipeline, PipelineStats
+from device.pipeline import CameraPipeline, PipelineProgress, PipelineStats
 from device.store import ClipRecord, ClipSeal, ClipStore, SegmentRecord
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "MotionDetector",
     "MotionHints",
     "MotionResult",
+    "PipelineProgress",
     "PipelineStats",
     "Polygon",
     "Recorder",

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from crypto import age
@@ -26,11 +26,11 @@ from device._recorder import Recorder, RecorderAction, RecorderState
 from device._segmenter import ClipSink, ClipWriter, VideoFormat
 from device.errors import ClipRefused
 from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
-from hardware import CameraSource, Frame, Plane, Worker
+from hardware import CameraSource, Clock, Frame, Plane, SystemClock, Worker
 from hardware.annexb import has_sps, parameter_sets
 from hardware.button import DoorbellButton
 
-__all__ = ["CameraPipeline", "PipelineStats"]
+__all__ = ["CameraPipeline", "PipelineProgress", "PipelineStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,26 @@ class PipelineStats:
     errors: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineProgress:
+    """When the pipeline last moved, on its clock's ``monotonic()``; None: not yet (or not now).
+
+    A watchdog reads it from the event loop: a frame trip to the worker that has not returned
+    since ``busy_since_s`` is a wedged encoder or disk; no ``last_frame_s`` for long is a source
+    that delivers nothing; ``recording_since_s`` without a recent ``last_segment_s`` is a clip
+    that does not reach the disk.
+    """
+
+    started_s: float | None = None  # run() began
+    last_frame_s: float | None = None  # the worker returned a frame (detected, encoded, written)
+    busy_since_s: float | None = None  # the worker has been on the current frames since
+    recording_since_s: float | None = None  # the recorder left idle (a clip is due on disk)
+    last_segment_s: float | None = None  # a segment was committed
+    frames: int = 0
+    segments: int = 0
+    finished: bool = False  # run() has returned or raised
+
+
 class CameraPipeline:
     """Records one camera into ``store`` until the source ends or :meth:`run` is cancelled.
 
@@ -81,8 +101,11 @@ class CameraPipeline:
         on_event: Callable[[DeviceEvent], None] | None = None,
         on_frame: Callable[[Frame, MotionResult], None] | None = None,
         button: DoorbellButton | None = None,
+        clock: Clock | None = None,
     ) -> None:
         info = source.info
+        self._clock = clock or SystemClock()
+        self._progress = PipelineProgress()
         config = config or RecorderConfig()
         self.camera_id = camera_id
         self._source = source
@@ -126,9 +149,15 @@ class CameraPipeline:
             counts["bytes_written"] += clip.bytes_written
         return PipelineStats(**counts)
 
+    @property
+    def progress(self) -> PipelineProgress:
+        """When the pipeline last took a frame, wrote a segment, and whether it is busy now."""
+        return self._progress
+
     async def run(self) -> PipelineStats:
         """Record until the source ends; on cancellation the open clip is closed, then re-raised."""
         worker = Worker(self.camera_id)
+        self._progress = replace(self._progress, started_s=self._clock.monotonic())
         button_task = asyncio.create_task(self._watch_button()) if self._button else None
         frames = self._source.frames()
         logger.info(
@@ -145,11 +174,16 @@ class CameraPipeline:
             if burst is None:
                 async for frame in frames:
                     presses, self._pending_presses = self._pending_presses, 0
-                    self._deliver(frame, await worker.run(self._process, frame, presses))
+                    self._busy()
+                    outcome = await worker.run(self._process, frame, presses)
+                    self._moved(1)
+                    self._deliver(frame, outcome)
             else:
                 async for batch in burst:
                     presses, self._pending_presses = self._pending_presses, 0
+                    self._busy()
                     done = await worker.run(self._process_batch, batch, presses)
+                    self._moved(len(batch))
                     for frame, outcome in zip(batch, done, strict=True):
                         self._deliver(frame, outcome)
         finally:
@@ -167,10 +201,30 @@ class CameraPipeline:
                 with contextlib.suppress(RuntimeError):
                     await frames.aclose()  # type: ignore[attr-defined]
                 worker.shutdown()
+                self._progress = replace(self._progress, busy_since_s=None, finished=True)
                 logger.info("pipeline.stop camera=%s stats=%s", self.camera_id, self.stats)
         return self.stats
 
     # -- event loop side ---------------------------------------------------------------------
+
+    def _busy(self) -> None:
+        self._progress = replace(self._progress, busy_since_s=self._clock.monotonic())
+
+    def _moved(self, frames: int) -> None:
+        """A trip to the worker came back: stamp the frames, a new segment, the recorder's state."""
+        now = self._clock.monotonic()
+        was = self._progress
+        segments = self.stats.segments
+        recording = self._recorder.state is not RecorderState.IDLE
+        self._progress = replace(
+            was,
+            last_frame_s=now,
+            busy_since_s=None,
+            frames=was.frames + frames,
+            segments=segments,
+            last_segment_s=now if segments > was.segments else was.last_segment_s,
+            recording_since_s=(was.recording_since_s or now) if recording else None,
+        )
 
     async def _watch_button(self) -> None:
         assert self._button is not None

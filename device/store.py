@@ -234,6 +234,19 @@ class ClipStore:
             raise StoreError(f"unknown segment {segment_id!r}")
         return self._segment_record(row[:8], row[8])
 
+    def segments_after(self, position: int, limit: int = 500) -> list[tuple[int, SegmentRecord]]:
+        """A page of every segment, in commit order from ``position`` on (0: from the first), with
+        the position of each to pass to the next call. For a pass over the whole store (a
+        position of a deleted newest segment may be given again to the next one)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.rowid, s.segment_id, s.clip_id, c.camera, s.idx, s.start_s, "
+                "s.duration_s, s.size, s.payload_sha256, c.rel_dir FROM segments s "
+                "JOIN clips c ON c.clip_id = s.clip_id WHERE s.rowid > ? ORDER BY s.rowid LIMIT ?",
+                (position, limit),
+            ).fetchall()
+        return [(int(row[0]), self._segment_record(row[1:9], row[9])) for row in rows]
+
     def segment_path(self, segment_id: str) -> Path:
         """Where the segment's age file is; raises StoreError if the segment is unknown."""
         return self.segment(segment_id).path

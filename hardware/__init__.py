@@ -21,7 +21,7 @@ from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
 from hardware.live import LiveCamera, SourceSpec, parse_source
-from hardware.sources import button_of, open_camera
+from hardware.sources import button_of, open_camera, reconnecting
 
 __all__ = [
     "AUDIO_RATE",
@@ -51,6 +51,7 @@ __all__ = [
     "microphone_of",
     "open_camera",
     "parse_source",
+    "reconnecting",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

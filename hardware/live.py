@@ -114,6 +114,11 @@ class LiveCamera:
             raise HardwareError(f"camera {self.name} has not connected yet: await connect() first")
         return self._info
 
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the stream failed since the last frame (backing off or opening again)."""
+        return self._failures > 0 and not self._closed
+
     async def connect(self) -> StreamInfo:
         """Open the source, retrying with backoff; returns what it delivers."""
         while self._reader is None:

@@ -12,7 +12,7 @@ from hardware.button import DoorbellButton
 from hardware.file import FileCamera
 from hardware.live import LiveCamera
 
-__all__ = ["button_of", "open_camera"]
+__all__ = ["button_of", "open_camera", "reconnecting"]
 
 
 def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
@@ -21,7 +21,7 @@ def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
     if kind == "simulated":
         from hardware.sim import SimulatedCamera, load_scenario
 
-        return SimulatedCamera(load_scenario(target), realtime=True, name=name)
+        return SimulatedCamera(load_scenario(target), realtime=True, name=name, reconnect=True)
     if kind == "file":
         return FileCamera(target, loop=True, realtime=True, name=name)
     if kind == "live":
@@ -33,3 +33,9 @@ def button_of(camera: object) -> DoorbellButton | None:
     """The camera's own doorbell button, or None when it has none."""
     button = getattr(camera, "button", None)
     return button if isinstance(button, DoorbellButton) else None
+
+
+def reconnecting(camera: object) -> bool:
+    """Whether the camera has lost its stream and is reconnecting (waiting out its backoff or
+    opening again): a camera that delivers no frame then is not stuck."""
+    return getattr(camera, "reconnecting", False) is True

@@ -169,6 +169,7 @@ PINNED = {
         "LiveStats",
         "OwnerInfo",
         "ReleaseInfo",
+        "ReleaseLink",
         "RequestInfo",
         "Segment",
         "pair",

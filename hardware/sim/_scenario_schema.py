@@ -37,6 +37,7 @@ FAULT_KINDS = (
     "disconnect",
     "disk_full",
     "drop_frames",
+    "hang",
     "slow_disk",
     "stall",
 )
@@ -219,6 +220,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                 "disconnect",
                 "disk_full",
                 "drop_frames",
+                "hang",
                 "slow_disk",
                 "stall",
             ),

@@ -2,8 +2,11 @@
 
 Faults act at the source: ``drop_frames`` skips indices, ``stall`` holds delivery back and then
 releases the late frames in a burst, ``disconnect`` makes ``frames()`` raise CameraDisconnected
-(the next ``frames()`` call reconnects at the first frame after the outage), ``clock_jump`` moves
-``wall_s``, and ``corrupt_packets`` flips bytes in H.264 packets. ``disk_full`` and ``slow_disk``
+(the next ``frames()`` call reconnects at the first frame after the outage; with ``reconnect``
+the camera instead reconnects by itself, as a live camera does), ``hang`` stops delivery without
+an error (a wedged capture driver or thread: the frames meanwhile are lost, and without a
+``duration_s`` it never resumes), ``clock_jump`` moves ``wall_s``, and ``corrupt_packets`` flips
+bytes in H.264 packets. ``disk_full`` and ``slow_disk``
 are storage faults: they stay in ``scenario.faults`` for the device side to apply.
 """
 
@@ -55,7 +58,9 @@ class SimulatedCamera:
     first frame. Either way ``pts_s = index / fps`` and ``wall_s`` is the capture time.
     Scenario presses go to ``self.button`` just before the first frame at or after their time.
     With ``audio`` in the scenario, ``self.microphone`` hears a tone on the same clock (chunks
-    stamped like ``pts_s``); otherwise it is None.
+    stamped like ``pts_s``); otherwise it is None. With ``reconnect``, a ``disconnect`` fault does
+    not raise: :attr:`reconnecting` is true until the camera is back (as ``LiveCamera`` reports
+    its backoff), which is how ``doorward serve`` plays a scenario.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class SimulatedCamera:
         clock: Clock | None = None,
         button: SoftButton | None = None,
         name: str | None = None,
+        reconnect: bool = False,
     ) -> None:
         cam = scenario.camera
         self.scenario = scenario
@@ -81,6 +87,12 @@ class SimulatedCamera:
         self._next_index = 0
         self._pending_presses = sorted(scenario.presses, key=lambda p: p.at_s)
         self._fired_disconnects: set[int] = set()
+        self._fired_hangs: set[int] = set()
+        self._reconnect = reconnect
+        self._closing = asyncio.Event()
+        self.reconnecting = (
+            False  # only with ``reconnect``: between a disconnect and the next frame
+        )
         self._start_monotonic: float | None = None
         self._start_wall = scenario.camera.start.timestamp()
         self._closed = False
@@ -138,14 +150,14 @@ class SimulatedCamera:
         return tuple(sorted(spans, key=lambda s: (s.first_index, s.actor_id)))
 
     def skipped_indices(self) -> frozenset[int]:
-        """Frame indices the scenario's faults keep from ever being delivered (drops, outages)."""
+        """Frame indices the scenario's faults keep from ever being delivered (drops, outages,
+        hangs)."""
         fps = self.scenario.camera.fps
         skipped = set()
         for index in range(self.frame_count):
             t = index / fps
-            if self._dropped(index, t) or any(
-                f.active(t) for f in self.scenario.faults_of("disconnect")
-            ):
+            outages = (*self.scenario.faults_of("disconnect"), *self.scenario.faults_of("hang"))
+            if self._dropped(index, t) or any(f.active(t) for f in outages):
                 skipped.add(index)
         return frozenset(skipped)
 
@@ -158,7 +170,15 @@ class SimulatedCamera:
             t = index / fps
             self._next_index += 1
             self._emit_presses(t)  # the button is not the camera: it works through outages
-            self._check_disconnect(index, t)
+            try:
+                self._check_disconnect(index, t)
+            except CameraDisconnected:
+                if not self._reconnect:
+                    raise
+                self.reconnecting = True  # until the first frame after the outage
+                continue
+            if await self._hang(index, t):
+                continue
             if self._dropped(index, t):
                 logger.debug("camera.frame_dropped camera=%s index=%s", self.name, index)
                 continue
@@ -166,6 +186,9 @@ class SimulatedCamera:
                 wait_s = self._due_s(t) - self._clock.monotonic()
                 if wait_s > 0:
                     await self._clock.sleep(wait_s)
+            if self.reconnecting:
+                self.reconnecting = False
+                logger.info("camera.connected camera=%s at_s=%s", self.name, t)
             yield self._frame(index, t)
             if not self.realtime:
                 await asyncio.sleep(0)  # let other cameras and tasks run between frames
@@ -173,6 +196,7 @@ class SimulatedCamera:
     async def close(self) -> None:
         """Stop delivering frames; close the microphone (if any) and the button."""
         self._closed = True
+        self._closing.set()
         if self.microphone is not None:
             self.microphone.close()
         await self.button.close()
@@ -229,6 +253,25 @@ class SimulatedCamera:
                     f"camera {self.name}: disconnected at {t:.3f} s (simulated fault; "
                     f"it is back at {fault.end_s:.3f} s: iterate frames() again)"
                 )
+
+    async def _hang(self, index: int, t: float) -> bool:
+        """At a ``hang`` fault: in real time, deliver nothing until it ends (or the camera is
+        closed); either way skip to the first frame after it. Whether a hang began here."""
+        for i, fault in enumerate(self.scenario.faults):
+            if fault.kind != "hang" or not fault.active(t) or i in self._fired_hangs:
+                continue
+            self._fired_hangs.add(i)
+            logger.info("camera.hung camera=%s at_s=%s", self.name, t)
+            if math.isinf(fault.end_s):
+                self._next_index = self.frame_count
+                if self.realtime:
+                    await self._closing.wait()
+            else:
+                self._next_index = max(
+                    index, math.ceil(fault.end_s * self.scenario.camera.fps - 1e-9)
+                )
+            return True
+        return False
 
     def _emit_presses(self, t: float) -> None:
         while self._pending_presses and self._pending_presses[0].at_s <= t + 1e-9:

@@ -121,6 +121,7 @@ class _Story:
 
     def run(self) -> dict[str, Any]:
         self.out.write(f"Doorward demo — every artefact is kept in {self.dir}\n")
+        doctor = self.check_device()
         self.step(
             "The doorbell starts: `doorward serve` with a simulated camera, HTTPS on loopback"
         )
@@ -274,6 +275,7 @@ class _Story:
             and "release.downloaded" in kinds
             and "release.sent" in kinds
             and bool(refused)
+            and doctor["ok"]
         )
         summary: dict[str, Any] = {
             "data_dir": str(data),
@@ -289,6 +291,7 @@ class _Story:
             "report": fetched["report_json"],
             "checkpoint": audit["checkpoint"],
             "federal_request_refused": refused,
+            "doctor": [check["check"] for check in doctor["checks"]],
             "audit_entries": kinds,
             "plaintext_files_on_device": [str(p) for p in leaks],
             "owner_opens_release": opens,
@@ -303,6 +306,39 @@ class _Story:
         return summary
 
     # -- the device process ------------------------------------------------------------------
+
+    def check_device(self) -> dict[str, Any]:
+        """``doorward doctor`` on the board before its first start, as an installer runs it."""
+        self.step("Before the first start, `doorward doctor` checks the board")
+        (self.dir / "visit.toml").write_text(_SCENE)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hub.cli.main",
+                "doctor",
+                "--data",
+                str(self.dir / "doorbell"),
+                "--camera",
+                f"{_CAMERA}=simulated:{self.dir / 'visit.toml'}",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.dir,
+            timeout=120,
+            check=False,
+        )
+        try:
+            report: dict[str, Any] = json.loads(run.stdout)
+        except json.JSONDecodeError:
+            raise DemoFailed(f"`doorward doctor` failed: {run.stderr.strip()[-300:]}") from None
+        for check in report["checks"]:
+            self.say(f"{'ok' if check['ok'] else 'FAILED'}: {check['check']}: {check['detail']}")
+        if not report["ok"] or run.returncode != 0:
+            raise DemoFailed("`doorward doctor` found a problem with this machine (see above)")
+        return report
 
     def start_device(self) -> tuple[str, PairingURI]:
         scene = self.dir / "visit.toml"

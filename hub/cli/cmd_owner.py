@@ -16,6 +16,7 @@ from hub.cli import (
     cmd_owner_decisions,
     cmd_owner_footage,
     cmd_owner_pairing,
+    cmd_owner_status,
 )
 from hub.cli.common import add_common, command_handler, entry_point
 
@@ -38,6 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cmd_owner_pairing.add_commands(command)
     cmd_owner_footage.add_commands(command)
     cmd_owner_decisions.add_commands(command)
+    cmd_owner_status.add_commands(command)
     cmd_owner_backup.add_commands(commands)
     from hub.cli.cmd_owner_live import (
         add_live_commands,  # live view pulls in aiortc: only when wired

@@ -10,11 +10,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from crypto.errors import DoorwardError
-from hub.server.config import EXAMPLE_CONFIG, load_config
+from hub.server.config import EXAMPLE_CONFIG, BackupConfig, ServeConfig, load_config
 from hub.server.serve import serve
 
 __all__ = ["add_parser", "main", "run"]
@@ -52,6 +53,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="do not advertise on zeroconf",
     )
     parser.add_argument(
+        "--backup",
+        metavar="s3://BUCKET/PREFIX",
+        help="upload every segment, manifest and audit checkpoint to this S3 bucket and prefix",
+    )
+    parser.add_argument("--backup-endpoint", metavar="URL", help="the S3 API's URL for --backup")
+    parser.add_argument(
+        "--backup-credentials",
+        type=Path,
+        metavar="FILE",
+        help="AWS-style credentials file (mode 0600) for --backup; else AWS_ACCESS_KEY_ID/…",
+    )
+    parser.add_argument(
         "--print-config",
         action="store_true",
         help="print a config file with every option and its default, then exit",
@@ -75,7 +88,33 @@ def run(args: argparse.Namespace) -> int:
         "advertise": args.advertise,
     }
     config = load_config(args.config, overrides)
-    return asyncio.run(serve(config))
+    config = with_backup_flags(config, args)
+    return asyncio.run(
+        serve(
+            config,
+            reload=lambda: with_backup_flags(load_config(args.config, overrides), args),
+        )
+    )
+
+
+def with_backup_flags(config: ServeConfig, args: argparse.Namespace) -> ServeConfig:
+    """``--backup``, ``--backup-endpoint`` and ``--backup-credentials`` over the file's
+    ``[backup]`` section."""
+    flags = {
+        "url": args.backup,
+        "endpoint": args.backup_endpoint,
+        "credentials_file": args.backup_credentials,
+    }
+    flags = {name: value for name, value in flags.items() if value is not None}
+    if not flags:
+        return config
+    table: dict[str, Any] = {}
+    if config.backup is not None:
+        table = {f.name: getattr(config.backup, f.name) for f in fields(config.backup)}
+        if "url" in flags:
+            table.pop("prefix", None)
+    table.update(flags)
+    return replace(config, backup=BackupConfig.from_table(table))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

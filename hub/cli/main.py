@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 
 from consent.text import escape
 from crypto.errors import DoorwardError
+from hub.cli.logs import configure_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 _COMMAND_MODULES = {
     "demo": "hub.cli.cmd_demo",
     "serve": "hub.cli.cmd_serve",
+    "doctor": "hub.cli.cmd_doctor",
     "owner": "hub.cli.cmd_owner",
     "requester": "hub.cli.cmd_requester",
     "audit": "hub.cli.cmd_audit",
@@ -53,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # its own warnings (already turned into that error) stay out of the way unless asked for.
     quiet = logging.WARNING if args.command in ("serve", "demo", "harness") else logging.ERROR
     level = quiet - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(level, service=args.command == "serve")
     try:
         status: int = args.handler(args)
     except DoorwardError as exc:

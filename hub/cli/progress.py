@@ -66,6 +66,24 @@ class ProgressWriter:
         self._progress.update(len(data))
         return written
 
+    def seekable(self) -> bool:
+        """Whether the wrapped file can seek (a failed download is then undone in place)."""
+        return self._dst.seekable()
+
+    def tell(self) -> int:
+        """The wrapped file's position."""
+        return self._dst.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the wrapped file's position."""
+        return self._dst.seek(offset, whence)
+
+    def truncate(self) -> int:
+        """Cut the wrapped file at its position; the count restarts from there."""
+        size = self._dst.truncate()
+        self._progress.done = size
+        return size
+
 
 def _size(n: int) -> str:
     if n < 1024:

@@ -20,6 +20,7 @@ from hub.client.records import (
     LiveStats,
     OwnerInfo,
     ReleaseInfo,
+    ReleaseLink,
     RequestInfo,
     Segment,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "LiveStats",
     "OwnerInfo",
     "ReleaseInfo",
+    "ReleaseLink",
     "RequestInfo",
     "Segment",
     "pair",

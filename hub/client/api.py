@@ -45,10 +45,12 @@ from hub.client.records import (
     LiveStats,
     OwnerInfo,
     ReleaseInfo,
+    ReleaseLink,
     RequestInfo,
     clip_of,
     cosignature_of,
     owner_of,
+    release_link_of,
     release_of,
     request_of,
     segment_of,
@@ -84,6 +86,10 @@ class DownloadTooLarge(DoorwardError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the device sent more than {limit} bytes, the limit for this download")
         self.limit = limit
+
+
+class LinkFailed(DoorwardError):
+    """A presigned URL for a release did not give the bundle (the caller falls back)."""
 
 
 class ApiError(DoorwardError):
@@ -379,6 +385,12 @@ class DoorwardClient:
         process's CPU seconds, 1-minute load and peak RSS in KiB."""
         return dict(await self._json("GET", "/metrics"))
 
+    async def backup(self) -> dict[str, Any]:
+        """The off-site backup's state: ``enabled``, and when it is, ``target``, the queue
+        (``queued_objects``, ``queued_bytes``, ``lag_s``), ``uploaded_*``, ``skipped_objects``,
+        ``last_success`` and ``last_error`` (see ``GET /backup`` in docs/openapi.yaml)."""
+        return dict(await self._json("GET", "/backup"))
+
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
         """Device events as they happen, until the device closes the stream; raises
         :class:`EventStreamDropped` if it dropped this client for falling behind, and ApiError
@@ -425,13 +437,55 @@ class DoorwardClient:
         return request_of(await self._json("GET", f"/requests/{_seg(request_id)}/status"))
 
     async def fetch_release(
-        self, release_id: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+        self,
+        release_id: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        offsite: bool = True,
     ) -> int:
         """Stream a release bundle (a tar) to ``dst``; returns its size in bytes. Each call counts
         as one download. Raises ApiError ``not_found``, ``release_revoked``, ``expired`` or
         ``downloads_exhausted`` (410), and DownloadTooLarge past ``max_bytes`` (a hostile device
-        could otherwise fill the disk): then at most ``max_bytes`` were written to ``dst``."""
-        return await self._download(f"/releases/{_seg(release_id)}", dst, max_bytes=max_bytes)
+        or store could otherwise fill the disk): then at most ``max_bytes`` were written to ``dst``.
+
+        With ``offsite`` (and ``dst`` a path or a seekable file), a bundle the device has put in
+        its off-site store is fetched from there with the presigned URL the device gives
+        (:meth:`release_link`); if that URL fails, from the device, for the same download. The
+        store is not pinned: the bundle is checked end to end afterwards
+        (``consent.requester.open_bundle``), wherever it came from."""
+        path = f"/releases/{_seg(release_id)}"
+        if not offsite or not _rewindable(dst):
+            return await self._download(path, dst, max_bytes=max_bytes)
+        try:
+            link = await self.release_link(release_id)
+        except ApiError as exc:
+            # not_offsite (nothing counted), or a device without the route, or no such release:
+            # the direct download answers (and refuses) as ever.
+            if exc.status not in (404, 409):
+                raise
+            return await self._download(path, dst, max_bytes=max_bytes)
+        start = _position(dst)
+        try:
+            return await self._download_url(link.url, dst, max_bytes=max_bytes)
+        except DownloadTooLarge:
+            raise
+        except (aiohttp.ClientError, TimeoutError, LinkFailed) as exc:
+            logger.warning(
+                "release.link_failed release_id=%s link=%s error=%s",
+                release_id,
+                link.link_id,
+                exc if isinstance(exc, LinkFailed) else type(exc).__name__,
+            )
+        _rewind(dst, start)
+        return await self._download(path, dst, max_bytes=max_bytes, query={"link": link.link_id})
+
+    async def release_link(self, release_id: str) -> ReleaseLink:
+        """A presigned URL for a release bundle in the device's off-site store; counts one
+        download (a later ``GET /releases/ID?link=LINK_ID`` serves it once if the URL fails).
+        Raises ApiError ``not_offsite`` (409; nothing counted) and those of
+        :meth:`fetch_release`."""
+        return release_link_of(await self._json("GET", f"/releases/{_seg(release_id)}/link"))
 
     # -- transport -------------------------------------------------------------------------
 
@@ -486,24 +540,26 @@ class DoorwardClient:
             return await response.read()
 
     async def _download(
-        self, path: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+        self,
+        path: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        query: Mapping[str, Any] | None = None,
     ) -> int:
-        response = await self._send("GET", path)
+        response = await self._send("GET", path, query=query)
         async with response:
-            announced = response.content_length
-            if max_bytes is not None and announced is not None and announced > max_bytes:
-                raise DownloadTooLarge(max_bytes)
-            if not isinstance(dst, Path):
-                return await _copy_capped(response, dst, max_bytes)
-            tmp = dst.with_name(dst.name + ".part")
-            try:
-                with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
-                    size = await _copy_capped(response, f, max_bytes)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            tmp.replace(dst)
-            return size
+            return await _save(response, dst, max_bytes)
+
+    async def _download_url(self, url: str, dst: Path | IO[bytes], *, max_bytes: int | None) -> int:
+        """GET a presigned URL: a plain request (no signature, no device pin, system CAs)."""
+        async with (
+            aiohttp.ClientSession(timeout=self._timeout) as session,
+            session.get(URL(url, encoded=True), allow_redirects=False) as response,
+        ):
+            if response.status != 200:
+                raise LinkFailed(f"the store answered HTTP {response.status}")
+            return await _save(response, dst, max_bytes)
 
 
 async def pair(
@@ -555,6 +611,47 @@ async def pair(
         confirm = machine.receive_pake(pake2)
         keys_message = await post("/pair/finish", confirm)
         return machine.receive_keys(keys_message)
+
+
+async def _save(
+    response: aiohttp.ClientResponse, dst: Path | IO[bytes], max_bytes: int | None
+) -> int:
+    """Copy the body to ``dst`` (a path: through ``NAME.part``, renamed when whole), capped."""
+    announced = response.content_length
+    if max_bytes is not None and announced is not None and announced > max_bytes:
+        raise DownloadTooLarge(max_bytes)
+    if not isinstance(dst, Path):
+        return await _copy_capped(response, dst, max_bytes)
+    tmp = dst.with_name(dst.name + ".part")
+    try:
+        with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
+            size = await _copy_capped(response, f, max_bytes)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(dst)
+    return size
+
+
+def _rewindable(dst: Path | IO[bytes]) -> bool:
+    """Whether a failed download from a link can be undone before the direct one."""
+    if isinstance(dst, Path):
+        return True
+    try:
+        return bool(dst.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _position(dst: Path | IO[bytes]) -> int | None:
+    return None if isinstance(dst, Path) else dst.tell()
+
+
+def _rewind(dst: Path | IO[bytes], start: int | None) -> None:
+    """Drop what a failed download wrote to a file (a path's ``.part`` is removed already)."""
+    if start is not None and not isinstance(dst, Path):
+        dst.seek(start)
+        dst.truncate()
 
 
 async def _copy_capped(

@@ -18,11 +18,13 @@ __all__ = [
     "LiveStats",
     "OwnerInfo",
     "ReleaseInfo",
+    "ReleaseLink",
     "RequestInfo",
     "Segment",
     "clip_of",
     "cosignature_of",
     "owner_of",
+    "release_link_of",
     "release_of",
     "request_of",
     "segment_of",
@@ -115,6 +117,17 @@ class ReleaseInfo:
     segment_ids: tuple[str, ...]
     clip_ids: tuple[str, ...]
     audit_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLink:
+    """A presigned URL for a release bundle in the device's off-site store, working until
+    ``expires_s`` (seconds since 1970); ``link_id`` names it for a direct fetch if it fails."""
+
+    release_id: str
+    link_id: str
+    expires_s: int
+    url: str = field(repr=False)  # carries the store's signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +251,14 @@ def release_of(r: Mapping[str, Any]) -> ReleaseInfo:
         clip_ids=tuple(r["clip_ids"]),
         audit_index=r["audit_index"],
     )
+
+
+def release_link_of(r: Mapping[str, Any]) -> ReleaseLink:
+    """A :class:`ReleaseLink` from its API JSON; a missing member raises KeyError."""
+    url = r["url"]
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise ValueError("a release link's url must be an http:// or https:// URL")
+    return ReleaseLink(str(r["release_id"]), str(r["link_id"]), int(r["expires"]), url)
 
 
 def owner_of(o: Mapping[str, Any]) -> OwnerInfo:

@@ -136,6 +136,7 @@ class SeaweedServer:
             )
         }
         self._process: subprocess.Popen[bytes] | None = None
+        self._bucket_made = False
 
     @property
     def endpoint(self) -> str:
@@ -152,7 +153,8 @@ class SeaweedServer:
         return BucketAddress(self.endpoint, self.identities.bucket, self.identities.prefix)
 
     def start(self) -> None:
-        """Start the server and wait until the S3 API answers; creates the bucket once."""
+        """Start the server and wait until the S3 API answers; creates the bucket at the first
+        start (call it outside an event loop, or in a worker thread)."""
         if self._process is not None:
             return
         data = self.directory / "data"
@@ -190,17 +192,20 @@ class SeaweedServer:
         finally:
             log.close()
         self._wait_ready()
-        self._ensure_bucket()
+        if not self._bucket_made:
+            self._ensure_bucket()
+            self._bucket_made = True
         logger.info("seaweed.started endpoint=%s", self.endpoint)
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s); the data stays."""
+        """Stop the server (SIGTERM, then SIGKILL after 2 s: weed takes its time to exit, and
+        what it acknowledged is in its files already); the data stays."""
         process, self._process = self._process, None
         if process is None:
             return
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -219,8 +224,9 @@ class SeaweedServer:
             [
                 str(find_weed()),
                 "shell",
-                f"-master={self.master}",
-                f"-filer=127.0.0.1:{self._ports['filer']}",
+                # host:port.grpcPort: the gRPC ports are not the default port + 10000 here
+                f"-master={self.master}.{self._ports['master.grpc']}",
+                f"-filer=127.0.0.1:{self._ports['filer']}.{self._ports['filer.grpc']}",
             ],
             input=f"{command}\nexit\n".encode(),
             capture_output=True,

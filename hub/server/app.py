@@ -45,6 +45,8 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     app[appkeys.AUTH] = AuthState.create(deps)
     app.cleanup_ctx.append(_worker)
     app.cleanup_ctx.append(_pairing_desk)
+    if deps.offsite_releases is not None:
+        app.cleanup_ctx.append(_offsite_releases)
     app.on_shutdown.append(_close_sockets)
     owner.add_routes(app)
     audit.add_routes(app)
@@ -74,6 +76,14 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.WORKER] = worker
     yield
     await worker.close()
+
+
+async def _offsite_releases(app: web.Application) -> AsyncIterator[None]:
+    offsite = app[appkeys.DEPS].offsite_releases
+    assert offsite is not None
+    await offsite.start(app[appkeys.WORKER].run, app[appkeys.BUS].publish)
+    yield
+    await offsite.close()
 
 
 async def _pairing_desk(app: web.Application) -> AsyncIterator[None]:

@@ -18,10 +18,13 @@ from crypto.errors import DoorwardError
 if TYPE_CHECKING:
     from consent.desk import RequestLimits
     from device import Polygon
+    from hardware.gpio import GpioButtonSpec
+    from hub.offsite.target import BucketAddress
 
 __all__ = [
     "DEFAULT_SIGNATURE_WINDOW_S",
     "EXAMPLE_CONFIG",
+    "BackupConfig",
     "CameraConfig",
     "ConfigError",
     "ServeConfig",
@@ -94,6 +97,11 @@ auth_failure_per_s = 0.2        # ... then one more allowed every 5 s
 log_repeats = 5                 # log lines of one kind per log_summary_s; the rest are counted
 log_summary_s = 60.0            # how often counted (suppressed) log lines are summarised
 
+# Under systemd (WatchdogSec=), the watchdog is pinged only while every camera records: no camera
+# without a frame, no frame in its encoder or on its way to disk, and no recording without a new
+# segment for longer than this (a camera that is reconnecting does not count as stuck).
+watchdog_stall_s = 20.0
+
 # Privacy zones per camera name: polygons of normalised (x, y) points, blacked out in every frame
 # before it is encoded, so they are never recorded nor streamed. A camera with zones is always
 # encoded with libx264, even one that delivers H.264 itself (its packets cannot be masked).
@@ -104,11 +112,104 @@ log_summary_s = 60.0            # how often counted (suppressed) log lines are s
 # the street beyond the garden or a tree that sways. They are still recorded and streamed.
 [motion_masks]
 # front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
+
+# Off-site backup to S3-compatible storage (off unless this section is filled in). Every segment,
+# clip manifest and audit checkpoint is uploaded as the device stores it (age ciphertext to the
+# owners, or signed). The credentials need write (and delete) under the prefix only, no read.
+# [backup]
+# endpoint = "https://s3.eu-central-1.amazonaws.com"   # the S3 API's URL
+# bucket = "my-doorbell-evidence"
+# prefix = ""                   # empty: the device id's first 16 characters
+# region = "us-east-1"
+# credentials_file = "/etc/doorward/s3-credentials"   # [default] aws_access_key_id/..., mode 0600
+# max_upload_kbps = 0           # 0: no limit
+# max_queue_mb = 4096           # un-uploaded segments kept at most; past it the oldest are skipped
+
+# The doorbell button on a GPIO line (libgpiod v2: pip install 'doorward[gpio]'). Without this
+# table there is no hardware button (a simulated camera has its own). A press rings the camera
+# named here (default: the first); a hold of 3 s unlocks pairing after too many failures.
+[button]
+# chip = "/dev/gpiochip0"       # the GPIO character device (or its name, gpiochip0)
+# line = 17                     # the line offset on that chip (or the line's name)
+# active_low = true             # the button pulls the line to ground when pressed
+# bias = "pull-up"              # pull-up, pull-down, disabled or as-is
+# debounce_ms = 20              # edges closer than this to the last one are contact bounce
+# camera = "front"
 """
 
 
 class ConfigError(DoorwardError, ValueError):
     """A ``doorward serve`` option is missing, unknown or out of range: fix the file or flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """The ``[backup]`` section: an S3-compatible bucket the device uploads its evidence to
+    (``hub.server.backup``). ``prefix`` empty means the device id's first 16 characters."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    credentials_file: Path | None = None  # AWS-style, mode 0600; else the AWS_* environment
+    max_upload_kbps: int = 0  # 0: as fast as the uplink goes
+    max_queue_mb: int = 4096  # un-uploaded segments kept queued at most
+
+    def __post_init__(self) -> None:
+        if self.max_upload_kbps < 0:
+            raise ValueError(f"backup.max_upload_kbps must be >= 0, got {self.max_upload_kbps}")
+        if self.max_queue_mb < 1:
+            raise ValueError(f"backup.max_queue_mb must be >= 1, got {self.max_queue_mb}")
+        self.address("0" * 16)  # the endpoint, bucket and prefix must make an address
+
+    def address(self, device_id: str) -> BucketAddress:
+        """Where this device's objects go."""
+        from hub.offsite.target import BucketAddress, OffsiteError
+
+        try:
+            return BucketAddress(
+                self.endpoint, self.bucket, self.prefix or device_id[:16], self.region
+            )
+        except OffsiteError as exc:
+            raise ValueError(str(exc)) from None
+
+    @classmethod
+    def from_table(cls, table: Any) -> BackupConfig:
+        """The ``[backup]`` TOML table (or the flags' equivalent), checked."""
+        if not isinstance(table, dict):
+            raise ConfigError("backup must be a table: [backup] with endpoint, bucket, …")
+        known = {f.name for f in fields(cls)} | {"url"}  # url: s3://BUCKET/PREFIX in one
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown backup option(s): {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
+        values = dict(table)
+        if "url" in values:
+            values.update(_split_s3_url(str(values.pop("url"))))
+        missing = [name for name in ("endpoint", "bucket") if not values.get(name)]
+        if missing:
+            raise ConfigError(
+                f"backup needs {' and '.join(missing)}: set them in [backup] or pass "
+                "--backup s3://BUCKET/PREFIX --backup-endpoint URL"
+            )
+        if values.get("credentials_file"):
+            values["credentials_file"] = Path(values["credentials_file"])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid backup option: {exc}") from None
+
+
+def _split_s3_url(url: str) -> dict[str, str]:
+    """``s3://BUCKET/PREFIX`` as the bucket and prefix options."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"backup target {url!r} must look like s3://BUCKET/PREFIX")
+    return {"bucket": parts.netloc, "prefix": parts.path.strip("/")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +252,11 @@ class ServeConfig:
     auth_failure_per_s: float = 0.2
     log_repeats: int = 5
     log_summary_s: float = 60.0
+    watchdog_stall_s: float = 20.0
+    button: GpioButtonSpec | None = None
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+    backup: BackupConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -209,6 +313,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.log_repeats < 1:
             raise ValueError(f"log_repeats must be >= 1, got {self.log_repeats}")
+        if not self.watchdog_stall_s > 0:
+            raise ValueError(f"watchdog_stall_s must be > 0, got {self.watchdog_stall_s}")
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:
@@ -239,6 +345,10 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     for option in ("privacy_zones", "motion_masks"):
         if option in values:
             values[option] = _polygons_per_camera(option, values[option])
+    if "backup" in values and not isinstance(values["backup"], BackupConfig):
+        values["backup"] = BackupConfig.from_table(values["backup"])
+    if "button" in values:
+        values["button"] = _button(values["button"])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:
@@ -267,6 +377,22 @@ def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Poly
             ) from exc
         zones.append((camera, shaped))
     return tuple(zones)
+
+
+def _button(table: Any) -> GpioButtonSpec | None:
+    """``[button]``: the GPIO doorbell button (an empty table: none)."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            "button must be a table: chip, line, active_low, bias, debounce_ms, camera"
+        )
+    if not table:
+        return None
+    from hardware.gpio import GpioButtonSpec
+
+    try:
+        return GpioButtonSpec.from_table(table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"button: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

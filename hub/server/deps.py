@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consent.audit import AuditLog
 from consent.cosignatures import CosignatureBook
@@ -16,6 +17,10 @@ from device.pipeline import PipelineStats
 from device.store import ClipStore
 from hub.server.config import DEFAULT_SIGNATURE_WINDOW_S
 from hub.server.owners import OwnersTable
+
+if TYPE_CHECKING:  # the S3 client is imported only by a device that has a backup store
+    from hub.server.backup import OffsiteBackup
+    from hub.server.release_offsite import OffsiteReleases
 
 __all__ = ["CameraInfo", "HubDeps"]
 
@@ -60,3 +65,7 @@ class HubDeps:
     # Failed signatures per address: a burst, then a refill rate; past it, 429.
     auth_failure_burst: int = 10
     auth_failure_per_s: float = 0.2
+    # The off-site uploader (``hub.server.backup.OffsiteBackup``) when a bucket is configured.
+    backup: OffsiteBackup | None = None
+    # Release bundles go to the backup store and requesters get presigned URLs (None: no store).
+    offsite_releases: OffsiteReleases | None = None

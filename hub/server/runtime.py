@@ -12,12 +12,13 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from crypto.errors import DoorwardError
 from device import CameraPipeline, MotionConfig, PipelineStats, RecorderConfig, detector_for
 from hardware import (
     CameraSource,
@@ -30,8 +31,8 @@ from hardware import (
 )
 from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
-from hub.server.config import CameraConfig, ServeConfig
-from hub.server.deps import CameraInfo
+from hub.server.config import CameraConfig, ConfigError, ServeConfig
+from hub.server.deps import CameraInfo, HubDeps
 from hub.server.events import device_event
 from hub.server.guard import (
     ConnectionGuard,
@@ -46,10 +47,15 @@ from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
+from hub.server.reload import RunningConfig
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
+from hub.server.watchdog import HealthProbe
 
-__all__ = ["Running", "open_device", "running_device"]
+if TYPE_CHECKING:
+    from hub.server.backup import OffsiteBackup
+
+__all__ = ["Running", "open_button", "open_device", "running_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Running:
     device: Device
     app: web.Application
     cameras: int
+    health: HealthProbe | None = None
 
     @property
     def pairing(self) -> PairingDesk:
@@ -86,6 +93,24 @@ def open_device(
         raise
 
 
+def open_button(
+    config: ServeConfig, cameras: list[CameraConfig]
+) -> tuple[str, DoorbellButton] | None:
+    """The GPIO doorbell button of ``[button]`` and the camera it rings, or None (blocking)."""
+    spec = config.button
+    if spec is None:
+        return None
+    camera = spec.camera or cameras[0].name
+    if camera not in {c.name for c in cameras}:
+        raise ConfigError(
+            f"button.camera names camera {camera}, which is not configured "
+            f"(cameras: {', '.join(c.name for c in cameras)})"
+        )
+    from hardware.gpio import GpioButton
+
+    return camera, GpioButton(spec).open()
+
+
 @contextlib.asynccontextmanager
 async def running_device(
     config: ServeConfig,
@@ -96,17 +121,25 @@ async def running_device(
     api: socket.socket,
     page: socket.socket,
     stop: asyncio.Event,
+    settings: RunningConfig | None = None,
+    button: tuple[str, DoorbellButton] | None = None,
 ) -> AsyncIterator[Running | None]:
     """Connect the cameras, record with every one, serve the API on ``api`` and the live page's
     site (``hub.server.app.create_page_app``) on ``page``; yields None when ``stop`` came before the cameras answered. On exit every pipeline
-    finishes its open segment before the API and the device close."""
+    finishes its open segment before the API and the device close. ``settings`` is the config a
+    reload replaces (retention and log limits read it); ``button`` a hardware button and the
+    camera it rings."""
+    settings = settings or RunningConfig(config)
     tasks: set[asyncio.Task[Any]] = set()
+    backup: OffsiteBackup | None = None
     runner: web.AppRunner | None = None
     page_runner: web.AppRunner | None = None
     guard: ConnectionGuard | None = None
     logs = contextlib.ExitStack()
+    stores = contextlib.AsyncExitStack()
     try:
         quiet = logs.enter_context(limit_repeats(_repeat_filter(config)))
+        settings.subscribe(lambda new: _update_filter(quiet, new))
         if not await _connect_cameras(sources, stop):
             for source in sources.values():
                 await source.close()
@@ -124,8 +157,12 @@ async def running_device(
             ),
             page_port=int(page.getsockname()[1]),
         )
-        app = create_app(device.deps(infos, config), live_view=live)
-        pipelines.update(_pipelines(config, device, sources, relay, app, tasks))
+        backup = _offsite_backup(config, device, lambda: app)
+        deps = device.deps(infos, config, backup=backup)
+        if backup is not None:
+            deps = await _offsite_releases(deps, backup, device, stores)
+        app = create_app(deps, live_view=live)
+        pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup, button))
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
         await runner.setup()
@@ -137,11 +174,20 @@ async def running_device(
         await page_runner.setup()
         page_tls = page_tls_context(device.data_dir / "keys")
         await GuardedSite(page_runner, page, guard, ssl_context=page_tls).start()
-        for pipeline in pipelines.values():
-            _track(tasks, pipeline.run())
-        _track(tasks, _housekeeping(device, config, app))
+        runs = {name: _track(tasks, pipeline.run()) for name, pipeline in pipelines.items()}
+        _track(tasks, _housekeeping(device, settings, app))
         _track(tasks, _summarise_logs(quiet))
-        yield Running(device, app, len(pipelines))
+        if backup is not None:
+            _track(tasks, backup.run())
+        health = HealthProbe(
+            pipelines,
+            runs,
+            sources,
+            app[appkeys.WORKER],
+            owners=device.owners.count,
+            connections=lambda: guard.open_connections if guard is not None else 0,
+        )
+        yield Running(device, app, len(pipelines), health)
     finally:
         for task in tasks:
             task.cancel()
@@ -149,13 +195,60 @@ async def running_device(
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 logger.error("serve.task_failed error=%s", type(result).__name__)
+        if backup is not None:
+            backup.close()
         if guard is not None:  # no new connections, no handshakes left; then the API's own
             await guard.close()
         if page_runner is not None:
             await page_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
+        if button is not None:
+            await button[1].close()
+        await stores.aclose()
         logs.close()
+
+
+def _offsite_backup(
+    config: ServeConfig, device: Device, app: Callable[[], web.Application]
+) -> OffsiteBackup | None:
+    """The uploader to the configured bucket, or None; its events go to the API's bus."""
+    if config.backup is None:
+        return None
+    from hub.server.backup import OffsiteBackup  # the S3 client loads only when configured
+
+    def publish(kind: str, **fields: Any) -> None:
+        app()[appkeys.BUS].publish(kind, **fields)
+
+    return OffsiteBackup(
+        config.backup,
+        data_dir=device.data_dir,
+        store=device.store,
+        audit=device.audit,
+        owners=device.owners,
+        device_key=device.identity.private_key,
+        retention_days=config.retention_days,
+        publish=publish,
+    )
+
+
+async def _offsite_releases(
+    deps: HubDeps, backup: OffsiteBackup, device: Device, stores: contextlib.AsyncExitStack
+) -> HubDeps:
+    """``deps`` with release delivery through the backup's bucket, on a client that lives as long
+    as the device runs. Credentials that cannot be read leave releases to the direct download
+    (the uploader reports the same error to the owners)."""
+    from hub.offsite.s3 import ObjectStore
+    from hub.offsite.target import Credentials
+    from hub.server.release_offsite import offsite_releases
+
+    try:
+        credentials = await asyncio.to_thread(Credentials.load, backup.config.credentials_file)
+    except DoorwardError as exc:
+        logger.error("backup.releases_off error=%s detail=%s", type(exc).__name__, exc)
+        return deps
+    bucket = await stores.enter_async_context(ObjectStore(backup.address, credentials))
+    return replace(deps, offsite_releases=offsite_releases(device, bucket))
 
 
 def _connection_guard(config: ServeConfig) -> ConnectionGuard:
@@ -180,6 +273,10 @@ def _repeat_filter(config: ServeConfig) -> RepeatFilter:
     return RepeatFilter(limit=config.log_repeats, window_s=config.log_summary_s)
 
 
+def _update_filter(quiet: RepeatFilter, config: ServeConfig) -> None:
+    quiet.limit, quiet.window_s = config.log_repeats, config.log_summary_s
+
+
 async def _summarise_logs(quiet: RepeatFilter) -> None:
     """Once a window, one line per kind of log line that was held back."""
     while True:
@@ -194,6 +291,8 @@ def _pipelines(
     relay: FrameRelay,
     app: web.Application,
     tasks: set[asyncio.Task[Any]],
+    backup: OffsiteBackup | None,
+    hardware_button: tuple[str, DoorbellButton] | None = None,
 ) -> dict[str, CameraPipeline]:
     zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
     bus = app[appkeys.BUS]
@@ -202,14 +301,18 @@ def _pipelines(
         mapped = device_event(event)
         if mapped is not None:
             bus.publish(mapped[0], **mapped[1])
+        if backup is not None:
+            backup.notice(event)
 
     recording = RecorderConfig(
         pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s
     )
     pipelines = {}
     for name, source in sources.items():
-        camera_button = button_of(source)
-        button = SoftButton() if camera_button is not None else None
+        feeds = [b for b in (button_of(source),) if b is not None]
+        if hardware_button is not None and hardware_button[0] == name:
+            feeds.append(hardware_button[1])
+        button = SoftButton() if feeds else None
         motion = MotionConfig(sensitivity=config.motion_sensitivity, masks=masks.get(name, ()))
         pipelines[name] = CameraPipeline(
             name,
@@ -222,8 +325,9 @@ def _pipelines(
             on_frame=relay.add_camera(name, microphone=microphone_of(source)),
             button=button,
         )
-        if camera_button is not None and button is not None:
-            _track(tasks, _relay_button(camera_button, button, app))
+        for feed in feeds:
+            assert button is not None
+            _track(tasks, _relay_button(feed, button, app))
     return pipelines
 
 
@@ -272,8 +376,10 @@ def _camera_info(
     )
 
 
-def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> None:
-    tasks.add(asyncio.ensure_future(coro))
+def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> asyncio.Future[Any]:
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+    return task
 
 
 async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Application) -> None:
@@ -285,11 +391,12 @@ async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Appl
             await app[appkeys.WORKER].run(app[appkeys.PAIRING].unlock)
 
 
-async def _housekeeping(device: Device, config: ServeConfig, app: web.Application) -> None:
-    """Release expiry and retention, once a minute."""
+async def _housekeeping(device: Device, settings: RunningConfig, app: web.Application) -> None:
+    """Release expiry and retention, once a minute (with the retention a reload last set)."""
     loop = asyncio.get_running_loop()
     while True:
         now = time.time()
+        config = settings.current
         # The desk's connection belongs to the API's worker thread.
         await app[appkeys.WORKER].run(device.desk.expire, int(now))
         await loop.run_in_executor(

@@ -7,7 +7,10 @@ read from the data directory) and, while the probes go out (RFC 6762 §8.1), imp
 record, the API listens and the setup code is printed.
 
 :func:`serve` runs until SIGINT/SIGTERM (or ``stop``), then stops the cameras (each finishes its
-open segment), the API and the databases, and returns 0. Log lines are ``event key=value`` and
+open segment), the API and the databases, and returns 0. Under systemd (``$NOTIFY_SOCKET``) it
+speaks sd_notify through :mod:`hub.server.watchdog`: READY once every camera records, STATUS,
+WATCHDOG pings tied to recording, RELOADING on SIGHUP (``reload`` re-reads the config; see
+:mod:`hub.server.reload` for what applies without a restart) and STOPPING. Log lines are ``event key=value`` and
 never carry a key, a token or the setup code; the code is printed (with its QR) to ``out`` only.
 While it runs, the process's umask is 077 (``hub.server.data_dir``): the data folder is private.
 """
@@ -34,11 +37,14 @@ from hub.server.config import CameraConfig, ConfigError, ServeConfig, parse_came
 from hub.server.data_dir import PRIVATE_UMASK, prepare_data_dir
 from hub.server.owners import OwnersTable
 from hub.server.pairing_state import PairingAttempts, PairingState, pairing_state
+from hub.server.sdnotify import Notifier, under_journal, watchdog_usec
 from hub.wire import discovery
 
 if TYPE_CHECKING:
     from hub.server.pairing import PairingDesk
+    from hub.server.reload import RunningConfig
     from hub.server.state import Device
+    from hub.server.watchdog import Supervisor
 
 __all__ = ["serve"]
 
@@ -51,8 +57,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     out: IO[str] | None = None,
     on_ready: Callable[[str], None] | None = None,
+    reload: Callable[[], ServeConfig] | None = None,
+    notifier: Notifier | None = None,
 ) -> int:
-    """Run the device until SIGINT/SIGTERM or ``stop``; returns the exit status (0)."""
+    """Run the device until SIGINT/SIGTERM or ``stop``; returns the exit status (0). SIGHUP calls
+    ``reload`` (in a thread) for the config to apply; ``notifier`` defaults to ``$NOTIFY_SOCKET``'s."""
     out = out or sys.stdout
     started = time.monotonic()
     stop = stop or asyncio.Event()
@@ -60,6 +69,12 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
+    notifier = notifier or Notifier.from_environ()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        # Until the device runs, a reload has nothing to reload (and must not kill it).
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: logger.info("serve.reload_ignored reason=starting")
+        )
     cameras = [parse_camera(text, i) for i, text in enumerate(config.cameras)]
     _check_camera_names(config, cameras)
     tasks: set[asyncio.Task[Any]] = set()
@@ -78,12 +93,25 @@ async def serve(
         if config.advertise:
             advertiser, starting = _advertise(config, port, tasks, started)
         runtime = await asyncio.to_thread(importlib.import_module, "hub.server.runtime")
+        button = await asyncio.to_thread(runtime.open_button, config, cameras)
         device, sources = await asyncio.to_thread(runtime.open_device, config, cameras)
+        settings = _running_config(config)
         async with runtime.running_device(
-            config, cameras, device, sources, api=listener, page=page_listener, stop=stop
+            config,
+            cameras,
+            device,
+            sources,
+            api=listener,
+            page=page_listener,
+            stop=stop,
+            settings=settings,
+            button=button,
         ) as running:
             if running is None:
                 return 0
+            supervisor = _supervise(running, settings, notifier, tasks)
+            if reload is not None:
+                _on_sighup(loop, reload, settings, supervisor, tasks)
             if advertiser is not None and starting is not None:
                 _follow_pairing(advertiser, starting, running.pairing, tasks)
             url = f"https://{_display_host(config.host)}:{port}"
@@ -94,7 +122,15 @@ async def serve(
                 running.cameras,
                 time.monotonic() - started,
             )
-            if device.owners.count() == 0:
+            if device.owners.count() == 0 and under_journal(os.environ, out):
+                # The journal is a log: the code stays in its 0600 file.
+                print(
+                    "doorward: pair a phone with the setup code in "
+                    f"{device.data_dir / 'keys' / 'setup-code'} (readable by the service user only)",
+                    file=out,
+                    flush=True,
+                )
+            elif device.owners.count() == 0:
                 _print_pairing(device, _display_host(config.host), port, out)
             print(
                 f"doorward: serving {url} (device {device.identity.device_id})",
@@ -105,6 +141,7 @@ async def serve(
                 on_ready(url)
             await stop.wait()
             logger.info("serve.stopping")
+            supervisor.stopping()
     finally:
         for task in tasks:
             task.cancel()
@@ -118,12 +155,76 @@ async def serve(
         page_listener.close()
         if device is not None:
             device.close()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
         os.umask(umask)
+        notifier.close()
     logger.info("serve.stopped")
     return 0
+
+
+def _running_config(config: ServeConfig) -> RunningConfig:
+    from hub.server.reload import RunningConfig
+
+    return RunningConfig(config)
+
+
+def _supervise(
+    running: Any, settings: RunningConfig, notifier: Notifier, tasks: set[asyncio.Task[Any]]
+) -> Supervisor:
+    """Start telling the service manager (if any) how the device is: READY, STATUS, WATCHDOG."""
+    from hub.server.health import Deadlines
+    from hub.server.watchdog import Supervisor
+
+    supervisor = Supervisor(
+        running.health,
+        notifier,
+        deadlines=lambda: Deadlines(settings.current.watchdog_stall_s, settings.current.segment_s),
+        watchdog_usec=watchdog_usec(os.environ, os.getpid()),
+    )
+    tasks.add(asyncio.get_running_loop().create_task(supervisor.run()))
+    return supervisor
+
+
+def _on_sighup(
+    loop: asyncio.AbstractEventLoop,
+    reload: Callable[[], ServeConfig],
+    settings: RunningConfig,
+    supervisor: Supervisor,
+    tasks: set[asyncio.Task[Any]],
+) -> None:
+    """SIGHUP re-reads the config and applies what it can; one reload at a time."""
+    busy = asyncio.Lock()
+
+    async def reload_once() -> None:
+        async with busy:
+            supervisor.reloading()
+            logger.info("serve.reloading")
+            try:
+                loaded = await asyncio.to_thread(reload)
+            except ConfigError as exc:
+                logger.error("serve.reload_failed error=%s", exc)
+                supervisor.reloaded(f"reload failed, running on the previous config: {exc}")
+                return
+            plan = settings.apply(loaded)
+            logger.info(
+                "serve.reloaded applied=%s needs_restart=%s",
+                ",".join(plan.applied) or "-",
+                ",".join(plan.needs_restart) or "-",
+            )
+            note = f"reloaded: {', '.join(plan.applied) or 'nothing changed'}"
+            if plan.needs_restart:
+                note += f"; restart to apply {', '.join(plan.needs_restart)}"
+            supervisor.reloaded(note)
+
+    def on_signal() -> None:
+        task = loop.create_task(reload_once())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
 
 
 def _check_camera_names(config: ServeConfig, cameras: list[CameraConfig]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consent.audit import AuditLog, audit_origin
 from consent.cosignatures import CosignatureBook
@@ -36,6 +37,9 @@ from hub.server.config import ConfigError, ServeConfig
 from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.owners import OwnersTable
+
+if TYPE_CHECKING:
+    from hub.server.backup import OffsiteBackup
 
 __all__ = ["Device"]
 
@@ -146,8 +150,10 @@ class Device:
         config: ServeConfig,
         *,
         clock: Callable[[], float] = time.time,
+        backup: OffsiteBackup | None = None,
     ) -> HubDeps:
-        """What the API needs from this device, with ``config``'s limits."""
+        """What the API needs from this device, with ``config``'s limits (and its off-site
+        uploader, when a bucket is configured)."""
         return HubDeps(
             device=self.identity,
             store=self.store,
@@ -168,6 +174,7 @@ class Device:
             body_timeout_s=config.body_timeout_s,
             auth_failure_burst=config.auth_failure_burst,
             auth_failure_per_s=config.auth_failure_per_s,
+            backup=backup,
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:

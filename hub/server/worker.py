@@ -8,6 +8,7 @@ client hanging up never leaves a half-recorded decision and shutdown waits for e
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -23,14 +24,24 @@ class SerialWorker:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-writes")
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._submitted: dict[asyncio.Future[Any], float] = {}
+
+    def backlog(self) -> tuple[int, float | None]:
+        """Calls queued or running, and when (``time.monotonic()``) the oldest was queued."""
+        return len(self._submitted), min(self._submitted.values(), default=None)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker; a cancelled caller does not cancel the call."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, fn, *args)
         self._tasks.add(future)
-        future.add_done_callback(self._tasks.discard)
+        self._submitted[future] = time.monotonic()
+        future.add_done_callback(self._done)
         return await asyncio.shield(future)
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        self._tasks.discard(future)
+        self._submitted.pop(future, None)
 
     async def close(self) -> None:
         """Wait for every call in flight, then stop the worker."""

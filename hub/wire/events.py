@@ -21,10 +21,14 @@ EVENT_KINDS = frozenset(
         "request.pending",
         "request.decided",
         "release.downloaded",
+        "release.offsite",
         "owner.added",
         "owner.removed",
         "live.started",
         "live.ended",
+        # The off-site backup stopped working (error, message) or works again (target).
+        "backup.failed",
+        "backup.recovered",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind

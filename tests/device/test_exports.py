@@ -25,6 +25,7 @@ def test_all_is_pinned() -> None:
         "MotionDetector",
         "MotionHints",
         "MotionResult",
+        "PipelineProgress",
         "PipelineStats",
         "Polygon",
         "Recorder",

@@ -40,6 +40,7 @@ def test_all_is_pinned() -> None:
         "microphone_of",
         "open_camera",
         "parse_source",
+        "reconnecting",
     ]
     for name in hardware.__all__:
         assert getattr(hardware, name) is not None

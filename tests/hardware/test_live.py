@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from hardware import Backoff, CameraOpenFailed, HardwareError, LiveCamera, SourceSpec, parse_source
+from hardware import (
+    Backoff,
+    CameraOpenFailed,
+    HardwareError,
+    LiveCamera,
+    SourceSpec,
+    parse_source,
+    reconnecting,
+)
 from hardware.sim import read_strip
 from tests.hardware._media import rendered, write_video
 from tests.hardware.kit import FakeClock
@@ -163,3 +171,33 @@ async def test_stream_end_reconnects_and_indices_continue(tmp_path: Path) -> Non
     dts = [f.packet.dts for f in frames]  # type: ignore[union-attr]
     assert dts == sorted(dts)
     assert frames[6].packet.keyframe  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_a_camera_backing_off_says_it_is_reconnecting(tmp_path: Path) -> None:
+    path = tmp_path / "cam.ts"
+    write_video(path, rendered(3), options={"tune": "zerolatency", "g": "5"})
+
+    class Watching(FakeClock):
+        """Notes, at each backoff sleep, whether the camera said it was reconnecting."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[bool] = []
+
+        async def sleep(self, seconds: float) -> None:
+            self.said.append(reconnecting(cam))
+            await super().sleep(seconds)
+
+    clock = Watching()
+    cam = LiveCamera(f"file:{path}", clock=clock, rand=lambda: 0.5)
+    flags = []
+    async for frame in cam.frames():
+        flags.append(reconnecting(cam))
+        clock.t += 0.1
+        if frame.index == 4:
+            break
+    await cam.close()
+    assert clock.said == [True]  # during the backoff after the stream ended
+    assert flags == [False] * 5  # every frame delivered means connected
+    assert not reconnecting(cam)

@@ -340,7 +340,7 @@ ERRORS = [
     ),
     (
         CAM + "[[fault]]\nkind = 'fire'\nat_s = 1\n",
-        " line 7: [[fault]] kind must be one of clock_jump, corrupt_packets, disconnect, disk_full, drop_frames, slow_disk, stall, got 'fire'",
+        " line 7: [[fault]] kind must be one of clock_jump, corrupt_packets, disconnect, disk_full, drop_frames, hang, slow_disk, stall, got 'fire'",
     ),
     (
         CAM + "[[fault]]\nkind = 'clock_jump'\nat_s = 1\n",
@@ -348,7 +348,7 @@ ERRORS = [
     ),
     (
         CAM + "[[fault]]\nkind = 'clock_jump'\nat_s = 1\njump_s = 5\nduration_s = 1\n",
-        " line 10: [[fault]] key 'duration_s' does not apply to kind 'clock_jump' (it applies to: corrupt_packets, disconnect, disk_full, drop_frames, slow_disk, stall)",
+        " line 10: [[fault]] key 'duration_s' does not apply to kind 'clock_jump' (it applies to: corrupt_packets, disconnect, disk_full, drop_frames, hang, slow_disk, stall)",
     ),
     (
         CAM + "[[fault]]\nkind = 'stall'\nat_s = 1\n",

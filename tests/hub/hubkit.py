@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import io
 import os
 import secrets
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -31,6 +34,10 @@ from hub.server.live.relay import FrameRelay
 from hub.server.routes.live import LiveSetup
 from hub.server.state import Device
 from tests.device.kit import write_clip
+
+if TYPE_CHECKING:
+    from hub.server.backup import OffsiteBackup
+    from hub.server.release_offsite import OffsiteReleases
 
 
 @dataclass
@@ -70,9 +77,13 @@ async def running_device(
     config: ServeConfig | None = None,
     clock: Callable[[], float] = time.time,
     live_cameras: tuple[str, ...] = (),
+    offsite: Callable[[Device], OffsiteReleases] | None = None,
+    backup: Callable[[Device], OffsiteBackup] | None = None,
 ) -> AsyncIterator[Running]:
     """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
-    with ``live_cameras``, also the live-view routes, for cameras that send no frames."""
+    with ``live_cameras``, also the live-view routes, for cameras that send no frames; with
+    ``offsite``, release bundles go to the store of the uploader it makes; with ``backup``, the
+    off-site uploader it makes runs (and ``GET /backup`` reports it)."""
     config = config or ServeConfig(data_dir=data_dir)
     device = Device.open(data_dir, request_limits=config.request_limits())
     live_view = None
@@ -81,16 +92,27 @@ async def running_device(
         for name in live_cameras:
             relay.add_camera(name)
         live_view = LiveSetup(relay)
-    app = create_app(device.deps(cameras or {}, config, clock=clock), live_view=live_view)
+    uploader = backup(device) if backup is not None else None
+    deps = device.deps(cameras or {}, config, clock=clock, backup=uploader)
+    if offsite is not None:
+        deps = dataclasses.replace(deps, offsite_releases=offsite(device))
+    app = create_app(deps, live_view=live_view)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
     await runner.setup()
+    uploading = asyncio.ensure_future(uploader.run()) if uploader is not None else None
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=device.ssl_context())
         await site.start()
         port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
         yield Running(device, app, f"https://127.0.0.1:{port}")
     finally:
+        if uploading is not None:
+            uploading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await uploading
         await runner.cleanup()
+        if uploader is not None:
+            uploader.close()
         device.close()
 
 

@@ -22,7 +22,7 @@ from tests.hub.hubkit import running_device
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text())
-# Codes raised by hub.server.routes.pairing and hub.server.routes.events as HubError(code=...).
+# Codes raised by hub.server.routes (pairing, events, requester) as HubError(code=...).
 ROUTE_CODES = {
     "pairing_locked",
     "pairing_busy",
@@ -31,6 +31,8 @@ ROUTE_CODES = {
     "approval_required",
     "busy",
     "http_error",
+    "not_offsite",
+    "link_unusable",
 }
 
 
@@ -103,6 +105,7 @@ async def test_live_answers_conform(tmp_path: Path) -> None:
             ("/audit/proof/inclusion", "/audit/proof/inclusion?index=5&size=1", 400),
             ("/health", "/health", 200),
             ("/metrics", "/metrics", 200),
+            ("/backup", "/backup", 200),
         ]
         async with running.client(owner) as api:
             for template, path, status in checks:

@@ -63,6 +63,7 @@ def add_routes(app: web.Application) -> None:
             web.delete("/owners/{key_id}", remove_owner),
             web.get("/health", health),
             web.get("/metrics", metrics),
+            web.get("/backup", backup_status),
         ]
     )
 
@@ -252,6 +253,8 @@ async def consent(request: web.Request) -> web.Response:
     request.app[appkeys.BUS].publish(
         "request.decided", request_id=request_id, decision="approved", release_id=release.release_id
     )
+    if deps.offsite_releases is not None:  # uploaded after this answer, in its own task
+        deps.offsite_releases.schedule(release.release_id)
     return web.json_response(release_json(release))
 
 
@@ -376,6 +379,17 @@ async def metrics(request: web.Request) -> web.Response:
         "event_subscribers": request.app[appkeys.BUS].subscriber_count,
         "cameras": per_camera,
     }
+    return web.json_response(body)
+
+
+async def backup_status(request: web.Request) -> web.Response:
+    await require_owner(request)
+    deps = request.app[appkeys.DEPS]
+    if deps.backup is None:
+        return web.json_response({"enabled": False})
+    body = (await asyncio.to_thread(deps.backup.status)).to_json()
+    if deps.offsite_releases is not None:
+        body["releases"] = deps.offsite_releases.status()
     return web.json_response(body)
 
 

@@ -16,18 +16,20 @@ from typing import Any
 from aiohttp import web
 
 from consent.desk import ConsentDesk
-from consent.errors import UnknownRequest
-from consent.models import ConsentRequest
+from consent.errors import TokenExpired, UnknownRequest
+from consent.models import ConsentRequest, Release
 from consent.requests import verify_request
 from hub.server import appkeys
 from hub.server.body import read_body
 from hub.server.routes._auth import check_rate, precheck_signature, require_requester
 from hub.server.routes._files import send_file
-from hub.wire.errors import BadRequest, NotFound
+from hub.wire.errors import BadRequest, Conflict, NotFound
 
 __all__ = ["add_routes"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_LINK_ID = 64
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +39,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/requests", submit),
             web.get("/requests/{request_id}/status", status),
             web.get("/releases/{release_id}", fetch),
+            web.get("/releases/{release_id}/link", link),
         ]
     )
 
@@ -94,7 +97,11 @@ async def fetch(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no request behind release {release_id[:64]!r}")
     signer = await require_requester(request, stored.requester_key)
     now = int(deps.clock())
-    release = await writes.run(deps.desk.authorize_download, release_id, signer, now)
+    link_id = request.query.get("link")
+    if link_id is None:
+        release = await writes.run(deps.desk.authorize_download, release_id, signer, now)
+    else:  # the presigned URL of a link failed: its download, counted then, is served here once
+        release = await _redeem(request, release_id, link_id, signer, now)
     # Spool the bundle to disk on the write thread (local disk, quick) before answering, then
     # stream it: a slow requester must not hold the thread that records consent and audit.
     spool = Path(deps.data_dir) / "spool"
@@ -112,12 +119,14 @@ async def fetch(request: web.Request) -> web.StreamResponse:
         path.unlink(missing_ok=True)
     # The authorisation above is on the record (release.downloaded, counted); what went out is
     # recorded too, so owners can tell a whole bundle from a fetch cut short.
-    outcome = {
+    outcome: dict[str, Any] = {
         "release_id": release_id,
         "download": release.downloads,
         "bytes": sent.sent,
         "complete": sent.complete,
     }
+    if link_id is not None:
+        outcome["link"] = link_id
     await writes.run(lambda: deps.audit.append("release.sent", **outcome))
     request.app[appkeys.BUS].publish("release.downloaded", **outcome)
     if sent.complete:
@@ -131,6 +140,58 @@ async def fetch(request: web.Request) -> web.StreamResponse:
             sent.ended_by,
         )
     return sent.response
+
+
+async def link(request: web.Request) -> web.Response:
+    """A presigned URL for the release bundle in the off-site store: one download, counted and
+    refused exactly as the direct download, then ``{release_id, link_id, url, expires}``."""
+    check_rate(request, key_id=None)
+    deps = request.app[appkeys.DEPS]
+    writes = request.app[appkeys.WORKER]
+    release_id = request.match_info["release_id"]
+    release = await writes.run(deps.desk.release, release_id)
+    stored = await writes.run(_stored_request, deps.desk, release.request_id)
+    if stored is None:
+        raise NotFound(f"no request behind release {release_id[:64]!r}")
+    signer = await require_requester(request, stored.requester_key)
+    offsite = deps.offsite_releases
+    if offsite is None or not await offsite.uploaded(release_id):
+        # Nothing is counted: the requester fetches GET /releases/{id} instead.
+        raise Conflict(
+            f"release {release_id} is not in an off-site store; fetch it from the device",
+            code="not_offsite",
+        )
+    now = int(deps.clock())
+    await writes.run(deps.desk.authorize_download, release_id, signer, now)
+    issued = await offsite.presign(release_id, now, requester_key_id=signer)
+    body = {
+        "release_id": release_id,
+        "link_id": issued.link_id,
+        "url": issued.url,
+        "expires": issued.expires_at_s,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def _redeem(
+    request: web.Request, release_id: str, link_id: str, signer: str, now: int
+) -> Release:
+    deps = request.app[appkeys.DEPS]
+    release = await request.app[appkeys.WORKER].run(deps.desk.release, release_id)
+    if release.expires_at_s <= now:
+        raise TokenExpired(f"release {release_id} expired at {release.expires_at_s}")
+    offsite = deps.offsite_releases
+    if (
+        len(link_id) > _MAX_LINK_ID
+        or offsite is None
+        or not await offsite.redeem(link_id, release_id, signer, now)
+    ):
+        raise Conflict(
+            f"link {link_id[:_MAX_LINK_ID]!r} was not issued to this key for release "
+            f"{release_id}, or its direct download was used already; fetch without ?link=",
+            code="link_unusable",
+        )
+    return release
 
 
 def _spool_bundle(desk: ConsentDesk, release_id: str, spool: Path) -> Path:
