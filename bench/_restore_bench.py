@@ -4,8 +4,8 @@
                              "download_mib_per_s": ..., "restore_mib": ...}
 
 A device (its real store and audit log) holds clips of 1 MiB segments encrypted to one owner
-(a 4 Mb/s camera writes 1 MB every 2-second segment); everything is uploaded to a SeaweedFS
-server on loopback in the backup's object layout. Then, alternately and ``rounds`` times each:
+(a 4 Mb/s camera writes 1 MB every 2-second segment); the device's own uploader puts everything
+in a SeaweedFS server on loopback. Then, alternately and ``rounds`` times each:
 the owner's ``BackupReader.restore`` (list, manifests, checkpoint, log batches, every segment
 streamed, hashed, decrypted and joined into one file per clip), and a plain
 ``ObjectStore.get_file`` of the same objects into files with the same client. The figure is the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,15 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from crypto import age
 from crypto.keys import KeyBundle
 from hub.client.backup import BackupReader
-from hub.offsite.layout import (
-    checkpoint_name,
-    clip_token_key,
-    log_name,
-    manifest_name,
-    segment_name,
-)
 from hub.offsite.s3 import ObjectStore
-from hub.offsite.seaweed import seaweed_server
+from hub.offsite.seaweed import SeaweedServer, seaweed_server, write_credentials_file
+from hub.server.backup import OffsiteBackup
+from hub.server.config import BackupConfig
 from hub.server.state import Device
 
 __all__ = ["restore_vs_download"]
@@ -55,6 +51,7 @@ def restore_vs_download(
         root = Path(tmp)
         owner = KeyBundle.generate("x25519")
         device = Device.open(root / "device")
+        device.owners.add(owner.public(), name="bench", now=int(time.time()))
         try:
             _record(device, owner, clips, segments_per_clip)
             with seaweed_server(root / "seaweed", "evidence", "bench") as server:
@@ -83,29 +80,49 @@ def _record(device: Device, owner: KeyBundle, clips: int, segments: int) -> None
         store.finish_clip(clip_id, start_s + 2 * segments)
 
 
-async def _upload(device: Device, owner: KeyBundle, store: ObjectStore) -> None:
-    token_key = clip_token_key(device.identity.private_key)
-    for clip in device.store.list_clips():
-        for segment in device.store.list_segments(clip.clip_id):
-            await store.put_file(segment_name(segment.payload_sha256), segment.path)
-        await store.put_bytes(
-            manifest_name(token_key, clip.clip_id), device.store.manifest_bytes(clip.clip_id)
-        )
-    size = device.audit.size
-    leaves = b"".join(e.leaf + b"\n" for e in device.audit.entries(0, size))
-    await store.put_bytes(log_name(0), age.encrypt_bytes([owner.age_identity.recipient()], leaves))
-    await store.put_bytes(checkpoint_name(size), device.audit.checkpoint().encode())
+async def _upload(device: Device, server: SeaweedServer, root: Path) -> None:
+    """The device's own uploader, run until the bucket holds everything."""
+    address = server.address()
+    config = BackupConfig(
+        endpoint=address.endpoint,
+        bucket=address.bucket,
+        prefix=address.prefix,
+        credentials_file=write_credentials_file(
+            root / "device.credentials", server.identities.device
+        ),
+    )
+    backup = OffsiteBackup(
+        config,
+        data_dir=device.data_dir,
+        store=device.store,
+        audit=device.audit,
+        owners=device.owners,
+        device_key=device.identity.private_key,
+        retention_days=36500,
+        audit_every_s=0.05,
+    )
+    task = asyncio.ensure_future(backup.run())
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            status = backup.status()
+            if status.queued_objects == 0 and status.audit_entries_uploaded == device.audit.size:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the uploader did not drain: {status}")
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        backup.close()
 
 
 async def _measure(
-    server: object, device: Device, owner: KeyBundle, root: Path, rounds: int
+    server: SeaweedServer, device: Device, owner: KeyBundle, root: Path, rounds: int
 ) -> dict[str, float]:
-    from hub.offsite.seaweed import SeaweedServer
-
-    assert isinstance(server, SeaweedServer)
     address = server.address()
-    async with ObjectStore(address, server.identities.device) as writer:
-        await _upload(device, owner, writer)
+    await _upload(device, server, root)
     restore_s: list[float] = []
     download_s: list[float] = []
     total = 0

@@ -1,29 +1,30 @@
 """A real device's data in the bucket, for the owner's side: clips recorded by the real pipeline
-(simulated camera, libx264), the device's store and audit log, and an upload in exactly the object
-layout of ``hub.offsite.layout`` with the device's write-only keys."""
+(simulated camera, libx264) into the device's store and audit log, uploaded by the device's own
+uploader (``hub.server.backup``) with its write-only keys."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
-from collections.abc import Sequence
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from consent.clip_manifest import ClipManifest
-from crypto import age
 from crypto.keys import KeyBundle
 from device import RecorderConfig
 from hub.cli import cmd_owner
 from hub.client.profile import PinnedDevice, Profile
 from hub.offsite.layout import (
-    checkpoint_name,
     clip_token_key,
-    log_name,
     manifest_name,
     segment_name,
 )
-from hub.offsite.s3 import ObjectStore
+from hub.offsite.seaweed import SeaweedServer, write_credentials_file
+from hub.offsite.target import BucketAddress
+from hub.server.backup import OffsiteBackup
+from hub.server.config import BackupConfig
 from hub.server.state import Device
 from tests.device.kit import camera, run_pipeline
 
@@ -91,52 +92,54 @@ async def recorded_device(directory: Path, *, clips: int = 2) -> Recorded:
             identity.public_key,
         )
     )
+    device.owners.add(owner.public(), name="phone", now=int(time.time()))
     recorded = Recorded(device, owner, profile)
     for _ in range(clips):
         await record_clip(recorded)
     return recorded
 
 
-async def upload(
-    recorded: Recorded,
-    store: ObjectStore,
-    *,
-    batch_entries: int = 3,
-    recipients: Sequence[age.Recipient] | None = None,
+async def upload_as_device(
+    recorded: Recorded, seaweed: SeaweedServer, bucket: BucketAddress, *, timeout_s: float = 60.0
 ) -> int:
-    """Upload every segment, manifest, the log in batches and the checkpoint; the log's size."""
-    await upload_clips(recorded, store)
-    await upload_log(recorded, store, batch_entries=batch_entries, recipients=recipients)
-    return recorded.device.audit.size
-
-
-async def upload_clips(recorded: Recorded, store: ObjectStore) -> None:
-    """Upload every clip's segments, then its manifest."""
+    """Run the device's uploader until the bucket holds every segment, manifest and audit entry
+    (and the checkpoint over them); the log's size."""
     device = recorded.device
-    for clip_id in recorded.clip_ids:
-        for segment in device.store.list_segments(clip_id):
-            await store.put_file(segment_name(segment.payload_sha256), segment.path)
-        await store.put_bytes(recorded.manifest_name(clip_id), device.store.manifest_bytes(clip_id))
-
-
-async def upload_log(
-    recorded: Recorded,
-    store: ObjectStore,
-    *,
-    start: int = 0,
-    batch_entries: int = 3,
-    recipients: Sequence[age.Recipient] | None = None,
-) -> None:
-    """Upload the log's entries from ``start`` in batches, then its checkpoint."""
-    audit = recorded.device.audit
-    size = audit.size
-    checkpoint = audit.checkpoint()
-    recipients = recipients or [recorded.owner.age_identity.recipient()]
-    for first in range(start, size, batch_entries):
-        entries = audit.entries(first, min(size, first + batch_entries))
-        plaintext = b"".join(e.leaf + b"\n" for e in entries)
-        await store.put_bytes(log_name(first), age.encrypt_bytes(recipients, plaintext))
-    await store.put_bytes(checkpoint_name(size), checkpoint.encode())
+    credentials = write_credentials_file(
+        recorded.profile.directory.parent / "device.credentials", seaweed.identities.device
+    )
+    config = BackupConfig(
+        endpoint=bucket.endpoint,
+        bucket=bucket.bucket,
+        prefix=bucket.prefix,
+        credentials_file=credentials,
+    )
+    backup = OffsiteBackup(
+        config,
+        data_dir=device.data_dir,
+        store=device.store,
+        audit=device.audit,
+        owners=device.owners,
+        device_key=device.identity.private_key,
+        retention_days=36500,  # the simulated clips are from 2026-01-01: keep them
+        audit_every_s=0.05,
+    )
+    task = asyncio.ensure_future(backup.run())
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = backup.status()
+            if status.queued_objects == 0 and status.audit_entries_uploaded == device.audit.size:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the uploader did not drain: {status}")
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        backup.close()
+    return device.audit.size
 
 
 def run_owner_cli(argv: list[str]) -> tuple[int, str, str]:
