@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from hub.cli import (
+    cmd_owner_backup,
     cmd_owner_decisions,
     cmd_owner_footage,
     cmd_owner_pairing,
@@ -39,6 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cmd_owner_footage.add_commands(command)
     cmd_owner_decisions.add_commands(command)
     cmd_owner_status.add_commands(command)
+    cmd_owner_backup.add_commands(commands)
     from hub.cli.cmd_owner_live import (
         add_live_commands,  # live view pulls in aiortc: only when wired
     )
