@@ -56,6 +56,7 @@ AUDIT_EVERY_S = 10.0
 RETENTION_EVERY_S = 60.0
 _IDLE_WAIT_S = 5.0
 _LOG_SIZE = "audit_uploaded"
+_LOG_OWNERS = "audit_owners"  # a mark of the owners the uploaded log batches are encrypted to
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,11 +381,15 @@ class OffsiteBackup:
     async def _upload_audit(self, bucket: ObjectStore) -> bool:
         """Upload the audit entries not yet in the bucket, then the checkpoint covering them;
         False when there was nothing new (or no owner to encrypt the entries to)."""
+        await self._follow_owners(bucket)
         batch = await asyncio.to_thread(self._audit_batch)
         if batch is None:
             return False
         start, end, blob, checkpoint = batch
         await bucket.put_bytes(layout.log_name(start), blob)
+        await asyncio.to_thread(
+            self.queue.record_done, layout.log_name(start), "log", self._clock()
+        )
         if checkpoint is not None:
             await bucket.put_bytes(layout.checkpoint_name(end), checkpoint.encode("utf-8"))
         await asyncio.to_thread(self.queue.put, _LOG_SIZE, end)
@@ -393,6 +398,30 @@ class OffsiteBackup:
         if checkpoint is None:
             self._audit_due = 0.0  # more to go
         return True
+
+    async def _follow_owners(self, bucket: ObjectStore) -> None:
+        """When the owners changed since the log batches were uploaded, delete the batches and
+        start again from entry 0, encrypted to the owners of now: a phone paired later can then
+        verify the whole log from the bucket, and a removed one reads no new copy of it."""
+        mark, stored = await asyncio.to_thread(self._owners_marks)
+        if mark == stored or mark == 0:
+            return
+        if stored != 0:
+            names = await asyncio.to_thread(self.queue.done_names, "log")
+            for name in names:
+                await bucket.delete(name)
+                await asyncio.to_thread(self.queue.mark_name, name, "deleted", self._clock())
+            logger.info("backup.audit_reencrypting batches=%d reason=owners_changed", len(names))
+            await asyncio.to_thread(self.queue.put, _LOG_SIZE, 0)
+        await asyncio.to_thread(self.queue.put, _LOG_OWNERS, mark)
+        self._audit_due = 0.0
+
+    def _owners_marks(self) -> tuple[int, int]:
+        """A mark of the current owners' recipients (0: none) and the one stored."""
+        recipients = sorted(owner.recipient for owner in self._owners.list_owners())
+        digest = hashlib.sha256("\n".join(recipients).encode()).digest()
+        mark = int.from_bytes(digest[:7], "big") if recipients else 0
+        return mark, self.queue.get(_LOG_OWNERS)
 
     def _audit_batch(self) -> tuple[int, int, bytes, str | None] | None:
         uploaded = self.queue.get(_LOG_SIZE)

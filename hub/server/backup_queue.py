@@ -57,7 +57,7 @@ class QueueItem:
 
     seq: int
     name: str
-    kind: str  # segment, manifest
+    kind: str  # segment, manifest (log: audit batches, recorded once uploaded)
     clip_id: str | None
     path: str | None
     size: int
@@ -155,6 +155,33 @@ class BackupQueue:
                 self._db.execute("ROLLBACK")
                 raise
             return True
+
+    def record_done(self, name: str, kind: str, now_s: float) -> None:
+        """Record an object uploaded outside the queue's order (an audit log batch)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO backup_objects (name, kind, state, queued_s, done_s) "
+                "VALUES (?, ?, 'done', ?, ?) ON CONFLICT (name) DO UPDATE SET state = 'done', "
+                "done_s = excluded.done_s",
+                (name, kind, now_s, now_s),
+            )
+
+    def done_names(self, kind: str) -> list[str]:
+        """The names of the objects of ``kind`` that are in the bucket."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM backup_objects WHERE kind = ? AND state = 'done' ORDER BY seq",
+                (kind,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def mark_name(self, name: str, state: str, now_s: float) -> None:
+        """Mark the object called ``name`` (see :meth:`mark`)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE backup_objects SET state = ?, done_s = ? WHERE name = ?",
+                (state, now_s, name),
+            )
 
     # -- draining ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pytest
 from consent.audit_verify import AuditVerifier
 from consent.clip_manifest import ClipManifest
 from crypto import age
+from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle
 from device.events import ClipFinished, SegmentWritten
 from hub.offsite import layout
@@ -361,3 +362,37 @@ async def test_a_device_clock_far_off_is_named_as_the_cause(
     assert message is not None
     assert "device clock within 15 minutes" in message
     assert "NTP" in message
+
+
+@pytest.mark.asyncio
+async def test_when_the_owners_change_the_log_is_uploaded_again_for_the_owners_of_now(
+    device: Device,
+    owner: KeyBundle,
+    seaweed: SeaweedServer,
+    bucket: BucketAddress,
+    device_credentials: Path,
+) -> None:
+    async def log_objects(bucket_owner: ObjectStore) -> dict[str, bytes]:
+        names = [i.name for i in await bucket_owner.list(layout.LOG)]
+        return {n: await bucket_owner.get_bytes(n, max_size=1 << 20) for n in names}
+
+    second = KeyBundle.generate("x25519")
+    async with (
+        ObjectStore(bucket, seaweed.identities.owner) as bucket_owner,
+        uploading(device, _config(bucket, device_credentials)) as (backup, _),
+    ):
+        _record(device, owner, backup, segments=1, start_s=NOW - 60)
+        await until(_drained(backup, device), "the queue to drain")
+        before = await log_objects(bucket_owner)
+        assert before
+        with pytest.raises(DoorwardError):
+            age.decrypt_bytes([second.age_identity], next(iter(before.values())))
+        device.owners.add(second.public(), name="second phone", now=int(NOW))
+        device.audit.append("owner.added", owner_key_id=second.key_id)
+        await until(_drained(backup, device), "the log to go up again")
+        after = await log_objects(bucket_owner)
+    leaves = b"".join(age.decrypt_bytes([second.age_identity], after[n]) for n in sorted(after))
+    assert leaves == b"".join(e.leaf + b"\n" for e in device.audit.entries())
+    assert (
+        b"".join(age.decrypt_bytes([owner.age_identity], after[n]) for n in sorted(after)) == leaves
+    )
