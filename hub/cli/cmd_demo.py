@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,30 +70,43 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--dir", type=Path, default=None, help="where to keep the artefacts (default: a new folder)"
     )
+    parser.add_argument(
+        "--backup",
+        action="store_true",
+        help=(
+            "back up to an S3 bucket (SeaweedFS on loopback) while recording, then play the "
+            "stolen doorbell: its data folder is deleted and the owner restores and verifies "
+            "every clip from the bucket (pip install 'doorward[offsite-demo]')"
+        ),
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
     directory = args.dir or Path.cwd() / datetime.now(UTC).strftime("doorward-demo-%Y%m%d-%H%M%S")
-    summary = run_demo(directory, out=sys.stdout)
+    summary = run_demo(directory, out=sys.stdout, backup=args.backup)
     return 0 if summary["verified"] else 1
 
 
-def run_demo(directory: Path, *, out: TextIO) -> dict[str, Any]:
-    """Run the story, write ``directory/summary.json`` and return the summary."""
+def run_demo(directory: Path, *, out: TextIO, backup: bool = False) -> dict[str, Any]:
+    """Run the story, write ``directory/summary.json`` and return the summary; with ``backup``,
+    also the off-site backup and the stolen doorbell's restore."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    story = _Story(directory, out)
+    story = _Story(directory, out, backup=backup)
     try:
         return story.run()
     finally:
         story.stop_device()
+        story.stop_bucket()
 
 
 class _Story:
-    def __init__(self, directory: Path, out: TextIO) -> None:
+    def __init__(self, directory: Path, out: TextIO, *, backup: bool = False) -> None:
         self.dir = directory
         self.out = out
+        self.backup = backup
+        self.bucket: Any = None  # hub.offsite.seaweed.SeaweedServer with --backup
         self.started = time.monotonic()
         self.step_number = 0
         self.device: subprocess.Popen[str] | None = None
@@ -122,6 +136,8 @@ class _Story:
     def run(self) -> dict[str, Any]:
         self.out.write(f"Doorward demo — every artefact is kept in {self.dir}\n")
         doctor = self.check_device()
+        if self.backup:
+            self.start_bucket()
         self.step(
             "The doorbell starts: `doorward serve` with a simulated camera, HTTPS on loopback"
         )
@@ -263,9 +279,12 @@ class _Story:
         )
         self.say("entries: " + ", ".join(kinds))
 
+        if self.backup:
+            self.wait_for_backup(owner, audit["size"])
         self.step("The doorbell shuts down cleanly")
         status = self.stop_device()
         self.say(f"`doorward serve` exited with status {status}")
+        restored = self.restore_after_theft(owner, clip) if self.backup else None
 
         verified = (
             fetched["ok"]
@@ -276,6 +295,7 @@ class _Story:
             and "release.sent" in kinds
             and bool(refused)
             and doctor["ok"]
+            and (restored is None or restored["ok"])
         )
         summary: dict[str, Any] = {
             "data_dir": str(data),
@@ -298,12 +318,109 @@ class _Story:
             "verified": verified,
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
+        if restored is not None:
+            summary["backup"] = restored
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         result = "every check passed" if verified else "SOME CHECKS FAILED"
         self.out.write(
             f"\nDone in {summary['elapsed_s']} s: {result}. Summary: {self.dir / 'summary.json'}\n"
         )
         return summary
+
+    # -- the off-site backup -----------------------------------------------------------------
+
+    def start_bucket(self) -> None:
+        """SeaweedFS on loopback with three identities: the doorbell (write only, under its
+        prefix), the owner (read only) and an administrator who made the bucket."""
+        from hub.offsite.seaweed import SeaweedServer, StorageIdentities, write_credentials_file
+        from hub.offsite.target import OffsiteError
+
+        self.step("An S3 bucket off the doorbell (SeaweedFS on loopback) will keep its evidence")
+        self.bucket = SeaweedServer(
+            self.dir / "bucket-server", StorageIdentities.generate("evidence", "front-door")
+        )
+        try:
+            self.bucket.start()
+        except OffsiteError as exc:
+            raise DemoFailed(f"the S3 server did not start: {exc}") from None
+        ids = self.bucket.identities
+        write_credentials_file(self.dir / "doorbell-s3-credentials", ids.device)
+        write_credentials_file(self.dir / "owner-s3-credentials", ids.owner)
+        self.say(f"{self.bucket.endpoint}, bucket `evidence`, prefix `front-door`")
+        self.say("the doorbell's keys may only write there: they can neither list nor read")
+
+    def stop_bucket(self) -> None:
+        bucket, self.bucket = self.bucket, None
+        if bucket is not None:
+            bucket.stop()
+
+    def backup_flags(self) -> list[str]:
+        if self.bucket is None:
+            return []
+        return [
+            "--backup",
+            "s3://evidence/front-door",
+            "--backup-endpoint",
+            self.bucket.endpoint,
+            "--backup-credentials",
+            str(self.dir / "doorbell-s3-credentials"),
+        ]
+
+    def wait_for_backup(self, owner: Path, audited: int) -> None:
+        self.step("Meanwhile the doorbell uploaded everything it keeps to the bucket")
+        deadline = time.monotonic() + 60
+        while True:
+            status = self.cli("owner", "status", profile=owner, quiet=True)["backup"]
+            done = status["queued_objects"] == 0 and status["audit_entries_uploaded"] >= audited
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if not done:
+            raise DemoFailed(f"the backup did not catch up within 60 s: {status}")
+        self.say(
+            f"{status['uploaded_objects']} objects, {status['uploaded_bytes']} bytes: segments "
+            "(ciphertext), signed manifests, the audit log (encrypted to the owner), checkpoints"
+        )
+        self.say("names are hashes: the storage operator learns no camera name or clip time")
+
+    def restore_after_theft(self, owner: Path, clip: dict[str, Any]) -> dict[str, Any]:
+        data = self.dir / "doorbell"
+        self.step("A thief takes the doorbell: its data folder is gone")
+        shutil.rmtree(data)
+        self.say(f"deleted {data}")
+        self.step("The owner verifies and restores every clip from the bucket, read-only keys")
+        assert self.bucket is not None
+        self.cli(
+            "owner",
+            "backup",
+            "configure",
+            "--endpoint",
+            self.bucket.endpoint,
+            "--bucket",
+            "s3://evidence/front-door",
+            "--credentials",
+            str(self.dir / "owner-s3-credentials"),
+            profile=owner,
+        )
+        verified = self.cli("owner", "backup", "verify", profile=owner)
+        self.say(
+            f"checked {len(verified['clips'])} clips against their signed manifests, the log "
+            f"({verified['log_size']} entries) against checkpoint {verified['checkpoint']} and "
+            f"the one this phone holds: {'ok' if verified['ok'] else 'FAILED'}"
+        )
+        out = self.dir / "restored"
+        restored = self.cli("owner", "backup", "restore", "--out", str(out), profile=owner)
+        files = {clip_id: Path(path) for clip_id, path in restored["restored"].items()}
+        seconds = {clip_id: _video_seconds(path) for clip_id, path in files.items()}
+        for clip_id, path in files.items():
+            self.say(f"{path.name}: {seconds[clip_id]:.1f} s of video, decrypted on the phone")
+        ok = bool(verified["ok"] and restored["ok"] and clip["clip_id"] in files)
+        return {
+            "ok": ok,
+            "restored": {clip_id: str(path) for clip_id, path in files.items()},
+            "seconds": seconds,
+            "checkpoint": verified["checkpoint"],
+        }
 
     # -- the device process ------------------------------------------------------------------
 
@@ -360,6 +477,7 @@ class _Story:
                 "0",
                 "--name",
                 "Front door (demo)",
+                *self.backup_flags(),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -505,6 +623,23 @@ class _Story:
                 return dict(done[0])
             time.sleep(2)
         raise DemoFailed(f"no finished clip after {_TIMEOUT_S} s; see device.log")
+
+
+def _video_seconds(path: Path) -> float:
+    """How long the video in ``path`` plays (its frames' last timestamp), read with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        first = last = None
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            first = packet.pts if first is None else min(first, packet.pts)
+            last = packet.pts if last is None else max(last, packet.pts)
+        if first is None or last is None or stream.time_base is None:
+            return 0.0
+        return float((last - first) * stream.time_base)
 
 
 def _iso(epoch_s: float) -> str:

@@ -75,3 +75,30 @@ def test_demo_runs_the_story_and_leaves_checkable_artefacts(tmp_path: Path, age_
     assert checkpoint.startswith(f"doorward/{summary['device_id']}\n")
     # The fetch is on the record: authorised (counted), then sent whole.
     assert summary["audit_entries"][-2:] == ["release.downloaded", "release.sent"]
+
+
+def test_demo_with_backup_restores_the_stolen_doorbells_clips_from_the_bucket(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli.main", "demo", "--backup", "--dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout[-2000:]
+    assert "A thief takes the doorbell" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert not Path(summary["data_dir"]).exists()  # the doorbell's data is gone...
+    backup = summary["backup"]
+    assert backup["ok"] is True
+    restored = Path(backup["restored"][summary["clip"]])  # ...and its clip came back
+    assert restored.is_file()
+    assert backup["seconds"][summary["clip"]] > 4.0
+    with av.open(str(restored)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames > 60
+    # The doorbell's keys could write the bucket but the demo's folder holds them 0600.
+    assert (out / "doorbell-s3-credentials").stat().st_mode & 0o077 == 0
