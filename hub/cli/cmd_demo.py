@@ -292,7 +292,8 @@ class _Story:
             and not opens
             and status == 0
             and "release.downloaded" in kinds
-            and "release.sent" in kinds
+            # Sent by the doorbell, or (with a bucket) fetched through a presigned URL
+            and ("release.sent" in kinds or "release.presigned" in kinds)
             and bool(refused)
             and doctor["ok"]
             and (restored is None or restored["ok"])
