@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,34 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def serve_command(tmp_path: Path, camera: str, *extra: str) -> list[str]:
+    """``doorward serve -v`` as a test runs it: ``tmp_path``'s doorward.toml and data folder,
+    the camera spec ``camera``, the API on a free loopback port, no zeroconf; then ``extra``."""
+    return [
+        sys.executable,
+        "-m",
+        "hub.cli.main",
+        "-v",
+        "serve",
+        "--config",
+        str(tmp_path / "doorward.toml"),
+        "--data",
+        str(tmp_path / "data"),
+        "--camera",
+        camera,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-advertise",
+        *extra,
+    ]
+
+
+def child_env(*drop: str) -> dict[str, str]:
+    """This process's environment for a child that runs the repository's code, without ``drop``."""
+    env = {key: value for key, value in os.environ.items() if key not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    return env

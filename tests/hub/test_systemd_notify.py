@@ -5,13 +5,11 @@ pings go on while the camera reconnects and stop when it hangs; SIGHUP reloads; 
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.hub.systemdkit import FakeSystemd, Note
+from tests.kit import child_env, serve_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-ROOT = Path(__file__).resolve().parents[2]
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s
 
 QUIET_SCENE = """\
@@ -61,35 +59,10 @@ def start_serve(
 ) -> subprocess.Popen[str]:
     (tmp_path / "scene.toml").write_text(scene)
     (tmp_path / "doorward.toml").write_text(config)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_PID")
-    }
-    env.update(
-        NOTIFY_SOCKET=systemd.address,
-        WATCHDOG_USEC=str(WATCHDOG_USEC),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-    )
+    env = child_env("JOURNAL_STREAM", "INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_PID")
+    env.update(NOTIFY_SOCKET=systemd.address, WATCHDOG_USEC=str(WATCHDOG_USEC))
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hub.cli.main",
-            "-v",
-            "serve",
-            "--config",
-            str(tmp_path / "doorward.toml"),
-            "--data",
-            str(tmp_path / "data"),
-            "--camera",
-            f"front=simulated:{tmp_path / 'scene.toml'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-advertise",
-        ],
+        serve_command(tmp_path, f"front=simulated:{tmp_path / 'scene.toml'}"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "serve.log").open("w"),

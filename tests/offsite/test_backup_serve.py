@@ -6,11 +6,9 @@ whole and what the device signed), and refused credentials at start leave record
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +23,10 @@ from hub.offsite.s3 import ObjectStore
 from hub.offsite.seaweed import SeaweedServer, write_credentials_file
 from hub.offsite.target import BucketAddress, Credentials, OffsiteError
 from hub.server.state import Device
+from tests.kit import child_env, serve_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # Someone keeps walking past: the camera records without a pause, 1-second segments.
 BUSY_SCENE = """\
@@ -63,35 +61,18 @@ def prepare(tmp_path: Path) -> tuple[Device, KeyBundle]:
 def start_serve(
     tmp_path: Path, bucket: BucketAddress, credentials: Path, log_name: str = "serve.log"
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NOTIFY_SOCKET"):
-        env.pop(name, None)
+    env = child_env("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NOTIFY_SOCKET")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hub.cli.main",
-            "-v",
-            "serve",
-            "--config",
-            str(tmp_path / "doorward.toml"),
-            "--data",
-            str(tmp_path / "data"),
-            "--camera",
+        serve_command(
+            tmp_path,
             f"front=simulated:{tmp_path / 'scene.toml'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-advertise",
             "--backup",
             f"s3://{bucket.bucket}/{bucket.prefix}",
             "--backup-endpoint",
             bucket.endpoint,
             "--backup-credentials",
             str(credentials),
-        ],
+        ),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / log_name).open("ab"),
