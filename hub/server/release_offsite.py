@@ -57,6 +57,7 @@ T = TypeVar("T")
 LINK_TTL_S = 600  # a presigned URL lasts at most this long (and never past the token's expiry)
 RETRY_FIRST_S = 30.0  # pause after a failed upload, doubled per failure up to RETRY_MAX_S
 RETRY_MAX_S = 900.0
+SWEEP_EVERY_S = 600.0  # how often bundles of ended releases are looked for, to delete them
 # Releases waiting for the store: approvals are owner-signed, but a store down for weeks must not
 # grow this without end; past the cap the oldest waits for the next restart's scan.
 MAX_PENDING = 1000
@@ -201,6 +202,41 @@ class OffsiteReleases:
         self._tell("release.offsite", release_id=release_id, state="uploaded", bytes=size)
         return True
 
+    async def sweep(self, now: int | None = None) -> list[str]:
+        """Delete from the store the bundles of releases that can no longer be downloaded
+        (revoked, expired or every download used) once the last URL issued for them expired
+        (at ``now``, default the clock); each deletion is a ``backup.deleted`` audit entry.
+        Returns the deleted release ids."""
+        run = self._runner()
+        now = int(self._clock()) if now is None else now
+        deleted = []
+        for release_id in sorted(await asyncio.to_thread(self._table.uploaded_ids)):
+            try:
+                release = await run(self._desk.release, release_id)
+                ended = (
+                    release.revoked
+                    or release.expires_at_s <= now
+                    or release.downloads >= release.max_downloads
+                )
+            except ConsentError:
+                ended = True  # gone from the desk: nobody can ask for it any more
+            if not ended or await asyncio.to_thread(self._table.last_link_expiry, release_id) > now:
+                continue
+            await self._store.delete(release_name(release_id))
+            await asyncio.to_thread(self._table.deleted, release_id, now)
+            await run(
+                lambda rid=release_id: self._audit.append(
+                    "backup.deleted",
+                    release_id=rid,
+                    object=release_name(rid),
+                    object_count=1,
+                    reason="release_ended",
+                )
+            )
+            logger.info("release_offsite.deleted release_id=%s reason=release_ended", release_id)
+            deleted.append(release_id)
+        return deleted
+
     async def uploaded(self, release_id: str) -> bool:
         """Whether ``release_id``'s bundle is in the store."""
         return release_id in await asyncio.to_thread(self._table.uploaded_ids)
@@ -278,9 +314,16 @@ class OffsiteReleases:
 
     async def _uploader(self) -> None:
         pause_s = self._retry_first_s
+        sweep_due = self._clock() + SWEEP_EVERY_S
         while True:
             self._wake.clear()
             failed = False
+            if self._clock() >= sweep_due:
+                sweep_due = self._clock() + SWEEP_EVERY_S
+                try:
+                    await self.sweep()
+                except (OffsiteError, OSError) as exc:
+                    logger.warning("release_offsite.sweep_failed error=%s", type(exc).__name__)
             for release_id in list(self._pending):
                 try:
                     await self.publish(release_id)
@@ -296,10 +339,10 @@ class OffsiteReleases:
                     logger.exception("release_offsite.bug release_id=%s", release_id)
                 self._pending.pop(release_id, None)
             if failed:
-                timeout_s: float | None = pause_s
+                timeout_s: float = pause_s
                 pause_s = min(pause_s * 2, self._retry_max_s)
             else:
-                timeout_s, pause_s = None, self._retry_first_s
+                timeout_s, pause_s = SWEEP_EVERY_S, self._retry_first_s
                 if not self._pending:
                     self.idle.set()
             with contextlib.suppress(TimeoutError):
@@ -395,6 +438,20 @@ class _UploadTable:
                 (now, link_id, release_id, requester_key_id),
             )
             return done.rowcount == 1
+
+    def last_link_expiry(self, release_id: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(expires_at_s) FROM offsite_links WHERE release_id = ?", (release_id,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def deleted(self, release_id: str, now: int) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE offsite_releases SET state = 'deleted', updated_s = ? WHERE release_id = ?",
+                (now, release_id),
+            )
 
     def close(self) -> None:
         with self._lock:

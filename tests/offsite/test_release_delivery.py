@@ -367,3 +367,38 @@ async def test_requester_fetch_command_follows_the_url(home: Home) -> None:
     assert json.loads(printed.getvalue())["ok"] is True
     assert len(await _audit(home, "release.presigned")) == 1
     assert await _audit(home, "release.sent") == []
+
+
+async def test_bundles_of_ended_releases_leave_the_store_once_their_last_url_expired(
+    home: Home, owner_store: ObjectStore
+) -> None:
+    fetched, _ = await _approve(home)
+    revoked, _ = await _approve(home)
+    open_one, _ = await _approve(home)
+    await _settled(home)
+    assert len(await owner_store.list("rel/")) == 3
+    async with home.running.client(home.requester) as agency:
+        await agency.fetch_release(fetched, home.tmp / "bundle.tar")  # its one download: used
+    async with home.running.client(home.owner) as phone:
+        token = consent.owner.revoke(
+            home.owner.signing_key,
+            revoked,
+            device_id=home.running.device.identity.device_id,
+            token_id=secrets.token_urlsafe(16),
+            now=int(time.time()),
+        )
+        await phone.revoke(revoked, token)
+    now = int(time.time())
+    # The revoked one had no URL: it goes. The used one's URL may still be in flight: it stays.
+    assert await home.offsite.sweep(now) == [revoked]
+    left = {o.name for o in await owner_store.list("rel/")}
+    assert left == {release_name(fetched), release_name(open_one)}
+    # Once every URL issued for it expired, the used one goes too; the open one never does.
+    assert await home.offsite.sweep(now + LINK_TTL_S + 1) == [fetched]
+    assert {o.name for o in await owner_store.list("rel/")} == {release_name(open_one)}
+    deleted = await _audit(home, "backup.deleted")
+    assert [(e["release_id"], e["reason"]) for e in deleted] == [
+        (revoked, "release_ended"),
+        (fetched, "release_ended"),
+    ]
+    assert await home.offsite.sweep(now + LINK_TTL_S + 1) == []
