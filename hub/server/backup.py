@@ -27,7 +27,7 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,7 @@ class OffsiteBackup:
         publish: Callable[..., None] | None = None,
         clock: Callable[[], float] = time.time,
         audit_every_s: float = AUDIT_EVERY_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """``publish(kind, **fields)`` sends owners the ``backup.*`` events; ``device_key`` is the
         device's Ed25519 private key (it keys the opaque clip names); new audit entries go up
@@ -134,6 +135,7 @@ class OffsiteBackup:
         self._last_error_s: float | None = None
         self._failing = False
         self._audit_every_s = audit_every_s
+        self._sleep = sleep  # the upload rate's pauses
         self._audit_due = 0.0
         self._retention_due = 0.0
 
@@ -376,7 +378,7 @@ class OffsiteBackup:
         if self.config.max_upload_kbps > 0:
             due = sent * 8 / (self.config.max_upload_kbps * 1000)
             if due > took_s:
-                await asyncio.sleep(due - took_s)
+                await self._sleep(due - took_s)
 
     async def _upload_audit(self, bucket: ObjectStore) -> bool:
         """Upload the audit entries not yet in the bucket, then the checkpoint covering them;

@@ -396,3 +396,37 @@ async def test_when_the_owners_change_the_log_is_uploaded_again_for_the_owners_o
     assert (
         b"".join(age.decrypt_bytes([owner.age_identity], after[n]) for n in sorted(after)) == leaves
     )
+
+
+@pytest.mark.asyncio
+async def test_max_upload_kbps_paces_the_uploads_to_that_average(
+    device: Device,
+    owner: KeyBundle,
+    seaweed: SeaweedServer,
+    bucket: BucketAddress,
+    device_credentials: Path,
+) -> None:
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    config = _config(bucket, device_credentials, max_upload_kbps=800)
+    backup = uploader(device, config, sleep=sleep)
+    task = asyncio.ensure_future(backup.run())
+    try:
+        _record(device, owner, backup, segments=3, payload=100_000, start_s=NOW - 60)
+        await until(_drained(backup, device), "the queue to drain")
+        sizes = [s.size for s in device.store.list_segments(device.store.list_clips()[0].clip_id)]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        backup.close()
+    # 800 kb/s: each ~100 kB segment is owed about one second; the pause is that less the time
+    # the PUT itself took (never more than it is owed).
+    owed = [size * 8 / 800_000 for size in sizes]
+    segment_pauses = sorted(pauses, reverse=True)[:3]
+    assert len(pauses) >= 3
+    for pause, due in zip(segment_pauses, sorted(owed, reverse=True), strict=True):
+        assert 0 < pause <= due
