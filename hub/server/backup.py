@@ -394,6 +394,9 @@ class OffsiteBackup:
         )
         if checkpoint is not None:
             await bucket.put_bytes(layout.checkpoint_name(end), checkpoint.encode("utf-8"))
+            await asyncio.to_thread(
+                self.queue.record_done, layout.checkpoint_name(end), "checkpoint", self._clock()
+            )
         await asyncio.to_thread(self.queue.put, _LOG_SIZE, end)
         self._succeeded()
         logger.info("backup.audit_uploaded entries=%d size=%d", end - start, end)

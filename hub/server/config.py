@@ -113,10 +113,10 @@ watchdog_stall_s = 20.0
 [motion_masks]
 # front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
 
-# Off-site backup to S3-compatible storage (off unless this section is filled in). Every segment,
+# Off-site backup to S3-compatible storage (off while this table is empty). Every segment,
 # clip manifest and audit checkpoint is uploaded as the device stores it (age ciphertext to the
 # owners, or signed). The credentials need write (and delete) under the prefix only, no read.
-# [backup]
+[backup]
 # endpoint = "https://s3.eu-central-1.amazonaws.com"   # the S3 API's URL
 # bucket = "my-doorbell-evidence"
 # prefix = ""                   # empty: the device id's first 16 characters
@@ -346,7 +346,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         if option in values:
             values[option] = _polygons_per_camera(option, values[option])
     if "backup" in values and not isinstance(values["backup"], BackupConfig):
-        values["backup"] = BackupConfig.from_table(values["backup"])
+        # An empty [backup] table (as in the example) leaves the backup off.
+        values["backup"] = BackupConfig.from_table(values["backup"]) if values["backup"] else None
     if "button" in values:
         values["button"] = _button(values["button"])
     try:

@@ -127,7 +127,6 @@ async def test_segments_manifests_log_and_checkpoint_reach_the_bucket_as_stored(
         second = _record(device, owner, backup, segments=2, start_s=NOW - 60)
         await until(_drained(backup, device), "the queue to drain")
         status = backup.status()
-    assert status.uploaded_objects == 3 + 2 + 2  # segments and one manifest per clip
     assert status.last_error is None
     assert events.kinds() == []
 
@@ -147,6 +146,8 @@ async def test_segments_manifests_log_and_checkpoint_reach_the_bucket_as_stored(
             assert clip_id not in man
         logs = sorted(n for n in names if n.startswith(layout.LOG))
         checkpoints = sorted(n for n in names if n.startswith(layout.CHECKPOINTS))
+        # Segments, one manifest per clip, the log's batches and its checkpoints: every object.
+        assert status.uploaded_objects == 3 + 2 + 2 + len(logs) + len(checkpoints) == len(names)
         leaves = b""
         for name in logs:
             blob = await bucket_owner.get_bytes(name, max_size=1 << 20)
