@@ -522,7 +522,8 @@ class DoorwardClient:
             try:
                 error = (await response.json(content_type=None))["error"]
                 code, message = str(error["code"]), str(error["message"])
-            except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError):
+            # RecursionError: a body nested deeper than the parser's stack (a hostile device).
+            except (ValueError, KeyError, TypeError, RecursionError, aiohttp.ContentTypeError):
                 code, message = "http_error", response.reason or "request failed"
             finally:
                 response.release()
@@ -601,7 +602,7 @@ async def pair(
                     try:
                         error = json.loads(body)["error"]
                         raise ApiError(response.status, error["code"], error["message"])
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, KeyError, TypeError, RecursionError):
                         raise ApiError(
                             response.status, "http_error", response.reason or ""
                         ) from None
