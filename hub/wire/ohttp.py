@@ -26,9 +26,9 @@ response's HKDF and AEAD are ``cryptography``'s own. Nothing here implements a p
 module writes and reads the RFC's byte layouts and wires the primitives together.
 
 Not post-quantum: a recorded request and its response can be opened by whoever later breaks
-X25519. A hybrid (ML-KEM-768+X25519) variant that seals the response to an ephemeral hybrid key
-carried inside the request, through ``cryptography``'s single-shot HPKE, is described in
-``docs/relay.md`` and not built yet.
+X25519. :mod:`hub.wire.ohttp_pq` is the hybrid (ML-KEM-768+X25519) variant: it seals the response
+to an ephemeral hybrid key carried inside the request, through ``cryptography``'s single-shot
+HPKE (``docs/relay.md`` weighs the two).
 
 Pure apart from randomness: ephemeral keys and response nonces are drawn here unless a test
 passes them in (``ephemeral_key=``, ``nonce=``), which only RFC vector tests should do.
