@@ -215,14 +215,19 @@ class OffsiteBackup:
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.to_thread(self._fill)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), left)
+            await self._woken(left)
 
     async def _idle(self) -> None:
         self._wake.clear()
-        wait = min(_IDLE_WAIT_S, max(0.05, self._audit_due - self._clock()))
+        await self._woken(min(_IDLE_WAIT_S, max(0.05, self._audit_due - self._clock())))
+
+    async def _woken(self, timeout_s: float) -> None:
+        """Until a notice or ``timeout_s``. Not ``asyncio.wait_for``: on Python 3.11 it returns
+        instead of raising when a cancel comes with the wake-up (as at shutdown, when the
+        pipelines close their clips), and the task would never stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
 
     async def _step(self, bucket: ObjectStore) -> bool:
         """One unit of work; False when there was nothing to do."""

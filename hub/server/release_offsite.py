@@ -345,8 +345,11 @@ class OffsiteReleases:
                 timeout_s, pause_s = SWEEP_EVERY_S, self._retry_first_s
                 if not self._pending:
                     self.idle.set()
+            # Not asyncio.wait_for: on Python 3.11 a cancel that comes with the wake-up is lost
+            # there, and close() would wait for this task for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
 
     async def _failed(self, release_id: str, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -431,3 +431,37 @@ async def test_max_upload_kbps_paces_the_uploads_to_that_average(
     assert len(pauses) >= 3
     for pause, due in zip(segment_pauses, sorted(owed, reverse=True), strict=True):
         assert 0 < pause <= due
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_that_comes_with_a_notice_stops_the_uploader(
+    device: Device, seaweed: SeaweedServer, bucket: BucketAddress, device_credentials: Path
+) -> None:
+    # At shutdown the pipelines close their clips (a notice) as the uploader is cancelled; on
+    # Python 3.11 asyncio.wait_for returns the woken event's result instead of raising, and
+    # the uploader would go on forever, so serve never finished stopping.
+    events = Events()
+    backup = OffsiteBackup(
+        _config(bucket, device_credentials),
+        data_dir=device.data_dir,
+        store=device.store,
+        audit=device.audit,
+        owners=device.owners,
+        device_key=device.identity.private_key,
+        retention_days=30.0,
+        publish=events,
+    )
+    task = asyncio.ensure_future(backup.run())
+    try:
+        await until(_drained(backup, device), "the audit log to go up")
+        await asyncio.sleep(0.5)  # the uploader waits for work
+        backup.notice(ClipFinished("front", "20260101T120000000Z-00000000", 0.0, 0))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=30)
+        assert task in done, "the uploader ignored its cancellation"
+        assert task.cancelled()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task], timeout=5)
+        backup.close()
