@@ -3,3 +3,5 @@
 - :mod:`hub.relay.broker`: a Mosquitto broker on loopback with the shipped configuration
   (``hub/relay/mosquitto/``), for tests and ``doorward demo``.
 """
+
+__all__: list[str] = []

@@ -125,9 +125,9 @@ class MosquittoBroker:
         are clients that may read every topic, as whoever runs the broker can (for tests that look
         at the traffic through the operator's eyes)."""
         self.directory = Path(directory)
-        self._devices = _names(devices, "device id")
-        self._clients = _names(clients, "client id")
-        self._operators = _names(operators, "operator name")
+        self._devices = _names(devices, "a device id")
+        self._clients = _names(clients, "a client id")
+        self._operators = _names(operators, "an operator name")
         both = set(self._devices) & (set(self._clients) | set(self._operators))
         if both:
             raise ValueError(
@@ -296,6 +296,8 @@ class MosquittoBroker:
         path = self.directory / filename
         text = "".join(f"{name}:{self._passwords[name]}\n" for name in names)
         write_secret_file(path, text.encode())
+        if not text:
+            return  # nobody of this role: an empty file lets nobody in
         done = subprocess.run(
             [str(_find_passwd()), "-U", str(path)],
             capture_output=True,
@@ -384,11 +386,11 @@ def _names(names: Iterable[str], what: str) -> tuple[str, ...]:
     for name in out:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
-                f"a {what} must be 1 to 64 letters, digits or ._~- (it becomes an MQTT topic "
+                f"{what} must be 1 to 64 letters, digits or ._~- (it becomes an MQTT topic "
                 f"level and a client id), got {name!r}"
             )
     if len(set(out)) != len(out):
-        raise ValueError(f"each {what} must be named once, got {list(out)}")
+        raise ValueError(f"{what} must be named once, got {list(out)}")
     return out
 
 

@@ -51,8 +51,15 @@ def test_the_running_configuration_is_the_shipped_one_but_for_paths_and_ports(
 ) -> None:
     shipped = shipped_config("doorward.conf").splitlines()
     running = broker.config_path.read_text().splitlines()
-    moved = ("listener", "certfile", "keyfile", "password_file", "acl_file", "log_dest")
-    moved += ("persistence_location",)
+    moved = {
+        "listener",
+        "certfile",
+        "keyfile",
+        "password_file",
+        "acl_file",
+        "log_dest",
+        "persistence_location",
+    }
     changed = [(a, b) for a, b in zip(shipped, running, strict=False) if a != b]
     assert changed, "the rendered configuration should place files in the broker's folder"
     assert all(a.split()[0] in moved and a.split()[0] == b.split()[0] for a, b in changed)
@@ -96,6 +103,8 @@ def test_a_plain_connection_gets_no_answer_but_a_closed_socket(broker: Mosquitto
 
 @pytest.mark.asyncio
 async def test_an_anonymous_login_is_refused(broker: MosquittoBroker) -> None:
+    # Two settings refuse it: allow_anonymous false, and use_username_as_clientid (a client
+    # without a username has no client id to be given).
     for port in (broker.device_port, broker.client_port):
         with pytest.raises(aiomqtt.MqttCodeError) as caught:
             async with aiomqtt.Client(
