@@ -121,6 +121,13 @@ def connect_packet(
     return b"\x10" + _varint(len(body)) + body
 
 
+def publish_packet(topic: str, payload: bytes) -> bytes:
+    """An MQTT 5 PUBLISH packet (§3.3), QoS 0, no properties."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + b"\x00" + payload
+    return b"\x30" + _varint(len(body)) + body
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:

@@ -27,6 +27,7 @@ from tests.relay.relaykit import (
     inbox,
     messages_until,
     next_message,
+    publish_packet,
     request_properties,
     responses,
 )
@@ -36,6 +37,8 @@ pytestmark = pytest.mark.timeout(60)
 # Mosquitto 2 answers every failed login with CONNACK "Not authorized" (MQTT 5 §3.2.2.2), the
 # same for a wrong password, an unknown user and a login on the other role's listener.
 _NOT_AUTHORIZED = 0x87
+_PINGREQ = b"\xc0\x00"
+_PINGRESP = b"\xd0\x00"
 
 
 def _handshake(broker: MosquittoBroker, port: int, context: ssl.SSLContext) -> str | None:
@@ -374,10 +377,9 @@ async def test_the_last_will_tells_the_owner_and_only_the_owner_that_the_device_
             will = (availability("foxtrot"), b"offline")
             tls.sendall(connect_packet(login.username, login.password, will=will))
             assert tls.recv(4096)[3] == 0x00  # CONNACK: success
-            topic = availability("foxtrot").encode()
-            # PUBLISH, QoS 0, retain: "online"
-            body = len(topic).to_bytes(2, "big") + topic + b"\x00" + b"online"
-            tls.sendall(bytes([0x31, len(body)]) + body)
+            online = bytearray(publish_packet(availability("foxtrot"), b"online"))
+            online[0] |= 0x01  # retain
+            tls.sendall(online)
             assert (await next_message(owner)).payload == b"online"
         assert (await next_message(owner)).payload == b"offline"
 
@@ -390,3 +392,43 @@ async def test_the_last_will_tells_the_owner_and_only_the_owner_that_the_device_
         message = await next_message(late)
         assert message.payload == b"offline"
         assert message.retain
+
+
+def _publish_raw(broker: MosquittoBroker, topic: str, payload: bytes) -> bytes | None:
+    """Log in as the intruder on a raw TLS socket, publish at QoS 0 and return what the broker
+    sends back after a PINGREQ: PINGRESP if it took the packet, b"" or a DISCONNECT if it closed
+    the connection, None if it closed it while the packet was still being sent."""
+    login = broker.credentials(INTRUDER)
+    with (
+        socket.create_connection((broker.host, broker.client_port), timeout=5) as sock,
+        broker.tls_context().wrap_socket(sock, server_hostname=broker.host) as tls,
+    ):
+        tls.sendall(connect_packet(login.username, login.password))
+        connack = tls.recv(4096)
+        assert connack[3] == 0x00
+        assert b"\x27\x00\x02\x00\x00" in connack  # Maximum Packet Size: 131072
+        try:
+            tls.sendall(publish_packet(topic, payload) + _PINGREQ)
+            return tls.recv(4096)
+        except OSError:  # reset or TLS EOF: the broker hung up mid-packet
+            return None
+
+
+@pytest.mark.asyncio
+async def test_a_packet_over_128_kib_is_refused_and_its_sender_disconnected(
+    broker: MosquittoBroker,
+) -> None:
+    fits = 128 * 1024 - 64  # with its fixed header, topic and property length
+    async with (
+        client(broker, "bravo", device=True) as device,
+        client(broker, REQUESTER) as requester,
+    ):
+        await device.subscribe(inbox("bravo", "+"), qos=1)
+        topic = inbox("bravo", INTRUDER)
+        assert await asyncio.to_thread(_publish_raw, broker, topic, bytes(fits)) == _PINGRESP
+        # DISCONNECT "packet too large" (0x95), or the connection simply closed
+        answer = await asyncio.to_thread(_publish_raw, broker, topic, bytes(128 * 1024))
+        assert answer in (None, b"", b"\xe0\x02\x95\x00")
+        await requester.publish(inbox("bravo", REQUESTER), b"marker", qos=1)
+        delivered = await messages_until(device, b"marker")
+        assert [len(m.payload) for m in delivered] == [fits]
