@@ -428,7 +428,7 @@ async def test_a_packet_over_128_kib_is_refused_and_its_sender_disconnected(
         assert await asyncio.to_thread(_publish_raw, broker, topic, bytes(fits)) == _PINGRESP
         # DISCONNECT "packet too large" (0x95), or the connection simply closed
         answer = await asyncio.to_thread(_publish_raw, broker, topic, bytes(128 * 1024))
-        assert answer in (None, b"", b"\xe0\x02\x95\x00")
+        assert answer in (None, b"") or (answer[0] == 0xE0 and answer[2] == 0x95), answer
         await requester.publish(inbox("bravo", REQUESTER), b"marker", qos=1)
         delivered = await messages_until(device, b"marker")
         assert [len(m.payload) for m in delivered] == [fits]
