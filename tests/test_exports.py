@@ -180,6 +180,7 @@ PINNED = {
     "hub.server": [],
     "hub.cli": [],
     "hub.wire": [],
+    "hub.relay": [],
 }
 
 

@@ -1,0 +1,33 @@
+"""A real Mosquitto broker with the shipped relay configuration, one per test module (it starts
+in well under a second): doorbells, an owner, a requester, an intruder with valid credentials of
+its own, and the broker's operator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from tests.kit import in_ci
+from tests.relay.relaykit import CLIENTS, DEVICES, OPERATOR, OWNED
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        if in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server = MosquittoBroker(
+        tmp_path_factory.mktemp("mosquitto"),
+        devices=DEVICES,
+        clients=CLIENTS,
+        owners=OWNED,
+        operators=[OPERATOR],
+    )
+    server.start()
+    yield server
+    server.stop()
