@@ -1,12 +1,15 @@
 """The device's backup queue: which objects must reach the bucket, in order, kept in SQLite.
 
-``backup.db`` in the data folder (WAL, ``synchronous=FULL``) holds one row per object name:
+``backup.db`` in the data folder (WAL, ``synchronous=NORMAL``) holds one row per object name:
 ``queued`` until the store has acknowledged the whole object, then ``done``; ``skipped`` when it
 will never go (its file was deleted first, or the queue was over its bound); ``deleted`` when
 retention removed it from the bucket. A row is marked ``done`` only after the PUT returned, so a
 SIGKILL or a power cut between the two re-uploads the object at the next start: uploads are
 idempotent (content-addressed segments; manifests and checkpoints replace themselves with the
-same or newer bytes).
+same or newer bytes). That is also why the queue does not fsync each change: WAL with
+``synchronous=NORMAL`` survives a crash of the process whole, and what a power cut takes back (the
+last changes) is harmless: a row marked done again is uploaded again, and a segment the queue
+forgot is found in the clip store (written with ``synchronous=FULL``) by the scan at start.
 
 The queue is filled from the clip store (segments as they are written, manifests as clips grow
 and are sealed) and from the audit log (entries and checkpoints, by the uploader); it never holds
@@ -84,7 +87,7 @@ class BackupQueue:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
