@@ -176,7 +176,7 @@ def test_a_store_down_for_a_minute_loses_nothing_and_recording_goes_on(
         recorded = segments(tmp_path)
 
         def all_uploaded() -> bool:
-            names = {n for n in bucket_objects(bucket, seaweed.identities.owner) if n[:4] == "seg/"}
+            names = bucket_names(bucket, seaweed.identities.owner)
             return {layout.segment_name(sha) for sha in recorded} <= names
 
         wait_for(all_uploaded, "every segment recorded before the restart in the bucket", 180)
