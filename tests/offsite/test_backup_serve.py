@@ -21,7 +21,7 @@ from crypto.keys import KeyBundle
 from hub.offsite import layout
 from hub.offsite.s3 import ObjectStore
 from hub.offsite.seaweed import SeaweedServer, write_credentials_file
-from hub.offsite.target import BucketAddress, Credentials, OffsiteError
+from hub.offsite.target import BucketAddress, Credentials, OffsiteError, StoreUnreachable
 from hub.server.state import Device
 from tests.kit import child_env, serve_command
 
@@ -107,6 +107,9 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
 
 
 def bucket_objects(bucket: BucketAddress, keys: Credentials) -> dict[str, bytes]:
+    """Every object in the bucket. A SeaweedFS just restarted may answer 500 for a while: a read
+    is tried again for up to 30 s before the error counts."""
+
     async def read() -> dict[str, bytes]:
         async with ObjectStore(bucket, keys) as store:
             return {
@@ -114,7 +117,14 @@ def bucket_objects(bucket: BucketAddress, keys: Credentials) -> dict[str, bytes]
                 for item in await store.list()
             }
 
-    return asyncio.run(read())
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return asyncio.run(read())
+        except StoreUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def bucket_names(bucket: BucketAddress, keys: Credentials) -> set[str]:
