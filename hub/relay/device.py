@@ -254,8 +254,8 @@ class RelayDevice:
                 ssl=self._api_tls,
                 allow_redirects=False,
             ) as answer:
-                body = await answer.content.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
+                body = await _read_capped(answer.content, MAX_BODY_BYTES)
+                if body is None:
                     return _error(
                         413,
                         "relay_too_large",
@@ -272,6 +272,17 @@ class RelayDevice:
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.error("relay.api_unreachable error=%s", type(exc).__name__)
             return _error(502, "relay_api_unreachable", "the device's API did not answer")
+
+
+async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None once it is longer than ``limit`` (a read returns what has
+    arrived, not necessarily all that was asked for)."""
+    body = bytearray()
+    while chunk := await content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _error(status: int, code: str, message: str) -> bhttp.Response:

@@ -333,3 +333,17 @@ def test_relay_config_table(tmp_path: Path) -> None:
     path.write_text('[relay]\nurl = "mqtts://r"\ncredentials_file = "/p"\npassword = "x"\n')
     with pytest.raises(ConfigError, match="unknown relay option"):
         load_config(path)
+
+
+@pytest.mark.asyncio
+async def test_an_answer_larger_than_one_relay_message_is_refused_clearly(tmp_path: Path) -> None:
+    async with relay_rig(tmp_path) as rig:
+        for index in range(800):  # a page of audit entries far above 96 KiB
+            rig.running.device.audit.append("clip.deleted", clip_id=f"c{index:04d}", reason="test")
+        async with rig.transport(rig.owner) as transport:
+            api = relay_client(rig, transport)
+            with pytest.raises(ApiError) as refused:
+                await api.audit_entries(0)
+        assert refused.value.status == 413
+        assert refused.value.code == "relay_too_large"
+        assert "chunking over the relay is not implemented" in refused.value.detail
