@@ -347,3 +347,29 @@ async def test_an_answer_larger_than_one_relay_message_is_refused_clearly(tmp_pa
         assert refused.value.status == 413
         assert refused.value.code == "relay_too_large"
         assert "chunking over the relay is not implemented" in refused.value.detail
+
+
+def test_serve_starts_the_relay_only_with_usable_files(tmp_path: Path) -> None:
+    import socket
+
+    from hub.server.config import ServeConfig
+    from hub.server.runtime import _relay_device
+
+    secret = tmp_path / "relay-password"
+    secret.write_text("hunter2-not-logged\n")
+    secret.chmod(0o644)
+    config = ServeConfig(
+        data_dir=tmp_path / "data", relay=RelayConfig("mqtts://127.0.0.1:8883", secret)
+    )
+    device = Device.open(config.data_dir)
+    try:
+        with socket.socket() as api:
+            api.bind(("0.0.0.0", 0))  # noqa: S104
+            assert _relay_device(config, device, api) is None  # others may read the password
+            secret.chmod(0o600)
+            relay = _relay_device(config, device, api)
+            assert isinstance(relay, RelayDevice)
+            assert "hunter2" not in repr(relay)
+            assert relay._api_url == f"https://127.0.0.1:{api.getsockname()[1]}"
+    finally:
+        device.close()
