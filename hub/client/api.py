@@ -6,6 +6,10 @@ Common case (an owner's phone, after pairing)::
         for clip in (await api.clips(camera="front")).clips:
             await api.download_segment(clip.segment_ids[0], Path("seg.age"))
 
+With ``relay=`` (:class:`hub.relay.client.RelayTransport`) the same signed requests go through the
+MQTT relay, sealed to the device's relay key; ``base_url`` is then only what is signed. Streaming
+downloads do not go over the relay (yet).
+
 Every connection pins the device's TLS key by SPKI fingerprint (``crypto.tls.client_context``):
 a device with another key is refused during the handshake, before any request is written. Every
 request is signed (RFC 9421, ``hub.wire.httpsig``) with a fresh nonce. Errors from the device raise
@@ -20,7 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -57,6 +61,9 @@ from hub.client.records import (
 )
 from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
+
+if TYPE_CHECKING:  # aiomqtt loads only for a client that uses the relay
+    from hub.relay.client import RelayResponse, RelayTransport
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -122,8 +129,10 @@ class DoorwardClient:
         key: Ed25519PrivateKey,
         clock: Callable[[], float] = time.time,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        relay: RelayTransport | None = None,
     ) -> None:
         self._base = URL(base_url)
+        self._relay = relay
         self._key, self._device_id, self._clock = key, device_id, clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
         self._ssl = client_context(fingerprint)
@@ -480,6 +489,12 @@ class DoorwardClient:
         _rewind(dst, start)
         return await self._download(path, dst, max_bytes=max_bytes, query={"link": link.link_id})
 
+    async def relay_key_config(self) -> bytes:
+        """The device's relay key configuration (RFC 9458 §3), to keep in the profile; raises
+        ApiError ``not_found`` if the device has none."""
+        body = await self._json("GET", "/relay/key-config")
+        return b64url_decode(str(body["key_config"]))
+
     async def release_link(self, release_id: str) -> ReleaseLink:
         """A presigned URL for a release bundle in the device's off-site store; counts one
         download (a later ``GET /releases/ID?link=LINK_ID`` serves it once if the URL fails).
@@ -510,14 +525,18 @@ class DoorwardClient:
         body: Any = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
-    ) -> aiohttp.ClientResponse:
+    ) -> Any:
         url = self._url(path, query)
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         headers = self._signer.headers(method, str(url), data)
         if data:
             headers["Content-Type"] = content_type
-        session = self._ensure_session()
-        response = await session.request(method, url, data=data, headers=headers, ssl=self._ssl)
+        response: aiohttp.ClientResponse | RelayResponse
+        if self._relay is not None:
+            response = await self._relay.request(method, str(url), headers, data)
+        else:
+            session = self._ensure_session()
+            response = await session.request(method, url, data=data, headers=headers, ssl=self._ssl)
         if response.status >= 400:
             try:
                 error = (await response.json(content_type=None))["error"]
@@ -548,6 +567,11 @@ class DoorwardClient:
         max_bytes: int | None = None,
         query: Mapping[str, Any] | None = None,
     ) -> int:
+        if self._relay is not None:
+            raise DoorwardError(
+                "streaming downloads over the relay are not implemented yet: download on the "
+                "LAN, or through the backup store's presigned link"
+            )
         response = await self._send("GET", path, query=query)
         async with response:
             return await _save(response, dst, max_bytes)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from crypto.errors import DoorwardError
 from crypto.files import private_dir, write_atomic
 from crypto.keys import KeyBundle, load_ed25519_public
-from crypto.signed import b64url
+from crypto.signed import b64url, b64url_decode
 
 __all__ = [
     "PinnedDevice",
@@ -62,29 +62,36 @@ class PinnedDevice:
     url: str
     name: str = ""
     signing_key: Ed25519PublicKey | None = None
+    # The device's relay key configuration (RFC 9458 §3), fetched over the pinned LAN API.
+    relay_key_config: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
         """This record as stored in ``devices.json`` (the signing key as unpadded base64url)."""
         key = b64url(self.signing_key.public_bytes_raw()) if self.signing_key else None
-        return {
+        record: dict[str, Any] = {
             "device_id": self.device_id,
             "fingerprint": self.fingerprint,
             "url": self.url,
             "name": self.name,
             "ed25519": key,
         }
+        if self.relay_key_config is not None:
+            record["relay_key_config"] = b64url(self.relay_key_config)
+        return record
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PinnedDevice:
         """Read a ``devices.json`` record; raises ProfileError if it is malformed."""
         try:
             key = data.get("ed25519")
+            relay = data.get("relay_key_config")
             return cls(
                 device_id=str(data["device_id"]),
                 fingerprint=str(data["fingerprint"]),
                 url=str(data["url"]),
                 name=str(data.get("name", "")),
                 signing_key=load_ed25519_public(key) if isinstance(key, str) else None,
+                relay_key_config=b64url_decode(relay) if isinstance(relay, str) else None,
             )
         except (KeyError, TypeError, ValueError, DoorwardError) as exc:
             raise ProfileError(f"pinned device record is malformed: {exc}") from exc

@@ -2,6 +2,8 @@
 
 - :mod:`hub.relay.broker`: a Mosquitto broker on loopback with the shipped configuration
   (``hub/relay/mosquitto/``), for tests and ``doorward demo``.
+- :mod:`hub.relay.device`: the doorbell answers sealed API calls from the broker through its own API.
+- :mod:`hub.relay.client`: a relay transport for ``DoorwardClient``.
 """
 
 __all__: list[str] = []

@@ -27,6 +27,7 @@ __all__ = [
     "BackupConfig",
     "CameraConfig",
     "ConfigError",
+    "RelayConfig",
     "ServeConfig",
     "load_config",
     "parse_camera",
@@ -125,6 +126,13 @@ watchdog_stall_s = 20.0
 # max_upload_kbps = 0           # 0: no limit
 # max_queue_mb = 4096           # un-uploaded segments kept at most; past it the oldest are skipped
 
+# The relay (off while this table is empty): the device connects out to an MQTT 5 broker over
+# TLS and answers the same signed API calls sent through it, sealed end to end to its relay key.
+[relay]
+# url = "mqtts://relay.example.net:8883"   # the broker's doorbell listener (TLS only)
+# ca_file = ""                  # the CA that signed the broker's certificate; empty: system CAs
+# credentials_file = "/etc/doorward/relay-password"   # the device's broker password, mode 0600
+
 # The doorbell button on a GPIO line (libgpiod v2: pip install 'doorward[gpio]'). Without this
 # table there is no hardware button (a simulated camera has its own). A press rings the camera
 # named here (default: the first); a hold of 3 s unlocks pairing after too many failures.
@@ -202,6 +210,38 @@ class BackupConfig:
             raise ConfigError(f"invalid backup option: {exc}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """The ``[relay]`` section: the MQTT 5 broker the device answers API calls through
+    (``hub.relay.device``); it logs in as its device id with the password in
+    ``credentials_file``."""
+
+    url: str
+    credentials_file: Path
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_table(cls, table: Any) -> RelayConfig:
+        """The ``[relay]`` TOML table, checked."""
+        if not isinstance(table, dict):
+            raise ConfigError("relay must be a table: [relay] with url and credentials_file")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown relay option(s): {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
+        missing = [name for name in ("url", "credentials_file") if not table.get(name)]
+        if missing:
+            raise ConfigError(f"relay needs {' and '.join(missing)}: set them in [relay]")
+        url = str(table["url"])
+        if not url.startswith("mqtts://"):
+            raise ConfigError(f"relay url {url!r} must look like mqtts://HOST:PORT (TLS only)")
+        ca = table.get("ca_file")
+        return cls(url, Path(table["credentials_file"]), Path(ca) if ca else None)
+
+
 def _split_s3_url(url: str) -> dict[str, str]:
     """``s3://BUCKET/PREFIX`` as the bucket and prefix options."""
     from urllib.parse import urlsplit
@@ -257,6 +297,7 @@ class ServeConfig:
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     backup: BackupConfig | None = None
+    relay: RelayConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -348,6 +389,9 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     if "backup" in values and not isinstance(values["backup"], BackupConfig):
         # An empty [backup] table (as in the example) leaves the backup off.
         values["backup"] = BackupConfig.from_table(values["backup"]) if values["backup"] else None
+    if "relay" in values and not isinstance(values["relay"], RelayConfig):
+        # An empty [relay] table (as in the example) leaves the relay off.
+        values["relay"] = RelayConfig.from_table(values["relay"]) if values["relay"] else None
     if "button" in values:
         values["button"] = _button(values["button"])
     try:

@@ -69,3 +69,5 @@ class HubDeps:
     backup: OffsiteBackup | None = None
     # Release bundles go to the backup store and requesters get presigned URLs (None: no store).
     offsite_releases: OffsiteReleases | None = None
+    # The device's relay key configuration (RFC 9458 §3), served to owners (None: no relay key).
+    relay_key_config: bytes | None = None

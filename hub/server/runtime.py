@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -175,6 +176,10 @@ async def running_device(
         page_tls = page_tls_context(device.data_dir / "keys")
         await GuardedSite(page_runner, page, guard, ssl_context=page_tls).start()
         runs = {name: _track(tasks, pipeline.run()) for name, pipeline in pipelines.items()}
+        if config.relay is not None:
+            relay_device = _relay_device(config, device, api)
+            if relay_device is not None:
+                _track(tasks, relay_device.run())
         _track(tasks, _housekeeping(device, settings, app))
         _track(tasks, _summarise_logs(quiet))
         if backup is not None:
@@ -249,6 +254,34 @@ async def _offsite_releases(
         return deps
     bucket = await stores.enter_async_context(ObjectStore(backup.address, credentials))
     return replace(deps, offsite_releases=offsite_releases(device, bucket))
+
+
+def _relay_device(config: ServeConfig, device: Device, api: socket.socket) -> Any:
+    """The relay connection of ``[relay]`` (``hub.relay.device.RelayDevice``), answering through
+    the API on ``api``; None (logged) if its files are unusable: the LAN API serves regardless."""
+    from hub.relay.device import RelayDevice, RelayLogin, api_url_of  # aiomqtt only if configured
+
+    assert config.relay is not None
+    if device.relay_key is None:
+        logger.error("relay.off error=NoRelayKey")
+        return None
+    try:
+        login = RelayLogin.from_files(
+            config.relay.url,
+            config.relay.ca_file,
+            config.relay.credentials_file,
+            device.identity.device_id,
+        )
+    except (DoorwardError, OSError, ssl.SSLError) as exc:
+        logger.error("relay.off error=%s detail=%s", type(exc).__name__, exc)
+        return None
+    return RelayDevice(
+        login,
+        device_id=device.identity.device_id,
+        gateway_key=device.relay_key,
+        api_url=api_url_of(api.getsockname()),
+        fingerprint=device.fingerprint,
+    )
 
 
 def _connection_guard(config: ServeConfig) -> ConnectionGuard:

@@ -2,6 +2,7 @@
 
 keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
 keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
+keys/relay.x25519     the relay key (OHTTP, 0600)
 audit.db              the audit log and owners' cosignatures   clips/…        encrypted segments
 pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
 
@@ -37,6 +38,7 @@ from hub.server.config import ConfigError, ServeConfig
 from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.owners import OwnersTable
+from hub.wire.ohttp import GatewayKey
 
 if TYPE_CHECKING:
     from hub.server.backup import OffsiteBackup
@@ -61,6 +63,7 @@ class Device:
     key_path: Path
     fingerprint: str
     setup_code: SetupCode = field(repr=False)
+    relay_key: GatewayKey | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -92,6 +95,7 @@ class Device:
         else:
             code = draw_setup_code()
             write_secret_file(code_path, code.digits().encode())
+        relay_key = _relay_key(key_dir / "relay.x25519")
         audit = AuditLog(
             data_dir / "audit.db",
             signer=identity.private_key,
@@ -138,6 +142,7 @@ class Device:
             key_path,
             fingerprint,
             code,
+            relay_key,
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -175,6 +180,7 @@ class Device:
             auth_failure_burst=config.auth_failure_burst,
             auth_failure_per_s=config.auth_failure_per_s,
             backup=backup,
+            relay_key_config=bytes(self.relay_key.config()) if self.relay_key else None,
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:
@@ -196,3 +202,16 @@ def _desk_connection(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
     db.execute("PRAGMA journal_mode=WAL")
     return db
+
+
+RELAY_KEY_ID = 1  # the key id of the device's relay key configuration (RFC 9458 §3)
+
+
+def _relay_key(path: Path) -> GatewayKey:
+    """The device's relay key (X25519, for Oblivious HTTP through the relay): read, or made and
+    written (0600) on first start."""
+    if path.exists():
+        return GatewayKey.from_private_bytes(RELAY_KEY_ID, read_secret_file(path))
+    key = GatewayKey.generate(RELAY_KEY_ID)
+    write_secret_file(path, key.private_bytes())
+    return key

@@ -21,7 +21,7 @@ from consent.desk import ConsentDesk
 from consent.models import RequestStatus
 from crypto import age
 from crypto.errors import CryptoError
-from crypto.signed import b64url_decode
+from crypto.signed import b64url, b64url_decode
 from device.store import ClipRecord, SegmentRecord
 from hub.server import appkeys
 from hub.server.body import LARGEST_BODY_BYTES, max_body
@@ -64,6 +64,7 @@ def add_routes(app: web.Application) -> None:
             web.get("/health", health),
             web.get("/metrics", metrics),
             web.get("/backup", backup_status),
+            web.get("/relay/key-config", relay_key_config),
         ]
     )
 
@@ -391,6 +392,14 @@ async def backup_status(request: web.Request) -> web.Response:
     if deps.offsite_releases is not None:
         body["releases"] = deps.offsite_releases.status()
     return web.json_response(body)
+
+
+async def relay_key_config(request: web.Request) -> web.Response:
+    await require_owner(request)
+    config = request.app[appkeys.DEPS].relay_key_config
+    if config is None:
+        raise NotFound("this device has no relay key")
+    return web.json_response({"key_config": b64url(config)})
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""The phone's (or requester's) side of the relay: signed API calls through the MQTT 5 broker.
+
+:class:`RelayTransport` carries the same RFC 9421-signed request the LAN API takes: it is written
+as Binary HTTP (RFC 9292), sealed to the device's relay key configuration (RFC 9458), published at
+QoS 1 to ``doorward/v1/dev/<dev>/in/<cli>`` with the response topic
+``doorward/v1/cli/<cli>/res/<dev>`` and a random correlation id, and the answer with that
+correlation id is opened with the request's context. The broker sees device and client ids,
+sizes and timing only.
+
+``DoorwardClient(..., relay=transport)`` sends every JSON and small-body call this way. Streaming
+downloads (segments, release bundles) over the relay are not implemented: the client refuses them
+with a clear error. Bodies larger than one broker packet are refused too (no chunking yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+from multidict import CIMultiDict, CIMultiDictProxy
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from crypto.errors import DoorwardError
+from hub.wire import bhttp, ohttp
+
+__all__ = ["RelayCallFailed", "RelayResponse", "RelayTimeout", "RelayTransport"]
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 128 * 1024 - 2048  # the broker's 128 KiB packet, less topic and properties
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class RelayCallFailed(DoorwardError):
+    """A call through the relay could not be made or its answer could not be read."""
+
+
+class RelayTimeout(RelayCallFailed, TimeoutError):
+    """No answer came through the relay in time: the device may be offline, or the broker
+    dropped the request (it does not tell the sender); it is safe to send the call again."""
+
+
+class RelayResponse:
+    """An answer that came through the relay, read like an aiohttp response for JSON calls."""
+
+    def __init__(self, response: bhttp.Response) -> None:
+        self.status = response.status
+        self.headers = CIMultiDictProxy(CIMultiDict(response.headers))
+        self.reason = f"HTTP {response.status}"
+        self.content_length = len(response.content)
+        self._body = response.content
+
+    def __repr__(self) -> str:
+        return f"RelayResponse(status={self.status}, bytes={len(self._body)})"
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        return self._body
+
+    async def json(self, *, content_type: str | None = None) -> Any:
+        """The body as JSON (``content_type`` is accepted and ignored, as aiohttp's None does)."""
+        return json.loads(self._body)
+
+    def release(self) -> None:
+        """Nothing to release: the body is already in memory."""
+
+    async def __aenter__(self) -> RelayResponse:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RelayTransport:
+    """One client's MQTT 5 connection to the relay, for calls to one device."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext,
+        client_id: str,
+        password: str,
+        device_id: str,
+        key_config: bytes,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._host, self._port, self._tls = host, port, tls
+        self.client_id, self.device_id = client_id, device_id
+        self._password = password
+        try:
+            self._config = ohttp.KeyConfig.parse(key_config)
+        except ohttp.OhttpError as exc:
+            raise RelayCallFailed(
+                f"the device's relay key configuration is unusable ({exc}); fetch it again "
+                "over the LAN"
+            ) from None
+        self._timeout_s = timeout_s
+        self._pending: dict[bytes, asyncio.Future[bytes]] = {}
+        self._mqtt: aiomqtt.Client | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"RelayTransport({self.client_id!r} -> {self.device_id!r}, {self._host}:{self._port})"
+        )
+
+    @property
+    def inbox(self) -> str:
+        """The topic this client's requests for the device go to."""
+        return f"doorward/v1/dev/{self.device_id}/in/{self.client_id}"
+
+    @property
+    def responses(self) -> str:
+        """The topic the device answers this client on."""
+        return f"doorward/v1/cli/{self.client_id}/res/{self.device_id}"
+
+    async def __aenter__(self) -> RelayTransport:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Log in to the broker and subscribe to this client's responses from the device."""
+        async with self._lock:
+            if self._mqtt is not None:
+                return
+            mqtt = aiomqtt.Client(
+                self._host,
+                self._port,
+                username=self.client_id,
+                password=self._password,
+                identifier=self.client_id,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tls_context=self._tls,
+                timeout=self._timeout_s,
+            )
+            await mqtt.__aenter__()
+            try:
+                await mqtt.subscribe(self.responses, qos=1)
+            except BaseException:
+                await mqtt.__aexit__(None, None, None)
+                raise
+            self._mqtt = mqtt
+            self._reader = asyncio.ensure_future(self._read(mqtt))
+
+    async def close(self) -> None:
+        """Disconnect; calls still waiting fail."""
+        reader, mqtt = self._reader, self._mqtt
+        self._reader = self._mqtt = None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        if mqtt is not None:
+            await mqtt.__aexit__(None, None, None)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RelayCallFailed("the relay connection was closed"))
+        self._pending.clear()
+
+    async def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> RelayResponse:
+        """Send one signed request (``url`` as signed: its authority and path travel inside the
+        sealed message) and return the device's answer."""
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        fields = tuple((name.lower(), value) for name, value in headers.items())
+        inner = bhttp.Request(method, parts.scheme, parts.netloc, path, fields, body).encode()
+        sealed, exchange = ohttp.encapsulate_request(self._config, inner)
+        if len(sealed) > MAX_MESSAGE_BYTES:
+            raise RelayCallFailed(
+                f"the request is {len(sealed)} bytes sealed, more than one relay message "
+                f"carries ({MAX_MESSAGE_BYTES}); chunking over the relay is not implemented yet"
+            )
+        await self.connect()
+        assert self._mqtt is not None
+        correlation = secrets.token_bytes(16)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[correlation] = future
+        try:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = self.responses
+            properties.CorrelationData = correlation
+            await self._mqtt.publish(self.inbox, sealed, qos=1, properties=properties)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    answer = await future
+            except TimeoutError:
+                raise RelayTimeout(
+                    f"no answer from device {self.device_id} through the relay within "
+                    f"{self._timeout_s:g} s: it may be offline; try again later or on the LAN"
+                ) from None
+        finally:
+            self._pending.pop(correlation, None)
+        try:
+            opened = exchange.open_response(answer)
+            return RelayResponse(bhttp.parse_response(opened))
+        except (ohttp.OhttpError, bhttp.BhttpError) as exc:
+            raise RelayCallFailed(f"the relayed answer could not be read: {exc}") from None
+
+    async def _read(self, mqtt: aiomqtt.Client) -> None:
+        try:
+            async for message in mqtt.messages:
+                correlation = getattr(message.properties, "CorrelationData", None)
+                future = self._pending.get(bytes(correlation)) if correlation else None
+                if future is None or future.done() or not isinstance(message.payload, bytes):
+                    logger.debug("relay.unmatched_answer")
+                    continue
+                future.set_result(message.payload)
+        except aiomqtt.MqttError as exc:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(
+                        RelayCallFailed(f"the relay connection was lost ({type(exc).__name__})")
+                    )
