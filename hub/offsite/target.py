@@ -24,6 +24,7 @@ __all__ = [
     "StoreDenied",
     "StoreFull",
     "StoreUnreachable",
+    "split_s3_url",
 ]
 
 
@@ -92,10 +93,8 @@ class BucketAddress:
     @classmethod
     def parse(cls, url: str, *, endpoint: str, region: str = "us-east-1") -> BucketAddress:
         """``s3://BUCKET/PREFIX`` (the ``--backup`` flag's form) at ``endpoint``."""
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise OffsiteError(f"backup target {url!r} must look like s3://BUCKET/PREFIX")
-        return cls(endpoint, parts.netloc, parts.path.strip("/"), region)
+        bucket, prefix = split_s3_url(url)
+        return cls(endpoint, bucket, prefix, region)
 
     def key(self, name: str) -> str:
         """The full object key of ``name`` under the prefix."""
@@ -103,6 +102,14 @@ class BucketAddress:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix} at {self.endpoint}"
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """The bucket and prefix of ``s3://BUCKET/PREFIX`` (the prefix may be empty)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise OffsiteError(f"backup target {url!r} must look like s3://BUCKET/PREFIX")
+    return parts.netloc, parts.path.strip("/")
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,12 +244,13 @@ class RelayConfig:
 
 def _split_s3_url(url: str) -> dict[str, str]:
     """``s3://BUCKET/PREFIX`` as the bucket and prefix options."""
-    from urllib.parse import urlsplit
+    from hub.offsite.target import OffsiteError, split_s3_url
 
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(f"backup target {url!r} must look like s3://BUCKET/PREFIX")
-    return {"bucket": parts.netloc, "prefix": parts.path.strip("/")}
+    try:
+        bucket, prefix = split_s3_url(url)
+    except OffsiteError as exc:
+        raise ConfigError(str(exc)) from None
+    return {"bucket": bucket, "prefix": prefix}
 
 
 @dataclass(frozen=True, slots=True)
