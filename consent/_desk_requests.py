@@ -6,6 +6,8 @@ refusals are audited and logged here for every part of the desk.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import sqlite3
@@ -75,6 +77,8 @@ class RequestRecord:
     status: RequestStatus
     rule: str | None
     reason: str | None
+    # True when this submission repeated one already received: nothing new was recorded.
+    repeated: bool = False
 
 
 class _RequestDesk:
@@ -97,18 +101,25 @@ class _RequestDesk:
     ) -> RequestRecord:
         """Verify a request, check the limits for its key and ``client`` address, and apply the
         policy; raise PolicyRefused if it declines (the refusal is stored and audited), or
-        RequestLimited / RequestInvalid, else store the request as pending."""
+        RequestLimited / RequestInvalid, else store the request as pending.
+
+        The very same token sent again (a requester retrying after its answer was lost) records
+        nothing: it gets the stored request back (``repeated``), or the policy's refusal again."""
         group = address_group(client)
         subjects = [("address", group)] if group else []
         try:
             request = verify_request(token, now)
             subjects.insert(0, ("key", request.requester_key_id))
-            if self._request_row(request.request_id) is not None:
+            row = self._request_row(request.request_id)
+            if row is not None and row["token"] != _text(token):
                 raise RequestInvalid(f"request {request.request_id} was already received")
-            self._check_limits(request.requester_key_id, group, now)
+            if row is None:
+                self._check_limits(request.requester_key_id, group, now)
         except ConsentError as exc:
             self._refused("request", exc, now=now, subjects=subjects, request_id=_token_id(token))
             raise
+        if row is not None:  # outside the try: a repeat is not audited as a refusal
+            return self._repeated(_record(row))
         self._audit.append(
             "request.received",
             request_id=request.request_id,
@@ -158,6 +169,15 @@ class _RequestDesk:
         self._audit.append("request.pending", request_id=request.request_id)
         logger.info("consent.pending request_id=%s", request.request_id)
         return record
+
+    def _repeated(self, record: RequestRecord) -> RequestRecord:
+        logger.info("consent.request_repeated request_id=%s", record.request_id)
+        if record.status is RequestStatus.AUTO_DECLINED:
+            raise PolicyRefused(
+                f"request {record.request_id} declined by the owner's policy: {record.reason}",
+                rule=record.rule or "",
+            )
+        return dataclasses.replace(record, repeated=True)
 
     def request(self, request_id: str) -> RequestRecord:
         """The stored request ``request_id``; raises UnknownRequest if there is none."""

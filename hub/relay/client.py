@@ -15,6 +15,7 @@ with a clear error. Bodies larger than one broker packet are refused too (no chu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -36,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 128 * 1024 - 2048  # the broker's 128 KiB packet, less topic and properties
 DEFAULT_TIMEOUT_S = 30.0
+# How long the broker keeps this client's session (answers that arrive while it is away).
+DEFAULT_SESSION_EXPIRY_S = 3600
+# A request older than this is dropped by the broker and refused by the device (its
+# ``relay_max_age_s``): a doorbell that was offline this long gets nothing stale.
+DEFAULT_MAX_WAIT_S = 1800
+_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class RelayCallFailed(DoorwardError):
@@ -78,8 +85,26 @@ class RelayResponse:
         self.release()
 
 
+class _Call:
+    """A call waiting for its answer: what was published (sent again after a reconnect)."""
+
+    __slots__ = ("future", "sealed")
+
+    def __init__(self, sealed: bytes, future: asyncio.Future[bytes]) -> None:
+        self.sealed = sealed
+        self.future = future
+
+
 class RelayTransport:
-    """One client's MQTT 5 connection to the relay, for calls to one device."""
+    """One client's MQTT 5 connection to the relay, for calls to one device.
+
+    The session is persistent (clean start off, ``session_expiry_s``): an answer the device
+    publishes while this client's connection is down waits at the broker. After a lost
+    connection the transport logs in again (backing off) and publishes every call still waiting
+    once more, byte for byte; the device answers a repeat from its memory of handled calls
+    (``hub.relay.dedupe``), so nothing is done twice. Each request carries an MQTT message expiry
+    of ``max_wait_s``: the broker drops what the device could not take in time, and the device
+    accepts a relayed signature that old (not older)."""
 
     def __init__(
         self,
@@ -92,6 +117,8 @@ class RelayTransport:
         device_id: str,
         key_config: bytes,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        max_wait_s: int = DEFAULT_MAX_WAIT_S,
     ) -> None:
         self._host, self._port, self._tls = host, port, tls
         self.client_id, self.device_id = client_id, device_id
@@ -104,10 +131,15 @@ class RelayTransport:
                 "over the LAN"
             ) from None
         self._timeout_s = timeout_s
-        self._pending: dict[bytes, asyncio.Future[bytes]] = {}
+        self._session_expiry_s = session_expiry_s
+        self._max_wait_s = max_wait_s
+        self._pending: dict[bytes, _Call] = {}
         self._mqtt: aiomqtt.Client | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.reconnects = 0
+        self.published = 0  # requests the broker acknowledged (QoS 1), resends included
 
     def __repr__(self) -> str:
         return (
@@ -132,41 +164,30 @@ class RelayTransport:
         await self.close()
 
     async def connect(self) -> None:
-        """Log in to the broker and subscribe to this client's responses from the device."""
+        """Log in to the broker and subscribe to this client's responses from the device; a
+        refused login or an unreachable broker raises :class:`RelayCallFailed` here. Later
+        outages are bridged in the background."""
         async with self._lock:
-            if self._mqtt is not None:
+            if self._runner is not None:
                 return
-            mqtt = aiomqtt.Client(
-                self._host,
-                self._port,
-                username=self.client_id,
-                password=self._password,
-                identifier=self.client_id,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                tls_context=self._tls,
-                timeout=self._timeout_s,
-            )
-            await mqtt.__aenter__()
             try:
-                await mqtt.subscribe(self.responses, qos=1)
-            except BaseException:
-                await mqtt.__aexit__(None, None, None)
-                raise
-            self._mqtt = mqtt
-            self._reader = asyncio.ensure_future(self._read(mqtt))
+                mqtt = await self._login()
+            except aiomqtt.MqttError as exc:
+                raise RelayCallFailed(
+                    f"cannot log in to the relay at {self._host}:{self._port} ({exc}); check "
+                    "the relay URL, its CA and this client's broker password"
+                ) from None
+            self._runner = asyncio.ensure_future(self._run(mqtt))
 
     async def close(self) -> None:
         """Disconnect; calls still waiting fail."""
-        reader, mqtt = self._reader, self._mqtt
-        self._reader = self._mqtt = None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        if mqtt is not None:
-            await mqtt.__aexit__(None, None, None)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(RelayCallFailed("the relay connection was closed"))
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        for call in self._pending.values():
+            if not call.future.done():
+                call.future.set_exception(RelayCallFailed("the relay connection was closed"))
         self._pending.clear()
 
     async def request(
@@ -185,23 +206,18 @@ class RelayTransport:
                 f"carries ({MAX_MESSAGE_BYTES}); chunking over the relay is not implemented yet"
             )
         await self.connect()
-        assert self._mqtt is not None
         correlation = secrets.token_bytes(16)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[correlation] = future
+        call = _Call(sealed, asyncio.get_running_loop().create_future())
+        self._pending[correlation] = call
         try:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.ResponseTopic = self.responses
-            properties.CorrelationData = correlation
-            await self._mqtt.publish(self.inbox, sealed, qos=1, properties=properties)
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    answer = await future
-            except TimeoutError:
-                raise RelayTimeout(
-                    f"no answer from device {self.device_id} through the relay within "
-                    f"{self._timeout_s:g} s: it may be offline; try again later or on the LAN"
-                ) from None
+            async with asyncio.timeout(self._timeout_s):
+                await self._publish(correlation, call)
+                answer = await call.future
+        except TimeoutError:
+            raise RelayTimeout(
+                f"no answer from device {self.device_id} through the relay within "
+                f"{self._timeout_s:g} s: it may be offline; try again later or on the LAN"
+            ) from None
         finally:
             self._pending.pop(correlation, None)
         try:
@@ -210,18 +226,99 @@ class RelayTransport:
         except (ohttp.OhttpError, bhttp.BhttpError) as exc:
             raise RelayCallFailed(f"the relayed answer could not be read: {exc}") from None
 
-    async def _read(self, mqtt: aiomqtt.Client) -> None:
+    async def _publish(self, correlation: bytes, call: _Call) -> None:
+        """Publish ``call`` once the connection is up; if it drops meanwhile, the call stays
+        pending and is published again after the reconnect."""
+        await self._up.wait()
+        mqtt = self._mqtt
+        if mqtt is None:
+            return  # the reconnect publishes it
         try:
-            async for message in mqtt.messages:
-                correlation = getattr(message.properties, "CorrelationData", None)
-                future = self._pending.get(bytes(correlation)) if correlation else None
-                if future is None or future.done() or not isinstance(message.payload, bytes):
-                    logger.debug("relay.unmatched_answer")
-                    continue
-                future.set_result(message.payload)
-        except aiomqtt.MqttError as exc:
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(
-                        RelayCallFailed(f"the relay connection was lost ({type(exc).__name__})")
-                    )
+            await mqtt.publish(
+                self.inbox, call.sealed, qos=1, properties=self._properties(correlation)
+            )
+            self.published += 1
+        except aiomqtt.MqttError:
+            logger.info("relay.publish_interrupted")  # published again after the reconnect
+
+    def _properties(self, correlation: bytes) -> Properties:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = self.responses
+        properties.CorrelationData = correlation
+        properties.MessageExpiryInterval = self._max_wait_s
+        return properties
+
+    async def _login(self) -> aiomqtt.Client:
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = self._session_expiry_s
+        mqtt = aiomqtt.Client(
+            self._host,
+            self._port,
+            username=self.client_id,
+            password=self._password,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=self._tls,
+            timeout=self._timeout_s,
+            clean_start=False,
+            properties=connect,
+        )
+        await mqtt.__aenter__()
+        try:
+            await mqtt.subscribe(self.responses, qos=1)
+        except BaseException:
+            await mqtt.__aexit__(None, None, None)
+            raise
+        return mqtt
+
+    async def _run(self, mqtt: aiomqtt.Client) -> None:
+        """Read answers; after a lost connection, log in again and resend what is waiting."""
+        attempt = 0
+        try:
+            while True:
+                self._mqtt = mqtt
+                self._up.set()
+                try:
+                    if attempt:
+                        for correlation, call in list(self._pending.items()):
+                            await mqtt.publish(
+                                self.inbox,
+                                call.sealed,
+                                qos=1,
+                                properties=self._properties(correlation),
+                            )
+                            self.published += 1
+                    attempt = 0
+                    await self._read(mqtt)
+                except aiomqtt.MqttError as exc:
+                    logger.warning("relay.connection_lost error=%s", type(exc).__name__)
+                finally:
+                    self._up.clear()
+                    self._mqtt = None
+                    with contextlib.suppress(Exception):
+                        await mqtt.__aexit__(None, None, None)
+                mqtt = await self._relogin(attempt)
+                attempt += 1
+                self.reconnects += 1
+        finally:
+            self._up.clear()
+            self._mqtt = None
+
+    async def _relogin(self, attempt: int) -> aiomqtt.Client:
+        """Log in again, backing off between tries, until it works (or the transport closes)."""
+        while True:
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            try:
+                return await self._login()
+            except aiomqtt.MqttError as exc:
+                attempt += 1
+                logger.info("relay.reconnect_failed error=%s", type(exc).__name__)
+
+    async def _read(self, mqtt: aiomqtt.Client) -> None:
+        async for message in mqtt.messages:
+            correlation = getattr(message.properties, "CorrelationData", None)
+            call = self._pending.get(bytes(correlation)) if correlation else None
+            if call is None or call.future.done() or not isinstance(message.payload, bytes):
+                logger.debug("relay.unmatched_answer")
+                continue
+            call.future.set_result(message.payload)

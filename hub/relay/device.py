@@ -39,7 +39,9 @@ from paho.mqtt.properties import Properties
 from crypto.errors import DoorwardError
 from crypto.keys import read_secret_file
 from crypto.tls import client_context
+from hub.relay.dedupe import AnswerCache
 from hub.wire import bhttp, ohttp
+from hub.wire.relay_hop import HOP_CLIENT, HOP_FIELDS, HOP_TOKEN, hop_token
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -151,9 +153,20 @@ class RelayDevice:
         self._key = gateway_key
         self._api_url = api_url.rstrip("/")
         self._api_tls = client_context(fingerprint)
+        self._hop = hop_token(gateway_key)
+        self._answers = AnswerCache()
         self.connected = asyncio.Event()
         self.answered = 0
         self.dropped = 0
+
+    @property
+    def repeats(self) -> int:
+        """Messages answered from memory because they had been handled already."""
+        return self._answers.repeats
+
+    def forget_answers(self) -> None:
+        """Drop the memory of handled calls (a repeat then reaches the API's replay check)."""
+        self._answers = AnswerCache()
 
     def __repr__(self) -> str:
         return f"RelayDevice({self.device_id!r}, {self._login.host}:{self._login.port})"
@@ -217,8 +230,24 @@ class RelayDevice:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_MESSAGE_BYTES:
             return self._drop(sender, "too_large")
+        sealed, repeat = await self._answers.once(
+            AnswerCache.key(sender, bytes(payload)),
+            lambda: self._handle(sender, bytes(payload), session),
+        )
+        if sealed is None:
+            return None
+        if repeat:
+            logger.info("relay.repeat from=%s", sender[:64])
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = bytes(correlation)
+        return reply_to, sealed, properties
+
+    async def _handle(
+        self, sender: str, payload: bytes, session: aiohttp.ClientSession
+    ) -> bytes | None:
+        """The sealed answer to one relayed call, or None to drop it (logged in one line)."""
         try:
-            inner, exchange = ohttp.decapsulate_request(self._key, bytes(payload))
+            inner, exchange = ohttp.decapsulate_request(self._key, payload)
             request = bhttp.parse_request(inner, max_message_bytes=MAX_MESSAGE_BYTES)
         except ohttp.UnknownKey:
             return self._drop(sender, "unknown_key")
@@ -226,11 +255,8 @@ class RelayDevice:
             return self._drop(sender, "does_not_open")
         except bhttp.BhttpError:
             return self._drop(sender, "malformed")
-        response = await self._forward(request, session)
-        sealed = exchange.seal_response(response.encode())
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.CorrelationData = bytes(correlation)
-        return reply_to, sealed, properties
+        response = await self._forward(request, sender, session)
+        return exchange.seal_response(response.encode())
 
     def _drop(self, sender: str, reason: str) -> None:
         self.dropped += 1
@@ -238,13 +264,17 @@ class RelayDevice:
         return None
 
     async def _forward(
-        self, request: bhttp.Request, session: aiohttp.ClientSession
+        self, request: bhttp.Request, sender: str, session: aiohttp.ClientSession
     ) -> bhttp.Response:
         """``request`` through the device's own API over loopback; its answer as binary HTTP."""
         if not request.path.startswith("/"):
             return _error(400, "bad_request", "the relayed request's path must start with /")
-        headers = [(k, v) for k, v in request.headers if k not in _HOP_BY_HOP and k != "host"]
-        headers.append(("host", request.authority))
+        headers = [
+            (k, v)
+            for k, v in request.headers
+            if k not in _HOP_BY_HOP and k != "host" and k not in HOP_FIELDS
+        ]
+        headers += [("host", request.authority), (HOP_TOKEN, self._hop), (HOP_CLIENT, sender)]
         try:
             async with session.request(
                 request.method,

@@ -21,6 +21,7 @@ from hub.server.deps import HubDeps
 from hub.server.errors import error_middleware
 from hub.server.events import EventBus
 from hub.server.pairing import PairingDesk
+from hub.server.relayed import relay_middleware
 from hub.server.routes import audit, events, live, owner, pairing, requester
 from hub.server.routes.live import LiveSetup
 from hub.server.worker import SerialWorker
@@ -37,7 +38,8 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     """The API application for ``deps`` (with live view when ``live_view`` is given); the caller
     owns the resources inside ``deps``."""
     app = web.Application(
-        middlewares=[error_middleware, body_limit_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[error_middleware, relay_middleware, body_limit_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[appkeys.DEPS] = deps
     app[appkeys.BUS] = EventBus(clock=deps.clock)

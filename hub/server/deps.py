@@ -71,3 +71,8 @@ class HubDeps:
     offsite_releases: OffsiteReleases | None = None
     # The device's relay key configuration (RFC 9458 §3), served to owners (None: no relay key).
     relay_key_config: bytes | None = None
+    # The token the device's relay connection sends to its own API (``hub.wire.relay_hop``).
+    relay_hop_token: str | None = field(default=None, repr=False)
+    # A relayed call may have waited at the broker (the doorbell offline) this long after it was
+    # signed; its nonce is remembered as long. Direct calls keep ``signature_window_s``.
+    relay_max_age_s: int = 1800

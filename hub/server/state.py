@@ -39,6 +39,7 @@ from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.owners import OwnersTable
 from hub.wire.ohttp import GatewayKey
+from hub.wire.relay_hop import hop_token
 
 if TYPE_CHECKING:
     from hub.server.backup import OffsiteBackup
@@ -181,6 +182,7 @@ class Device:
             auth_failure_per_s=config.auth_failure_per_s,
             backup=backup,
             relay_key_config=bytes(self.relay_key.config()) if self.relay_key else None,
+            relay_hop_token=hop_token(self.relay_key) if self.relay_key else None,
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:

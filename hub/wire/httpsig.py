@@ -104,6 +104,8 @@ class SignedHead:
     public_key: Ed25519PublicKey
     created_s: int
     nonce: str
+    # A relayed call may be older than the window by up to this (None: the window only).
+    max_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,23 +262,29 @@ class RequestVerifier:
         head = self.verify_head(method, url, headers, now_s=now_s)
         return self.verify_body(head, headers, body, now_s=now_s)
 
-    def precheck(self, headers: Any, *, now_s: float) -> str:
+    def precheck(self, headers: Any, *, now_s: float, max_age_s: float | None = None) -> str:
         """Check what needs no key: both fields present, the Doorward profile (this device's
         tag) and the ``created`` window; returns the key id the request claims. Raises
         :class:`SignatureRejected`."""
-        return str(self._claimed(headers, now_s=now_s)["keyid"])
+        params = self._claimed(headers, now_s=now_s, check_window=False)
+        self._check_window(params["created"], now_s, max_age_s)
+        return str(params["keyid"])
 
-    def verify_head(self, method: str, url: str, headers: Any, *, now_s: float) -> SignedHead:
+    def verify_head(
+        self, method: str, url: str, headers: Any, *, now_s: float, max_age_s: float | None = None
+    ) -> SignedHead:
         """Verify everything the request head carries: profile, a known key, the ``created``
         window and the signature itself, which covers only the head (method, target URI and
         the ``Content-Digest`` field). The body is checked afterwards by :meth:`verify_body`, so
-        a stranger never makes the device read one. Raises :class:`SignatureRejected`."""
+        a stranger never makes the device read one. ``max_age_s`` lets a call that waited
+        somewhere on the way (at the relay's broker) be older than the window, never newer.
+        Raises :class:`SignatureRejected`."""
         params = self._claimed(headers, now_s=now_s, check_window=False)
         key_id = params["keyid"]
         public = self._lookup_key(key_id)
         if public is None:
             raise _reject("unknown_key", f"key {key_id} is not known to this device; pair first")
-        self._check_window(params["created"], now_s)
+        self._check_window(params["created"], now_s, max_age_s)
         verifier = _WindowCheckedElsewhere(
             signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(key_id, public=public)
         )
@@ -289,7 +297,7 @@ class RequestVerifier:
         except HTTPMessageSignaturesException as exc:
             logger.info("httpsig.bad_signature key_id=%s reason=%s", key_id, exc)
             raise _reject("bad_signature", "the request signature does not verify") from None
-        return SignedHead(key_id, public, params["created"], params["nonce"])
+        return SignedHead(key_id, public, params["created"], params["nonce"], max_age_s)
 
     def verify_body(
         self, head: SignedHead, headers: Any, body: bytes, *, now_s: float
@@ -304,7 +312,11 @@ class RequestVerifier:
                 "digest_mismatch", "the Content-Digest does not match the request body"
             ) from None
         check = self._replay.check_and_add(
-            head.key_id, head.nonce, created_s=head.created_s, now_s=now_s
+            head.key_id,
+            head.nonce,
+            created_s=head.created_s,
+            now_s=now_s,
+            keep_s=max(self.window_s, head.max_age_s or 0.0),
         )
         if check is NonceCheck.REPLAYED:
             logger.warning("httpsig.replayed key_id=%s", head.key_id)
@@ -339,14 +351,22 @@ class RequestVerifier:
             self._check_window(params["created"], now_s)
         return params
 
-    def _check_window(self, created: int, now_s: float) -> None:
-        if abs(now_s - created) > self.window_s:
-            where = "behind" if created < now_s else "ahead of"
+    def _check_window(self, created: int, now_s: float, max_age_s: float | None = None) -> None:
+        oldest = max(self.window_s, max_age_s or 0.0)
+        if now_s - oldest <= created <= now_s + self.window_s:
+            return
+        if created < now_s and oldest > self.window_s:  # a relayed call, waited too long
             raise _reject(
                 "stale",
-                f"the signature was created {abs(int(now_s - created))} s {where} the "
-                f"device clock, outside ±{int(self.window_s)} s; check the signer's clock",
+                f"the signature was created {int(now_s - created)} s before the device got the "
+                f"call, more than the {int(oldest)} s a relayed call may wait; send it again",
             )
+        where = "behind" if created < now_s else "ahead of"
+        raise _reject(
+            "stale",
+            f"the signature was created {abs(int(now_s - created))} s {where} the "
+            f"device clock, outside ±{int(self.window_s)} s; check the signer's clock",
+        )
 
     def _profile(self, sig_input: str) -> dict[str, Any]:
         """Parse Signature-Input and hold it to the Doorward profile."""

@@ -58,9 +58,17 @@ class ReplayCache:
         return len(self._expiry)
 
     def check_and_add(
-        self, key_id: str, nonce: str, *, created_s: float, now_s: float
+        self,
+        key_id: str,
+        nonce: str,
+        *,
+        created_s: float,
+        now_s: float,
+        keep_s: float | None = None,
     ) -> NonceCheck:
-        """Record the nonce if it is new; say why not otherwise. Call only after verifying."""
+        """Record the nonce if it is new; say why not otherwise. Call only after verifying.
+        ``keep_s`` (at least the window) is how long after ``created_s`` the signature stays
+        acceptable: a relayed call's may be accepted longer, so its nonce is kept longer."""
         if not 0 < len(nonce) <= MAX_NONCE_CHARS:
             raise ValueError(f"nonce must be 1-{MAX_NONCE_CHARS} characters, got {len(nonce)}")
         self._expire(now_s)
@@ -73,7 +81,7 @@ class ReplayCache:
             return NonceCheck.FULL
         # The verifier accepts |now - created| <= window, so the signature goes stale (and the
         # nonce can be forgotten) once now > created + window, whichever side of now it was.
-        expires_s = created_s + self.window_s
+        expires_s = created_s + max(self.window_s, keep_s or 0.0)
         self._expiry[entry] = expires_s
         heapq.heappush(self._heap, (expires_s, key_id, nonce))
         self._per_key[key_id] = self._per_key.get(key_id, 0) + 1

@@ -508,12 +508,33 @@ class TestRequestsAtTheDevice:
         assert kinds == ["request.received", "request.auto_declined"]
         assert desk.pending_requests(NOW) == []
 
-    def test_same_request_twice_refused(self, world: World, requester) -> None:
+    def test_same_request_twice_is_recorded_once(self, world: World, requester) -> None:
         desk: ConsentDesk = world.desk  # type: ignore[assignment]
         token = make_request(requester)
-        desk.submit_request(token, NOW)
-        with pytest.raises(RequestInvalid, match="was already received"):
+        first = desk.submit_request(token, NOW)
+        entries = world.audit.size  # type: ignore[attr-defined]
+        again = desk.submit_request(token, NOW + 5)
+        assert (again.request_id, again.status, again.received_s) == (
+            first.request_id,
+            RequestStatus.PENDING,
+            first.received_s,
+        )
+        assert again.repeated and not first.repeated
+        assert world.audit.size == entries  # type: ignore[attr-defined]
+        assert len(desk.list_requests()) == 1
+
+    def test_same_declined_request_twice_is_declined_again_unaudited(
+        self, world: World, requester
+    ) -> None:
+        desk: ConsentDesk = world.desk  # type: ignore[assignment]
+        token = make_request(requester, case_reference="")
+        with pytest.raises(PolicyRefused):
             desk.submit_request(token, NOW)
+        entries = world.audit.size  # type: ignore[attr-defined]
+        with pytest.raises(PolicyRefused) as info:
+            desk.submit_request(token, NOW + 5)
+        assert info.value.rule == "case_reference"
+        assert world.audit.size == entries  # type: ignore[attr-defined]
 
     def test_rate_rule_uses_stored_history(self, world: World, requester) -> None:
         desk: ConsentDesk = world.desk  # type: ignore[assignment]

@@ -243,15 +243,20 @@ async def test_unsigned_wrongly_signed_and_replayed_calls_are_refused(tmp_path: 
                 assert (relayed.status, code) == await _lan(rig, headers), name
                 assert relayed.status in (401, 403)
 
-            # A captured relay message sent again: the device opens it (it is well sealed) but
-            # the API refuses the signature's nonce a second time, as on the LAN.
+            # A captured relay message sent again gets the very bytes answered the first time
+            # (which only the sender can open) from the device's memory of handled calls: the
+            # API does not see it twice.
             fields = tuple((k.lower(), v) for k, v in signer.headers("GET", url).items())
             sealed, exchange = _sealed(
                 rig, bhttp.Request("GET", "https", authority, "/health", fields)
             )
-            first = _answer(exchange, await _raw_call(mqtt, rig, owner_id, sealed))
+            first_raw = await _raw_call(mqtt, rig, owner_id, sealed)
+            assert _answer(exchange, first_raw).status == 200
+            assert await _raw_call(mqtt, rig, owner_id, sealed) == first_raw
+            assert rig.relay_device.repeats == 1
+            # Once that memory is gone, the API refuses the signature's nonce, as on the LAN.
+            rig.relay_device.forget_answers()
             second = _answer(exchange, await _raw_call(mqtt, rig, owner_id, sealed))
-            assert first.status == 200
             assert second.status == 401
             assert b'"replayed"' in second.content
 

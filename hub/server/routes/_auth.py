@@ -18,12 +18,12 @@ import logging
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent.desk import address_group
 from crypto.keys import key_id
 from hub.server import appkeys
 from hub.server.auth import AUTH_FAILURES
 from hub.server.body import read_body
 from hub.server.owners import Owner
+from hub.server.relayed import client_address, signature_max_age_s
 from hub.wire.errors import RateLimited
 from hub.wire.httpsig import RequestVerifier, SignatureRejected, SignedHead, VerifiedRequest
 
@@ -76,7 +76,9 @@ def precheck_signature(request: web.Request) -> str:
     id they claim; failures count as failed authentication."""
     app = request.app
     try:
-        return app[appkeys.AUTH].owners.precheck(request.headers, now_s=app[appkeys.DEPS].clock())
+        return app[appkeys.AUTH].owners.precheck(
+            request.headers, now_s=app[appkeys.DEPS].clock(), max_age_s=signature_max_age_s(request)
+        )
     except SignatureRejected as exc:
         raise _failed(request, exc) from None
 
@@ -89,7 +91,7 @@ def check_rate(
     app = request.app if app is None else app
     limiter = app[appkeys.AUTH].limiter
     now = app[appkeys.DEPS].clock()
-    address = address_group(request.remote) or "unknown"  # an IPv6 /64 counts as one
+    address = client_address(request)
     buckets = [("address", address)] if key_id is None else [("key", key_id)]
     for route_class, bucket in buckets:
         decision = limiter.check(route_class, bucket, now_s=now)
@@ -103,7 +105,13 @@ def check_rate(
 
 def _verified_head(request: web.Request, verifier: RequestVerifier, now: float) -> SignedHead:
     try:
-        return verifier.verify_head(request.method, str(request.url), request.headers, now_s=now)
+        return verifier.verify_head(
+            request.method,
+            str(request.url),
+            request.headers,
+            now_s=now,
+            max_age_s=signature_max_age_s(request),
+        )
     except SignatureRejected as exc:
         raise _failed(request, exc) from None
 
@@ -123,7 +131,7 @@ def _failed(request: web.Request, exc: SignatureRejected) -> Exception:
     if exc.code == "busy":  # the device's replay cache is full: not the client's failure
         return exc
     app = request.app
-    address = address_group(request.remote) or "unknown"  # an IPv6 /64 counts as one
+    address = client_address(request)
     decision = app[appkeys.AUTH].limiter.check(
         AUTH_FAILURES, address, now_s=app[appkeys.DEPS].clock()
     )

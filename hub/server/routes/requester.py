@@ -20,6 +20,7 @@ from consent.models import ConsentRequest, Release
 from consent.requests import verify_request
 from hub.server import appkeys
 from hub.server.body import read_body
+from hub.server.relayed import client_address
 from hub.server.routes._auth import check_rate, precheck_signature, require_requester
 from hub.server.routes._files import send_file
 from hub.server.spool import spool_bundle
@@ -62,8 +63,10 @@ async def submit(request: web.Request) -> web.Response:
     await require_requester(request, parsed.requester_key)
     # The client address too: keys are free to mint, so the desk also counts per address.
     record = await request.app[appkeys.WORKER].run(
-        lambda: deps.desk.submit_request(token, now, client=request.remote)
+        lambda: deps.desk.submit_request(token, now, client=client_address(request))
     )
+    if record.repeated:  # the same token again: nothing new, the stored request's status
+        return web.json_response(_status_json(record), status=200)
     request.app[appkeys.BUS].publish(
         "request.pending", request_id=record.request_id, requester_key_id=record.requester_key_id
     )
