@@ -7,7 +7,6 @@ refusals are audited and logged here for every part of the desk.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import logging
 import sqlite3
