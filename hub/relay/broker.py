@@ -170,6 +170,11 @@ class MosquittoBroker:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (to read its CPU and memory)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def ca_path(self) -> Path:
         """The throwaway CA's certificate (PEM), to verify the broker's certificate."""
         return self.directory / "ca.crt"
