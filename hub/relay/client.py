@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from crypto.errors import DoorwardError
+from hub.relay.device import NO_DELAY
 from hub.wire import bhttp, ohttp
 
 __all__ = ["RelayCallFailed", "RelayResponse", "RelayTimeout", "RelayTransport"]
@@ -258,6 +259,7 @@ class RelayTransport:
             password=self._password,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
+            socket_options=NO_DELAY,
             tls_context=self._tls,
             timeout=self._timeout_s,
             clean_start=False,

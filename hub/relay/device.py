@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ MAX_MESSAGE_BYTES = 128 * 1024 - 2048
 # A body this large still fits one encapsulated message with its header fields.
 MAX_BODY_BYTES = 96 * 1024
 SESSION_EXPIRY_S = 7 * 24 * 3600
+# Calls and answers are single small packets: without TCP_NODELAY, Nagle's algorithm holds each
+# one back until the previous packet is acknowledged, and delayed ACKs make that ~40 ms a hop.
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te"}
 )
@@ -201,6 +205,7 @@ class RelayDevice:
             password=self._login.password,
             identifier=self._login.username,
             protocol=aiomqtt.ProtocolVersion.V5,
+            socket_options=NO_DELAY,
             tls_context=self._login.tls,
             clean_start=False,
             properties=connect,
