@@ -11,7 +11,8 @@ Everything runs on loopback against a real Mosquitto started with the shipped co
   relay (Binary HTTP, Oblivious HTTP, MQTT 5 QoS 1 both ways, the device's loopback hop to its own
   API); the anchor is the same signed call over direct HTTPS with a kept-alive connection. Calls
   alternate subject/anchor, ``--calls`` of each after 20 warm-up calls of each; the figure is the
-  median round trip of the subject over the anchor's. Goal <= 2.0.
+  median round trip of the subject over the anchor's. Goal <= 2.0. ``health_call_request_bytes``
+  and ``health_call_answer_bytes`` are the MQTT payloads of one such call (what the broker sees).
 - ``event_latency_p50_ms`` / ``event_latency_p95_ms``: from ``bench/_relay_events.py`` (a press on
   the doorbell to the owner's client having decrypted the age-encrypted event from its topic).
   Goal p95 <= 100.
@@ -187,6 +188,12 @@ async def rtt_and_rss(work: Path, calls: int) -> dict[str, float]:
                     for _ in range(_WARMUP_CALLS):
                         await relayed.health()
                         await direct.health()
+                    sent, received = transport.sent_bytes, transport.received_bytes
+                    await relayed.health()
+                    call_bytes = (
+                        transport.sent_bytes - sent,
+                        transport.received_bytes - received,
+                    )
                     subject, anchor = [], []
                     for _ in range(calls):
                         started = time.perf_counter()
@@ -211,6 +218,8 @@ async def rtt_and_rss(work: Path, calls: int) -> dict[str, float]:
         "relay_rtt_ms_p95": round(_p95(subject) * 1e3, 2),
         "direct_rtt_ms_p50": round(direct_ms, 2),
         "relay_rtt_vs_direct": round(relay_ms / direct_ms, 3),
+        "health_call_request_bytes": call_bytes[0],
+        "health_call_answer_bytes": call_bytes[1],
         "device_rss_with_relay_MB": round(rss_with, 1),
         "device_rss_without_relay_MB": round(rss_without, 1),
         "device_rss_relay_MB": round(rss_with - rss_without, 1),

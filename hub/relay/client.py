@@ -141,6 +141,8 @@ class RelayTransport:
         self._lock = asyncio.Lock()
         self.reconnects = 0
         self.published = 0  # requests the broker acknowledged (QoS 1), resends included
+        self.sent_bytes = 0  # sealed requests' payloads, as the broker sees their sizes
+        self.received_bytes = 0  # sealed answers' payloads
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +241,7 @@ class RelayTransport:
                 self.inbox, call.sealed, qos=1, properties=self._properties(correlation)
             )
             self.published += 1
+            self.sent_bytes += len(call.sealed)
         except aiomqtt.MqttError:
             logger.info("relay.publish_interrupted")  # published again after the reconnect
 
@@ -323,4 +326,5 @@ class RelayTransport:
             if call is None or call.future.done() or not isinstance(message.payload, bytes):
                 logger.debug("relay.unmatched_answer")
                 continue
+            self.received_bytes += len(message.payload)
             call.future.set_result(message.payload)
