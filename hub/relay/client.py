@@ -10,15 +10,23 @@ sizes and timing only.
 ``DoorwardClient(..., relay=transport)`` sends every JSON and small-body call this way. Streaming
 downloads (segments, release bundles) over the relay are not implemented: the client refuses them
 with a clear error. Bodies larger than one broker packet are refused too (no chunking yet).
+
+An owner's transport (given the owner's age ``identity``) also subscribes, on the same connection,
+to ``doorward/v1/cli/<cli>/ev/<dev>``, where the device publishes each event age-encrypted to that
+owner; :meth:`RelayTransport.events` yields them decrypted. With ``session_expiry_s`` the broker
+keeps the session (clean start off): events published while the phone is offline wait there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
+import math
 import secrets
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,8 +35,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from crypto.errors import DoorwardError
+from crypto import age
+from crypto.errors import CryptoError, DoorwardError
 from hub.wire import bhttp, ohttp
+from hub.wire.events import EVENT_KINDS, Event
 
 __all__ = ["RelayCallFailed", "RelayResponse", "RelayTimeout", "RelayTransport"]
 
@@ -36,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 128 * 1024 - 2048  # the broker's 128 KiB packet, less topic and properties
 DEFAULT_TIMEOUT_S = 30.0
+EVENT_QUEUE_LENGTH = 256  # decrypted events waiting for the reader; the oldest go first
+MAX_EVENT_BYTES = 64 * 1024  # an event is a few hundred bytes sealed: more is not one
+_RECENT_EVENTS = 64  # (seq, time) of the last events, to drop a QoS 1 repeat
 
 
 class RelayCallFailed(DoorwardError):
@@ -92,7 +105,12 @@ class RelayTransport:
         device_id: str,
         key_config: bytes,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        identity: age.Identity | None = None,
+        session_expiry_s: int | None = None,
     ) -> None:
+        """``identity`` (an owner's age identity) turns on the owner's event subscription;
+        ``session_expiry_s`` keeps the broker session that long after a disconnect (clean
+        start off), so events published meanwhile wait at the broker."""
         self._host, self._port, self._tls = host, port, tls
         self.client_id, self.device_id = client_id, device_id
         self._password = password
@@ -108,6 +126,18 @@ class RelayTransport:
         self._mqtt: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        if session_expiry_s is not None and session_expiry_s < 1:
+            raise ValueError(f"session_expiry_s must be at least 1, got {session_expiry_s}")
+        self._identity = identity
+        self._session_expiry_s = session_expiry_s
+        # Decrypted events for events(); None marks the end of the connection.
+        self._events: collections.deque[Event | None] = collections.deque()
+        self._event_ready = asyncio.Event()
+        self._recent: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=_RECENT_EVENTS
+        )
+        self._lost: str | None = None
+        self.events_dropped = 0  # event messages that did not open or parse, or overflowed
 
     def __repr__(self) -> str:
         return (
@@ -123,6 +153,11 @@ class RelayTransport:
     def responses(self) -> str:
         """The topic the device answers this client on."""
         return f"doorward/v1/cli/{self.client_id}/res/{self.device_id}"
+
+    @property
+    def event_topic(self) -> str:
+        """The topic the device publishes this owner's events on."""
+        return f"doorward/v1/cli/{self.client_id}/ev/{self.device_id}"
 
     async def __aenter__(self) -> RelayTransport:
         await self.connect()
@@ -145,14 +180,20 @@ class RelayTransport:
                 protocol=aiomqtt.ProtocolVersion.V5,
                 tls_context=self._tls,
                 timeout=self._timeout_s,
+                **self._session_options(),
             )
             await mqtt.__aenter__()
             try:
                 await mqtt.subscribe(self.responses, qos=1)
+                if self._identity is not None:
+                    await mqtt.subscribe(self.event_topic, qos=1)
             except BaseException:
                 await mqtt.__aexit__(None, None, None)
                 raise
             self._mqtt = mqtt
+            self._lost = None
+            # The end of an earlier connection's stream is not the end of this one's.
+            self._events = collections.deque(e for e in self._events if e is not None)
             self._reader = asyncio.ensure_future(self._read(mqtt))
 
     async def close(self) -> None:
@@ -168,6 +209,7 @@ class RelayTransport:
             if not future.done():
                 future.set_exception(RelayCallFailed("the relay connection was closed"))
         self._pending.clear()
+        self._end_events(None)
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes
@@ -210,9 +252,87 @@ class RelayTransport:
         except (ohttp.OhttpError, bhttp.BhttpError) as exc:
             raise RelayCallFailed(f"the relayed answer could not be read: {exc}") from None
 
+    async def events(self) -> AsyncIterator[Event]:
+        """The owner's events from the device, decrypted, in the order the device sent them,
+        until :meth:`close`; raises :class:`RelayCallFailed` when the connection is lost (make a
+        new transport: with a persistent session, what was published meanwhile is waiting).
+        One reader at a time. An event that does not open with this owner's identity or does
+        not parse is logged in one line and skipped."""
+        if self._identity is None:
+            raise RelayCallFailed(
+                "this relay transport has no age identity: pass the owner's identity to "
+                "receive events"
+            )
+        await self.connect()
+        if self._reader is not None and self._reader.done():
+            raise RelayCallFailed(self._lost or "the relay connection was lost; connect again")
+        while True:
+            while not self._events:
+                self._event_ready.clear()
+                await self._event_ready.wait()
+            event = self._events.popleft()
+            if event is None:
+                if self._lost is not None:
+                    raise RelayCallFailed(self._lost)
+                return
+            yield event
+
+    def _session_options(self) -> dict[str, Any]:
+        """aiomqtt's options for a persistent session, or none for a clean one."""
+        if self._session_expiry_s is None:
+            return {}
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self._session_expiry_s
+        return {"clean_start": False, "properties": properties}
+
+    def _take_event(self, message: aiomqtt.Message) -> None:
+        """Decrypt and queue one event message; drop (one log line) what is not one."""
+        reason = None
+        payload = message.payload
+        if self._identity is None:
+            reason = "no_identity"
+        elif not isinstance(payload, bytes) or len(payload) > MAX_EVENT_BYTES:
+            reason = "too_large"
+        else:
+            try:
+                event = _event_of(json.loads(age.decrypt_bytes([self._identity], payload)))
+            except CryptoError:
+                reason = "does_not_open"
+            except (ValueError, TypeError, KeyError):  # JSONDecodeError and bad UTF-8 too
+                reason = "malformed"
+        if reason is not None:
+            self.events_dropped += 1
+            logger.warning("relay.event_dropped device_id=%s reason=%s", self.device_id, reason)
+            return
+        if (event.seq, event.time_s) in self._recent:
+            logger.debug("relay.event_repeated seq=%d", event.seq)
+            return
+        self._recent.append((event.seq, event.time_s))
+        if len(self._events) >= EVENT_QUEUE_LENGTH:
+            self.events_dropped += 1
+            dropped = self._events.popleft()
+            logger.warning(
+                "relay.event_dropped device_id=%s reason=queue_full seq=%s",
+                self.device_id,
+                dropped.seq if dropped is not None else "-",
+            )
+        self._events.append(event)
+        self._event_ready.set()
+
+    def _end_events(self, lost: str | None) -> None:
+        """Mark the end of the event stream (``lost``: why, if the connection was lost)."""
+        if self._identity is None:
+            return
+        self._lost = lost
+        self._events.append(None)
+        self._event_ready.set()
+
     async def _read(self, mqtt: aiomqtt.Client) -> None:
         try:
             async for message in mqtt.messages:
+                if message.topic.matches(self.event_topic):
+                    self._take_event(message)
+                    continue
                 correlation = getattr(message.properties, "CorrelationData", None)
                 future = self._pending.get(bytes(correlation)) if correlation else None
                 if future is None or future.done() or not isinstance(message.payload, bytes):
@@ -225,3 +345,20 @@ class RelayTransport:
                     future.set_exception(
                         RelayCallFailed(f"the relay connection was lost ({type(exc).__name__})")
                     )
+            self._end_events(f"the relay connection was lost ({type(exc).__name__})")
+
+
+def _event_of(data: Any) -> Event:
+    """An event from its JSON (as the WebSocket carries it); ValueError if it is not one."""
+    if not isinstance(data, dict) or set(data) != {"seq", "kind", "time", "data"}:
+        raise ValueError("an event is an object with seq, kind, time and data")
+    seq, kind, time_s, fields = data["seq"], data["kind"], data["time"], data["data"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError("an event's seq is a positive integer")
+    if kind not in EVENT_KINDS:
+        raise ValueError("an event's kind is one of EVENT_KINDS")
+    if not isinstance(time_s, int | float) or isinstance(time_s, bool) or not math.isfinite(time_s):
+        raise ValueError("an event's time is a number")
+    if not isinstance(fields, dict):
+        raise ValueError("an event's data is an object")
+    return Event(seq, kind, float(time_s), fields)

@@ -1,0 +1,205 @@
+"""The doorbell's events through a real Mosquitto broker: each owner gets its own copy, an age file
+only that owner opens (the ``age`` tool too), in the order of the LAN WebSocket stream; an offline
+owner finds them in its persistent session; a removed owner gets nothing more; the operator sees
+sizes and timing only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from crypto import age
+from crypto.keys import KeyBundle
+from hub.client.records import EventMessage
+from hub.relay.broker import MosquittoBroker
+from hub.relay.client import RelayCallFailed, RelayTransport
+from hub.relay.events import PAD_BYTES, RelayEvents, event_topic, pad, seal_event
+from hub.server import appkeys
+from hub.wire import ohttp
+from hub.wire.events import Event
+from tests.relay.eventkit import EventRig, event_rig
+from tests.relay.relaykit import OPERATOR, client, inbox, messages_until
+
+pytestmark = pytest.mark.timeout(90)
+
+WAIT_S = 20.0
+
+
+async def _next(stream: AsyncIterator[EventMessage]) -> EventMessage:
+    async with asyncio.timeout(WAIT_S):
+        return await anext(stream)
+
+
+async def _mark(rig: EventRig, owner: KeyBundle) -> bytes:
+    """Publish a marker (as ``owner``, into the device's inbox, which drops it) that an operator
+    watching ``#`` receives after everything the broker routed before it."""
+    marker = b"marker-" + secrets.token_bytes(8)
+    async with client(rig.broker, owner.key_id) as mqtt:
+        await mqtt.publish(inbox(rig.device_id, owner.key_id), marker, qos=1)
+    return marker
+
+
+def _age_decrypt(
+    age_cli: str, keys: KeyBundle, payload: bytes, tmp_path: Path
+) -> subprocess.CompletedProcess[bytes]:
+    identity = tmp_path / f"{keys.key_id[:8]}.key"
+    identity.write_text(keys.age_identity.to_secret_string() + "\n")
+    identity.chmod(0o600)
+    return subprocess.run(
+        [age_cli, "-d", "-i", str(identity)],
+        input=payload,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_press_reaches_each_owner_as_its_own_age_file(tmp_path: Path, age_cli: str) -> None:
+    ada, bob = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with event_rig(tmp_path, [ada, bob]) as rig:
+        async with (
+            client(rig.broker, OPERATOR) as spy,
+            rig.transport(ada) as ada_relay,
+            rig.transport(bob) as bob_relay,
+            rig.lan(ada) as ada_lan,
+        ):
+            await spy.subscribe("#", qos=1)
+            bus = rig.running.app[appkeys.BUS]
+            subscribers = bus.subscriber_count
+            kinds = ("doorbell.pressed",)
+            lan_stream = ada_lan.events(kinds)
+            lan_first = asyncio.ensure_future(_next(lan_stream))
+            await asyncio.wait_for(bus.wait_for_subscriber(subscribers + 1), WAIT_S)
+            ada_stream = rig.relayed(ada, ada_relay).events(kinds)
+            bob_stream = rig.relayed(bob, bob_relay).events(kinds)
+
+            rig.camera.button.press()
+            ada_event, bob_event = await _next(ada_stream), await _next(bob_stream)
+            lan_event = await lan_first
+            # The same event object as the LAN WebSocket carries, for each owner.
+            assert lan_event.kind == "doorbell.pressed"
+            assert lan_event.data == {"camera": "front"}
+            assert ada_event == lan_event
+            assert bob_event == lan_event
+            await lan_stream.aclose()
+            await ada_stream.aclose()
+            await bob_stream.aclose()
+            seen = await messages_until(spy, await _mark(rig, ada))
+
+        copies: dict[str, list[bytes]] = {ada.key_id: [], bob.key_id: []}
+        for message in seen:
+            for cid in copies:
+                if str(message.topic) == event_topic(cid, rig.device_id):
+                    assert isinstance(message.payload, bytes)
+                    copies[cid].append(message.payload)
+        assert copies[ada.key_id] and copies[bob.key_id]
+        sizes = set()
+        for cid, owner, other in ((ada.key_id, ada, bob), (bob.key_id, bob, ada)):
+            for payload in copies[cid]:
+                sizes.add(len(payload))
+                assert payload.startswith(b"age-encryption.org/v1\n")
+                # The operator reads no kind, field or JSON in any copy.
+                for needle in (b"doorbell", b"pressed", b"camera", b"front", b'"kind"', b"seq"):
+                    assert needle not in payload
+                opened = _age_decrypt(age_cli, owner, payload, tmp_path)
+                assert opened.returncode == 0, opened.stderr
+                assert len(opened.stdout) % PAD_BYTES == 0
+                event = json.loads(opened.stdout)
+                assert set(event) == {"seq", "kind", "time", "data"}
+                refused = _age_decrypt(age_cli, other, payload, tmp_path)
+                assert refused.returncode != 0
+                assert b"no identity matched" in refused.stderr
+        pressed = [json.loads(age.decrypt_bytes([ada.age_identity], p)) for p in copies[ada.key_id]]
+        assert "doorbell.pressed" in [e["kind"] for e in pressed]
+        # Every copy (a press, the clip it started) is one size: the kind does not show.
+        assert len(sizes) == 1
+
+
+async def _copy_seen(spy: aiomqtt.Client, rig: EventRig, owner: KeyBundle, kind: str) -> Event:
+    """Wait until the operator has seen the device publish ``owner``'s copy of an event of
+    ``kind`` (so the broker has routed it, to a waiting session too); that event."""
+    topic = event_topic(owner.key_id, rig.device_id)
+    async with asyncio.timeout(WAIT_S):
+        async for message in spy.messages:
+            if str(message.topic) != topic:
+                continue
+            assert isinstance(message.payload, bytes)
+            data = json.loads(age.decrypt_bytes([owner.age_identity], message.payload))
+            if data["kind"] == kind:
+                return Event(data["seq"], data["kind"], data["time"], data["data"])
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.asyncio
+async def test_an_offline_owner_finds_the_press_in_its_persistent_session(tmp_path: Path) -> None:
+    ada, bob = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with event_rig(tmp_path, [ada, bob]) as rig, client(rig.broker, OPERATOR) as spy:
+        await spy.subscribe("#", qos=1)
+        # Both phones have been online once: Ada's session persists for an hour, Bob's does not.
+        async with rig.transport(ada, session_expiry_s=3600), rig.transport(bob):
+            pass
+        # Both are offline when the doorbell rings.
+        rig.camera.button.press()
+        pressed = await _copy_seen(spy, rig, ada, "doorbell.pressed")
+        await _copy_seen(spy, rig, bob, "doorbell.pressed")
+
+        async with rig.transport(ada, session_expiry_s=3600) as ada_relay:
+            stream = rig.relayed(ada, ada_relay).events(("doorbell.pressed",))
+            got = await _next(stream)
+            await stream.aclose()
+        assert (got.seq, got.kind, got.data) == (pressed.seq, pressed.kind, pressed.data)
+
+        # Without a persistent session the press is lost to Bob: only a later one arrives.
+        async with rig.transport(bob) as bob_relay:
+            stream = rig.relayed(bob, bob_relay).events(("doorbell.pressed",))
+            waiter = asyncio.ensure_future(_next(stream))
+            rig.running.app[appkeys.BUS].publish("doorbell.pressed", camera="later")
+            later = await waiter
+            await stream.aclose()
+        assert later.data == {"camera": "later"}
+
+
+@pytest.mark.asyncio
+async def test_a_removed_owner_gets_no_event_after_its_removal(tmp_path: Path) -> None:
+    ada, bob = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with event_rig(tmp_path, [ada, bob]) as rig:
+        bus = rig.running.app[appkeys.BUS]
+        async with (
+            client(rig.broker, OPERATOR) as spy,
+            rig.transport(ada) as ada_relay,
+            rig.transport(bob) as bob_relay,
+            rig.lan(ada) as admin,
+        ):
+            await spy.subscribe("#", qos=1)
+            ada_stream = rig.relayed(ada, ada_relay).events()
+            bob_stream = rig.relayed(bob, bob_relay).events()
+            bus.publish("doorbell.pressed", camera="before")
+            assert (await _next(bob_stream)).data == {"camera": "before"}
+            assert (await _next(ada_stream)).data == {"camera": "before"}
+
+            await admin.remove_owner(bob.key_id)
+            rig.camera.button.press()
+            after = []
+            while (event := await _next(ada_stream)).kind != "doorbell.pressed":
+                after.append(event.kind)
+            assert after[0] == "owner.removed"
+            bus.publish("motion", camera="last", score=1.0)
+            while (await _next(ada_stream)).data.get("camera") != "last":
+                pass
+            # Every copy of the events before the last was acknowledged before the last was
+            # sent: what the broker routed to Bob is in the operator's view by now.
+            await _copy_seen(spy, rig, ada, "motion")
+            seen = await messages_until(spy, await _mark(rig, ada))
+            to_bob = [m for m in seen if str(m.topic) == event_topic(bob.key_id, rig.device_id)]
+            assert to_bob == []
+            assert bob_relay.events_dropped == 0
+            await ada_stream.aclose()
+            await bob_stream.aclose()
