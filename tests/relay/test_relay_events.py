@@ -11,13 +11,13 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiomqtt
 import pytest
 
 from crypto import age
 from crypto.keys import KeyBundle
-from hub.client.records import EventMessage
 from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayCallFailed, RelayTransport
 from hub.relay.events import PAD_BYTES, RelayEvents, event_topic, pad, seal_event
@@ -32,7 +32,10 @@ pytestmark = pytest.mark.timeout(90)
 WAIT_S = 20.0
 
 
-async def _next(stream: AsyncIterator[EventMessage]) -> EventMessage:
+T = TypeVar("T")
+
+
+async def _next(stream: AsyncIterator[T]) -> T:
     async with asyncio.timeout(WAIT_S):
         return await anext(stream)
 
@@ -100,7 +103,8 @@ async def test_a_press_reaches_each_owner_as_its_own_age_file(tmp_path: Path, ag
                 if str(message.topic) == event_topic(cid, rig.device_id):
                     assert isinstance(message.payload, bytes)
                     copies[cid].append(message.payload)
-        assert copies[ada.key_id] and copies[bob.key_id]
+        assert copies[ada.key_id]
+        assert copies[bob.key_id]
         sizes = set()
         for cid, owner, other in ((ada.key_id, ada, bob), (bob.key_id, bob, ada)):
             for payload in copies[cid]:
@@ -203,3 +207,122 @@ async def test_a_removed_owner_gets_no_event_after_its_removal(tmp_path: Path) -
             assert bob_relay.events_dropped == 0
             await ada_stream.aclose()
             await bob_stream.aclose()
+
+
+@pytest.mark.asyncio
+async def test_events_wait_out_a_broker_outage_without_holding_up_the_camera(
+    tmp_path: Path,
+) -> None:
+    ada = KeyBundle.generate("x25519")
+    async with event_rig(tmp_path, [ada]) as rig, rig.lan(ada) as lan:
+        async with rig.transport(ada, session_expiry_s=3600):
+            pass
+        bus = rig.running.app[appkeys.BUS]
+        stream = lan.events(("doorbell.pressed",))
+        first = asyncio.ensure_future(_next(stream))
+        await asyncio.wait_for(bus.wait_for_subscriber(2), WAIT_S)  # the relay's and this one
+        await asyncio.to_thread(rig.broker.stop)
+        # The doorbell rings while the relay is down: the LAN stream and the recording go on.
+        rig.camera.button.press()
+        assert (await first).kind == "doorbell.pressed"
+        await stream.aclose()
+        await asyncio.to_thread(rig.broker.start)
+        async with rig.transport(ada, session_expiry_s=3600) as relay:
+            events = rig.relayed(ada, relay).events(("doorbell.pressed",))
+            assert (await _next(events)).data == {"camera": "front"}
+            await events.aclose()
+
+
+def test_the_queue_keeps_the_newest_events_when_full() -> None:
+    relay = RelayEvents(device_id="dev", source=lambda: None, owners=list, queue_length=2)
+    for seq in range(1, 6):
+        relay.offer(Event(seq, "motion", 1.0, {}))
+    assert relay.dropped == 3
+    assert relay.queued == 2
+    assert [e.seq for e in relay._queue] == [4, 5]
+    with pytest.raises(ValueError, match="queue_length must be at least 1, got 0"):
+        RelayEvents(device_id="dev", source=lambda: None, owners=list, queue_length=0)
+
+
+def test_every_ordinary_event_seals_to_one_size() -> None:
+    owner = KeyBundle.generate("hybrid")
+    assert pad(b"{}") == b"{}" + b" " * (PAD_BYTES - 2)
+    assert pad(b"x" * PAD_BYTES) == b"x" * PAD_BYTES
+    key = "k" * 43
+    events = [
+        Event(1, "doorbell.pressed", 1764748800.123456, {"camera": "front"}),
+        Event(22, "motion", 1764748800.5, {"camera": "front", "score": 0.1234}),
+        Event(
+            333,
+            "clip.started",
+            1764748801.0,
+            {"camera": "front", "clip_id": "c" * 26, "start": 1.5},
+        ),
+        Event(
+            4444, "request.pending", 1764748802.0, {"request_id": "r" * 26, "requester_key_id": key}
+        ),
+        Event(55555, "owner.added", 1764748803.0, {"key_id": key, "admin": False}),
+    ]
+    sealed = [seal_event(e, owner.recipient) for e in events]
+    assert len({len(s) for s in sealed}) == 1
+    for event, payload in zip(events, sealed, strict=True):
+        text = age.decrypt_bytes([owner.age_identity], payload)
+        assert len(text) == PAD_BYTES
+        assert json.loads(text) == event.to_json()
+
+
+@pytest.mark.asyncio
+async def test_the_client_skips_what_does_not_open_or_parse(
+    broker: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device's login publishes on the owner's event topic: a copy sealed to another key,
+    a file that is not age, a sealed text that is not an event, then a real one."""
+    owner, stranger = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    transport = RelayTransport(
+        host=broker.host,
+        port=broker.client_port,
+        tls=broker.tls_context(),
+        client_id="owner",
+        password=broker.credentials("owner").password,
+        device_id="alpha",
+        key_config=bytes(ohttp.GatewayKey.generate(1).config()),
+        timeout_s=10.0,
+        identity=owner.age_identity,
+    )
+    good = Event(7, "doorbell.pressed", 1764748800.0, {"camera": "front"})
+    payloads = [
+        seal_event(good, stranger.recipient),
+        b"not an age file",
+        age.encrypt_bytes([owner.recipient], pad(b'{"seq": 1}')),
+        age.encrypt_bytes([owner.recipient], b"\xff\xfe"),
+        seal_event(good, owner.recipient),
+        seal_event(good, owner.recipient),  # a QoS 1 repeat
+        seal_event(Event(8, "motion", 1764748801.0, {"camera": "front"}), owner.recipient),
+    ]
+    async with transport, client(broker, "alpha", device=True) as device:
+        stream = transport.events()
+        for payload in payloads:
+            await device.publish(event_topic("owner", "alpha"), payload, qos=1)
+        assert await _next(stream) == good
+        assert (await _next(stream)).seq == 8
+        await stream.aclose()
+    assert transport.events_dropped == 4
+    reasons = [r.getMessage() for r in caplog.records if "relay.event_dropped" in r.getMessage()]
+    assert [r.rsplit("reason=", 1)[1] for r in reasons] == [
+        "does_not_open",
+        "does_not_open",
+        "malformed",
+        "malformed",
+    ]
+    # After close the stream ends; a transport without an identity has none.
+    bare = RelayTransport(
+        host=broker.host,
+        port=broker.client_port,
+        tls=broker.tls_context(),
+        client_id="owner",
+        password=broker.credentials("owner").password,
+        device_id="alpha",
+        key_config=bytes(ohttp.GatewayKey.generate(1).config()),
+    )
+    with pytest.raises(RelayCallFailed, match="no age identity"):
+        await anext(bare.events())
