@@ -9,6 +9,7 @@ import asyncio
 import json
 import secrets
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
@@ -326,3 +327,21 @@ async def test_the_client_skips_what_does_not_open_or_parse(
     )
     with pytest.raises(RelayCallFailed, match="no age identity"):
         await anext(bare.events())
+
+
+@pytest.mark.timeout(120)
+def test_the_latency_bench_reports_both_series() -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "_relay_events.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--json", "--presses", "3"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("press_p50_ms", "press_p95_ms", "press_max_ms", "bus_p50_ms", "bus_p95_ms"):
+        assert isinstance(result[key], float), key
+        assert result[key] > 0, key
+    assert (result["presses"], result["fps"]) == (3, 15)
