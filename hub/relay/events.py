@@ -47,7 +47,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PAD_BYTES = 256  # plaintexts are padded to a multiple of this: one size for every ordinary event
+PAD_BYTES = 512  # plaintexts are padded to a multiple of this: one size for every ordinary event
 QUEUE_LENGTH = 256  # events kept while the broker is unreachable; older ones are dropped
 # The broker discards an event nobody fetched within a day: a press that old is news no more.
 EVENT_EXPIRY_S = 24 * 3600
