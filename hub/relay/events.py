@@ -107,9 +107,11 @@ class RelayEvents:
         self._owners = owners
         self._queue: collections.deque[Event] = collections.deque(maxlen=queue_length)
         self._ready = asyncio.Event()
-        # The event being sent and the copies not yet acknowledged by the broker.
+        # The event being sent, its copies not yet acknowledged by the broker (None until
+        # sealed), and whether a publish of them was tried (then owners are checked again).
         self._current: Event | None = None
-        self._unsent: dict[str, bytes] = {}
+        self._unsent: dict[str, bytes] | None = None
+        self._tried = False
         self.published = 0  # copies acknowledged by the broker
         self.dropped = 0  # events dropped because the queue was full
 
@@ -157,15 +159,17 @@ class RelayEvents:
                 while not self._queue:
                     self._ready.clear()
                     await self._ready.wait()
-                event = self._queue.popleft()
-                self._unsent = await asyncio.to_thread(self._seal, event)
-                self._current = event
-            elif attempt:
-                # A retry: an owner removed meanwhile gets nothing more.
+                self._current, self._unsent, self._tried = self._queue.popleft(), None, False
+            if self._unsent is None:
+                self._unsent = await asyncio.to_thread(self._seal, self._current)
+            elif self._tried:
+                # Sent before, in part: an owner removed meanwhile gets nothing more.
                 current = {cid for cid, _ in await asyncio.to_thread(self._owners)}
                 self._unsent = {c: p for c, p in self._unsent.items() if c in current}
             try:
-                await self._publish(mqtt)
+                self._tried = True
+                await self._publish(mqtt, self._unsent)
+                self._current = self._unsent = None
                 attempt = 0
             except aiomqtt.MqttError as exc:
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
@@ -175,8 +179,8 @@ class RelayEvents:
                 )
                 await asyncio.sleep(delay)
 
-    async def _publish(self, mqtt: aiomqtt.Client) -> None:
-        """Publish the current event's unsent copies together; forget each one acknowledged."""
+    async def _publish(self, mqtt: aiomqtt.Client, unsent: dict[str, bytes]) -> None:
+        """Publish ``unsent`` copies together, forgetting each one the broker acknowledged."""
         properties = Properties(PacketTypes.PUBLISH)
         properties.MessageExpiryInterval = EVENT_EXPIRY_S
 
@@ -184,16 +188,15 @@ class RelayEvents:
             await mqtt.publish(
                 event_topic(client_id, self.device_id), payload, qos=1, properties=properties
             )
-            self._unsent.pop(client_id, None)
+            unsent.pop(client_id, None)
             self.published += 1
 
         results = await asyncio.gather(
-            *(one(c, p) for c, p in list(self._unsent.items())), return_exceptions=True
+            *(one(c, p) for c, p in list(unsent.items())), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        self._current = None
 
     def _seal(self, event: Event) -> dict[str, bytes]:
         """One sealed copy per current owner (blocking: runs in a worker thread)."""

@@ -23,6 +23,7 @@ from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayCallFailed, RelayTransport
 from hub.relay.events import PAD_BYTES, RelayEvents, event_topic, pad, seal_event
 from hub.server import appkeys
+from hub.server.events import QUEUE_LENGTH, EventBus
 from hub.wire import ohttp
 from hub.wire.events import Event
 from tests.relay.eventkit import EventRig, event_rig
@@ -216,13 +217,17 @@ async def test_events_wait_out_a_broker_outage_without_holding_up_the_camera(
 ) -> None:
     ada = KeyBundle.generate("x25519")
     async with event_rig(tmp_path, [ada]) as rig, rig.lan(ada) as lan:
-        async with rig.transport(ada, session_expiry_s=3600):
-            pass
         bus = rig.running.app[appkeys.BUS]
         stream = lan.events(("doorbell.pressed",))
         first = asyncio.ensure_future(_next(stream))
         await asyncio.wait_for(bus.wait_for_subscriber(2), WAIT_S)  # the relay's and this one
-        await asyncio.to_thread(rig.broker.stop)
+        async with rig.transport(ada, session_expiry_s=3600) as relay:
+            relayed = relay.events()
+            waiting = asyncio.ensure_future(_next(relayed))
+            await asyncio.to_thread(rig.broker.stop)
+            # The phone's stream ends with a clear error when its connection is lost.
+            with pytest.raises(RelayCallFailed, match="the relay connection was lost"):
+                await waiting
         # The doorbell rings while the relay is down: the LAN stream and the recording go on.
         rig.camera.button.press()
         assert (await first).kind == "doorbell.pressed"
@@ -232,6 +237,24 @@ async def test_events_wait_out_a_broker_outage_without_holding_up_the_camera(
             events = rig.relayed(ada, relay).events(("doorbell.pressed",))
             assert (await _next(events)).data == {"camera": "front"}
             await events.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_relay_subscribes_again_if_the_bus_drops_it() -> None:
+    bus = EventBus(clock=lambda: 1.0)
+    relay = RelayEvents(device_id="dev", source=bus.subscribe, owners=list, queue_length=1000)
+    feeding = asyncio.ensure_future(relay.feed())
+    await asyncio.wait_for(bus.wait_for_subscriber(), WAIT_S)
+    for _ in range(QUEUE_LENGTH + 1):  # in one turn of the loop: more than the bus holds
+        bus.publish("motion", camera="front", score=0.5)
+    assert bus.subscriber_count == 0
+    await asyncio.wait_for(bus.wait_for_subscriber(), WAIT_S)
+    later = bus.publish("doorbell.pressed", camera="front")
+    bus.close()
+    await asyncio.wait_for(feeding, WAIT_S)  # the bus closed: the feed ends once drained
+    # What the bus had queued, then (the burst's last event lost) what came after.
+    assert relay.queued == QUEUE_LENGTH + 1
+    assert list(relay._queue)[-1] == later
 
 
 def test_the_queue_keeps_the_newest_events_when_full() -> None:
