@@ -59,7 +59,7 @@ from hub.client.records import (
     request_of,
     segment_of,
 )
-from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
+from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW, EVENT_KINDS
 from hub.wire.httpsig import RequestSigner
 
 if TYPE_CHECKING:  # aiomqtt loads only for a client that uses the relay
@@ -403,7 +403,16 @@ class DoorwardClient:
     async def events(self, kinds: tuple[str, ...] = ()) -> AsyncIterator[EventMessage]:
         """Device events as they happen, until the device closes the stream; raises
         :class:`EventStreamDropped` if it dropped this client for falling behind, and ApiError
-        ``unknown_key`` (403) once this key is removed as an owner."""
+        ``unknown_key`` (403) once this key is removed as an owner.
+
+        Over the relay (``relay=`` with the owner's age identity) the same events come through
+        the broker, decrypted by the transport; ``kinds`` is applied here (an unknown kind raises
+        ValueError), and the stream ends with :class:`~hub.relay.client.RelayCallFailed` when the
+        broker connection is lost. A removed owner's relay stream just goes quiet."""
+        if self._relay is not None:
+            async for event in self._relayed_events(kinds):
+                yield event
+            return
         query = {"kinds": ",".join(kinds) if kinds else None}
         url = self._url("/events", query)
         headers = self._signer.headers("GET", str(url), b"")
@@ -429,6 +438,18 @@ class DoorwardClient:
                 "the device dropped the event stream because this client fell behind; "
                 "reconnect and re-list what changed"
             )
+
+    async def _relayed_events(self, kinds: tuple[str, ...]) -> AsyncIterator[EventMessage]:
+        assert self._relay is not None
+        unknown = sorted(set(kinds) - EVENT_KINDS)
+        if unknown:
+            raise ValueError(
+                f"kinds must be among {', '.join(sorted(EVENT_KINDS))}; "
+                f"unknown: {', '.join(k[:32] for k in unknown[:5])}"
+            )
+        async for event in self._relay.events():
+            if not kinds or event.kind in kinds:
+                yield EventMessage(event.seq, event.kind, event.time_s, event.data)
 
     # -- requester -------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 - :mod:`hub.relay.broker`: a Mosquitto broker on loopback with the shipped configuration
   (``hub/relay/mosquitto/``), for tests and ``doorward demo``.
 - :mod:`hub.relay.device`: the doorbell answers sealed API calls from the broker through its own API.
-- :mod:`hub.relay.client`: a relay transport for ``DoorwardClient``.
+- :mod:`hub.relay.events`: the doorbell's events, one age-encrypted copy per owner.
+- :mod:`hub.relay.client`: a relay transport for ``DoorwardClient`` (and an owner's events).
 """
 
 __all__: list[str] = []

@@ -10,16 +10,25 @@ sizes and timing only.
 ``DoorwardClient(..., relay=transport)`` sends every JSON and small-body call this way. Streaming
 downloads (segments, release bundles) over the relay are not implemented: the client refuses them
 with a clear error. Bodies larger than one broker packet are refused too (no chunking yet).
+
+An owner's transport (given the owner's age ``identity``) also subscribes, on the same connection,
+to ``doorward/v1/cli/<cli>/ev/<dev>``, where the device publishes each event age-encrypted to that
+owner; :meth:`RelayTransport.events` yields them decrypted. The session is persistent (clean
+start off) unless ``session_expiry_s`` is None: events published while the phone is offline wait
+at the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+import math
 import secrets
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +37,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from crypto.errors import DoorwardError
+from crypto import age
+from crypto.errors import CryptoError, DoorwardError
 from hub.relay.device import NO_DELAY
 from hub.wire import bhttp, ohttp
+from hub.wire.events import EVENT_KINDS, Event
 
 __all__ = ["RelayCallFailed", "RelayResponse", "RelayTimeout", "RelayTransport"]
 
@@ -44,6 +55,9 @@ DEFAULT_SESSION_EXPIRY_S = 3600
 # ``relay_max_age_s``): a doorbell that was offline this long gets nothing stale.
 DEFAULT_MAX_WAIT_S = 1800
 _RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+EVENT_QUEUE_LENGTH = 256  # decrypted events waiting for the reader; the oldest go first
+MAX_EVENT_BYTES = 64 * 1024  # an event is a few hundred bytes sealed: more is not one
+_RECENT_EVENTS = 64  # (seq, time) of the last events, to drop a QoS 1 repeat
 
 
 class RelayCallFailed(DoorwardError):
@@ -118,9 +132,15 @@ class RelayTransport:
         device_id: str,
         key_config: bytes,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        session_expiry_s: int | None = DEFAULT_SESSION_EXPIRY_S,
         max_wait_s: int = DEFAULT_MAX_WAIT_S,
+        identity: age.Identity | None = None,
     ) -> None:
+        """``identity`` (an owner's age identity) turns on the owner's event subscription;
+        ``session_expiry_s`` keeps the broker session that long after a disconnect (None: a
+        clean session, and what is published while the phone is away is lost)."""
+        if session_expiry_s is not None and session_expiry_s < 1:
+            raise ValueError(f"session_expiry_s must be at least 1, got {session_expiry_s}")
         self._host, self._port, self._tls = host, port, tls
         self.client_id, self.device_id = client_id, device_id
         self._password = password
@@ -143,6 +163,14 @@ class RelayTransport:
         self.published = 0  # requests the broker acknowledged (QoS 1), resends included
         self.sent_bytes = 0  # sealed requests' payloads, as the broker sees their sizes
         self.received_bytes = 0  # sealed answers' payloads
+        self._identity = identity
+        # Decrypted events for events(); None marks the end of the stream (the transport closed).
+        self._events: collections.deque[Event | None] = collections.deque()
+        self._event_ready = asyncio.Event()
+        self._recent: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=_RECENT_EVENTS
+        )
+        self.events_dropped = 0  # event messages that did not open or parse, or overflowed
 
     def __repr__(self) -> str:
         return (
@@ -158,6 +186,11 @@ class RelayTransport:
     def responses(self) -> str:
         """The topic the device answers this client on."""
         return f"doorward/v1/cli/{self.client_id}/res/{self.device_id}"
+
+    @property
+    def event_topic(self) -> str:
+        """The topic the device publishes this owner's events on."""
+        return f"doorward/v1/cli/{self.client_id}/ev/{self.device_id}"
 
     async def __aenter__(self) -> RelayTransport:
         await self.connect()
@@ -192,6 +225,9 @@ class RelayTransport:
             if not call.future.done():
                 call.future.set_exception(RelayCallFailed("the relay connection was closed"))
         self._pending.clear()
+        if self._identity is not None:
+            self._events.append(None)
+            self._event_ready.set()
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes
@@ -253,8 +289,6 @@ class RelayTransport:
         return properties
 
     async def _login(self) -> aiomqtt.Client:
-        connect = Properties(PacketTypes.CONNECT)
-        connect.SessionExpiryInterval = self._session_expiry_s
         mqtt = aiomqtt.Client(
             self._host,
             self._port,
@@ -265,12 +299,13 @@ class RelayTransport:
             socket_options=NO_DELAY,
             tls_context=self._tls,
             timeout=self._timeout_s,
-            clean_start=False,
-            properties=connect,
+            **self._session_options(),
         )
         await mqtt.__aenter__()
         try:
             await mqtt.subscribe(self.responses, qos=1)
+            if self._identity is not None:
+                await mqtt.subscribe(self.event_topic, qos=1)
         except BaseException:
             await mqtt.__aexit__(None, None, None)
             raise
@@ -319,8 +354,73 @@ class RelayTransport:
                 attempt += 1
                 logger.info("relay.reconnect_failed error=%s", type(exc).__name__)
 
+    async def events(self) -> AsyncIterator[Event]:
+        """The owner's events from the device, decrypted, in the order the device sent them,
+        until :meth:`close`. A lost connection is bridged as for calls: with a persistent session,
+        what was published meanwhile arrives after the reconnect. One reader at a time. An event that does not open with this owner's identity or does
+        not parse is logged in one line and skipped."""
+        if self._identity is None:
+            raise RelayCallFailed(
+                "this relay transport has no age identity: pass the owner's identity to "
+                "receive events"
+            )
+        await self.connect()
+        while True:
+            while not self._events:
+                self._event_ready.clear()
+                await self._event_ready.wait()
+            event = self._events.popleft()
+            if event is None:
+                return
+            yield event
+
+    def _session_options(self) -> dict[str, Any]:
+        """aiomqtt's options for a persistent session, or none for a clean one."""
+        if self._session_expiry_s is None:
+            return {"clean_start": True}
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self._session_expiry_s
+        return {"clean_start": False, "properties": properties}
+
+    def _take_event(self, message: aiomqtt.Message) -> None:
+        """Decrypt and queue one event message; drop (one log line) what is not one."""
+        reason = None
+        payload = message.payload
+        if self._identity is None:
+            reason = "no_identity"
+        elif not isinstance(payload, bytes) or len(payload) > MAX_EVENT_BYTES:
+            reason = "too_large"
+        else:
+            try:
+                event = _event_of(json.loads(age.decrypt_bytes([self._identity], payload)))
+            except CryptoError:
+                reason = "does_not_open"
+            except (ValueError, TypeError, KeyError):  # JSONDecodeError and bad UTF-8 too
+                reason = "malformed"
+        if reason is not None:
+            self.events_dropped += 1
+            logger.warning("relay.event_dropped device_id=%s reason=%s", self.device_id, reason)
+            return
+        if (event.seq, event.time_s) in self._recent:
+            logger.debug("relay.event_repeated seq=%d", event.seq)
+            return
+        self._recent.append((event.seq, event.time_s))
+        if len(self._events) >= EVENT_QUEUE_LENGTH:
+            self.events_dropped += 1
+            dropped = self._events.popleft()
+            logger.warning(
+                "relay.event_dropped device_id=%s reason=queue_full seq=%s",
+                self.device_id,
+                dropped.seq if dropped is not None else "-",
+            )
+        self._events.append(event)
+        self._event_ready.set()
+
     async def _read(self, mqtt: aiomqtt.Client) -> None:
         async for message in mqtt.messages:
+            if message.topic.matches(self.event_topic):
+                self._take_event(message)
+                continue
             correlation = getattr(message.properties, "CorrelationData", None)
             call = self._pending.get(bytes(correlation)) if correlation else None
             if call is None or call.future.done() or not isinstance(message.payload, bytes):
@@ -328,3 +428,19 @@ class RelayTransport:
                 continue
             self.received_bytes += len(message.payload)
             call.future.set_result(message.payload)
+
+
+def _event_of(data: Any) -> Event:
+    """An event from its JSON (as the WebSocket carries it); ValueError if it is not one."""
+    if not isinstance(data, dict) or set(data) != {"seq", "kind", "time", "data"}:
+        raise ValueError("an event is an object with seq, kind, time and data")
+    seq, kind, time_s, fields = data["seq"], data["kind"], data["time"], data["data"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError("an event's seq is a positive integer")
+    if kind not in EVENT_KINDS:
+        raise ValueError("an event's kind is one of EVENT_KINDS")
+    if not isinstance(time_s, int | float) or isinstance(time_s, bool) or not math.isfinite(time_s):
+        raise ValueError("an event's time is a number")
+    if not isinstance(fields, dict):
+        raise ValueError("an event's data is an object")
+    return Event(seq, kind, float(time_s), fields)

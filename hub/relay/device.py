@@ -13,6 +13,9 @@ its inbox ``doorward/v1/dev/<dev>/in/+`` at QoS 1 and, for each message:
 3. seals the answer to the request's context and publishes it at QoS 1 on the MQTT 5 response
    topic with the request's correlation data.
 
+With ``events`` (:class:`hub.relay.events.RelayEvents`) it also publishes, on the same
+connection, each owner's age-encrypted copy of every event the owners' WebSocket stream carries.
+
 A message that does not open (another key id, altered ciphertext), is not a valid binary request,
 or has no usable response topic is logged in one line and dropped: nothing is answered and
 nothing reaches the API. Answers whose body would not fit one broker packet get a 413 with
@@ -29,7 +32,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,6 +46,9 @@ from crypto.tls import client_context
 from hub.relay.dedupe import AnswerCache
 from hub.wire import bhttp, ohttp
 from hub.wire.relay_hop import HOP_CLIENT, HOP_FIELDS, HOP_TOKEN, hop_token
+
+if TYPE_CHECKING:
+    from hub.relay.events import RelayEvents
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -151,8 +157,10 @@ class RelayDevice:
         gateway_key: ohttp.GatewayKey,
         api_url: str,
         fingerprint: str,
+        events: RelayEvents | None = None,
     ) -> None:
         self._login = login
+        self._events = events
         self.device_id = device_id
         self._key = gateway_key
         self._api_url = api_url.rstrip("/")
@@ -176,7 +184,17 @@ class RelayDevice:
         return f"RelayDevice({self.device_id!r}, {self._login.host}:{self._login.port})"
 
     async def run(self) -> None:
-        """Connect, serve the inbox, reconnect after a broker outage (backing off)."""
+        """Connect, serve the inbox (and send the owners' events), reconnect after a broker
+        outage (backing off)."""
+        feed = asyncio.ensure_future(self._events.feed()) if self._events is not None else None
+        try:
+            await self._connect_loop()
+        finally:
+            if feed is not None:
+                feed.cancel()
+                await asyncio.gather(feed, return_exceptions=True)
+
+    async def _connect_loop(self) -> None:
         attempt = 0
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=_API_TIMEOUT_S)
@@ -215,12 +233,22 @@ class RelayDevice:
             await mqtt.publish(avail, b"online", qos=1, retain=True)
             self.connected.set()
             logger.info("relay.connected device_id=%s", self.device_id)
-            async for message in mqtt.messages:
-                answer = await self._answer(message, session)
-                if answer is not None:
-                    topic, payload, properties = answer
-                    await mqtt.publish(topic, payload, qos=1, properties=properties)
-                    self.answered += 1
+            sending = None
+            if self._events is not None:
+                sending = asyncio.ensure_future(self._events.send(mqtt))
+            try:
+                async for message in mqtt.messages:
+                    answer = await self._answer(message, session)
+                    if answer is not None:
+                        topic, payload, properties = answer
+                        await mqtt.publish(topic, payload, qos=1, properties=properties)
+                        self.answered += 1
+            finally:
+                if sending is not None:
+                    sending.cancel()
+                    (outcome,) = await asyncio.gather(sending, return_exceptions=True)
+                    if isinstance(outcome, Exception):
+                        logger.error("relay.events_failed error=%s", type(outcome).__name__)
 
     async def _answer(
         self, message: aiomqtt.Message, session: aiohttp.ClientSession

@@ -34,7 +34,7 @@ from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
 from hub.server.config import CameraConfig, ConfigError, ServeConfig
 from hub.server.deps import CameraInfo, HubDeps
-from hub.server.events import device_event
+from hub.server.events import EventBus, device_event
 from hub.server.guard import (
     ConnectionGuard,
     GuardedSite,
@@ -177,7 +177,7 @@ async def running_device(
         await GuardedSite(page_runner, page, guard, ssl_context=page_tls).start()
         runs = {name: _track(tasks, pipeline.run()) for name, pipeline in pipelines.items()}
         if config.relay is not None:
-            relay_device = _relay_device(config, device, api)
+            relay_device = _relay_device(config, device, api, bus=app[appkeys.BUS])
             if relay_device is not None:
                 _track(tasks, relay_device.run())
         _track(tasks, _housekeeping(device, settings, app))
@@ -256,10 +256,14 @@ async def _offsite_releases(
     return replace(deps, offsite_releases=offsite_releases(device, bucket))
 
 
-def _relay_device(config: ServeConfig, device: Device, api: socket.socket) -> Any:
+def _relay_device(
+    config: ServeConfig, device: Device, api: socket.socket, *, bus: EventBus | None = None
+) -> Any:
     """The relay connection of ``[relay]`` (``hub.relay.device.RelayDevice``), answering through
-    the API on ``api``; None (logged) if its files are unusable: the LAN API serves regardless."""
+    the API on ``api`` and, with ``bus``, sending the owners its events; None (logged) if its
+    files are unusable: the LAN API serves regardless."""
     from hub.relay.device import RelayDevice, RelayLogin, api_url_of  # aiomqtt only if configured
+    from hub.relay.events import RelayEvents
 
     assert config.relay is not None
     if device.relay_key is None:
@@ -275,12 +279,20 @@ def _relay_device(config: ServeConfig, device: Device, api: socket.socket) -> An
     except (DoorwardError, OSError, ssl.SSLError) as exc:
         logger.error("relay.off error=%s detail=%s", type(exc).__name__, exc)
         return None
+    events = None
+    if bus is not None:
+        events = RelayEvents(
+            device_id=device.identity.device_id,
+            source=bus.subscribe,  # every kind, held by no owner: the relay sorts out who gets it
+            owners=lambda: [(o.key_id, o.recipient) for o in device.owners.list_owners()],
+        )
     return RelayDevice(
         login,
         device_id=device.identity.device_id,
         gateway_key=device.relay_key,
         api_url=api_url_of(api.getsockname()),
         fingerprint=device.fingerprint,
+        events=events,
     )
 
 
