@@ -71,3 +71,6 @@ class HubDeps:
     offsite_releases: OffsiteReleases | None = None
     # The device's relay key configuration (RFC 9458 §3), served to owners (None: no relay key).
     relay_key_config: bytes | None = None
+    # Where clients reach the device through the relay (``[relay]``'s client listener), handed
+    # to phones at pairing and in the request address (None: no relay configured).
+    relay_url: str | None = None
