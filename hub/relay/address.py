@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -95,18 +95,19 @@ class RequestAddress:
                 f"a request address begins with {SCHEME}://, got {text[:24]!r}; the owner "
                 "prints one with 'doorward owner share-address'"
             )
-        parts = urlsplit(text)
-        if parts.fragment:
+        rest = text[len(scheme) + 3 :]
+        if "#" in rest:
             raise AddressError("a request address has no #fragment")
-        if "@" in parts.netloc:
+        location, _, query = rest.partition("?")
+        netloc, _, device = location.partition("/")
+        if "@" in netloc:
             raise AddressError(
                 "a request address holds no login (user@): the relay's password is given with "
                 "'doorward requester relay login'"
             )
-        host, port = _host_port(parts.netloc)
-        device = parts.path[1:] if parts.path.startswith("/") else ""
+        host, port = _host_port(netloc)
         _check_device_id(device)
-        fields = _query(parts.query)
+        fields = _query(query)
         if fields["v"] != VERSION:
             raise AddressError(
                 f"request address version {fields['v'][:8]!r} is not supported (only {VERSION}); "
