@@ -4,6 +4,7 @@
   (``hub/relay/mosquitto/``), for tests and ``doorward demo``.
 - :mod:`hub.relay.device`: the doorbell answers sealed API calls from the broker through its own API.
 - :mod:`hub.relay.client`: a relay transport for ``DoorwardClient``.
+- :mod:`hub.relay.address`: the request address (``doorward+mqtts://…``) owners give requesters.
 """
 
 __all__: list[str] = []
