@@ -6,6 +6,7 @@ sealed to the device's relay key), chosen by ``--via``.
 :data:`LAN_PROBE_S`, else the relay when the profile can use it (a relay login, and the device's
 relay key and relay URL pinned). When the relay is not usable, auto is the LAN as before, without
 a probe. Whenever the relay was possible, one line on standard error says which way was taken.
+A device pinned from its request address has no LAN address: it is reached through the relay.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class DeviceConnection:
         assert self.device.relay_key_config is not None
         url = self._relay_url()
         assert url is not None
-        if self.via == "relay":
+        if self.via == "relay" or not self.device.url:
             _say(f"via the relay ({url})")
         try:
             host, port = parse_relay_url(url)

@@ -235,6 +235,31 @@ def test_owner_login_keeps_the_password_private_and_refuses_a_readable_file(
         f"0644); run `chmod 600 {readable}` and try again\n"
     )
     readable.chmod(0o600)
+    # A password the broker does not know: the command says where and as whom it tried.
+    wrong = secret_file(tmp_path / "wrong", "not-the-password")
+    ok(
+        "owner",
+        "relay",
+        "login",
+        "--password-file",
+        str(wrong),
+        "--ca-file",
+        str(setup.broker.ca_path),
+        "--profile",
+        str(profile_dir),
+    )
+    code, out, err = run("owner", "status", "--via", "relay", "--profile", str(profile_dir))
+    assert (code, out) == (1, "")
+    relay_url = f"mqtts://{setup.broker.host}:{setup.broker.client_port}"
+    assert err.startswith(
+        f"doorward: via the relay ({relay_url})\ndoorward: error: cannot log in to the relay at "
+        f"{relay_url} as {setup.owner_id} ("
+    )
+    assert err.endswith(
+        "): check the relay's address, its CA and the password its operator gave for this "
+        "client id ('doorward owner relay login --password-file FILE')\n"
+    )
+    assert "not-the-password" not in err
     out, err = ok(
         "owner",
         "relay",
@@ -346,6 +371,7 @@ def test_a_requester_asks_through_the_address_and_the_owner_sees_it_pending(
     uri = json.loads(ok("owner", "share-address", "--json", "--profile", str(setup.owner_dir))[0])[
         "uri"
     ]
+    address = RequestAddress.parse(uri)
     requester_dir = copy_profile(setup.requester_dir, tmp_path / "requester")
     now = datetime.now(UTC)
     ask = (
@@ -390,12 +416,11 @@ def test_a_requester_asks_through_the_address_and_the_owner_sees_it_pending(
         str(requester_dir),
     )
     out, err = ok(*ask)
-    assert err == ""  # a device with no LAN address: the relay without a choice to report
+    assert err == f"doorward: via the relay ({address.relay_url})\n"
     request = json.loads(out)
     assert request["status"] == "pending"
     # The device is pinned from the address: its signing key, TLS pin and relay key.
     [pinned] = Profile(requester_dir, "requester").devices()
-    address = RequestAddress.parse(uri)
     assert (pinned.device_id, pinned.fingerprint, pinned.url) == (
         setup.device_id,
         address.fingerprint,
