@@ -24,6 +24,12 @@ only; the device checks it before it registers anything. Knowing the setup code 
 enough to register another phone's public key (with one's own age recipient): that needs the
 other phone's private key too.
 
+The device's ``keys`` box holds its Ed25519 key and TLS fingerprint and, when it has them, its
+relay key configuration (RFC 9458 §3) and the URL of the relay broker's client listener: the
+box's key comes from the confirmed SPAKE2 session, so these are as authentic as the signing key
+and the phone pins them together. A phone accepts a box without the relay fields (a device with
+no relay key).
+
 Any bad, tampered, replayed or out-of-order message moves a machine to the terminal ``FAILED``
 state and raises :class:`~crypto.errors.PairingFailed` with a remedy for the person pairing. A
 wrong code shows up as a confirmation MAC mismatch, and an attacker learns one yes/no per online
@@ -69,12 +75,15 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 2  # 2: the confirm box carries the phone's proof of its signing key
 MAX_MESSAGE_BYTES = 16 * 1024  # a hybrid age recipient is ~2 KB; nothing legitimate is larger
+_MAX_RELAY_KEY_CONFIG_BYTES = 2048  # an X25519 one is 41 bytes; a hybrid ML-KEM one about 1.2 KB
+_MAX_RELAY_URL_CHARS = 256
 _MAX_NAME_CHARS = 64
 _MAX_RECIPIENT_CHARS = 4096
 _PAKE_MESSAGE_BYTES = 33  # spake2's side byte + one Ed25519 group element
 _KDF_PREFIX = b"doorward pairing v1 "
 _PROOF_CONTEXT = b"doorward pairing v2 phone key proof\x00"
 _SIGNATURE_BYTES = 64
+_RELAY_FIELDS = frozenset({"relay_key_config", "relay_url"})
 # Each AEAD key below encrypts exactly one message, so a fixed all-zero nonce never repeats.
 _NONCE = bytes(12)
 
@@ -171,10 +180,35 @@ class PhoneKeys:
 
 @dataclass(frozen=True, slots=True)
 class DeviceKeys:
-    """What the phone learns about the device: its signing key and its TLS pin."""
+    """What the phone learns about the device: its signing key, its TLS pin and, when the device
+    has them, its relay key configuration (RFC 9458 §3, opaque bytes here) and the relay URL
+    clients connect to."""
 
     signing_key: Ed25519PublicKey
     tls_fingerprint: str
+    relay_key_config: bytes | None = None
+    relay_url: str | None = None
+
+    def __post_init__(self) -> None:
+        config = self.relay_key_config
+        if config is not None and not (
+            isinstance(config, bytes) and 0 < len(config) <= _MAX_RELAY_KEY_CONFIG_BYTES
+        ):
+            raise ValueError(
+                f"relay key configuration must be 1-{_MAX_RELAY_KEY_CONFIG_BYTES} bytes"
+            )
+        url = self.relay_url
+        if url is not None and not (
+            isinstance(url, str)
+            and url.startswith("mqtts://")
+            and len(url) <= _MAX_RELAY_URL_CHARS
+            and url.isascii()
+            and url.isprintable()
+            and " " not in url
+        ):
+            raise ValueError(
+                f"relay url must be mqtts://HOST:PORT of at most {_MAX_RELAY_URL_CHARS} characters"
+            )
 
     @property
     def device_id(self) -> str:
@@ -186,10 +220,24 @@ class DeviceKeys:
             isinstance(other, DeviceKeys)
             and self.signing_key.public_bytes_raw() == other.signing_key.public_bytes_raw()
             and self.tls_fingerprint == other.tls_fingerprint
+            and self.relay_key_config == other.relay_key_config
+            and self.relay_url == other.relay_url
         )
 
     def __hash__(self) -> int:
         return hash((self.signing_key.public_bytes_raw(), self.tls_fingerprint))
+
+    def payload(self) -> dict[str, str]:
+        """The fields of the ``keys`` box (the relay ones only when the device has them)."""
+        body = {
+            "signing_key": b64url(self.signing_key.public_bytes_raw()),
+            "tls_fingerprint": self.tls_fingerprint,
+        }
+        if self.relay_key_config is not None:
+            body["relay_key_config"] = b64url(self.relay_key_config)
+        if self.relay_url is not None:
+            body["relay_url"] = self.relay_url
+        return body
 
     def __repr__(self) -> str:
         return f"DeviceKeys(device_id={self.device_id!r}, tls_fingerprint={self.tls_fingerprint!r})"
@@ -345,7 +393,7 @@ class PhonePairing(_Machine):
             payload = ChaCha20Poly1305(self._box_in_key).decrypt(_NONCE, fields["box"], b"keys")
         except InvalidTag:
             raise self._fail(FailureReason.TAMPERED) from None
-        body = self._payload(payload, {"signing_key", "tls_fingerprint"})
+        body = self._payload(payload, {"signing_key", "tls_fingerprint"}, _RELAY_FIELDS)
         try:
             signing_key = Ed25519PublicKey.from_public_bytes(b64url_decode(body["signing_key"]))
         except ValueError:
@@ -353,7 +401,16 @@ class PhonePairing(_Machine):
         fingerprint = body["tls_fingerprint"]
         if not isinstance(fingerprint, str) or len(fingerprint) != 43:
             raise self._fail(FailureReason.MALFORMED, "tls_fingerprint must be 43 characters")
-        device = DeviceKeys(signing_key, fingerprint)
+        try:
+            relay_config = body.get("relay_key_config")
+            device = DeviceKeys(
+                signing_key,
+                fingerprint,
+                b64url_decode(relay_config) if relay_config is not None else None,
+                body.get("relay_url"),
+            )
+        except (ValueError, TypeError) as exc:
+            raise self._fail(FailureReason.MALFORMED, str(exc)) from None
         if device.device_id != self._device_id:
             raise self._fail(FailureReason.KEY_MISMATCH, f"the device id {self._device_id}")
         if self._expected_fingerprint is not None and not hmac.compare_digest(
@@ -364,13 +421,18 @@ class PhonePairing(_Machine):
         self._set_state(PairingState.PAIRED)
         return device
 
-    def _payload(self, payload: bytes, names: set[str]) -> dict[str, Any]:
+    def _payload(
+        self, payload: bytes, names: set[str], optional: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         try:
             body = _parse_json(payload)
         except ValueError as exc:
             raise self._fail(FailureReason.MALFORMED, str(exc)) from None
-        if set(body) != names:
-            raise self._fail(FailureReason.MALFORMED, f"keys must have fields {sorted(names)}")
+        if not names <= set(body) <= names | optional:
+            raise self._fail(
+                FailureReason.MALFORMED,
+                f"keys must have fields {sorted(names)}, and may have {sorted(optional)}",
+            )
         return body
 
 
@@ -385,11 +447,13 @@ class DevicePairing(_Machine):
         *,
         device_signing_key: Ed25519PublicKey,
         tls_fingerprint: str,
+        relay_key_config: bytes | None = None,
+        relay_url: str | None = None,
         entropy: Entropy | None = None,
     ) -> None:
         super().__init__()
         self._code = code
-        self._keys = DeviceKeys(device_signing_key, tls_fingerprint)
+        self._keys = DeviceKeys(device_signing_key, tls_fingerprint, relay_key_config, relay_url)
         self._entropy = entropy
         self._box_keys: _Keys | None = None
         self._phone_id = ""
@@ -457,12 +521,7 @@ class DevicePairing(_Machine):
             signing_key.verify(proof, _proof_message(keys.transcript, registered))
         except InvalidSignature:
             raise self._fail(FailureReason.KEY_NOT_PROVEN) from None
-        payload = canonical_json(
-            {
-                "signing_key": b64url(self._keys.signing_key.public_bytes_raw()),
-                "tls_fingerprint": self._keys.tls_fingerprint,
-            }
-        )
+        payload = canonical_json(self._keys.payload())
         box = ChaCha20Poly1305(keys.device_to_phone).encrypt(_NONCE, payload, b"keys")
         self.phone_keys = phone
         self._box_keys = None

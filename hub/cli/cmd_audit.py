@@ -22,8 +22,9 @@ from consent.audit_verify import AuditVerifier
 from hub.cli.common import (
     CliError,
     add_common,
-    client_for,
+    add_device_option,
     command_handler,
+    connect,
     emit,
     entry_point,
     open_profile,
@@ -45,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "verify", help="same as 'doorward owner audit'"
     )
     add_common(verify, "owner")
-    verify.add_argument("--device", metavar="ID", help="device id (when several are paired)")
+    add_device_option(verify)
     verify.set_defaults(handler=command_handler(run))
     return group
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     state = profile.checkpoint_path(device.device_id)
 
     async def audit() -> AuditReport:
-        async with client_for(device, keys.signing_key) as api:
+        async with connect(args, profile, device, keys.signing_key) as api:
             return await check_audit(
                 api, verifier, signing_key=keys.signing_key, now=int(time.time())
             )

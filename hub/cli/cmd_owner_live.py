@@ -21,7 +21,8 @@ import aiohttp
 from hub.cli.common import (
     CliError,
     add_common,
-    client_for,
+    add_device_option,
+    connect,
     emit,
     entry_point,
     iso,
@@ -43,7 +44,7 @@ def add_live_commands(commands: Any) -> None:
     )
     add_common(p, "owner")
     p.set_defaults(handler=_live)
-    p.add_argument("--device", metavar="ID", help="device id (when several are paired)")
+    add_device_option(p)
     p.add_argument("--camera", help="camera name (default: the device's first camera)")
     p.add_argument(
         "--seconds", type=_positive, metavar="N", help="stop after N seconds (default: Ctrl-C)"
@@ -57,7 +58,7 @@ def add_live_commands(commands: Any) -> None:
     )
     add_common(p, "owner")
     p.set_defaults(handler=_live_link)
-    p.add_argument("--device", metavar="ID", help="device id (when several are paired)")
+    add_device_option(p)
     p.add_argument("--camera", help="camera name (default: the device's first camera)")
     p.add_argument(
         "--ttl",
@@ -83,7 +84,9 @@ def _live(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGINT, stop.set)
         started = time.monotonic()
         try:
-            async with client_for(device, keys.signing_key) as api:
+            async with connect(
+                args, profile, device, keys.signing_key, lan_only="live view"
+            ) as api:
                 stats = await api.live(args.camera, seconds=args.seconds, out=args.out, stop=stop)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -115,7 +118,7 @@ def _live_link(args: argparse.Namespace) -> int:
     where = f"device {device.device_id} at {device.url}"
 
     async def mint() -> LiveLink:
-        async with client_for(device, keys.signing_key) as api:
+        async with connect(args, profile, device, keys.signing_key, lan_only="a live link") as api:
             return await api.live_link(args.camera, ttl_s=args.ttl)
 
     link = run_async(mint(), where=where)

@@ -115,22 +115,49 @@ def _pair(args: argparse.Namespace) -> int:
     uri = _pairing_uri(args)
     url = args.url or _url_of(uri)
     device_keys = run_async(pair(url, uri, keys, name=name), where=f"the device at {url}")
+    relay_config, relay_note = _relay_config_of(device_keys.relay_key_config)
     device = PinnedDevice(
         device_id=device_keys.device_id,
         fingerprint=device_keys.tls_fingerprint,
         url=url,
         signing_key=device_keys.signing_key,
+        relay_key_config=relay_config,
+        relay_url=device_keys.relay_url if relay_config is not None else None,
     )
     profile.pin(device)
+    lines = [
+        f"paired with device {device.device_id} at {url}",
+        f"pinned its TLS key {device.fingerprint}; clips recorded from now on are "
+        "encrypted to your key",
+    ]
+    if relay_note:
+        lines.append(relay_note)
+    elif device.relay_url:
+        lines.append(f"pinned its relay key; away from home it answers through {device.relay_url}")
     return emit(
         args,
-        {"device_id": device.device_id, "fingerprint": device.fingerprint, "url": url},
-        [
-            f"paired with device {device.device_id} at {url}",
-            f"pinned its TLS key {device.fingerprint}; clips recorded from now on are "
-            "encrypted to your key",
-        ],
+        {
+            "device_id": device.device_id,
+            "fingerprint": device.fingerprint,
+            "url": url,
+            "relay_url": device.relay_url,
+            "relay_key_pinned": relay_config is not None,
+        },
+        lines,
     )
+
+
+def _relay_config_of(config: bytes | None) -> tuple[bytes | None, str | None]:
+    """The relay key configuration the device gave at pairing, if usable, and a note if not."""
+    from hub.wire import ohttp
+
+    if config is None:
+        return None, None
+    try:
+        ohttp.KeyConfig.parse(config)
+    except ohttp.OhttpError as exc:
+        return None, f"its relay key is unusable ({exc}); calls through the relay are off for it"
+    return config, None
 
 
 def _pairing_uri(args: argparse.Namespace) -> PairingURI:

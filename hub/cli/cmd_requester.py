@@ -32,11 +32,13 @@ from consent.requests import request_id_of, sign_request
 from consent.text import unsafe_character
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle, load_ed25519_public
+from hub.cli.cmd_relay import add_relay_group
 from hub.cli.common import (
     CliError,
     add_common,
-    client_for,
+    add_via_option,
     command_handler,
+    connect,
     emit,
     entry_point,
     iso,
@@ -74,14 +76,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--recipient", choices=("x25519", "hybrid"), default="x25519")
 
     p = command("ask", _ask, "send a signed request for footage to a device")
-    p.add_argument("url", metavar="URL", help="https://HOST:PORT of the device")
+    p.add_argument(
+        "url",
+        metavar="URL",
+        help="https://HOST:PORT of the device, or the request address its owner shared "
+        "(doorward+mqtts://…; quote it in the shell)",
+    )
     p.add_argument(
         "--fingerprint",
-        required=True,
         metavar="FP",
-        help="its TLS SPKI fingerprint; write --fingerprint=FP, as base64url may begin with '-'",
+        help="its TLS SPKI fingerprint (with an https URL); write --fingerprint=FP, as base64url "
+        "may begin with '-'",
     )
-    p.add_argument("--device-id", required=True, metavar="ID")
+    p.add_argument("--device-id", metavar="ID", help="its device id (with an https URL)")
+    add_via_option(p)
     p.add_argument("--camera", required=True, help="camera name, or * for every camera")
     p.add_argument("--start", required=True, type=parse_time, metavar="ISO")
     p.add_argument("--end", required=True, type=parse_time, metavar="ISO")
@@ -94,11 +102,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = command("status", _status, "where a request stands")
     p.add_argument("request_id", metavar="REQUEST_ID")
+    add_via_option(p)
 
     p = command("fetch", _fetch, "download a release, verify and decrypt it")
     p.add_argument("release_id", metavar="RELEASE_ID")
     p.add_argument("--out", type=Path, metavar="DIR", help="default: ./release-RELEASE_ID")
     p.add_argument("--device", metavar="ID", help="device id (when several are pinned)")
+    add_via_option(p)
     _add_max_size(p)
 
     p = command("verify", _verify, "verify and decrypt a release bundle already on disk")
@@ -111,6 +121,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "pinned the device; write --device-key=KEY, as base64url may begin with '-'",
     )
     _add_max_size(p)
+    add_relay_group(commands, "requester")
     return group
 
 
@@ -196,10 +207,10 @@ def _ask(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"request not sent: {exc}") from exc
-    device = PinnedDevice(device_id=args.device_id, fingerprint=args.fingerprint, url=args.url)
+    device = _device_to_ask(args, profile)
 
     async def go() -> RequestInfo:
-        async with client_for(device, keys.signing_key) as api:
+        async with connect(args, profile, device, keys.signing_key) as api:
             try:
                 return await api.submit_request(token)
             except ApiError as exc:
@@ -210,7 +221,7 @@ def _ask(args: argparse.Namespace) -> int:
                 raise _Refused(refused, exc.detail) from exc
 
     try:
-        info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+        info = run_async(go(), where=f"device {device.device_id} at {device.url or 'the relay'}")
     except _Refused as exc:
         profile.pin(device)
         profile.remember("requests", exc.info.request_id, device.device_id)
@@ -227,6 +238,41 @@ def _ask(args: argparse.Namespace) -> int:
     )
 
 
+def _device_to_ask(args: argparse.Namespace, profile: Profile) -> PinnedDevice:
+    """The device a request goes to: from its LAN URL, fingerprint and id, or from the request
+    address (its signing key pinned from there; a LAN URL pinned earlier is kept)."""
+    if not args.url.lower().startswith("doorward+"):
+        if not args.fingerprint or not args.device_id:
+            raise CliError(
+                "with an https URL, give the device's --fingerprint=FP and --device-id ID (or "
+                "ask with the request address its owner shared: doorward+mqtts://…)"
+            )
+        return PinnedDevice(device_id=args.device_id, fingerprint=args.fingerprint, url=args.url)
+    from hub.relay.address import AddressError, RequestAddress
+
+    try:
+        address = RequestAddress.parse(args.url)
+    except AddressError as exc:
+        raise CliError(f"the request address is not usable: {exc}") from None
+    if args.device_id is not None and args.device_id != address.device_id:
+        raise CliError(
+            f"--device-id {args.device_id} is not the device of the request address "
+            f"({address.device_id})"
+        )
+    if args.fingerprint is not None and args.fingerprint != address.fingerprint:
+        raise CliError("--fingerprint is not the TLS key of the request address's device")
+    known = {d.device_id: d for d in profile.devices()}.get(address.device_id)
+    lan_url = known.url if known is not None and known.fingerprint == address.fingerprint else ""
+    return PinnedDevice(
+        device_id=address.device_id,
+        fingerprint=address.fingerprint,
+        url=lan_url,
+        signing_key=address.signing_key,
+        relay_key_config=address.key_config,
+        relay_url=address.relay_url,
+    )
+
+
 class _Refused(DoorwardError):
     def __init__(self, info: RequestInfo, detail: str) -> None:
         super().__init__(detail)
@@ -240,10 +286,10 @@ def _status(args: argparse.Namespace) -> int:
     device = profile.device(profile.device_of("requests", args.request_id))
 
     async def go() -> RequestInfo:
-        async with client_for(device, keys.signing_key) as api:
+        async with connect(args, profile, device, keys.signing_key) as api:
             return await api.request_status(args.request_id)
 
-    info = run_async(go(), where=f"device {device.device_id} at {device.url}")
+    info = run_async(go(), where=f"device {device.device_id} at {device.url or 'the relay'}")
     for release_id in info.release_ids:
         profile.remember("releases", release_id, device.device_id)
     line = f"request {info.request_id}: {info.status}"
@@ -265,13 +311,13 @@ def _fetch(args: argparse.Namespace) -> int:
     progress = Progress(f"release {args.release_id}")
 
     async def go() -> int:
-        async with client_for(device, keys.signing_key) as api:
+        async with connect(args, profile, device, keys.signing_key) as api:
             with open(bundle, "wb") as f:  # noqa: ASYNC230 - chunked small writes
                 writer = cast(IO[bytes], ProgressWriter(f, progress))
                 return await api.fetch_release(args.release_id, writer, max_bytes=args.max_size)
 
     try:
-        size = run_async(go(), where=f"device {device.device_id} at {device.url}")
+        size = run_async(go(), where=f"device {device.device_id} at {device.url or 'the relay'}")
     except DownloadTooLarge as exc:
         bundle.unlink(missing_ok=True)
         raise CliError(

@@ -20,6 +20,7 @@ import aiohttp
 from consent.text import escape
 from crypto.errors import DoorwardError
 from crypto.tls import PinMismatch
+from hub.cli.transport import VIA, DeviceConnection
 from hub.client import DoorwardClient
 from hub.client.profile import PinnedDevice, Profile, ProfileKind, default_profile_dir
 
@@ -29,8 +30,10 @@ __all__ = [
     "OwnerSession",
     "add_common",
     "add_device_option",
+    "add_via_option",
     "client_for",
     "command_handler",
+    "connect",
     "emit",
     "entry_point",
     "iso",
@@ -109,6 +112,38 @@ def client_for(device: PinnedDevice, key: Any, *, url: str | None = None) -> Doo
     )
 
 
+def add_via_option(parser: argparse.ArgumentParser) -> None:
+    """``--via lan|relay|auto``, on every command that talks to a device."""
+    parser.add_argument(
+        "--via",
+        choices=VIA,
+        default="auto",
+        help="reach the device on its LAN address, through the relay broker, or (auto, the "
+        "default) on the LAN when it answers there, else through the relay",
+    )
+
+
+def connect(
+    args: argparse.Namespace,
+    profile: Profile,
+    device: PinnedDevice,
+    key: Any,
+    *,
+    lan_only: str | None = None,
+) -> DeviceConnection:
+    """The one way a command reaches a device: ``async with connect(...) as api``. ``--via``
+    (default auto) picks the LAN or the relay; ``lan_only`` names what cannot go over the relay
+    (auto then stays on the LAN, ``--via relay`` is refused with that reason)."""
+    return DeviceConnection(
+        device,
+        key,
+        via=getattr(args, "via", "auto"),
+        account=profile.relay_account(),
+        login_hint=f"doorward {profile.kind} relay login --password-file FILE",
+        lan_only=lan_only,
+    )
+
+
 def run_async(coro: Coroutine[Any, Any, T], *, where: str = "the device") -> T:
     """Run ``coro`` to completion; TLS pin, connection and timeout failures become CliErrors."""
     return asyncio.run(_guarded(coro, where))
@@ -117,6 +152,8 @@ def run_async(coro: Coroutine[Any, Any, T], *, where: str = "the device") -> T:
 async def _guarded(coro: Awaitable[T], where: str) -> T:
     try:
         return await asyncio.wait_for(coro, COMMAND_TIMEOUT_S)
+    except DoorwardError:  # a relay timeout, too, says what happened better than we could
+        raise
     except TimeoutError:
         raise CliError(
             f"{where} did not answer within {COMMAND_TIMEOUT_S:.0f} s; is it running and reachable?"
@@ -205,13 +242,18 @@ class OwnerSession:
         self.profile: Profile = open_profile(args)
         self.keys = self.profile.keys()
         self.device = self.profile.device(args.device)
-        self.where = f"device {self.device.device_id} at {self.device.url}"
+        self.where = f"device {self.device.device_id} at {self.device.url or 'the relay'}"
+        self._args = args
 
-    def client(self) -> DoorwardClient:
-        """A signed, pinned client for the device (use it as an async context manager)."""
-        return client_for(self.device, self.keys.signing_key)
+    def client(self, *, lan_only: str | None = None) -> DeviceConnection:
+        """A signed client for the device, on the LAN or through the relay (``--via``); use it
+        as an async context manager."""
+        return connect(
+            self._args, self.profile, self.device, self.keys.signing_key, lan_only=lan_only
+        )
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    """``--device ID``, for commands that talk to one of several paired devices."""
+    """``--device ID`` and ``--via``, for commands that talk to one of several paired devices."""
     parser.add_argument("--device", metavar="ID", help="device id (when several are paired)")
+    add_via_option(parser)

@@ -516,6 +516,13 @@ class DoorwardClient:
         body = await self._json("GET", "/relay/key-config")
         return b64url_decode(str(body["key_config"]))
 
+    async def relay_info(self) -> tuple[bytes, str | None]:
+        """The device's relay key configuration and the relay URL it gives clients (None when
+        ``[relay]`` is not configured); raises ApiError ``not_found`` if it has no relay key."""
+        body = await self._json("GET", "/relay/key-config")
+        url = body.get("relay_url")
+        return b64url_decode(str(body["key_config"])), str(url) if url else None
+
     async def release_link(self, release_id: str) -> ReleaseLink:
         """A presigned URL for a release bundle in the device's off-site store; counts one
         download (a later ``GET /releases/ID?link=LINK_ID`` serves it once if the URL fails).

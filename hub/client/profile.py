@@ -7,9 +7,11 @@ A profile lives in ``$XDG_CONFIG_HOME/doorward/<owner|requester>/<name>`` (``~/.
     profile.json                 who this is: kind, name, requester identity
     devices.json                 pinned devices: id, TLS SPKI fingerprint, Ed25519 key, URL
     requests.json                (requester) which device each request and release went to
+    relay.json, relay.password   the login on a relay broker (URL, CA); the password is secret
+    relay-ca.pem                 the CA of the relay broker's certificate, if not a public one
     audit/<device-id>.checkpoint (owner) the last audit checkpoint this profile accepted
 
-Only the key files are secret; the JSON files hold public facts about devices and requests. The
+Only the key files and ``relay.password`` are secret; the JSON files hold public facts about devices and requests. The
 folder is made 0700 (an existing one that others could open is narrowed, with a warning) and every
 file in it 0600.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from crypto.errors import DoorwardError
 from crypto.files import private_dir, write_atomic
-from crypto.keys import KeyBundle, load_ed25519_public
+from crypto.keys import KeyBundle, load_ed25519_public, read_secret_file
 from crypto.signed import b64url, b64url_decode
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "ProfileKind",
+    "RelayAccount",
     "default_profile_dir",
 ]
 
@@ -46,6 +50,9 @@ ProfileKind = Literal["owner", "requester"]
 _PROFILE_FILE = "profile.json"
 _DEVICES_FILE = "devices.json"
 _REQUESTS_FILE = "requests.json"
+_RELAY_FILE = "relay.json"
+_RELAY_PASSWORD_FILE = "relay.password"  # noqa: S105 - a file name
+_RELAY_CA_FILE = "relay-ca.pem"
 _MAX_JSON_BYTES = 1024 * 1024
 
 
@@ -62,8 +69,12 @@ class PinnedDevice:
     url: str
     name: str = ""
     signing_key: Ed25519PublicKey | None = None
-    # The device's relay key configuration (RFC 9458 §3), fetched over the pinned LAN API.
+    # The device's relay key configuration (RFC 9458 §3): pinned at pairing (or taken from the
+    # request address), compared with the one the device serves by 'doorward owner relay
+    # refresh'.
     relay_key_config: bytes | None = None
+    # The relay broker's listener for clients (mqtts://HOST:PORT) this device is reached through.
+    relay_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """This record as stored in ``devices.json`` (the signing key as unpadded base64url)."""
@@ -77,6 +88,8 @@ class PinnedDevice:
         }
         if self.relay_key_config is not None:
             record["relay_key_config"] = b64url(self.relay_key_config)
+        if self.relay_url is not None:
+            record["relay_url"] = self.relay_url
         return record
 
     @classmethod
@@ -92,9 +105,42 @@ class PinnedDevice:
                 name=str(data.get("name", "")),
                 signing_key=load_ed25519_public(key) if isinstance(key, str) else None,
                 relay_key_config=b64url_decode(relay) if isinstance(relay, str) else None,
+                relay_url=str(data["relay_url"]) if data.get("relay_url") else None,
             )
         except (KeyError, TypeError, ValueError, DoorwardError) as exc:
             raise ProfileError(f"pinned device record is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAccount:
+    """This profile's login on a relay broker: its username is the profile's key id, the password
+    (from the relay's operator) is kept in a 0600 file; ``url`` is the broker's listener for
+    clients (None: the one each device was pinned with)."""
+
+    url: str | None
+    password_file: Path
+    ca_file: Path | None = None
+
+    def password(self) -> str:
+        """The broker password (first line of its file); refuses a file others may read."""
+        try:
+            lines = read_secret_file(self.password_file).decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ProfileError(f"{self.password_file} is not text") from None
+        if not lines or not lines[0].strip():
+            raise ProfileError(
+                f"{self.password_file} is empty: log in again with 'relay login --password-file'"
+            )
+        return lines[0].strip()
+
+    def tls_context(self) -> ssl.SSLContext:
+        """TLS to the broker: its certificate checked against ``ca_file`` or the system CAs."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ProfileError(f"the relay CA file {self.ca_file} is unusable: {exc}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
 
 def default_profile_dir(kind: ProfileKind, name: str = "default") -> Path:
@@ -191,6 +237,32 @@ class Profile:
             ids = ", ".join(d.device_id for d in devices)
             raise ProfileError(f"several devices are pinned ({ids}); choose one with --device ID")
         return devices[0]
+
+    # -- relay login ----------------------------------------------------------------------------
+
+    def relay_account(self) -> RelayAccount | None:
+        """The login on the relay broker saved by 'relay login', or None."""
+        path = self.directory / _RELAY_FILE
+        if not path.exists():
+            return None
+        data = _read_json(path)
+        url = data.get("url")
+        ca = self.directory / _RELAY_CA_FILE
+        return RelayAccount(
+            str(url) if url else None,
+            self.directory / _RELAY_PASSWORD_FILE,
+            ca if data.get("ca_file") else None,
+        )
+
+    def set_relay_account(self, url: str | None, password: str, ca_pem: bytes | None) -> None:
+        """Save the login on the relay broker: the password in a 0600 file, the CA beside it."""
+        self.info()
+        write_atomic(self.directory / _RELAY_PASSWORD_FILE, password.encode() + b"\n", mode=0o600)
+        if ca_pem is not None:
+            write_atomic(self.directory / _RELAY_CA_FILE, ca_pem, mode=0o600)
+        else:
+            (self.directory / _RELAY_CA_FILE).unlink(missing_ok=True)
+        _write_json(self.directory / _RELAY_FILE, {"url": url, "ca_file": ca_pem is not None})
 
     # -- requester bookkeeping ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 - :mod:`hub.relay.device`: the doorbell answers sealed API calls from the broker through its own API.
 - :mod:`hub.relay.events`: the doorbell's events, one age-encrypted copy per owner.
 - :mod:`hub.relay.client`: a relay transport for ``DoorwardClient`` (and an owner's events).
+- :mod:`hub.relay.address`: the request address (``doorward+mqtts://…``) owners give requesters.
 """
 
 __all__: list[str] = []

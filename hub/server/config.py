@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from crypto.errors import DoorwardError
 
@@ -130,6 +131,7 @@ watchdog_stall_s = 20.0
 # TLS and answers the same signed API calls sent through it, sealed end to end to its relay key.
 [relay]
 # url = "mqtts://relay.example.net:8883"   # the broker's doorbell listener (TLS only)
+# client_url = ""               # its phones' and requesters' listener; empty: url's port + 1
 # ca_file = ""                  # the CA that signed the broker's certificate; empty: system CAs
 # credentials_file = "/etc/doorward/relay-password"   # the device's broker password, mode 0600
 
@@ -219,6 +221,19 @@ class RelayConfig:
     url: str
     credentials_file: Path
     ca_file: Path | None = None
+    # The broker's listener for phones and requesters, which pairing and the request address
+    # hand to clients; None: the host of ``url`` at its port + 1 (8883 and 8884 as shipped).
+    client_url: str | None = None
+
+    @property
+    def clients_url(self) -> str:
+        """Where owners' phones and requesters connect to reach this device through the relay."""
+        if self.client_url:
+            return self.client_url
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"mqtts://{host}:{(parts.port or 8883) + 1}"
 
     @classmethod
     def from_table(cls, table: Any) -> RelayConfig:
@@ -235,11 +250,39 @@ class RelayConfig:
         missing = [name for name in ("url", "credentials_file") if not table.get(name)]
         if missing:
             raise ConfigError(f"relay needs {' and '.join(missing)}: set them in [relay]")
-        url = str(table["url"])
-        if not url.startswith("mqtts://"):
-            raise ConfigError(f"relay url {url!r} must look like mqtts://HOST:PORT (TLS only)")
+        url = _mqtts_url("url", table["url"])
+        client_url = (
+            _mqtts_url("client_url", table["client_url"]) if table.get("client_url") else None
+        )
         ca = table.get("ca_file")
-        return cls(url, Path(table["credentials_file"]), Path(ca) if ca else None)
+        return cls(url, Path(table["credentials_file"]), Path(ca) if ca else None, client_url)
+
+
+def _mqtts_url(option: str, value: Any) -> str:
+    """A ``[relay]`` URL option, checked: mqtts://HOST[:PORT] and nothing else."""
+    url = str(value)
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme != "mqtts"
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or not url.isascii()
+        or not url.isprintable()
+        or " " in url
+    ):
+        raise ConfigError(
+            f"relay {option} {url[:80]!r} must look like mqtts://HOST:PORT (TLS only, no login, "
+            "path or query)"
+        )
+    return url.rstrip("/")
 
 
 def _split_s3_url(url: str) -> dict[str, str]:

@@ -76,3 +76,6 @@ class HubDeps:
     # A relayed call may have waited at the broker (the doorbell offline) this long after it was
     # signed; its nonce is remembered as long. Direct calls keep ``signature_window_s``.
     relay_max_age_s: int = 1800
+    # Where clients reach the device through the relay (``[relay]``'s client listener), handed
+    # to phones at pairing and in the request address (None: no relay configured).
+    relay_url: str | None = None

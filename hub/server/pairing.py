@@ -124,6 +124,8 @@ class PairingDesk:
             code,
             device_signing_key=self._deps.device.public_key,
             tls_fingerprint=self._deps.tls_fingerprint,
+            relay_key_config=self._deps.relay_key_config,
+            relay_url=self._deps.relay_url,
         )
         self._session = None
         reply = machine.receive_pake(message)

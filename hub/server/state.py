@@ -183,6 +183,7 @@ class Device:
             backup=backup,
             relay_key_config=bytes(self.relay_key.config()) if self.relay_key else None,
             relay_hop_token=hop_token(self.relay_key) if self.relay_key else None,
+            relay_url=config.relay.clients_url if config.relay is not None else None,
         )
 
     def pairing_uri(self, host: str | None = None, port: int | None = None) -> PairingURI:

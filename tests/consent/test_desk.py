@@ -519,7 +519,8 @@ class TestRequestsAtTheDevice:
             RequestStatus.PENDING,
             first.received_s,
         )
-        assert again.repeated and not first.repeated
+        assert again.repeated
+        assert not first.repeated
         assert world.audit.size == entries  # type: ignore[attr-defined]
         assert len(desk.list_requests()) == 1
 

@@ -484,3 +484,60 @@ def test_phone_refuses_a_device_whose_key_is_not_the_device_id() -> None:
         "this may not be your doorbell: check that you are on your home network "
         "and scan the code again",
     )
+
+
+RELAY_CONFIG = bytes([1, 0, 0x20]) + bytes(32) + bytes([0, 4, 0, 1, 0, 1])
+RELAY_URL = "mqtts://relay.example.net:8884"
+
+
+def test_the_device_hands_its_relay_key_and_url_inside_the_confirmed_box() -> None:
+    pair = make_pair()
+    pair.device._keys = DeviceKeys(pair.device_key.public_key(), FP, RELAY_CONFIG, RELAY_URL)
+    confirm = pair.phone.receive_pake(pair.device.receive_pake(pair.phone.start()))
+    _, keys = pair.device.receive_confirm(confirm)
+    # Nothing of them is readable outside the box.
+    assert b64url(RELAY_CONFIG).encode() not in keys
+    assert b"relay" not in keys
+    device = pair.phone.receive_keys(keys)
+    assert device.relay_key_config == RELAY_CONFIG
+    assert device.relay_url == RELAY_URL
+    assert device == DeviceKeys(pair.device_key.public_key(), FP, RELAY_CONFIG, RELAY_URL)
+
+
+def _keys_box(pair: Pair, body: dict[str, object]) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    confirm = pair.phone.receive_pake(pair.device.receive_pake(pair.phone.start()))
+    secret = pair.device._box_keys
+    assert secret is not None
+    pair.device.receive_confirm(confirm)
+    box = ChaCha20Poly1305(secret.device_to_phone).encrypt(bytes(12), canonical_json(body), b"keys")
+    return canonical_json({"v": 2, "type": "keys", "box": b64url(box)})
+
+
+def test_phone_refuses_relay_fields_it_cannot_use() -> None:
+    base = {"signing_key": "", "tls_fingerprint": FP}
+    pair = make_pair()
+    base["signing_key"] = b64url(pair.device_key.public_key().public_bytes_raw())
+    message = _keys_box(pair, {**base, "relay_url": "http://relay.example.net"})
+    fail_with(
+        lambda: pair.phone.receive_keys(message),
+        malformed("relay url must be mqtts://HOST:PORT of at most 256 characters"),
+    )
+    pair = make_pair()
+    base["signing_key"] = b64url(pair.device_key.public_key().public_bytes_raw())
+    message = _keys_box(pair, {**base, "relay_key_config": b64url(bytes(3000))})
+    fail_with(
+        lambda: pair.phone.receive_keys(message),
+        malformed("relay key configuration must be 1-2048 bytes"),
+    )
+    pair = make_pair()
+    base["signing_key"] = b64url(pair.device_key.public_key().public_bytes_raw())
+    message = _keys_box(pair, {**base, "relay_password": "x"})
+    fail_with(
+        lambda: pair.phone.receive_keys(message),
+        malformed(
+            "keys must have fields ['signing_key', 'tls_fingerprint'], and may have "
+            "['relay_key_config', 'relay_url']"
+        ),
+    )

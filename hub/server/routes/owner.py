@@ -399,7 +399,11 @@ async def relay_key_config(request: web.Request) -> web.Response:
     config = request.app[appkeys.DEPS].relay_key_config
     if config is None:
         raise NotFound("this device has no relay key")
-    return web.json_response({"key_config": b64url(config)})
+    body = {"key_config": b64url(config)}
+    relay_url = request.app[appkeys.DEPS].relay_url
+    if relay_url is not None:
+        body["relay_url"] = relay_url
+    return web.json_response(body)
 
 
 # -- helpers ------------------------------------------------------------------------------------
