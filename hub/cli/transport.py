@@ -148,10 +148,8 @@ class DeviceConnection:
         return self.device.relay_url or account_url
 
     async def _open_relay(self) -> RelayTransport:
-        import aiomqtt  # only a command that uses the relay loads the MQTT client
-
-        from crypto.keys import key_id
-        from hub.relay.client import RelayCallFailed, RelayTransport
+        from crypto.keys import key_id  # only a command that uses the relay loads the MQTT client
+        from hub.relay.client import RelayCallFailed, RelayLoginFailed, RelayTransport
         from hub.relay.device import RelayError, parse_relay_url
 
         assert self._account is not None
@@ -180,11 +178,11 @@ class DeviceConnection:
             raise NoRoute(str(exc)) from None
         try:
             await transport.connect()
-        except aiomqtt.MqttError as exc:
+        except RelayLoginFailed as exc:
             await transport.close()
             raise NoRoute(
-                f"cannot log in to the relay at {url} as {client_id} ({exc}): check the relay's "
-                f"address, its CA and the password its operator gave for this client id "
+                f"cannot log in to the relay at {url} as {client_id} ({exc.reason}): check the "
+                f"relay's address, its CA and the password its operator gave for this client id "
                 f"('{self._hint}')"
             ) from None
         return transport

@@ -43,7 +43,13 @@ from hub.relay.device import NO_DELAY
 from hub.wire import bhttp, ohttp
 from hub.wire.events import EVENT_KINDS, Event
 
-__all__ = ["RelayCallFailed", "RelayResponse", "RelayTimeout", "RelayTransport"]
+__all__ = [
+    "RelayCallFailed",
+    "RelayLoginFailed",
+    "RelayResponse",
+    "RelayTimeout",
+    "RelayTransport",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +68,14 @@ _RECENT_EVENTS = 64  # (seq, time) of the last events, to drop a QoS 1 repeat
 
 class RelayCallFailed(DoorwardError):
     """A call through the relay could not be made or its answer could not be read."""
+
+
+class RelayLoginFailed(RelayCallFailed):
+    """The broker refused this client's login or could not be reached (``reason`` says how)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RelayTimeout(RelayCallFailed, TimeoutError):
@@ -209,9 +223,11 @@ class RelayTransport:
             try:
                 mqtt = await self._login()
             except aiomqtt.MqttError as exc:
-                raise RelayCallFailed(
-                    f"cannot log in to the relay at {self._host}:{self._port} ({exc}); check "
-                    "the relay URL, its CA and this client's broker password"
+                raise RelayLoginFailed(
+                    f"cannot log in to the relay at {self._host}:{self._port} as "
+                    f"{self.client_id} ({exc}); check the relay URL, its CA and this client's "
+                    "broker password",
+                    reason=str(exc),
                 ) from None
             self._runner = asyncio.ensure_future(self._run(mqtt))
 
