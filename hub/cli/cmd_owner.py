@@ -17,6 +17,7 @@ from hub.cli import (
     cmd_owner_footage,
     cmd_owner_pairing,
     cmd_owner_status,
+    cmd_owner_watch,
     cmd_relay,
 )
 from hub.cli.common import add_common, command_handler, entry_point
@@ -41,6 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cmd_owner_footage.add_commands(command)
     cmd_owner_decisions.add_commands(command)
     cmd_owner_status.add_commands(command)
+    cmd_owner_watch.add_commands(command)
     cmd_relay.add_share_address(command)
     cmd_owner_backup.add_commands(commands)
     cmd_relay.add_relay_group(commands, "owner")

@@ -130,6 +130,7 @@ def connect(
     key: Any,
     *,
     lan_only: str | None = None,
+    identity: Any = None,
 ) -> DeviceConnection:
     """The one way a command reaches a device: ``async with connect(...) as api``. ``--via``
     (default auto) picks the LAN or the relay; ``lan_only`` names what cannot go over the relay
@@ -141,22 +142,29 @@ def connect(
         account=profile.relay_account(),
         login_hint=f"doorward {profile.kind} relay login --password-file FILE",
         lan_only=lan_only,
+        identity=identity,
     )
 
 
-def run_async(coro: Coroutine[Any, Any, T], *, where: str = "the device") -> T:
-    """Run ``coro`` to completion; TLS pin, connection and timeout failures become CliErrors."""
-    return asyncio.run(_guarded(coro, where))
+def run_async(
+    coro: Coroutine[Any, Any, T],
+    *,
+    where: str = "the device",
+    deadline_s: float | None = COMMAND_TIMEOUT_S,
+) -> T:
+    """Run ``coro`` to completion (within ``deadline_s``; None: for as long as it runs); TLS pin,
+    connection and timeout failures become CliErrors."""
+    return asyncio.run(_guarded(coro, where, deadline_s))
 
 
-async def _guarded(coro: Awaitable[T], where: str) -> T:
+async def _guarded(coro: Awaitable[T], where: str, deadline_s: float | None) -> T:
     try:
-        return await asyncio.wait_for(coro, COMMAND_TIMEOUT_S)
+        return await asyncio.wait_for(coro, deadline_s)
     except DoorwardError:  # a relay timeout, too, says what happened better than we could
         raise
     except TimeoutError:
         raise CliError(
-            f"{where} did not answer within {COMMAND_TIMEOUT_S:.0f} s; is it running and reachable?"
+            f"{where} did not answer within {deadline_s:.0f} s; is it running and reachable?"
         ) from None
     except aiohttp.ClientConnectorCertificateError as exc:
         raise _pin_error(where, exc.certificate_error) from exc
@@ -245,11 +253,17 @@ class OwnerSession:
         self.where = f"device {self.device.device_id} at {self.device.url or 'the relay'}"
         self._args = args
 
-    def client(self, *, lan_only: str | None = None) -> DeviceConnection:
+    def client(self, *, lan_only: str | None = None, events: bool = False) -> DeviceConnection:
         """A signed client for the device, on the LAN or through the relay (``--via``); use it
-        as an async context manager."""
+        as an async context manager. ``events``: it will read the owner's event stream (through
+        the relay that needs the owner's age identity)."""
         return connect(
-            self._args, self.profile, self.device, self.keys.signing_key, lan_only=lan_only
+            self._args,
+            self.profile,
+            self.device,
+            self.keys.signing_key,
+            lan_only=lan_only,
+            identity=self.keys.age_identity if events else None,
         )
 
 

@@ -48,12 +48,16 @@ class DeviceConnection:
         login_hint: str = "relay login",
         lan_only: str | None = None,
         probe_s: float = LAN_PROBE_S,
+        identity: Any = None,
     ) -> None:
+        """``identity`` (an owner's age identity) lets the relay transport receive the owner's
+        events (``DoorwardClient.events()`` through the relay)."""
         if via not in VIA:
             raise NoRoute(f"--via must be one of {', '.join(VIA)}, got {via!r}")
         self.device, self._key, self.via = device, key, via
         self._account, self._hint, self._lan_only = account, login_hint, lan_only
         self._probe_s = probe_s
+        self._identity = identity
         self._client: DoorwardClient | None = None
         self._transport: RelayTransport | None = None
         self.used: str | None = None  # "lan" or "relay", once entered
@@ -173,6 +177,7 @@ class DeviceConnection:
                 device_id=self.device.device_id,
                 key_config=self.device.relay_key_config,
                 timeout_s=RELAY_CALL_TIMEOUT_S,
+                identity=self._identity,
             )
         except RelayCallFailed as exc:
             raise NoRoute(str(exc)) from None

@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -415,10 +416,36 @@ def test_a_requester_asks_through_the_address_and_the_owner_sees_it_pending(
         "--profile",
         str(requester_dir),
     )
-    out, err = ok(*ask)
+    # The owner, away from home, watches for requests through the relay.
+    watcher = copy_profile(setup.owner_dir, tmp_path / "watcher")
+    owner_login(setup, watcher)
+    watch = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hub.cli.main", "owner", "watch", "--via", "relay"),
+            *("--kind", "request.pending", "--count", "1", "--json", "--profile", str(watcher)),
+        ],
+        env=child_env("NOTIFY_SOCKET"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stderr is not None
+        assert watch.stderr.readline().startswith("doorward: via the relay")
+        assert watch.stderr.readline() == "doorward: watching (Ctrl-C stops)\n"
+        out, err = ok(*ask)
+        watched, _ = watch.communicate(timeout=30)
+    finally:
+        watch.kill()
     assert err == f"doorward: via the relay ({address.relay_url})\n"
     request = json.loads(out)
     assert request["status"] == "pending"
+    event = json.loads(watched)
+    assert (event["kind"], event["data"]["request_id"]) == (
+        "request.pending",
+        request["request_id"],
+    )
+    assert watch.returncode == 0
     # The device is pinned from the address: its signing key, TLS pin and relay key.
     [pinned] = Profile(requester_dir, "requester").devices()
     assert (pinned.device_id, pinned.fingerprint, pinned.url) == (
@@ -518,3 +545,12 @@ def _terminal_qr(output: str) -> list[list[bool]]:
     left = min(row.index(True) for row in dark if any(row))
     right = max(len(row) - row[::-1].index(True) for row in dark if any(row))
     return [row[left:right] for row in dark]
+
+
+def test_watch_refuses_an_unknown_kind_and_a_count_below_one(tmp_path: Path) -> None:
+    code, out, err = run("owner", "watch", "--kind", "doorbell.rang", "--profile", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err.startswith("doorward: error: unknown event kind(s) doorbell.rang; the kinds are ")
+    assert "doorbell.pressed" in err
+    code, out, err = run("owner", "watch", "--count", "0", "--profile", str(tmp_path))
+    assert (code, out, err) == (1, "", "doorward: error: --count must be at least 1, got 0\n")
