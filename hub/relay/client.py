@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 
 from crypto import age
 from crypto.errors import CryptoError, DoorwardError
-from hub.relay.device import NO_DELAY
+from hub.relay.device import NO_DELAY, backoff_s
 from hub.wire import bhttp, ohttp
 from hub.wire.events import EVENT_KINDS, Event
 
@@ -363,7 +363,7 @@ class RelayTransport:
     async def _relogin(self, attempt: int) -> aiomqtt.Client:
         """Log in again, backing off between tries, until it works (or the transport closes)."""
         while True:
-            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            await asyncio.sleep(backoff_s(attempt, _RETRY_S))
             try:
                 return await self._login()
             except aiomqtt.MqttError as exc:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -77,6 +78,17 @@ _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te"}
 )
 _RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+_JITTER = random.SystemRandom()
+
+
+def backoff_s(attempt: int, steps: tuple[float, ...] = _RETRY_S) -> float:
+    """How long to wait before reconnect ``attempt`` (0 first): the step for it, spread over
+    half to one and a half times itself, so that doorbells cut off together by a broker restart
+    do not all log in again in the same second (a login costs the broker a TLS handshake)."""
+    step = steps[min(attempt, len(steps) - 1)]
+    return step * _JITTER.uniform(0.5, 1.5)
+
+
 _API_TIMEOUT_S = 30.0
 
 
@@ -205,7 +217,7 @@ class RelayDevice:
                     attempt = 0
                 except aiomqtt.MqttError as exc:
                     self.connected.clear()
-                    delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
+                    delay = round(backoff_s(attempt), 2)
                     attempt += 1
                     logger.warning(
                         "relay.disconnected error=%s retry_s=%s", type(exc).__name__, delay

@@ -378,3 +378,13 @@ def test_serve_starts_the_relay_only_with_usable_files(tmp_path: Path) -> None:
             assert relay._api_url == f"https://127.0.0.1:{api.getsockname()[1]}"
     finally:
         device.close()
+
+
+def test_reconnects_back_off_with_jitter() -> None:
+    from hub.relay.device import backoff_s
+
+    steps = (1.0, 2.0, 5.0)
+    for attempt, step in [(0, 1.0), (1, 2.0), (2, 5.0), (9, 5.0)]:
+        delays = {backoff_s(attempt, steps) for _ in range(50)}
+        assert all(step * 0.5 <= d <= step * 1.5 for d in delays)
+        assert len(delays) > 40  # spread, not one instant for every doorbell
