@@ -26,6 +26,11 @@ Everything runs on loopback against a real Mosquitto started with the shipped co
   ``broker_rss_per_1k_devices_MB`` is its resident memory over the same. ``broker_connect_cpu_ms``
   is its CPU per login (TLS handshake, password check, session), which a reconnect storm after an
   outage costs.
+- ``broker_cpu_us_per_message``: a client publishes ``--messages`` messages of an event's size
+  (2,171 bytes: one event to an owner with a hybrid key) at QoS 1 into one doorbell's inbox, and
+  the doorbell takes them: the broker's CPU over the run per message (in, out and both acks;
+  a message the doorbell's queue overflowed on counts half).
+  The Python clients, not the broker, set the pace (``broker_messages_per_s_seen``).
 - ``device_rss_relay_MB``: the resident memory of the ``serve`` process with ``[relay]`` after
   the calls, minus that of the same device, camera and calls (direct only) without it.
 
@@ -378,6 +383,83 @@ async def idle_doorbells(work: Path, devices: int, idle_s: float, keepalive_s: i
         await asyncio.to_thread(broker.stop)
 
 
+async def broker_message_cost(work: Path, messages: int) -> dict:
+    """The broker's CPU per relayed message: a client publishes ``messages`` requests of an event's
+    size (2,171 bytes, an event to a hybrid owner) at QoS 1 into a doorbell's inbox, the doorbell
+    (subscribed at QoS 1, persistent session) takes them all; broker CPU over the run, per message
+    (each counts twice at the broker: in from the sender, out to the doorbell, with their acks)."""
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client_keys = KeyBundle.generate("x25519")
+    client_id = key_id(client_keys.signing_key.public_key())
+    broker = MosquittoBroker(work / "load-broker", devices=["loaddoorbell"], clients=[client_id])
+    await asyncio.to_thread(broker.start)
+    try:
+        pid = broker.pid
+        assert pid is not None
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = 3600
+
+        def login(name: str, port: int, **extra: object) -> aiomqtt.Client:
+            return aiomqtt.Client(
+                broker.host,
+                port,
+                username=name,
+                password=broker.credentials(name).password,
+                identifier=name,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tls_context=broker.tls_context(),
+                max_queued_outgoing_messages=0,
+                **extra,  # type: ignore[arg-type]
+            )
+
+        payload = secrets.token_bytes(2171)
+        inbox = f"doorward/v1/dev/loaddoorbell/in/{client_id}"
+        async with (
+            login(
+                "loaddoorbell", broker.device_port, clean_start=False, properties=connect
+            ) as bell,
+            login(client_id, broker.client_port) as sender,
+        ):
+            await bell.subscribe("doorward/v1/dev/loaddoorbell/in/+", qos=1)
+
+            marker = b"end-" + secrets.token_bytes(8)
+
+            async def take() -> int:
+                got = 0
+                async for message in bell.messages:
+                    if message.payload == marker:
+                        return got
+                    got += 1
+                return got
+
+            taking = asyncio.ensure_future(take())
+            cpu_before, started = _cpu_s(pid), time.monotonic()
+            window = asyncio.Semaphore(64)  # QoS 1 in flight at once
+
+            async def send() -> None:
+                async with window:
+                    await sender.publish(inbox, payload, qos=1)
+
+            await asyncio.gather(*(send() for _ in range(messages)))
+            await sender.publish(inbox, marker, qos=1)
+            async with asyncio.timeout(120):
+                delivered = await taking
+            cpu, wall = _cpu_s(pid) - cpu_before, time.monotonic() - started
+        if delivered < messages:  # the session's queue (max_queued_messages) overflowed
+            print(f"note: {messages - delivered} of {messages} were dropped", file=sys.stderr)
+        return {
+            "broker_messages": messages,
+            "broker_messages_delivered": delivered,
+            "broker_cpu_us_per_message": round(cpu / (messages + delivered) * 2e6, 1),
+            "broker_messages_per_s_seen": round(messages / wall),
+        }
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
 async def event_latency(presses: int, fps: int) -> dict:
     """A press to the owner's decrypted event, from ``bench/_relay_events.py``."""
     from _relay_events import relay_event_latency  # type: ignore[import-not-found]
@@ -398,6 +480,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         result.update(await rtt_and_rss(work, args.calls))
         print(f"relay rtt: {result}", file=sys.stderr)
         result.update(await event_latency(args.presses, args.fps))
+        result.update(await broker_message_cost(work, args.messages))
         result.update(await idle_doorbells(work, args.devices, args.idle_seconds, args.keepalive))
         return result
 
@@ -409,6 +492,7 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=50)
     parser.add_argument("--fps", type=int, default=15, help="the event bench's camera rate")
     parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--keepalive", type=int, default=60)
     args = parser.parse_args()
