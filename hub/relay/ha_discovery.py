@@ -43,7 +43,6 @@ EVENT_KINDS = frozenset(
     {
         "doorbell.pressed",
         "motion",
-        "clip.started",
         "clip.finished",
         "request.pending",
         "request.decided",
@@ -209,10 +208,11 @@ def _json(value: Any) -> bytes:
 class StateBoard:
     """The entities' current states, changed by the device's events; every change is a message.
 
-    A camera's motion is ON from its ``motion`` event until the clip that motion opened is
-    finished (the recorder's post-roll passed without motion), or, when no clip is open for that
-    camera (recording refused, a press-only clip already closed), ``hold_s`` after the last
-    ``motion`` event. ``now_s`` is any monotonic clock, the same for every call."""
+    A camera's motion is ON from its ``motion`` event (the detector's rising edge) until the
+    first of: a clip of that camera finishes (the recorder saw no motion for its post-roll), or
+    ``hold_s`` pass without a new ``motion`` event (no clip was opened, or it was refused). So it
+    always turns OFF, even when events are lost. ``now_s`` is any monotonic clock, the same for
+    every call."""
 
     def __init__(self, node: HomeAssistantNode, *, hold_s: float) -> None:
         if not hold_s > 0:
@@ -221,7 +221,6 @@ class StateBoard:
         self._hold_s = hold_s
         self._motion: dict[str, bool] = dict.fromkeys(node.cameras, False)
         self._last_motion_s: dict[str, float] = {}
-        self._clip_open: dict[str, bool] = dict.fromkeys(node.cameras, False)
         self.pending: int | None = None
 
     def on_event(self, event: Event, now_s: float) -> list[Message]:
@@ -237,28 +236,21 @@ class StateBoard:
         if event.kind == "motion":
             self._last_motion_s[camera] = now_s
             return self._set_motion(camera, True)
-        if event.kind == "clip.started":
-            self._clip_open[camera] = True
-        elif event.kind == "clip.finished":
-            self._clip_open[camera] = False
+        if event.kind == "clip.finished":
             return self._set_motion(camera, False)
         return []
 
     def due(self, now_s: float) -> list[Message]:
-        """OFF for each camera whose motion is ON, with no open clip, past its hold."""
+        """OFF for each camera whose motion is ON past its hold."""
         out: list[Message] = []
         for camera, on in self._motion.items():
-            if on and not self._clip_open[camera] and now_s >= self._deadline(camera):
+            if on and now_s >= self._deadline(camera):
                 out += self._set_motion(camera, False)
         return out
 
     def next_due_s(self) -> float | None:
         """When :meth:`due` next has something to say, or None."""
-        times = [
-            self._deadline(camera)
-            for camera, on in self._motion.items()
-            if on and not self._clip_open[camera]
-        ]
+        times = [self._deadline(camera) for camera, on in self._motion.items() if on]
         return min(times, default=None)
 
     def set_pending(self, count: int) -> list[Message]:
@@ -274,7 +266,6 @@ class StateBoard:
         """Every camera OFF (after events were lost: a state must not stay ON for ever)."""
         out: list[Message] = []
         for camera in self._motion:
-            self._clip_open[camera] = False
             out += self._set_motion(camera, False)
         return out
 

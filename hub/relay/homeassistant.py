@@ -303,6 +303,7 @@ class HomeAssistantBridge:
         ) as mqtt:
             try:
                 await mqtt.subscribe(node.status_topic, qos=1)
+                _raise_lost_cancel()
                 self._outbox.start()  # changes from now on queue up behind the snapshot
                 await self._announce(mqtt)
                 self._attempt = 0
@@ -349,6 +350,7 @@ class HomeAssistantBridge:
     async def _publish(self, mqtt: aiomqtt.Client, message: Message) -> None:
         await mqtt.publish(message.topic, message.payload, qos=1, retain=message.retain)
         self.published += 1
+        _raise_lost_cancel()
 
     async def _goodbye(self, mqtt: aiomqtt.Client) -> None:
         """``offline`` on a clean stop: the broker sends the last will only when a connection
@@ -358,6 +360,15 @@ class HomeAssistantBridge:
                 await mqtt.publish(self.node.availability_topic, NOT_AVAILABLE, qos=1, retain=True)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             logger.warning("homeassistant.goodbye_failed error=%s", type(exc).__name__)
+
+
+def _raise_lost_cancel() -> None:
+    """Raise the cancellation of this task if an await swallowed it: aiomqtt waits with
+    ``asyncio.wait_for``, which on Python 3.11 returns the result instead when the operation
+    completes just as the task is cancelled (fixed in 3.12), and a stop would then hang."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _first_failure(*coros: Awaitable[None]) -> None:
