@@ -4,6 +4,8 @@
   (``hub/relay/mosquitto/``), for tests and ``doorward demo``.
 - :mod:`hub.relay.device`: the doorbell answers sealed API calls from the broker through its own API.
 - :mod:`hub.relay.client`: a relay transport for ``DoorwardClient``.
+- :mod:`hub.relay.homeassistant`: the optional Home Assistant role, a second connection to the
+  home's own broker with MQTT discovery (its messages: :mod:`hub.relay.ha_discovery`).
 """
 
 __all__: list[str] = []
