@@ -204,13 +204,13 @@ class Listener:
         async with asyncio.timeout(WAIT_S):
             while True:
                 while self._read < len(self.seen):
-                    message = self.seen[self._read]
+                    seen = self.seen[self._read]
                     self._read += 1
-                    if message.topic == topic and payload in (None, message.payload):
-                        return message
-                message = await anext(self.mqtt.messages)
-                assert isinstance(message.payload, bytes)
-                self.seen.append(Seen(str(message.topic), message.payload, message.retain))
+                    if seen.topic == topic and payload in (None, seen.payload):
+                        return seen
+                received = await anext(self.mqtt.messages)
+                assert isinstance(received.payload, bytes)
+                self.seen.append(Seen(str(received.topic), received.payload, received.retain))
 
     def last(self, topic: str) -> bytes | None:
         """The last payload received on ``topic`` so far."""

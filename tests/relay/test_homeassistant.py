@@ -24,6 +24,7 @@ from consent.owner import decline
 from consent.requests import verify_request
 from crypto.keys import KeyBundle, key_id
 from device import CameraPipeline, MotionConfig, RecorderConfig, detector_for
+from device.events import DeviceEvent
 from hardware.sim import SimulatedCamera, parse_scenario
 from hub.relay.broker import BrokerError, HomeBroker, find_mosquitto
 from hub.relay.homeassistant import HomeAssistantBridge, HomeAssistantError, HomeAssistantLogin
@@ -146,6 +147,12 @@ async def record(rig: Rig, camera: str = "front", *, press_at_s: float = 1.5) ->
     """The simulated camera through the real pipeline (virtual time), its events onto the
     device's bus as ``doorward serve`` puts them."""
     bus = rig.running.app[appkeys.BUS]
+
+    def on_event(event: DeviceEvent) -> None:
+        mapped = device_event(event)
+        if mapped is not None:
+            bus.publish(mapped[0], **mapped[1])
+
     source = SimulatedCamera(
         parse_scenario(scene(time.time() - 60, seconds=8.0, press_at_s=press_at_s), "walk.toml")
     )
@@ -158,7 +165,7 @@ async def record(rig: Rig, camera: str = "front", *, press_at_s: float = 1.5) ->
         config=RecorderConfig(
             pre_roll_s=1.0, post_roll_s=1.0, segment_s=1.0, keyframe_interval_s=1.0
         ),
-        on_event=lambda e: (m := device_event(e)) and bus.publish(m[0], **m[1]),
+        on_event=on_event,
         button=source.button,
     )
     stats = await pipeline.run()
