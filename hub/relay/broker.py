@@ -9,6 +9,9 @@ CA and a server certificate for 127.0.0.1, a random password for each named door
 (hashed with ``mosquitto_passwd``), starts ``mosquitto``, waits until both listeners complete a TLS
 handshake, and stops it. Nothing of the doorbell or the client depends on it: any MQTT 5 broker
 with the same topic rules works (docs/relay.md, "The broker").
+
+:class:`HomeBroker` is another kind of broker: a home's own Mosquitto (one listener, plain or TLS,
+password logins, an optional ACL), which the Home Assistant role's tests publish to.
 """
 
 from __future__ import annotations
