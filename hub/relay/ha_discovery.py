@@ -23,9 +23,9 @@ from hub.wire.events import Event
 
 __all__ = [
     "AVAILABLE",
-    "EVENT_KINDS",
     "NOT_AVAILABLE",
     "PRESS",
+    "WATCHED_KINDS",
     "HomeAssistantNode",
     "Message",
     "StateBoard",
@@ -39,7 +39,7 @@ PRESS = "press"
 MOTION_ON = b"ON"
 MOTION_OFF = b"OFF"
 # The bus kinds the states are made from; nothing else is looked at.
-EVENT_KINDS = frozenset(
+WATCHED_KINDS = frozenset(
     {
         "doorbell.pressed",
         "motion",

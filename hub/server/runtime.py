@@ -64,8 +64,8 @@ __all__ = ["Running", "open_button", "open_device", "running_device"]
 logger = logging.getLogger(__name__)
 
 HOLD_TO_UNLOCK_S = 3.0
-# Home Assistant's motion sensor turns OFF this long after motion that opened no clip (with a
-# clip, it turns OFF when the clip ends), or after the post-roll if that is longer.
+# Home Assistant's motion sensor turns OFF when the camera's clip ends, or at the latest this long
+# (or the post-roll, if longer) after the detector's last rising edge.
 MOTION_HOLD_S = 10.0
 RETENTION_EVERY_S = 60.0
 
@@ -301,7 +301,7 @@ def _home_assistant(
     own subscription to the API's event bus; None (logged) if its files are unusable: recording
     and the API go on regardless."""
     # aiomqtt loads only when configured.
-    from hub.relay.ha_discovery import EVENT_KINDS, HomeAssistantNode
+    from hub.relay.ha_discovery import WATCHED_KINDS, HomeAssistantNode
     from hub.relay.homeassistant import HomeAssistantBridge, HomeAssistantLogin
 
     settings = config.homeassistant
@@ -340,7 +340,7 @@ def _home_assistant(
     return HomeAssistantBridge(
         login,
         node,
-        subscribe=lambda: bus.subscribe(EVENT_KINDS),
+        subscribe=lambda: bus.subscribe(WATCHED_KINDS),
         pending_count=pending_count,
         hold_s=max(MOTION_HOLD_S, config.post_roll_s),
     )
