@@ -283,7 +283,10 @@ class HomeAssistantBridge:
                 delay = _RETRY_S[min(self._attempt, len(_RETRY_S) - 1)]
                 self._attempt += 1
                 logger.warning(
-                    "homeassistant.disconnected error=%s retry_s=%s", type(exc).__name__, delay
+                    "homeassistant.disconnected error=%s detail=%s retry_s=%s",
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    delay,
                 )
                 await asyncio.sleep(delay)
 

@@ -369,6 +369,65 @@ async def test_unusable_password_file_leaves_the_role_off_with_a_clear_log(
         )
 
 
+class _Counted(logging.Handler):
+    """Sets ``reached`` once ``count`` log lines starting with ``prefix`` were logged (on the
+    event loop's thread, where the bridge logs)."""
+
+    def __init__(self, prefix: str, count: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.prefix, self.count = prefix, count
+        self.lines: list[str] = []
+        self.reached = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if line.startswith(self.prefix):
+            self.lines.append(line)
+            if len(self.lines) >= self.count:
+                self.reached.set()
+
+
+@pytest.mark.asyncio
+async def test_a_refused_login_is_retried_and_said_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ha_rig(tmp_path, tls=False) as rig:
+        wrong = HomeAssistantLogin(rig.broker.host, rig.broker.port, DOORBELL, "not-the-password")
+        bus = rig.running.app[appkeys.BUS]
+
+        async def pending() -> int:
+            return 0
+
+        bridge = HomeAssistantBridge(
+            wrong, rig.bridge.node, subscribe=lambda: bus.subscribe(), pending_count=pending
+        )
+        retried = _Counted("homeassistant.disconnected", 2)
+        logger = logging.getLogger("hub.relay.homeassistant")
+        logger.addHandler(retried)
+        with caplog.at_level(logging.WARNING, logger="hub.relay.homeassistant"):
+            task = asyncio.ensure_future(bridge.run())
+            try:
+                async with asyncio.timeout(15):
+                    await retried.reached.wait()
+            finally:
+                logger.removeHandler(retried)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        assert not bridge.connected.is_set()
+        assert retried.lines[:2] == [
+            "homeassistant.disconnected error=MqttConnectError detail=[code:135] Not authorized "
+            "retry_s=1.0",
+            "homeassistant.disconnected error=MqttConnectError detail=[code:135] Not authorized "
+            "retry_s=2.0",
+        ]
+        assert "not-the-password" not in caplog.text
+        # Refused, the first device's connection is untouched: it still says online.
+        async with home_assistant(rig.broker) as mqtt:
+            ha = Listener(mqtt)
+            await ha.subscribe_like_home_assistant()
+            await ha.until(f"{rig.base}/availability", b"online")
+
+
 def test_homeassistant_config_table(tmp_path: Path) -> None:
     path = tmp_path / "doorward.toml"
 
