@@ -9,6 +9,9 @@ CA and a server certificate for 127.0.0.1, a random password for each named door
 (hashed with ``mosquitto_passwd``), starts ``mosquitto``, waits until both listeners complete a TLS
 handshake, and stops it. Nothing of the doorbell or the client depends on it: any MQTT 5 broker
 with the same topic rules works (docs/relay.md, "The broker").
+
+:class:`HomeBroker` is another kind of broker: a home's own Mosquitto (one listener, plain or TLS,
+password logins, an optional ACL), which the Home Assistant role's tests publish to.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from crypto.keys import write_secret_file
 __all__ = [
     "BrokerCredentials",
     "BrokerError",
+    "HomeBroker",
     "MosquittoBroker",
     "find_mosquitto",
     "mosquitto_broker",
@@ -316,51 +320,7 @@ class MosquittoBroker:
             )
 
     def _write_certificates(self) -> None:
-        now = datetime.now(UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorward test relay CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + _CERT_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        server = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + _CERT_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address(self.host)),
-                    ]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        pem = serialization.Encoding.PEM
-        self.ca_path.write_bytes(ca.public_bytes(pem))
-        (self.directory / "server.crt").write_bytes(server.public_bytes(pem))
-        write_secret_file(
-            self.directory / "server.key",
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        )
+        _write_test_pki(self.directory, self.host)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -384,6 +344,216 @@ class MosquittoBroker:
                     f"see {self.log_path}"
                 )
             time.sleep(0.02)
+
+
+def _write_test_pki(directory: Path, host: str) -> None:
+    """A throwaway CA (``ca.crt``) and a server certificate for ``host`` and localhost
+    (``server.crt``, ``server.key``, mode 0600) in ``directory``."""
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Doorward test relay CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + _CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + _CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address(host)),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(server.public_bytes(pem))
+    write_secret_file(
+        directory / "server.key",
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+class HomeBroker:
+    """A home's own Mosquitto on loopback, as Home Assistant's Mosquitto add-on runs one: a
+    single listener (plain MQTT, or TLS with a throwaway CA), password logins and, if given, an
+    ACL file's text. Not the relay's configuration: the broker a ``[homeassistant]`` connection
+    talks to. It can be stopped and started again on the same port (nothing is persisted)."""
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self, directory: Path, *, users: Iterable[str], tls: bool = False, acl: str | None = None
+    ) -> None:
+        self.directory = Path(directory)
+        self.tls = tls
+        self._acl = acl
+        self._passwords = {name: secrets.token_urlsafe(24) for name in _names(users, "a user")}
+        self.port = _free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._prepared = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"HomeBroker({self.host}, port={self.port}, tls={self.tls}, {state})"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def url(self) -> str:
+        """``mqtt://`` or ``mqtts://`` with this broker's address."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The throwaway CA's certificate (PEM), with ``tls``."""
+        return self.directory / "ca.crt"
+
+    @property
+    def log_path(self) -> Path:
+        """The broker's log file."""
+        return self.directory / "mosquitto.log"
+
+    def credentials(self, name: str) -> BrokerCredentials:
+        """The login of a named user."""
+        try:
+            return BrokerCredentials(name, self._passwords[name])
+        except KeyError:
+            raise BrokerError(f"no home broker user {name!r}; name it among the users") from None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """A client TLS context trusting only this broker's CA; None for plain MQTT."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def start(self) -> None:
+        """Start the broker (writing its files first, the first time) and wait until its
+        listener answers; blocking."""
+        if self.running:
+            return
+        if not self._prepared:
+            self._prepare()
+            self._prepared = True
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            self._process = subprocess.Popen(
+                [str(find_mosquitto()), "-c", str(self.directory / "mosquitto.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        context = self.tls_context()
+        while not _answers(context, self.host, self.port):
+            if self._process.poll() is not None:
+                status, self._process = self._process.returncode, None
+                raise BrokerError(f"mosquitto exited with status {status}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"mosquitto did not start listening; see {self.log_path}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after 5 s)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> HomeBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _prepare(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        passwords = self.directory / "passwd"
+        text = "".join(f"{name}:{password}\n" for name, password in self._passwords.items())
+        write_secret_file(passwords, text.encode())
+        if text:
+            done = subprocess.run(
+                [str(_find_passwd()), "-U", str(passwords)],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise BrokerError(
+                    "mosquitto_passwd could not hash the home broker's passwords: "
+                    + done.stderr.decode(errors="replace").strip()
+                )
+        lines = [
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {passwords}",
+            "persistence false",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages true",
+            f"listener {self.port} {self.host}",
+        ]
+        if self._acl is not None:
+            (self.directory / "acl").write_text(self._acl)
+            lines.append(f"acl_file {self.directory / 'acl'}")
+        if self.tls:
+            _write_test_pki(self.directory, self.host)
+            lines += [
+                f"certfile {self.directory / 'server.crt'}",
+                f"keyfile {self.directory / 'server.key'}",
+                "tls_version tlsv1.2",
+            ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # see MosquittoBroker._render_config
+        (self.directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+
+def _answers(context: ssl.SSLContext | None, host: str, port: int) -> bool:
+    if context is not None:
+        return _handshakes(context, host, port)
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _names(names: Iterable[str], what: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ such a file and applies the flags over it. Nothing here opens a camera or a file
 from __future__ import annotations
 
 import importlib.util
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -28,6 +29,7 @@ __all__ = [
     "BackupConfig",
     "CameraConfig",
     "ConfigError",
+    "HomeAssistantConfig",
     "RelayConfig",
     "ServeConfig",
     "load_config",
@@ -134,6 +136,18 @@ watchdog_stall_s = 20.0
 # client_url = ""               # its phones' and requesters' listener; empty: url's port + 1
 # ca_file = ""                  # the CA that signed the broker's certificate; empty: system CAs
 # credentials_file = "/etc/doorward/relay-password"   # the device's broker password, mode 0600
+
+# Home Assistant (off while this table is empty): a second MQTT connection, to the home's own
+# broker, announces the doorbell with MQTT discovery: an event entity for presses, a motion
+# sensor per camera, the number of requests waiting for an owner, availability. Counts and
+# on/off only: never video, snapshots, requester details or owner names.
+[homeassistant]
+# url = "mqtts://homeassistant.local:8883"   # mqtts:// (TLS) or mqtt:// (plain, the LAN only)
+# username = "doorward"         # the broker login; empty: connect without one
+# password_file = "/etc/doorward/homeassistant-password"   # its password, mode 0600
+# ca_file = ""                  # the CA of the broker's certificate (mqtts://); empty: system CAs
+# discovery_prefix = "homeassistant"   # Home Assistant's discovery prefix
+# node_id = ""                  # topic level naming this doorbell; empty: doorward_<device id>
 
 # The doorbell button on a GPIO line (libgpiod v2: pip install 'doorward[gpio]'). Without this
 # table there is no hardware button (a simulated camera has its own). A press rings the camera
@@ -285,6 +299,108 @@ def _mqtts_url(option: str, value: Any) -> str:
     return url.rstrip("/")
 
 
+_TOPIC_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantConfig:
+    """The ``[homeassistant]`` section: the home's MQTT broker that Home Assistant reads, where
+    the device announces itself with MQTT discovery (``hub.relay.homeassistant``)."""
+
+    url: str
+    username: str = ""
+    password_file: Path | None = None  # mode 0600, the password on its first line
+    ca_file: Path | None = None  # mqtts:// only; None: the system's CAs
+    discovery_prefix: str = "homeassistant"
+    node_id: str = ""  # empty: doorward_<device id>
+
+    def __post_init__(self) -> None:
+        self.address()  # the url must name a broker
+        if bool(self.username) != (self.password_file is not None):
+            raise ValueError(
+                "homeassistant needs username and password_file together (or neither, for a "
+                "broker that takes anonymous logins)"
+            )
+        if self.ca_file is not None and not self.tls:
+            raise ValueError(
+                f"homeassistant ca_file is for mqtts:// only, got url {self.url!r}; use "
+                "mqtts://HOST:8883 or drop ca_file"
+            )
+        prefix = self.discovery_prefix
+        if (
+            not prefix
+            or prefix.startswith("/")
+            or prefix.endswith("/")
+            or any(c in prefix for c in "+#\0")
+        ):
+            raise ValueError(
+                f"homeassistant discovery_prefix must be a topic without wildcards or outer "
+                f"slashes (Home Assistant's default is homeassistant), got {prefix!r}"
+            )
+        if self.node_id and not _TOPIC_ID.fullmatch(self.node_id):
+            raise ValueError(
+                f"homeassistant node_id must be 1 to 64 letters, digits, _ or -, got "
+                f"{self.node_id!r}"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the broker is reached over TLS (``mqtts://``)."""
+        return self.url.startswith("mqtts://")
+
+    def address(self) -> tuple[str, int]:
+        """The broker's host and port (1883 for mqtt://, 8883 for mqtts:// by default)."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"homeassistant url {self.url!r} must look like mqtts://HOST:PORT (TLS) or "
+                "mqtt://HOST:PORT (plain, on the LAN only)"
+            )
+        if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
+            raise ValueError(
+                "homeassistant url must hold no login, path or query: set username and "
+                "password_file instead"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"homeassistant url {self.url!r} has an invalid port") from None
+        return parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    def node(self, device_id: str) -> str:
+        """The node id in this device's topics."""
+        return self.node_id or f"doorward_{device_id}"
+
+    @classmethod
+    def from_table(cls, table: Any) -> HomeAssistantConfig:
+        """The ``[homeassistant]`` TOML table, checked."""
+        if not isinstance(table, dict):
+            raise ConfigError("homeassistant must be a table: [homeassistant] with url, …")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown homeassistant option(s): {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
+        if not table.get("url"):
+            raise ConfigError(
+                "homeassistant needs url: set it in [homeassistant] (mqtts://HOST:PORT), or "
+                "leave the table empty to turn Home Assistant off"
+            )
+        values = {key: value for key, value in table.items() if value != ""}
+        for name in ("url", "username", "discovery_prefix", "node_id"):
+            if name in values and not isinstance(values[name], str):
+                raise ConfigError(f"homeassistant {name} must be a string, got {values[name]!r}")
+        for name in ("password_file", "ca_file"):
+            if name in values:
+                values[name] = Path(values[name])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid homeassistant option: {exc}") from None
+
+
 def _split_s3_url(url: str) -> dict[str, str]:
     """``s3://BUCKET/PREFIX`` as the bucket and prefix options."""
     from hub.offsite.target import OffsiteError, split_s3_url
@@ -342,6 +458,7 @@ class ServeConfig:
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     backup: BackupConfig | None = None
     relay: RelayConfig | None = None
+    homeassistant: HomeAssistantConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -436,6 +553,10 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     if "relay" in values and not isinstance(values["relay"], RelayConfig):
         # An empty [relay] table (as in the example) leaves the relay off.
         values["relay"] = RelayConfig.from_table(values["relay"]) if values["relay"] else None
+    if "homeassistant" in values and not isinstance(values["homeassistant"], HomeAssistantConfig):
+        # An empty [homeassistant] table (as in the example) leaves it off.
+        table = values["homeassistant"]
+        values["homeassistant"] = HomeAssistantConfig.from_table(table) if table else None
     if "button" in values:
         values["button"] = _button(values["button"])
     try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from consent.models import RequestStatus
 from crypto.errors import DoorwardError
 from device import CameraPipeline, MotionConfig, PipelineStats, RecorderConfig, detector_for
 from hardware import (
@@ -61,6 +64,9 @@ __all__ = ["Running", "open_button", "open_device", "running_device"]
 logger = logging.getLogger(__name__)
 
 HOLD_TO_UNLOCK_S = 3.0
+# Home Assistant's motion sensor turns OFF when the camera's clip ends, or at the latest this long
+# (or the post-roll, if longer) after the detector's last rising edge.
+MOTION_HOLD_S = 10.0
 RETENTION_EVERY_S = 60.0
 
 
@@ -180,6 +186,10 @@ async def running_device(
             relay_device = _relay_device(config, device, api, bus=app[appkeys.BUS])
             if relay_device is not None:
                 _track(tasks, relay_device.run())
+        if config.homeassistant is not None:
+            bridge = _home_assistant(config, device, app, [camera.name for camera in cameras])
+            if bridge is not None:
+                _track(tasks, bridge.run())
         _track(tasks, _housekeeping(device, settings, app))
         _track(tasks, _summarise_logs(quiet))
         if backup is not None:
@@ -294,6 +304,71 @@ def _relay_device(
         fingerprint=device.fingerprint,
         events=events,
     )
+
+
+def _home_assistant(
+    config: ServeConfig, device: Device, app: web.Application, cameras: list[str]
+) -> Any:
+    """The home broker connection of ``[homeassistant]`` (``hub.relay.homeassistant``), fed by its
+    own subscription to the API's event bus; None (logged) if its files are unusable: recording
+    and the API go on regardless."""
+    # aiomqtt loads only when configured.
+    from hub.relay.ha_discovery import WATCHED_KINDS, HomeAssistantNode
+    from hub.relay.homeassistant import HomeAssistantBridge, HomeAssistantLogin
+
+    settings = config.homeassistant
+    assert settings is not None
+    try:
+        host, port = settings.address()
+        login = HomeAssistantLogin.from_files(
+            host,
+            port,
+            tls=settings.tls,
+            username=settings.username,
+            password_file=settings.password_file,
+            ca_file=settings.ca_file,
+        )
+    except DoorwardError as exc:
+        logger.error("homeassistant.off error=%s detail=%s", type(exc).__name__, exc)
+        return None
+    device_id = device.identity.device_id
+    node = HomeAssistantNode(
+        device_id,
+        settings.node(device_id),
+        config.name,
+        _software_version(),
+        tuple(cameras),
+        prefix=settings.discovery_prefix,
+    )
+    bus, worker = app[appkeys.BUS], app[appkeys.WORKER]
+
+    async def pending_count() -> int | None:
+        try:
+            return await worker.run(_pending_requests, device, int(time.time()))
+        except sqlite3.Error as exc:
+            logger.error("homeassistant.count_failed error=%s", type(exc).__name__)
+            return None
+
+    return HomeAssistantBridge(
+        login,
+        node,
+        subscribe=lambda: bus.subscribe(WATCHED_KINDS),
+        pending_count=pending_count,
+        hold_s=max(MOTION_HOLD_S, config.post_roll_s),
+    )
+
+
+def _pending_requests(device: Device, now: int) -> int:
+    """How many requests wait for an owner's decision (run on the API's worker)."""
+    pending = device.desk.list_requests(RequestStatus.PENDING)
+    return sum(1 for record in pending if record.expires_at_s > now)
+
+
+def _software_version() -> str:
+    try:
+        return importlib.metadata.version("doorward")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _connection_guard(config: ServeConfig) -> ConnectionGuard:
