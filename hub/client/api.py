@@ -7,8 +7,8 @@ Common case (an owner's phone, after pairing)::
             await api.download_segment(clip.segment_ids[0], Path("seg.age"))
 
 With ``relay=`` (:class:`hub.relay.client.RelayTransport`) the same signed requests go through the
-MQTT relay, sealed to the device's relay key; ``base_url`` is then only what is signed. Streaming
-downloads do not go over the relay (yet).
+MQTT relay, sealed to the device's relay key; ``base_url`` is then only what is signed. Downloads
+come back in chunks through the relay, or from the backup store when the device redirects to it.
 
 Every connection pins the device's TLS key by SPKI fingerprint (``crypto.tls.client_context``):
 a device with another key is refused during the handshake, before any request is written. Every
@@ -63,7 +63,7 @@ from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW
 from hub.wire.httpsig import RequestSigner
 
 if TYPE_CHECKING:  # aiomqtt loads only for a client that uses the relay
-    from hub.relay.client import RelayResponse, RelayTransport
+    from hub.relay.client import RelayResponse, RelayStream, RelayTransport
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -525,14 +525,17 @@ class DoorwardClient:
         body: Any = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        stream: bool = False,
     ) -> Any:
         url = self._url(path, query)
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         headers = self._signer.headers(method, str(url), data)
         if data:
             headers["Content-Type"] = content_type
-        response: aiohttp.ClientResponse | RelayResponse
-        if self._relay is not None:
+        response: aiohttp.ClientResponse | RelayResponse | RelayStream
+        if self._relay is not None and stream:
+            response = await self._relay.stream(method, str(url), headers, data)
+        elif self._relay is not None:
             response = await self._relay.request(method, str(url), headers, data)
         else:
             session = self._ensure_session()
@@ -567,12 +570,7 @@ class DoorwardClient:
         max_bytes: int | None = None,
         query: Mapping[str, Any] | None = None,
     ) -> int:
-        if self._relay is not None:
-            raise DoorwardError(
-                "streaming downloads over the relay are not implemented yet: download on the "
-                "LAN, or through the backup store's presigned link"
-            )
-        response = await self._send("GET", path, query=query)
+        response = await self._send("GET", path, query=query, stream=True)
         async with response:
             return await _save(response, dst, max_bytes)
 
@@ -639,7 +637,7 @@ async def pair(
 
 
 async def _save(
-    response: aiohttp.ClientResponse, dst: Path | IO[bytes], max_bytes: int | None
+    response: aiohttp.ClientResponse | RelayStream, dst: Path | IO[bytes], max_bytes: int | None
 ) -> int:
     """Copy the body to ``dst`` (a path: through ``NAME.part``, renamed when whole), capped."""
     announced = response.content_length
@@ -680,7 +678,7 @@ def _rewind(dst: Path | IO[bytes], start: int | None) -> None:
 
 
 async def _copy_capped(
-    response: aiohttp.ClientResponse, dst: IO[bytes], max_bytes: int | None
+    response: aiohttp.ClientResponse | RelayStream, dst: IO[bytes], max_bytes: int | None
 ) -> int:
     """Copy the body to ``dst``; stop before writing past ``max_bytes`` (DownloadTooLarge)."""
     size = 0

@@ -13,11 +13,24 @@ its inbox ``doorward/v1/dev/<dev>/in/+`` at QoS 1 and, for each message:
 3. seals the answer to the request's context and publishes it at QoS 1 on the MQTT 5 response
    topic with the request's correlation data.
 
+A request whose MQTT content type is ``message/ohttp-chunked-req`` (what
+:class:`hub.relay.client.RelayTransport` sends) is answered as a chunked Oblivious HTTP response
+(draft-ietf-ohai-chunked-ohttp, :mod:`hub.wire.ohttp_chunked`) around an indeterminate-length
+Binary HTTP response (:mod:`hub.wire.bhttp_stream`), one chunk per broker message, each with the
+request's correlation data and its sequence number (user property ``seq``). Whatever the size of
+the answer, the device holds at most one chunk of it: it reads the API's answer only as the
+client acknowledges chunks (a message on its inbox with the user property ``ack``: the highest
+sequence number it has in order), keeps at most ``window_chunks`` unacknowledged, and abandons a
+transfer whose acknowledgements stop for ``ack_timeout_s`` (logged in one line). A plain RFC 9458
+request still gets one RFC 9458 message, and a 413 ``relay_too_large`` if the answer would not
+fit one broker packet.
+
+Calls are answered concurrently, at most ``max_calls`` at once (more wait, up to a bound; past
+it they are dropped and logged): a long download does not hold up other calls.
+
 A message that does not open (another key id, altered ciphertext), is not a valid binary request,
 or has no usable response topic is logged in one line and dropped: nothing is answered and
-nothing reaches the API. Answers whose body would not fit one broker packet get a 413 with
-``relay_too_large``: chunked bodies over the relay are not implemented yet, and neither are
-streaming downloads.
+nothing reaches the API.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import asyncio
 import json
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +53,18 @@ from paho.mqtt.properties import Properties
 from crypto.errors import DoorwardError
 from crypto.keys import read_secret_file
 from crypto.tls import client_context
-from hub.wire import bhttp, ohttp
+from hub.wire import bhttp, ohttp, ohttp_chunked
+from hub.wire.bhttp_stream import RESPONSE_END, encode_content, encode_response_head
 
 __all__ = [
+    "ACK_PROPERTY",
+    "ACK_TIMEOUT_S",
+    "CHUNK_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_CALLS",
     "MAX_MESSAGE_BYTES",
+    "SEQ_PROPERTY",
+    "WINDOW_CHUNKS",
     "RelayDevice",
     "RelayError",
     "RelayLogin",
@@ -65,7 +86,20 @@ _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te"}
 )
 _RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-_API_TIMEOUT_S = 30.0
+_API_TIMEOUT_S = 30.0  # until the API's answer starts (a download then runs at the client's pace)
+# A chunk's plaintext: sealed, framed and with its topic and properties it stays well under the
+# broker's 128 KiB packet (the tag, the nonce, the length and the properties take < 200 bytes).
+CHUNK_BYTES = 64 * 1024 - 1024
+WINDOW_CHUNKS = 8  # chunks sent and not yet acknowledged, per transfer
+ACK_TIMEOUT_S = 30.0  # a transfer whose acknowledgements stop this long is abandoned
+MAX_CALLS = 8  # calls answered at once
+_MAX_WAITING = 32  # calls waiting for one of those slots; past that, dropped
+SEQ_PROPERTY = "seq"  # MQTT 5 user property: a chunk's sequence number (0, 1, ...)
+ACK_PROPERTY = "ack"  # MQTT 5 user property: the highest sequence number received in order
+_MAX_HEAD_BYTES = 16 * 1024
+# Over the relay a download's size is known to the client from content-length (checked end to
+# end by the reader), so it is kept; the other hop-by-hop fields are not.
+_HOP_BY_HOP_STREAM = _HOP_BY_HOP - {"content-length"}
 
 
 class RelayError(DoorwardError):
@@ -145,15 +179,26 @@ class RelayDevice:
         gateway_key: ohttp.GatewayKey,
         api_url: str,
         fingerprint: str,
+        window_chunks: int = WINDOW_CHUNKS,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        max_calls: int = MAX_CALLS,
     ) -> None:
         self._login = login
         self.device_id = device_id
         self._key = gateway_key
         self._api_url = api_url.rstrip("/")
         self._api_tls = client_context(fingerprint)
+        self._window_chunks = window_chunks
+        self._ack_timeout_s = ack_timeout_s
+        self._max_calls = max_calls
+        self._slots = asyncio.Semaphore(max_calls)
+        self._transfers: dict[tuple[str, bytes], _Transfer] = {}
         self.connected = asyncio.Event()
         self.answered = 0
         self.dropped = 0
+        self.abandoned = 0
+        self.chunks_sent = 0
+        self.high_water = 0  # the most chunks of one transfer ever sent and unacknowledged
 
     def __repr__(self) -> str:
         return f"RelayDevice({self.device_id!r}, {self._login.host}:{self._login.port})"
@@ -197,17 +242,50 @@ class RelayDevice:
             await mqtt.publish(avail, b"online", qos=1, retain=True)
             self.connected.set()
             logger.info("relay.connected device_id=%s", self.device_id)
-            async for message in mqtt.messages:
-                answer = await self._answer(message, session)
-                if answer is not None:
-                    topic, payload, properties = answer
-                    await mqtt.publish(topic, payload, qos=1, properties=properties)
-                    self.answered += 1
+            calls: set[asyncio.Task[None]] = set()
+            try:
+                async for message in mqtt.messages:
+                    self._dispatch(message, mqtt, session, calls)
+            finally:
+                for task in calls:
+                    task.cancel()
+                await asyncio.gather(*calls, return_exceptions=True)
+                self._transfers.clear()
+
+    def _dispatch(
+        self,
+        message: aiomqtt.Message,
+        mqtt: aiomqtt.Client,
+        session: aiohttp.ClientSession,
+        calls: set[asyncio.Task[None]],
+    ) -> None:
+        """Take an acknowledgement at once; start a task for a call (on the event loop)."""
+        sender = str(message.topic).rsplit("/", 1)[-1]
+        ack = _user_property(message.properties, ACK_PROPERTY)
+        if ack is not None:
+            self._acked(sender, getattr(message.properties, "CorrelationData", None), ack)
+            return
+        if len(calls) >= self._max_calls + _MAX_WAITING:
+            self._drop(sender, "busy")
+            return
+        task = asyncio.ensure_future(self._call(message, mqtt, session))
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+
+    async def _call(
+        self, message: aiomqtt.Message, mqtt: aiomqtt.Client, session: aiohttp.ClientSession
+    ) -> None:
+        async with self._slots:
+            try:
+                await self._answer(message, mqtt, session)
+            except aiomqtt.MqttError as exc:
+                # The connection went: _serve reconnects; the client's call times out.
+                logger.warning("relay.answer_lost error=%s", type(exc).__name__)
 
     async def _answer(
-        self, message: aiomqtt.Message, session: aiohttp.ClientSession
-    ) -> tuple[str, bytes, Properties] | None:
-        """The response to publish for ``message``, or None to drop it (logged in one line)."""
+        self, message: aiomqtt.Message, mqtt: aiomqtt.Client, session: aiohttp.ClientSession
+    ) -> None:
+        """Answer ``message``, or drop it (logged in one line)."""
         sender = str(message.topic).rsplit("/", 1)[-1]
         props = message.properties
         reply_to = getattr(props, "ResponseTopic", None)
@@ -217,8 +295,12 @@ class RelayDevice:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_MESSAGE_BYTES:
             return self._drop(sender, "too_large")
+        chunked = getattr(props, "ContentType", None) == ohttp_chunked.REQUEST_MEDIA_TYPE
         try:
-            inner, exchange = ohttp.decapsulate_request(self._key, bytes(payload))
+            if chunked:
+                inner, exchange = ohttp_chunked.decapsulate_request(self._key, bytes(payload))
+            else:
+                inner, plain = ohttp.decapsulate_request(self._key, bytes(payload))
             request = bhttp.parse_request(inner, max_message_bytes=MAX_MESSAGE_BYTES)
         except ohttp.UnknownKey:
             return self._drop(sender, "unknown_key")
@@ -226,11 +308,143 @@ class RelayDevice:
             return self._drop(sender, "does_not_open")
         except bhttp.BhttpError:
             return self._drop(sender, "malformed")
+        if chunked:
+            await self._stream(request, exchange, sender, bytes(correlation), mqtt, session)
+            return None
         response = await self._forward(request, session)
-        sealed = exchange.seal_response(response.encode())
         properties = Properties(PacketTypes.PUBLISH)
         properties.CorrelationData = bytes(correlation)
-        return reply_to, sealed, properties
+        await mqtt.publish(
+            reply_to, plain.seal_response(response.encode()), qos=1, properties=properties
+        )
+        self.answered += 1
+        return None
+
+    async def _stream(
+        self,
+        request: bhttp.Request,
+        exchange: ohttp_chunked.ChunkedGatewayExchange,
+        sender: str,
+        correlation: bytes,
+        mqtt: aiomqtt.Client,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        """Answer as chunks at the client's pace: read the API's answer one chunk ahead of what
+        the window allows, never more."""
+        key = (sender, correlation)
+        if key in self._transfers:  # a QoS 1 duplicate of a request being answered
+            return self._drop(sender, "duplicate")
+        transfer = self._transfers[key] = _Transfer()
+        sealer = exchange.sealer()
+        reply_to = response_topic(sender, self.device_id)
+
+        async def send(plain: bytes, *, final: bool) -> None:
+            await self._window(transfer)
+            framed = sealer.seal(plain, final=final)
+            if transfer.sent == 0:
+                framed = sealer.nonce + framed
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+            properties.ContentType = ohttp_chunked.RESPONSE_MEDIA_TYPE
+            properties.UserProperty = [(SEQ_PROPERTY, str(transfer.sent))]
+            await mqtt.publish(reply_to, framed, qos=1, properties=properties)
+            transfer.sent += 1
+            self.chunks_sent += 1
+            self.high_water = max(self.high_water, transfer.sent - 1 - transfer.acked)
+
+        try:
+            await self._stream_api(request, session, send)
+            self.answered += 1
+        except _Abandoned:
+            self.abandoned += 1
+            logger.warning(
+                "relay.transfer_abandoned from=%s sent=%d acked=%d after_s=%g",
+                sender[:64],
+                transfer.sent,
+                transfer.acked + 1,
+                self._ack_timeout_s,
+            )
+        finally:
+            del self._transfers[key]
+        return None
+
+    async def _stream_api(
+        self,
+        request: bhttp.Request,
+        session: aiohttp.ClientSession,
+        send: Callable[..., Awaitable[None]],
+    ) -> None:
+        if not request.path.startswith("/"):
+            error = _error(400, "bad_request", "the relayed request's path must start with /")
+            return await send(_streamed(error), final=True)
+        headers = [(k, v) for k, v in request.headers if k not in _HOP_BY_HOP and k != "host"]
+        headers.append(("host", request.authority))
+        try:
+            async with session.request(
+                request.method,
+                self._api_url + request.path,
+                headers=headers,
+                data=request.content,
+                ssl=self._api_tls,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=_API_TIMEOUT_S),
+            ) as answer:
+                fields = tuple(
+                    (k.lower(), v)
+                    for k, v in answer.headers.items()
+                    if k.lower() not in _HOP_BY_HOP_STREAM
+                )
+                buffer = bytearray(encode_response_head(answer.status, fields))
+                if len(buffer) > _MAX_HEAD_BYTES:
+                    error = _error(
+                        502, "relay_api_unreachable", "the API's answer head is too large"
+                    )
+                    return await send(_streamed(error), final=True)
+                try:
+                    while True:
+                        end = False
+                        while len(buffer) < CHUNK_BYTES - 16 and not end:
+                            async with asyncio.timeout(self._ack_timeout_s + _API_TIMEOUT_S):
+                                piece = await answer.content.read(CHUNK_BYTES - 16 - len(buffer))
+                            if piece:
+                                buffer += encode_content(piece)
+                            else:
+                                buffer += RESPONSE_END
+                                end = True
+                        await send(bytes(buffer), final=end)
+                        buffer.clear()
+                        if end:
+                            return None
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # Part of the answer is out: end the stream here; the client's reader sees
+                    # the content cut short and says so.
+                    logger.error("relay.api_broke_off error=%s", type(exc).__name__)
+                    return await send(b"", final=True)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.error("relay.api_unreachable error=%s", type(exc).__name__)
+            error = _error(502, "relay_api_unreachable", "the device's API did not answer")
+            return await send(_streamed(error), final=True)
+
+    async def _window(self, transfer: _Transfer) -> None:
+        """Wait until the next chunk fits the window; :class:`_Abandoned` if acks stop."""
+        while transfer.sent > transfer.acked + self._window_chunks:
+            transfer.moved.clear()
+            try:
+                async with asyncio.timeout(self._ack_timeout_s):
+                    await transfer.moved.wait()
+            except TimeoutError:
+                raise _Abandoned from None
+
+    def _acked(self, sender: str, correlation: bytes | None, value: str) -> None:
+        transfer = self._transfers.get((sender, bytes(correlation or b"")))
+        if transfer is None or not value.isdigit() or len(value) > 12:
+            logger.debug("relay.stray_ack from=%s", sender[:64])
+            return
+        # Never past what was sent: a forged ack cannot open the window further.
+        acked = min(int(value), transfer.sent - 1)
+        if acked > transfer.acked:
+            transfer.acked = acked
+            transfer.moved.set()
 
     def _drop(self, sender: str, reason: str) -> None:
         self.dropped += 1
@@ -283,6 +497,32 @@ async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | Non
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+class _Abandoned(Exception):
+    """The client stopped acknowledging a transfer (internal)."""
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """One chunked answer in flight: chunks sent, and the highest acknowledged in order."""
+
+    sent: int = 0
+    acked: int = -1
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _user_property(props: Properties | None, name: str) -> str | None:
+    for key, value in getattr(props, "UserProperty", None) or ():
+        if key == name:
+            return str(value)
+    return None
+
+
+def _streamed(response: bhttp.Response) -> bytes:
+    """A whole small response in the streamed form."""
+    body = encode_content(response.content) if response.content else b""
+    return encode_response_head(response.status, response.headers) + body + RESPONSE_END
 
 
 def _error(status: int, code: str, message: str) -> bhttp.Response:
