@@ -171,6 +171,7 @@ class RelayStream:
         """Stop reading: no more acknowledgements (the device abandons the rest)."""
         self._done = True
         self._transport._forget(self._correlation)
+        self._ack_wanted.set()
         if self._acker is not None:
             self._acker.cancel()
 
@@ -248,10 +249,12 @@ class RelayStream:
         """Tell the device how far the answer has been read, one acknowledgement at a time:
         when they fall behind, only the latest goes."""
         sent = -1
-        while True:
+        # ``_done`` too, not only cancellation: a cancellation that lands inside the MQTT
+        # client's publish can be swallowed there.
+        while not self._done:
             await self._ack_wanted.wait()
             self._ack_wanted.clear()
-            if self._ack_value > sent:
+            if not self._done and self._ack_value > sent:
                 sent = self._ack_value
                 try:
                     await self._transport._ack(self._correlation, sent)

@@ -9,9 +9,10 @@ import json
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiomqtt
@@ -63,7 +64,15 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def relay_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def relay_rig(
+    tmp_path: Path,
+    *,
+    clients: Sequence[KeyBundle] = (),
+    device_options: Mapping[str, Any] | None = None,
+    **running_options: Any,
+) -> AsyncIterator[Rig]:
+    """A broker, a running device with one owner, and the device's relay connection; ``clients``
+    get broker logins too, ``device_options`` go to RelayDevice, the rest to running_device."""
     try:
         find_mosquitto()
     except BrokerError as exc:
@@ -76,12 +85,13 @@ async def relay_rig(tmp_path: Path) -> AsyncIterator[Rig]:
     first.close()
     owner = KeyBundle.generate("x25519")
     owner_id = key_id(owner.signing_key.public_key())
+    client_ids = [owner_id, *(key_id(k.signing_key.public_key()) for k in clients)]
     broker = MosquittoBroker(
-        tmp_path / "broker", devices=[device_id], clients=[owner_id], operators=[OPERATOR]
+        tmp_path / "broker", devices=[device_id], clients=client_ids, operators=[OPERATOR]
     )
     broker.start()
     try:
-        async with running_device(data) as running:
+        async with running_device(data, **running_options) as running:
             running.add_owner(owner)
             # The owner fetches the relay key configuration over the pinned LAN API.
             async with running.client(owner) as lan:
@@ -100,6 +110,7 @@ async def relay_rig(tmp_path: Path) -> AsyncIterator[Rig]:
                 gateway_key=running.device.relay_key,
                 api_url=running.url,
                 fingerprint=running.device.fingerprint,
+                **(device_options or {}),
             )
             task = asyncio.ensure_future(relay_device.run())
             try:
@@ -113,13 +124,15 @@ async def relay_rig(tmp_path: Path) -> AsyncIterator[Rig]:
         broker.stop()
 
 
-def relay_client(rig: Rig, transport: RelayTransport) -> DoorwardClient:
+def relay_client(
+    rig: Rig, transport: RelayTransport, keys: KeyBundle | None = None
+) -> DoorwardClient:
     device = rig.running.device
     return DoorwardClient(
         rig.running.url,
         fingerprint=device.fingerprint,
         device_id=device.identity.device_id,
-        key=rig.owner.signing_key,
+        key=(keys or rig.owner).signing_key,
         relay=transport,
     )
 
