@@ -20,6 +20,7 @@ import collections
 import json
 import logging
 import secrets
+import socket
 import ssl
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -54,6 +55,9 @@ ACK_PROPERTY = "ack"  # as hub.relay.device: the highest sequence number read in
 # Messages waiting for one answer's reader: the device sends at most 8 ahead of the acks; the
 # rest is room for QoS 1 duplicates. More means a flood, and the answer is refused.
 _MAX_QUEUED = 64
+# Acknowledgements are small: without TCP_NODELAY, Nagle's algorithm holds them back (see
+# hub.relay.device.NO_DELAY, not imported: the client does not load the device's side).
+_NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 class RelayCallFailed(DoorwardError):
@@ -349,6 +353,7 @@ class RelayTransport:
                 protocol=aiomqtt.ProtocolVersion.V5,
                 tls_context=self._tls,
                 timeout=self._timeout_s,
+                socket_options=_NO_DELAY,
             )
             await mqtt.__aenter__()
             try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_CALLS",
     "MAX_MESSAGE_BYTES",
+    "NO_DELAY",
     "SEQ_PROPERTY",
     "WINDOW_CHUNKS",
     "RelayDevice",
@@ -100,6 +102,11 @@ _MAX_HEAD_BYTES = 16 * 1024
 # Over the relay a download's size is known to the client from content-length (checked end to
 # end by the reader), so it is kept; the other hop-by-hop fields are not.
 _HOP_BY_HOP_STREAM = _HOP_BY_HOP - {"content-length"}
+
+
+# Small messages (acknowledgements, PUBACKs) must not wait for Nagle's algorithm: with delayed
+# ACKs on the other side every chunk would stall ~40 ms (paho leaves the socket as it is).
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 class RelayError(DoorwardError):
@@ -237,6 +244,7 @@ class RelayDevice:
             clean_start=False,
             properties=connect,
             will=aiomqtt.Will(avail, b"offline", qos=1, retain=True),
+            socket_options=NO_DELAY,
         ) as mqtt:
             await mqtt.subscribe(f"doorward/v1/dev/{self.device_id}/in/+", qos=1)
             await mqtt.publish(avail, b"online", qos=1, retain=True)
