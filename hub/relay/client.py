@@ -216,7 +216,13 @@ class RelayStream:
                 self.release()
                 raise item
             seq = _sequence(item)
-            if seq is not None and seq < self._next:
+            if seq is None:
+                self.release()
+                raise RelayStreamBroken(
+                    "the relay delivered a message without a usable sequence number for this "
+                    "answer; the download stopped, try again"
+                )
+            if seq < self._next:
                 self.duplicates += 1  # QoS 1 may deliver a chunk twice: it was read already
                 continue
             if seq != self._next:

@@ -200,6 +200,7 @@ class RelayDevice:
         self._max_calls = max_calls
         self._slots = asyncio.Semaphore(max_calls)
         self._transfers: dict[tuple[str, bytes], _Transfer] = {}
+        self._stopping = False
         self.connected = asyncio.Event()
         self.answered = 0
         self.dropped = 0
@@ -251,10 +252,12 @@ class RelayDevice:
             self.connected.set()
             logger.info("relay.connected device_id=%s", self.device_id)
             calls: set[asyncio.Task[None]] = set()
+            self._stopping = False
             try:
                 async for message in mqtt.messages:
                     self._dispatch(message, mqtt, session, calls)
             finally:
+                self._stopping = True
                 for task in calls:
                     task.cancel()
                 await asyncio.gather(*calls, return_exceptions=True)
@@ -436,6 +439,10 @@ class RelayDevice:
     async def _window(self, transfer: _Transfer) -> None:
         """Wait until the next chunk fits the window; :class:`_Abandoned` if acks stop."""
         while transfer.sent > transfer.acked + self._window_chunks:
+            if self._stopping:
+                # The connection is going; a cancellation swallowed by the MQTT client's
+                # publish must not leave this transfer waiting for acks that cannot come.
+                raise asyncio.CancelledError
             transfer.moved.clear()
             try:
                 async with asyncio.timeout(self._ack_timeout_s):
