@@ -100,16 +100,21 @@ async def _measure(
                 device_id=device.identity.device_id,
                 key_config=bytes(device.relay_key.config()),
             )
-            options = {
-                "fingerprint": device.fingerprint,
-                "device_id": device.identity.device_id,
-                "key": owner.signing_key,
-            }
+            fingerprint, device_id = device.fingerprint, device.identity.device_id
             relayed_s: list[float] = []
             direct_s: list[float] = []
             size = 0
-            async with transport, DoorwardClient(url, **options) as direct:
-                over_relay = DoorwardClient(url, relay=transport, **options)
+            direct = DoorwardClient(
+                url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
+            )
+            over_relay = DoorwardClient(
+                url,
+                fingerprint=fingerprint,
+                device_id=device_id,
+                key=owner.signing_key,
+                relay=transport,
+            )
+            async with transport, direct:
                 for _ in range(rounds):
                     for client, times in ((over_relay, relayed_s), (direct, direct_s)):
                         sink = io.BytesIO()

@@ -229,7 +229,7 @@ class DoorwardClient:
             offsite = self._relay is not None
         if not offsite or not _rewindable(dst):
             return await self._download(path, dst, max_bytes=max_bytes)
-        redirect = await self._download(path, dst, max_bytes=max_bytes, prefer_offsite=True)
+        redirect = await self._fetch(path, dst, max_bytes=max_bytes, prefer_offsite=True)
         if isinstance(redirect, int):
             return redirect
         url, payload_sha256 = redirect
@@ -612,8 +612,20 @@ class DoorwardClient:
         *,
         max_bytes: int | None = None,
         query: Mapping[str, Any] | None = None,
+    ) -> int:
+        result = await self._fetch(path, dst, max_bytes=max_bytes, query=query)
+        assert isinstance(result, int)  # no redirect without prefer_offsite
+        return result
+
+    async def _fetch(
+        self,
+        path: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        query: Mapping[str, Any] | None = None,
         prefer_offsite: bool = False,
-    ) -> Any:
+    ) -> int | tuple[str, str]:
         """The size written to ``dst``; with ``prefer_offsite``, (url, payload hash) instead when
         the device sends the client to its backup store."""
         prefer = "offsite" if prefer_offsite else None

@@ -466,7 +466,7 @@ class RelayTransport:
                 except asyncio.QueueFull:
                     # The device sends at most its window ahead of our acks: someone else is
                     # flooding this answer.
-                    self._pending.pop(bytes(correlation), None)
+                    self._pending.pop(bytes(correlation or b""), None)
                     _fail(
                         queue,
                         RelayStreamBroken(

@@ -32,6 +32,7 @@ from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from pyhpke import KEMKey, KEMKeyPair, PyHPKEError
 
 from hub.wire import ohttp
@@ -163,7 +164,7 @@ class ResponseOpener:
     ) -> None:
         self._algorithm, self._enc, self._secret = algorithm, enc, secret
         self._nonce_bytes = _response_nonce_bytes(algorithm)
-        self._aead: object | None = None
+        self._aead: AESGCM | ChaCha20Poly1305 | None = None
         self._base = b""
         self._max_chunks = _check_max_chunks(max_chunks)
         self.counter = 0
@@ -237,7 +238,7 @@ class ResponseOpener:
         if len(sealed) < _TAG_BYTES:
             raise StreamBroken(f"chunk {self.counter} is shorter than its tag")
         try:
-            plain = self._aead.decrypt(  # type: ignore[attr-defined]
+            plain = self._aead.decrypt(
                 _chunk_nonce(self._base, self.counter), sealed, FINAL_AAD if final else b""
             )
         except InvalidTag:

@@ -28,7 +28,9 @@ from hub.offsite.target import BucketAddress
 from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayStreamBroken, RelayTimeout, RelayTransport
 from hub.relay.device import WINDOW_CHUNKS
+from hub.server import appkeys
 from hub.server.backup import OffsiteBackup
+from hub.server.backup_queue import BackupQueue
 from hub.server.config import BackupConfig
 from hub.server.segment_links import SegmentLinks
 from hub.server.state import Device
@@ -389,9 +391,7 @@ async def test_with_a_backup_store_a_segment_comes_by_presigned_url_and_is_check
         )
 
 
-def _backup_queue(rig: Rig) -> object:
-    from hub.server import appkeys
-
+def _backup_queue(rig: Rig) -> BackupQueue:
     backup = rig.running.app[appkeys.DEPS].backup
     assert backup is not None
     return backup.queue
