@@ -32,6 +32,7 @@ from hub.server import appkeys
 from hub.server.backup import OffsiteBackup
 from hub.server.backup_queue import BackupQueue
 from hub.server.config import BackupConfig
+from hub.server.release_offsite import OffsiteReleases, offsite_releases
 from hub.server.segment_links import SegmentLinks
 from hub.server.state import Device
 from hub.wire import ohttp, ohttp_chunked
@@ -395,3 +396,40 @@ def _backup_queue(rig: Rig) -> BackupQueue:
     backup = rig.running.app[appkeys.DEPS].backup
     assert backup is not None
     return backup.queue
+
+
+@pytest.mark.asyncio
+async def test_with_a_backup_store_a_release_comes_by_presigned_url_and_verifies(
+    tmp_path: Path,
+    device_store: ObjectStore,
+) -> None:
+    requester = KeyBundle.generate("x25519")
+    async with relay_rig(
+        tmp_path,
+        clients=[requester],
+        offsite=lambda device: offsite_releases(device, device_store),
+    ) as rig:
+        clip_id, plaintexts = _big_clip(rig)
+        wanted = [f"{clip_id}.000000", f"{clip_id}.000002"]
+        request_id, approval = await _approve(rig.running, rig.owner, requester, wanted, tmp_path)
+        assert not isinstance(approval, Exception)
+        offsite = rig.running.app[appkeys.DEPS].offsite_releases
+        assert offsite is not None
+        async with rig.transport(requester) as transport:
+            agency = relay_client(rig, transport, requester)
+            [release_id] = (await agency.request_status(request_id)).release_ids
+            await _until_uploaded(offsite, release_id)
+            sent = rig.relay_device.chunks_sent
+            size = await agency.fetch_release(release_id, tmp_path / "release.tar")
+            # One relayed message: the link. The bundle came from the store.
+            assert rig.relay_device.chunks_sent == sent + 1
+        assert size > 128 * 1024
+        video = _opened(tmp_path / "release.tar", requester, rig.running, tmp_path / "out")
+        assert video == plaintexts[0] + plaintexts[2]
+
+
+async def _until_uploaded(offsite: OffsiteReleases, release_id: str) -> None:
+    async with asyncio.timeout(30):
+        while not await offsite.uploaded(release_id):
+            await asyncio.wait_for(offsite.idle.wait(), 30)
+            await asyncio.sleep(0.05)
