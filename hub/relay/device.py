@@ -488,9 +488,9 @@ class RelayDevice:
                     return _error(
                         413,
                         "relay_too_large",
-                        f"the answer is larger than {MAX_BODY_BYTES} bytes, the most one relay "
-                        "message carries (chunking over the relay is not implemented yet): use "
-                        "the LAN address or a presigned link",
+                        f"the answer is larger than {MAX_BODY_BYTES} bytes, the most one RFC 9458 "
+                        "relay message carries: send the request as chunked Oblivious HTTP "
+                        "(content type message/ohttp-chunked-req) to get it in chunks",
                     )
                 fields = tuple(
                     (k.lower(), v)
