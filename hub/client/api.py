@@ -7,8 +7,8 @@ Common case (an owner's phone, after pairing)::
             await api.download_segment(clip.segment_ids[0], Path("seg.age"))
 
 With ``relay=`` (:class:`hub.relay.client.RelayTransport`) the same signed requests go through the
-MQTT relay, sealed to the device's relay key; ``base_url`` is then only what is signed. Streaming
-downloads do not go over the relay (yet).
+MQTT relay, sealed to the device's relay key; ``base_url`` is then only what is signed. Downloads
+come back in chunks through the relay, or from the backup store when the device redirects to it.
 
 Every connection pins the device's TLS key by SPKI fingerprint (``crypto.tls.client_context``):
 a device with another key is refused during the handshake, before any request is written. Every
@@ -19,6 +19,9 @@ request is signed (RFC 9421, ``hub.wire.httpsig``) with a fresh nonce. Errors fr
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import io
 import json
 import logging
 import time
@@ -32,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
 from consent.owner import Approval
+from crypto import age
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle, key_id
 from crypto.pairing import DeviceKeys, PhonePairing
@@ -63,7 +67,7 @@ from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW, EVENT_KINDS
 from hub.wire.httpsig import RequestSigner
 
 if TYPE_CHECKING:  # aiomqtt loads only for a client that uses the relay
-    from hub.relay.client import RelayResponse, RelayTransport
+    from hub.relay.client import RelayResponse, RelayStream, RelayTransport
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -78,6 +82,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 _CHUNK_BYTES = 256 * 1024
+_MAX_AGE_HEADER_BYTES = 64 * 1024  # as the device's GET /segments/{id}/header
 
 
 class EventStreamDropped(DoorwardError):
@@ -204,12 +209,45 @@ class DoorwardClient:
         return await self._bytes("GET", f"/segments/{_seg(segment_id)}/header")
 
     async def download_segment(
-        self, segment_id: str, dst: Path | IO[bytes], *, max_bytes: int | None = None
+        self,
+        segment_id: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        offsite: bool | None = None,
     ) -> int:
         """Stream the stored age file of a segment to ``dst``; returns its size in bytes. A Path is
         written as ``<name>.part`` and renamed only once complete. Raises ApiError ``not_found``,
-        or DoorwardError once the device sends more than ``max_bytes`` (if given)."""
-        return await self._download(f"/segments/{_seg(segment_id)}", dst, max_bytes=max_bytes)
+        or DoorwardError once the device sends more than ``max_bytes`` (if given).
+
+        With ``offsite`` (the default over the relay, when ``dst`` is a path or a seekable file),
+        the device may send the client to its backup store instead (a presigned URL): what the
+        store gives is checked against the payload hash the device states, and on any failure the
+        segment comes from the device after all."""
+        path = f"/segments/{_seg(segment_id)}"
+        if offsite is None:
+            offsite = self._relay is not None
+        if not offsite or not _rewindable(dst):
+            return await self._download(path, dst, max_bytes=max_bytes)
+        redirect = await self._fetch(path, dst, max_bytes=max_bytes, prefer_offsite=True)
+        if isinstance(redirect, int):
+            return redirect
+        url, payload_sha256 = redirect
+        start = _position(dst)
+        try:
+            return await self._download_url(
+                url, dst, max_bytes=max_bytes, payload_sha256=payload_sha256
+            )
+        except DownloadTooLarge:
+            raise
+        except (aiohttp.ClientError, TimeoutError, LinkFailed) as exc:
+            logger.warning(
+                "segment.link_failed segment_id=%s error=%s",
+                segment_id,
+                exc if isinstance(exc, LinkFailed) else type(exc).__name__,
+            )
+        _rewind(dst, start)
+        return await self._download(path, dst, max_bytes=max_bytes)
 
     # -- policy, requests, decisions -------------------------------------------------------
 
@@ -553,18 +591,26 @@ class DoorwardClient:
         body: Any = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        stream: bool = False,
+        prefer: str | None = None,
     ) -> Any:
         url = self._url(path, query)
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         headers = self._signer.headers(method, str(url), data)
         if data:
             headers["Content-Type"] = content_type
-        response: aiohttp.ClientResponse | RelayResponse
-        if self._relay is not None:
+        if prefer is not None:
+            headers["Prefer"] = prefer
+        response: aiohttp.ClientResponse | RelayResponse | RelayStream
+        if self._relay is not None and stream:
+            response = await self._relay.stream(method, str(url), headers, data)
+        elif self._relay is not None:
             response = await self._relay.request(method, str(url), headers, data)
         else:
             session = self._ensure_session()
-            response = await session.request(method, url, data=data, headers=headers, ssl=self._ssl)
+            response = await session.request(
+                method, url, data=data, headers=headers, ssl=self._ssl, allow_redirects=False
+            )
         if response.status >= 400:
             try:
                 error = (await response.json(content_type=None))["error"]
@@ -595,24 +641,59 @@ class DoorwardClient:
         max_bytes: int | None = None,
         query: Mapping[str, Any] | None = None,
     ) -> int:
-        if self._relay is not None:
-            raise DoorwardError(
-                "streaming downloads over the relay are not implemented yet: download on the "
-                "LAN, or through the backup store's presigned link"
-            )
-        response = await self._send("GET", path, query=query)
+        result = await self._fetch(path, dst, max_bytes=max_bytes, query=query)
+        assert isinstance(result, int)  # no redirect without prefer_offsite
+        return result
+
+    async def _fetch(
+        self,
+        path: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        query: Mapping[str, Any] | None = None,
+        prefer_offsite: bool = False,
+    ) -> int | tuple[str, str]:
+        """The size written to ``dst``; with ``prefer_offsite``, (url, payload hash) instead when
+        the device sends the client to its backup store."""
+        prefer = "offsite" if prefer_offsite else None
+        response = await self._send("GET", path, query=query, stream=True, prefer=prefer)
         async with response:
+            if response.status == 303 and prefer_offsite:
+                location = response.headers.get("Location", "")
+                digest = response.headers.get("X-Payload-SHA256", "")
+                if not location.startswith(("https://", "http://")) or not _is_sha256(digest):
+                    raise ApiError(
+                        502,
+                        "bad_redirect",
+                        "the device sent the download elsewhere without a usable URL and "
+                        "payload hash; retry with offsite=False",
+                    )
+                return location, digest
+            if response.status != 200:
+                raise ApiError(
+                    response.status, "http_error", f"unexpected HTTP {response.status} for {path}"
+                )
             return await _save(response, dst, max_bytes)
 
-    async def _download_url(self, url: str, dst: Path | IO[bytes], *, max_bytes: int | None) -> int:
-        """GET a presigned URL: a plain request (no signature, no device pin, system CAs)."""
+    async def _download_url(
+        self,
+        url: str,
+        dst: Path | IO[bytes],
+        *,
+        max_bytes: int | None,
+        payload_sha256: str | None = None,
+    ) -> int:
+        """GET a presigned URL: a plain request (no signature, no device pin, system CAs); with
+        ``payload_sha256``, what comes must be an age file with that payload (LinkFailed if not)."""
         async with (
             aiohttp.ClientSession(timeout=self._timeout) as session,
             session.get(URL(url, encoded=True), allow_redirects=False) as response,
         ):
             if response.status != 200:
                 raise LinkFailed(f"the store answered HTTP {response.status}")
-            return await _save(response, dst, max_bytes)
+            check = _PayloadCheck(payload_sha256) if payload_sha256 is not None else None
+            return await _save(response, dst, max_bytes, check)
 
 
 async def pair(
@@ -667,18 +748,22 @@ async def pair(
 
 
 async def _save(
-    response: aiohttp.ClientResponse, dst: Path | IO[bytes], max_bytes: int | None
+    response: aiohttp.ClientResponse | RelayStream,
+    dst: Path | IO[bytes],
+    max_bytes: int | None,
+    check: _PayloadCheck | None = None,
 ) -> int:
-    """Copy the body to ``dst`` (a path: through ``NAME.part``, renamed when whole), capped."""
+    """Copy the body to ``dst`` (a path: through ``NAME.part``, renamed when whole and checked),
+    capped."""
     announced = response.content_length
     if max_bytes is not None and announced is not None and announced > max_bytes:
         raise DownloadTooLarge(max_bytes)
     if not isinstance(dst, Path):
-        return await _copy_capped(response, dst, max_bytes)
+        return await _copy_capped(response, dst, max_bytes, check)
     tmp = dst.with_name(dst.name + ".part")
     try:
         with open(tmp, "wb") as f:  # noqa: ASYNC230 - chunks are small writes
-            size = await _copy_capped(response, f, max_bytes)
+            size = await _copy_capped(response, f, max_bytes, check)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -708,16 +793,61 @@ def _rewind(dst: Path | IO[bytes], start: int | None) -> None:
 
 
 async def _copy_capped(
-    response: aiohttp.ClientResponse, dst: IO[bytes], max_bytes: int | None
+    response: aiohttp.ClientResponse | RelayStream,
+    dst: IO[bytes],
+    max_bytes: int | None,
+    check: _PayloadCheck | None = None,
 ) -> int:
     """Copy the body to ``dst``; stop before writing past ``max_bytes`` (DownloadTooLarge)."""
     size = 0
     async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
         if max_bytes is not None and size + len(chunk) > max_bytes:
             raise DownloadTooLarge(max_bytes)
+        if check is not None:
+            check.update(chunk)
         dst.write(chunk)
         size += len(chunk)
+    if check is not None:
+        check.verify()
     return size
+
+
+class _PayloadCheck:
+    """The SHA-256 of an age file's payload (the bytes after its header), as it streams by."""
+
+    def __init__(self, expected: str) -> None:
+        self._expected = expected
+        self._head: bytearray | None = bytearray()
+        self._digest = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        if self._head is None:
+            self._digest.update(chunk)
+            return
+        self._head += chunk
+        end = self._head.find(b"\n--- ")
+        if end < 0 or self._head.find(b"\n", end + 1) < 0:
+            if len(self._head) > _MAX_AGE_HEADER_BYTES:
+                raise LinkFailed("what the store sent has no age header")
+            return
+        try:
+            header = age.read_header(io.BytesIO(bytes(self._head)))
+        except DoorwardError:
+            raise LinkFailed("what the store sent has no valid age header") from None
+        self._digest.update(memoryview(self._head)[len(header) :])
+        self._head = None
+
+    def verify(self) -> None:
+        if self._head is not None:
+            raise LinkFailed("what the store sent ends inside its age header")
+        if not hmac.compare_digest(self._digest.hexdigest(), self._expected):
+            raise LinkFailed(
+                "what the store sent is not the segment the device named (payload hash)"
+            )
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _seg(value: str) -> str:

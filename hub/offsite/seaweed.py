@@ -87,7 +87,12 @@ class StorageIdentities:
         return {
             "identities": [
                 _identity("admin", self.admin, ["Admin", "Read", "List", "Tagging", "Write"]),
-                _identity("device", self.device, [f"Write:{scope}/*", f"Read:{scope}/rel/*"]),
+                _identity(
+                    "device",
+                    self.device,
+                    # Read on rel/ and seg/: the presigned URLs for releases and segments.
+                    [f"Write:{scope}/*", f"Read:{scope}/rel/*", f"Read:{scope}/seg/*"],
+                ),
                 _identity("owner", self.owner, [f"Read:{scope}/*", f"List:{scope}/*"]),
             ]
         }

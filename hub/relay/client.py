@@ -1,21 +1,25 @@
 """The phone's (or requester's) side of the relay: signed API calls through the MQTT 5 broker.
 
 :class:`RelayTransport` carries the same RFC 9421-signed request the LAN API takes: it is written
-as Binary HTTP (RFC 9292), sealed to the device's relay key configuration (RFC 9458), published at
-QoS 1 to ``doorward/v1/dev/<dev>/in/<cli>`` with the response topic
-``doorward/v1/cli/<cli>/res/<dev>`` and a random correlation id, and the answer with that
-correlation id is opened with the request's context. The broker sees device and client ids,
-sizes and timing only.
+as Binary HTTP (RFC 9292), sealed to the device's relay key configuration, published at QoS 1 to
+``doorward/v1/dev/<dev>/in/<cli>`` with the response topic ``doorward/v1/cli/<cli>/res/<dev>``
+and a random correlation id, and the answer with that correlation id is opened with the request's
+context. The broker sees device and client ids, sizes and timing only.
 
-``DoorwardClient(..., relay=transport)`` sends every JSON and small-body call this way. Streaming
-downloads (segments, release bundles) over the relay are not implemented: the client refuses them
-with a clear error. Bodies larger than one broker packet are refused too (no chunking yet).
+Requests go as chunked Oblivious HTTP (draft-ietf-ohai-chunked-ohttp) so that answers of any
+size come back in chunks, one per broker message, read in order and acknowledged as they are read
+(:class:`RelayStream`): ``DoorwardClient(..., relay=transport)`` sends every call this way,
+streaming downloads included. A request body must still fit one broker message.
+
+The session is persistent (clean start off) unless ``session_expiry_s`` is None: an answer or an
+event published while the phone's connection is down waits at the broker. After a lost
+connection the transport logs in again (backing off, with jitter) and publishes once more, byte
+for byte, every call whose answer has not started; the device answers a repeat from its memory
+of handled calls (``hub.relay.dedupe``), so nothing is done twice.
 
 An owner's transport (given the owner's age ``identity``) also subscribes, on the same connection,
 to ``doorward/v1/cli/<cli>/ev/<dev>``, where the device publishes each event age-encrypted to that
-owner; :meth:`RelayTransport.events` yields them decrypted. The session is persistent (clean
-start off) unless ``session_expiry_s`` is None: events published while the phone is offline wait
-at the broker.
+owner; :meth:`RelayTransport.events` yields them decrypted.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import logging
 import math
 import secrets
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,14 +43,18 @@ from paho.mqtt.properties import Properties
 
 from crypto import age
 from crypto.errors import CryptoError, DoorwardError
-from hub.relay.device import NO_DELAY, backoff_s
-from hub.wire import bhttp, ohttp
+from hub.relay.connection import NO_DELAY, backoff_s
+from hub.wire import bhttp, ohttp, ohttp_chunked
+from hub.wire.bhttp_stream import ResponseReader
 from hub.wire.events import EVENT_KINDS, Event
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "RelayCallFailed",
     "RelayLoginFailed",
     "RelayResponse",
+    "RelayStream",
+    "RelayStreamBroken",
     "RelayTimeout",
     "RelayTransport",
 ]
@@ -66,6 +74,14 @@ MAX_EVENT_BYTES = 64 * 1024  # an event is a few hundred bytes sealed: more is n
 _RECENT_EVENTS = 64  # (seq, time) of the last events, to drop a QoS 1 repeat
 
 
+MAX_BODY_BYTES = 16 << 20  # an answer read whole into memory (downloads are streamed instead)
+SEQ_PROPERTY = "seq"  # as hub.relay.device: a chunk's sequence number
+ACK_PROPERTY = "ack"  # as hub.relay.device: the highest sequence number read in order
+# Messages waiting for one answer's reader: the device sends at most 8 ahead of the acks; the
+# rest is room for QoS 1 duplicates. More means a flood, and the answer is refused.
+_MAX_QUEUED = 64
+
+
 class RelayCallFailed(DoorwardError):
     """A call through the relay could not be made or its answer could not be read."""
 
@@ -76,6 +92,11 @@ class RelayLoginFailed(RelayCallFailed):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RelayStreamBroken(RelayCallFailed):
+    """A relayed answer arrived altered, out of order, incomplete or flooded: a chunk was changed,
+    lost, reordered or inserted on the way. Nothing of it should be trusted; try again."""
 
 
 class RelayTimeout(RelayCallFailed, TimeoutError):
@@ -114,14 +135,208 @@ class RelayResponse:
         self.release()
 
 
+class RelayStream:
+    """An answer arriving through the relay in chunks, read like an aiohttp response: ``status``,
+    ``headers`` and ``content_length`` at once, the body through ``content.iter_chunked``.
+
+    Each chunk is checked in order (its sequence number, then the chunked OHTTP seal, which binds
+    its place in the answer), acknowledged to the device once read (so the device sends no faster
+    than the body is consumed), and QoS 1 duplicates are skipped. A chunk out of order, altered,
+    from another answer, or an answer that ends early raises :class:`RelayStreamBroken`."""
+
+    def __init__(
+        self,
+        transport: RelayTransport,
+        correlation: bytes,
+        queue: asyncio.Queue[aiomqtt.Message | BaseException],
+        exchange: ohttp_chunked.ChunkedClientExchange,
+        timeout_s: float,
+    ) -> None:
+        self._transport = transport
+        self._correlation = correlation
+        self._queue = queue
+        self._opener = exchange.opener()
+        self._reader = ResponseReader()
+        self._timeout_s = timeout_s
+        self._next = 0  # the sequence number due next
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._done = False
+        self._ack_value = -1
+        self._ack_wanted = asyncio.Event()
+        self._acker: asyncio.Task[None] | None = None
+        self.duplicates = 0
+        self.status = 0
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+        self.reason = ""
+        self.content_length: int | None = None
+        self.content = _Content(self)
+
+    def __repr__(self) -> str:
+        return f"RelayStream(status={self.status}, chunks={self._next})"
+
+    @property
+    def acknowledged(self) -> int:
+        """The highest chunk read in order and due to be acknowledged (-1: none yet)."""
+        return self._ack_value
+
+    async def start(self) -> None:
+        """Wait for the head of the answer (status and header fields)."""
+        self._acker = self._transport._track(self._send_acks())
+        while self._reader.head is None:
+            await self._pull()
+        head = self._reader.head
+        self.status = head.status
+        self.headers = CIMultiDictProxy(CIMultiDict(head.headers))
+        self.reason = f"HTTP {head.status}"
+        self.content_length = self._reader.content_length
+
+    async def read(self, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+        """The whole body (refused past ``max_bytes``: use ``content.iter_chunked`` for more)."""
+        body = bytearray()
+        async for piece in self.content.iter_chunked(1 << 16):
+            body += piece
+            if len(body) > max_bytes:
+                self.release()
+                raise RelayCallFailed(
+                    f"the relayed answer is larger than {max_bytes} bytes; stream it instead"
+                )
+        return bytes(body)
+
+    async def json(self, *, content_type: str | None = None) -> Any:
+        """The body as JSON (``content_type`` is accepted and ignored, as aiohttp's None does)."""
+        return json.loads(await self.read())
+
+    def release(self) -> None:
+        """Stop reading: no more acknowledgements (the device abandons the rest)."""
+        self._done = True
+        self._transport._forget(self._correlation)
+        self._ack_wanted.set()
+        if self._acker is not None:
+            self._acker.cancel()
+
+    async def __aenter__(self) -> RelayStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    async def _pieces(self, size: int) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                while self._ready:
+                    piece = self._ready.popleft()
+                    for start in range(0, len(piece), size):
+                        yield piece[start : start + size]
+                if self._opener.finished:
+                    break
+                await self._pull()
+        finally:
+            self.release()
+
+    async def _pull(self) -> None:
+        """Take the next chunk in order; its content pieces go to ``_ready``."""
+        if self._done:
+            raise RelayCallFailed("this relayed answer was already released")
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    item = await self._queue.get()
+            except TimeoutError:
+                self.release()
+                raise RelayTimeout(
+                    f"chunk {self._next} of the answer did not come through the relay within "
+                    f"{self._timeout_s:g} s: the device or the broker stopped; try again"
+                ) from None
+            if isinstance(item, BaseException):
+                self.release()
+                raise item
+            seq = _sequence(item)
+            if seq is None:
+                self.release()
+                raise RelayStreamBroken(
+                    "the relay delivered a message without a usable sequence number for this "
+                    "answer; the download stopped, try again"
+                )
+            if seq < self._next:
+                self.duplicates += 1  # QoS 1 may deliver a chunk twice: it was read already
+                continue
+            if seq != self._next:
+                self.release()
+                raise RelayStreamBroken(
+                    f"the relay delivered chunk {seq} where chunk {self._next} was due: part of "
+                    "the answer was lost or reordered on the way; the download stopped, try again"
+                )
+            break
+        payload = item.payload if isinstance(item.payload, bytes) else b""
+        try:
+            if self._next == 0:
+                plain, final = self._opener.open_first(payload)
+            else:
+                plain, final = self._opener.open_chunk(payload)
+            self._ready.extend(self._reader.feed(plain))
+            if final:
+                self._reader.finish()
+        except ohttp_chunked.StreamBroken as exc:
+            self.release()
+            raise RelayStreamBroken(
+                f"the relayed answer was altered on the way ({exc}); the download stopped, "
+                "try again"
+            ) from None
+        except bhttp.BhttpError as exc:
+            self.release()
+            raise RelayStreamBroken(f"the relayed answer is not whole: {exc}") from None
+        self._next += 1
+        if not final:
+            self._ack_value = self._next - 1
+            self._ack_wanted.set()
+
+    async def _send_acks(self) -> None:
+        """Tell the device how far the answer has been read, one acknowledgement at a time:
+        when they fall behind, only the latest goes."""
+        sent = -1
+        # ``_done`` too, not only cancellation: a cancellation that lands inside the MQTT
+        # client's publish can be swallowed there.
+        while not self._done:
+            await self._ack_wanted.wait()
+            self._ack_wanted.clear()
+            if not self._done and self._ack_value > sent:
+                sent = self._ack_value
+                try:
+                    await self._transport._ack(self._correlation, sent)
+                except aiomqtt.MqttError as exc:
+                    logger.warning("relay.ack_failed error=%s", type(exc).__name__)
+                    return
+
+
+class _Content:
+    """The ``content`` of a :class:`RelayStream`, as much of aiohttp's StreamReader as downloads use."""
+
+    def __init__(self, stream: RelayStream) -> None:
+        self._stream = stream
+
+    def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+        """The body in pieces of at most ``size`` bytes, as it arrives."""
+        return self._stream._pieces(size)
+
+
+def _sequence(message: aiomqtt.Message) -> int | None:
+    for key, value in getattr(message.properties, "UserProperty", None) or ():
+        if key == SEQ_PROPERTY:
+            return int(value) if str(value).isdigit() and len(str(value)) < 13 else None
+    return None
+
+
 class _Call:
-    """A call waiting for its answer: what was published (sent again after a reconnect)."""
+    """A call waiting for its answer: what was published (sent again after a reconnect until the
+    answer starts), and the queue its answer's messages go to."""
 
-    __slots__ = ("future", "sealed")
+    __slots__ = ("queue", "sealed", "started", "stream")
 
-    def __init__(self, sealed: bytes, future: asyncio.Future[bytes]) -> None:
+    def __init__(self, sealed: bytes, queue: asyncio.Queue[aiomqtt.Message | BaseException]) -> None:
         self.sealed = sealed
-        self.future = future
+        self.queue = queue
+        self.started = False  # a message of the answer has arrived
+        self.stream: RelayStream | None = None
 
 
 class RelayTransport:
@@ -172,6 +387,7 @@ class RelayTransport:
         self._mqtt: aiomqtt.Client | None = None
         self._up = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.reconnects = 0
         self.published = 0  # requests the broker acknowledged (QoS 1), resends included
@@ -237,9 +453,12 @@ class RelayTransport:
         if runner is not None:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for call in self._pending.values():
-            if not call.future.done():
-                call.future.set_exception(RelayCallFailed("the relay connection was closed"))
+            _fail(call.queue, RelayCallFailed("the relay connection was closed"))
         self._pending.clear()
         if self._identity is not None:
             self._events.append(None)
@@ -249,37 +468,68 @@ class RelayTransport:
         self, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> RelayResponse:
         """Send one signed request (``url`` as signed: its authority and path travel inside the
-        sealed message) and return the device's answer."""
+        sealed message) and return the device's whole answer (at most ``MAX_BODY_BYTES``)."""
+        stream = await self.stream(method, url, headers, body)
+        async with stream:
+            content = await stream.read()
+        fields = tuple((k.lower(), v) for k, v in stream.headers.items())
+        return RelayResponse(bhttp.Response(stream.status, fields, content))
+
+    async def stream(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> RelayStream:
+        """Send one signed request and return as soon as the answer's head is in; the body
+        follows in chunks, paced by the reader (:class:`RelayStream`)."""
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         fields = tuple((name.lower(), value) for name, value in headers.items())
         inner = bhttp.Request(method, parts.scheme, parts.netloc, path, fields, body).encode()
-        sealed, exchange = ohttp.encapsulate_request(self._config, inner)
+        sealed, exchange = ohttp_chunked.encapsulate_request(self._config, [inner])
         if len(sealed) > MAX_MESSAGE_BYTES:
             raise RelayCallFailed(
                 f"the request is {len(sealed)} bytes sealed, more than one relay message "
-                f"carries ({MAX_MESSAGE_BYTES}); chunking over the relay is not implemented yet"
+                f"carries ({MAX_MESSAGE_BYTES}); send the body on the LAN"
             )
         await self.connect()
         correlation = secrets.token_bytes(16)
-        call = _Call(sealed, asyncio.get_running_loop().create_future())
+        call = _Call(sealed, asyncio.Queue(_MAX_QUEUED))
+        stream = call.stream = RelayStream(self, correlation, call.queue, exchange, self._timeout_s)
         self._pending[correlation] = call
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._publish(correlation, call)
-                answer = await call.future
-        except TimeoutError:
-            raise RelayTimeout(
-                f"no answer from device {self.device_id} through the relay within "
-                f"{self._timeout_s:g} s: it may be offline; try again later or on the LAN"
-            ) from None
-        finally:
-            self._pending.pop(correlation, None)
-        try:
-            opened = exchange.open_response(answer)
-            return RelayResponse(bhttp.parse_response(opened))
-        except (ohttp.OhttpError, bhttp.BhttpError) as exc:
-            raise RelayCallFailed(f"the relayed answer could not be read: {exc}") from None
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._publish(correlation, call)
+                await stream.start()
+            except TimeoutError:  # RelayTimeout too: nothing of the answer came
+                raise RelayTimeout(
+                    f"no answer from device {self.device_id} through the relay within "
+                    f"{self._timeout_s:g} s: it may be offline; try again later or on the LAN"
+                ) from None
+        except BaseException:
+            stream.release()
+            raise
+        return stream
+
+    def _track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task this transport cancels and awaits when it closes."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _forget(self, correlation: bytes) -> None:
+        self._pending.pop(correlation, None)
+
+    async def _ack(self, correlation: bytes, seq: int) -> None:
+        """Acknowledge chunks up to ``seq`` of the answer to ``correlation`` (dropped while the
+        connection is down: the latest goes again after the reconnect)."""
+        mqtt = self._mqtt
+        if mqtt is None:
+            return
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = correlation
+        properties.UserProperty = [(ACK_PROPERTY, str(seq))]
+        await mqtt.publish(self.inbox, b"", qos=1, properties=properties)
 
     async def _publish(self, correlation: bytes, call: _Call) -> None:
         """Publish ``call`` once the connection is up; if it drops meanwhile, the call stays
@@ -301,6 +551,7 @@ class RelayTransport:
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = self.responses
         properties.CorrelationData = correlation
+        properties.ContentType = ohttp_chunked.REQUEST_MEDIA_TYPE
         properties.MessageExpiryInterval = self._max_wait_s
         return properties
 
@@ -336,14 +587,7 @@ class RelayTransport:
                 self._up.set()
                 try:
                     if attempt:
-                        for correlation, call in list(self._pending.items()):
-                            await mqtt.publish(
-                                self.inbox,
-                                call.sealed,
-                                qos=1,
-                                properties=self._properties(correlation),
-                            )
-                            self.published += 1
+                        await self._resume(mqtt)
                     attempt = 0
                     await self._read(mqtt)
                 except aiomqtt.MqttError as exc:
@@ -359,6 +603,19 @@ class RelayTransport:
         finally:
             self._up.clear()
             self._mqtt = None
+
+    async def _resume(self, mqtt: aiomqtt.Client) -> None:
+        """After a reconnect: publish again each call whose answer has not started, and repeat
+        the latest acknowledgement of each answer under way (one lost with the connection would
+        leave the device waiting)."""
+        for correlation, call in list(self._pending.items()):
+            if not call.started:
+                await mqtt.publish(
+                    self.inbox, call.sealed, qos=1, properties=self._properties(correlation)
+                )
+                self.published += 1
+            elif call.stream is not None and call.stream.acknowledged >= 0:
+                await self._ack(correlation, call.stream.acknowledged)
 
     async def _relogin(self, attempt: int) -> aiomqtt.Client:
         """Log in again, backing off between tries, until it works (or the transport closes)."""
@@ -439,11 +696,34 @@ class RelayTransport:
                 continue
             correlation = getattr(message.properties, "CorrelationData", None)
             call = self._pending.get(bytes(correlation)) if correlation else None
-            if call is None or call.future.done() or not isinstance(message.payload, bytes):
+            if call is None or not isinstance(message.payload, bytes):
                 logger.debug("relay.unmatched_answer")
                 continue
+            call.started = True
             self.received_bytes += len(message.payload)
-            call.future.set_result(message.payload)
+            try:
+                call.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                # The device sends at most its window ahead of our acks: someone else is
+                # flooding this answer.
+                self._pending.pop(bytes(correlation or b""), None)
+                _fail(
+                    call.queue,
+                    RelayStreamBroken(
+                        "the relay delivered far more chunks than the device may send ahead; "
+                        "the download stopped, try again"
+                    ),
+                )
+
+
+def _fail(queue: asyncio.Queue[aiomqtt.Message | BaseException], error: BaseException) -> None:
+    """Make the next read of ``queue`` raise ``error`` (room is made for it if need be)."""
+    while True:
+        try:
+            queue.put_nowait(error)
+            return
+        except asyncio.QueueFull:
+            queue.get_nowait()
 
 
 def _event_of(data: Any) -> Event:

@@ -4,31 +4,34 @@ A message can reach the doorbell more than once: MQTT QoS 1 delivers at least on
 that restarts before it saw the doorbell's acknowledgement sends the message again), a phone
 that lost its connection publishes the same sealed request again, and whoever runs the broker
 can replay a captured message. :class:`AnswerCache` remembers, by the SHA-256 of the sender and
-the sealed request, the sealed answer that was published for it: a repeat gets those same bytes
-again (which only the original sender can open) and never reaches the API. A repeat that arrives
-while the first is still being handled waits for it.
+the sealed request, the messages that were published as the answer when it was small enough to
+go whole (one message): a repeat gets those same bytes again (which only the original sender can
+open) and never reaches the API.
 
 The cache is bounded in bytes and entries are kept for the relay's maximum age; a repeat that
-comes after its entry is gone reaches the API, whose replay window refuses the nonce (it is
-remembered for the same maximum age) or whose signature check finds it stale.
+comes after its entry is gone, or of an answer that went in many chunks, reaches the API, whose
+replay window refuses the nonce (it is remembered for the same maximum age) or whose signature
+check finds it stale.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-__all__ = ["AnswerCache"]
+__all__ = ["AnswerCache", "Held"]
 
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_KEEP_S = 1800.0
 
+# An answer as published: each message's payload, content type and sequence number (or None).
+Held = tuple[tuple[bytes, str | None, str | None], ...]
+
 
 class AnswerCache:
-    """Sealed answers by request digest, oldest evicted first; at most ``max_bytes``."""
+    """Published answers by request digest, oldest evicted first; at most ``max_bytes``."""
 
     def __init__(
         self,
@@ -40,9 +43,8 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.keep_s = keep_s
         self._clock = clock
-        self._answers: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+        self._answers: OrderedDict[bytes, tuple[float, Held, int]] = OrderedDict()
         self._bytes = 0
-        self._running: dict[bytes, asyncio.Future[bytes | None]] = {}
         self.repeats = 0
 
     def __len__(self) -> int:
@@ -53,50 +55,31 @@ class AnswerCache:
         """The digest a message is known by."""
         return hashlib.sha256(sender.encode() + b"\x00" + sealed).digest()
 
-    async def once(
-        self, key: bytes, handle: Callable[[], Awaitable[bytes | None]]
-    ) -> tuple[bytes | None, bool]:
-        """The answer for ``key``: (the remembered one, True) for a repeat, else (what
-        ``handle`` returns, False). None answers (dropped messages) are not remembered."""
+    def get(self, key: bytes) -> Held | None:
+        """The answer published for ``key``, if it is remembered (a repeat, counted)."""
         self._expire()
-        if (held := self._answers.get(key)) is not None:
-            self.repeats += 1
-            return held[1], True
-        if (running := self._running.get(key)) is not None:
-            self.repeats += 1
-            return await asyncio.shield(running), True
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
-        try:
-            answer = await handle()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here: waiting repeats re-raise it themselves
-            raise
-        finally:
-            del self._running[key]
-        future.set_result(answer)
-        if answer is not None:
-            self._remember(key, answer)
-        return answer, False
+        held = self._answers.get(key)
+        if held is None:
+            return None
+        self.repeats += 1
+        return held[1]
 
-    def _remember(self, key: bytes, answer: bytes) -> None:
-        if len(answer) > self.max_bytes:
+    def put(self, key: bytes, answer: Held) -> None:
+        """Remember ``answer`` as what was published for ``key``."""
+        size = sum(len(payload) for payload, _, _ in answer)
+        if size > self.max_bytes or key in self._answers:
             return
-        self._answers[key] = (self._clock() + self.keep_s, answer)
-        self._bytes += len(answer)
+        self._answers[key] = (self._clock() + self.keep_s, answer, size)
+        self._bytes += size
         while self._bytes > self.max_bytes:
-            _, (_, dropped) = self._answers.popitem(last=False)
-            self._bytes -= len(dropped)
+            _, (_, _, dropped) = self._answers.popitem(last=False)
+            self._bytes -= dropped
 
     def _expire(self) -> None:
         now = self._clock()
         while self._answers:
-            key, (expires, answer) = next(iter(self._answers.items()))
+            key, (expires, _, size) = next(iter(self._answers.items()))
             if expires > now:
                 return
             del self._answers[key]
-            self._bytes -= len(answer)
+            self._bytes -= size

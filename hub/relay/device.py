@@ -13,14 +13,31 @@ its inbox ``doorward/v1/dev/<dev>/in/+`` at QoS 1 and, for each message:
 3. seals the answer to the request's context and publishes it at QoS 1 on the MQTT 5 response
    topic with the request's correlation data.
 
+A request whose MQTT content type is ``message/ohttp-chunked-req`` (what
+:class:`hub.relay.client.RelayTransport` sends) is answered as a chunked Oblivious HTTP response
+(draft-ietf-ohai-chunked-ohttp, :mod:`hub.wire.ohttp_chunked`) around an indeterminate-length
+Binary HTTP response (:mod:`hub.wire.bhttp_stream`), one chunk per broker message, each with the
+request's correlation data and its sequence number (user property ``seq``). Whatever the size of
+the answer, the device holds at most one chunk of it: it reads the API's answer only as the
+client acknowledges chunks (a message on its inbox with the user property ``ack``: the highest
+sequence number it has in order), keeps at most ``window_chunks`` unacknowledged, and abandons a
+transfer whose acknowledgements stop for ``ack_timeout_s`` (logged in one line). A plain RFC 9458
+request still gets one RFC 9458 message, and a 413 ``relay_too_large`` if the answer would not
+fit one broker packet.
+
 With ``events`` (:class:`hub.relay.events.RelayEvents`) it also publishes, on the same
 connection, each owner's age-encrypted copy of every event the owners' WebSocket stream carries.
 
+A message that arrives again (a QoS 1 duplicate, a phone's resend, a replay by whoever runs the
+broker) gets the answer already published for it, from memory (:mod:`hub.relay.dedupe`), when that
+answer was one message; otherwise it reaches the API, whose replay window refuses its nonce.
+
+Calls are answered concurrently, at most ``max_calls`` at once (more wait, up to a bound; past
+it they are dropped and logged): a long download does not hold up other calls.
+
 A message that does not open (another key id, altered ciphertext), is not a valid binary request,
 or has no usable response topic is logged in one line and dropped: nothing is answered and
-nothing reaches the API. Answers whose body would not fit one broker packet get a 413 with
-``relay_too_large``: chunked bodies over the relay are not implemented yet, and neither are
-streaming downloads.
+nothing reaches the API.
 """
 
 from __future__ import annotations
@@ -28,9 +45,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
-import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,16 +60,25 @@ from paho.mqtt.properties import Properties
 from crypto.errors import DoorwardError
 from crypto.keys import read_secret_file
 from crypto.tls import client_context
-from hub.relay.dedupe import AnswerCache
-from hub.wire import bhttp, ohttp
+from hub.relay.connection import DEVICE_RETRY_S, NO_DELAY, backoff_s
+from hub.relay.dedupe import AnswerCache, Held
+from hub.wire import bhttp, ohttp, ohttp_chunked
+from hub.wire.bhttp_stream import RESPONSE_END, encode_content, encode_response_head
 from hub.wire.relay_hop import HOP_CLIENT, HOP_FIELDS, HOP_TOKEN, hop_token
 
 if TYPE_CHECKING:
     from hub.relay.events import RelayEvents
 
 __all__ = [
+    "ACK_PROPERTY",
+    "ACK_TIMEOUT_S",
+    "CHUNK_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_CALLS",
     "MAX_MESSAGE_BYTES",
+    "NO_DELAY",
+    "SEQ_PROPERTY",
+    "WINDOW_CHUNKS",
     "RelayDevice",
     "RelayError",
     "RelayLogin",
@@ -71,25 +96,25 @@ MAX_MESSAGE_BYTES = 128 * 1024 - 2048
 # A body this large still fits one encapsulated message with its header fields.
 MAX_BODY_BYTES = 96 * 1024
 SESSION_EXPIRY_S = 7 * 24 * 3600
-# Calls and answers are single small packets: without TCP_NODELAY, Nagle's algorithm holds each
-# one back until the previous packet is acknowledged, and delayed ACKs make that ~40 ms a hop.
-NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te"}
 )
-_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-_JITTER = random.SystemRandom()
+_API_TIMEOUT_S = 30.0  # until the API's answer starts (a download then runs at the client's pace)
+# A chunk's plaintext: sealed, framed and with its topic and properties it stays well under the
+# broker's 128 KiB packet (the tag, the nonce, the length and the properties take < 200 bytes).
+CHUNK_BYTES = 64 * 1024 - 1024
+WINDOW_CHUNKS = 8  # chunks sent and not yet acknowledged, per transfer
+ACK_TIMEOUT_S = 30.0  # a transfer whose acknowledgements stop this long is abandoned
+MAX_CALLS = 8  # calls answered at once
+_MAX_WAITING = 32  # calls waiting for one of those slots; past that, dropped
+SEQ_PROPERTY = "seq"  # MQTT 5 user property: a chunk's sequence number (0, 1, ...)
+ACK_PROPERTY = "ack"  # MQTT 5 user property: the highest sequence number received in order
+_MAX_HEAD_BYTES = 16 * 1024
+# Over the relay a download's size is known to the client from content-length (checked end to
+# end by the reader), so it is kept; the other hop-by-hop fields are not.
+_HOP_BY_HOP_STREAM = _HOP_BY_HOP - {"content-length"}
 
 
-def backoff_s(attempt: int, steps: tuple[float, ...] = _RETRY_S) -> float:
-    """How long to wait before reconnect ``attempt`` (0 first): the step for it, spread over
-    half to one and a half times itself, so that doorbells cut off together by a broker restart
-    do not all log in again in the same second (a login costs the broker a TLS handshake)."""
-    step = steps[min(attempt, len(steps) - 1)]
-    return step * _JITTER.uniform(0.5, 1.5)
-
-
-_API_TIMEOUT_S = 30.0
 
 
 class RelayError(DoorwardError):
@@ -169,19 +194,31 @@ class RelayDevice:
         gateway_key: ohttp.GatewayKey,
         api_url: str,
         fingerprint: str,
+        window_chunks: int = WINDOW_CHUNKS,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        max_calls: int = MAX_CALLS,
         events: RelayEvents | None = None,
     ) -> None:
         self._login = login
         self._events = events
+        self._hop = hop_token(gateway_key)
+        self._answers = AnswerCache()
         self.device_id = device_id
         self._key = gateway_key
         self._api_url = api_url.rstrip("/")
         self._api_tls = client_context(fingerprint)
-        self._hop = hop_token(gateway_key)
-        self._answers = AnswerCache()
+        self._window_chunks = window_chunks
+        self._ack_timeout_s = ack_timeout_s
+        self._max_calls = max_calls
+        self._slots = asyncio.Semaphore(max_calls)
+        self._transfers: dict[tuple[str, bytes], _Transfer] = {}
+        self._stopping = False
         self.connected = asyncio.Event()
         self.answered = 0
         self.dropped = 0
+        self.abandoned = 0
+        self.chunks_sent = 0
+        self.high_water = 0  # the most chunks of one transfer ever sent and unacknowledged
 
     @property
     def repeats(self) -> int:
@@ -217,7 +254,7 @@ class RelayDevice:
                     attempt = 0
                 except aiomqtt.MqttError as exc:
                     self.connected.clear()
-                    delay = round(backoff_s(attempt), 2)
+                    delay = round(backoff_s(attempt, DEVICE_RETRY_S), 2)
                     attempt += 1
                     logger.warning(
                         "relay.disconnected error=%s retry_s=%s", type(exc).__name__, delay
@@ -235,37 +272,70 @@ class RelayDevice:
             password=self._login.password,
             identifier=self._login.username,
             protocol=aiomqtt.ProtocolVersion.V5,
-            socket_options=NO_DELAY,
             tls_context=self._login.tls,
             clean_start=False,
             properties=connect,
             will=aiomqtt.Will(avail, b"offline", qos=1, retain=True),
+            socket_options=NO_DELAY,
         ) as mqtt:
             await mqtt.subscribe(f"doorward/v1/dev/{self.device_id}/in/+", qos=1)
             await mqtt.publish(avail, b"online", qos=1, retain=True)
             self.connected.set()
             logger.info("relay.connected device_id=%s", self.device_id)
+            calls: set[asyncio.Task[None]] = set()
+            self._stopping = False
             sending = None
             if self._events is not None:
                 sending = asyncio.ensure_future(self._events.send(mqtt))
             try:
                 async for message in mqtt.messages:
-                    answer = await self._answer(message, session)
-                    if answer is not None:
-                        topic, payload, properties = answer
-                        await mqtt.publish(topic, payload, qos=1, properties=properties)
-                        self.answered += 1
+                    self._dispatch(message, mqtt, session, calls)
             finally:
+                self._stopping = True
+                for task in calls:
+                    task.cancel()
+                await asyncio.gather(*calls, return_exceptions=True)
+                self._transfers.clear()
                 if sending is not None:
                     sending.cancel()
                     (outcome,) = await asyncio.gather(sending, return_exceptions=True)
                     if isinstance(outcome, Exception):
                         logger.error("relay.events_failed error=%s", type(outcome).__name__)
 
+    def _dispatch(
+        self,
+        message: aiomqtt.Message,
+        mqtt: aiomqtt.Client,
+        session: aiohttp.ClientSession,
+        calls: set[asyncio.Task[None]],
+    ) -> None:
+        """Take an acknowledgement at once; start a task for a call (on the event loop)."""
+        sender = str(message.topic).rsplit("/", 1)[-1]
+        ack = _user_property(message.properties, ACK_PROPERTY)
+        if ack is not None:
+            self._acked(sender, getattr(message.properties, "CorrelationData", None), ack)
+            return
+        if len(calls) >= self._max_calls + _MAX_WAITING:
+            self._drop(sender, "busy")
+            return
+        task = asyncio.ensure_future(self._call(message, mqtt, session))
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+
+    async def _call(
+        self, message: aiomqtt.Message, mqtt: aiomqtt.Client, session: aiohttp.ClientSession
+    ) -> None:
+        async with self._slots:
+            try:
+                await self._answer(message, mqtt, session)
+            except aiomqtt.MqttError as exc:
+                # The connection went: _serve reconnects; the client's call times out.
+                logger.warning("relay.answer_lost error=%s", type(exc).__name__)
+
     async def _answer(
-        self, message: aiomqtt.Message, session: aiohttp.ClientSession
-    ) -> tuple[str, bytes, Properties] | None:
-        """The response to publish for ``message``, or None to drop it (logged in one line)."""
+        self, message: aiomqtt.Message, mqtt: aiomqtt.Client, session: aiohttp.ClientSession
+    ) -> None:
+        """Answer ``message``, or drop it (logged in one line)."""
         sender = str(message.topic).rsplit("/", 1)[-1]
         props = message.properties
         reply_to = getattr(props, "ResponseTopic", None)
@@ -275,24 +345,25 @@ class RelayDevice:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_MESSAGE_BYTES:
             return self._drop(sender, "too_large")
-        sealed, repeat = await self._answers.once(
-            AnswerCache.key(sender, bytes(payload)),
-            lambda: self._handle(sender, bytes(payload), session),
-        )
-        if sealed is None:
-            return None
-        if repeat:
+        key = AnswerCache.key(sender, bytes(payload))
+        held = self._answers.get(key)
+        if held is not None:
             logger.info("relay.repeat from=%s", sender[:64])
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.CorrelationData = bytes(correlation)
-        return reply_to, sealed, properties
-
-    async def _handle(
-        self, sender: str, payload: bytes, session: aiohttp.ClientSession
-    ) -> bytes | None:
-        """The sealed answer to one relayed call, or None to drop it (logged in one line)."""
+            for answer, content_type, seq in held:
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.CorrelationData = bytes(correlation)
+                if content_type is not None:
+                    properties.ContentType = content_type
+                if seq is not None:
+                    properties.UserProperty = [(SEQ_PROPERTY, seq)]
+                await mqtt.publish(reply_to, answer, qos=1, properties=properties)
+            return None
+        chunked = getattr(props, "ContentType", None) == ohttp_chunked.REQUEST_MEDIA_TYPE
         try:
-            inner, exchange = ohttp.decapsulate_request(self._key, payload)
+            if chunked:
+                inner, exchange = ohttp_chunked.decapsulate_request(self._key, bytes(payload))
+            else:
+                inner, plain = ohttp.decapsulate_request(self._key, bytes(payload))
             request = bhttp.parse_request(inner, max_message_bytes=MAX_MESSAGE_BYTES)
         except ohttp.UnknownKey:
             return self._drop(sender, "unknown_key")
@@ -300,13 +371,171 @@ class RelayDevice:
             return self._drop(sender, "does_not_open")
         except bhttp.BhttpError:
             return self._drop(sender, "malformed")
+        if chunked:
+            sent = await self._stream(request, exchange, sender, bytes(correlation), mqtt, session)
+            if sent is not None:
+                self._answers.put(key, sent)
+            return None
         response = await self._forward(request, sender, session)
-        return exchange.seal_response(response.encode())
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = bytes(correlation)
+        sealed = plain.seal_response(response.encode())
+        await mqtt.publish(reply_to, sealed, qos=1, properties=properties)
+        self._answers.put(key, ((sealed, None, None),))
+        self.answered += 1
+        return None
+
+    async def _stream(
+        self,
+        request: bhttp.Request,
+        exchange: ohttp_chunked.ChunkedGatewayExchange,
+        sender: str,
+        correlation: bytes,
+        mqtt: aiomqtt.Client,
+        session: aiohttp.ClientSession,
+    ) -> Held | None:
+        """Answer as chunks at the client's pace: read the API's answer one chunk ahead of what
+        the window allows, never more. An answer that went whole in one chunk is returned, to
+        be remembered for repeats."""
+        key = (sender, correlation)
+        if key in self._transfers:  # a QoS 1 duplicate of a request being answered
+            return self._drop(sender, "duplicate")
+        first: list[bytes] = []
+        transfer = self._transfers[key] = _Transfer()
+        sealer = exchange.sealer()
+        reply_to = response_topic(sender, self.device_id)
+
+        async def send(plain: bytes, *, final: bool) -> None:
+            await self._window(transfer)
+            framed = sealer.seal(plain, final=final)
+            if transfer.sent == 0:
+                framed = sealer.nonce + framed
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+            properties.ContentType = ohttp_chunked.RESPONSE_MEDIA_TYPE
+            properties.UserProperty = [(SEQ_PROPERTY, str(transfer.sent))]
+            await mqtt.publish(reply_to, framed, qos=1, properties=properties)
+            if transfer.sent == 0:
+                first.append(framed)
+            transfer.sent += 1
+            self.chunks_sent += 1
+            self.high_water = max(self.high_water, transfer.sent - 1 - transfer.acked)
+
+        try:
+            await self._stream_api(request, sender, session, send)
+            self.answered += 1
+            if transfer.sent == 1:
+                return ((first[0], ohttp_chunked.RESPONSE_MEDIA_TYPE, "0"),)
+        except _Abandoned:
+            self.abandoned += 1
+            logger.warning(
+                "relay.transfer_abandoned from=%s sent=%d acked=%d after_s=%g",
+                sender[:64],
+                transfer.sent,
+                transfer.acked + 1,
+                self._ack_timeout_s,
+            )
+        finally:
+            del self._transfers[key]
+        return None
+
+    async def _stream_api(
+        self,
+        request: bhttp.Request,
+        sender: str,
+        session: aiohttp.ClientSession,
+        send: Callable[..., Awaitable[None]],
+    ) -> None:
+        if not request.path.startswith("/"):
+            error = _error(400, "bad_request", "the relayed request's path must start with /")
+            return await send(_streamed(error), final=True)
+        headers = self._hop_headers(request, sender)
+        try:
+            async with session.request(
+                request.method,
+                self._api_url + request.path,
+                headers=headers,
+                data=request.content,
+                ssl=self._api_tls,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=_API_TIMEOUT_S),
+            ) as answer:
+                fields = tuple(
+                    (k.lower(), v)
+                    for k, v in answer.headers.items()
+                    if k.lower() not in _HOP_BY_HOP_STREAM
+                )
+                buffer = bytearray(encode_response_head(answer.status, fields))
+                if len(buffer) > _MAX_HEAD_BYTES:
+                    error = _error(
+                        502, "relay_api_unreachable", "the API's answer head is too large"
+                    )
+                    return await send(_streamed(error), final=True)
+                try:
+                    while True:
+                        end = False
+                        while len(buffer) < CHUNK_BYTES - 16 and not end:
+                            async with asyncio.timeout(self._ack_timeout_s + _API_TIMEOUT_S):
+                                piece = await answer.content.read(CHUNK_BYTES - 16 - len(buffer))
+                            if piece:
+                                buffer += encode_content(piece)
+                            else:
+                                buffer += RESPONSE_END
+                                end = True
+                        await send(bytes(buffer), final=end)
+                        buffer.clear()
+                        if end:
+                            return None
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # Part of the answer is out: end the stream here; the client's reader sees
+                    # the content cut short and says so.
+                    logger.error("relay.api_broke_off error=%s", type(exc).__name__)
+                    return await send(b"", final=True)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.error("relay.api_unreachable error=%s", type(exc).__name__)
+            error = _error(502, "relay_api_unreachable", "the device's API did not answer")
+            return await send(_streamed(error), final=True)
+
+    async def _window(self, transfer: _Transfer) -> None:
+        """Wait until the next chunk fits the window; :class:`_Abandoned` if acks stop."""
+        while transfer.sent > transfer.acked + self._window_chunks:
+            if self._stopping:
+                # The connection is going; a cancellation swallowed by the MQTT client's
+                # publish must not leave this transfer waiting for acks that cannot come.
+                raise asyncio.CancelledError
+            transfer.moved.clear()
+            try:
+                async with asyncio.timeout(self._ack_timeout_s):
+                    await transfer.moved.wait()
+            except TimeoutError:
+                raise _Abandoned from None
+
+    def _acked(self, sender: str, correlation: bytes | None, value: str) -> None:
+        transfer = self._transfers.get((sender, bytes(correlation or b"")))
+        if transfer is None or not value.isdigit() or len(value) > 12:
+            logger.debug("relay.stray_ack from=%s", sender[:64])
+            return
+        # Never past what was sent: a forged ack cannot open the window further.
+        acked = min(int(value), transfer.sent - 1)
+        if acked > transfer.acked:
+            transfer.acked = acked
+            transfer.moved.set()
 
     def _drop(self, sender: str, reason: str) -> None:
         self.dropped += 1
         logger.warning("relay.dropped from=%s reason=%s", sender[:64], reason)
         return None
+
+    def _hop_headers(self, request: bhttp.Request, sender: str) -> list[tuple[str, str]]:
+        """The relayed request's header fields for the hop to the API: the hop-by-hop ones and
+        any hop fields it carried removed, ``Host`` its authority, and this device's own hop
+        fields (``hub.wire.relay_hop``) naming the sender."""
+        headers = [
+            (k, v)
+            for k, v in request.headers
+            if k not in _HOP_BY_HOP and k != "host" and k not in HOP_FIELDS
+        ]
+        return [*headers, ("host", request.authority), (HOP_TOKEN, self._hop), (HOP_CLIENT, sender)]
 
     async def _forward(
         self, request: bhttp.Request, sender: str, session: aiohttp.ClientSession
@@ -314,12 +543,7 @@ class RelayDevice:
         """``request`` through the device's own API over loopback; its answer as binary HTTP."""
         if not request.path.startswith("/"):
             return _error(400, "bad_request", "the relayed request's path must start with /")
-        headers = [
-            (k, v)
-            for k, v in request.headers
-            if k not in _HOP_BY_HOP and k != "host" and k not in HOP_FIELDS
-        ]
-        headers += [("host", request.authority), (HOP_TOKEN, self._hop), (HOP_CLIENT, sender)]
+        headers = self._hop_headers(request, sender)
         try:
             async with session.request(
                 request.method,
@@ -334,9 +558,9 @@ class RelayDevice:
                     return _error(
                         413,
                         "relay_too_large",
-                        f"the answer is larger than {MAX_BODY_BYTES} bytes, the most one relay "
-                        "message carries (chunking over the relay is not implemented yet): use "
-                        "the LAN address or a presigned link",
+                        f"the answer is larger than {MAX_BODY_BYTES} bytes, the most one RFC 9458 "
+                        "relay message carries: send the request as chunked Oblivious HTTP "
+                        "(content type message/ohttp-chunked-req) to get it in chunks",
                     )
                 fields = tuple(
                     (k.lower(), v)
@@ -358,6 +582,32 @@ async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes | Non
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+class _Abandoned(Exception):
+    """The client stopped acknowledging a transfer (internal)."""
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """One chunked answer in flight: chunks sent, and the highest acknowledged in order."""
+
+    sent: int = 0
+    acked: int = -1
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _user_property(props: Properties | None, name: str) -> str | None:
+    for key, value in getattr(props, "UserProperty", None) or ():
+        if key == name:
+            return str(value)
+    return None
+
+
+def _streamed(response: bhttp.Response) -> bytes:
+    """A whole small response in the streamed form."""
+    body = encode_content(response.content) if response.content else b""
+    return encode_response_head(response.status, response.headers) + body + RESPONSE_END
 
 
 def _error(status: int, code: str, message: str) -> bhttp.Response:

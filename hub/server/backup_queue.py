@@ -159,6 +159,14 @@ class BackupQueue:
                 raise
             return True
 
+    def uploaded(self, name: str) -> bool:
+        """Whether ``name`` is in the store (uploaded, and not deleted since)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM backup_objects WHERE name = ? AND state = 'done'", (name,)
+            ).fetchone()
+        return row is not None
+
     def record_done(self, name: str, kind: str, now_s: float) -> None:
         """Record an object uploaded outside the queue's order (an audit log batch)."""
         with self._lock:

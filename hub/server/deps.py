@@ -21,6 +21,7 @@ from hub.server.owners import OwnersTable
 if TYPE_CHECKING:  # the S3 client is imported only by a device that has a backup store
     from hub.server.backup import OffsiteBackup
     from hub.server.release_offsite import OffsiteReleases
+    from hub.server.segment_links import SegmentLinks
 
 __all__ = ["CameraInfo", "HubDeps"]
 
@@ -69,6 +70,8 @@ class HubDeps:
     backup: OffsiteBackup | None = None
     # Release bundles go to the backup store and requesters get presigned URLs (None: no store).
     offsite_releases: OffsiteReleases | None = None
+    # Presigned URLs for uploaded segments, for owners who prefer them (over the relay).
+    segment_links: SegmentLinks | None = None
     # The device's relay key configuration (RFC 9458 §3), served to owners (None: no relay key).
     relay_key_config: bytes | None = None
     # The token the device's relay connection sends to its own API (``hub.wire.relay_hop``).

@@ -256,6 +256,7 @@ async def _offsite_releases(
     from hub.offsite.s3 import ObjectStore
     from hub.offsite.target import Credentials
     from hub.server.release_offsite import offsite_releases
+    from hub.server.segment_links import SegmentLinks
 
     try:
         credentials = await asyncio.to_thread(Credentials.load, backup.config.credentials_file)
@@ -263,7 +264,11 @@ async def _offsite_releases(
         logger.error("backup.releases_off error=%s detail=%s", type(exc).__name__, exc)
         return deps
     bucket = await stores.enter_async_context(ObjectStore(backup.address, credentials))
-    return replace(deps, offsite_releases=offsite_releases(device, bucket))
+    return replace(
+        deps,
+        offsite_releases=offsite_releases(device, bucket),
+        segment_links=SegmentLinks(bucket, backup.queue),
+    )
 
 
 def _relay_device(

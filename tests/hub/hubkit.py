@@ -38,6 +38,7 @@ from tests.device.kit import write_clip
 if TYPE_CHECKING:
     from hub.server.backup import OffsiteBackup
     from hub.server.release_offsite import OffsiteReleases
+    from hub.server.segment_links import SegmentLinks
 
 
 @dataclass
@@ -79,11 +80,13 @@ async def running_device(
     live_cameras: tuple[str, ...] = (),
     offsite: Callable[[Device], OffsiteReleases] | None = None,
     backup: Callable[[Device], OffsiteBackup] | None = None,
+    segment_links: Callable[[OffsiteBackup], SegmentLinks] | None = None,
 ) -> AsyncIterator[Running]:
     """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
     with ``live_cameras``, also the live-view routes, for cameras that send no frames; with
     ``offsite``, release bundles go to the store of the uploader it makes; with ``backup``, the
-    off-site uploader it makes runs (and ``GET /backup`` reports it)."""
+    off-site uploader it makes runs (and ``GET /backup`` reports it); with ``segment_links`` too,
+    owners who prefer it are sent to the uploaded segments in the store."""
     config = config or ServeConfig(data_dir=data_dir)
     device = Device.open(data_dir, request_limits=config.request_limits())
     live_view = None
@@ -96,6 +99,8 @@ async def running_device(
     deps = device.deps(cameras or {}, config, clock=clock, backup=uploader)
     if offsite is not None:
         deps = dataclasses.replace(deps, offsite_releases=offsite(device))
+    if segment_links is not None and uploader is not None:
+        deps = dataclasses.replace(deps, segment_links=segment_links(uploader))
     app = create_app(deps, live_view=live_view)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
     await runner.setup()

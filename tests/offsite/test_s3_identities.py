@@ -24,7 +24,7 @@ from hub.offsite.target import (
 
 
 @pytest.mark.asyncio
-async def test_the_device_key_writes_under_its_prefix_and_cannot_read_or_list(
+async def test_the_device_key_writes_under_its_prefix_and_reads_only_what_it_presigns(
     seaweed: SeaweedServer, bucket: BucketAddress
 ) -> None:
     ids = seaweed.identities
@@ -39,8 +39,12 @@ async def test_the_device_key_writes_under_its_prefix_and_cannot_read_or_list(
         await admin_other.put_bytes("seg/theirs", b"not the device's")
         assert [o.name for o in await owner.list()] == ["seg/one"]
         assert await owner.get_bytes("seg/one", max_size=100) == b"ciphertext"
+        # Segments and releases it may read (the presigned URLs it hands out); nothing else.
+        assert await device.get_bytes("seg/one", max_size=100) == b"ciphertext"
+        await device.put_bytes("man/one", b"signed manifest")
         with pytest.raises(StoreDenied):
-            await device.get_bytes("seg/one", max_size=100)
+            await device.get_bytes("man/one", max_size=100)
+        await device.delete("man/one")
         with pytest.raises(StoreDenied):
             await device.list()
         with pytest.raises(StoreDenied):

@@ -165,7 +165,20 @@ async def clip_manifest(request: web.Request) -> web.Response:
 
 async def get_segment(request: web.Request) -> web.StreamResponse:
     await require_owner(request)
-    segment = request.app[appkeys.DEPS].store.segment(request.match_info["segment_id"])
+    deps = request.app[appkeys.DEPS]
+    segment = deps.store.segment(request.match_info["segment_id"])
+    # The one place that sends a segment to the backup store instead (hub.server.segment_links).
+    if deps.segment_links is not None and _prefers_offsite(request):
+        url = await deps.segment_links.link(segment.payload_sha256)
+        if url is not None:
+            return web.Response(
+                status=303,
+                headers={
+                    "Location": url,
+                    "X-Payload-SHA256": segment.payload_sha256,
+                    "Cache-Control": "no-store",
+                },
+            )
     headers = {
         "Content-Type": "application/octet-stream",
         "X-Payload-SHA256": segment.payload_sha256,
@@ -174,6 +187,12 @@ async def get_segment(request: web.Request) -> web.StreamResponse:
         return (await send_file(request, segment.path, headers)).response
     except FileNotFoundError:  # retention deleted it just now
         raise NotFound(f"unknown segment {segment.segment_id!r}") from None
+
+
+def _prefers_offsite(request: web.Request) -> bool:
+    """``Prefer: offsite`` (RFC 7240 syntax: comma-separated preferences)."""
+    wanted = ",".join(request.headers.getall("Prefer", ()))
+    return any(p.split(";")[0].strip().lower() == "offsite" for p in wanted.split(","))
 
 
 async def segment_header(request: web.Request) -> web.Response:
