@@ -161,7 +161,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
 
     async def prepare() -> tuple[Any, ApiFootage]:
         # Approving checks the chosen segments' files, which are downloaded (not over the relay).
-        async with s.client(lan_only="downloading segments to approve") as api:
+        async with s.client() as api:
             info = await api.request(args.request_id)
             if info.status != "pending":
                 raise CliError(f"request {args.request_id} is {info.status}, not pending")
@@ -209,7 +209,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
     )
 
     async def post() -> Any:
-        async with s.client(lan_only="downloading segments to approve") as api:
+        async with s.client() as api:
             return await api.consent(args.request_id, approval)
 
     release = run_async(post(), where=s.where)

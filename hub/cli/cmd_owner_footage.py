@@ -81,7 +81,7 @@ def _view(args: argparse.Namespace) -> int:
 
     async def fetch() -> tuple[int, bytes]:
         joined = io.BytesIO()
-        async with s.client(lan_only="downloading segments") as api:
+        async with s.client() as api:
             clip = await api.clip(args.clip_id)
             progress.total = clip.bytes
             for segment in clip.segments:

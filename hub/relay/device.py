@@ -203,6 +203,7 @@ class RelayDevice:
         self._events = events
         self._hop = hop_token(gateway_key)
         self._answers = AnswerCache()
+        self._repeats_in_flight = 0
         self.device_id = device_id
         self._key = gateway_key
         self._api_url = api_url.rstrip("/")
@@ -222,8 +223,9 @@ class RelayDevice:
 
     @property
     def repeats(self) -> int:
-        """Messages answered from memory because they had been handled already."""
-        return self._answers.repeats
+        """Messages that came again: answered from memory, or dropped while the first copy was
+        still being answered."""
+        return self._answers.repeats + self._repeats_in_flight
 
     def forget_answers(self) -> None:
         """Drop the memory of handled calls (a repeat then reaches the API's replay check)."""
@@ -399,6 +401,7 @@ class RelayDevice:
         be remembered for repeats."""
         key = (sender, correlation)
         if key in self._transfers:  # a QoS 1 duplicate of a request being answered
+            self._repeats_in_flight += 1
             return self._drop(sender, "duplicate")
         first: list[bytes] = []
         transfer = self._transfers[key] = _Transfer()

@@ -295,14 +295,15 @@ def test_owner_status_goes_through_the_relay(setup: Setup, tmp_path: Path) -> No
     relay_url = f"mqtts://{setup.broker.host}:{setup.broker.client_port}"
     assert err == f"doorward: via the relay ({relay_url})\n"
     assert json.loads(out)["health"]["device_id"] == setup.device_id
-    # Calls that download segments, and live view, say that they need the LAN.
-    code, out, err = run(
-        "owner", "view", "some-clip", "--via", "relay", "--profile", str(profile_dir)
-    )
+    # Viewing a clip goes through the relay too (here one the device does not have).
+    code, out, err = run("owner", "view", "c" * 26, "--via", "relay", "--profile", str(profile_dir))
     assert (code, out) == (1, "")
-    assert err == (
-        "doorward: error: downloading segments does not go through the relay yet: use --via lan\n"
-    )
+    assert err.startswith(f"doorward: via the relay ({relay_url})\ndoorward: error: ")
+    assert err.endswith("error: unknown clip 'cccccccccccccccccccccccccc' (not_found, HTTP 404)\n")
+    # Live view says that it needs the LAN.
+    code, out, err = run("owner", "live-link", "--via", "relay", "--profile", str(profile_dir))
+    assert (code, out) == (1, "")
+    assert err == "doorward: error: a live link does not go through the relay yet: use --via lan\n"
 
 
 def test_auto_falls_back_to_the_relay_when_the_lan_address_does_not_answer(
