@@ -26,6 +26,9 @@ Everything runs on loopback against a real Mosquitto started with the shipped co
   ``broker_rss_per_1k_devices_MB`` is its resident memory over the same. ``broker_connect_cpu_ms``
   is its CPU per login (TLS handshake, password check, session), which a reconnect storm after an
   outage costs.
+- ``download_*``: from ``bench/_relay_bodies.py``: one ``--download-mib`` MiB segment downloaded by
+  its owner through the relay (chunked, flow-controlled) against direct HTTPS, best of 3; no goal
+  in the issue, reported as the ratio of throughputs.
 - ``broker_cpu_us_per_message``: a client publishes ``--messages`` messages of an event's size
   (2,171 bytes: one event to an owner with a hybrid key) at QoS 1 into one doorbell's inbox, and
   the doorbell takes them: the broker's CPU over the run per message (in, out and both acks;
@@ -473,6 +476,20 @@ async def event_latency(presses: int, fps: int) -> dict:
     }
 
 
+async def download_throughput(mib: int) -> dict:
+    """A segment download through the relay against direct HTTPS, from ``bench/_relay_bodies.py``
+    (its own device, broker and event loop, in a thread)."""
+    from _relay_bodies import relay_vs_direct  # type: ignore[import-not-found]
+
+    result = await asyncio.to_thread(relay_vs_direct, mib=mib)
+    return {
+        "download_relay_vs_direct": result["relay_vs_direct"],
+        "download_relay_mib_per_s": result["relay_mib_per_s"],
+        "download_direct_mib_per_s": result["direct_mib_per_s"],
+        "download_mib": result["download_mib"],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="doorward-relay-bench-") as tmp:
         work = Path(tmp)
@@ -480,6 +497,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         result.update(await rtt_and_rss(work, args.calls))
         print(f"relay rtt: {result}", file=sys.stderr)
         result.update(await event_latency(args.presses, args.fps))
+        result.update(await download_throughput(args.download_mib))
         result.update(await broker_message_cost(work, args.messages))
         result.update(await idle_doorbells(work, args.devices, args.idle_seconds, args.keepalive))
         return result
@@ -493,6 +511,7 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=15, help="the event bench's camera rate")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--download-mib", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--keepalive", type=int, default=60)
     args = parser.parse_args()
