@@ -27,6 +27,7 @@ from hub.client.api import ApiError
 from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
 from hub.relay.client import RelayTransport
 from hub.relay.device import MAX_MESSAGE_BYTES, RelayDevice, RelayLogin
+from hub.relay.events import RelayEvents
 from hub.server import appkeys
 from hub.server.events import device_event
 from hub.server.state import Device
@@ -69,13 +70,20 @@ class Rig:
             self.broker.credentials(self.device_id).password,
             self.broker.tls_context(),
         )
-        assert self.running.device.relay_key is not None
+        device = self.running.device
+        assert device.relay_key is not None
+        events = RelayEvents(  # as doorward serve wires them
+            device_id=self.device_id,
+            source=self.running.app[appkeys.BUS].subscribe,
+            owners=lambda: [(o.key_id, o.recipient) for o in device.owners.list_owners()],
+        )
         self.relay = RelayDevice(
             login,
             device_id=self.device_id,
-            gateway_key=self.running.device.relay_key,
+            gateway_key=device.relay_key,
             api_url=self.running.url,
-            fingerprint=self.running.device.fingerprint,
+            fingerprint=device.fingerprint,
+            events=events,
         )
         self._task = asyncio.ensure_future(self.relay.run())
         async with asyncio.timeout(20):
