@@ -164,7 +164,7 @@ async def test_the_operator_sees_nothing_of_a_whole_consent_story(tmp_path: Path
                 assert report.ok
                 assert [s.segment_id for s in report.segments] == [s.segment_id for s in chosen]
                 assert report.video is not None
-                video = Path(report.video).read_bytes()
+                video = await asyncio.to_thread(Path(report.video).read_bytes)
             marker = b"end-" + secrets.token_bytes(8)
             async with client(broker, owner_id) as owner_mqtt:
                 await owner_mqtt.publish(
