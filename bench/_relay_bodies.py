@@ -83,6 +83,7 @@ async def _measure(
             ),
             device_id=device.identity.device_id,
             gateway_key=device.relay_key,
+            pq_key=device.relay_pq_key,
             api_url=url,
             fingerprint=device.fingerprint,
         )
@@ -98,7 +99,7 @@ async def _measure(
                 client_id=client_id,
                 password=broker.credentials(client_id).password,
                 device_id=device.identity.device_id,
-                key_config=bytes(device.relay_key.config()),
+                key_config=device.relay_keys() or b"",
             )
             fingerprint, device_id = device.fingerprint, device.identity.device_id
             relayed_s: list[float] = []

@@ -100,7 +100,7 @@ async def relay_doorbell(directory: Path, *, fps: int = 15) -> AsyncIterator[Rel
                 client_id=owner.key_id,
                 password=broker.credentials(owner.key_id).password,
                 device_id=device_id,
-                key_config=bytes(device.relay_key.config()),
+                key_config=device.relay_keys() or b"",
                 identity=owner.age_identity,
             )
             async with transport:

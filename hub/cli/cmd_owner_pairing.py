@@ -150,11 +150,12 @@ def _pair(args: argparse.Namespace) -> int:
 def _relay_config_of(config: bytes | None) -> tuple[bytes | None, str | None]:
     """The relay key configuration the device gave at pairing, if usable, and a note if not."""
     from hub.wire import ohttp
+    from hub.wire.relay_keys import RelayKeys
 
     if config is None:
         return None, None
     try:
-        ohttp.KeyConfig.parse(config)
+        RelayKeys.parse(config)
     except ohttp.OhttpError as exc:
         return None, f"its relay key is unusable ({exc}); calls through the relay are off for it"
     return config, None

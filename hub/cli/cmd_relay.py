@@ -152,6 +152,7 @@ def _read_ca(path: Path) -> bytes:
 
 def _refresh(args: argparse.Namespace) -> int:
     from hub.wire import ohttp
+    from hub.wire.relay_keys import RelayKeys
 
     args.via = "lan"  # the relay key is checked over the pinned LAN connection only
     s = OwnerSession(args)
@@ -162,7 +163,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
     served, relay_url = run_async(fetch(), where=s.where)
     try:
-        ohttp.KeyConfig.parse(served)
+        RelayKeys.parse(served)
     except ohttp.OhttpError as exc:
         raise CliError(
             f"device {s.device.device_id} serves an unusable relay key ({exc})"

@@ -30,6 +30,7 @@ from crypto.keys import device_id as device_id_of
 from crypto.signed import b64url, b64url_decode
 from crypto.tls import spki_fingerprint
 from hub.wire import ohttp
+from hub.wire.relay_keys import RelayKeys
 
 __all__ = ["SCHEME", "AddressError", "RequestAddress", "relay_base_url"]
 
@@ -71,7 +72,7 @@ class RequestAddress:
             )
         object.__setattr__(self, "relay_url", _url(*_relay_host_port(self.relay_url)))
         try:
-            ohttp.KeyConfig.parse(self.key_config)
+            RelayKeys.parse(self.key_config)
         except ohttp.OhttpError as exc:
             raise AddressError(
                 f"relay_key is not a usable relay key configuration: {exc}"

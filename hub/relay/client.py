@@ -44,9 +44,10 @@ from paho.mqtt.properties import Properties
 from crypto import age
 from crypto.errors import CryptoError, DoorwardError
 from hub.relay.connection import NO_DELAY, backoff_s
-from hub.wire import bhttp, ohttp, ohttp_chunked
+from hub.wire import bhttp, ohttp, ohttp_chunked, ohttp_pq
 from hub.wire.bhttp_stream import ResponseReader
 from hub.wire.events import EVENT_KINDS, Event
+from hub.wire.relay_keys import RelayKeys
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -330,13 +331,16 @@ class _Call:
     """A call waiting for its answer: what was published (sent again after a reconnect until the
     answer starts), and the queue its answer's messages go to."""
 
-    __slots__ = ("queue", "sealed", "started", "stream")
+    __slots__ = ("content_type", "queue", "sealed", "started", "stream")
 
-    def __init__(self, sealed: bytes, queue: asyncio.Queue[aiomqtt.Message | BaseException]) -> None:
+    def __init__(
+        self, sealed: bytes, queue: asyncio.Queue[aiomqtt.Message | BaseException]
+    ) -> None:
         self.sealed = sealed
         self.queue = queue
         self.started = False  # a message of the answer has arrived
         self.stream: RelayStream | None = None
+        self.content_type = ohttp_chunked.REQUEST_MEDIA_TYPE
 
 
 class RelayTransport:
@@ -374,12 +378,13 @@ class RelayTransport:
         self.client_id, self.device_id = client_id, device_id
         self._password = password
         try:
-            self._config = ohttp.KeyConfig.parse(key_config)
+            keys = RelayKeys.parse(key_config)
         except ohttp.OhttpError as exc:
             raise RelayCallFailed(
                 f"the device's relay key configuration is unusable ({exc}); fetch it again "
                 "over the LAN"
             ) from None
+        self._config, self._hybrid = keys.classic, keys.hybrid
         self._timeout_s = timeout_s
         self._session_expiry_s = session_expiry_s
         self._max_wait_s = max_wait_s
@@ -484,7 +489,10 @@ class RelayTransport:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         fields = tuple((name.lower(), value) for name, value in headers.items())
         inner = bhttp.Request(method, parts.scheme, parts.netloc, path, fields, body).encode()
-        sealed, exchange = ohttp_chunked.encapsulate_request(self._config, [inner])
+        if self._hybrid is not None:  # post-quantum: ML-KEM-768+X25519
+            sealed, exchange = ohttp_pq.pq_encapsulate_chunked(self._hybrid, inner)
+        else:
+            sealed, exchange = ohttp_chunked.encapsulate_request(self._config, [inner])
         if len(sealed) > MAX_MESSAGE_BYTES:
             raise RelayCallFailed(
                 f"the request is {len(sealed)} bytes sealed, more than one relay message "
@@ -493,6 +501,8 @@ class RelayTransport:
         await self.connect()
         correlation = secrets.token_bytes(16)
         call = _Call(sealed, asyncio.Queue(_MAX_QUEUED))
+        if self._hybrid is not None:
+            call.content_type = ohttp_pq.PQ_CHUNKED_REQUEST_MEDIA_TYPE
         stream = call.stream = RelayStream(self, correlation, call.queue, exchange, self._timeout_s)
         self._pending[correlation] = call
         try:
@@ -540,18 +550,21 @@ class RelayTransport:
             return  # the reconnect publishes it
         try:
             await mqtt.publish(
-                self.inbox, call.sealed, qos=1, properties=self._properties(correlation)
+                self.inbox,
+                call.sealed,
+                qos=1,
+                properties=self._properties(correlation, call.content_type),
             )
             self.published += 1
             self.sent_bytes += len(call.sealed)
         except aiomqtt.MqttError:
             logger.info("relay.publish_interrupted")  # published again after the reconnect
 
-    def _properties(self, correlation: bytes) -> Properties:
+    def _properties(self, correlation: bytes, content_type: str) -> Properties:
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = self.responses
         properties.CorrelationData = correlation
-        properties.ContentType = ohttp_chunked.REQUEST_MEDIA_TYPE
+        properties.ContentType = content_type
         properties.MessageExpiryInterval = self._max_wait_s
         return properties
 
@@ -611,7 +624,10 @@ class RelayTransport:
         for correlation, call in list(self._pending.items()):
             if not call.started:
                 await mqtt.publish(
-                    self.inbox, call.sealed, qos=1, properties=self._properties(correlation)
+                    self.inbox,
+                    call.sealed,
+                    qos=1,
+                    properties=self._properties(correlation, call.content_type),
                 )
                 self.published += 1
             elif call.stream is not None and call.stream.acknowledged >= 0:

@@ -13,8 +13,10 @@ its inbox ``doorward/v1/dev/<dev>/in/+`` at QoS 1 and, for each message:
 3. seals the answer to the request's context and publishes it at QoS 1 on the MQTT 5 response
    topic with the request's correlation data.
 
-A request whose MQTT content type is ``message/ohttp-chunked-req`` (what
-:class:`hub.relay.client.RelayTransport` sends) is answered as a chunked Oblivious HTTP response
+A request whose MQTT content type is ``message/ohttp-chunked-req``, or
+``application/x-doorward-ohttp-pq-chunked-req`` (sealed to the device's hybrid ML-KEM-768+X25519
+key, :func:`hub.wire.ohttp_pq.pq_encapsulate_chunked`: what :class:`hub.relay.client.RelayTransport`
+sends when it has that key), is answered as a chunked Oblivious HTTP response
 (draft-ietf-ohai-chunked-ohttp, :mod:`hub.wire.ohttp_chunked`) around an indeterminate-length
 Binary HTTP response (:mod:`hub.wire.bhttp_stream`), one chunk per broker message, each with the
 request's correlation data and its sequence number (user property ``seq``). Whatever the size of
@@ -62,7 +64,7 @@ from crypto.keys import read_secret_file
 from crypto.tls import client_context
 from hub.relay.connection import DEVICE_RETRY_S, NO_DELAY, backoff_s
 from hub.relay.dedupe import AnswerCache, Held
-from hub.wire import bhttp, ohttp, ohttp_chunked
+from hub.wire import bhttp, ohttp, ohttp_chunked, ohttp_pq
 from hub.wire.bhttp_stream import RESPONSE_END, encode_content, encode_response_head
 from hub.wire.relay_hop import HOP_CLIENT, HOP_FIELDS, HOP_TOKEN, hop_token
 
@@ -113,8 +115,6 @@ _MAX_HEAD_BYTES = 16 * 1024
 # Over the relay a download's size is known to the client from content-length (checked end to
 # end by the reader), so it is kept; the other hop-by-hop fields are not.
 _HOP_BY_HOP_STREAM = _HOP_BY_HOP - {"content-length"}
-
-
 
 
 class RelayError(DoorwardError):
@@ -198,6 +198,7 @@ class RelayDevice:
         ack_timeout_s: float = ACK_TIMEOUT_S,
         max_calls: int = MAX_CALLS,
         events: RelayEvents | None = None,
+        pq_key: ohttp_pq.PqGatewayKey | None = None,
     ) -> None:
         self._login = login
         self._events = events
@@ -206,6 +207,7 @@ class RelayDevice:
         self._repeats_in_flight = 0
         self.device_id = device_id
         self._key = gateway_key
+        self._pq_key = pq_key
         self._api_url = api_url.rstrip("/")
         self._api_tls = client_context(fingerprint)
         self._window_chunks = window_chunks
@@ -360,9 +362,15 @@ class RelayDevice:
                     properties.UserProperty = [(SEQ_PROPERTY, seq)]
                 await mqtt.publish(reply_to, answer, qos=1, properties=properties)
             return None
-        chunked = getattr(props, "ContentType", None) == ohttp_chunked.REQUEST_MEDIA_TYPE
+        content_type = getattr(props, "ContentType", None)
+        hybrid = content_type == ohttp_pq.PQ_CHUNKED_REQUEST_MEDIA_TYPE
+        chunked = hybrid or content_type == ohttp_chunked.REQUEST_MEDIA_TYPE
         try:
-            if chunked:
+            if hybrid:
+                if self._pq_key is None:
+                    return self._drop(sender, "unknown_key")
+                inner, exchange = ohttp_pq.pq_decapsulate_chunked(self._pq_key, bytes(payload))
+            elif chunked:
                 inner, exchange = ohttp_chunked.decapsulate_request(self._key, bytes(payload))
             else:
                 inner, plain = ohttp.decapsulate_request(self._key, bytes(payload))

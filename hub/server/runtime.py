@@ -305,6 +305,7 @@ def _relay_device(
         login,
         device_id=device.identity.device_id,
         gateway_key=device.relay_key,
+        pq_key=device.relay_pq_key,
         api_url=api_url_of(api.getsockname()),
         fingerprint=device.fingerprint,
         events=events,

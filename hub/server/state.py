@@ -2,7 +2,7 @@
 
 keys/device.ed25519   the device's Ed25519 key (0600)      keys/device.crt   its TLS certificate
 keys/setup-code       the 8-digit pairing code (0600)       doorward.db       SQLite (WAL)
-keys/relay.x25519     the relay key (OHTTP, 0600)
+keys/relay.x25519     the relay key (OHTTP, 0600)           keys/relay-pq.seed  the hybrid one (0600)
 audit.db              the audit log and owners' cosignatures   clips/…        encrypted segments
 pairing-state.json    failed pairing attempts (``hub.server.pairing_state``)
 
@@ -39,7 +39,9 @@ from hub.server.data_dir import prepare_data_dir
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.owners import OwnersTable
 from hub.wire.ohttp import GatewayKey
+from hub.wire.ohttp_pq import PqGatewayKey
 from hub.wire.relay_hop import hop_token
+from hub.wire.relay_keys import RelayKeys
 
 if TYPE_CHECKING:
     from hub.server.backup import OffsiteBackup
@@ -65,6 +67,7 @@ class Device:
     fingerprint: str
     setup_code: SetupCode = field(repr=False)
     relay_key: GatewayKey | None = field(default=None, repr=False)
+    relay_pq_key: PqGatewayKey | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -97,6 +100,7 @@ class Device:
             code = draw_setup_code()
             write_secret_file(code_path, code.digits().encode())
         relay_key = _relay_key(key_dir / "relay.x25519")
+        relay_pq_key = _relay_pq_key(key_dir / "relay-pq.seed")
         audit = AuditLog(
             data_dir / "audit.db",
             signer=identity.private_key,
@@ -144,7 +148,16 @@ class Device:
             fingerprint,
             code,
             relay_key,
+            relay_pq_key,
         )
+
+    def relay_keys(self) -> bytes | None:
+        """The relay key configurations phones pin and addresses carry (``hub.wire.relay_keys``):
+        the X25519 one and the hybrid one; None without a relay key."""
+        if self.relay_key is None:
+            return None
+        hybrid = self.relay_pq_key.config() if self.relay_pq_key is not None else None
+        return bytes(RelayKeys(self.relay_key.config(), hybrid))
 
     def ssl_context(self) -> ssl.SSLContext:
         """The API's TLS 1.3 server context (the device's Ed25519 certificate)."""
@@ -181,7 +194,7 @@ class Device:
             auth_failure_burst=config.auth_failure_burst,
             auth_failure_per_s=config.auth_failure_per_s,
             backup=backup,
-            relay_key_config=bytes(self.relay_key.config()) if self.relay_key else None,
+            relay_key_config=self.relay_keys(),
             relay_hop_token=hop_token(self.relay_key) if self.relay_key else None,
             relay_url=config.relay.clients_url if config.relay is not None else None,
         )
@@ -208,6 +221,19 @@ def _desk_connection(path: Path) -> sqlite3.Connection:
 
 
 RELAY_KEY_ID = 1  # the key id of the device's relay key configuration (RFC 9458 §3)
+
+
+RELAY_PQ_KEY_ID = 2  # the hybrid relay key's id: distinct from the X25519 one's
+
+
+def _relay_pq_key(path: Path) -> PqGatewayKey:
+    """The device's hybrid relay key (ML-KEM-768+X25519, ``hub.wire.ohttp_pq``): read, or made
+    and written (0600) on first start, also by a device that had only the X25519 one."""
+    if path.exists():
+        return PqGatewayKey(RELAY_PQ_KEY_ID, read_secret_file(path))
+    key = PqGatewayKey.generate(RELAY_PQ_KEY_ID)
+    write_secret_file(path, key.seed)
+    return key
 
 
 def _relay_key(path: Path) -> GatewayKey:

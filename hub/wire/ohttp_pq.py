@@ -21,6 +21,7 @@ Pure apart from the key generation that ``cryptography`` does.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -28,20 +29,25 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
+from hub.wire import ohttp_chunked
 from hub.wire.ohttp import (
     DEFAULT_MAX_ENCAPSULATED_BYTES,
     DecapsulationFailed,
     OhttpError,
+    SymmetricAlgorithm,
     UnknownKey,
 )
 
 __all__ = [
+    "PQ_CHUNKED_REQUEST_MEDIA_TYPE",
     "PQ_KEM_ID",
     "PqClientExchange",
     "PqGatewayExchange",
     "PqGatewayKey",
     "PqKeyConfig",
+    "pq_decapsulate_chunked",
     "pq_decapsulate_request",
+    "pq_encapsulate_chunked",
     "pq_encapsulate_request",
 ]
 
@@ -49,6 +55,10 @@ PQ_KEM_ID: Final = 0x647A  # ML-KEM-768+X25519 in the HPKE KEM registry drafts
 _KDF_ID, _AEAD_ID = 0x0001, 0x0001  # HKDF-SHA256, AES-128-GCM
 _SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_128_GCM)
 _REQUEST_INFO = b"doorward relay pq request"
+_CHUNKED_REQUEST_INFO = b"doorward relay pq chunked request"
+_SECRET_BYTES = 32
+# The MQTT 5 content type of a request sealed with :func:`pq_encapsulate_chunked`.
+PQ_CHUNKED_REQUEST_MEDIA_TYPE: Final = "application/x-doorward-ohttp-pq-chunked-req"
 _RESPONSE_INFO = b"doorward relay pq response"
 _MLKEM_PUBLIC_BYTES = 1184
 _PUBLIC_BYTES = _MLKEM_PUBLIC_BYTES + 32
@@ -56,6 +66,7 @@ _SEED_BYTES = 64 + 32  # ML-KEM seed (d || z) and X25519 private key
 _ENC_BYTES = 1120
 _TAG_BYTES = 16
 _HEADER_BYTES = 7
+_ALGORITHM = SymmetricAlgorithm(_KDF_ID, _AEAD_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +211,62 @@ def pq_decapsulate_request(
         ) from None
     exchange = PqGatewayExchange(key.key_id, header, sealed[:_ENC_BYTES], response_public)
     return plaintext[_PUBLIC_BYTES:], exchange
+
+
+def pq_encapsulate_chunked(
+    config: PqKeyConfig, request: bytes
+) -> tuple[bytes, ohttp_chunked.ChunkedClientExchange]:
+    """Seal a binary HTTP request to the device's hybrid key, answered as a chunked response.
+
+    The request is ``hdr || Seal(device hybrid key, info, secret || request)`` with a fresh
+    32-byte ``secret``; the answer is exactly a chunked Oblivious HTTP response
+    (:mod:`hub.wire.ohttp_chunked`) whose keys are expanded from that secret where the draft
+    expands them from the HPKE exporter secret (``cryptography``'s single-shot HPKE has no
+    exporter), with the request's 1,120-byte ``enc`` in the salt. Whoever records the traffic
+    needs the device's hybrid key, ML-KEM-768 and X25519 both, to read either direction."""
+    header = _header(config.key_id)
+    secret = secrets.token_bytes(_SECRET_BYTES)
+    sealed = _SUITE.encrypt(
+        secret + request,
+        _public(config.public_key),
+        info=_CHUNKED_REQUEST_INFO + b"\x00" + header,
+    )
+    exchange = ohttp_chunked.ChunkedClientExchange(_ALGORITHM, sealed[:_ENC_BYTES], secret)
+    return header + sealed, exchange
+
+
+def pq_decapsulate_chunked(
+    key: PqGatewayKey, data: bytes, *, max_bytes: int = DEFAULT_MAX_ENCAPSULATED_BYTES
+) -> tuple[bytes, ohttp_chunked.ChunkedGatewayExchange]:
+    """Open a request of :func:`pq_encapsulate_chunked`; return it and the exchange whose
+    sealer answers it in chunks."""
+    _check_size(data, _HEADER_BYTES, max_bytes, "encapsulated request")
+    header = bytes(data[:_HEADER_BYTES])
+    if data[0] != key.key_id or header != _header(key.key_id):
+        raise UnknownKey(
+            f"encapsulated request header {header.hex()} is not the hybrid suite of key "
+            f"{key.key_id} ({_header(key.key_id).hex()}): fetch the current key configuration"
+        )
+    _check_size(
+        data,
+        _HEADER_BYTES + _ENC_BYTES + _SECRET_BYTES + _TAG_BYTES,
+        max_bytes,
+        "encapsulated request",
+    )
+    sealed = bytes(data[_HEADER_BYTES:])
+    try:
+        plain = _SUITE.decrypt(
+            sealed, _private(key.seed), info=_CHUNKED_REQUEST_INFO + b"\x00" + header
+        )
+    except (InvalidTag, ValueError):
+        raise DecapsulationFailed(
+            f"encapsulated request does not open with hybrid relay key {key.key_id}: it was "
+            "sealed to another key or altered on the way"
+        ) from None
+    exchange = ohttp_chunked.ChunkedGatewayExchange(
+        key.key_id, _ALGORITHM, sealed[:_ENC_BYTES], plain[:_SECRET_BYTES]
+    )
+    return plain[_SECRET_BYTES:], exchange
 
 
 def _header(key_id: int) -> bytes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from hub.wire import bhttp, bhttp_stream, ohttp, ohttp_chunked
+from hub.wire.ohttp_pq import PqGatewayKey
+from hub.wire.relay_keys import RelayKeys
 from tests.fuzz.kit import bytes_target, parse_or_refuse
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -64,6 +66,11 @@ def test_encapsulated_response(data: bytes) -> None:
 @bytes_target([bytes(KEY.config())], share=1)
 def test_key_config(data: bytes) -> None:
     parse_or_refuse(lambda: ohttp.KeyConfig.parse(data), (ohttp.OhttpError,), input_size=len(data))
+
+
+@bytes_target([bytes(RelayKeys(KEY.config(), PqGatewayKey.generate(2).config()))], share=1)
+def test_relay_key_list(data: bytes) -> None:
+    parse_or_refuse(lambda: RelayKeys.parse(data), (ohttp.OhttpError,), input_size=len(data))
 
 
 @bytes_target([STREAMED + bhttp_stream.RESPONSE_END], share=2)

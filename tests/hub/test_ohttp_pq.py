@@ -7,13 +7,17 @@ import re
 import pytest
 
 from hub.wire.bhttp import Request, Response, parse_request, parse_response
-from hub.wire.ohttp import DecapsulationFailed, OhttpError, UnknownKey
+from hub.wire.ohttp import DecapsulationFailed, GatewayKey, OhttpError, UnknownKey
+from hub.wire.ohttp_chunked import StreamBroken
 from hub.wire.ohttp_pq import (
     PqGatewayKey,
     PqKeyConfig,
+    pq_decapsulate_chunked,
     pq_decapsulate_request,
+    pq_encapsulate_chunked,
     pq_encapsulate_request,
 )
+from hub.wire.relay_keys import RelayKeys
 
 KEY = PqGatewayKey.generate(4)
 REQUEST = Request("GET", "https", "doorbell", "/health").encode()
@@ -86,3 +90,77 @@ def test_secrets_stay_out_of_reprs() -> None:
     assert "response_public" not in repr(gateway)
     with pytest.raises(OhttpError, match="seed must be 96 bytes, got 3"):
         PqGatewayKey(1, b"abc")
+
+
+# -- the chunked variant the relay uses --------------------------------------------------------
+
+
+def test_chunked_round_trip_in_several_chunks() -> None:
+    encapsulated, client = pq_encapsulate_chunked(KEY.config(), REQUEST)
+    # 7-byte header, 1,120-byte encapsulation, the 32-byte response secret, the request, a tag.
+    assert len(encapsulated) == 7 + 1120 + 32 + len(REQUEST) + 16
+    opened, gateway = pq_decapsulate_chunked(KEY, encapsulated)
+    assert opened == REQUEST
+    sealer = gateway.sealer()
+    chunks = [sealer.nonce + sealer.seal(b"one"), sealer.seal(b"two"), sealer.seal(b"", final=True)]
+    opener = client.opener()
+    assert opener.open_first(chunks[0]) == (b"one", False)
+    assert opener.open_chunk(chunks[1]) == (b"two", False)
+    assert opener.open_chunk(chunks[2]) == (b"", True)
+
+
+def test_a_chunked_answer_opens_only_for_its_own_request() -> None:
+    first, client = pq_encapsulate_chunked(KEY.config(), REQUEST)
+    second, _ = pq_encapsulate_chunked(KEY.config(), REQUEST)
+    assert first[7:] != second[7:]  # a fresh encapsulation and secret every time
+    _, gateway = pq_decapsulate_chunked(KEY, second)
+    sealer = gateway.sealer()
+    with pytest.raises(StreamBroken):
+        client.opener().open_first(sealer.nonce + sealer.seal(b"not yours", final=True))
+
+
+def test_chunked_requests_that_do_not_open_are_refused() -> None:
+    encapsulated, _ = pq_encapsulate_chunked(KEY.config(), REQUEST)
+    flipped = encapsulated[:-1] + bytes([encapsulated[-1] ^ 1])
+    with pytest.raises(DecapsulationFailed, match="does not open with hybrid relay key 4"):
+        pq_decapsulate_chunked(KEY, flipped)
+    with pytest.raises(DecapsulationFailed, match="does not open"):
+        pq_decapsulate_chunked(PqGatewayKey(4, PqGatewayKey.generate(4).seed), encapsulated)
+    with pytest.raises(UnknownKey, match="is not the hybrid suite of key 5"):
+        pq_decapsulate_chunked(PqGatewayKey(5, KEY.seed), encapsulated)
+    with pytest.raises(OhttpError, match="shorter than the minimum"):
+        pq_decapsulate_chunked(KEY, encapsulated[:100])
+
+
+# -- the pinned list of both keys ---------------------------------------------------------------
+
+
+def test_relay_keys_travel_as_one_ohttp_keys_list() -> None:
+    classic = GatewayKey.generate(1).config()
+    keys = RelayKeys(classic, KEY.config())
+    data = bytes(keys)
+    assert data[:2] == len(bytes(classic)).to_bytes(2, "big")
+    assert RelayKeys.parse(data) == keys
+    # A lone RFC 9458 configuration, as devices before the hybrid key served: no hybrid key.
+    assert RelayKeys.parse(bytes(classic)) == RelayKeys(classic)
+    assert bytes(RelayKeys(classic)) == len(bytes(classic)).to_bytes(2, "big") + bytes(classic)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda c, h: _listed(h), "holds no X25519 configuration"),
+        (lambda c, h: _listed(c, c), "holds two X25519 configurations"),
+        (lambda c, h: _listed(c, h, h), "holds two hybrid configurations"),
+        (lambda c, h: _listed(c, bytes(PqGatewayKey(1, KEY.seed).config())), "gives key id 1"),
+        (lambda c, h: b"\x00\x05abc", "key configuration"),
+    ],
+)
+def test_bad_relay_key_lists_are_refused(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    classic, hybrid = bytes(GatewayKey.generate(1).config()), bytes(KEY.config())
+    with pytest.raises(OhttpError, match=message):
+        RelayKeys.parse(make(classic, hybrid))
+
+
+def _listed(*configs: bytes) -> bytes:
+    return b"".join(len(c).to_bytes(2, "big") + c for c in configs)

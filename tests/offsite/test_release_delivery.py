@@ -142,7 +142,7 @@ async def _approve(
             device_id=running.device.identity.device_id,
             device_key=running.device.identity.public_key,
             sealed=await audited_seals(running, phone, owner, [clip.clip_id]),
-            token_id=secrets.token_urlsafe(16),
+            token_id=secrets.token_hex(16),  # never starts with "-": a CLI argument
             now=now,
             expires_at_s=now + expires_in_s,
             max_downloads=max_downloads,
@@ -272,7 +272,7 @@ async def test_a_revoked_or_wrong_key_release_gets_no_url(home: Home) -> None:
             home.owner.signing_key,
             release_id,
             device_id=home.running.device.identity.device_id,
-            token_id=secrets.token_urlsafe(16),
+            token_id=secrets.token_hex(16),  # never starts with "-": a CLI argument
             now=int(time.time()),
         )
         await phone.revoke(release_id, token)
@@ -384,7 +384,7 @@ async def test_bundles_of_ended_releases_leave_the_store_once_their_last_url_exp
             home.owner.signing_key,
             revoked,
             device_id=home.running.device.identity.device_id,
-            token_id=secrets.token_urlsafe(16),
+            token_id=secrets.token_hex(16),  # never starts with "-": a CLI argument
             now=int(time.time()),
         )
         await phone.revoke(revoked, token)

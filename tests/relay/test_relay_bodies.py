@@ -39,6 +39,7 @@ from hub.wire import ohttp, ohttp_chunked
 from hub.wire.bhttp import Request
 from hub.wire.bhttp_stream import RESPONSE_END, encode_content, encode_response_head
 from hub.wire.httpsig import RequestSigner
+from hub.wire.relay_keys import RelayKeys
 from tests.device.kit import write_clip
 from tests.hub.hubkit import Running
 from tests.hub.test_approve_hostile import _approve, _opened
@@ -247,7 +248,7 @@ def _chunked_request(
     fields = tuple((k.lower(), v) for k, v in signer.headers("GET", url).items())
     request = Request("GET", "https", rig.running.url.removeprefix("https://"), path, fields)
     return ohttp_chunked.encapsulate_request(
-        ohttp.KeyConfig.parse(rig.key_config), [request.encode()]
+        RelayKeys.parse(rig.key_config).classic, [request.encode()]
     )
 
 

@@ -30,6 +30,7 @@ from hub.server.config import ConfigError, RelayConfig, load_config
 from hub.server.state import Device
 from hub.wire import bhttp, ohttp
 from hub.wire.httpsig import RequestSigner
+from hub.wire.relay_keys import RelayKeys
 from tests.hub.hubkit import Running, running_device, write_big_clip
 from tests.kit import in_ci
 from tests.relay.relaykit import client, messages_until, next_message, request_properties
@@ -108,6 +109,7 @@ async def relay_rig(
                 login,
                 device_id=device_id,
                 gateway_key=running.device.relay_key,
+                pq_key=running.device.relay_pq_key,
                 api_url=running.url,
                 fingerprint=running.device.fingerprint,
                 **(device_options or {}),
@@ -151,8 +153,12 @@ async def test_key_config_is_served_to_owners_and_kept_in_the_profile(tmp_path: 
                 await other.relay_key_config()
         assert refused.value.code == "unknown_key"
         assert running.device.relay_key is not None
-        config = ohttp.KeyConfig.parse(served)
-        assert config == running.device.relay_key.config()
+        keys = RelayKeys.parse(served)
+        assert keys.classic == running.device.relay_key.config()
+        assert running.device.relay_pq_key is not None
+        assert keys.hybrid == running.device.relay_pq_key.config()
+        pq_file = tmp_path / "data" / "keys" / "relay-pq.seed"
+        assert stat.S_IMODE(pq_file.stat().st_mode) == 0o600
         assert secrets.compare_digest(
             key_file.read_bytes(), running.device.relay_key.private_bytes()
         )
@@ -162,7 +168,7 @@ async def test_key_config_is_served_to_owners_and_kept_in_the_profile(tmp_path: 
     again = Device.open(tmp_path / "data")
     try:
         assert again.relay_key is not None
-        assert bytes(again.relay_key.config()) == served
+        assert again.relay_keys() == served
     finally:
         again.close()
 
@@ -206,7 +212,7 @@ async def _raw_call(mqtt: aiomqtt.Client, rig: Rig, sender: str, sealed: bytes) 
 
 
 def _sealed(rig: Rig, request: bhttp.Request) -> tuple[bytes, ohttp.ClientExchange]:
-    return ohttp.encapsulate_request(ohttp.KeyConfig.parse(rig.key_config), request.encode())
+    return ohttp.encapsulate_request(RelayKeys.parse(rig.key_config).classic, request.encode())
 
 
 def _answer(exchange: ohttp.ClientExchange, sealed: bytes | None) -> bhttp.Response:

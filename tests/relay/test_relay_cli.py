@@ -78,7 +78,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     device = Device.open(tmp / "data")  # the device id names its broker login
     device_id = device.identity.device_id
     assert device.relay_key is not None
-    key_config = bytes(device.relay_key.config())
+    key_config = device.relay_keys()
     device.close()
     owner_dir, requester_dir = tmp / "owner", tmp / "requester"
     owner, requester = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")

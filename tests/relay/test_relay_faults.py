@@ -34,6 +34,7 @@ from hub.server.state import Device
 from hub.wire import bhttp, ohttp
 from hub.wire.httpsig import RequestSigner
 from hub.wire.relay_hop import HOP_CLIENT, HOP_TOKEN
+from hub.wire.relay_keys import RelayKeys
 from tests.hub.hubkit import Running, audited_seals, request_token, running_device, small_camera
 from tests.kit import in_ci
 from tests.relay.relaykit import client, next_message, request_properties
@@ -81,6 +82,7 @@ class Rig:
             login,
             device_id=self.device_id,
             gateway_key=device.relay_key,
+            pq_key=device.relay_pq_key,
             api_url=self.running.url,
             fingerprint=device.fingerprint,
             events=events,
@@ -309,7 +311,7 @@ def _sealed_submit(rig: Rig, token: str) -> tuple[bytes, ohttp.ClientExchange]:
     body = token.encode()
     fields = tuple((k.lower(), v) for k, v in signer.headers("POST", url, body).items())
     inner = bhttp.Request("POST", "https", url.split("/")[2], "/requests", fields, body)
-    return ohttp.encapsulate_request(ohttp.KeyConfig.parse(rig.key_config), inner.encode())
+    return ohttp.encapsulate_request(RelayKeys.parse(rig.key_config).classic, inner.encode())
 
 
 async def _raw(mqtt, rig: Rig, sender: str, payload: bytes) -> bytes | None:  # type: ignore[no-untyped-def]
@@ -367,7 +369,7 @@ async def test_oversized_and_malformed_encapsulations_are_dropped_unrecorded(
     async with fault_rig(tmp_path) as rig:
         relay = await rig.relay_up()
         sender = key_id(rig.requester.signing_key.public_key())
-        config = ohttp.KeyConfig.parse(rig.key_config)
+        config = RelayKeys.parse(rig.key_config).classic
         sealed, _ = _sealed_submit(rig, _request(rig))
         not_binary_http, _ = ohttp.encapsulate_request(config, b"\x07not a binary request")
         cases = {
