@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,66 +108,19 @@ def shipped_config(name: str) -> str:
     return resources.files("hub.relay").joinpath("mosquitto", name).read_text(encoding="utf-8")
 
 
-class MosquittoBroker:
-    """``mosquitto`` with the shipped configuration in ``directory`` on two free loopback ports
-    (doorbells, clients); :meth:`start` / :meth:`stop` or a ``with`` block. It can be stopped
-    and started again on the same ports, keeping its persisted sessions."""
+class _Mosquitto:
+    """A ``mosquitto`` process with its files in ``directory``: start, stop, its paths and the
+    passwords of its logins. Subclasses write the configuration (:meth:`_prepare`) and say when
+    it is ready (:meth:`_ready`)."""
 
     host = "127.0.0.1"
+    _roles = "its logins"
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        devices: Iterable[str] = (),
-        clients: Iterable[str] = (),
-        owners: Mapping[str, Iterable[str]] | None = None,
-        operators: Iterable[str] = (),
-    ) -> None:
-        """Prepare (not start) a broker for the named doorbells and clients.
-
-        ``owners`` maps a client to the doorbells whose availability it may read; ``operators``
-        are clients that may read every topic, as whoever runs the broker can (for tests that look
-        at the traffic through the operator's eyes)."""
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
         self.directory = Path(directory)
-        self._devices = _names(devices, "a device id")
-        self._clients = _names(clients, "a client id")
-        self._operators = _names(operators, "an operator name")
-        both = set(self._devices) & (set(self._clients) | set(self._operators))
-        if both:
-            raise ValueError(
-                f"a name must belong to one role (the broker's client ids are shared), "
-                f"got {sorted(both)} as both device and client"
-            )
-        if set(self._clients) & set(self._operators):
-            raise ValueError(
-                f"an operator must not also be a client, got "
-                f"{sorted(set(self._clients) & set(self._operators))}"
-            )
-        self._owners: dict[str, tuple[str, ...]] = {}
-        for owner, owned in (owners or {}).items():
-            if owner not in self._clients:
-                raise ValueError(f"an owner must be one of the clients, got {owner!r}")
-            owned = tuple(owned)
-            unknown = [d for d in owned if d not in self._devices]
-            if unknown:
-                raise ValueError(f"an owner's doorbells must be among the devices, got {unknown}")
-            self._owners[owner] = owned
-        self._passwords = {
-            name: secrets.token_urlsafe(24)
-            for name in (*self._devices, *self._clients, *self._operators)
-        }
-        self.device_port = _free_port()
-        self.client_port = _free_port()
+        self._passwords = {name: secrets.token_urlsafe(24) for name in names}
         self._process: subprocess.Popen[bytes] | None = None
         self._prepared = False
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return (
-            f"MosquittoBroker({self.host}, device_port={self.device_port}, "
-            f"client_port={self.client_port}, {state})"
-        )
 
     @property
     def running(self) -> bool:
@@ -194,27 +148,27 @@ class MosquittoBroker:
         return self.directory / "mosquitto.log"
 
     def credentials(self, name: str) -> BrokerCredentials:
-        """The login of a named doorbell, client or operator."""
+        """The login of a named party."""
         try:
             return BrokerCredentials(name, self._passwords[name])
         except KeyError:
             raise BrokerError(
-                f"no broker credentials for {name!r}; name it among the devices, clients or "
-                f"operators when making the broker"
+                f"no broker credentials for {name!r}; name it among {self._roles} when making "
+                "the broker"
             ) from None
 
-    def tls_context(self) -> ssl.SSLContext:
-        """A client TLS context that trusts only this broker's CA (TLS 1.2 or later)."""
+    def _ca_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca_path))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
     def start(self) -> None:
-        """Start the broker (writing its files at the first start) and wait until both
-        listeners complete a TLS handshake; blocking, so call it outside an event loop."""
+        """Start the broker (writing its files at the first start) and wait until it answers;
+        blocking, so call it outside an event loop."""
         if self.running:
             return
         if not self._prepared:
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._prepare()
             self._prepared = True
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
@@ -227,26 +181,36 @@ class MosquittoBroker:
             )
         finally:
             log.close()
-        self._wait_ready()
-        logger.info(
-            "broker.started device_port=%d client_port=%d", self.device_port, self.client_port
-        )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._ready():
+            assert self._process is not None
+            if self._process.poll() is not None:
+                status, self._process = self._process.returncode, None
+                raise BrokerError(
+                    f"mosquitto exited with status {status} at start; see {self.log_path}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(
+                    f"mosquitto did not answer within {_START_TIMEOUT_S:.0f} s; see {self.log_path}"
+                )
+            time.sleep(0.02)
+        logger.info("broker.started %r", self)
 
     def stop(self) -> None:
-        """Stop the broker (SIGTERM: it saves its sessions; SIGKILL after 5 s)."""
+        """Stop the broker (SIGTERM: it saves what it persists; SIGKILL after 5 s)."""
         process, self._process = self._process, None
-        if process is None:
+        if process is None or process.poll() is not None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        logger.info("broker.stopped device_port=%d", self.device_port)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        logger.info("broker.stopped %r", self)
 
-    def __enter__(self) -> MosquittoBroker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -254,11 +218,95 @@ class MosquittoBroker:
         self.stop()
 
     def _prepare(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _hash_passwords(self, path: Path, names: Iterable[str]) -> None:
+        """``name:password`` lines in a 0600 file, then hashed in place (``mosquitto_passwd
+        -U``): the passwords never appear on a command line, where ``ps`` would show them."""
+        text = "".join(f"{name}:{self._passwords[name]}\n" for name in names)
+        write_secret_file(path, text.encode())
+        if not text:
+            return  # nobody: an empty file lets nobody in
+        done = subprocess.run(
+            [str(_find_passwd()), "-U", str(path)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BrokerError(
+                f"mosquitto_passwd could not hash {path.name} (status {done.returncode}): "
+                f"{done.stderr.decode(errors='replace').strip()}"
+            )
+
+
+class MosquittoBroker(_Mosquitto):
+    """``mosquitto`` with the shipped configuration in ``directory`` on two free loopback ports
+    (doorbells, clients); :meth:`start` / :meth:`stop` or a ``with`` block. It can be stopped
+    and started again on the same ports, keeping its persisted sessions."""
+
+    _roles = "the devices, clients or operators"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        devices: Iterable[str] = (),
+        clients: Iterable[str] = (),
+        owners: Mapping[str, Iterable[str]] | None = None,
+        operators: Iterable[str] = (),
+    ) -> None:
+        """Prepare (not start) a broker for the named doorbells and clients.
+
+        ``owners`` maps a client to the doorbells whose availability it may read; ``operators``
+        are clients that may read every topic, as whoever runs the broker can (for tests that look
+        at the traffic through the operator's eyes)."""
+        self._devices = _names(devices, "a device id")
+        self._clients = _names(clients, "a client id")
+        self._operators = _names(operators, "an operator name")
+        both = set(self._devices) & (set(self._clients) | set(self._operators))
+        if both:
+            raise ValueError(
+                f"a name must belong to one role (the broker's client ids are shared), "
+                f"got {sorted(both)} as both device and client"
+            )
+        if set(self._clients) & set(self._operators):
+            raise ValueError(
+                f"an operator must not also be a client, got "
+                f"{sorted(set(self._clients) & set(self._operators))}"
+            )
+        self._owners: dict[str, tuple[str, ...]] = {}
+        for owner, owned in (owners or {}).items():
+            if owner not in self._clients:
+                raise ValueError(f"an owner must be one of the clients, got {owner!r}")
+            owned = tuple(owned)
+            unknown = [d for d in owned if d not in self._devices]
+            if unknown:
+                raise ValueError(f"an owner's doorbells must be among the devices, got {unknown}")
+            self._owners[owner] = owned
+        super().__init__(directory, (*self._devices, *self._clients, *self._operators))
+        self.device_port = _free_port()
+        self.client_port = _free_port()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"MosquittoBroker({self.host}, device_port={self.device_port}, "
+            f"client_port={self.client_port}, {state})"
+        )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts only this broker's CA (TLS 1.2 or later)."""
+        return self._ca_context()
+
+    def _prepare(self) -> None:
         (self.directory / "persist").mkdir(exist_ok=True)
         self._write_certificates()
-        self._write_passwords("devices.passwd", self._devices)
-        self._write_passwords("clients.passwd", (*self._clients, *self._operators))
+        self._hash_passwords(self.directory / "devices.passwd", self._devices)
+        self._hash_passwords(self.directory / "clients.passwd", (*self._clients, *self._operators))
         (self.directory / "devices.acl").write_text(shipped_config("devices.acl"))
         (self.directory / "clients.acl").write_text(self._clients_acl())
         self.config_path.write_text(self._render_config())
@@ -299,51 +347,13 @@ class MosquittoBroker:
         blocks += [f"\nuser {operator}\ntopic read #\n" for operator in self._operators]
         return text + "".join(blocks)
 
-    def _write_passwords(self, filename: str, names: Iterable[str]) -> None:
-        # Plain `name:password` lines in a 0600 file, then hashed in place (`mosquitto_passwd -U`):
-        # the passwords never appear on a command line, where `ps` would show them.
-        path = self.directory / filename
-        text = "".join(f"{name}:{self._passwords[name]}\n" for name in names)
-        write_secret_file(path, text.encode())
-        if not text:
-            return  # nobody of this role: an empty file lets nobody in
-        done = subprocess.run(
-            [str(_find_passwd()), "-U", str(path)],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BrokerError(
-                f"mosquitto_passwd could not hash {path.name} (status {done.returncode}): "
-                f"{done.stderr.decode(errors='replace').strip()}"
-            )
-
     def _write_certificates(self) -> None:
         _write_test_pki(self.directory, self.host)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT_S
+    def _ready(self) -> bool:
+        """Both listeners complete a TLS handshake."""
         context = self.tls_context()
-        pending = [self.device_port, self.client_port]
-        while pending:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                status = self._process.returncode
-                self._process = None
-                raise BrokerError(
-                    f"mosquitto exited with status {status} at start; see {self.log_path}"
-                )
-            if _handshakes(context, self.host, pending[0]):
-                pending.pop(0)
-                continue
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BrokerError(
-                    f"mosquitto did not accept TLS connections within {_START_TIMEOUT_S:.0f} s; "
-                    f"see {self.log_path}"
-                )
-            time.sleep(0.02)
+        return all(_handshakes(context, self.host, p) for p in (self.device_port, self.client_port))
 
 
 def _write_test_pki(directory: Path, host: str) -> None:
@@ -396,129 +406,41 @@ def _write_test_pki(directory: Path, host: str) -> None:
     )
 
 
-class HomeBroker:
+class HomeBroker(_Mosquitto):
     """A home's own Mosquitto on loopback, as Home Assistant's Mosquitto add-on runs one: a
     single listener (plain MQTT, or TLS with a throwaway CA), password logins and, if given, an
     ACL file's text. Not the relay's configuration: the broker a ``[homeassistant]`` connection
     talks to. It can be stopped and started again on the same port (nothing is persisted)."""
 
-    host = "127.0.0.1"
+    _roles = "the users"
 
     def __init__(
         self, directory: Path, *, users: Iterable[str], tls: bool = False, acl: str | None = None
     ) -> None:
-        self.directory = Path(directory)
+        super().__init__(directory, _names(users, "a user"))
         self.tls = tls
         self._acl = acl
-        self._passwords = {name: secrets.token_urlsafe(24) for name in _names(users, "a user")}
         self.port = _free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._prepared = False
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"HomeBroker({self.host}, port={self.port}, tls={self.tls}, {state})"
 
     @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
     def url(self) -> str:
         """``mqtt://`` or ``mqtts://`` with this broker's address."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
-    @property
-    def ca_path(self) -> Path:
-        """The throwaway CA's certificate (PEM), with ``tls``."""
-        return self.directory / "ca.crt"
-
-    @property
-    def log_path(self) -> Path:
-        """The broker's log file."""
-        return self.directory / "mosquitto.log"
-
-    def credentials(self, name: str) -> BrokerCredentials:
-        """The login of a named user."""
-        try:
-            return BrokerCredentials(name, self._passwords[name])
-        except KeyError:
-            raise BrokerError(f"no home broker user {name!r}; name it among the users") from None
-
     def tls_context(self) -> ssl.SSLContext | None:
         """A client TLS context trusting only this broker's CA; None for plain MQTT."""
-        if not self.tls:
-            return None
-        context = ssl.create_default_context(cafile=str(self.ca_path))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
+        return self._ca_context() if self.tls else None
 
-    def start(self) -> None:
-        """Start the broker (writing its files first, the first time) and wait until its
-        listener answers; blocking."""
-        if self.running:
-            return
-        if not self._prepared:
-            self._prepare()
-            self._prepared = True
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        try:
-            self._process = subprocess.Popen(
-                [str(find_mosquitto()), "-c", str(self.directory / "mosquitto.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        context = self.tls_context()
-        while not _answers(context, self.host, self.port):
-            if self._process.poll() is not None:
-                status, self._process = self._process.returncode, None
-                raise BrokerError(f"mosquitto exited with status {status}; see {self.log_path}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BrokerError(f"mosquitto did not start listening; see {self.log_path}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after 5 s)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> HomeBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        return _answers(self.tls_context(), self.host, self.port)
 
     def _prepare(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         passwords = self.directory / "passwd"
-        text = "".join(f"{name}:{password}\n" for name, password in self._passwords.items())
-        write_secret_file(passwords, text.encode())
-        if text:
-            done = subprocess.run(
-                [str(_find_passwd()), "-U", str(passwords)],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise BrokerError(
-                    "mosquitto_passwd could not hash the home broker's passwords: "
-                    + done.stderr.decode(errors="replace").strip()
-                )
+        self._hash_passwords(passwords, self._passwords)
         lines = [
             "per_listener_settings false",
             "allow_anonymous false",
@@ -543,7 +465,7 @@ class HomeBroker:
             ]
         if os.geteuid() == 0:
             lines.append("user root")  # see MosquittoBroker._render_config
-        (self.directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+        self.config_path.write_text("\n".join(lines) + "\n")
 
 
 def _answers(context: ssl.SSLContext | None, host: str, port: int) -> bool:

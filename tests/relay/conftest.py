@@ -8,19 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
-from tests.kit import in_ci
-from tests.relay.relaykit import CLIENTS, DEVICES, OPERATOR, OWNED
+from hub.relay.broker import MosquittoBroker
+from tests.relay.relaykit import CLIENTS, DEVICES, OPERATOR, OWNED, need_mosquitto
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
     server = MosquittoBroker(
         tmp_path_factory.mktemp("mosquitto"),
         devices=DEVICES,

@@ -11,18 +11,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from crypto.keys import KeyBundle
 from hardware.sim import SimulatedCamera, parse_scenario
 from hub.client import DoorwardClient
-from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayTransport
 from hub.server import runtime
 from hub.server.config import RelayConfig, ServeConfig, parse_camera
 from hub.server.state import Device
-from tests.kit import in_ci
-from tests.relay.relaykit import OPERATOR, availability, client, next_message
+from tests.relay.relaykit import OPERATOR, availability, client, need_mosquitto, next_message
 
 SCENARIO = "[camera]\nwidth = 160\nheight = 120\nfps = {fps}\nseconds = 3600\nseed = 3\n"
 
@@ -93,12 +90,7 @@ async def event_rig(
     """The device (``owners`` paired, the first admin) running with ``[relay]`` against a fresh
     broker that knows the device, the owners (who may read its availability) and an operator;
     returns once the device is online at the broker."""
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
     data = tmp_path / "data"
     device = Device.open(data)
     device_id = device.identity.device_id

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiomqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hub.relay.broker import MosquittoBroker
+from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from hub.server.state import Device
+from tests.kit import in_ci
 
 DEVICES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")
 OWNER = "owner"
@@ -135,3 +139,23 @@ def _varint(n: int) -> bytes:
         out.append(digit | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def need_mosquitto() -> None:
+    """Skip the test when ``mosquitto`` is not installed (in CI, fail: it must be)."""
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        if in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def device_id_of(data: Path) -> str:
+    """The id of the device whose data folder is ``data`` (made on first use): it names the
+    device's broker login, so the broker is made before the device runs."""
+    device = Device.open(data)
+    try:
+        return device.identity.device_id
+    finally:
+        device.close()

@@ -26,7 +26,7 @@ from crypto.keys import KeyBundle, key_id
 from device import CameraPipeline, MotionConfig, RecorderConfig, detector_for
 from device.events import DeviceEvent
 from hardware.sim import SimulatedCamera, parse_scenario
-from hub.relay.broker import BrokerError, HomeBroker, find_mosquitto
+from hub.relay.broker import HomeBroker
 from hub.relay.homeassistant import HomeAssistantBridge, HomeAssistantError, HomeAssistantLogin
 from hub.server import appkeys
 from hub.server.config import ConfigError, HomeAssistantConfig, ServeConfig, load_config
@@ -34,7 +34,7 @@ from hub.server.events import device_event
 from hub.server.runtime import _home_assistant
 from hub.server.state import Device
 from tests.hub.hubkit import Running, request_token, running_device
-from tests.kit import child_env, in_ci, serve_command
+from tests.kit import child_env, serve_command
 from tests.relay.homeassistantkit import (
     DOORBELL,
     Listener,
@@ -42,6 +42,7 @@ from tests.relay.homeassistantkit import (
     home_assistant,
     suggested_acl,
 )
+from tests.relay.relaykit import need_mosquitto
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,12 +76,7 @@ at_s = {press_at_s}
 
 
 def require_mosquitto() -> None:
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
 
 
 @dataclass

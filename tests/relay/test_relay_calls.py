@@ -23,7 +23,7 @@ from crypto.tls import client_context
 from hub.client import DoorwardClient
 from hub.client.api import ApiError
 from hub.client.profile import PinnedDevice
-from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayTransport
 from hub.relay.device import RelayDevice, RelayLogin
 from hub.server.config import ConfigError, RelayConfig, load_config
@@ -32,8 +32,14 @@ from hub.wire import bhttp, ohttp
 from hub.wire.httpsig import RequestSigner
 from hub.wire.relay_keys import RelayKeys
 from tests.hub.hubkit import Running, running_device, write_big_clip
-from tests.kit import in_ci
-from tests.relay.relaykit import client, messages_until, next_message, request_properties
+from tests.relay.relaykit import (
+    client,
+    device_id_of,
+    messages_until,
+    need_mosquitto,
+    next_message,
+    request_properties,
+)
 
 OPERATOR = "operator"
 
@@ -74,16 +80,9 @@ async def relay_rig(
 ) -> AsyncIterator[Rig]:
     """A broker, a running device with one owner, and the device's relay connection; ``clients``
     get broker logins too, ``device_options`` go to RelayDevice, the rest to running_device."""
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
     data = tmp_path / "data"
-    first = Device.open(data)  # the device id names the device's broker login
-    device_id = first.identity.device_id
-    first.close()
+    device_id = device_id_of(data)
     owner = KeyBundle.generate("x25519")
     owner_id = key_id(owner.signing_key.public_key())
     client_ids = [owner_id, *(key_id(k.signing_key.public_key()) for k in clients)]

@@ -24,20 +24,24 @@ from device import CameraPipeline, RecorderConfig
 from hub.cli.request_footage import ApiFootage
 from hub.client import DoorwardClient
 from hub.client.api import ApiError
-from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayTransport
 from hub.relay.device import MAX_MESSAGE_BYTES, RelayDevice, RelayLogin
 from hub.relay.events import RelayEvents
 from hub.server import appkeys
 from hub.server.events import device_event
-from hub.server.state import Device
 from hub.wire import bhttp, ohttp
 from hub.wire.httpsig import RequestSigner
 from hub.wire.relay_hop import HOP_CLIENT, HOP_TOKEN
 from hub.wire.relay_keys import RelayKeys
 from tests.hub.hubkit import Running, audited_seals, request_token, running_device, small_camera
-from tests.kit import in_ci
-from tests.relay.relaykit import client, next_message, request_properties
+from tests.relay.relaykit import (
+    client,
+    device_id_of,
+    need_mosquitto,
+    next_message,
+    request_properties,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
 
@@ -135,16 +139,9 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def fault_rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
     data = tmp_path / "data"
-    first = Device.open(data)  # the device id names the device's broker login
-    device_id = first.identity.device_id
-    first.close()
+    device_id = device_id_of(data)
     owner, requester = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
     clients = [key_id(k.signing_key.public_key()) for k in (owner, requester)]
     broker = MosquittoBroker(tmp_path / "broker", devices=[device_id], clients=clients)

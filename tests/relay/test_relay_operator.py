@@ -20,13 +20,11 @@ from consent.requests import sign_request, verify_request
 from crypto.keys import KeyBundle, key_id
 from hub.cli.request_footage import ApiFootage
 from hub.client import EventMessage
-from hub.relay.broker import BrokerError, MosquittoBroker, find_mosquitto
+from hub.relay.broker import MosquittoBroker
 from hub.relay.client import RelayTransport
-from hub.server.state import Device
 from hub.wire.ohttp_pq import PQ_CHUNKED_REQUEST_MEDIA_TYPE, PQ_KEM_ID
 from tests.hub.hubkit import audited_seals, running_device
-from tests.kit import in_ci
-from tests.relay.relaykit import client, messages_until
+from tests.relay.relaykit import client, device_id_of, messages_until, need_mosquitto
 from tests.relay.test_relay_faults import Rig, _record_one_clip
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
@@ -56,16 +54,9 @@ def _transport(broker: MosquittoBroker, keys: KeyBundle, device_id: str, config:
 
 
 async def test_the_operator_sees_nothing_of_a_whole_consent_story(tmp_path: Path) -> None:
-    try:
-        find_mosquitto()
-    except BrokerError as exc:
-        if in_ci():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    need_mosquitto()
     data = tmp_path / "data"
-    first = Device.open(data)  # the device id names the device's broker login
-    device_id = first.identity.device_id
-    first.close()
+    device_id = device_id_of(data)
     owner, requester = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
     owner_id = key_id(owner.signing_key.public_key())
     requester_id = key_id(requester.signing_key.public_key())
