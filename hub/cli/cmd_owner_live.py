@@ -84,9 +84,10 @@ def _live(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signal.SIGINT, stop.set)
         started = time.monotonic()
         try:
-            async with connect(
-                args, profile, device, keys.signing_key, lan_only="live view"
-            ) as api:
+            # Through the relay only the call that sets the session up travels; the video
+            # needs a network path to the doorbell (ICE host candidates: the same network, or a
+            # VPN; no STUN or TURN server is configured).
+            async with connect(args, profile, device, keys.signing_key) as api:
                 stats = await api.live(args.camera, seconds=args.seconds, out=args.out, stop=stop)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
