@@ -445,8 +445,9 @@ class DoorwardClient:
 
         Over the relay (``relay=`` with the owner's age identity) the same events come through
         the broker, decrypted by the transport; ``kinds`` is applied here (an unknown kind raises
-        ValueError), and the stream ends with :class:`~hub.relay.client.RelayCallFailed` when the
-        broker connection is lost. A removed owner's relay stream just goes quiet."""
+        ValueError); a lost broker connection is bridged by the transport (it logs in again and
+        what was published meanwhile arrives), and the stream ends when the transport is closed.
+        A removed owner's relay stream just goes quiet."""
         if self._relay is not None:
             async for event in self._relayed_events(kinds):
                 yield event
