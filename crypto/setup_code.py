@@ -190,26 +190,33 @@ class PairingURI:
         fields = _parse_query(split.query)
         if fields["v"] != _URI_VERSION:
             raise SetupCodeError(
-                f"pairing URI version must be {_URI_VERSION}, got {fields['v'][:8]!r}; "
+                f"pairing URI version must be {_URI_VERSION}, got {_shown(fields['v'])}; "
                 "update the Doorward app"
             )
         port: int | None = None
         if "p" in fields:
             text = fields["p"]
             if not _is_ascii_digits(text) or text.startswith("0") or len(text) > 5:
-                raise SetupCodeError(f"pairing URI port must be 1-65535, got {text[:8]!r}")
+                raise SetupCodeError(f"pairing URI port must be 1-65535, got {_shown(text)}")
             port = int(text)
         host = _unquote_host(fields["h"]) if "h" in fields else None
         code_digits = fields["c"]
         if len(code_digits) != CODE_LENGTH or not _is_ascii_digits(code_digits):
             raise SetupCodeError(f"pairing URI setup code must be {CODE_LENGTH} digits")
-        return cls(
-            device_id=fields["d"],
-            code=SetupCode(code_digits),
-            fingerprint=fields["fp"],
-            host=host,
-            port=port,
-        )
+        try:
+            return cls(
+                device_id=fields["d"],
+                code=SetupCode(code_digits),
+                fingerprint=fields["fp"],
+                host=host,
+                port=port,
+            )
+        except SetupCodeError as error:
+            # The other fields' errors quote what was given; a mangled URI may have the code
+            # pasted into one of them.
+            if code_digits in str(error):
+                raise SetupCodeError(str(error).replace(code_digits, "<setup code>")) from None
+            raise
 
 
 def _parse_query(query: str) -> dict[str, str]:
@@ -217,9 +224,9 @@ def _parse_query(query: str) -> dict[str, str]:
     for pair in query.split("&") if query else []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SetupCodeError(f"pairing URI field {key[:8]!r} has no value")
+            raise SetupCodeError(f"pairing URI field {_shown(key)} has no value")
         if key not in _URI_KEYS_REQUIRED and key not in _URI_KEYS_OPTIONAL:
-            raise SetupCodeError(f"pairing URI has an unknown field {key[:8]!r}")
+            raise SetupCodeError(f"pairing URI has an unknown field {_shown(key)}")
         if key in fields:
             raise SetupCodeError(f"pairing URI field {key!r} appears twice")
         fields[key] = value
@@ -229,6 +236,17 @@ def _parse_query(query: str) -> dict[str, str]:
     if ("h" in fields) != ("p" in fields):
         raise SetupCodeError("pairing URI must give both host and port, or neither")
     return fields
+
+
+def _shown(text: str) -> str:
+    """Quote a piece of a refused URI for an error, unless it could hold the setup code.
+
+    A mangled URI can carry the code anywhere (a lost '=' or '&' turns it into a field name or
+    glues it to a port), so only pieces too short to hold part of it are repeated.
+    """
+    if len(text) < 4:
+        return repr(text)
+    return f"({len(text)} characters, not shown)"
 
 
 def _unquote_host(text: str) -> str:

@@ -168,7 +168,10 @@ BASE = f"doorward://pair?v=1&d={DEVICE}&c=48151623&fp={FP}"
         ),
         (BASE.replace("c=48151623", "c=4815162"), "pairing URI setup code must be 8 digits"),
         (BASE + "&h=10.0.0.1&p=0", "pairing URI port must be 1-65535, got '0'"),
-        (BASE + "&h=10.0.0.1&p=08443", "pairing URI port must be 1-65535, got '08443'"),
+        (
+            BASE + "&h=10.0.0.1&p=08443",
+            "pairing URI port must be 1-65535, got (5 characters, not shown)",
+        ),
         (BASE + "&h=10.0.0.1&p=65536", "pairing URI port must be 1-65535, got 65536"),
         (
             BASE + "&h=bad_host&p=1",
@@ -194,3 +197,29 @@ def test_uri_parse_refuses_malformed_input(text: str, message: str) -> None:
         PairingURI.parse(text)
     assert str(info.value) == message
     assert "48151623" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # What the fuzzer found: a lost '=' glues the code into an unknown field's name.
+        (BASE + "&48151623Jtpj=x", "pairing URI has an unknown field (12 characters, not shown)"),
+        (BASE + "&48151623Jtpj", "pairing URI field (12 characters, not shown) has no value"),
+        (
+            BASE + "&h=10.0.0.1&p=48151623",
+            "pairing URI port must be 1-65535, got (8 characters, not shown)",
+        ),
+        (
+            BASE.replace("v=1", "v=48151623"),
+            "pairing URI version must be 1, got (8 characters, not shown); update the Doorward app",
+        ),
+        (
+            BASE + "&h=48151623_x&p=1",
+            "pairing URI host must be a hostname or an IP address, got '<setup code>_x'",
+        ),
+    ],
+)
+def test_uri_parse_never_repeats_the_code_pasted_elsewhere(text: str, message: str) -> None:
+    with pytest.raises(SetupCodeError) as info:
+        PairingURI.parse(text)
+    assert str(info.value) == message
