@@ -16,6 +16,17 @@ from hardware._audio import (
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
 from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo
+from hardware._speaker import (
+    AudioSink,
+    FloorTaken,
+    Played,
+    SimulatedSpeaker,
+    SpeakerError,
+    SpeakerFloor,
+    WavSink,
+    peak_frequency,
+    speaker_of,
+)
 from hardware._worker import Worker
 from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
@@ -26,6 +37,7 @@ from hardware.sources import button_of, open_camera, reconnecting
 __all__ = [
     "AUDIO_RATE",
     "AudioChunk",
+    "AudioSink",
     "AudioSource",
     "Backoff",
     "ButtonEvent",
@@ -36,22 +48,30 @@ __all__ = [
     "DoorbellButton",
     "EncodedPacket",
     "FileCamera",
+    "FloorTaken",
     "Frame",
     "HardwareError",
     "LiveCamera",
     "Plane",
+    "Played",
     "ScenarioError",
+    "SimulatedSpeaker",
     "SoftButton",
     "SourceSpec",
+    "SpeakerError",
+    "SpeakerFloor",
     "StreamInfo",
     "StreamMicrophone",
     "SystemClock",
+    "WavSink",
     "Worker",
     "button_of",
     "microphone_of",
     "open_camera",
     "parse_source",
+    "peak_frequency",
     "reconnecting",
+    "speaker_of",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
