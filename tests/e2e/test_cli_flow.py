@@ -288,8 +288,9 @@ def test_owner_and_requester_run_the_story(served: Served) -> None:
     for kind in ("owner.added", "request.pending", "clip.sealed"):
         assert kind in kinds
     assert [e["rule"] for e in first["entries"] if "rule" in e] == ["requester_kind"]
-    [sealed] = [e for e in first["entries"] if e["kind"] == "clip.sealed"]
-    assert (sealed["clip_id"], sealed["camera"]) == (clip.clip_id, "front")
+    # A slow machine may have sealed a second clip by now; the one the owner saw is logged.
+    sealed = {e["clip_id"]: e for e in first["entries"] if e["kind"] == "clip.sealed"}
+    assert sealed[clip.clip_id]["camera"] == "front"
 
     # Approval asks first; anything but "yes" releases nothing.
     segments = f"{clip.clip_id}.000001,{clip.clip_id}.000002"
