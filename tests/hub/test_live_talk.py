@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fractions
 import io
 import json
 import time
@@ -16,7 +17,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc import AudioStreamTrack, RTCRtpSender
+from aiortc import AudioStreamTrack, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from crypto.keys import KeyBundle
 from hub.cli.cmd_owner_live import _tone_hz
@@ -344,3 +346,60 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
     finally:
         stop.set()
         assert await asyncio.wait_for(server, 30) == 0
+
+
+class FloodTrack(AudioStreamTrack):
+    """A phone that sends ``count`` chunks of a tone as fast as its sender takes them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self._left = count
+        self._pts = 0
+        self.done = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self._left == 0:
+            self.done.set()
+            self.stop()
+            raise MediaStreamError("done")
+        self._left -= 1
+        t = (self._pts + np.arange(960)) / 48_000
+        samples = (9000 * np.sin(2 * np.pi * 400.0 * t)).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48_000, self._pts
+        frame.time_base = fractions.Fraction(1, 48_000)
+        self._pts += 960
+        await asyncio.sleep(0)
+        return frame
+
+
+@pytest.mark.asyncio
+async def test_a_phone_sending_faster_than_real_time_is_held_to_half_a_second(
+    tmp_path: Path,
+) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        peer = peer_connection()
+        peer.addTransceiver("video", direction="recvonly")
+        flood = FloodTrack(500)  # ten seconds of sound, sent in a burst
+        sending = peer.addTransceiver(flood, direction="sendrecv")
+        sending.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+        )
+        await peer.setLocalDescription(await peer.createOffer())
+        async with live.client(owner) as api:
+            answer = await api.live_offer(peer.localDescription.sdp, camera="front")
+        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(flood.done.wait(), 30)
+        await sending.sender.stop()  # RTCP BYE: the owner stopped talking
+        session = live.app[LIVE].sessions[0]
+        assert session.talk_task is not None
+        await asyncio.wait_for(session.talk_task, 30)
+        await peer.close()
+        assert session.talk_end_reason == "stopped"
+        # Ten seconds went out in a burst; the device kept at most half a second of it waiting
+        # for the speaker, which played in real time (the rest was dropped, oldest first).
+        played_s = live.speaker.samples().size / 48_000
+        assert 0.1 < played_s < 1.5
+        assert session.talk_seconds < 1.5
