@@ -18,15 +18,17 @@ from aiohttp import web
 
 from crypto.keys import KeyBundle
 from device import CameraPipeline
-from hardware import Frame, StreamInfo, microphone_of
+from hardware import Frame, SimulatedSpeaker, StreamInfo, microphone_of
 from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
 from hub.client import DoorwardClient
+from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
 from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.routes.live import LiveSetup
+from hub.server.speakers import Speakers
 from hub.server.state import Device
 
 SCENARIO = """[camera]
@@ -71,6 +73,7 @@ class LiveDevice:
     relay: FrameRelay
     pipeline: CameraPipeline
     microphone: SimulatedMicrophone | None
+    speaker: SimulatedSpeaker  # the camera's speaker, in the app's Speakers registry
 
     def client(self, keys: KeyBundle) -> DoorwardClient:
         return DoorwardClient(
@@ -94,9 +97,11 @@ async def live_device(
     h264: bool = False,
     audio: bool = False,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    speaker: bool = True,
 ) -> AsyncIterator[LiveDevice]:
     """``h264``: the camera has its own encoder (frames carry H.264 packets); ``audio``: it has
-    a microphone (a 440 Hz tone)."""
+    a microphone (a 440 Hz tone); ``speaker``: its simulated speaker is the device's (else the
+    device has no speaker for it)."""
     device = Device.open(data_dir)
     scenario = SCENARIO + ("h264 = true\n" if h264 else "") + ("audio = true\n" if audio else "")
     simulated = SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera)
@@ -108,14 +113,20 @@ async def live_device(
     page.setblocking(False)
     live_view = LiveSetup(relay, config or LiveConfig(), page.getsockname()[1], sleep)
     app = create_app(
-        device.deps({camera: info}, ServeConfig(data_dir=data_dir)), live_view=live_view
+        device.deps({camera: info}, ServeConfig(data_dir=data_dir)),
+        live_view=live_view,
+        speakers=Speakers({camera: simulated.speaker if speaker else None}),
     )
     pipeline = CameraPipeline(
         camera,
         source,
         device.store,
         device.owners.recipients,
-        on_frame=relay.add_camera(camera, microphone=microphone_of(simulated)),
+        on_frame=relay.add_camera(
+            camera,
+            microphone=microphone_of(simulated),
+            floor=app[appkeys.SPEAKERS].floor(camera),
+        ),
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -137,6 +148,7 @@ async def live_device(
             relay,
             pipeline,
             simulated.microphone,
+            simulated.speaker,
         )
     finally:
         task.cancel()
