@@ -22,7 +22,8 @@ from hub.server.errors import error_middleware
 from hub.server.events import EventBus
 from hub.server.pairing import PairingDesk
 from hub.server.relayed import relay_middleware
-from hub.server.routes import audit, events, live, owner, pairing, requester
+from hub.server.replies import ReplyBook
+from hub.server.routes import audit, events, live, owner, pairing, replies, requester
 from hub.server.routes.live import LiveSetup
 from hub.server.worker import SerialWorker
 
@@ -45,6 +46,7 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     app[appkeys.BUS] = EventBus(clock=deps.clock)
     app[appkeys.SOCKETS] = set()
     app[appkeys.AUTH] = AuthState.create(deps)
+    app[appkeys.REPLIES] = ReplyBook(deps.data_dir / "replies")
     app.cleanup_ctx.append(_worker)
     app.cleanup_ctx.append(_pairing_desk)
     if deps.offsite_releases is not None:
@@ -55,6 +57,7 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     requester.add_routes(app)
     pairing.add_routes(app)
     events.add_routes(app)
+    replies.add_routes(app)
     if live_view is not None:
         live.add_routes(app, live_view)
     return app

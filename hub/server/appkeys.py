@@ -14,15 +14,17 @@ from hub.server.deps import HubDeps
 from hub.server.events import EventBus
 from hub.server.guard import ConnectionGuard
 from hub.server.pairing import PairingDesk
+from hub.server.replies import ReplyBook
 from hub.server.worker import SerialWorker
 
-__all__ = ["AUTH", "BUS", "DEPS", "GUARD", "PAIRING", "SOCKETS", "WORKER"]
+__all__ = ["AUTH", "BUS", "DEPS", "GUARD", "PAIRING", "REPLIES", "SOCKETS", "WORKER"]
 
 DEPS = web.AppKey("deps", HubDeps)
 AUTH = web.AppKey("auth", AuthState)
 BUS = web.AppKey("bus", EventBus)
 WORKER = web.AppKey("worker", SerialWorker)
 PAIRING = web.AppKey("pairing", PairingDesk)
+REPLIES = web.AppKey("replies", ReplyBook)  # the quick replies in DATA/replies
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set by ``doorward serve`` only (tests serving the app directly have no guard): owner
 # signatures mark their connection trusted there.
