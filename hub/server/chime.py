@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from crypto.errors import DoorwardError
-from hardware import AUDIO_RATE, AudioChunk, FloorTaken
+from hardware import AUDIO_RATE, AudioChunk, AudioSink, FloorTaken, SpeakerFloor
 from hub.server.sound import Sound, SoundError, decode_sound
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_CHIME_BYTES",
     "MAX_CHIME_S",
     "Chimes",
+    "SpeakerRoom",
     "default_chime",
     "load_chime",
 ]
@@ -51,8 +53,16 @@ _DECAY_S = 0.35  # each strike fades like a struck bar (amplitude e^-t/τ)
 _ATTACK_S = 0.004  # a short ramp, so the strike does not click
 _LEVEL = 0.6  # of full scale
 
-# Plays ``chunks`` on ``camera``'s speaker as ``holder`` (``hub.server.speakers.Speakers.play``).
-Play = Callable[[str, Iterable[AudioChunk], str], Awaitable[object]]
+
+
+class SpeakerRoom(Protocol):
+    """The cameras' speakers as the chime uses them (``hub.server.speakers.Speakers``)."""
+
+    def sink(self, camera: str) -> AudioSink | None: ...
+
+    def floor(self, camera: str) -> SpeakerFloor: ...
+
+    async def play(self, camera: str, chunks: Iterable[AudioChunk], holder: str) -> float: ...
 
 
 def default_chime(sample_rate: int = AUDIO_RATE) -> Sound:
@@ -79,21 +89,20 @@ class Chimes:
     """Rings the chime on a pressed camera's speaker, at most one chime per camera at a time;
     :meth:`ring` never waits and never raises, so a press is never held up by its sound."""
 
-    def __init__(
-        self, sound: Sound, play: Play, *, floor_holder: Callable[[str], str | None]
-    ) -> None:
+    def __init__(self, sound: Sound, speakers: SpeakerRoom) -> None:
         self.sound = sound
         self.rung = 0  # chimes that played to the end
         self.skipped = 0  # presses that found the floor held
         self.failed = 0  # chimes the speaker could not play
-        self._play = play
-        self._floor_holder = floor_holder
+        self._speakers = speakers
         self._playing: dict[str, asyncio.Task[None]] = {}
 
     def ring(self, camera: str) -> bool:
-        """Start the chime on ``camera``'s speaker (a camera with a speaker); False when it is
-        skipped because the floor is held. Call on the event loop."""
-        holder = self._floor_holder(camera)
+        """Start the chime on ``camera``'s speaker; False when the camera has no speaker or
+        the chime is skipped because the floor is held. Call on the event loop."""
+        if self._speakers.sink(camera) is None:
+            return False
+        holder = self._speakers.floor(camera).holder
         if holder is not None or camera in self._playing:
             self._skip(camera, holder or CHIME_HOLDER)
             return False
@@ -119,7 +128,7 @@ class Chimes:
 
     async def _run(self, camera: str) -> None:
         try:
-            await self._play(camera, self.sound.chunks(), CHIME_HOLDER)
+            await self._speakers.play(camera, self.sound.chunks(), CHIME_HOLDER)
         except FloorTaken as exc:  # taken between the check and the start
             self._skip(camera, exc.holder)
         except DoorwardError as exc:  # the speaker failed: the press still went to the phones

@@ -46,6 +46,8 @@ _WAV_CODECS = frozenset(
 )
 _OGG_CODECS = frozenset({"opus"})
 _KINDS = "a WAV (PCM) or Ogg Opus file"
+_NAMES = {"wav": "WAV", "ogg": "Ogg"}
+_LABELS = {"wav": "a WAV", "ogg": "an Ogg"}
 CHUNK_S = 0.02  # what a speaker is fed at a time: one Opus frame, as the microphone's chunks
 
 
@@ -108,7 +110,7 @@ def decode_sound(data: bytes, *, max_s: float, what: str = "the sound") -> Sound
         with av.open(io.BytesIO(data), mode="r", format=kind) as container:
             return _decode(container, kind, max_s=max_s, what=what)
     except av.FFmpegError as exc:
-        raise SoundError(f"{what} is not a readable {kind.upper()} file: {_reason(exc)}") from None
+        raise SoundError(f"{what} is not a readable {_NAMES[kind]} file: {_reason(exc)}") from None
 
 
 def wav_bytes(samples: npt.NDArray[np.int16], sample_rate: int = AUDIO_RATE) -> bytes:
@@ -143,7 +145,7 @@ def _decode(container: av.container.InputContainer, kind: str, *, max_s: float, 
     allowed = _WAV_CODECS if kind == "wav" else _OGG_CODECS
     if codec not in allowed:
         raise SoundError(
-            f"{what} is a {kind.upper()} file with {codec} sound; the doorbell plays "
+            f"{what} is {_LABELS[kind]} file of {codec} sound; the doorbell plays "
             f"{'PCM WAV' if kind == 'wav' else 'Opus in Ogg'}: convert it "
             "(ffmpeg -i IN -ac 1 -c:a libopus OUT.ogg)"
         )

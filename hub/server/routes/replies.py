@@ -175,12 +175,13 @@ def _speaker_camera(app: web.Application, name: Any) -> str:
     """The camera named ``name`` (default: the first with a speaker), which must have one."""
     speakers = app[appkeys.SPEAKERS]
     cameras = list(app[appkeys.DEPS].cameras)
+    cameras += [camera for camera in speakers.cameras if camera not in cameras]
     with_speaker = [camera for camera in cameras if speakers.sink(camera) is not None]
     if name is None:
         if not with_speaker:
             raise Conflict(
                 "no camera of this doorbell has a speaker to play a quick reply on; name one "
-                "with `speaker` in the serve config",
+                "under [speakers] in the config (sim, wav:PATH or alsa:DEVICE)",
                 code="no_speaker",
             )
         return with_speaker[0]
