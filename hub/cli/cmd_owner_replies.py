@@ -114,7 +114,9 @@ def _add(args: argparse.Namespace) -> int:
     return emit(
         args,
         _row(reply),
-        [f"stored {reply.name} ({reply.duration_s:.1f} s); play it: doorward owner reply {reply.name}"],
+        [
+            f"stored {reply.name} ({reply.duration_s:.1f} s); play it: doorward owner reply {reply.name}"
+        ],
     )
 
 

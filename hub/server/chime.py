@@ -54,15 +54,20 @@ _ATTACK_S = 0.004  # a short ramp, so the strike does not click
 _LEVEL = 0.6  # of full scale
 
 
-
 class SpeakerRoom(Protocol):
     """The cameras' speakers as the chime uses them (``hub.server.speakers.Speakers``)."""
 
-    def sink(self, camera: str) -> AudioSink | None: ...
+    def sink(self, camera: str) -> AudioSink | None:
+        """The camera's speaker, or None."""
+        ...
 
-    def floor(self, camera: str) -> SpeakerFloor: ...
+    def floor(self, camera: str) -> SpeakerFloor:
+        """Who plays on the camera's speaker now."""
+        ...
 
-    async def play(self, camera: str, chunks: Iterable[AudioChunk], holder: str) -> float: ...
+    async def play(self, camera: str, chunks: Iterable[AudioChunk], holder: str) -> float:
+        """Play ``chunks`` holding the floor as ``holder``; FloorTaken if someone else has it."""
+        ...
 
 
 def default_chime(sample_rate: int = AUDIO_RATE) -> Sound:
@@ -133,7 +138,9 @@ class Chimes:
             self._skip(camera, exc.holder)
         except DoorwardError as exc:  # the speaker failed: the press still went to the phones
             self.failed += 1
-            logger.warning("chime.failed camera=%s error=%s detail=%s", camera, type(exc).__name__, exc)
+            logger.warning(
+                "chime.failed camera=%s error=%s detail=%s", camera, type(exc).__name__, exc
+            )
         else:
             self.rung += 1
             logger.debug("chime.rung camera=%s", camera)

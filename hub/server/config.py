@@ -611,7 +611,7 @@ def _chime(value: Any) -> str:
     """The ``chime`` option: a sound file, checked now (it must decode, at most 10 s), so a bad
     one is refused when the config is loaded, not at the first press."""
     if not isinstance(value, str):
-        raise ConfigError(f"chime must be a file name, \"\" or \"off\", got {value!r}")
+        raise ConfigError(f'chime must be a file name, "" or "off", got {value!r}')
     if value in ("", "off"):
         return value
     from hub.server.chime import load_chime
@@ -626,7 +626,7 @@ def _chime(value: Any) -> str:
         ) from None
     except SoundError as exc:
         raise ConfigError(
-            f"chime: {exc}; give another file, \"\" for the built-in chime or \"off\" for none"
+            f'chime: {exc}; give another file, "" for the built-in chime or "off" for none'
         ) from None
     return value
 

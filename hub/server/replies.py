@@ -143,7 +143,9 @@ class ReplyBook:
             ) from None
         except (OSError, ValueError) as exc:
             logger.error("replies.unreadable file=%s error=%s", path.name, exc)
-            raise NotFound(f"the quick reply {name!r} is damaged; remove it and upload it again") from None
+            raise NotFound(
+                f"the quick reply {name!r} is damaged; remove it and upload it again"
+            ) from None
 
     def add(
         self,

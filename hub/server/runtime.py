@@ -54,9 +54,9 @@ from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
-from hub.server.sound import Sound, SoundError
 from hub.server.reload import RunningConfig
 from hub.server.routes.live import LiveSetup
+from hub.server.sound import Sound, SoundError
 from hub.server.speakers import Speakers, open_speakers
 from hub.server.state import Device
 from hub.server.watchdog import HealthProbe

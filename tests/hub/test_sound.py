@@ -151,7 +151,7 @@ def test_a_chime_file_is_checked_when_the_config_is_loaded(tmp_path: Path) -> No
         str(long): "chime: the chime file 'long.wav' plays for more than 10 s; the limit is "
         '10 s; give another file, "" for the built-in chime or "off" for none',
         str(not_audio): "chime: the chime file 'chime.txt' is not a WAV (PCM) or Ogg Opus file "
-        "(its first bytes are neither RIFF/WAVE nor OggS); give another file, \"\" for the "
+        '(its first bytes are neither RIFF/WAVE nor OggS); give another file, "" for the '
         'built-in chime or "off" for none',
         str(tmp_path / "missing.wav"): f"chime {str(tmp_path / 'missing.wav')!r} cannot be read: "
         'No such file or directory; give a WAV or Ogg Opus file, "" for the built-in chime '
