@@ -28,9 +28,9 @@ from hub.cli.common import (
 __all__ = ["add_commands"]
 
 MAX_FILE_BYTES = 3 * 1024 * 1024  # as the device's limit (hub.server.replies.MAX_REPLY_BYTES)
-# A relayed call carries one sealed MQTT message (hub.relay.device.MAX_BODY_BYTES is 96 KiB);
-# larger uploads go on the LAN.
-MAX_RELAYED_BYTES = 90 * 1024
+# A relayed call is one sealed MQTT message of at most 126 KiB (hub.relay.client), the signed
+# head and the sealing included; larger uploads go on the LAN.
+MAX_RELAYED_BYTES = 112 * 1024
 
 
 def add_commands(command: Command, commands: Any) -> None:
@@ -104,7 +104,7 @@ def _add(args: argparse.Namespace) -> int:
         )
     data = path.read_bytes()
     s = OwnerSession(args)
-    too_big = "uploading a quick reply larger than 90 KiB" if size > MAX_RELAYED_BYTES else None
+    too_big = "uploading a quick reply larger than 112 KiB" if size > MAX_RELAYED_BYTES else None
 
     async def upload() -> Any:
         async with s.client(lan_only=too_big) as api:

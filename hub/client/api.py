@@ -323,7 +323,8 @@ class DoorwardClient:
 
     async def add_reply(self, name: str, sound: bytes) -> ReplyInfo:
         """Store ``sound`` (the bytes of a WAV or Ogg Opus file, at most 3 MiB and 15 s) as the
-        quick reply ``name`` (1-32 of a-z, 0-9, - and _). Raises ApiError ``too_large`` (413),
+        quick reply ``name`` (1-32 of a-z, 0-9, - and _); through the relay the file must fit
+        one sealed message (about 120 KiB). Raises ApiError ``too_large`` (413),
         ``unsupported_audio`` (415: not WAV/Ogg Opus, not audio, a rate or channel count the
         device cannot resample), ``audio_too_long``, ``reply_exists`` or ``too_many_replies``
         (409), or ``bad_request`` for a bad name."""
