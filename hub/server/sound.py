@@ -141,6 +141,11 @@ def _decode(container: av.container.InputContainer, kind: str, *, max_s: float, 
         )
     stream = streams[0]
     context = stream.codec_context
+    if context is None:  # a codec tag FFmpeg does not know
+        raise SoundError(
+            f"{what} is {_LABELS[kind]} file of sound in an unknown codec; convert it "
+            "(ffmpeg -i IN -ac 1 -c:a libopus OUT.ogg)"
+        )
     codec = context.name
     allowed = _WAV_CODECS if kind == "wav" else _OGG_CODECS
     if codec not in allowed:

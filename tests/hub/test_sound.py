@@ -8,12 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardware import AUDIO_RATE, peak_frequency
 from hub.server.chime import DING_HZ, DONG_HZ, MAX_CHIME_S, default_chime
 from hub.server.config import EXAMPLE_CONFIG, ConfigError, ServeConfig, load_config
 from hub.server.sound import SoundError, SoundTooLong, decode_sound
 from tests.hub.soundkit import encoded_tone, opus_tone, wav_tone
+
+_SEEDS = [
+    wav_tone(440.0, 0.2, rate=16_000),
+    wav_tone(440.0, 0.1, rate=22_050, channels=3),
+    opus_tone(440.0, 0.2),
+    opus_tone(440.0, 0.1, channels=2),
+]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -123,6 +132,52 @@ def test_too_long_is_refused_once_decoding_passes_the_limit(data: bytes) -> None
         decode_sound(data, max_s=1.5, what="the reply")
     assert str(refused.value) == "the reply plays for more than 1.5 s; the limit is 1.5 s"
     assert (refused.value.status, refused.value.code) == (400, "audio_too_long")
+
+
+def test_a_codec_ffmpeg_does_not_know_is_refused_by_name() -> None:
+    data = bytearray(wav_tone(440.0, 0.2))
+    data[20:22] = (0x7777).to_bytes(2, "little")  # the WAV format tag
+    with pytest.raises(SoundError) as refused:
+        decode_sound(bytes(data), max_s=15.0, what="the reply")
+    assert str(refused.value) == (
+        "the reply is a WAV file of sound in an unknown codec; convert it "
+        "(ffmpeg -i IN -ac 1 -c:a libopus OUT.ogg)"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_SEEDS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "cut", "insert"]), st.integers(0, 10**6), st.binary(max_size=40)
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_mangled_files_decode_or_raise_sound_error(
+    seed: bytes, edits: list[tuple[str, int, bytes]]
+) -> None:
+    """Whatever an upload holds, decoding returns a sound or a SoundError, never anything else
+    (it found a WAV whose format tag FFmpeg does not know, which had no codec context)."""
+    data = bytearray(seed)
+    for op, position, chunk in edits:
+        at = position % len(data)
+        if op == "set":
+            data[at : at + len(chunk)] = chunk[: len(data) - at]
+        elif op == "cut":
+            del data[at : at + 1 + len(chunk)]
+        else:
+            data[at:at] = chunk
+        if not data:
+            data = bytearray(b"\0")
+    try:
+        sound = decode_sound(bytes(data), max_s=15.0)
+    except SoundError:
+        return
+    assert sound.samples.dtype == np.int16
+    assert sound.duration_s <= 15.0
 
 
 def test_the_default_chime_is_a_falling_two_tone_ding_dong() -> None:
