@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware import AudioChunk, FloorTaken, SimulatedSpeaker, WavSink, open_speaker
+from hardware import (
+    AudioChunk,
+    FloorTaken,
+    SimulatedSpeaker,
+    WavSink,
+    alsa_available,
+    open_speaker,
+)
 from hub.server.config import (
     ConfigError,
     ServeConfig,
@@ -225,6 +232,21 @@ def test_a_speaker_that_cannot_open_is_left_out_with_one_log_line(
     assert lines == [
         "speaker.off camera=cam1 speaker=wav:" + str(missing) + " error=cannot open 'talk.wav' "
         "to write sound: No such file or directory; check the folder exists and is writable"
+    ]
+
+
+@pytest.mark.skipif(not alsa_available(), reason="this PyAV has no ALSA output device")
+def test_an_alsa_speaker_that_cannot_open_falls_back_to_none_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load_config(None, {"speakers": {"cam1": "alsa:porch-speaker"}})
+    with caplog.at_level(logging.DEBUG):
+        speakers = open_speakers(config, [parse_camera("simulated", 0)], {})
+    assert speakers.sink("cam1") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "speaker.off camera=cam1 speaker=alsa:porch-speaker error=cannot open ALSA output "
+        "'porch-speaker': Input/output error; list the devices with `aplay -L` and name one "
+        "(alsa:default, alsa:hw:0,0), or set the speaker to none"
     ]
 
 
