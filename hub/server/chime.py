@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto.errors import DoorwardError
 from hardware import AUDIO_RATE, AudioChunk, AudioSink, FloorTaken, SpeakerFloor
@@ -150,8 +151,9 @@ class Chimes:
         logger.info("chime.skipped camera=%s holder=%s", camera, holder)
 
 
-def _strike(frequency_hz: float, seconds: float, sample_rate: int) -> np.ndarray:
+def _strike(frequency_hz: float, seconds: float, sample_rate: int) -> npt.NDArray[np.int16]:
     t = np.arange(round(seconds * sample_rate)) / sample_rate
     envelope = np.exp(-t / _DECAY_S) * np.minimum(1.0, t / _ATTACK_S)
     tone = np.sin(2 * np.pi * frequency_hz * t) * envelope * _LEVEL * 32767
-    return tone.astype(np.int16)
+    strike: npt.NDArray[np.int16] = tone.astype(np.int16)
+    return strike

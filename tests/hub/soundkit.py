@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import wave
+from typing import Any
 
 import av
 import numpy as np
@@ -37,7 +38,7 @@ def opus_tone(hz: float, seconds: float, *, channels: int = 1) -> bytes:
     mono = sine(hz, seconds, rate)
     out = io.BytesIO()
     with av.open(out, "w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=rate, layout=layout)
+        stream: Any = container.add_stream("libopus", rate=rate, layout=layout)
         step = 960
         for start in range(0, mono.size, step):
             part = mono[start : start + step]
@@ -60,7 +61,7 @@ def encoded_tone(hz: float, seconds: float, *, container: str, codec: str) -> by
     mono = sine(hz, seconds, rate)
     out = io.BytesIO()
     with av.open(out, "w", format=container) as file:
-        stream = file.add_stream(codec, rate=rate, layout="mono")
+        stream: Any = file.add_stream(codec, rate=rate, layout="mono")
         sample_format = stream.codec_context.format.name
         step = stream.codec_context.frame_size or 1024
         for start in range(0, mono.size, step):

@@ -10,7 +10,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from consent.audit_verify import AuditVerifier
 from crypto.keys import KeyBundle
-from hardware import SimulatedSpeaker
+from hardware import SimulatedSpeaker, WavSink
 from hub.client import ApiError, DoorwardClient, EventMessage
 from hub.client.audit import check_audit
 from hub.server import appkeys
@@ -281,7 +281,7 @@ async def test_a_body_past_the_cap_is_refused_from_its_length(rig: Rig) -> None:
 async def test_names_cameras_and_speakers_that_do_not_fit_are_refused(rig: Rig) -> None:
     async with rig.client() as api:
         await api.add_reply("away", wav_tone(700.0, 0.3))
-        cases = [
+        cases: list[tuple[Callable[[], Awaitable[Any]], int, str, str]] = [
             (
                 lambda: api.add_reply("Away", wav_tone(700.0, 0.3)),
                 400,
@@ -452,3 +452,27 @@ async def test_the_owner_command_line_stores_lists_plays_and_removes(
     assert (code, out) == (0, "removed away\n")
     code, out, _ = await cli("replies", "list")
     assert out == "no quick replies (add one: doorward owner replies add FILE --name NAME)\n"
+
+
+async def test_a_failing_speaker_is_503_and_the_attempt_is_still_on_the_record(
+    tmp_path: Path,
+) -> None:
+    owner = KeyBundle.generate("x25519")
+    sink = WavSink(tmp_path / "speaker.wav")
+    await sink.close()  # the speaker stops working: every chunk is refused
+    async with running_device(tmp_path / "data", speakers=Speakers({"front": sink})) as running:
+        running.add_owner(owner)
+        async with running.client(owner) as api:
+            await api.add_reply("away", wav_tone(700.0, 0.3))
+            with pytest.raises(ApiError) as failed:
+                await api.play_reply("away")
+            assert await api.health()  # the device answers on
+            assert running.app[appkeys.SPEAKERS].floor("front").holder is None
+        entries = [json.loads(e.leaf) for e in running.device.audit.entries()]
+    assert (failed.value.status, failed.value.code, failed.value.detail) == (
+        503,
+        "speaker_failed",
+        "the speaker of camera 'front' failed while playing 'away': the speaker is closed",
+    )
+    [use] = [e for e in entries if e["kind"] == "reply.played"]
+    assert (use["complete"], use["played_ms"], use["owner_key_id"]) == (False, 0, owner.key_id)

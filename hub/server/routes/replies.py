@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
-from hardware import FloorTaken, SpeakerError
+from hardware import AudioChunk, FloorTaken, SpeakerError
 from hub.server import appkeys
 from hub.server.body import max_body, read_body
 from hub.server.replies import MAX_REPLY_BYTES, MAX_REPLY_S, check_name
@@ -164,7 +165,7 @@ class _Counted:
         self.started = False
         self.seconds = 0.0
 
-    def chunks(self) -> Any:
+    def chunks(self) -> Iterator[AudioChunk]:
         for chunk in self._sound.chunks():
             self.started = True
             yield chunk
