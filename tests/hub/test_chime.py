@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from crypto.keys import KeyBundle
-from hardware import AUDIO_RATE, SimulatedSpeaker, peak_frequency
+from hardware import AUDIO_RATE, SimulatedSpeaker, WavSink, peak_frequency
 from hardware.sim import SimulatedCamera, parse_scenario
 from hub.client import ApiError, DoorwardClient, EventMessage
 from hub.server import appkeys, runtime
-from hub.server.chime import DING_HZ, DONG_HZ
+from hub.server.chime import DING_HZ, DONG_HZ, Chimes, default_chime
 from hub.server.config import ServeConfig, parse_camera
+from hub.server.speakers import Speakers
 from hub.server.state import Device
 from tests.hub.soundkit import opus_tone, wav_tone
 
@@ -203,3 +204,21 @@ async def test_replies_and_bad_uploads_never_stop_the_recording(tmp_path: Path) 
     assert after["cameras"]["front"]["errors"] == 0
     assert health["status"] == "ok"
     assert bell.speaker.peak_hz() == pytest.approx(600.0, abs=3.0)
+
+
+async def test_a_failing_speaker_costs_the_chime_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = WavSink(tmp_path / "speaker.wav")
+    await sink.close()  # every chunk is refused from now on
+    speakers = Speakers({"front": sink, "back": None})
+    chimes = Chimes(default_chime(), speakers)
+    with caplog.at_level(logging.WARNING, logger="hub.server.chime"):
+        assert chimes.ring("front") is True
+        assert chimes.ring("back") is False  # no speaker: nothing to ring, nothing logged
+        await chimes.wait("front")
+    assert (chimes.rung, chimes.skipped, chimes.failed) == (0, 0, 1)
+    assert caplog.messages == [
+        "chime.failed camera=front error=SpeakerError detail=the speaker is closed"
+    ]
+    assert speakers.floor("front").holder is None
