@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCRtpSender,
@@ -145,6 +146,11 @@ async def receive_live(
     return count
 
 
+# Silence sent after the sound runs out, before the sender says goodbye: the receiving end's
+# jitter buffer holds packets back (aiortc's holds 4 of 20 ms), and they would be lost with it.
+_TAIL_CHUNKS = 6
+
+
 class _TalkTrack(MediaStreamTrack):
     """The owner's sound as an audio track: 20 ms frames of 48 kHz mono, paced in real time
     from the first one the sender asks for; ``done`` is set once the sound has run out."""
@@ -156,6 +162,7 @@ class _TalkTrack(MediaStreamTrack):
         self._sound = sound
         self._on_start = on_start
         self._index = 0
+        self._tail = 0
         self._start: float | None = None
         self.done = asyncio.Event()
 
@@ -164,9 +171,12 @@ class _TalkTrack(MediaStreamTrack):
             raise MediaStreamError("the talk track has stopped")
         samples = self._sound.chunk(self._index)
         if samples is None:
-            self.done.set()
-            self.stop()
-            raise MediaStreamError("the sound has run out")
+            if self._tail >= _TAIL_CHUNKS:
+                self.done.set()
+                self.stop()
+                raise MediaStreamError("the sound has run out")
+            self._tail += 1
+            samples = np.zeros(TALK_CHUNK_SAMPLES, dtype=np.int16)
         if self._start is None:
             self._start = time.monotonic()
             if self._on_start is not None:
