@@ -101,6 +101,12 @@ ENTRY_KINDS = frozenset(
         # object_count, reason).
         "backup.skipped",
         "backup.deleted",
+        # Quick replies on the doorbell's speaker: stored (name, owner_key_id, duration_ms, bytes,
+        # sha256), removed (name, owner_key_id), played (name, camera, owner_key_id, played_ms,
+        # complete).
+        "reply.added",
+        "reply.removed",
+        "reply.played",
     }
 )
 MAX_LEAF_BYTES = 4096

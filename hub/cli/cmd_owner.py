@@ -16,6 +16,7 @@ from hub.cli import (
     cmd_owner_decisions,
     cmd_owner_footage,
     cmd_owner_pairing,
+    cmd_owner_replies,
     cmd_owner_status,
     cmd_owner_watch,
     cmd_relay,
@@ -44,6 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cmd_owner_status.add_commands(command)
     cmd_owner_watch.add_commands(command)
     cmd_relay.add_share_address(command)
+    cmd_owner_replies.add_commands(command, commands)
     cmd_owner_backup.add_commands(commands)
     cmd_relay.add_relay_group(commands, "owner")
     from hub.cli.cmd_owner_live import (

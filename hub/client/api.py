@@ -52,14 +52,17 @@ from hub.client.records import (
     LiveLink,
     LiveStats,
     OwnerInfo,
+    PlayedReply,
     ReleaseInfo,
     ReleaseLink,
+    ReplyInfo,
     RequestInfo,
     clip_of,
     cosignature_of,
     owner_of,
     release_link_of,
     release_of,
+    reply_of,
     request_of,
     segment_of,
 )
@@ -311,6 +314,37 @@ class DoorwardClient:
     async def approve_owner(self, phone_key_id: str) -> None:
         """As an admin, let the phone with this key id pair during the next few minutes."""
         await self._json("POST", "/owners/approve", body={"key_id": phone_key_id})
+
+    # -- quick replies ---------------------------------------------------------------------
+
+    async def replies(self) -> list[ReplyInfo]:
+        """The quick replies stored on the device, by name."""
+        body = await self._json("GET", "/replies")
+        return [reply_of(r) for r in body["replies"]]
+
+    async def add_reply(self, name: str, sound: bytes) -> ReplyInfo:
+        """Store ``sound`` (the bytes of a WAV or Ogg Opus file, at most 3 MiB and 15 s) as the
+        quick reply ``name`` (1-32 of a-z, 0-9, - and _); through the relay the file must fit
+        one sealed message (about 120 KiB). Raises ApiError ``too_large`` (413),
+        ``unsupported_audio`` (415: not WAV/Ogg Opus, not audio, a rate or channel count the
+        device cannot resample), ``audio_too_long``, ``reply_exists`` or ``too_many_replies``
+        (409), or ``bad_request`` for a bad name."""
+        kind = "audio/ogg" if sound[:4] == b"OggS" else "audio/wav"
+        body = await self._json("PUT", f"/replies/{_seg(name)}", raw=sound, content_type=kind)
+        return reply_of(body)
+
+    async def remove_reply(self, name: str) -> ReplyInfo:
+        """Delete the quick reply ``name``; returns what it was. Raises ApiError ``not_found``."""
+        return reply_of(await self._json("DELETE", f"/replies/{_seg(name)}"))
+
+    async def play_reply(self, name: str, camera: str | None = None) -> PlayedReply:
+        """Play the quick reply ``name`` on ``camera``'s speaker (default: the first camera with
+        one); returns once it has played. Raises ApiError ``not_found`` (no such reply or
+        camera), ``no_speaker`` or ``speaker_busy`` (409: someone holds the speaker, named in
+        the message), ``speaker_failed`` (503)."""
+        body = {} if camera is None else {"camera": camera}
+        answer = await self._json("POST", f"/replies/{_seg(name)}/play", body=body)
+        return PlayedReply(answer["name"], answer["camera"], float(answer["duration"]))
 
     # -- audit -----------------------------------------------------------------------------
 

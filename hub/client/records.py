@@ -17,8 +17,10 @@ __all__ = [
     "LiveLink",
     "LiveStats",
     "OwnerInfo",
+    "PlayedReply",
     "ReleaseInfo",
     "ReleaseLink",
+    "ReplyInfo",
     "RequestInfo",
     "Segment",
     "clip_of",
@@ -26,6 +28,7 @@ __all__ = [
     "owner_of",
     "release_link_of",
     "release_of",
+    "reply_of",
     "request_of",
     "segment_of",
 ]
@@ -271,6 +274,49 @@ def owner_of(o: Mapping[str, Any]) -> OwnerInfo:
         o["removed"],
         o["recipient"],
         o.get("ed25519", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyInfo:
+    """A quick reply stored on the device: its name, how long it plays (seconds), when it was
+    added (seconds since 1970) and by which owner, and the file uploaded (format, codec, sample
+    rate, channels, size in bytes, SHA-256 hex)."""
+
+    name: str
+    duration_s: float
+    added_s: int
+    owner_key_id: str
+    source_format: str
+    codec: str
+    sample_rate: int
+    channels: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayedReply:
+    """A quick reply the device played to the end: its name, the camera and its length (s)."""
+
+    name: str
+    camera: str
+    duration_s: float
+
+
+def reply_of(r: Mapping[str, Any]) -> ReplyInfo:
+    """A :class:`ReplyInfo` from its API JSON; a missing member raises KeyError."""
+    return ReplyInfo(
+        r["name"],
+        float(r["duration"]),
+        int(r["added"]),
+        r["owner_key_id"],
+        r["format"],
+        r["codec"],
+        int(r["sample_rate"]),
+        int(r["channels"]),
+        int(r["bytes"]),
+        r["sha256"],
     )
 
 

@@ -22,7 +22,8 @@ from hub.server.errors import error_middleware
 from hub.server.events import EventBus
 from hub.server.pairing import PairingDesk
 from hub.server.relayed import relay_middleware
-from hub.server.routes import audit, events, live, owner, pairing, requester
+from hub.server.replies import ReplyBook
+from hub.server.routes import audit, events, live, owner, pairing, replies, requester
 from hub.server.routes.live import LiveSetup
 from hub.server.speakers import Speakers
 from hub.server.worker import SerialWorker
@@ -49,6 +50,7 @@ def create_app(
     app[appkeys.BUS] = EventBus(clock=deps.clock)
     app[appkeys.SOCKETS] = set()
     app[appkeys.AUTH] = AuthState.create(deps)
+    app[appkeys.REPLIES] = ReplyBook(deps.data_dir / "replies")
     app[appkeys.SPEAKERS] = speakers if speakers is not None else Speakers()
     app.cleanup_ctx.append(_worker)
     app.cleanup_ctx.append(_speakers)
@@ -61,6 +63,7 @@ def create_app(
     requester.add_routes(app)
     pairing.add_routes(app)
     events.add_routes(app)
+    replies.add_routes(app)
     if live_view is not None:
         live.add_routes(app, live_view)
     return app

@@ -14,16 +14,28 @@ from hub.server.deps import HubDeps
 from hub.server.events import EventBus
 from hub.server.guard import ConnectionGuard
 from hub.server.pairing import PairingDesk
+from hub.server.replies import ReplyBook
 from hub.server.speakers import Speakers
 from hub.server.worker import SerialWorker
 
-__all__ = ["AUTH", "BUS", "DEPS", "GUARD", "PAIRING", "SOCKETS", "SPEAKERS", "WORKER"]
+__all__ = [
+    "AUTH",
+    "BUS",
+    "DEPS",
+    "GUARD",
+    "PAIRING",
+    "REPLIES",
+    "SOCKETS",
+    "SPEAKERS",
+    "WORKER",
+]
 
 DEPS = web.AppKey("deps", HubDeps)
 AUTH = web.AppKey("auth", AuthState)
 BUS = web.AppKey("bus", EventBus)
 WORKER = web.AppKey("worker", SerialWorker)
 PAIRING = web.AppKey("pairing", PairingDesk)
+REPLIES = web.AppKey("replies", ReplyBook)  # the quick replies in DATA/replies
 # Each camera's speaker and its floor (talk, chime, quick replies); an empty registry when the
 # app was made without speakers.
 SPEAKERS = web.AppKey("speakers", Speakers)

@@ -91,6 +91,8 @@ refusal_summary_s = 3600        # ... and summarised once per this many seconds
 live_page_port = 0              # browser live-view page (ECDSA cert); 0: a free port, links carry it
 live_max_viewers = 4            # live-view sessions at once (owners and browser links together)
 live_max_session_s = 600.0      # a live-view session ends after this long (watch again to go on)
+chime = ""                      # what a press plays on the camera's speaker: a WAV or Ogg Opus
+                                # file of at most 10 s; empty: the built-in two-tone chime; "off"
 
 # What a stranger on the LAN can hold: connections, time and bytes, before any signature is seen.
 max_connections = 512           # open connections at most (fewer if the descriptor limit is low)
@@ -463,6 +465,7 @@ class ServeConfig:
     log_repeats: int = 5
     log_summary_s: float = 60.0
     watchdog_stall_s: float = 20.0
+    chime: str = ""  # a sound file; "" the built-in chime; "off" none (``hub.server.chime``)
     button: GpioButtonSpec | None = None
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
@@ -572,6 +575,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         values["homeassistant"] = HomeAssistantConfig.from_table(table) if table else None
     if "button" in values:
         values["button"] = _button(values["button"])
+    if "chime" in values:
+        values["chime"] = _chime(values["chime"])
     try:
         return ServeConfig(**values)
     except (TypeError, ValueError) as exc:
@@ -600,6 +605,30 @@ def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Poly
             ) from exc
         zones.append((camera, shaped))
     return tuple(zones)
+
+
+def _chime(value: Any) -> str:
+    """The ``chime`` option: a sound file, checked now (it must decode, at most 10 s), so a bad
+    one is refused when the config is loaded, not at the first press."""
+    if not isinstance(value, str):
+        raise ConfigError(f'chime must be a file name, "" or "off", got {value!r}')
+    if value in ("", "off"):
+        return value
+    from hub.server.chime import load_chime
+    from hub.server.sound import SoundError
+
+    try:
+        load_chime(Path(value))
+    except OSError as exc:
+        raise ConfigError(
+            f"chime {value!r} cannot be read: {exc.strerror or exc}; give a WAV or Ogg Opus "
+            'file, "" for the built-in chime or "off" for none'
+        ) from None
+    except SoundError as exc:
+        raise ConfigError(
+            f'chime: {exc}; give another file, "" for the built-in chime or "off" for none'
+        ) from None
+    return value
 
 
 def _speakers(table: Any) -> tuple[tuple[str, SpeakerConfig], ...]:

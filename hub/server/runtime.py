@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import socket
@@ -17,6 +18,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,6 +37,7 @@ from hardware import (
 )
 from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
+from hub.server.chime import CHIME_OFF, Chimes, default_chime, load_chime
 from hub.server.config import CameraConfig, ConfigError, ServeConfig
 from hub.server.deps import CameraInfo, HubDeps
 from hub.server.events import EventBus, device_event
@@ -53,6 +56,7 @@ from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
 from hub.server.reload import RunningConfig
 from hub.server.routes.live import LiveSetup
+from hub.server.sound import Sound, SoundError
 from hub.server.speakers import Speakers, open_speakers
 from hub.server.state import Device
 from hub.server.watchdog import HealthProbe
@@ -73,12 +77,14 @@ RETENTION_EVERY_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Running:
-    """A started device: its state, its API app and how many cameras record."""
+    """A started device: its state, its API app, how many cameras record, and the chime
+    (None when ``chime = "off"``)."""
 
     device: Device
     app: web.Application
     cameras: int
     health: HealthProbe | None = None
+    chimes: Chimes | None = None
 
     @property
     def pairing(self) -> PairingDesk:
@@ -148,6 +154,7 @@ async def running_device(
     runner: web.AppRunner | None = None
     page_runner: web.AppRunner | None = None
     guard: ConnectionGuard | None = None
+    chimes: Chimes | None = None
     logs = contextlib.ExitStack()
     stores = contextlib.AsyncExitStack()
     try:
@@ -176,7 +183,11 @@ async def running_device(
             deps = await _offsite_releases(deps, backup, device, stores)
         speakers = await asyncio.to_thread(open_speakers, config, cameras, sources)
         app = create_app(deps, live_view=live, speakers=speakers)
-        pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup, button))
+        chime = await asyncio.to_thread(_chime_sound, config)
+        chimes = Chimes(chime, speakers) if chime is not None else None
+        pipelines.update(
+            _pipelines(config, device, sources, relay, app, tasks, backup, button, chimes)
+        )
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
         await runner.setup()
@@ -209,7 +220,7 @@ async def running_device(
             owners=device.owners.count,
             connections=lambda: guard.open_connections if guard is not None else 0,
         )
-        yield Running(device, app, len(pipelines), health)
+        yield Running(device, app, len(pipelines), health, chimes)
     finally:
         for task in tasks:
             task.cancel()
@@ -219,6 +230,8 @@ async def running_device(
                 logger.error("serve.task_failed error=%s", type(result).__name__)
         if backup is not None:
             backup.close()
+        if chimes is not None:  # before the app closes the speakers
+            await chimes.close()
         if guard is not None:  # no new connections, no handshakes left; then the API's own
             await guard.close()
         if page_runner is not None:
@@ -229,6 +242,20 @@ async def running_device(
             await button[1].close()
         await stores.aclose()
         logs.close()
+
+
+def _chime_sound(config: ServeConfig) -> Sound | None:
+    """The chime of ``config`` (blocking): its file, the built-in one, or None when off. A file
+    that has become unreadable since the config was loaded leaves the built-in chime (logged):
+    a doorbell starts and records whatever its chime file does."""
+    if config.chime == CHIME_OFF:
+        return None
+    if config.chime:
+        try:
+            return load_chime(Path(config.chime))
+        except (OSError, SoundError) as exc:
+            logger.error("chime.default_instead file=%s error=%s", config.chime, exc)
+    return default_chime()
 
 
 def _offsite_backup(
@@ -426,6 +453,7 @@ def _pipelines(
     tasks: set[asyncio.Task[Any]],
     backup: OffsiteBackup | None,
     hardware_button: tuple[str, DoorbellButton] | None = None,
+    chimes: Chimes | None = None,
 ) -> dict[str, CameraPipeline]:
     zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
     bus = app[appkeys.BUS]
@@ -461,9 +489,10 @@ def _pipelines(
             ),
             button=button,
         )
+        ring = functools.partial(chimes.ring, name) if chimes is not None else None
         for feed in feeds:
             assert button is not None
-            _track(tasks, _relay_button(feed, button, app))
+            _track(tasks, _relay_button(feed, button, app, ring))
     return pipelines
 
 
@@ -518,10 +547,19 @@ def _track(tasks: set[asyncio.Task[Any]], coro: Any) -> asyncio.Future[Any]:
     return task
 
 
-async def _relay_button(button: DoorbellButton, relay: SoftButton, app: web.Application) -> None:
-    """Presses ring (they go to the pipeline); a long hold unlocks pairing."""
+async def _relay_button(
+    button: DoorbellButton,
+    relay: SoftButton,
+    app: web.Application,
+    ring: Callable[[], object] | None = None,
+) -> None:
+    """Presses ring: the chime starts on the camera's speaker at once (``ring``), and the press
+    goes to the pipeline, which emits ``doorbell.pressed`` with its next frame; a long hold
+    unlocks pairing."""
     async for event in button.events():
         if event.kind == "press":
+            if ring is not None:
+                ring()
             relay.press(event.at_s)
         elif event.held_s >= HOLD_TO_UNLOCK_S:
             await app[appkeys.WORKER].run(app[appkeys.PAIRING].unlock)

@@ -32,6 +32,11 @@ EVENT_KINDS = frozenset(
         # The off-site backup stopped working (error, message) or works again (target).
         "backup.failed",
         "backup.recovered",
+        # Quick replies: stored or removed (name, owner_key_id), played on a camera's speaker
+        # (name, camera, owner_key_id, played_ms, complete).
+        "reply.added",
+        "reply.removed",
+        "reply.played",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind

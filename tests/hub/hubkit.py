@@ -32,6 +32,7 @@ from hub.server.deps import CameraInfo
 from hub.server.guard import request_limits
 from hub.server.live.relay import FrameRelay
 from hub.server.routes.live import LiveSetup
+from hub.server.speakers import Speakers
 from hub.server.state import Device
 from tests.device.kit import write_clip
 
@@ -81,12 +82,14 @@ async def running_device(
     offsite: Callable[[Device], OffsiteReleases] | None = None,
     backup: Callable[[Device], OffsiteBackup] | None = None,
     segment_links: Callable[[OffsiteBackup], SegmentLinks] | None = None,
+    speakers: Speakers | None = None,
 ) -> AsyncIterator[Running]:
     """The device's API on an ephemeral port with its own TLS certificate (real TLS 1.3);
     with ``live_cameras``, also the live-view routes, for cameras that send no frames; with
     ``offsite``, release bundles go to the store of the uploader it makes; with ``backup``, the
     off-site uploader it makes runs (and ``GET /backup`` reports it); with ``segment_links`` too,
-    owners who prefer it are sent to the uploaded segments in the store."""
+    owners who prefer it are sent to the uploaded segments in the store; with ``speakers``, the
+    cameras' speakers (the app closes them)."""
     config = config or ServeConfig(data_dir=data_dir)
     device = Device.open(data_dir, request_limits=config.request_limits())
     live_view = None
@@ -101,7 +104,7 @@ async def running_device(
         deps = dataclasses.replace(deps, offsite_releases=offsite(device))
     if segment_links is not None and uploader is not None:
         deps = dataclasses.replace(deps, segment_links=segment_links(uploader))
-    app = create_app(deps, live_view=live_view)
+    app = create_app(deps, live_view=live_view, speakers=speakers)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))
     await runner.setup()
     uploading = asyncio.ensure_future(uploader.run()) if uploader is not None else None

@@ -33,6 +33,13 @@ ROUTE_CODES = {
     "http_error",
     "not_offsite",
     "link_unusable",
+    # Quick replies (hub.server.replies, hub.server.sound, hub.server.speakers).
+    "unsupported_audio",
+    "audio_too_long",
+    "reply_exists",
+    "too_many_replies",
+    "no_speaker",
+    "speaker_busy",
 }
 
 

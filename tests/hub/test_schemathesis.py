@@ -32,6 +32,7 @@ from device import CameraPipeline, RecorderConfig
 from hub.server.config import ServeConfig
 from hub.wire.httpsig import RequestSigner
 from tests.hub.hubkit import Running, running_device, small_camera
+from tests.hub.soundkit import wav_tone
 
 pytestmark = [
     pytest.mark.slow,
@@ -145,6 +146,7 @@ async def _prepare(running: Running, owner: KeyBundle, requester: KeyBundle) -> 
     async with running.client(owner) as phone:
         clip = (await phone.clips()).clips[0]
         segments = (await phone.clip(clip.clip_id)).segments
+        await phone.add_reply("away", wav_tone(700.0, 0.2))
     async with running.client(requester) as agency:
         request = await agency.submit_request(_request_token(requester, start_s))
     return {
@@ -153,6 +155,7 @@ async def _prepare(running: Running, owner: KeyBundle, requester: KeyBundle) -> 
         "request_id": request.request_id,
         "release_id": "none",
         "key_id": owner.key_id,
+        "name": "away",
         "DELETE /clips/{clip_id}": running.device.store.open_clip("back", start_s + 60),
         "DELETE /owners/{key_id}": spare.key_id,
     }
@@ -206,6 +209,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 def _compact_jws(ctx: Any, value: Any) -> bytes:
     """A request token is a compact JWS: sent as its text."""
     return str(value).encode()
+
+
+@schemathesis.serializer("audio/wav", "audio/ogg")
+def _sound_file(ctx: Any, value: Any) -> bytes:
+    """A quick reply is the sound file's bytes (generated ones are not audio: refused, 415)."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 SCHEMA = schemathesis.openapi.from_path(DOC_PATH)
@@ -272,6 +281,9 @@ REAL_ID_STATUS = {
     "POST /releases/{release_id}/revoke": 400,
     "DELETE /owners/{key_id}": 200,
     "GET /events": 400,  # not a WebSocket upgrade
+    "PUT /replies/{name}": 400,  # no sound file in the body
+    "POST /replies/{name}/play": 409,  # this device has no speaker
+    "DELETE /replies/{name}": 200,
 }
 
 
