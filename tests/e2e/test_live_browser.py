@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,10 @@ class DevTools:
 
 
 @contextlib.asynccontextmanager
-async def chromium(tmp_path: Path, spki_pin: str) -> AsyncIterator[DevTools]:
+async def chromium(
+    tmp_path: Path, spki_pin: str, extra_args: Sequence[str] = ()
+) -> AsyncIterator[DevTools]:
+    """Headless Chromium trusting the page port's key; ``extra_args`` are further switches."""
     binary = require_tool("chromium")
     process = await asyncio.create_subprocess_exec(
         binary,
@@ -165,6 +168,7 @@ async def chromium(tmp_path: Path, spki_pin: str) -> AsyncIterator[DevTools]:
         # Trust exactly the device's key, as a paired phone does (SHA-256 of the SPKI, base64).
         f"--ignore-certificate-errors-spki-list={spki_pin}",
         "--remote-debugging-port=0",
+        *extra_args,
         "about:blank",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,

@@ -78,6 +78,8 @@ _PAGE_HEADERS = {
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "img-src 'self' data:; media-src 'self' blob:; base-uri 'none'; form-action 'none'"
     ),
+    # The microphone only for the page itself (hold-to-talk); no camera, no other feature.
+    "Permissions-Policy": "microphone=(self), camera=(), geolocation=(), display-capture=()",
     "Referrer-Policy": "no-referrer",  # the URL carries the link token
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",

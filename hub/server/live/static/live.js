@@ -1,5 +1,6 @@
 // Doorward live view in the browser: the WebRTC exchange with the doorbell, authorised by the
-// single-use link token in the page URL, and the doorbell events of the session.
+// single-use link token in the page URL, the doorbell events of the session, and hold-to-talk:
+// the browser's microphone goes to the doorbell's speaker only while the talk button is held.
 "use strict";
 
 const MESSAGES = {
@@ -15,6 +16,9 @@ const statusEl = document.getElementById("status");
 const video = document.getElementById("video");
 const eventsEl = document.getElementById("events");
 const soundButton = document.getElementById("sound");
+const talkButton = document.getElementById("talk");
+const talkHelp = document.getElementById("talk-help");
+const talkStatus = document.getElementById("talk-status");
 // Pictures and sound play in the one video element. It starts muted, which browsers let play
 // without a click; the button turns the sound on once the doorbell sends some.
 const stream = new MediaStream();
@@ -23,6 +27,110 @@ soundButton.addEventListener("click", () => {
   video.muted = !video.muted;
   soundButton.textContent = video.muted ? "Turn sound on" : "Turn sound off";
   video.play().catch(() => {});
+});
+
+// Hold-to-talk. The offer sends audio from the start (sendrecv), but its sender has no track
+// until the button is held: then the microphone's track is put on it (no renegotiation), and on
+// release it is taken off again and the microphone is closed, so nothing is sent between presses.
+const talk = {
+  sender: null, // the RTCRtpSender of the audio section
+  track: null, // the microphone's track while the button is held
+  held: false,
+  press: 0, // counts presses, so a release during getUserMedia stops the late track
+};
+
+const MICROPHONE = {
+  // The phone plays the visitor's sound while the owner talks: echo cancellation keeps the
+  // visitor from hearing themselves back through the doorbell.
+  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+  video: false,
+};
+
+function talkSays(message, state) {
+  talkStatus.textContent = message;
+  talkStatus.className = state || "";
+}
+
+async function startTalking() {
+  if (talk.held || talk.sender === null || talkButton.disabled) return;
+  talk.held = true;
+  const press = ++talk.press;
+  talkButton.setAttribute("aria-pressed", "true");
+  talkButton.textContent = "Talking… let go to stop";
+  talkSays("Opening the microphone…", "pending");
+  let track = null;
+  try {
+    const media = await navigator.mediaDevices.getUserMedia(MICROPHONE);
+    track = media.getAudioTracks()[0];
+  } catch (err) {
+    stopTalking();
+    const name = err && err.name;
+    talkSays(
+      name === "NotAllowedError"
+        ? "The browser did not allow the microphone. Allow it for this page to talk to the door."
+        : name === "NotFoundError"
+          ? "This device has no microphone to talk with."
+          : "The microphone could not be opened: " + err,
+      "error",
+    );
+    return;
+  }
+  if (press !== talk.press || !talk.held) {
+    track.stop(); // let go before the microphone opened
+    return;
+  }
+  talk.track = track;
+  await talk.sender.replaceTrack(track);
+  talkSays("You are talking to the door.", "talking");
+}
+
+function stopTalking() {
+  if (!talk.held) return;
+  talk.held = false;
+  talk.press++;
+  talkButton.setAttribute("aria-pressed", "false");
+  talkButton.textContent = "Hold to talk";
+  if (talk.sender !== null) talk.sender.replaceTrack(null).catch(() => {});
+  if (talk.track !== null) {
+    talk.track.stop();
+    talk.track = null;
+  }
+  if (talkStatus.className === "talking" || talkStatus.className === "pending") talkSays("");
+}
+
+function refuseTalk(holder) {
+  // The doorbell's speaker is someone else's: say who, and send nothing.
+  stopTalking();
+  talkSays("Someone else is talking to the door (" + holder + "). Try again when they finish.", "error");
+}
+
+function endTalk() {
+  stopTalking();
+  talkButton.disabled = true;
+}
+
+const TALK_KEYS = new Set([" ", "Enter"]);
+talkButton.addEventListener("pointerdown", (e) => {
+  if (e.button !== 0) return;
+  talkButton.setPointerCapture(e.pointerId); // the release counts wherever the finger goes
+  startTalking();
+});
+talkButton.addEventListener("pointerup", stopTalking);
+talkButton.addEventListener("pointercancel", stopTalking);
+talkButton.addEventListener("keydown", (e) => {
+  if (!TALK_KEYS.has(e.key)) return;
+  e.preventDefault(); // no click, no scrolling; a held key repeats keydown, which is ignored
+  startTalking();
+});
+talkButton.addEventListener("keyup", (e) => {
+  if (!TALK_KEYS.has(e.key)) return;
+  e.preventDefault();
+  stopTalking();
+});
+talkButton.addEventListener("blur", stopTalking);
+talkButton.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press on a phone
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) stopTalking();
 });
 
 function show(message, state) {
@@ -61,6 +169,7 @@ function listen(feed, pc) {
     addEvent("Motion at " + new Date(event.time * 1000).toLocaleTimeString());
   });
   source.addEventListener("ended", (e) => {
+    endTalk();
     source.close();
     pc.close();
     const reason = JSON.parse(e.data).reason;
@@ -78,9 +187,9 @@ async function start() {
     return;
   }
   const pc = new RTCPeerConnection({ iceServers: [] });
-  window.liveView = { peer: pc }; // for diagnostics from the browser's console
+  window.liveView = { peer: pc, talk: talk }; // for diagnostics from the browser's console
   pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
+  const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
   pc.addEventListener("track", (e) => {
     stream.addTrack(e.track);
     if (e.track.kind === "audio") soundButton.hidden = false;
@@ -89,6 +198,7 @@ async function start() {
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") show("Live", "live");
     if (pc.connectionState === "failed") {
+      endTalk();
       show("The connection to the doorbell failed. Are you on the same network?", "error");
     }
   });
@@ -112,6 +222,13 @@ async function start() {
     return;
   }
   await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
+  // The doorbell takes sound only if it has a speaker: its answer then receives audio.
+  const direction = audio.currentDirection;
+  if ((direction === "sendrecv" || direction === "sendonly") && navigator.mediaDevices) {
+    talk.sender = audio.sender;
+    talkButton.hidden = false;
+    talkHelp.hidden = false;
+  }
   listen(body.feed, pc);
 }
 
