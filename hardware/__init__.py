@@ -6,6 +6,7 @@ only through :func:`open_camera`.
 
 import logging
 
+from hardware._alsa import AlsaSink, alsa_available
 from hardware._audio import (
     AUDIO_RATE,
     AudioChunk,
@@ -32,10 +33,11 @@ from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
 from hardware.live import LiveCamera, SourceSpec, parse_source
-from hardware.sources import button_of, open_camera, reconnecting
+from hardware.sources import button_of, open_camera, open_speaker, reconnecting
 
 __all__ = [
     "AUDIO_RATE",
+    "AlsaSink",
     "AudioChunk",
     "AudioSink",
     "AudioSource",
@@ -65,9 +67,11 @@ __all__ = [
     "SystemClock",
     "WavSink",
     "Worker",
+    "alsa_available",
     "button_of",
     "microphone_of",
     "open_camera",
+    "open_speaker",
     "parse_source",
     "peak_frequency",
     "reconnecting",

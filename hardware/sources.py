@@ -7,12 +7,15 @@ else in production code.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hardware._frames import CameraSource
+from hardware._speaker import AudioSink, SimulatedSpeaker, WavSink, speaker_of
 from hardware.button import DoorbellButton
 from hardware.file import FileCamera
 from hardware.live import LiveCamera
 
-__all__ = ["button_of", "open_camera", "reconnecting"]
+__all__ = ["button_of", "open_camera", "open_speaker", "reconnecting"]
 
 
 def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
@@ -27,6 +30,25 @@ def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
     if kind == "live":
         return LiveCamera(target, name=name)
     raise ValueError(f"camera kind must be simulated, file or live, got {kind!r}")
+
+
+def open_speaker(kind: str, target: str = "", *, camera: object = None) -> AudioSink | None:
+    """The speaker of one camera (blocking: it may open a device): ``sim`` (the camera's own
+    simulated speaker, or a new one), ``wav`` (a WAV file at ``target``), ``alsa`` (the ALSA
+    output device ``target``) or ``none``. Raises :class:`~hardware.SpeakerError` when the
+    speaker cannot be opened."""
+    if kind == "none":
+        return None
+    if kind == "sim":
+        own = speaker_of(camera)
+        return own if isinstance(own, SimulatedSpeaker) else SimulatedSpeaker()
+    if kind == "wav":
+        return WavSink(Path(target))
+    if kind == "alsa":
+        from hardware._alsa import AlsaSink
+
+        return AlsaSink(target)
+    raise ValueError(f"speaker kind must be sim, wav, alsa or none, got {kind!r}")
 
 
 def button_of(camera: object) -> DoorbellButton | None:

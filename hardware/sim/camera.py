@@ -24,6 +24,7 @@ import numpy as np
 
 from hardware._clock import Clock, SystemClock
 from hardware._frames import EncodedPacket, Frame, StreamInfo
+from hardware._speaker import SimulatedSpeaker
 from hardware.button import SoftButton
 from hardware.errors import CameraDisconnected
 from hardware.sim._microphone import SimulatedMicrophone
@@ -60,7 +61,8 @@ class SimulatedCamera:
     With ``audio`` in the scenario, ``self.microphone`` hears a tone on the same clock (chunks
     stamped like ``pts_s``); otherwise it is None. With ``reconnect``, a ``disconnect`` fault does
     not raise: :attr:`reconnecting` is true until the camera is back (as ``LiveCamera`` reports
-    its backoff), which is how ``doorward serve`` plays a scenario.
+    its backoff), which is how ``doorward serve`` plays a scenario. ``self.speaker`` is a
+    :class:`~hardware.SimulatedSpeaker` that keeps what was played on the doorbell.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class SimulatedCamera:
             if cam.audio
             else None
         )
+        self.speaker = SimulatedSpeaker()
 
     @property
     def info(self) -> StreamInfo:

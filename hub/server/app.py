@@ -24,6 +24,7 @@ from hub.server.pairing import PairingDesk
 from hub.server.relayed import relay_middleware
 from hub.server.routes import audit, events, live, owner, pairing, requester
 from hub.server.routes.live import LiveSetup
+from hub.server.speakers import Speakers
 from hub.server.worker import SerialWorker
 
 __all__ = ["MAX_BODY_BYTES", "PAGE_MAX_BODY_BYTES", "create_app", "create_page_app"]
@@ -34,9 +35,12 @@ MAX_BODY_BYTES = LARGEST_BODY_BYTES  # per route: hub.server.body (most take a f
 PAGE_MAX_BODY_BYTES = 160 * 1024  # the page's largest body: one SDP offer (hub.server.routes.live)
 
 
-def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Application:
-    """The API application for ``deps`` (with live view when ``live_view`` is given); the caller
-    owns the resources inside ``deps``."""
+def create_app(
+    deps: HubDeps, *, live_view: LiveSetup | None = None, speakers: Speakers | None = None
+) -> web.Application:
+    """The API application for ``deps`` (with live view when ``live_view`` is given, and the
+    cameras' ``speakers``, which the app closes when it stops); the caller owns the resources
+    inside ``deps``."""
     app = web.Application(
         middlewares=[error_middleware, relay_middleware, body_limit_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -45,7 +49,9 @@ def create_app(deps: HubDeps, *, live_view: LiveSetup | None = None) -> web.Appl
     app[appkeys.BUS] = EventBus(clock=deps.clock)
     app[appkeys.SOCKETS] = set()
     app[appkeys.AUTH] = AuthState.create(deps)
+    app[appkeys.SPEAKERS] = speakers if speakers is not None else Speakers()
     app.cleanup_ctx.append(_worker)
+    app.cleanup_ctx.append(_speakers)
     app.cleanup_ctx.append(_pairing_desk)
     if deps.offsite_releases is not None:
         app.cleanup_ctx.append(_offsite_releases)
@@ -78,6 +84,11 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.WORKER] = worker
     yield
     await worker.close()
+
+
+async def _speakers(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[appkeys.SPEAKERS].close()
 
 
 async def _offsite_releases(app: web.Application) -> AsyncIterator[None]:

@@ -32,8 +32,11 @@ __all__ = [
     "HomeAssistantConfig",
     "RelayConfig",
     "ServeConfig",
+    "SpeakerConfig",
     "load_config",
     "parse_camera",
+    "parse_speaker",
+    "speaker_for",
 ]
 
 # Signed requests created further than this from the device's clock are refused (RFC 9421
@@ -116,6 +119,13 @@ watchdog_stall_s = 20.0
 # the street beyond the garden or a tree that sways. They are still recorded and streamed.
 [motion_masks]
 # front = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [0.0, 0.2]]]
+
+# The speaker per camera name, which plays an owner talking back: sim (a simulated speaker that
+# keeps what it played; the default of a simulated camera), wav:PATH (into a WAV file),
+# alsa:DEVICE (an ALSA output such as alsa:default or alsa:hw:0,0) or none (the default of every
+# other camera).
+[speakers]
+# front = "alsa:default"
 
 # Off-site backup to S3-compatible storage (off while this table is empty). Every segment,
 # clip manifest and audit checkpoint is uploaded as the device stores it (age ciphertext to the
@@ -456,6 +466,7 @@ class ServeConfig:
     button: GpioButtonSpec | None = None
     privacy_zones: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
     motion_masks: tuple[tuple[str, tuple[Polygon, ...]], ...] = ()
+    speakers: tuple[tuple[str, SpeakerConfig], ...] = ()
     backup: BackupConfig | None = None
     relay: RelayConfig | None = None
     homeassistant: HomeAssistantConfig | None = None
@@ -547,6 +558,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     for option in ("privacy_zones", "motion_masks"):
         if option in values:
             values[option] = _polygons_per_camera(option, values[option])
+    if "speakers" in values:
+        values["speakers"] = _speakers(values["speakers"])
     if "backup" in values and not isinstance(values["backup"], BackupConfig):
         # An empty [backup] table (as in the example) leaves the backup off.
         values["backup"] = BackupConfig.from_table(values["backup"]) if values["backup"] else None
@@ -587,6 +600,26 @@ def _polygons_per_camera(option: str, table: Any) -> tuple[tuple[str, tuple[Poly
             ) from exc
         zones.append((camera, shaped))
     return tuple(zones)
+
+
+def _speakers(table: Any) -> tuple[tuple[str, SpeakerConfig], ...]:
+    """``[speakers]``: camera name → speaker spec, each checked."""
+    if isinstance(table, tuple):  # already parsed (a ServeConfig's own value)
+        return table
+    if not isinstance(table, dict):
+        raise ConfigError('speakers must be a table: camera name = "sim" | "wav:PATH" | …')
+    speakers = []
+    for camera, spec in sorted(table.items()):
+        if not isinstance(spec, str):
+            raise ConfigError(
+                f"speakers.{camera} must be a string (sim, wav:PATH, alsa:DEVICE or none), "
+                f"got {spec!r}"
+            )
+        try:
+            speakers.append((camera, parse_speaker(spec)))
+        except ConfigError as exc:
+            raise ConfigError(f"speakers.{camera}: {exc}") from None
+    return tuple(speakers)
 
 
 def _button(table: Any) -> GpioButtonSpec | None:
@@ -631,3 +664,39 @@ def parse_camera(text: str, index: int) -> CameraConfig:
         f"camera spec {text!r} is not simulated[:SCENARIO], an existing file, v4l2:/dev/videoN "
         "or rtsp://…"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerConfig:
+    """A parsed speaker spec: ``sim`` | ``wav:PATH`` | ``alsa:DEVICE`` | ``none``."""
+
+    kind: str  # sim, wav, alsa or none
+    target: str = ""  # the WAV file's path or the ALSA device's name
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}" if self.target else self.kind
+
+
+def parse_speaker(text: str) -> SpeakerConfig:
+    """Parse one speaker spec (a camera's entry in ``[speakers]``)."""
+    kind, sep, target = text.partition(":")
+    if kind in ("sim", "none") and not sep:
+        return SpeakerConfig(kind)
+    if kind in ("wav", "alsa") and target.strip():
+        return SpeakerConfig(kind, target)
+    if kind in ("wav", "alsa"):
+        example = "wav:talk.wav" if kind == "wav" else "alsa:default or alsa:hw:0,0"
+        raise ConfigError(f"speaker spec {text[:80]!r} names no {kind} target; write {example}")
+    raise ConfigError(
+        f"speaker spec {text[:80]!r} is not sim, wav:PATH, alsa:DEVICE or none; "
+        'write, for instance, front = "alsa:default" under [speakers]'
+    )
+
+
+def speaker_for(config: ServeConfig, camera: CameraConfig) -> SpeakerConfig:
+    """The speaker ``camera`` plays on: its ``[speakers]`` entry, else a simulated speaker for a
+    simulated camera and none for any other."""
+    named = dict(config.speakers)
+    if camera.name in named:
+        return named[camera.name]
+    return SpeakerConfig("sim" if camera.kind == "simulated" else "none")

@@ -53,6 +53,7 @@ from hub.server.pairing import PairingDesk
 from hub.server.quietlog import RepeatFilter, limit_repeats
 from hub.server.reload import RunningConfig
 from hub.server.routes.live import LiveSetup
+from hub.server.speakers import Speakers, open_speakers
 from hub.server.state import Device
 from hub.server.watchdog import HealthProbe
 
@@ -83,6 +84,11 @@ class Running:
     def pairing(self) -> PairingDesk:
         """The API's pairing desk (its state is what zeroconf announces)."""
         return self.app[appkeys.PAIRING]
+
+    @property
+    def speakers(self) -> Speakers:
+        """The cameras' speakers (``speakers.simulated(camera)`` reads a simulated one)."""
+        return self.app[appkeys.SPEAKERS]
 
 
 def open_device(
@@ -168,7 +174,8 @@ async def running_device(
         deps = device.deps(infos, config, backup=backup)
         if backup is not None:
             deps = await _offsite_releases(deps, backup, device, stores)
-        app = create_app(deps, live_view=live)
+        speakers = await asyncio.to_thread(open_speakers, config, cameras, sources)
+        app = create_app(deps, live_view=live, speakers=speakers)
         pipelines.update(_pipelines(config, device, sources, relay, app, tasks, backup, button))
         guard = app[appkeys.GUARD] = _connection_guard(config)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, **request_limits(config))

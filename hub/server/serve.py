@@ -43,6 +43,7 @@ from hub.wire import discovery
 if TYPE_CHECKING:
     from hub.server.pairing import PairingDesk
     from hub.server.reload import RunningConfig
+    from hub.server.runtime import Running
     from hub.server.state import Device
     from hub.server.watchdog import Supervisor
 
@@ -59,9 +60,12 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
     reload: Callable[[], ServeConfig] | None = None,
     notifier: Notifier | None = None,
+    on_running: Callable[[Running], None] | None = None,
 ) -> int:
     """Run the device until SIGINT/SIGTERM or ``stop``; returns the exit status (0). SIGHUP calls
-    ``reload`` (in a thread) for the config to apply; ``notifier`` defaults to ``$NOTIFY_SOCKET``'s."""
+    ``reload`` (in a thread) for the config to apply; ``notifier`` defaults to ``$NOTIFY_SOCKET``'s.
+    ``on_ready`` gets the API's URL once it answers, ``on_running`` the running device (its app,
+    its speakers) just before."""
     out = out or sys.stdout
     started = time.monotonic()
     stop = stop or asyncio.Event()
@@ -137,6 +141,8 @@ async def serve(
                 file=out,
                 flush=True,
             )
+            if on_running is not None:
+                on_running(running)
             if on_ready is not None:
                 on_ready(url)
             await stop.wait()
@@ -232,6 +238,7 @@ def _check_camera_names(config: ServeConfig, cameras: list[CameraConfig]) -> Non
     for option, named in (
         ("privacy_zones", config.privacy_zones),
         ("motion_masks", config.motion_masks),
+        ("speakers", config.speakers),
     ):
         unknown = sorted({name for name, _ in named} - names)
         if unknown:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from crypto.keys import KeyBundle
 from device import CameraPipeline
-from hardware import Frame, StreamInfo, microphone_of
+from hardware import Frame, SimulatedSpeaker, StreamInfo, microphone_of
 from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
 from hub.client import DoorwardClient
 from hub.server.app import create_app, create_page_app
@@ -27,6 +27,7 @@ from hub.server.deps import CameraInfo
 from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.routes.live import LiveSetup
+from hub.server.speakers import Speakers
 from hub.server.state import Device
 
 SCENARIO = """[camera]
@@ -71,6 +72,7 @@ class LiveDevice:
     relay: FrameRelay
     pipeline: CameraPipeline
     microphone: SimulatedMicrophone | None
+    speaker: SimulatedSpeaker  # the camera's speaker, in the app's Speakers registry
 
     def client(self, keys: KeyBundle) -> DoorwardClient:
         return DoorwardClient(
@@ -108,7 +110,9 @@ async def live_device(
     page.setblocking(False)
     live_view = LiveSetup(relay, config or LiveConfig(), page.getsockname()[1], sleep)
     app = create_app(
-        device.deps({camera: info}, ServeConfig(data_dir=data_dir)), live_view=live_view
+        device.deps({camera: info}, ServeConfig(data_dir=data_dir)),
+        live_view=live_view,
+        speakers=Speakers({camera: simulated.speaker}),
     )
     pipeline = CameraPipeline(
         camera,
@@ -137,6 +141,7 @@ async def live_device(
             relay,
             pipeline,
             simulated.microphone,
+            simulated.speaker,
         )
     finally:
         task.cancel()
