@@ -88,6 +88,10 @@ ENTRY_KINDS = frozenset(
         "clip.sealed",
         "live.started",
         "live.ended",
+        # An owner talked back through the doorbell's speaker: talk.started (session_id, camera,
+        # owner_key_id, via), talk.ended (the same, reason, seconds).
+        "talk.started",
+        "talk.ended",
         # A hostile or invalid token, request or fetch refused by the device.
         "consent.refused",
         # Refusals of one requester key or address past the quiet threshold, counted per period.

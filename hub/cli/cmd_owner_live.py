@@ -52,6 +52,20 @@ def add_live_commands(commands: Any) -> None:
     p.add_argument(
         "--out", type=Path, metavar="FILE.mp4", help="record the received video and sound"
     )
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument(
+        "--talk",
+        type=Path,
+        metavar="FILE.wav",
+        help="talk back: play this sound file on the doorbell's speaker (refused while "
+        "someone else is talking)",
+    )
+    talk.add_argument(
+        "--talk-tone",
+        type=_tone_hz,
+        metavar="HZ",
+        help="talk back with a sine tone of HZ (for tests), until the session ends",
+    )
 
     p = commands.add_parser(
         "live-link", help="a short-lived, single-use link that opens live view in a browser"
@@ -71,6 +85,7 @@ def add_live_commands(commands: Any) -> None:
 
 
 def _live(args: argparse.Namespace) -> int:
+    talk = _talk_sound(args)  # a bad file fails here, before the profile or the device
     profile = open_profile(args)
     keys, device = profile.keys(), profile.device(args.device)
     where = f"device {device.device_id} at {device.url}"
@@ -88,7 +103,9 @@ def _live(args: argparse.Namespace) -> int:
             # needs a network path to the doorbell (ICE host candidates: the same network, or a
             # VPN; no STUN or TURN server is configured).
             async with connect(args, profile, device, keys.signing_key) as api:
-                stats = await api.live(args.camera, seconds=args.seconds, out=args.out, stop=stop)
+                stats = await api.live(
+                    args.camera, seconds=args.seconds, out=args.out, stop=stop, talk=talk
+                )
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
@@ -100,6 +117,8 @@ def _live(args: argparse.Namespace) -> int:
         raise CliError(f"live view from {where} failed: {exc or type(exc).__name__}") from exc
     heard = f" and {stats.audio_frames * 0.02:.1f} s of sound" if stats.audio_frames else ""
     lines = [f"received {stats.frames} frames{heard} in {elapsed_s:.1f} s"]
+    if talk is not None:
+        lines.append(f"talked with {talk.name} on the doorbell's speaker")
     if args.out is not None:
         lines.append(f"recorded to {args.out}")
     result = {
@@ -107,8 +126,23 @@ def _live(args: argparse.Namespace) -> int:
         "audio_frames": stats.audio_frames,
         "seconds": round(elapsed_s, 3),
         "out": args.out and str(args.out),
+        "talk": talk.name if talk is not None else None,
     }
     return emit(args, result, lines)
+
+
+def _talk_sound(args: argparse.Namespace) -> Any:
+    """The ``--talk`` file or ``--talk-tone``, decoded and checked (None: just watch)."""
+    if args.talk is None and args.talk_tone is None:
+        return None
+    from hub.client.talk import TalkFileError, TalkSound  # PyAV loads only to talk
+
+    if args.talk_tone is not None:
+        return TalkSound.tone(args.talk_tone)
+    try:
+        return TalkSound.from_file(args.talk)
+    except TalkFileError as exc:
+        raise CliError(f"--talk: {exc}") from exc
 
 
 def _live_link(args: argparse.Namespace) -> int:
@@ -149,6 +183,16 @@ def _positive(text: str) -> int:
         value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def _tone_hz(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 20.0 <= value <= 20_000.0:
+        raise argparse.ArgumentTypeError(f"must be a frequency from 20 to 20000 Hz, got {text!r}")
     return value
 
 

@@ -67,6 +67,7 @@ from hub.wire.events import CLOSE_OWNER_REMOVED, CLOSE_TOO_SLOW, EVENT_KINDS
 from hub.wire.httpsig import RequestSigner
 
 if TYPE_CHECKING:  # aiomqtt loads only for a client that uses the relay
+    from hub.client.talk import TalkSound
     from hub.relay.client import RelayResponse, RelayStream, RelayTransport
 
 __all__ = [
@@ -372,12 +373,17 @@ class DoorwardClient:
         stop: asyncio.Event | None = None,
         codec: str | None = None,
         connect_timeout_s: float = 20.0,
+        talk: TalkSound | None = None,
+        on_talk_start: Callable[[float], None] | None = None,
     ) -> LiveStats:
         """Watch live view over WebRTC (aiortc) until ``seconds`` pass, ``stop`` (an
         ``asyncio.Event``) is set or the device hangs up. ``on_frame`` gets each decoded
         ``av.VideoFrame``, ``on_audio`` each ``av.AudioFrame`` when the camera has sound; ``out``
         records both to MP4; ``codec`` (``"video/VP8"`` or ``"video/H264"``) limits what is
-        offered."""
+        offered. ``talk`` (``hub.client.talk.TalkSound``: a WAV file or a tone) is played on the
+        doorbell's speaker; while someone else plays there the call fails with :class:`ApiError`
+        409 ``speaker_busy``, naming who. ``on_talk_start`` gets the ``time.monotonic()`` at
+        which the first 20 ms of it was sent."""
         from hub.client.live import receive_live  # aiortc loads slowly: only for live view
 
         heard = 0
@@ -397,6 +403,8 @@ class DoorwardClient:
             stop=stop,
             codec=codec,
             connect_timeout_s=connect_timeout_s,
+            talk=talk,
+            on_talk_start=on_talk_start,
         )
         return LiveStats(frames, heard)
 

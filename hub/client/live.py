@@ -1,19 +1,25 @@
-"""Live view as an owner's phone receives it: an offer for video and sound, decoded frames, MP4.
+"""Live view as an owner's phone receives it: an offer for video and sound, decoded frames, MP4;
+and, to talk back, the owner's sound sent as Opus in the same session.
 
 The device answers with one video codec (H.264 or VP8) and, when its camera has a microphone, Opus
-(:mod:`hub.server.live.webrtc` is the other side).
+(:mod:`hub.server.live.webrtc` is the other side). With ``talk`` the offer's audio section is
+``sendrecv``: the device plays what arrives on the doorbell's speaker, and refuses the offer (409
+``speaker_busy``, naming who) while someone else plays on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCRtpSender,
@@ -22,6 +28,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
+from hub.client.talk import TALK_CHUNK_SAMPLES, TALK_RATE, TalkSound
 from hub.wire.webrtc import peer_connection
 
 __all__ = ["receive_live"]
@@ -39,15 +46,27 @@ async def receive_live(
     stop: asyncio.Event | None = None,
     connect_timeout_s: float = 20.0,
     codec: str | None = None,
+    talk: TalkSound | None = None,
+    on_talk_start: Callable[[float], None] | None = None,
 ) -> int:
     """Watch live view as an owner: send an offer through ``post_offer`` (which returns the
     answer SDP), then decode frames until ``seconds`` pass, ``stop`` is set or the device hangs
     up. The offer also asks for sound: when the device sends it, each decoded audio frame goes
     to ``on_audio``. ``out`` records what arrived, pictures and sound (MP4); ``codec`` (e.g.
-    ``"video/VP8"``) limits what the offer accepts. Returns the number of frames decoded."""
+    ``"video/VP8"``) limits what the offer accepts. ``talk`` is sent to the doorbell's speaker
+    (Opus) from the moment the session connects until it runs out or the session ends;
+    ``on_talk_start`` gets the ``time.monotonic()`` at which its first 20 ms went to the encoder.
+    Returns the number of frames decoded."""
     peer = peer_connection()
     transceiver = peer.addTransceiver("video", direction="recvonly")
-    peer.addTransceiver("audio", direction="recvonly")
+    talk_track = _TalkTrack(talk, on_talk_start) if talk is not None else None
+    if talk_track is None:
+        peer.addTransceiver("audio", direction="recvonly")
+    else:
+        speaking = peer.addTransceiver(talk_track, direction="sendrecv")
+        speaking.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+        )
     if codec is not None:
         transceiver.setCodecPreferences(
             [
@@ -67,11 +86,14 @@ async def receive_live(
 
     recorder: MediaRecorder | None = None
     listening: asyncio.Future[None] | None = None
+    hanging_up: asyncio.Future[None] | None = None
     count = 0
     try:
         await peer.setLocalDescription(await peer.createOffer())
         answer = await post_offer(peer.localDescription.sdp)
         await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        if talk_track is not None:
+            hanging_up = asyncio.ensure_future(_stop_when_done(talk_track, speaking.sender))
         await asyncio.wait_for(got_video.wait(), connect_timeout_s)
         relay = MediaRelay()
         if out is not None:
@@ -109,6 +131,10 @@ async def receive_live(
             if on_frame is not None:
                 on_frame(picture)
     finally:
+        if hanging_up is not None:
+            hanging_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hanging_up
         if listening is not None:
             listening.cancel()
             with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
@@ -118,6 +144,60 @@ async def receive_live(
                 await recorder.stop()
         await peer.close()
     return count
+
+
+# Silence sent after the sound runs out, before the sender says goodbye: the receiving end's
+# jitter buffer holds packets back (aiortc's holds 4 of 20 ms), and they would be lost with it.
+_TAIL_CHUNKS = 6
+
+
+class _TalkTrack(MediaStreamTrack):
+    """The owner's sound as an audio track: 20 ms frames of 48 kHz mono, paced in real time
+    from the first one the sender asks for; ``done`` is set once the sound has run out."""
+
+    kind = "audio"
+
+    def __init__(self, sound: TalkSound, on_start: Callable[[float], None] | None) -> None:
+        super().__init__()
+        self._sound = sound
+        self._on_start = on_start
+        self._index = 0
+        self._tail = 0
+        self._start: float | None = None
+        self.done = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError("the talk track has stopped")
+        samples = self._sound.chunk(self._index)
+        if samples is None:
+            if self._tail >= _TAIL_CHUNKS:
+                self.done.set()
+                self.stop()
+                raise MediaStreamError("the sound has run out")
+            self._tail += 1
+            samples = np.zeros(TALK_CHUNK_SAMPLES, dtype=np.int16)
+        if self._start is None:
+            self._start = time.monotonic()
+            if self._on_start is not None:
+                self._on_start(self._start)
+        else:
+            wait_s = self._start + self._index * TALK_CHUNK_SAMPLES / TALK_RATE - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = TALK_RATE
+        frame.pts = self._index * TALK_CHUNK_SAMPLES
+        frame.time_base = fractions.Fraction(1, TALK_RATE)
+        self._index += 1
+        return frame
+
+
+async def _stop_when_done(track: _TalkTrack, sender: Any) -> None:
+    """Once the sound has run out, stop sending: the RTCP BYE tells the device the owner has
+    stopped talking, which frees the doorbell's speaker."""
+    await track.done.wait()
+    await sender.stop()
 
 
 class _Gate(MediaStreamTrack):

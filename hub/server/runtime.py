@@ -429,6 +429,7 @@ def _pipelines(
 ) -> dict[str, CameraPipeline]:
     zones, masks = dict(config.privacy_zones), dict(config.motion_masks)
     bus = app[appkeys.BUS]
+    speakers = app[appkeys.SPEAKERS]
 
     def on_event(event: Any) -> None:
         mapped = device_event(event)
@@ -455,7 +456,9 @@ def _pipelines(
             detector=detector_for(source, motion),
             config=replace(recording, privacy_zones=zones.get(name, ())),
             on_event=on_event,
-            on_frame=relay.add_camera(name, microphone=microphone_of(source)),
+            on_frame=relay.add_camera(
+                name, microphone=microphone_of(source), floor=speakers.floor(name)
+            ),
             button=button,
         )
         for feed in feeds:

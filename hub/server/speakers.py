@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import av
@@ -32,7 +33,7 @@ from hardware import (
 from hub.server.config import CameraConfig, ServeConfig, speaker_for
 from hub.wire.errors import Conflict, NotFound
 
-__all__ = ["NoSpeaker", "SpeakerBusy", "Speakers", "open_speakers"]
+__all__ = ["NoSpeaker", "SpeakerBusy", "SpeakerClaim", "Speakers", "open_speakers"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,32 @@ class SpeakerBusy(Conflict, FloorTaken):
 
     def __init__(self, holder: str) -> None:
         FloorTaken.__init__(self, holder)
+
+
+class SpeakerClaim:
+    """The floor of one camera's speaker, held by ``holder`` until :meth:`release` (which may be
+    called more than once); :meth:`Speakers.play` with the same holder plays under it."""
+
+    def __init__(self, camera: str, holder: str, floor: SpeakerFloor) -> None:
+        self.camera = camera
+        self.holder = holder
+        self._held: ExitStack | None = ExitStack()
+        self._held.enter_context(floor.hold(holder))
+
+    def __repr__(self) -> str:
+        state = "held" if self._held is not None else "released"
+        return f"SpeakerClaim({self.camera!r}, {self.holder!r}, {state})"
+
+    @property
+    def held(self) -> bool:
+        """Whether the floor is still held."""
+        return self._held is not None
+
+    def release(self) -> None:
+        """Give the floor back."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
 
 class Speakers:
@@ -91,6 +118,17 @@ class Speakers:
             raise LookupError(f"camera {camera!r} has no simulated speaker (it has {sink!r})")
         return sink
 
+    def claim(self, camera: str, holder: str) -> SpeakerClaim:
+        """Hold the camera's floor as ``holder`` from now until the claim is released, to play
+        later (an owner's talk holds it from the answer on); raises :class:`NoSpeaker` or
+        :class:`SpeakerBusy`. Must run on the event loop (the check and the hold are one step)."""
+        if self.sink(camera) is None:
+            raise self._no_speaker(camera)
+        floor = self.floor(camera)
+        if floor.holder is not None:
+            raise SpeakerBusy(floor.holder)
+        return SpeakerClaim(camera, holder, floor)
+
     async def play(
         self,
         camera: str,
@@ -98,20 +136,19 @@ class Speakers:
         holder: str,
     ) -> float:
         """Play ``chunks`` (mono int16 at any rate) on the camera's speaker, holding its floor
-        as ``holder`` throughout; returns the seconds played. Raises :class:`NoSpeaker` or
+        as ``holder`` throughout (or under the caller's :class:`SpeakerClaim` by that holder,
+        which stays held); returns the seconds played. Raises :class:`NoSpeaker` or
         :class:`SpeakerBusy` (a :class:`~hardware.FloorTaken`: someone else plays) before
         anything plays, and :class:`~hardware.SpeakerError` if the speaker fails."""
         sink = self.sink(camera)
         floor = self.floor(camera)
         if sink is None:
-            raise NoSpeaker(
-                f"camera {camera[:64]!r} has no speaker; name one under [speakers] in the "
-                "config (sim, wav:PATH or alsa:DEVICE)"
-            )
-        if floor.holder is not None:
+            raise self._no_speaker(camera)
+        claimed = floor.holder == holder  # the caller's claim: play under it, keep it held
+        if floor.holder is not None and not claimed:
             raise SpeakerBusy(floor.holder)
         played = 0
-        with floor.hold(holder):
+        with nullcontext() if claimed else floor.hold(holder):
             logger.info("speaker.playing camera=%s holder=%s", camera, holder)
             resampler = _Resampler(sink.sample_rate)
             try:
@@ -130,6 +167,13 @@ class Speakers:
                     played / sink.sample_rate,
                 )
         return played / sink.sample_rate
+
+    @staticmethod
+    def _no_speaker(camera: str) -> NoSpeaker:
+        return NoSpeaker(
+            f"camera {camera[:64]!r} has no speaker; name one under [speakers] in the "
+            "config (sim, wav:PATH or alsa:DEVICE)"
+        )
 
     async def close(self) -> None:
         """Close every speaker (once the device stops)."""

@@ -26,6 +26,9 @@ EVENT_KINDS = frozenset(
         "owner.removed",
         "live.started",
         "live.ended",
+        # An owner talks back through a live session's speaker (session_id, camera, owner_key_id).
+        "talk.started",
+        "talk.ended",
         # The off-site backup stopped working (error, message) or works again (target).
         "backup.failed",
         "backup.recovered",

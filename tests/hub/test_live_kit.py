@@ -21,6 +21,7 @@ from device import CameraPipeline
 from hardware import Frame, SimulatedSpeaker, StreamInfo, microphone_of
 from hardware.sim import SimulatedCamera, SimulatedMicrophone, parse_scenario, read_strip
 from hub.client import DoorwardClient
+from hub.server import appkeys
 from hub.server.app import create_app, create_page_app
 from hub.server.config import ServeConfig
 from hub.server.deps import CameraInfo
@@ -96,9 +97,11 @@ async def live_device(
     h264: bool = False,
     audio: bool = False,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    speaker: bool = True,
 ) -> AsyncIterator[LiveDevice]:
     """``h264``: the camera has its own encoder (frames carry H.264 packets); ``audio``: it has
-    a microphone (a 440 Hz tone)."""
+    a microphone (a 440 Hz tone); ``speaker``: its simulated speaker is the device's (else the
+    device has no speaker for it)."""
     device = Device.open(data_dir)
     scenario = SCENARIO + ("h264 = true\n" if h264 else "") + ("audio = true\n" if audio else "")
     simulated = SimulatedCamera(parse_scenario(scenario, "live.toml"), name=camera)
@@ -112,14 +115,18 @@ async def live_device(
     app = create_app(
         device.deps({camera: info}, ServeConfig(data_dir=data_dir)),
         live_view=live_view,
-        speakers=Speakers({camera: simulated.speaker}),
+        speakers=Speakers({camera: simulated.speaker if speaker else None}),
     )
     pipeline = CameraPipeline(
         camera,
         source,
         device.store,
         device.owners.recipients,
-        on_frame=relay.add_camera(camera, microphone=microphone_of(simulated)),
+        on_frame=relay.add_camera(
+            camera,
+            microphone=microphone_of(simulated),
+            floor=app[appkeys.SPEAKERS].floor(camera),
+        ),
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -287,3 +287,29 @@ async def test_a_running_device_exposes_its_simulated_speaker(tmp_path: Path) ->
         stop.set()
         assert await asyncio.wait_for(server, 30) == 0
     assert speaker.closed
+
+
+@pytest.mark.asyncio
+async def test_a_claim_holds_the_floor_until_released_and_its_holder_plays_under_it() -> None:
+    speaker = SimulatedSpeaker()
+    speakers = Speakers({"front": speaker, "back": None})
+    claim = speakers.claim("front", "owner 3f2a")
+    assert repr(claim) == "SpeakerClaim('front', 'owner 3f2a', held)"
+    floor = speakers.floor("front")
+    assert floor.ducked
+    with pytest.raises(SpeakerBusy, match=r"^the speaker is in use by owner 3f2a; "):
+        speakers.claim("front", "chime")
+    with pytest.raises(SpeakerBusy):
+        await speakers.play("front", tone(880.0, 0.1, 48_000), holder="chime")
+    # The claim's holder plays under it, and the floor stays held after the playback.
+    await speakers.play("front", tone(440.0, 0.1, 48_000), holder="owner 3f2a")
+    assert floor.holder == "owner 3f2a"
+    assert speaker.peak_hz() == pytest.approx(440.0, abs=10.0)
+    claim.release()
+    claim.release()  # once is enough; twice does nothing
+    assert not claim.held
+    assert floor.holder is None
+    with pytest.raises(NoSpeaker):
+        speakers.claim("back", "owner 3f2a")
+    with pytest.raises(NoSpeaker):
+        speakers.claim("garage", "owner 3f2a")

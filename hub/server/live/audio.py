@@ -6,6 +6,11 @@ Opus packets, which aiortc's sender packetizes without encoding again. An Opus f
 mono costs tens of microseconds to encode, so it is done on the event loop rather than handed to
 a thread. Each listener has a short queue (every Opus packet stands alone): one that stalls loses
 its queue, so it only skips sound; the capture never waits for it.
+
+While the camera's speaker plays (its :class:`~hardware.SpeakerFloor` is held: an owner talks,
+the chime rings, a quick reply plays) the microphone is *ducked*: each chunk is replaced by
+silence before it is encoded, so listeners keep an unbroken stream and the talker does not hear
+their own voice come back from the doorbell.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import logging
 from fractions import Fraction
 
 import av
+import numpy as np
 
-from hardware import AUDIO_RATE, AudioChunk, AudioSource
+from hardware import AUDIO_RATE, AudioChunk, AudioSource, SpeakerFloor
 from hub.server.live.feed import LivePacket, PacketViewer
 
 __all__ = ["AUDIO_TIME_BASE", "AudioFeed"]
@@ -29,12 +35,17 @@ OPUS_BIT_RATE = 32_000  # mono speech at a door: clear at 32 kb/s
 
 
 class AudioFeed:
-    """One camera's microphone as Opus for every listener."""
+    """One camera's microphone as Opus for every listener, silenced while ``floor`` (the
+    camera's speaker) is held."""
 
-    def __init__(self, camera: str, source: AudioSource) -> None:
+    def __init__(
+        self, camera: str, source: AudioSource, *, floor: SpeakerFloor | None = None
+    ) -> None:
         self.camera = camera
         self.chunks_in = 0  # chunks captured (once, however many listen)
         self.encoded_chunks = 0
+        self.ducked_chunks = 0  # chunks sent as silence because the speaker was playing
+        self._floor = floor
         self._source = source
         self._viewers: list[PacketViewer] = []
         self._capture: asyncio.Task[None] | None = None
@@ -66,8 +77,14 @@ class AudioFeed:
     async def _run(self) -> None:
         encoder = _OpusEncoder()
         try:
-            async for chunk in self._source.audio():
+            async for captured in self._source.audio():
                 self.chunks_in += 1
+                chunk = captured
+                if self._floor is not None and self._floor.ducked:
+                    self.ducked_chunks += 1
+                    chunk = AudioChunk(
+                        captured.pts_s, np.zeros_like(captured.samples), captured.sample_rate
+                    )
                 packets = encoder.encode(chunk)
                 self.encoded_chunks += 1
                 for packet in packets:

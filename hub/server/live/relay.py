@@ -10,6 +10,11 @@ slows recording.
 :class:`LiveSessions` starts and ends sessions: at most ``max_viewers`` at once, each ended on
 hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``live.started`` and
 ``live.ended`` go to the audit log and the event bus.
+
+Talking back: an offer that sends audio claims the camera's speaker floor (``hub.server.speakers``)
+as ``owner <key id>`` before it is answered, so a second talker is refused naming the holder; the
+owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends or the
+session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardware import AudioSource, Frame
+from hardware import AudioChunk, AudioSource, Frame, SpeakerError, SpeakerFloor
 from hub.server.live.audio import AudioFeed
 from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
+from hub.server.speakers import SpeakerClaim, Speakers
 from hub.wire.errors import Conflict, NotFound
 
 __all__ = [
@@ -73,14 +79,16 @@ class FrameRelay:
         *,
         extradata: bytes | None = None,
         microphone: AudioSource | None = None,
+        floor: SpeakerFloor | None = None,
     ) -> Callable[[Frame, Any], None]:
         """Register a camera (``extradata``: its H.264 parameter sets, if any; ``microphone``:
-        its sound, if any); returns the hook to pass as the pipeline's ``on_frame``."""
+        its sound, if any, ducked while ``floor``, its speaker's, is held); returns the hook to
+        pass as the pipeline's ``on_frame``."""
         self._feeds.setdefault(
             camera, {codec: PacketFeed(camera, codec, extradata=extradata) for codec in CODECS}
         )
         if microphone is not None:
-            self._audio.setdefault(camera, AudioFeed(camera, microphone))
+            self._audio.setdefault(camera, AudioFeed(camera, microphone, floor=floor))
         self.frames_in.setdefault(camera, 0)
         return lambda frame, _result: self.push(camera, frame)
 
@@ -126,6 +134,10 @@ class LiveSession:
     feed_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(24))
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None
+    talk: SpeakerClaim | None = None  # the speaker's floor, while the owner talks back
+    talk_task: asyncio.Task[None] | None = field(repr=False, default=None)
+    talk_seconds: float = 0.0  # of the owner's sound received and played
+    talk_end_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +150,16 @@ class Answered:
     viewer: PacketViewer
     listener: PacketViewer | None
     encoding: str
+    # The owner's sound, decoded, when the offer sends audio (it talks back); ends with the track.
+    talk: AsyncIterator[AudioChunk] | None = field(repr=False, default=None)
 
 
-# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed) -> Answered.
-Answerer = Callable[[str, FrameRelay, str, Callable[[], None]], Awaitable[Answered]]
+# Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed, claim_talk) ->
+# Answered. ``claim_talk`` is called before answering an offer that sends audio; it raises (a 409
+# naming who holds the speaker, or no speaker) to refuse the offer.
+Answerer = Callable[
+    [str, FrameRelay, str, Callable[[], None], Callable[[], None]], Awaitable[Answered]
+]
 # Records an audit entry off the loop (the API's write queue): (kind, fields) -> None.
 AuditWriter = Callable[[str, dict[str, Any]], Awaitable[None]]
 # Publishes an event on the bus: (kind, fields) -> None.
@@ -160,9 +178,12 @@ class LiveSessions:
         publish: Publisher,
         config: LiveConfig | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        speakers: Speakers | None = None,
     ) -> None:
-        """``sleep`` times the session maximum (injected so tests can end it by hand)."""
+        """``sleep`` times the session maximum (injected so tests can end it by hand);
+        ``speakers``: where owners talking back are played (none: talk offers are refused)."""
         self.relay = relay
+        self.speakers = speakers if speakers is not None else Speakers()
         self._sleep = sleep
         self.config = config or LiveConfig()
         self._answer = answer
@@ -196,6 +217,11 @@ class LiveSessions:
             )
         self.relay.feed(camera, "h264")  # refuses an unknown camera before any WebRTC work
         session = LiveSession(secrets.token_hex(8), owner_key_id, camera, via)
+        claims: list[SpeakerClaim] = []
+
+        def claim_talk() -> None:
+            claims.append(self.speakers.claim(camera, f"owner {owner_key_id}"))
+
         self._starting += 1
         try:
             answered = await asyncio.wait_for(
@@ -204,13 +230,20 @@ class LiveSessions:
                     self.relay,
                     camera,
                     lambda: self._spawn(self.end(session, "hangup")),
+                    claim_talk,
                 ),
                 self.config.answer_timeout_s,
             )
+        except BaseException:
+            for claim in claims:
+                claim.release()
+            raise
         finally:
             self._starting -= 1
         session.peer, session.viewer = answered.peer, answered.viewer
         session.listener = answered.listener
+        if answered.talk is not None and claims:
+            session.talk = claims[0]
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
         fields = {
@@ -220,18 +253,22 @@ class LiveSessions:
             "via": via,
             "encoding": answered.encoding,
             "audio": answered.listener is not None,
+            "talk": session.talk is not None,
         }
         logger.info(
-            "live.started session_id=%s camera=%s owner=%s via=%s encoding=%s audio=%s",
+            "live.started session_id=%s camera=%s owner=%s via=%s encoding=%s audio=%s talk=%s",
             session.session_id,
             camera,
             owner_key_id,
             via,
             answered.encoding,
             answered.listener is not None,
+            session.talk is not None,
         )
         await self._audit("live.started", fields)
         self._publish("live.started", fields)
+        if session.talk is not None and answered.talk is not None:
+            await self._start_talk(session, answered.talk)
         return session, answered.sdp
 
     async def end(self, session: LiveSession, reason: str) -> None:
@@ -242,6 +279,15 @@ class LiveSessions:
         for feed in (session.viewer, session.listener):
             if feed is not None:
                 feed.close()
+        if session.talk_task is not None:
+            if session.talk_end_reason is None:  # still playing: stop it (else let it audit)
+                session.talk_task.cancel()
+            (outcome,) = await asyncio.gather(session.talk_task, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                logger.error(
+                    "talk.failed session_id=%s error=%s", session.session_id, repr(outcome)[:200]
+                )
+        await self._end_talk(session, reason)
         if session.peer is not None:
             await session.peer.close()
         fields = {
@@ -274,6 +320,75 @@ class LiveSessions:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _start_talk(self, session: LiveSession, sound: AsyncIterator[AudioChunk]) -> None:
+        """Audit and announce the owner's talk, then play their sound until it ends."""
+        assert session.talk is not None
+        fields = {
+            "session_id": session.session_id,
+            "camera": session.camera,
+            "owner_key_id": session.owner_key_id,
+            "via": session.via,
+        }
+        logger.info(
+            "talk.started session_id=%s camera=%s owner=%s",
+            session.session_id,
+            session.camera,
+            session.owner_key_id,
+        )
+        await self._audit("talk.started", fields)
+        self._publish("talk.started", fields)
+        task = asyncio.ensure_future(self._talk(session, sound))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        session.talk_task = task
+
+    async def _talk(self, session: LiveSession, sound: AsyncIterator[AudioChunk]) -> None:
+        assert session.talk is not None
+
+        async def counted() -> AsyncIterator[AudioChunk]:
+            async for chunk in sound:
+                session.talk_seconds += chunk.samples.shape[0] / chunk.sample_rate
+                yield chunk
+
+        owner_sound = counted()
+        reason = "stopped"  # the owner's track ended: they stopped talking
+        try:
+            await self.speakers.play(session.camera, owner_sound, session.talk.holder)
+        except SpeakerError as exc:
+            logger.error(
+                "talk.speaker_failed session_id=%s camera=%s error=%s",
+                session.session_id,
+                session.camera,
+                exc,
+            )
+            reason = "speaker_failed"
+            session.talk.release()  # the floor is free; the rest of the sound is dropped
+            async for _ in owner_sound:  # aiortc queues what is not taken
+                pass
+        await self._end_talk(session, reason)
+
+    async def _end_talk(self, session: LiveSession, reason: str) -> None:
+        """Give the floor back and audit the end of the owner's talk, once."""
+        if session.talk is None or session.talk_end_reason is not None:
+            return
+        session.talk_end_reason = reason
+        session.talk.release()
+        fields = {
+            "session_id": session.session_id,
+            "camera": session.camera,
+            "owner_key_id": session.owner_key_id,
+            "reason": reason,
+            "talked_ms": round(session.talk_seconds * 1000),  # the audit log takes no floats
+        }
+        logger.info(
+            "talk.ended session_id=%s reason=%s seconds=%.2f",
+            session.session_id,
+            reason,
+            session.talk_seconds,
+        )
+        await self._audit("talk.ended", fields)
+        self._publish("talk.ended", fields)
 
     async def _expire(self, session: LiveSession) -> None:
         timer = asyncio.ensure_future(self._sleep(self.config.max_session_s))

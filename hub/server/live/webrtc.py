@@ -10,16 +10,26 @@ packetizes without encoding: the camera's own H.264 passed through, or one encod
 codec shared by every such viewer (``hub.server.live.feed``). Sound goes the same way: when the camera
 has a microphone and the offer accepts Opus, an audio track plays the camera's one Opus encode
 (``hub.server.live.audio``).
+
+Talking back: an offer whose audio section sends (``sendrecv`` or ``sendonly``) asks to talk. It
+must offer Opus; the answer's audio section is then ``sendrecv`` (or ``recvonly`` for a camera
+without a microphone), and the owner's sound, decoded once by aiortc's receiver, comes out of
+:attr:`Answered.talk` as mono chunks for the camera's speaker (``hub.server.speakers``). Before
+anything is set up, ``claim_talk`` takes the speaker's floor, or refuses the offer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from typing import Any
 
 import av
+import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
@@ -27,8 +37,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import SessionDescription
+from aiortc.sdp import MediaDescription, SessionDescription
 
+from hardware import AudioChunk
 from hub.server.live.audio import AUDIO_TIME_BASE
 from hub.server.live.feed import PacketViewer
 from hub.server.live.relay import Answered, FrameRelay
@@ -47,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = Fraction(1, 90000)  # RTP video clock (RFC 3551 §5)
 MAX_SDP_BYTES = 64 * 1024
+MAX_QUEUED_TALK = 25  # 20 ms chunks of an owner's sound waiting for the speaker (half a second)
 
 
 class PacketTrack(MediaStreamTrack):
@@ -84,13 +96,32 @@ class AudioPacketTrack(PacketTrack):
     time_base = AUDIO_TIME_BASE
 
 
-def _accepted(offer_sdp: str) -> dict[str, set[str]]:
-    """What the offer's first section of each kind accepts: {"video": {"video/h264", ...}, ...};
-    H.264 counts only in packetization mode 1 (FU-A, RFC 6184 §6.3), the mode aiortc sends."""
+def _parse(offer_sdp: str) -> SessionDescription:
     try:
-        description = SessionDescription.parse(offer_sdp)
+        return SessionDescription.parse(offer_sdp)
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"the SDP offer cannot be parsed: {str(exc)[:200]}") from exc
+
+
+def _talk_section(description: SessionDescription) -> MediaDescription | None:
+    """The offer's first audio section if it sends audio (the owner talks back), else None; it
+    must offer Opus, the only codec the device decodes for its speaker."""
+    media = next((m for m in description.media if m.kind == "audio"), None)
+    if media is None or media.direction not in (None, "sendrecv", "sendonly"):
+        return None
+    codecs = [c.mimeType for c in media.rtp.codecs]
+    if not any(c.lower() == "audio/opus" for c in codecs):
+        offered = ", ".join(sorted({c.split("/", 1)[-1] for c in codecs})[:8]) or "no codec"
+        raise BadRequest(
+            f"talking back needs Opus audio, but the offer sends {offered[:120]}; offer "
+            "audio/opus (48000 Hz), or receive only"
+        )
+    return media
+
+
+def _accepted(description: SessionDescription) -> dict[str, set[str]]:
+    """What the offer's first section of each kind accepts: {"video": {"video/h264", ...}, ...};
+    H.264 counts only in packetization mode 1 (FU-A, RFC 6184 §6.3), the mode aiortc sends."""
     accepted: dict[str, set[str]] = {}
     for media in description.media:
         if media.kind in accepted or media.direction not in (None, "sendrecv", "recvonly"):
@@ -104,29 +135,44 @@ def _accepted(offer_sdp: str) -> dict[str, set[str]]:
     return accepted
 
 
-def _send(peer: RTCPeerConnection, track: MediaStreamTrack, mime_type: str) -> None:
-    """Add ``track`` to the answer, offering only ``mime_type`` (and retransmission), so the
-    sender packetizes our packets as they are."""
-    transceiver = peer.addTransceiver(track, direction="sendonly")
+def _send(
+    peer: RTCPeerConnection,
+    track: MediaStreamTrack | str,
+    mime_type: str,
+    direction: str = "sendonly",
+) -> Any:
+    """Add ``track`` (or a receiving section of that kind) to the answer, offering only
+    ``mime_type`` (and retransmission), so the sender packetizes our packets as they are."""
+    transceiver = peer.addTransceiver(track, direction=direction)
+    kind = track if isinstance(track, str) else track.kind
     transceiver.setCodecPreferences(
         [
             c
-            for c in RTCRtpSender.getCapabilities(track.kind).codecs
+            for c in RTCRtpSender.getCapabilities(kind).codecs
             if c.mimeType.lower() in (mime_type, "video/rtx")
         ]
     )
+    return transceiver
 
 
 async def answer_offer(
-    offer_sdp: str, relay: FrameRelay, camera: str, on_closed: Callable[[], None]
+    offer_sdp: str,
+    relay: FrameRelay,
+    camera: str,
+    on_closed: Callable[[], None],
+    *,
+    claim_talk: Callable[[], None] | None = None,
 ) -> Answered:
     """Answer a viewer's offer with the video (and sound, if both sides have it) of ``camera``;
-    ``on_closed`` runs on hang-up."""
+    ``on_closed`` runs on hang-up. An offer that sends audio talks back: ``claim_talk`` is
+    called first (it raises to refuse; without it such an offer is refused)."""
     if not isinstance(offer_sdp, str) or not offer_sdp.startswith("v=0"):
         raise BadRequest("sdp must be an SDP offer (text starting with v=0)")
     if len(offer_sdp) > MAX_SDP_BYTES:
         raise BadRequest(f"sdp must be at most {MAX_SDP_BYTES} bytes, got {len(offer_sdp)}")
-    accepted = _accepted(offer_sdp)
+    description = _parse(offer_sdp)
+    accepted = _accepted(description)
+    talking = _talk_section(description) is not None
     if "video" not in accepted:
         raise BadRequest("the offer has no video section; offer to receive video")
     codec = next((c for c in ("h264", "vp8") if f"video/{c}" in accepted["video"]), None)
@@ -136,12 +182,20 @@ async def answer_offer(
         )
     feed = relay.feed(camera, codec)
     sound = relay.audio(camera) if "audio/opus" in accepted.get("audio", ()) else None
+    if talking:
+        if claim_talk is None:
+            raise BadRequest("this device does not take sound from viewers; offer to receive only")
+        claim_talk()  # refuses (409) while someone else holds the speaker; nothing set up yet
     peer = peer_connection()
     viewer = feed.subscribe()
     listener = sound.subscribe() if sound is not None else None
     _send(peer, PacketTrack(viewer), f"video/{codec}")
+    talk_transceiver = None
     if listener is not None:
-        _send(peer, AudioPacketTrack(listener), "audio/opus")
+        direction = "sendrecv" if talking else "sendonly"
+        talk_transceiver = _send(peer, AudioPacketTrack(listener), "audio/opus", direction)
+    elif talking:
+        talk_transceiver = _send(peer, "audio", "audio/opus", "recvonly")
 
     @peer.on("connectionstatechange")
     def _changed() -> None:
@@ -158,7 +212,61 @@ async def answer_offer(
     except BaseException:
         await _abandon(peer, viewer, listener)
         raise
-    return Answered(peer, peer.localDescription.sdp, viewer, listener, feed.encoding)
+    talk = None
+    if talking and talk_transceiver is not None:
+        talk = _owner_sound(talk_transceiver.receiver.track)
+    return Answered(peer, peer.localDescription.sdp, viewer, listener, feed.encoding, talk)
+
+
+async def _owner_sound(track: MediaStreamTrack) -> AsyncIterator[AudioChunk]:
+    """The owner's decoded sound as mono chunks (their channels averaged), until the track ends
+    (the owner stopped sending, or the session closed). The track is drained as fast as it
+    delivers into a queue of at most ``MAX_QUEUED_TALK`` chunks that the speaker empties at its
+    own pace: a phone that sends faster than real time loses its oldest sound, and never makes
+    the device hold more than that."""
+    queued: collections.deque[AudioChunk | None] = collections.deque()
+    ready = asyncio.Event()
+
+    async def drain() -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                if len(queued) >= MAX_QUEUED_TALK:
+                    queued.popleft()
+                queued.append(_mono_chunk(frame))
+                ready.set()
+        except MediaStreamError:
+            queued.append(None)
+            ready.set()
+
+    reader = asyncio.ensure_future(drain())
+    try:
+        while True:
+            while not queued:
+                ready.clear()
+                await ready.wait()
+            chunk = queued.popleft()
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+            await reader
+
+
+def _mono_chunk(frame: av.AudioFrame) -> AudioChunk:
+    """One decoded frame (aiortc's Opus decoder gives 16-bit, packed, two channels) as mono."""
+    channels = len(frame.layout.channels)
+    samples = frame.to_ndarray()
+    if frame.format.is_planar:
+        mixed = samples.astype(np.int32).mean(axis=0)
+    else:
+        mixed = samples.reshape(-1, channels).astype(np.int32).mean(axis=1)
+    pts_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+    return AudioChunk(pts_s, mixed.astype(np.int16), frame.sample_rate)
 
 
 async def _abandon(

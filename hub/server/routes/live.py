@@ -155,6 +155,7 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
         publish=publish,
         config=app[_CONFIG],
         sleep=app[_SETUP].sleep,
+        speakers=app[appkeys.SPEAKERS],
     )
     app[LIVE] = sessions
     # One subscription serves the whole live view: removed owners' sessions end, and the pages
@@ -170,13 +171,17 @@ async def _live_sessions(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _answer_offer(
-    offer_sdp: str, relay: FrameRelay, camera: str, on_closed: Callable[[], None]
+    offer_sdp: str,
+    relay: FrameRelay,
+    camera: str,
+    on_closed: Callable[[], None],
+    claim_talk: Callable[[], None],
 ) -> Any:
     """``hub.server.live.webrtc.answer_offer``, imported on the first live request: aiortc takes a while to
     load, which ``doorward serve`` should not pay before it answers (imported off the event loop
     so the pipelines keep running meanwhile)."""
     webrtc = await asyncio.to_thread(importlib.import_module, "hub.server.live.webrtc")
-    return await webrtc.answer_offer(offer_sdp, relay, camera, on_closed)
+    return await webrtc.answer_offer(offer_sdp, relay, camera, on_closed, claim_talk=claim_talk)
 
 
 async def _watch_bus(
