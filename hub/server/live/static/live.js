@@ -30,13 +30,19 @@ soundButton.addEventListener("click", () => {
 });
 
 // Hold-to-talk. The offer sends audio from the start (sendrecv), but its sender has no track
-// until the button is held: then the microphone's track is put on it (no renegotiation), and on
-// release it is taken off again and the microphone is closed, so nothing is sent between presses.
+// until the button is held. A press asks the doorbell for its speaker (POST /live/link-talk; it
+// refuses while someone else talks there) while the microphone opens; then the microphone's track
+// goes on the sender (no renegotiation). Let go, the track is muted for TAIL_MS (silence still
+// flows, pushing the last words out of the doorbell's jitter buffer), then taken off, the
+// microphone is closed and the speaker is given back: nothing is sent between presses.
+const TAIL_MS = 150;
 const talk = {
   sender: null, // the RTCRtpSender of the audio section
-  track: null, // the microphone's track while the button is held
-  held: false,
-  press: 0, // counts presses, so a release during getUserMedia stops the late track
+  feed: null, // the session's feed secret, which authorises its talk calls
+  track: null, // the microphone's track while talking
+  state: "idle", // idle, starting, talking, ending
+  press: 0, // counts presses, so a press let go while starting is undone when it completes
+  timer: null,
 };
 
 const MICROPHONE = {
@@ -51,62 +57,116 @@ function talkSays(message, state) {
   talkStatus.className = state || "";
 }
 
-async function startTalking() {
-  if (talk.held || talk.sender === null || talkButton.disabled) return;
-  talk.held = true;
-  const press = ++talk.press;
-  talkButton.setAttribute("aria-pressed", "true");
-  talkButton.textContent = "Talking… let go to stop";
-  talkSays("Opening the microphone…", "pending");
-  let track = null;
+function showPressed(pressed) {
+  talkButton.setAttribute("aria-pressed", pressed ? "true" : "false");
+  talkButton.textContent = pressed ? "Talking… let go to stop" : "Hold to talk";
+}
+
+async function askSpeaker(talking) {
+  const response = await fetch("/live/link-talk", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ feed: talk.feed, talk: talking }),
+  });
+  if (response.ok) return null;
+  let body = null;
   try {
-    const media = await navigator.mediaDevices.getUserMedia(MICROPHONE);
-    track = media.getAudioTracks()[0];
+    body = await response.json();
   } catch (err) {
-    stopTalking();
-    const name = err && err.name;
-    talkSays(
-      name === "NotAllowedError"
-        ? "The browser did not allow the microphone. Allow it for this page to talk to the door."
-        : name === "NotFoundError"
-          ? "This device has no microphone to talk with."
-          : "The microphone could not be opened: " + err,
-      "error",
-    );
+    body = null;
+  }
+  return body && body.error ? body.error : { code: "", message: response.statusText };
+}
+
+function microphoneError(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError") {
+    return "The browser did not allow the microphone. Allow it for this page to talk to the door.";
+  }
+  if (name === "NotFoundError") return "This device has no microphone to talk with.";
+  return "The microphone could not be opened: " + err;
+}
+
+async function startTalking() {
+  if (talk.sender === null || talkButton.disabled) return;
+  if (talk.state === "ending") {
+    // Pressed again before the last press was over: carry on with the same speaker.
+    clearTimeout(talk.timer);
+    talk.track.enabled = true;
+    talk.state = "talking";
+    showPressed(true);
+    talkSays("You are talking to the door.", "talking");
     return;
   }
-  if (press !== talk.press || !talk.held) {
-    track.stop(); // let go before the microphone opened
+  if (talk.state !== "idle") return;
+  talk.state = "starting";
+  const press = ++talk.press;
+  showPressed(true);
+  talkSays("Opening the microphone…", "pending");
+  const [claim, media] = await Promise.allSettled([
+    askSpeaker(true),
+    navigator.mediaDevices.getUserMedia(MICROPHONE),
+  ]);
+  const track = media.status === "fulfilled" ? media.value.getAudioTracks()[0] : null;
+  const refused = claim.status === "fulfilled" ? claim.value : { code: "", message: String(claim.reason) };
+  const undo = () => {
+    if (track !== null) track.stop();
+    if (refused === null) askSpeaker(false).catch(() => {});
+  };
+  if (press !== talk.press) {
+    undo(); // let go before the doorbell and the microphone were ready
+    return;
+  }
+  if (refused !== null || track === null) {
+    undo();
+    talk.state = "idle";
+    showPressed(false);
+    if (refused !== null && refused.code === "speaker_busy") {
+      talkSays("Someone else is talking to the door: " + refused.message + ".", "error");
+    } else if (refused !== null) {
+      talkSays("The doorbell did not take your voice: " + refused.message, "error");
+    } else {
+      talkSays(microphoneError(media.reason), "error");
+    }
     return;
   }
   talk.track = track;
+  talk.state = "talking";
   await talk.sender.replaceTrack(track);
   talkSays("You are talking to the door.", "talking");
 }
 
 function stopTalking() {
-  if (!talk.held) return;
-  talk.held = false;
-  talk.press++;
-  talkButton.setAttribute("aria-pressed", "false");
-  talkButton.textContent = "Hold to talk";
-  if (talk.sender !== null) talk.sender.replaceTrack(null).catch(() => {});
-  if (talk.track !== null) {
-    talk.track.stop();
-    talk.track = null;
+  if (talk.state === "idle" || talk.state === "ending") return;
+  showPressed(false);
+  talkSays("");
+  if (talk.state === "starting") {
+    talk.press++; // startTalking undoes the press when it completes
+    talk.state = "idle";
+    return;
   }
-  if (talkStatus.className === "talking" || talkStatus.className === "pending") talkSays("");
+  talk.state = "ending";
+  talk.track.enabled = false;
+  talk.timer = setTimeout(finishTalking, TAIL_MS);
 }
 
-function refuseTalk(holder) {
-  // The doorbell's speaker is someone else's: say who, and send nothing.
-  stopTalking();
-  talkSays("Someone else is talking to the door (" + holder + "). Try again when they finish.", "error");
+function finishTalking() {
+  talk.state = "idle";
+  talk.sender.replaceTrack(null).catch(() => {});
+  talk.track.stop();
+  talk.track = null;
+  askSpeaker(false).catch(() => {});
 }
 
 function endTalk() {
-  stopTalking();
+  // The session is over (the doorbell gives its speaker back by itself).
   talkButton.disabled = true;
+  clearTimeout(talk.timer);
+  if (talk.track !== null) talk.track.stop();
+  talk.track = null;
+  talk.press++;
+  talk.state = "idle";
+  showPressed(false);
 }
 
 const TALK_KEYS = new Set([" ", "Enter"]);
@@ -222,10 +282,10 @@ async function start() {
     return;
   }
   await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
-  // The doorbell takes sound only if it has a speaker: its answer then receives audio.
-  const direction = audio.currentDirection;
-  if ((direction === "sendrecv" || direction === "sendonly") && navigator.mediaDevices) {
+  // The doorbell takes sound when its camera has a speaker.
+  if (body.talk === true && navigator.mediaDevices) {
     talk.sender = audio.sender;
+    talk.feed = body.feed;
     talkButton.hidden = false;
     talkHelp.hidden = false;
   }
