@@ -119,9 +119,10 @@ class DevTools:
             if "method" in message:
                 self._events.append(message)
 
-    async def open_page(self, url: str) -> str:
-        """Open ``url`` in a new tab and return its session once the page has loaded."""
-        target = await self.call("Target.createTarget", url="about:blank")
+    async def open_page(self, url: str, *, new_window: bool = False) -> str:
+        """Open ``url`` in a new tab (or window, so that it stays visible beside the others) and
+        return its session once the page has loaded."""
+        target = await self.call("Target.createTarget", url="about:blank", newWindow=new_window)
         attached = await self.call(
             "Target.attachToTarget", targetId=target["targetId"], flatten=True
         )

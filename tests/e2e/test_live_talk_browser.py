@@ -142,7 +142,8 @@ async def _key(tools: DevTools, page: str, kind: str, key: str) -> None:
 
 
 async def _open(live: LiveDevice, tools: DevTools, owner: KeyBundle) -> str:
-    page = await tools.open_page(await _mint_link(live, owner))
+    # Each page in a window of its own: a hidden page lets go of its talk button.
+    page = await tools.open_page(await _mint_link(live, owner), new_window=True)
     ready = await tools.evaluate(page, _READY)
     assert ready == {
         "state": "live",
@@ -229,3 +230,89 @@ async def test_holding_talk_plays_the_owners_microphone_on_the_doorbell(tmp_path
                 tools, page, lambda s: s["received"] >= settled["received"] + 50, "no sound"
             )
             assert later["sent"] == settled["sent"]
+
+
+async def _mouse(tools: DevTools, page: str, kind: str) -> None:
+    """Press or release the left mouse button on the talk button (pointer events follow)."""
+    box = await tools.evaluate(
+        page,
+        """(() => {
+          const button = document.getElementById("talk");
+          button.scrollIntoView({block: "center"});
+          const r = button.getBoundingClientRect();
+          return {x: r.left + r.width / 2, y: r.top + r.height / 2};
+        })()""",
+    )
+    await tools.call(
+        "Input.dispatchMouseEvent",
+        page,
+        type=kind,
+        x=box["x"],
+        y=box["y"],
+        button="left",
+        buttons=1 if kind == "mousePressed" else 0,
+        clickCount=1,
+    )
+
+
+async def test_a_second_owner_is_told_who_is_talking(tmp_path: Path) -> None:
+    first, second = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    tone = tmp_path / "owner-voice.wav"
+    write_tone(tone, TONE_HZ)
+    async with live_device(tmp_path / "data", audio=True) as live:
+        live.add_owner(first, "first phone")
+        live.add_owner(second, "second phone")
+        pin = base64.b64encode(b64url_decode(page_spki_sha256(tmp_path / "data" / "keys")))
+        async with chromium(tmp_path, pin.decode(), _microphone_flags(tone)) as tools:
+            talking_page = await _open(live, tools, first)
+            refused_page = await _open(live, tools, second)
+
+            # The first owner holds the button with the mouse and talks.
+            await _mouse(tools, talking_page, "mousePressed")
+            await _until(
+                tools, talking_page, lambda s: s["sent"] >= 10, "the first owner never talked"
+            )
+            floor = live.app[appkeys.SPEAKERS].floor("front")
+            assert floor.holder == f"owner {first.key_id}"
+
+            # The second presses Enter meanwhile: refused, naming who talks; nothing is sent.
+            await tools.evaluate(refused_page, "document.getElementById('talk').focus()")
+            await _key(tools, refused_page, "keyDown", "Enter")
+            refused = await _until(
+                tools, refused_page, lambda s: s["status"].startswith("Someone"), "no refusal"
+            )
+            await _key(tools, refused_page, "keyUp", "Enter")
+            assert refused["status"] == (
+                f"Someone else is talking to the door: the speaker is in use by owner "
+                f"{first.key_id}; try again when they finish."
+            )
+            assert (refused["pressed"], refused["track"], refused["sent"]) == ("false", None, 0)
+            assert floor.holder == f"owner {first.key_id}"
+
+            # Once the first lets go, the second may talk.
+            await _mouse(tools, talking_page, "mouseReleased")
+            deadline = time.monotonic() + _WAIT_S
+            while floor.holder is not None:
+                assert time.monotonic() < deadline, f"the speaker stayed taken by {floor.holder}"
+                await asyncio.sleep(0.05)
+            await _key(tools, refused_page, "keyDown", "Enter")
+            talking = await _until(
+                tools, refused_page, lambda s: s["sent"] > 0, "the second owner never talked"
+            )
+            assert talking["status"] == "You are talking to the door."
+            assert floor.holder == f"owner {second.key_id}"
+            await _key(tools, refused_page, "keyUp", "Enter")
+            await _until(tools, refused_page, lambda s: s["track"] is None, "still talking")
+
+        # Each press is a talk on the record, by whom, from the page.
+        talks = [
+            (e.body()["kind"], e.body()["owner_key_id"], e.body()["via"])
+            for e in live.device.audit.entries(0, live.device.audit.size)
+            if e.body()["kind"].startswith("talk.")
+        ]
+        assert talks == [
+            ("talk.started", first.key_id, "link"),
+            ("talk.ended", first.key_id, "link"),
+            ("talk.started", second.key_id, "link"),
+            ("talk.ended", second.key_id, "link"),
+        ]
