@@ -14,16 +14,20 @@ stamps compare directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
-__all__ = ["BurstTone", "match_onsets", "speaker_onsets"]
+from hub.wire.webrtc import peer_connection
+
+__all__ = ["BurstTone", "match_onsets", "speaker_onsets", "talking_session"]
 
 RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms, one Opus frame
@@ -32,28 +36,47 @@ LOUD = 1000  # an int16 sample above this is sound (the bursts peak at 12,000)
 
 class BurstTone(MediaStreamTrack):
     """An audio track: silence with a ``burst_s`` tone of ``hz`` every ``period_s``;
-    ``onsets`` collects when each burst's first frame was handed out (monotonic seconds)."""
+    ``onsets`` collects when each burst's first frame was handed out (monotonic seconds).
+
+    :meth:`pause` stops the frames (the sender then sends nothing, as a page does when its talk
+    button is let go) and :meth:`resume` starts them again with a burst."""
 
     kind = "audio"
 
     def __init__(self, *, hz: float = 1000.0, burst_s: float = 0.2, period_s: float = 0.5) -> None:
         super().__init__()
         self.onsets: list[float] = []
+        self.period_s = period_s
         self._period = round(period_s * RATE / FRAME_SAMPLES)  # in frames
         self._burst = max(1, round(burst_s * RATE / FRAME_SAMPLES))
         t = np.arange(self._burst * FRAME_SAMPLES) / RATE
         self._tone = (12_000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-        self._index = 0
-        self._start: float | None = None
+        self._index = 0  # frames handed out
+        self._first = 0  # the frame the current run of talk started with
+        self._start: float | None = None  # when frame 0 was due, moved on at each resume
+        self._talking = asyncio.Event()
+        self._talking.set()
+
+    def pause(self) -> None:
+        """Hand out no frames until :meth:`resume`."""
+        self._talking.clear()
+
+    def resume(self) -> None:
+        """Start talking again now, with a burst."""
+        if not self._talking.is_set():
+            self._start = None
+            self._first = self._index
+            self._talking.set()
 
     async def recv(self) -> av.AudioFrame:
+        await self._talking.wait()
         if self._start is None:
-            self._start = time.monotonic()
+            self._start = time.monotonic() - self._index * FRAME_SAMPLES / RATE
         due = self._start + self._index * FRAME_SAMPLES / RATE
         wait = due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        phase = self._index % self._period
+        phase = (self._index - self._first) % self._period
         if phase < self._burst:
             if phase == 0:
                 self.onsets.append(time.monotonic())
@@ -96,3 +119,39 @@ def match_onsets(sent: Sequence[float], heard: Sequence[float], *, within_s: flo
         if index < len(heard_sorted) and heard_sorted[index] - at <= within_s:
             latencies.append(heard_sorted[index] - at)
     return latencies
+
+
+@contextlib.asynccontextmanager
+async def talking_session(
+    post_offer: Callable[[str], Awaitable[str]], tone: BurstTone, *, timeout_s: float = 30.0
+) -> AsyncIterator[None]:
+    """An owner's live session that watches (video, drained) and talks with ``tone`` (Opus,
+    sendrecv); entered once the first picture has arrived, hung up on exit."""
+    peer = peer_connection()
+    peer.addTransceiver("video", direction="recvonly")
+    speaking = peer.addTransceiver(tone, direction="sendrecv")
+    speaking.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+    )
+    pictured = asyncio.Event()
+    drains: list[asyncio.Task[None]] = []
+
+    async def drain(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()  # aiortc queues what is not taken
+                if track.kind == "video":
+                    pictured.set()
+
+    peer.on("track", lambda track: drains.append(asyncio.ensure_future(drain(track))))
+    try:
+        await peer.setLocalDescription(await peer.createOffer())
+        answer = await post_offer(peer.localDescription.sdp)
+        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(pictured.wait(), timeout_s)
+        yield
+    finally:
+        await peer.close()
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
