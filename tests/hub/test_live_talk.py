@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fractions
 import io
 import json
 import time
@@ -16,7 +17,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc import AudioStreamTrack, RTCRtpSender
+from aiortc import AudioStreamTrack, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from crypto.keys import KeyBundle
 from hub.cli.cmd_owner_live import _tone_hz
@@ -30,6 +32,7 @@ from hub.server.serve import serve
 from hub.server.state import Device
 from hub.wire.webrtc import peer_connection
 from tests.hub.hubkit import run_owner_cli
+from tests.hub.test_live import HandTimer
 from tests.hub.test_live_cli import _cli, _profile
 from tests.hub.test_live_kit import SCENARIO, LiveDevice, live_device, mono
 
@@ -344,3 +347,101 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
     finally:
         stop.set()
         assert await asyncio.wait_for(server, 30) == 0
+
+
+class FloodTrack(AudioStreamTrack):
+    """A phone that sends ``count`` chunks of a tone as fast as its sender takes them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self._left = count
+        self._pts = 0
+        self.done = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self._left == 0:
+            self.done.set()
+            self.stop()
+            raise MediaStreamError("done")
+        self._left -= 1
+        t = (self._pts + np.arange(960)) / 48_000
+        samples = (9000 * np.sin(2 * np.pi * 400.0 * t)).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48_000, self._pts
+        frame.time_base = fractions.Fraction(1, 48_000)
+        self._pts += 960
+        await asyncio.sleep(0)
+        return frame
+
+
+@pytest.mark.asyncio
+async def test_a_phone_sending_faster_than_real_time_is_held_to_half_a_second(
+    tmp_path: Path,
+) -> None:
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        peer = peer_connection()
+        peer.addTransceiver("video", direction="recvonly")
+        flood = FloodTrack(500)  # ten seconds of sound, sent in a burst
+        sending = peer.addTransceiver(flood, direction="sendrecv")
+        sending.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+        )
+        await peer.setLocalDescription(await peer.createOffer())
+        async with live.client(owner) as api:
+            answer = await api.live_offer(peer.localDescription.sdp, camera="front")
+        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(flood.done.wait(), 30)
+        await sending.sender.stop()  # RTCP BYE: the owner stopped talking
+        session = live.app[LIVE].sessions[0]
+        assert session.talk_task is not None
+        await asyncio.wait_for(session.talk_task, 30)
+        await peer.close()
+        assert session.talk_end_reason == "stopped"
+        # Ten seconds went out in a burst; the device kept at most half a second of it waiting
+        # for the speaker, which played in real time, and dropped the rest (oldest first):
+        # what played and what was dropped add up to what arrived.
+        dropped = session.talk_sound.dropped
+        played = round(session.talk_seconds / 0.02)
+        assert dropped > 0
+        assert played + dropped <= 500
+        assert live.speaker.samples().size == played * 960
+        entries = await _audit(live, "talk.ended")
+    assert entries[0]["dropped_ms"] == dropped * 20
+    assert entries[0]["talked_ms"] == played * 20
+
+
+@pytest.mark.asyncio
+async def test_a_talk_ends_with_its_session_at_the_maximum_and_recording_goes_on(
+    tmp_path: Path,
+) -> None:
+    owner = KeyBundle.generate("x25519")
+    timer = HandTimer()
+    async with live_device(tmp_path / "data", sleep=timer.sleep) as live:
+        live.add_owner(owner)
+        playing = asyncio.Event()
+        captured: list[int] = []
+
+        def on_frame(_: av.VideoFrame) -> None:
+            if live.speaker.first_sound() is not None and not captured:
+                captured.append(live.source.captured)  # the owner is heard
+            if live.speaker.samples().size >= 24_000 and not playing.is_set():
+                captured.append(live.source.captured)  # half a second later
+                playing.set()
+
+        async with live.client(owner) as api:
+            talking = asyncio.ensure_future(
+                api.live("front", on_frame=on_frame, talk=TalkSound.tone(350.0))
+            )
+            await asyncio.wait_for(playing.wait(), 30)
+            session = live.app[LIVE].sessions[0]
+            timer.fire.set()  # the session's maximum is up
+            await asyncio.wait_for(session.ended.wait(), 30)
+            await asyncio.wait_for(talking, 60)
+        assert (session.end_reason, session.talk_end_reason) == ("max_duration", "max_duration")
+        assert live.app[appkeys.SPEAKERS].floor("front").holder is None
+        # The pipeline went on taking the camera's frames while the owner talked, error-free.
+        assert captured[1] > captured[0]
+        assert live.pipeline.stats.frames >= captured[1]
+        assert live.pipeline.stats.errors == 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,7 @@ class LiveSession:
     talk: SpeakerClaim | None = None  # the speaker's floor, while the owner talks back
     talk_task: asyncio.Task[None] | None = field(repr=False, default=None)
     talk_seconds: float = 0.0  # of the owner's sound received and played
+    talk_sound: Any = field(repr=False, default=None)  # Answered.talk, while the owner talks
     talk_end_reason: str | None = None
     # Hold-to-talk (the live page): the floor is taken per press instead (``press_talk``).
     press_talk: PressToTalk | None = field(repr=False, default=None)
@@ -154,7 +155,8 @@ class Answered:
     listener: PacketViewer | None
     encoding: str
     # The owner's sound, decoded, when the offer sends audio (it talks back); ends with the track.
-    talk: AsyncIterator[AudioChunk] | None = field(repr=False, default=None)
+    # Its ``dropped`` attribute, if any, counts chunks lost because the speaker fell behind.
+    talk: AsyncIterable[AudioChunk] | None = field(repr=False, default=None)
 
 
 # Starts WebRTC for a viewer of a camera: (offer SDP, relay, camera, on_closed, claim_talk) ->
@@ -345,7 +347,7 @@ class LiveSessions:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _start_talk(self, session: LiveSession, sound: AsyncIterator[AudioChunk]) -> None:
+    async def _start_talk(self, session: LiveSession, sound: AsyncIterable[AudioChunk]) -> None:
         """Audit and announce the owner's talk, then play their sound until it ends."""
         assert session.talk is not None
         fields = {
@@ -362,12 +364,13 @@ class LiveSessions:
         )
         await self._audit("talk.started", fields)
         self._publish("talk.started", fields)
+        session.talk_sound = sound
         task = asyncio.ensure_future(self._talk(session, sound))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         session.talk_task = task
 
-    async def _talk(self, session: LiveSession, sound: AsyncIterator[AudioChunk]) -> None:
+    async def _talk(self, session: LiveSession, sound: AsyncIterable[AudioChunk]) -> None:
         assert session.talk is not None
 
         async def counted() -> AsyncIterator[AudioChunk]:
@@ -404,6 +407,7 @@ class LiveSessions:
             "owner_key_id": session.owner_key_id,
             "reason": reason,
             "talked_ms": round(session.talk_seconds * 1000),  # the audit log takes no floats
+            "dropped_ms": 20 * int(getattr(session.talk_sound, "dropped", 0)),  # 20 ms chunks
         }
         logger.info(
             "talk.ended session_id=%s reason=%s seconds=%.2f",

@@ -49,6 +49,7 @@ from hub.wire.webrtc import peer_connection
 __all__ = [
     "VIDEO_TIME_BASE",
     "AudioPacketTrack",
+    "OwnerSound",
     "PacketTrack",
     "answer_offer",
     "peer_connection",
@@ -214,47 +215,58 @@ async def answer_offer(
         raise
     talk = None
     if talking and talk_transceiver is not None:
-        talk = _owner_sound(talk_transceiver.receiver.track)
+        talk = OwnerSound(talk_transceiver.receiver.track)
     return Answered(peer, peer.localDescription.sdp, viewer, listener, feed.encoding, talk)
 
 
-async def _owner_sound(track: MediaStreamTrack) -> AsyncIterator[AudioChunk]:
+class OwnerSound:
     """The owner's decoded sound as mono chunks (their channels averaged), until the track ends
     (the owner stopped sending, or the session closed). The track is drained as fast as it
     delivers into a queue of at most ``MAX_QUEUED_TALK`` chunks that the speaker empties at its
-    own pace: a phone that sends faster than real time loses its oldest sound, and never makes
-    the device hold more than that."""
-    queued: collections.deque[AudioChunk | None] = collections.deque()
-    ready = asyncio.Event()
+    own pace: a phone that sends faster than real time loses its oldest sound (``dropped``
+    counts it), and never makes the device hold more than that."""
 
-    async def drain() -> None:
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.dropped = 0  # chunks lost because the speaker was that far behind
+        self._track = track
+        self._chunks = self._run()
+
+    def __aiter__(self) -> AsyncIterator[AudioChunk]:
+        return self._chunks
+
+    async def _run(self) -> AsyncIterator[AudioChunk]:
+        queued: collections.deque[AudioChunk | None] = collections.deque()
+        ready = asyncio.Event()
+
+        async def drain() -> None:
+            try:
+                while True:
+                    frame = await self._track.recv()
+                    if not isinstance(frame, av.AudioFrame):
+                        continue
+                    if len(queued) >= MAX_QUEUED_TALK:
+                        queued.popleft()
+                        self.dropped += 1
+                    queued.append(_mono_chunk(frame))
+                    ready.set()
+            except MediaStreamError:
+                queued.append(None)
+                ready.set()
+
+        reader = asyncio.ensure_future(drain())
         try:
             while True:
-                frame = await track.recv()
-                if not isinstance(frame, av.AudioFrame):
-                    continue
-                if len(queued) >= MAX_QUEUED_TALK:
-                    queued.popleft()
-                queued.append(_mono_chunk(frame))
-                ready.set()
-        except MediaStreamError:
-            queued.append(None)
-            ready.set()
-
-    reader = asyncio.ensure_future(drain())
-    try:
-        while True:
-            while not queued:
-                ready.clear()
-                await ready.wait()
-            chunk = queued.popleft()
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-            await reader
+                while not queued:
+                    ready.clear()
+                    await ready.wait()
+                chunk = queued.popleft()
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                await reader
 
 
 def _mono_chunk(frame: av.AudioFrame) -> AudioChunk:
