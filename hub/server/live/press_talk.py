@@ -62,6 +62,7 @@ class PressToTalk:
         self._playing: asyncio.Task[None] | None = None
         self._end_reason = "stopped"
         self._press_s = 0.0  # of sound played in the current press
+        self._press_dropped = 0  # chunks of the current press lost past the queue's cap
         self._reader = asyncio.ensure_future(self._read(sound))
 
     @property
@@ -93,6 +94,7 @@ class PressToTalk:
         self._queue = collections.deque()
         self._end_reason = "stopped"
         self._press_s = 0.0
+        self._press_dropped = 0
         self._playing = asyncio.ensure_future(self._play(claim, self._queue))
         await self._record("talk.started", self._fields())
 
@@ -128,6 +130,7 @@ class PressToTalk:
             if len(queue) >= MAX_QUEUED_PRESS_CHUNKS:
                 queue.popleft()
                 self.dropped_chunks += 1
+                self._press_dropped += 1
             queue.append(chunk)
             self._ready.set()
         self._queue = None  # the owner's track ended: any press ends with it
@@ -165,6 +168,7 @@ class PressToTalk:
                 **self._fields(),
                 "reason": self._end_reason,
                 "talked_ms": round(self._press_s * 1000),  # the audit log takes no floats
+                "dropped_ms": 20 * self._press_dropped,  # 20 ms chunks
             }
             logger.info(
                 "talk.ended session_id=%s reason=%s seconds=%.2f",
