@@ -14,7 +14,9 @@ hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``l
 Talking back: an offer that sends audio claims the camera's speaker floor (``hub.server.speakers``)
 as ``owner <key id>`` before it is answered, so a second talker is refused naming the holder; the
 owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends or the
-session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus.
+session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
+started with ``press_to_talk`` (the live page's) claims nothing at the answer: its owner takes the
+speaker per press of a button instead (``hub.server.live.press_talk``).
 """
 
 from __future__ import annotations
