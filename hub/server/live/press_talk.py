@@ -16,7 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from hardware import AudioChunk, SpeakerError
@@ -45,7 +45,7 @@ class PressToTalk:
         camera: str,
         owner_key_id: str,
         via: str,
-        sound: AsyncIterator[AudioChunk],
+        sound: AsyncIterable[AudioChunk],
         speakers: Speakers,
         record: TalkRecorder,
     ) -> None:
@@ -119,7 +119,7 @@ class PressToTalk:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._playing
 
-    async def _read(self, sound: AsyncIterator[AudioChunk]) -> None:
+    async def _read(self, sound: AsyncIterable[AudioChunk]) -> None:
         """Read the owner's sound all session (aiortc queues what is not taken), queueing it
         for the speaker only while pressed."""
         async for chunk in sound:
