@@ -219,3 +219,21 @@ async def test_a_page_without_speaker_or_microphone_cannot_talk(tmp_path: Path) 
         assert (status, refused["error"]["code"]) == (409, "no_speaker")
         assert refused["error"]["message"].startswith("camera 'front' has no speaker")
         await peer.close()
+
+
+async def test_the_page_may_use_the_microphone_and_nothing_else_new(tmp_path: Path) -> None:
+    async with (
+        live_device(tmp_path / "data") as live,
+        aiohttp.ClientSession() as session,
+        session.get(live.url + "/live/page", ssl=False) as response,
+    ):
+        assert response.status == 200
+        headers = response.headers
+    assert headers["Permissions-Policy"] == (
+        "microphone=(self), camera=(), geolocation=(), display-capture=()"
+    )
+    # The page talks only to its doorbell, its own script only: talk adds no source.
+    assert headers["Content-Security-Policy"] == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; media-src 'self' blob:; base-uri 'none'; form-action 'none'"
+    )
