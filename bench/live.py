@@ -1,4 +1,5 @@
-"""Live view on loopback: glass-to-glass latency and the device CPU each extra viewer costs.
+"""Live view on loopback: glass-to-glass latency, the device CPU each extra viewer costs, and
+talking back through the doorbell's speaker.
 
     python bench/live.py [--json] [--seconds S] [--codec video/VP8] [--audio]
 
@@ -16,6 +17,19 @@ and serves live view; this process is the owners' phones (aiortc clients).
   and each extra one adds only packetization and SRTP; 1.0 would mean an encode per viewer.
   Capture and recording are never repeated. With ``--audio`` the camera has a microphone and
   every viewer also gets its sound (one Opus encode for all).
+- ``talk_latency_p50_ms`` / ``talk_latency_p95_ms``: one owner watches and talks in one session
+  (an offer that sends Opus, as ``doorward owner live --talk`` makes), sending tone bursts
+  (``bench/_talk.py``: 200 ms of 1 kHz every 500 ms); from the moment a burst's first 20 ms is
+  handed to the owner's encoder to the moment the device's simulated speaker plays its first loud
+  sample (the speaker stamps each chunk with when it starts playing, after its own short queue).
+  Both processes read ``time.monotonic()``, one clock on one machine. The session's first burst
+  (set-up) is left out; ``talk_bursts_heard`` of ``talk_bursts_sent`` arrived. Goal: p95 <= 150.
+- ``talk_cpu_share``: in that session the owner is alternately silent (sending nothing, as the
+  page does between presses) and talking, four windows of each of about ``seconds / 4``; device
+  CPU per second while talking minus while silent, in cores: receiving, decoding and playing the
+  owner's sound, with the camera, the viewer and the machine's other load the same on both sides
+  of the subtraction (separate sessions measured minutes apart differed by more than the cost
+  itself on a shared machine). Goal: <= 0.03.
 
 The last line of output is one JSON object.
 """
@@ -38,6 +52,12 @@ sys.path.insert(0, str(_REPO))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench._talk import (  # noqa: E402
+    BurstTone,
+    match_onsets,
+    speaker_onsets,
+    talking_session,
+)
 from crypto.keys import KeyBundle  # noqa: E402
 from hardware.sim import read_strip  # noqa: E402
 
@@ -52,7 +72,9 @@ realtime = true
 
 
 async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
-    """The device side: pipeline + relay + live view; prints one JSON line when frames flow."""
+    """The device side: pipeline + relay + live view + the camera's simulated speaker; prints
+    one JSON line when frames flow, then answers ``onsets`` lines on stdin with the speaker's
+    burst onsets (one JSON line each) until stdin closes."""
     from aiohttp import web
 
     from crypto.keys import PublicKeyBundle
@@ -64,6 +86,7 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     from hub.server.deps import CameraInfo
     from hub.server.live.relay import FrameRelay
     from hub.server.routes.live import LiveSetup
+    from hub.server.speakers import Speakers
     from hub.server.state import Device
 
     device = Device.open(data_dir)
@@ -75,7 +98,8 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     info = CameraInfo("front", "simulated", 640, 360, 15.0, "raw")
     relay = FrameRelay()
     deps = device.deps({"front": info}, ServeConfig(data_dir=data_dir))
-    app = create_app(deps, live_view=LiveSetup(relay))
+    speaker = camera.speaker
+    app = create_app(deps, live_view=LiveSetup(relay), speakers=Speakers({"front": speaker}))
     hook = relay.add_camera("front", microphone=microphone_of(camera))
     first = asyncio.get_running_loop().create_future()
 
@@ -101,8 +125,11 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
         "start_wall": start_wall,
     }
     print(json.dumps(line), flush=True)
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+        while await loop.run_in_executor(None, sys.stdin.readline):  # until EOF
+            played = [(p.at, p.samples) for p in speaker.played]
+            print(json.dumps(speaker_onsets(played, speaker.sample_rate)), flush=True)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -168,6 +195,11 @@ async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any
                 latencies: list[float] = []
                 idle = await cpu_rate(0, None)
                 one = await cpu_rate(1, latencies)
+                tone = BurstTone()
+                quiet, talking = await talk_rates(api, tone, seconds)
+                process.stdin.write(b"onsets\n")
+                await process.stdin.drain()
+                heard = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
                 three = await cpu_rate(3, None)
         finally:
             process.stdin.close()
@@ -175,6 +207,8 @@ async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any
     # The first second includes connection set-up and the first keyframe: not steady state.
     steady = sorted(latencies[15:] or latencies)
     first_cost = max(one - idle, 1e-9)
+    # The first burst goes out while the session is still being set up: not steady state.
+    talk = sorted(match_onsets(tone.onsets[1:], heard, within_s=0.45))
     return {
         "latency_p50_ms": round(float(np.percentile(steady, 50)), 1),
         "latency_p95_ms": round(float(np.percentile(steady, 95)), 1),
@@ -183,10 +217,49 @@ async def bench(seconds: float, codec: str | None, audio: bool) -> dict[str, Any
         "device_cpu_one_viewer": round(one, 3),
         "device_cpu_three_viewers": round(three, 3),
         "cpu_per_extra_viewer_ratio": round((three - one) / 2 / first_cost, 2),
+        "talk_latency_p50_ms": _percentile_ms(talk, 50),
+        "talk_latency_p95_ms": _percentile_ms(talk, 95),
+        "talk_bursts_sent": len(tone.onsets) - 1,
+        "talk_bursts_heard": len(talk),
+        "device_cpu_one_viewer_quiet": round(quiet, 3),
+        "device_cpu_one_viewer_talking": round(talking, 3),
+        "talk_cpu_share": round(talking - quiet, 4),
         "seconds_per_phase": seconds,
         "viewer_codec": codec or "any (H.264 chosen)",
         "audio": audio,
     }
+
+
+async def talk_rates(
+    api: Any, tone: BurstTone, seconds: float, windows: int = 4
+) -> tuple[float, float]:
+    """One owner watches with ``tone`` as its microphone for about ``2 * seconds``, alternately
+    silent and talking (``windows`` of each, silent first); the device's CPU per second in
+    each state over its windows: (silent, talking). Alternating in one session keeps the
+    camera, the viewer and the machine's other load the same for both."""
+    # Each window is whole burst periods, less a little: talk stops in the silence after a
+    # burst, never in one (what is still in flight then would join the next window's first).
+    window_s = max(1, round(seconds / windows / tone.period_s)) * tone.period_s - 0.1
+    spent = {False: 0.0, True: 0.0}
+    lasted = {False: 0.0, True: 0.0}
+    tone.pause()
+    async with talking_session(api.live_offer, tone):
+        for window in range(2 * windows):
+            talking = window % 2 == 1
+            if talking:
+                tone.resume()
+            else:
+                tone.pause()
+            before = (await api.metrics())["cpu_s"]
+            started = time.monotonic()
+            await asyncio.sleep(window_s)
+            spent[talking] += (await api.metrics())["cpu_s"] - before
+            lasted[talking] += time.monotonic() - started
+    return spent[False] / lasted[False], spent[True] / lasted[True]
+
+
+def _percentile_ms(seconds: list[float], q: float) -> float | None:
+    return round(float(np.percentile(seconds, q)) * 1000, 1) if seconds else None
 
 
 def main() -> None:

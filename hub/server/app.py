@@ -71,8 +71,8 @@ def create_app(
 
 def create_page_app(api: web.Application) -> web.Application:
     """The live page's site (the page port, whose certificate nobody pins): the page, its script
-    and style, ``POST /live/link-offer`` and ``GET /live/link-events``, working on the live
-    state of ``api`` (from :func:`create_app` with live view). No API route answers there.
+    and style, ``POST /live/link-offer``, ``POST /live/link-talk`` and ``GET /live/link-events``,
+    working on the live state of ``api`` (from :func:`create_app` with live view). No API route answers there.
     Start ``api``'s runner first and clean this one up first."""
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware], client_max_size=PAGE_MAX_BODY_BYTES

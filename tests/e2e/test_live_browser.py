@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +119,10 @@ class DevTools:
             if "method" in message:
                 self._events.append(message)
 
-    async def open_page(self, url: str) -> str:
-        """Open ``url`` in a new tab and return its session once the page has loaded."""
-        target = await self.call("Target.createTarget", url="about:blank")
+    async def open_page(self, url: str, *, new_window: bool = False) -> str:
+        """Open ``url`` in a new tab (or window, so that it stays visible beside the others) and
+        return its session once the page has loaded."""
+        target = await self.call("Target.createTarget", url="about:blank", newWindow=new_window)
         attached = await self.call(
             "Target.attachToTarget", targetId=target["targetId"], flatten=True
         )
@@ -146,7 +147,10 @@ class DevTools:
 
 
 @contextlib.asynccontextmanager
-async def chromium(tmp_path: Path, spki_pin: str) -> AsyncIterator[DevTools]:
+async def chromium(
+    tmp_path: Path, spki_pin: str, extra_args: Sequence[str] = ()
+) -> AsyncIterator[DevTools]:
+    """Headless Chromium trusting the page port's key; ``extra_args`` are further switches."""
     binary = require_tool("chromium")
     process = await asyncio.create_subprocess_exec(
         binary,
@@ -165,6 +169,7 @@ async def chromium(tmp_path: Path, spki_pin: str) -> AsyncIterator[DevTools]:
         # Trust exactly the device's key, as a paired phone does (SHA-256 of the SPKI, base64).
         f"--ignore-certificate-errors-spki-list={spki_pin}",
         "--remote-debugging-port=0",
+        *extra_args,
         "about:blank",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,

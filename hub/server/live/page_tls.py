@@ -4,7 +4,7 @@ Ed25519 server certificates (Chromium's TLS stack offers no Ed25519 signature al
 The API port keeps the device's Ed25519 certificate, which phones pin. The page port has this
 second, self-signed certificate, which nobody pins: a browser warns about it once (no CA on a LAN),
 and it carries nothing the page relies on: the link token is what authorises viewing. So the page
-port serves only the page and its two calls (``hub.server.app.create_page_app``), never the API,
+port serves only the page and its calls (``hub.server.app.create_page_app``), never the API,
 and only over TLS 1.3 (every browser that runs the page speaks it). The key is kept under the data
 directory (0600) so a browser's exception survives a restart.
 """

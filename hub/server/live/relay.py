@@ -14,7 +14,9 @@ hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``l
 Talking back: an offer that sends audio claims the camera's speaker floor (``hub.server.speakers``)
 as ``owner <key id>`` before it is answered, so a second talker is refused naming the holder; the
 owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends or the
-session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus.
+session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
+started with ``press_to_talk`` (the live page's) claims nothing at the answer: its owner takes the
+speaker per press of a button instead (``hub.server.live.press_talk``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from hardware import AudioChunk, AudioSource, Frame, SpeakerError, SpeakerFloor
 from hub.server.live.audio import AudioFeed
 from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
+from hub.server.live.press_talk import PressToTalk
 from hub.server.speakers import SpeakerClaim, Speakers
 from hub.wire.errors import Conflict, NotFound
 
@@ -139,6 +142,8 @@ class LiveSession:
     talk_seconds: float = 0.0  # of the owner's sound received and played
     talk_sound: Any = field(repr=False, default=None)  # Answered.talk, while the owner talks
     talk_end_reason: str | None = None
+    # Hold-to-talk (the live page): the floor is taken per press instead (``press_talk``).
+    press_talk: PressToTalk | None = field(repr=False, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +213,17 @@ class LiveSessions:
         return None
 
     async def start(
-        self, *, owner_key_id: str, camera: str, offer_sdp: str, via: str
+        self,
+        *,
+        owner_key_id: str,
+        camera: str,
+        offer_sdp: str,
+        via: str,
+        press_to_talk: bool = False,
     ) -> tuple[LiveSession, str]:
-        """Answer a viewer's SDP offer; returns the session and the answer SDP."""
+        """Answer a viewer's SDP offer; returns the session and the answer SDP. With
+        ``press_to_talk`` an offer that sends audio takes the speaker only while a button is
+        held (``session.press_talk``), not from the answer on."""
         if len(self._sessions) + self._starting >= self.config.max_viewers:
             raise Conflict(
                 f"{self.config.max_viewers} viewers are already watching; try again when one "
@@ -222,7 +235,8 @@ class LiveSessions:
         claims: list[SpeakerClaim] = []
 
         def claim_talk() -> None:
-            claims.append(self.speakers.claim(camera, f"owner {owner_key_id}"))
+            if not press_to_talk:  # hold-to-talk claims the floor at each press instead
+                claims.append(self.speakers.claim(camera, f"owner {owner_key_id}"))
 
         self._starting += 1
         try:
@@ -246,6 +260,16 @@ class LiveSessions:
         session.listener = answered.listener
         if answered.talk is not None and claims:
             session.talk = claims[0]
+        if answered.talk is not None and press_to_talk:
+            session.press_talk = PressToTalk(
+                session_id=session.session_id,
+                camera=camera,
+                owner_key_id=owner_key_id,
+                via=via,
+                sound=answered.talk,
+                speakers=self.speakers,
+                record=self._record_talk,
+            )
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
         fields = {
@@ -290,6 +314,8 @@ class LiveSessions:
                     "talk.failed session_id=%s error=%s", session.session_id, repr(outcome)[:200]
                 )
         await self._end_talk(session, reason)
+        if session.press_talk is not None:
+            await session.press_talk.close(reason)
         if session.peer is not None:
             await session.peer.close()
         fields = {
@@ -393,6 +419,10 @@ class LiveSessions:
         )
         await self._audit("talk.ended", fields)
         self._publish("talk.ended", fields)
+
+    async def _record_talk(self, kind: str, fields: dict[str, Any]) -> None:
+        await self._audit(kind, fields)
+        self._publish(kind, fields)
 
     async def _expire(self, session: LiveSession) -> None:
         timer = asyncio.ensure_future(self._sleep(self.config.max_session_s))

@@ -6,14 +6,19 @@
   ``{"url", "expires"}`` out: the page URL carrying the token.
 - ``GET /live/page?t=…``, ``/live/page.js``, ``/live/page.css``: the static page (no external
   resources).
-- ``POST /live/link-offer``: ``{"token", "sdp"}`` from the page; uses the link once.
+- ``POST /live/link-offer``: ``{"token", "sdp"}`` from the page; uses the link once. An offer
+  that sends audio gets hold-to-talk (``hub.server.live.press_talk``); ``"talk"`` in the answer
+  says whether the camera has a speaker to talk on.
+- ``POST /live/link-talk``: ``{"feed", "talk": true|false}`` from the page while its talk button
+  is pressed and let go, authorised by the session's feed secret; a press while someone else
+  plays on the speaker is refused (409 ``speaker_busy``, naming who).
 - ``GET /live/link-events?feed=…``: Server-Sent Events (doorbell presses, motion, the end of
   the session) for the page, authorised by the session's feed secret; at most
   ``MAX_STREAMS_PER_SESSION`` per session (``hub.server.live.page_feeds``), none of them counted
   against the owners' ``/events`` streams.
 
 Registered by :func:`hub.server.app.create_app` when given a :class:`LiveSetup`. The page port's
-site (:func:`hub.server.app.create_page_app`, :func:`add_page_routes`) has the page and its two
+site (:func:`hub.server.app.create_page_app`, :func:`add_page_routes`) has the page and its
 calls only, working on the API app's live state.
 """
 
@@ -40,7 +45,7 @@ from hub.server.live.page_feeds import PageFeeds
 from hub.server.live.relay import FrameRelay, LiveConfig, LiveSessions
 from hub.server.routes._auth import check_rate, require_owner
 from hub.server.routes._params import json_body, str_field
-from hub.wire.errors import Conflict, NotFound
+from hub.wire.errors import BadRequest, Conflict, NotFound
 from hub.wire.events import EVENT_KINDS, Event
 from hub.wire.live_link import LinkInvalid, parse_link_token
 
@@ -78,6 +83,8 @@ _PAGE_HEADERS = {
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         "img-src 'self' data:; media-src 'self' blob:; base-uri 'none'; form-action 'none'"
     ),
+    # The microphone only for the page itself (hold-to-talk); no camera, no other feature.
+    "Permissions-Policy": "microphone=(self), camera=(), geolocation=(), display-capture=()",
     "Referrer-Policy": "no-referrer",  # the URL carries the link token
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -87,6 +94,7 @@ _WATCHED_KINDS = frozenset({"owner.removed", *_FEED_KINDS})
 # Bodies (hub.server.body): an SDP offer (at most 64 KiB) and a link token, escaped in JSON.
 _OFFER_BODY_BYTES = 160 * 1024
 _LINK_BODY_BYTES = 32 * 1024
+_TALK_BODY_BYTES = 1024  # a feed secret and a flag
 
 
 def add_routes(app: web.Application, setup: LiveSetup) -> None:
@@ -103,7 +111,8 @@ def add_routes(app: web.Application, setup: LiveSetup) -> None:
 
 def add_page_routes(page_site: web.Application, api: web.Application) -> None:
     """Make ``page_site`` the page port's site for ``api`` (an app with live view): the page,
-    its script and style, ``POST /live/link-offer`` and ``GET /live/link-events``, no other route.
+    its script and style, ``POST /live/link-offer``, ``POST /live/link-talk`` and
+    ``GET /live/link-events``, no other route.
     Start ``api`` first and stop ``page_site`` first."""
     page_site[_API] = api
     page_site.on_shutdown.append(_end_page_streams)
@@ -116,6 +125,7 @@ def _page_routes() -> list[web.RouteDef]:
         web.get("/live/page.js", page_script),
         web.get("/live/page.css", page_style),
         web.post("/live/link-offer", link_offer),
+        web.post("/live/link-talk", link_talk),
         web.get("/live/link-events", link_events),
     ]
 
@@ -277,8 +287,13 @@ async def link_offer(request: web.Request) -> web.Response:
     _camera(api, claims.camera)
     api[LINKS].consume(claims, deps.clock())
     session, answer = await sessions.start(
-        owner_key_id=claims.owner_key_id, camera=claims.camera, offer_sdp=sdp, via="link"
+        owner_key_id=claims.owner_key_id,
+        camera=claims.camera,
+        offer_sdp=sdp,
+        via="link",
+        press_to_talk=True,
     )
+    talk = session.press_talk
     return web.json_response(
         {
             "sdp": answer,
@@ -287,8 +302,33 @@ async def link_offer(request: web.Request) -> web.Response:
             "camera": claims.camera,
             "feed": session.feed_secret,
             "expires": claims.expires_s,
+            "talk": talk is not None and talk.available,
         }
     )
+
+
+@max_body(_TALK_BODY_BYTES)
+async def link_talk(request: web.Request) -> web.Response:
+    api = _api(request)
+    check_rate(request, key_id=None, app=api)
+    body = await json_body(request)
+    secret = str_field(body, "feed")
+    talking = body.get("talk")
+    if not isinstance(talking, bool):
+        raise BadRequest("talk must be true (the button is held) or false (it was let go)")
+    session = api[LIVE].by_feed_secret(secret)
+    if session is None:
+        raise NotFound("no live session has this feed; the session may have ended")
+    talk = session.press_talk
+    if talk is None:
+        raise BadRequest(
+            "this live session does not send sound; offer to send audio (sendrecv) to talk"
+        )
+    if talking:
+        await talk.press()
+    else:
+        await talk.release()
+    return web.json_response({"talk": talk.pressed})
 
 
 async def link_events(request: web.Request) -> web.StreamResponse:

@@ -1,5 +1,6 @@
 // Doorward live view in the browser: the WebRTC exchange with the doorbell, authorised by the
-// single-use link token in the page URL, and the doorbell events of the session.
+// single-use link token in the page URL, the doorbell events of the session, and hold-to-talk:
+// the browser's microphone goes to the doorbell's speaker only while the talk button is held.
 "use strict";
 
 const MESSAGES = {
@@ -15,6 +16,9 @@ const statusEl = document.getElementById("status");
 const video = document.getElementById("video");
 const eventsEl = document.getElementById("events");
 const soundButton = document.getElementById("sound");
+const talkButton = document.getElementById("talk");
+const talkHelp = document.getElementById("talk-help");
+const talkStatus = document.getElementById("talk-status");
 // Pictures and sound play in the one video element. It starts muted, which browsers let play
 // without a click; the button turns the sound on once the doorbell sends some.
 const stream = new MediaStream();
@@ -23,6 +27,170 @@ soundButton.addEventListener("click", () => {
   video.muted = !video.muted;
   soundButton.textContent = video.muted ? "Turn sound on" : "Turn sound off";
   video.play().catch(() => {});
+});
+
+// Hold-to-talk. The offer sends audio from the start (sendrecv), but its sender has no track
+// until the button is held. A press asks the doorbell for its speaker (POST /live/link-talk; it
+// refuses while someone else talks there) while the microphone opens; then the microphone's track
+// goes on the sender (no renegotiation). Let go, the track is muted for TAIL_MS (silence still
+// flows, pushing the last words out of the doorbell's jitter buffer), then taken off, the
+// microphone is closed and the speaker is given back: nothing is sent between presses.
+const TAIL_MS = 150;
+const talk = {
+  sender: null, // the RTCRtpSender of the audio section
+  feed: null, // the session's feed secret, which authorises its talk calls
+  track: null, // the microphone's track while talking
+  state: "idle", // idle, starting, talking, ending
+  press: 0, // counts presses, so a press let go while starting is undone when it completes
+  timer: null,
+};
+
+const MICROPHONE = {
+  // The phone plays the visitor's sound while the owner talks: echo cancellation keeps the
+  // visitor from hearing themselves back through the doorbell.
+  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+  video: false,
+};
+
+function talkSays(message, state) {
+  talkStatus.textContent = message;
+  talkStatus.className = state || "";
+}
+
+function showPressed(pressed) {
+  talkButton.setAttribute("aria-pressed", pressed ? "true" : "false");
+  talkButton.textContent = pressed ? "Talking… let go to stop" : "Hold to talk";
+}
+
+async function askSpeaker(talking) {
+  const response = await fetch("/live/link-talk", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ feed: talk.feed, talk: talking }),
+  });
+  if (response.ok) return null;
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (err) {
+    body = null;
+  }
+  return body && body.error ? body.error : { code: "", message: response.statusText };
+}
+
+function microphoneError(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError") {
+    return "The browser did not allow the microphone. Allow it for this page to talk to the door.";
+  }
+  if (name === "NotFoundError") return "This device has no microphone to talk with.";
+  return "The microphone could not be opened: " + err;
+}
+
+async function startTalking() {
+  if (talk.sender === null || talkButton.disabled) return;
+  if (talk.state === "ending") {
+    // Pressed again before the last press was over: carry on with the same speaker.
+    clearTimeout(talk.timer);
+    talk.track.enabled = true;
+    talk.state = "talking";
+    showPressed(true);
+    talkSays("You are talking to the door.", "talking");
+    return;
+  }
+  if (talk.state !== "idle") return;
+  talk.state = "starting";
+  const press = ++talk.press;
+  showPressed(true);
+  talkSays("Opening the microphone…", "pending");
+  const [claim, media] = await Promise.allSettled([
+    askSpeaker(true),
+    navigator.mediaDevices.getUserMedia(MICROPHONE),
+  ]);
+  const track = media.status === "fulfilled" ? media.value.getAudioTracks()[0] : null;
+  const refused = claim.status === "fulfilled" ? claim.value : { code: "", message: String(claim.reason) };
+  const undo = () => {
+    if (track !== null) track.stop();
+    if (refused === null) askSpeaker(false).catch(() => {});
+  };
+  if (press !== talk.press) {
+    undo(); // let go before the doorbell and the microphone were ready
+    return;
+  }
+  if (refused !== null || track === null) {
+    undo();
+    talk.state = "idle";
+    showPressed(false);
+    if (refused !== null && refused.code === "speaker_busy") {
+      talkSays("Someone else is talking to the door: " + refused.message + ".", "error");
+    } else if (refused !== null) {
+      talkSays("The doorbell did not take your voice: " + refused.message, "error");
+    } else {
+      talkSays(microphoneError(media.reason), "error");
+    }
+    return;
+  }
+  talk.track = track;
+  talk.state = "talking";
+  await talk.sender.replaceTrack(track);
+  talkSays("You are talking to the door.", "talking");
+}
+
+function stopTalking() {
+  if (talk.state === "idle" || talk.state === "ending") return;
+  showPressed(false);
+  talkSays("");
+  if (talk.state === "starting") {
+    talk.press++; // startTalking undoes the press when it completes
+    talk.state = "idle";
+    return;
+  }
+  talk.state = "ending";
+  talk.track.enabled = false;
+  talk.timer = setTimeout(finishTalking, TAIL_MS);
+}
+
+function finishTalking() {
+  talk.state = "idle";
+  talk.sender.replaceTrack(null).catch(() => {});
+  talk.track.stop();
+  talk.track = null;
+  askSpeaker(false).catch(() => {});
+}
+
+function endTalk() {
+  // The session is over (the doorbell gives its speaker back by itself).
+  talkButton.disabled = true;
+  clearTimeout(talk.timer);
+  if (talk.track !== null) talk.track.stop();
+  talk.track = null;
+  talk.press++;
+  talk.state = "idle";
+  showPressed(false);
+}
+
+const TALK_KEYS = new Set([" ", "Enter"]);
+talkButton.addEventListener("pointerdown", (e) => {
+  if (e.button !== 0) return;
+  talkButton.setPointerCapture(e.pointerId); // the release counts wherever the finger goes
+  startTalking();
+});
+talkButton.addEventListener("pointerup", stopTalking);
+talkButton.addEventListener("pointercancel", stopTalking);
+talkButton.addEventListener("keydown", (e) => {
+  if (!TALK_KEYS.has(e.key)) return;
+  e.preventDefault(); // no click, no scrolling; a held key repeats keydown, which is ignored
+  startTalking();
+});
+talkButton.addEventListener("keyup", (e) => {
+  if (!TALK_KEYS.has(e.key)) return;
+  e.preventDefault();
+  stopTalking();
+});
+talkButton.addEventListener("blur", stopTalking);
+talkButton.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press on a phone
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) stopTalking();
 });
 
 function show(message, state) {
@@ -61,6 +229,7 @@ function listen(feed, pc) {
     addEvent("Motion at " + new Date(event.time * 1000).toLocaleTimeString());
   });
   source.addEventListener("ended", (e) => {
+    endTalk();
     source.close();
     pc.close();
     const reason = JSON.parse(e.data).reason;
@@ -78,9 +247,9 @@ async function start() {
     return;
   }
   const pc = new RTCPeerConnection({ iceServers: [] });
-  window.liveView = { peer: pc }; // for diagnostics from the browser's console
+  window.liveView = { peer: pc, talk: talk }; // for diagnostics from the browser's console
   pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
+  const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
   pc.addEventListener("track", (e) => {
     stream.addTrack(e.track);
     if (e.track.kind === "audio") soundButton.hidden = false;
@@ -89,6 +258,7 @@ async function start() {
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") show("Live", "live");
     if (pc.connectionState === "failed") {
+      endTalk();
       show("The connection to the doorbell failed. Are you on the same network?", "error");
     }
   });
@@ -112,6 +282,13 @@ async function start() {
     return;
   }
   await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
+  // The doorbell takes sound when its camera has a speaker.
+  if (body.talk === true && navigator.mediaDevices) {
+    talk.sender = audio.sender;
+    talk.feed = body.feed;
+    talkButton.hidden = false;
+    talkHelp.hidden = false;
+  }
   listen(body.feed, pc);
 }
 
