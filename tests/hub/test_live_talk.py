@@ -35,6 +35,7 @@ from tests.hub.hubkit import run_owner_cli
 from tests.hub.test_live import HandTimer
 from tests.hub.test_live_cli import _cli, _profile
 from tests.hub.test_live_kit import SCENARIO, LiveDevice, live_device, mono
+from tests.hub.test_live_press_talk import Tone
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -372,6 +373,48 @@ class FloodTrack(AudioStreamTrack):
         self._pts += 960
         await asyncio.sleep(0)
         return frame
+
+
+@pytest.mark.asyncio
+async def test_a_phone_that_goes_silent_mid_talk_gives_the_speaker_back_to_the_next_owner(
+    tmp_path: Path,
+) -> None:
+    # The phone's app froze or lost the network without hanging up: its sound stops, its peer
+    # stays open. The speaker is freed for the next owner instead of being held until ICE
+    # consent expires (or, while the connection lives, all session).
+    owner, other = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        live.add_owner(other, "other")
+        floor = live.app[appkeys.SPEAKERS].floor("front")
+        peer = peer_connection()
+        peer.addTransceiver("video", direction="recvonly")
+        sending = peer.addTransceiver(Tone(450.0, stall_after=75), direction="sendrecv")
+        sending.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+        )
+        await peer.setLocalDescription(await peer.createOffer())
+        async with live.client(owner) as api:
+            answer = await api.live_offer(peer.localDescription.sdp, camera="front")
+        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        session = live.app[LIVE].sessions[0]
+        assert floor.holder == f"owner {owner.key_id}"
+        assert session.talk_task is not None
+        await asyncio.wait_for(session.talk_task, 30)
+        assert (session.talk_end_reason, session.end_reason) == ("no_sound", None)
+        assert floor.holder is None
+        assert live.speaker.peak_hz() == pytest.approx(450.0, abs=3.0)
+        # The next owner takes the speaker while the silent phone's session is still up.
+        async with live.client(other) as api:
+            stats = await api.live("front", talk=TalkSound.tone(300.0), seconds=1.0)
+        assert stats.frames >= 1
+        await peer.close()
+        entries = await _audit(live, "talk.ended")
+    assert [(e["owner_key_id"], e["reason"]) for e in entries] == [
+        (owner.key_id, "no_sound"),
+        (other.key_id, "stopped"),
+    ]
+    assert 0 < entries[0]["talked_ms"] <= 75 * 20
 
 
 @pytest.mark.asyncio

@@ -13,8 +13,9 @@ hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``l
 
 Talking back: an offer that sends audio claims the camera's speaker floor (``hub.server.speakers``)
 as ``owner <key id>`` before it is answered, so a second talker is refused naming the holder; the
-owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends or the
-session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
+owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends, the
+session does, or their sound stops coming (``TALK_SILENCE_S``: a phone that vanished gives the
+speaker back within seconds, not when ICE consent expires). ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
 started with ``press_to_talk`` (the live page's) claims nothing at the answer: its owner takes the
 speaker per press of a button instead (``hub.server.live.press_talk``).
 """
@@ -22,6 +23,7 @@ speaker per press of a button instead (``hub.server.live.press_talk``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -31,7 +33,7 @@ from typing import Any
 from hardware import AudioChunk, AudioSource, Frame, SpeakerError, SpeakerFloor
 from hub.server.live.audio import AudioFeed
 from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
-from hub.server.live.press_talk import PressToTalk
+from hub.server.live.press_talk import TALK_FIRST_SOUND_S, TALK_SILENCE_S, PressToTalk
 from hub.server.speakers import SpeakerClaim, Speakers
 from hub.wire.errors import Conflict, NotFound
 
@@ -142,6 +144,7 @@ class LiveSession:
     talk_seconds: float = 0.0  # of the owner's sound received and played
     talk_sound: Any = field(repr=False, default=None)  # Answered.talk, while the owner talks
     talk_end_reason: str | None = None
+    talk_silent: bool = False  # the owner's sound stopped coming (TALK_SILENCE_S)
     # Hold-to-talk (the live page): the floor is taken per press instead (``press_talk``).
     press_talk: PressToTalk | None = field(repr=False, default=None)
 
@@ -380,10 +383,12 @@ class LiveSessions:
                 session.talk_seconds += chunk.samples.shape[0] / chunk.sample_rate
                 yield chunk
 
-        owner_sound = counted()
+        owner_sound = self._until_silent(session, counted())
         reason = "stopped"  # the owner's track ended: they stopped talking
         try:
             await self.speakers.play(session.camera, owner_sound, session.talk.holder)
+            if session.talk_silent:
+                reason = "no_sound"  # the phone went quiet mid-talk: it is gone, or muted
         except SpeakerError as exc:
             logger.error(
                 "talk.speaker_failed session_id=%s camera=%s error=%s",
@@ -396,6 +401,39 @@ class LiveSessions:
             async for _ in owner_sound:  # aiortc queues what is not taken
                 pass
         await self._end_talk(session, reason)
+
+    async def _until_silent(
+        self, session: LiveSession, sound: AsyncIterable[AudioChunk]
+    ) -> AsyncIterator[AudioChunk]:
+        """``sound`` until it ends, or until none has come for ``TALK_SILENCE_S`` (the first
+        within ``TALK_FIRST_SOUND_S``): then ``session.talk_silent`` is set, and the rest is read
+        and dropped in the background, so a phone that comes back is not queued all session."""
+        chunks = aiter(sound)
+
+        async def following() -> AudioChunk:
+            return await anext(chunks)
+
+        pending = asyncio.ensure_future(following())
+        limit = TALK_FIRST_SOUND_S
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=limit)
+                if not done:
+                    session.talk_silent = True
+                    self._spawn(_discard(pending, chunks))
+                    return
+                try:
+                    chunk = pending.result()
+                except StopAsyncIteration:
+                    return
+                limit = TALK_SILENCE_S
+                yield chunk
+                pending = asyncio.ensure_future(following())
+        finally:
+            if not session.talk_silent and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
 
     async def _end_talk(self, session: LiveSession, reason: str) -> None:
         """Give the floor back and audit the end of the owner's talk, once."""
@@ -439,3 +477,11 @@ class LiveSessions:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _discard(pending: asyncio.Future[AudioChunk], chunks: AsyncIterator[AudioChunk]) -> None:
+    """Read what an owner who went silent still sends, and drop it (until their track ends)."""
+    with contextlib.suppress(StopAsyncIteration, asyncio.CancelledError):
+        await pending
+        async for _ in chunks:
+            pass
