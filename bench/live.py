@@ -84,7 +84,7 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     from hub.server.app import create_app
     from hub.server.config import ServeConfig
     from hub.server.deps import CameraInfo
-    from hub.server.live.relay import FrameRelay
+    from hub.server.live.relay import FrameRelay, LiveConfig
     from hub.server.routes.live import LiveSetup
     from hub.server.speakers import Speakers
     from hub.server.state import Device
@@ -99,7 +99,10 @@ async def run_device(data_dir: Path, owner_json: str, audio: bool) -> None:
     relay = FrameRelay()
     deps = device.deps({"front": info}, ServeConfig(data_dir=data_dir))
     speaker = camera.speaker
-    app = create_app(deps, live_view=LiveSetup(relay), speakers=Speakers({"front": speaker}))
+    # The talk CPU windows pause the owner's sound for seconds at a time; a paused phone would
+    # otherwise give the speaker back after LiveConfig's default 2 s of silence.
+    live = LiveSetup(relay, config=LiveConfig(talk_silence_s=3600.0))
+    app = create_app(deps, live_view=live, speakers=Speakers({"front": speaker}))
     hook = relay.add_camera("front", microphone=microphone_of(camera))
     first = asyncio.get_running_loop().create_future()
 

@@ -26,6 +26,7 @@ from hub.client import ApiError, DoorwardClient
 from hub.client.talk import TalkFileError, TalkSound
 from hub.server import appkeys
 from hub.server.config import ServeConfig
+from hub.server.live.webrtc import _mono_chunk
 from hub.server.routes.live import LIVE
 from hub.server.runtime import Running
 from hub.server.serve import serve
@@ -488,3 +489,31 @@ async def test_a_talk_ends_with_its_session_at_the_maximum_and_recording_goes_on
         assert captured[1] > captured[0]
         assert live.pipeline.stats.frames >= captured[1]
         assert live.pipeline.stats.errors == 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [("s16", "stereo"), ("s16p", "stereo"), ("s16", "mono"), ("fltp", "stereo")]
+)
+def test_the_owners_frames_are_mixed_to_mono_by_averaging_their_channels(
+    fmt: str, layout: str
+) -> None:
+    # aiortc's Opus decoder hands packed 16-bit stereo; other layouts and sample formats are
+    # converted first. Left and right differ, so taking one channel would be caught.
+    left = np.array([1000, -3000, 32767, -32768] * 240, dtype=np.int16)
+    right = np.array([3000, -1001, 32767, -32768] * 240, dtype=np.int16)
+    channels = [left] if layout == "mono" else [left, right]
+    if fmt == "s16":
+        data = np.column_stack(channels).reshape(1, -1)
+    elif fmt == "s16p":
+        data = np.vstack(channels)
+    else:
+        data = np.vstack(channels).astype(np.float32) / 32768
+    frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+    frame.sample_rate, frame.pts = 48_000, 4800
+    frame.time_base = fractions.Fraction(1, 48_000)
+    chunk = _mono_chunk(frame)
+    expected = np.floor(np.mean([c.astype(np.int32) for c in channels], axis=0))
+    assert chunk.samples.dtype == np.int16
+    assert chunk.samples.shape == (960,)
+    assert np.abs(chunk.samples.astype(np.int32) - expected).max() <= 1
+    assert (chunk.pts_s, chunk.sample_rate) == (0.1, 48_000)

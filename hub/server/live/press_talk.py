@@ -54,7 +54,9 @@ class PressToTalk:
         sound: AsyncIterable[AudioChunk],
         speakers: Speakers,
         record: TalkRecorder,
+        silence_s: float = TALK_SILENCE_S,
     ) -> None:
+        """``silence_s``: a press whose sound stops this long ends (the page is gone)."""
         self.session_id = session_id
         self.camera = camera
         self.owner_key_id = owner_key_id
@@ -63,6 +65,7 @@ class PressToTalk:
         self.dropped_chunks = 0  # arrived between presses, or past the queue's cap
         self._speakers = speakers
         self._record = record
+        self._silence_s = silence_s
         self._queue: collections.deque[AudioChunk] | None = None  # while pressed
         self._ready = asyncio.Event()
         self._playing: asyncio.Task[None] | None = None
@@ -143,12 +146,12 @@ class PressToTalk:
         self._ready.set()
 
     async def _chunks(self, queue: collections.deque[AudioChunk]) -> AsyncIterator[AudioChunk]:
-        limit = TALK_FIRST_SOUND_S
+        limit = max(TALK_FIRST_SOUND_S, self._silence_s)
         while True:
             if queue:
                 chunk = queue.popleft()
                 self._press_s += chunk.samples.shape[0] / chunk.sample_rate
-                limit = TALK_SILENCE_S
+                limit = self._silence_s
                 yield chunk
                 continue
             if self._queue is not queue:  # released (or a new press has its own queue)

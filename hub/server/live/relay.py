@@ -23,7 +23,6 @@ speaker per press of a button instead (``hub.server.live.press_talk``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -59,12 +58,16 @@ class LiveConfig:
     max_session_s: float = 600.0
     # How long an answer may take (ICE gathering on the LAN is quick; this bounds a stuck one).
     answer_timeout_s: float = 20.0
+    # A talk whose sound stops this long gives the speaker back (``press_talk.TALK_SILENCE_S``).
+    talk_silence_s: float = TALK_SILENCE_S
 
     def __post_init__(self) -> None:
         if self.max_viewers < 1:
             raise ValueError(f"max_viewers must be >= 1, got {self.max_viewers}")
         if self.max_session_s <= 0:
             raise ValueError(f"max_session_s must be > 0, got {self.max_session_s}")
+        if self.talk_silence_s <= 0:
+            raise ValueError(f"talk_silence_s must be > 0, got {self.talk_silence_s}")
 
 
 class FrameRelay:
@@ -144,7 +147,7 @@ class LiveSession:
     talk_seconds: float = 0.0  # of the owner's sound received and played
     talk_sound: Any = field(repr=False, default=None)  # Answered.talk, while the owner talks
     talk_end_reason: str | None = None
-    talk_silent: bool = False  # the owner's sound stopped coming (TALK_SILENCE_S)
+    talk_silent: bool = False  # the owner's sound stopped coming (talk_silence_s)
     # Hold-to-talk (the live page): the floor is taken per press instead (``press_talk``).
     press_talk: PressToTalk | None = field(repr=False, default=None)
 
@@ -272,6 +275,7 @@ class LiveSessions:
                 sound=answered.talk,
                 speakers=self.speakers,
                 record=self._record_talk,
+                silence_s=self.config.talk_silence_s,
             )
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
@@ -405,35 +409,23 @@ class LiveSessions:
     async def _until_silent(
         self, session: LiveSession, sound: AsyncIterable[AudioChunk]
     ) -> AsyncIterator[AudioChunk]:
-        """``sound`` until it ends, or until none has come for ``TALK_SILENCE_S`` (the first
-        within ``TALK_FIRST_SOUND_S``): then ``session.talk_silent`` is set, and the rest is read
-        and dropped in the background, so a phone that comes back is not queued all session."""
+        """``sound`` until it ends, or until none has come for ``talk_silence_s`` (the first
+        within ``TALK_FIRST_SOUND_S``): then ``session.talk_silent`` is set. (``OwnerSound``,
+        closed by the timeout, goes on reading and dropping what a phone that comes back sends,
+        so nothing piles up.)"""
         chunks = aiter(sound)
-
-        async def following() -> AudioChunk:
-            return await anext(chunks)
-
-        pending = asyncio.ensure_future(following())
-        limit = TALK_FIRST_SOUND_S
-        try:
-            while True:
-                done, _ = await asyncio.wait({pending}, timeout=limit)
-                if not done:
-                    session.talk_silent = True
-                    self._spawn(_discard(pending, chunks))
-                    return
-                try:
-                    chunk = pending.result()
-                except StopAsyncIteration:
-                    return
-                limit = TALK_SILENCE_S
-                yield chunk
-                pending = asyncio.ensure_future(following())
-        finally:
-            if not session.talk_silent and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
+        limit = max(TALK_FIRST_SOUND_S, self.config.talk_silence_s)
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                session.talk_silent = True
+                return
+            limit = self.config.talk_silence_s
+            yield chunk
 
     async def _end_talk(self, session: LiveSession, reason: str) -> None:
         """Give the floor back and audit the end of the owner's talk, once."""
@@ -477,11 +469,3 @@ class LiveSessions:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def _discard(pending: asyncio.Future[AudioChunk], chunks: AsyncIterator[AudioChunk]) -> None:
-    """Read what an owner who went silent still sends, and drop it (until their track ends)."""
-    with contextlib.suppress(StopAsyncIteration, asyncio.CancelledError):
-        await pending
-        async for _ in chunks:
-            pass
