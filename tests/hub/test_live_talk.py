@@ -176,6 +176,10 @@ async def test_a_second_talker_is_refused_naming_the_holder_and_removal_ends_the
             await admin_api.remove_owner(guest.key_id)
             await asyncio.wait_for(session.ended.wait(), 30)
             await asyncio.wait_for(talking, 60)
+            # A removed owner's next talk offer is refused before it touches the speaker.
+            with pytest.raises(ApiError) as gone:
+                await guest_api.live("front", talk=TalkSound.tone(500.0), seconds=1)
+            assert (gone.value.status, gone.value.code) == (403, "unknown_key")
         assert session.end_reason == "owner_removed"
         assert session.talk_end_reason == "owner_removed"
         assert floor.holder is None
