@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,10 +29,10 @@ from hub.server.deps import CameraInfo
 from hub.server.live.page_tls import page_tls_context
 from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.routes.live import LiveSetup
-from hub.server.runtime import Running
-from hub.server.serve import serve
 from hub.server.speakers import Speakers
 from hub.server.state import Device
+from tests.hub.attackkit import Doorbell
+from tests.hub.attackkit import serving as attack_serving
 
 SCENARIO = """[camera]
 width = 320
@@ -185,30 +184,10 @@ def dominant_hz(frames: list[av.AudioFrame]) -> float:
     return float(np.fft.rfftfreq(len(pcm), 1 / frames[0].sample_rate)[int(np.argmax(spectrum))])
 
 
-@dataclass(frozen=True)
-class Served:
-    """A ``doorward serve`` on loopback with one paired owner: its URL, the owner's keys, the
-    device's TLS pin and id, and the running device (its speakers, pipelines...)."""
-
-    url: str
-    owner: KeyBundle
-    fingerprint: str
-    device_id: str
-    running: Running
-
-    def client(self) -> DoorwardClient:
-        return DoorwardClient(
-            self.url,
-            fingerprint=self.fingerprint,
-            device_id=self.device_id,
-            key=self.owner.signing_key,
-        )
-
-
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, *cameras: str, **options: Any) -> AsyncIterator[Served]:
+async def serving(tmp_path: Path, *cameras: str, **options: Any) -> AsyncIterator[Doorbell]:
     """``doorward serve`` (the whole command, in this process) with ``cameras`` and the serve
-    ``options``, one owner paired; stopped, and checked to exit 0, on the way out."""
+    ``options``, one owner paired; stopped on the way out."""
     config = ServeConfig(
         data_dir=tmp_path / "data",
         cameras=cameras,
@@ -217,27 +196,5 @@ async def serving(tmp_path: Path, *cameras: str, **options: Any) -> AsyncIterato
         advertise=False,
         **options,
     )
-    owner = KeyBundle.generate("x25519")
-    device = Device.open(config.data_dir)
-    device.owners.add(owner.public(), name="phone", now=int(time.time()))
-    fingerprint, device_id = device.fingerprint, device.identity.device_id
-    device.close()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    running: asyncio.Future[Running] = loop.create_future()
-    ready: asyncio.Future[str] = loop.create_future()
-    server = asyncio.ensure_future(
-        serve(
-            config,
-            stop=stop,
-            out=io.StringIO(),
-            on_running=running.set_result,
-            on_ready=ready.set_result,
-        )
-    )
-    try:
-        url = await asyncio.wait_for(ready, 30)
-        yield Served(url, owner, fingerprint, device_id, await running)
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(server, 30) == 0
+    async with attack_serving(config) as doorbell:
+        yield doorbell

@@ -298,6 +298,7 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
     scenario = tmp_path / "cam.toml"
     scenario.write_text(SCENARIO + "audio = true\n")
     async with serving(tmp_path, f"front=simulated:{scenario}") as served:
+        assert served.running is not None
         speaker = served.running.speakers.simulated("front")
         heard: list[av.AudioFrame] = []
         enough = asyncio.Event()
