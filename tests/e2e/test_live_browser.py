@@ -10,7 +10,6 @@ import base64
 import contextlib
 import itertools
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from crypto.signed import b64url_decode
 from hardware.sim import read_strip, strip_rows
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
-from hub.wire.live_link import mint_link_token
-from tests.hub.test_live_kit import LiveDevice, live_device
+from tests.hub.test_live_kit import live_device
 from tests.kit import require_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(90)]
@@ -200,19 +198,6 @@ async def chromium(
             await process.wait()
 
 
-async def _mint_link(live: LiveDevice, owner: KeyBundle) -> str:
-    token = mint_link_token(
-        owner.signing_key,
-        device_id=live.device.identity.device_id,
-        camera="front",
-        now_s=int(time.time()),
-        ttl_s=120,
-    )
-    async with live.client(owner) as api:
-        body = await api._json("POST", "/live/link", body={"token": token})
-    return str(body["url"])
-
-
 async def _counter(tools: DevTools, page: str, width: int) -> int | None:
     rows = strip_rows(width)
     reading = await tools.evaluate(page, f"{_READ_STRIP}({rows})")
@@ -227,7 +212,7 @@ async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) 
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data", audio=True) as live:
         live.add_owner(owner)
-        url = await _mint_link(live, owner)
+        url = await live.link_url(owner)
         pin = base64.b64encode(b64url_decode(page_spki_sha256(tmp_path / "data" / "keys")))
         async with chromium(tmp_path, pin.decode()) as tools:
             page = await tools.open_page(url)

@@ -31,6 +31,7 @@ from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.routes.live import LiveSetup
 from hub.server.speakers import Speakers
 from hub.server.state import Device
+from hub.wire.live_link import mint_link_token
 from tests.hub.attackkit import Doorbell
 from tests.hub.attackkit import serving as attack_serving
 
@@ -89,6 +90,20 @@ class LiveDevice:
 
     def add_owner(self, keys: KeyBundle, name: str = "phone") -> None:
         self.device.owners.add(keys.public(), name=name, now=int(time.time()))
+
+    async def link_url(self, keys: KeyBundle, camera: str = "front") -> str:
+        """A live link the owner ``keys`` minted for ``camera`` (what ``owner live --link``
+        prints): the page's URL with its one-use token."""
+        token = mint_link_token(
+            keys.signing_key,
+            device_id=self.device.identity.device_id,
+            camera=camera,
+            now_s=int(time.time()),
+            ttl_s=120,
+        )
+        async with self.client(keys) as api:
+            body = await api._json("POST", "/live/link", body={"token": token})
+        return str(body["url"])
 
 
 @contextlib.asynccontextmanager

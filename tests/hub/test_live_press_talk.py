@@ -23,7 +23,6 @@ from hub.client.talk import TalkSound
 from hub.server import appkeys
 from hub.server.live.relay import LiveSession
 from hub.server.routes.live import LIVE
-from hub.wire.live_link import mint_link_token
 from hub.wire.webrtc import peer_connection
 from tests.hub.test_live_kit import LiveDevice, live_device
 
@@ -65,16 +64,7 @@ class Tone(MediaStreamTrack):
 
 
 async def _link_token(live: LiveDevice, owner: KeyBundle) -> str:
-    token = mint_link_token(
-        owner.signing_key,
-        device_id=live.device.identity.device_id,
-        camera="front",
-        now_s=int(time.time()),
-        ttl_s=120,
-    )
-    async with live.client(owner) as api:
-        body = await api._json("POST", "/live/link", body={"token": token})
-    return str(URL(body["url"]).query["t"])
+    return str(URL(await live.link_url(owner)).query["t"])
 
 
 async def _post(live: LiveDevice, path: str, body: dict[str, Any]) -> tuple[int, Any]:
