@@ -181,6 +181,7 @@ PINNED = {
     "hub.cli": [],
     "hub.wire": [],
     "hub.relay": [],
+    "hub.console": ["ConsoleState", "Gate", "create_app", "new_gate", "serve"],
 }
 
 

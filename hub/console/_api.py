@@ -1,0 +1,442 @@
+"""The console's JSON API under ``/api/``: each handler calls the client code the owner commands
+use (``hub.cli.owner_ops``, ``hub.client``), through the same transport (``DeviceConnection``).
+
+Errors come back as ``{"error": {"code", "message"}}``: a DoorwardError's message already says
+what went wrong and what to do, and never holds a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from consent.requests import verify_request
+from crypto.errors import DoorwardError
+from crypto.keys import KeyBundle
+from hub.cli.cmd_audit import audit_verifier
+from hub.cli.common import guarded, parse_duration
+from hub.cli.owner_ops import (
+    DISCOVER_S,
+    ApprovalTerms,
+    decline_request,
+    describe_request,
+    pair_profile,
+    pairing_uri,
+    post_approval,
+    prepare_approval,
+    url_of,
+)
+from hub.cli.request_footage import segments_in_window
+from hub.cli.transport import DeviceConnection
+from hub.client import DoorwardClient
+from hub.client.audit import check_audit
+from hub.client.profile import PinnedDevice, Profile
+from hub.console._words import describe_entry
+from hub.wire.discovery import browse
+
+__all__ = ["STATE", "ConsoleState", "add_routes", "error_middleware"]
+
+logger = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 60.0  # one console action, all its device calls together
+HEALTH_TIMEOUT_S = 8.0  # a doorbell that has not answered by then is shown offline
+AUDIT_PAGE = 20
+_MAX_REASON_CHARS = 500
+_MAX_SETUP_CHARS = 2048
+
+
+@dataclass(slots=True)
+class ConsoleState:
+    """The owner's profile and how to reach devices (``via``, as ``--via`` on the commands)."""
+
+    profile: Profile
+    via: str = "auto"
+    discover_s: float = DISCOVER_S
+
+
+STATE = web.AppKey("console_state", ConsoleState)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A DoorwardError becomes a JSON error with its message (status 400 for bad input, 502 when
+    the device could not be reached or answered wrongly)."""
+    try:
+        return await handler(request)
+    except BadInput as exc:
+        return _error(400, "bad_input", str(exc))
+    except DoorwardError as exc:
+        logger.info("console.failed path=%s error=%s", request.path, type(exc).__name__)
+        return _error(502, "failed", str(exc))
+
+
+class BadInput(DoorwardError):
+    """The page sent something the console cannot act on."""
+
+
+def add_routes(app: web.Application) -> None:
+    """The ``/api/`` routes."""
+    app.router.add_get("/api/profile", profile_info)
+    app.router.add_get("/api/doorbells", doorbells)
+    app.router.add_get("/api/discover", discover)
+    app.router.add_post("/api/pair", pair)
+    app.router.add_get("/api/doorbells/{device_id}/requests", requests)
+    app.router.add_get("/api/doorbells/{device_id}/requests/{request_id}/segments", segments)
+    app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/approve", approve)
+    app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/decline", decline)
+    app.router.add_get("/api/doorbells/{device_id}/audit", audit)
+
+
+# -- profile and doorbells ----------------------------------------------------------------------
+
+
+async def profile_info(request: web.Request) -> web.Response:
+    """The profile's name and key id and its paired doorbells' ids."""
+    state = request.app[STATE]
+    keys = state.profile.keys()
+    return _json(
+        {
+            "name": state.profile.info().get("name", "owner"),
+            "key_id": keys.key_id,
+            "devices": [d.device_id for d in state.profile.devices()],
+        }
+    )
+
+
+async def doorbells(request: web.Request) -> web.Response:
+    """Each paired doorbell: online, its health (cameras, storage), backup and relay state."""
+    state = request.app[STATE]
+    keys = state.profile.keys()
+    devices = state.profile.devices()
+    rows = await asyncio.gather(*(_doorbell(state, d, keys) for d in devices))
+    return _json({"doorbells": list(rows)})
+
+
+async def _doorbell(state: ConsoleState, device: PinnedDevice, keys: KeyBundle) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "device_id": device.device_id,
+        "url": device.url,
+        "fingerprint": device.fingerprint,
+        "relay_url": device.relay_url,
+        "relay_key_pinned": device.relay_key_config is not None,
+        "online": False,
+    }
+
+    async def fetch() -> None:
+        async with _connection(state, device, keys) as api:
+            health, metrics, backup = await api.health(), await api.metrics(), await api.backup()
+            cameras = await api.cameras()
+        row.update(
+            online=True,
+            health=health,
+            metrics=metrics,
+            backup=backup,
+            cameras=[
+                {"name": c.name, "width": c.width, "height": c.height, "fps": c.fps}
+                for c in cameras
+            ],
+        )
+
+    try:
+        await guarded(fetch(), f"device {device.device_id}", HEALTH_TIMEOUT_S)
+    except DoorwardError as exc:
+        row["error"] = str(exc)
+    return row
+
+
+async def discover(request: web.Request) -> web.Response:
+    """Doorward devices answering on the LAN (zeroconf), and whether each is paired here."""
+    state = request.app[STATE]
+    found = await guarded(browse(state.discover_s), "the LAN", state.discover_s + 10)
+    pinned = {d.device_id for d in state.profile.devices()}
+    return _json(
+        {
+            "devices": [
+                {
+                    "device_id": d.device_id,
+                    "name": d.name,
+                    "address": f"{d.addresses[0] if d.addresses else '?'}:{d.port}",
+                    "pairing": d.pairing,
+                    "paired_here": d.device_id in pinned,
+                }
+                for d in found
+            ]
+        }
+    )
+
+
+async def pair(request: web.Request) -> web.Response:
+    """Pair with the setup code or setup URI in ``{"setup": …}`` (the code path of
+    ``doorward owner pair``); the code is never echoed back."""
+    state = request.app[STATE]
+    body = await _body(request)
+    setup = body.get("setup")
+    if not isinstance(setup, str) or not setup.strip() or len(setup) > _MAX_SETUP_CHARS:
+        raise BadInput("type the 8-digit setup code or paste the doorward://pair?… URI")
+    state.profile.keys()  # no keys yet: say so before using the code
+
+    async def go() -> tuple[PinnedDevice, str | None]:
+        uri = await pairing_uri(setup, discover_s=state.discover_s)
+        return await pair_profile(state.profile, uri, url_of(uri))
+
+    device, note = await guarded(go(), "the doorbell", CALL_TIMEOUT_S)
+    return _json(
+        {
+            "device_id": device.device_id,
+            "url": device.url,
+            "fingerprint": device.fingerprint,
+            "relay_note": note,
+        }
+    )
+
+
+# -- requests and decisions ---------------------------------------------------------------------
+
+
+async def requests(request: web.Request) -> web.Response:
+    """Every request on the doorbell, pending ones first: who asks, why, the window, what the
+    policy said, and for decided ones the decision."""
+    state, device, keys = _device(request)
+    now = int(time.time())
+
+    async def go() -> list[Any]:
+        async with _connection(state, device, keys) as api:
+            return await api.requests()
+
+    infos = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    rows = []
+    for info in infos:
+        rows.append(
+            {
+                "request_id": info.request_id,
+                "status": info.status,
+                "rule": info.rule,
+                "reason": info.reason,
+                "expires": info.expires_s,
+                "received": info.received_s,
+                "release_ids": list(info.release_ids),
+                "policy": _verdict(info.status, info.rule),
+                "detail": describe_request(info, now),
+            }
+        )
+    rows.sort(key=lambda r: (r["status"] != "pending", -(r["received"] or 0)))
+    return _json({"requests": rows})
+
+
+def _verdict(status: str, rule: str | None) -> str:
+    if status == "auto_declined":
+        return f"declined by the policy (rule {rule})" if rule else "declined by the policy"
+    return "the policy leaves this request to the owners"
+
+
+async def segments(request: web.Request) -> web.Response:
+    """The recorded segments in a request's camera and window (what could be released)."""
+    state, device, keys = _device(request)
+    request_id = request.match_info["request_id"]
+    now = int(time.time())
+
+    async def go() -> list[dict[str, Any]]:
+        async with _connection(state, device, keys) as api:
+            info = await api.request(request_id)
+            if info.token is None:
+                raise BadInput(f"the device did not send request {request_id}'s token")
+            asked = verify_request(info.token, min(now, info.expires_s - 1), strict_text=False)
+            clips = await segments_in_window(api, asked)
+        return [
+            {
+                "segment_id": s.segment_id,
+                "clip_id": s.clip_id,
+                "camera": s.camera,
+                "index": s.index,
+                "start": s.start_s,
+                "duration": s.duration_s,
+                "size": s.size,
+            }
+            for _, in_scope in clips
+            for s in in_scope
+        ]
+
+    rows = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return _json({"segments": rows})
+
+
+async def approve(request: web.Request) -> web.Response:
+    """Release the chosen segments (``{"segments": [ids], "expires": "7d", "max_downloads": N}``)
+    to the requester: the same checks and signed approval as ``doorward owner approve``."""
+    state, device, keys = _device(request)
+    request_id = request.match_info["request_id"]
+    body = await _body(request)
+    wanted = body.get("segments")
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
+        raise BadInput("choose at least one segment to release")
+    try:
+        expires_s = parse_duration(str(body.get("expires", "7d")))
+    except argparse.ArgumentTypeError as exc:
+        raise BadInput(str(exc)) from None
+    max_downloads = body.get("max_downloads", 1)
+    if not isinstance(max_downloads, int) or isinstance(max_downloads, bool):
+        raise BadInput(f"the download count must be a whole number, got {max_downloads!r}")
+    try:
+        terms = ApprovalTerms(expires_s, max_downloads)
+    except DoorwardError as exc:
+        raise BadInput(str(exc)) from None
+    now = int(time.time())
+
+    async def go() -> Any:
+        with tempfile.TemporaryDirectory(prefix="doorward-approve-") as workdir:
+            async with _connection(state, device, keys) as api:
+                prepared = await prepare_approval(
+                    api,
+                    state.profile,
+                    device,
+                    keys,
+                    request_id,
+                    wanted,
+                    workdir=Path(workdir),
+                    now=now,
+                )
+                return await post_approval(api, prepared, device, keys, terms, now=now)
+
+    release = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return _json(
+        {
+            "release_id": release.release_id,
+            "request_id": release.request_id,
+            "segment_ids": list(release.segment_ids),
+            "expires": release.expires_s,
+            "max_downloads": release.max_downloads,
+        }
+    )
+
+
+async def decline(request: web.Request) -> web.Response:
+    """Refuse a request with ``{"reason": …}`` (the requester sees the reason)."""
+    state, device, keys = _device(request)
+    request_id = request.match_info["request_id"]
+    body = await _body(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > _MAX_REASON_CHARS:
+        raise BadInput(
+            f"give a reason for declining (1 to {_MAX_REASON_CHARS} characters); "
+            "the requester sees it"
+        )
+
+    async def go() -> Any:
+        async with _connection(state, device, keys) as api:
+            return await decline_request(
+                api, device, keys, request_id, reason.strip(), now=int(time.time())
+            )
+
+    info = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return _json({"request_id": info.request_id, "status": info.status, "reason": info.reason})
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+async def audit(request: web.Request) -> web.Response:
+    """Verify the doorbell's log against the last accepted checkpoint (as ``doorward owner
+    audit``), then one page of entries, newest first (``?page=N`` from 0), each checked to be in
+    the verified log by an inclusion proof."""
+    state, device, keys = _device(request)
+    try:
+        page = int(request.query.get("page", "0"))
+    except ValueError:
+        raise BadInput("page must be a whole number from 0") from None
+    if page < 0:
+        raise BadInput("page must be a whole number from 0")
+    verifier = audit_verifier(state.profile, device)
+
+    async def go() -> dict[str, Any]:
+        async with _connection(state, device, keys) as api:
+            report = await check_audit(
+                api, verifier, signing_key=keys.signing_key, now=int(time.time())
+            )
+            checkpoint_text = verifier.last_checkpoint_text
+            assert checkpoint_text is not None  # check_audit stored it
+            end = max(report.size - page * AUDIT_PAGE, 0)
+            start = max(end - AUDIT_PAGE, 0)
+            entries = []
+            if end > start:
+                served = await api.audit_entries(start, end)
+                for offset, leaf in enumerate(served.leaves):
+                    index = start + offset
+                    proof = await api.inclusion_proof(index, report.size)
+                    verifier.verify_inclusion(leaf, index, proof, checkpoint_text)
+                    body = json.loads(leaf)
+                    entries.append({"index": index, "text": describe_entry(body), "entry": body})
+        entries.reverse()
+        return {
+            "verified": True,
+            "size": report.size,
+            "previous_size": report.previous_size,
+            "page": page,
+            "pages": max((report.size + AUDIT_PAGE - 1) // AUDIT_PAGE, 1),
+            "entries": entries,
+            "cosigners": [
+                {"key_id": c.key_id, "name": c.name, "size": c.size, "time": c.time_s}
+                for c in report.cosigners
+            ],
+        }
+
+    try:
+        result = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    except DoorwardError as exc:
+        # A log that fails verification is an answer to show, not a broken page.
+        return _json({"verified": False, "problem": str(exc), "entries": []})
+    return _json(result)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle]:
+    state = request.app[STATE]
+    keys = state.profile.keys()
+    return state, state.profile.device(request.match_info["device_id"]), keys
+
+
+@contextlib.asynccontextmanager
+async def _connection(
+    state: ConsoleState, device: PinnedDevice, keys: KeyBundle
+) -> AsyncIterator[DoorwardClient]:
+    connection = DeviceConnection(
+        device,
+        keys.signing_key,
+        via=state.via,
+        account=state.profile.relay_account(),
+        login_hint=f"doorward {state.profile.kind} relay login --password-file FILE",
+    )
+    async with connection as api:
+        yield api
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadInput("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadInput("the request body must be a JSON object")
+    return body
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    return web.json_response(data)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
