@@ -48,9 +48,12 @@ DISCOVER_S = 3.0
 # -- pairing ------------------------------------------------------------------------------------
 
 
-async def pairing_uri(text: str, *, discover_s: float = DISCOVER_S) -> PairingURI:
+async def pairing_uri(
+    text: str, *, discover_s: float = DISCOVER_S, interfaces: Sequence[str] | None = None
+) -> PairingURI:
     """The pairing URI in ``text`` (``doorward://pair?…``), or, for a bare setup code, the one
-    device open for pairing on the LAN (zeroconf gives its id, address and TLS pin)."""
+    device open for pairing on the LAN (zeroconf gives its id, address and TLS pin); zeroconf
+    listens on ``interfaces`` (addresses; None: all)."""
     text = text.strip()
     if not text:
         raise CliError(
@@ -60,8 +63,14 @@ async def pairing_uri(text: str, *, discover_s: float = DISCOVER_S) -> PairingUR
     if text.startswith("doorward:"):
         return PairingURI.parse(text)
     code = SetupCode.parse(text)
-    found = [d for d in await browse(discover_s) if d.pairing == "open"]
+    found = [d for d in await _browse(discover_s, interfaces) if d.pairing == "open"]
     return uri_for_code(code, found)
+
+
+async def _browse(discover_s: float, interfaces: Sequence[str] | None) -> list[DiscoveredDevice]:
+    if interfaces is None:
+        return await browse(discover_s)
+    return await browse(discover_s, interfaces=list(interfaces))
 
 
 def uri_for_code(code: SetupCode, found: Sequence[DiscoveredDevice]) -> PairingURI:

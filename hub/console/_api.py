@@ -63,6 +63,8 @@ class ConsoleState:
     profile: Profile
     via: str = "auto"
     discover_s: float = DISCOVER_S
+    interfaces: tuple[str, ...] | None = None  # zeroconf's addresses (None: every interface)
+    audit_page: int = AUDIT_PAGE  # entries per audit page
 
 
 STATE = web.AppKey("console_state", ConsoleState)
@@ -160,7 +162,12 @@ async def _doorbell(state: ConsoleState, device: PinnedDevice, keys: KeyBundle) 
 async def discover(request: web.Request) -> web.Response:
     """Doorward devices answering on the LAN (zeroconf), and whether each is paired here."""
     state = request.app[STATE]
-    found = await guarded(browse(state.discover_s), "the LAN", state.discover_s + 10)
+    looking = (
+        browse(state.discover_s)
+        if state.interfaces is None
+        else browse(state.discover_s, interfaces=list(state.interfaces))
+    )
+    found = await guarded(looking, "the LAN", state.discover_s + 10)
     pinned = {d.device_id for d in state.profile.devices()}
     return _json(
         {
@@ -189,7 +196,7 @@ async def pair(request: web.Request) -> web.Response:
     state.profile.keys()  # no keys yet: say so before using the code
 
     async def go() -> tuple[PinnedDevice, str | None]:
-        uri = await pairing_uri(setup, discover_s=state.discover_s)
+        uri = await pairing_uri(setup, discover_s=state.discover_s, interfaces=state.interfaces)
         return await pair_profile(state.profile, uri, url_of(uri))
 
     device, note = await guarded(go(), "the doorbell", CALL_TIMEOUT_S)
@@ -359,6 +366,7 @@ async def audit(request: web.Request) -> web.Response:
     if page < 0:
         raise BadInput("page must be a whole number from 0")
     verifier = audit_verifier(state.profile, device)
+    per_page = state.audit_page
 
     async def go() -> dict[str, Any]:
         async with _connection(state, device, keys) as api:
@@ -367,8 +375,8 @@ async def audit(request: web.Request) -> web.Response:
             )
             checkpoint_text = verifier.last_checkpoint_text
             assert checkpoint_text is not None  # check_audit stored it
-            end = max(report.size - page * AUDIT_PAGE, 0)
-            start = max(end - AUDIT_PAGE, 0)
+            end = max(report.size - page * per_page, 0)
+            start = max(end - per_page, 0)
             entries = []
             if end > start:
                 served = await api.audit_entries(start, end)
@@ -384,7 +392,7 @@ async def audit(request: web.Request) -> web.Response:
             "size": report.size,
             "previous_size": report.previous_size,
             "page": page,
-            "pages": max((report.size + AUDIT_PAGE - 1) // AUDIT_PAGE, 1),
+            "pages": max((report.size + per_page - 1) // per_page, 1),
             "entries": entries,
             "cosigners": [
                 {"key_id": c.key_id, "name": c.name, "size": c.size, "time": c.time_s}

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hub.cli.common import CliError
 from hub.client.profile import Profile
-from hub.console._api import STATE, ConsoleState, add_routes, error_middleware
+from hub.console._api import AUDIT_PAGE, STATE, ConsoleState, add_routes, error_middleware
 from hub.console._guard import Gate, PathOnlyAccessLogger, add_headers, gate_middleware
 
 __all__ = ["STATIC_DIR", "create_app", "new_gate", "serve"]
@@ -58,9 +58,13 @@ async def serve(
     via: str = "auto",
     ready: Callable[[str], None],
     gate: Gate | None = None,
+    interfaces: tuple[str, ...] | None = None,
+    audit_page: int = AUDIT_PAGE,
 ) -> None:
     """Run the console on 127.0.0.1:``port`` (0: any free port) until cancelled; ``ready`` gets
-    the URL to open (it holds the launch secret: show it to the owner, never log it)."""
+    the URL to open (it holds the launch secret: show it to the owner, never log it).
+    ``interfaces``: the addresses zeroconf looks for doorbells on (None: every interface);
+    ``audit_page``: audit entries per page."""
     gate = gate or new_gate()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -73,7 +77,9 @@ async def serve(
             "for any free one"
         ) from None
     gate.port = sock.getsockname()[1]
-    app = create_app(ConsoleState(profile, via=via), gate)
+    app = create_app(
+        ConsoleState(profile, via=via, interfaces=interfaces, audit_page=audit_page), gate
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log_class=PathOnlyAccessLogger)
     await runner.setup()
     try:

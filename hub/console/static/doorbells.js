@@ -7,14 +7,18 @@ export async function render(main) {
     el("h2", { id: "paired-title" }, "Paired with this profile"));
   const lan = el("section", { "aria-labelledby": "lan-title" },
     el("h2", { id: "lan-title" }, "On this network"));
-  main.append(paired, pairForm(), lan);
+  const list = el("div", { id: "paired-list" });
+  paired.append(list);
+  main.append(paired, pairForm(list), lan);
   lanPart(lan);
+  await showPaired(list);
+}
+
+async function showPaired(list) {
   const data = await api("doorbells");
-  if (data.doorbells.length === 0) {
-    paired.append(el("p", { class: "muted" }, "No doorbell is paired yet: pair one below."));
-    return;
-  }
-  paired.append(el("div", { class: "cards" }, data.doorbells.map(card)));
+  list.replaceChildren(data.doorbells.length === 0
+    ? el("p", { class: "muted" }, "No doorbell is paired yet: pair one below.")
+    : el("div", { class: "cards" }, data.doorbells.map(card)));
 }
 
 function card(d) {
@@ -45,7 +49,7 @@ function backupText(b) {
   return `${failing ? "failing" : "ok"} → ${b.target}; ${b.queued_objects ?? 0} waiting`;
 }
 
-function pairForm() {
+function pairForm(list) {
   const result = el("p", { id: "pair-result", role: "status" });
   const input = el("input", {
     id: "setup", name: "setup", type: "text", autocomplete: "off", spellcheck: "false",
@@ -58,6 +62,7 @@ function pairForm() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     button.disabled = true;
+    result.className = "";
     result.textContent = "Pairing…";
     try {
       const paired = await api("pair", { setup: input.value });
@@ -65,7 +70,7 @@ function pairForm() {
       result.textContent = `Paired with doorbell ${paired.device_id}.` + (paired.relay_note ? ` ${paired.relay_note}` : "");
       say(`Paired with ${paired.device_id}`);
       await refreshDevices();
-      window.dispatchEvent(new HashChangeEvent("hashchange"));
+      await showPaired(list);
     } catch (error) {
       result.textContent = error.message;
       result.className = "error";

@@ -1,0 +1,360 @@
+"""The owner's console in headless Chromium (DevTools protocol) against a real ``doorward serve``
+with a simulated camera: pair by typing the setup code (the doorbell found on loopback by
+zeroconf); a requester's request appears; the owner picks two segments and approves; the
+requester's fetch gets exactly those two; the audit page shows the log verified. On each page
+every control has an accessible name (Chromium's accessibility tree). With
+``DOORWARD_CONSOLE_SCREENSHOTS=DIR`` a screenshot of each page is saved there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crypto.keys import KeyBundle
+from crypto.setup_code import PairingURI
+from hub.cli.common import client_for
+from hub.client import Clip
+from hub.client.profile import Profile
+from hub.console import new_gate, serve
+from tests.browserkit import DevTools, chromium
+from tests.kit import require_tool
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_CONFIG = "pre_roll_s = 1.0\npost_roll_s = 2.0\nsegment_s = 1.0\n"
+AUDIT_PAGE = 5  # entries per audit page: the story's log spans two pages
+_CONTROL_ROLES = {"button", "checkbox", "combobox", "textbox", "spinbutton", "link", "radio"}
+
+
+@dataclass
+class Device:
+    url: str
+    uri: PairingURI
+    home: Path
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        """``doorward ARGS --json`` in a fresh process; it must succeed with one JSON object."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)}
+        run = subprocess.run(
+            [sys.executable, "-m", "hub.cli.main", *args, "--json"],
+            cwd=self.home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        [line] = run.stdout.splitlines()
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[Device]:
+    config = tmp_path / "serve.toml"
+    config.write_text(SERVE_CONFIG)
+    command = [
+        sys.executable,
+        "-m",
+        "hub.cli.cmd_serve",
+        "--config",
+        str(config),
+        "--data",
+        str(tmp_path / "data"),
+        "--camera",
+        "front=simulated",  # the default scenario: a visitor walks up, rings and leaves
+        "--host",
+        "127.0.0.1",  # advertised on loopback only: the console looks there
+        "--port",
+        "0",
+        "--name",
+        "Console test door",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        uri_text = url = ""
+        for line in process.stdout:
+            if line.strip().startswith("pairing URI:"):
+                uri_text = line.split("pairing URI:", 1)[1].strip()
+            if line.startswith("doorward: serving "):
+                url = line.split()[2]
+                break
+        assert url, "doorward serve did not start"
+        home = tmp_path / "home"
+        home.mkdir()
+        yield Device(url, PairingURI.parse(uri_text), home)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+@contextlib.asynccontextmanager
+async def console(profile: Profile) -> AsyncIterator[str]:
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve(
+            profile,
+            ready=ready.set_result,
+            gate=new_gate(),
+            interfaces=("127.0.0.1",),
+            audit_page=AUDIT_PAGE,
+        )
+    )
+    try:
+        yield await asyncio.wait_for(ready, 20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_for(tools: DevTools, page: str, condition: str) -> Any:
+    """Poll the page until the JavaScript expression ``condition`` is truthy; return its value."""
+    return await tools.evaluate(
+        page,
+        f"""(async () => {{
+          const deadline = Date.now() + 40000;
+          while (Date.now() < deadline) {{
+            const value = (() => {{ try {{ return {condition}; }} catch {{ return null; }} }})();
+            if (value) return value;
+            await new Promise((r) => setTimeout(r, 100));
+          }}
+          const main = document.getElementById("main");
+          return {{timeout: true, page: document.body.dataset.page, text: main && main.innerText}};
+        }})()""",
+    )
+
+
+async def rendered(tools: DevTools, page: str, name: str) -> None:
+    found = await wait_for(
+        tools,
+        page,
+        f'document.body.dataset.page === "{name}" && '
+        'document.getElementById("main").getAttribute("aria-busy") === "false"',
+    )
+    assert found is True, found
+
+
+async def check_labels(tools: DevTools, page: str, name: str) -> set[str]:
+    """Every control on the page has an accessible name; returns the names."""
+    nodes = await tools.accessibility_tree(page)
+    controls = [
+        n
+        for n in nodes
+        if not n.get("ignored") and n.get("role", {}).get("value") in _CONTROL_ROLES
+    ]
+    assert controls, f"no controls on the {name} page"
+    unnamed = [n["role"]["value"] for n in controls if not n.get("name", {}).get("value")]
+    assert unnamed == [], f"unlabelled controls on the {name} page: {unnamed}"
+    return {str(n["name"]["value"]) for n in controls}
+
+
+async def screenshot(tools: DevTools, page: str, name: str) -> None:
+    folder = os.environ.get("DOORWARD_CONSOLE_SCREENSHOTS")
+    png = await tools.screenshot(page)
+    assert png.startswith(b"\x89PNG")
+    if folder:
+        await asyncio.to_thread(_write, Path(folder) / f"{name}.png", png)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+async def finished_clip(profile: Profile) -> Clip:
+    """The next clip of at least three segments to finish (from the owner's event stream)."""
+    keys, paired = profile.keys(), profile.device()
+    async with client_for(paired, keys.signing_key) as api:
+        async for event in api.events(("clip.finished",)):
+            clip = await api.clip(event.data["clip_id"])
+            if clip.segment_count >= 3:
+                return clip
+    raise AssertionError("the event stream ended before a clip finished")
+
+
+@pytest.mark.asyncio
+async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
+    device: Device, tmp_path: Path
+) -> None:
+    require_tool("chromium")
+    profile = Profile(device.home / "doorward" / "owner" / "default", "owner")
+    profile.create(KeyBundle.generate("x25519"), {"name": "Ada", "recipient_kind": "x25519"})
+
+    async with console(profile) as url, chromium(tmp_path) as tools:
+        page = await tools.open_page("about:blank")
+        await tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            page,
+            width=1100,
+            height=800,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        nav = await tools.call("Page.navigate", page, url=url)
+        assert "errorText" not in nav, nav
+        await rendered(tools, page, "doorbells")
+        # The secret left the address bar: the cookie stands for it.
+        assert await tools.evaluate(page, "location.href") == url.split("?")[0]
+        assert await tools.evaluate(page, "document.cookie") == ""  # HttpOnly
+
+        # Pair by typing the setup code the doorbell shows.
+        digits = device.uri.code.digits()
+        await tools.evaluate(
+            page,
+            f'document.getElementById("setup").value = "{digits}";'
+            'document.getElementById("pair").click();',
+        )
+        result = await wait_for(
+            tools,
+            page,
+            'document.getElementById("pair-result").textContent.startsWith("Paired") && '
+            "document.querySelector('article.card .pill.ok') && "
+            'document.getElementById("pair-result").textContent',
+        )
+        assert result == f"Paired with doorbell {device.uri.device_id}.", result
+        assert profile.device().device_id == device.uri.device_id
+        names = await check_labels(tools, page, "doorbells")
+        assert {"Setup code or setup URI", "Pair", "Look for doorbells"} <= names
+        await screenshot(tools, page, "doorbells")
+
+        # A requester asks for the window of a finished clip.
+        clip = await asyncio.wait_for(finished_clip(profile), 120)
+        await asyncio.to_thread(
+            device.cli,
+            "requester",
+            "init",
+            "--name",
+            "Det. R. Alvarez",
+            "--organisation",
+            "Springfield Police Department",
+            "--kind",
+            "local_agency",
+            "--jurisdiction",
+            "Springfield",
+            "--contact",
+            "records@springfield.example",
+        )
+        asked = await asyncio.to_thread(
+            device.cli,
+            "requester",
+            "ask",
+            device.url,
+            f"--fingerprint={device.uri.fingerprint}",
+            "--device-id",
+            device.uri.device_id,
+            "--camera",
+            "front",
+            "--start",
+            str(int(clip.start_s) - 2),
+            "--end",
+            str(int(clip.end_s or clip.start_s) + 2),
+            "--category",
+            "package_theft",
+            "--case",
+            "SPD-2026-1142",
+            "--reason",
+            "a parcel was taken from a porch on this street",
+            "--legal-basis",
+            "voluntary",
+        )
+        request_id = asked["request_id"]
+
+        await tools.evaluate(page, 'location.hash = "#requests"')
+        await rendered(tools, page, "requests")
+        title = await wait_for(
+            tools, page, f'document.getElementById("title-{request_id}").textContent'
+        )
+        assert title == (
+            f"Request {request_id} from Det. R. Alvarez, Springfield Police Department"
+        )
+        shown = await tools.evaluate(page, "document.getElementById('main').innerText")
+        for text in ("SPD-2026-1142", "a parcel was taken from a porch on this street"):
+            assert text in shown
+        assert "the policy leaves this request to the owners" in shown
+
+        # The owner picks two segments of the clip and approves them.
+        chosen = [f"{clip.clip_id}.000001", f"{clip.clip_id}.000002"]
+        await tools.evaluate(page, f'document.getElementById("choose-{request_id}").click()')
+        listed = await wait_for(
+            tools,
+            page,
+            "document.querySelectorAll('input[name=segment]').length > 0 && "
+            "[...document.querySelectorAll('input[name=segment]')].map((b) => b.value)",
+        )
+        assert set(chosen) <= set(listed), listed
+        for segment in chosen:
+            await tools.evaluate(
+                page, f"document.querySelector('input[value=\"{segment}\"]').click()"
+            )
+        names = await check_labels(tools, page, "requests")
+        assert {"Approve selected segments", "Downloads allowed", "Link expires after"} <= names
+        assert any(n.startswith("Camera front, ") for n in names)
+        await screenshot(tools, page, "requests")
+        await tools.evaluate(page, f'document.getElementById("approve-{request_id}").click()')
+        decided = await wait_for(
+            tools,
+            page,
+            "document.getElementById('past') && document.getElementById('past').innerText",
+        )
+        assert request_id in decided
+        assert "approved" in decided
+
+        # The requester's fetch gets exactly those two segments.
+        status = await asyncio.to_thread(device.cli, "requester", "status", request_id)
+        [release_id] = status["release_ids"]
+        fetched = await asyncio.to_thread(
+            device.cli, "requester", "fetch", release_id, "--out", str(tmp_path / "release")
+        )
+        assert fetched["ok"] is True
+        assert [s["segment_id"] for s in fetched["segments"]] == chosen
+
+        # The audit page shows the log verified, with the release in plain words.
+        await tools.evaluate(page, 'location.hash = "#audit"')
+        await rendered(tools, page, "audit")
+        verdict = await tools.evaluate(page, "document.getElementById('verdict').innerText")
+        assert verdict.startswith("verified"), verdict
+        entries = await tools.evaluate(page, "document.querySelector('ol.entries').innerText")
+        assert "Footage was released to a requester" in entries
+        assert "A requester downloaded released footage" in entries
+        names = await check_labels(tools, page, "audit")
+        assert {"Older entries", "Newer entries"} <= names
+        await screenshot(tools, page, "audit")
+
+        # Older entries, a page further back: the first entry is the owner's pairing.
+        heading = "document.getElementById('entries-title').textContent"
+        first = await tools.evaluate(page, heading)
+        assert first.startswith("Entries (page 1 of "), first
+        pages = int(first.rstrip(")").rsplit(" ", 1)[1])
+        for number in range(2, pages + 1):
+            await tools.evaluate(page, "document.getElementById('older').click()")
+            now = await wait_for(
+                tools, page, f"{heading}.startsWith('Entries (page {number} ') && {heading}"
+            )
+            assert now == f"Entries (page {number} of {pages})", now
+        assert await tools.evaluate(page, "document.getElementById('older').disabled") is True
+        oldest = await tools.evaluate(page, "document.querySelector('ol.entries').innerText")
+        assert oldest.rstrip().endswith('"via":"pairing"}'), oldest
+        assert "#0 " in oldest
+        assert "An owner was added" in oldest
