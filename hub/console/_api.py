@@ -80,6 +80,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except BadInput as exc:
         return _error(400, "bad_input", str(exc))
+    except UnknownDoorbell as exc:
+        return _error(404, "not_paired", str(exc))
     except DoorwardError as exc:
         logger.info("console.failed path=%s error=%s", request.path, type(exc).__name__)
         return _error(502, "failed", str(exc))
@@ -87,6 +89,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 class BadInput(DoorwardError):
     """The page sent something the console cannot act on."""
+
+
+class UnknownDoorbell(DoorwardError):
+    """The page named a doorbell this profile has not paired with."""
 
 
 def add_routes(app: web.Application) -> None:
@@ -414,7 +420,14 @@ async def audit(request: web.Request) -> web.Response:
 def _device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle]:
     state = request.app[STATE]
     keys = state.profile.keys()
-    return state, state.profile.device(request.match_info["device_id"]), keys
+    device_id = request.match_info["device_id"]
+    paired = {d.device_id: d for d in state.profile.devices()}
+    if device_id not in paired:
+        raise UnknownDoorbell(
+            f"doorbell {device_id[:64]!r} is not paired with this profile; pair it on the "
+            "Doorbells page"
+        )
+    return state, paired[device_id], keys
 
 
 @contextlib.asynccontextmanager

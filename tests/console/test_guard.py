@@ -4,72 +4,16 @@ CORS, and the launch secret in no log line and no response."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
-import pytest_asyncio
 
-from crypto.keys import KeyBundle
 from hub.client.profile import Profile
-from hub.console import Gate, serve
+from hub.console import serve
+from tests.console.consolekit import SECRET, SESSION, Console, cookie
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
-
-SECRET = "launch-secret-" + "s" * 30
-SESSION = "session-cookie-" + "c" * 30
-
-
-@dataclass
-class Console:
-    url: str
-    gate: Gate
-    http: aiohttp.ClientSession
-    seen: list[str]  # every response's status line, headers and body, for the secret check
-
-    @property
-    def base(self) -> str:
-        return self.gate.origin
-
-    async def get(self, path: str, **headers: str) -> tuple[int, dict[str, str], str]:
-        return await self.send("GET", path, headers)
-
-    async def send(
-        self, method: str, path: str, headers: dict[str, str], json: object = None
-    ) -> tuple[int, dict[str, str], str]:
-        async with self.http.request(
-            method, self.base + path, headers=headers, json=json, allow_redirects=False
-        ) as response:
-            body = await response.text()
-            found = {k.lower(): v for k, v in response.headers.items()}
-            self.seen.append(f"{response.status} {found} {body}")
-            return response.status, found, body
-
-
-@pytest_asyncio.fixture
-async def console(tmp_path: Path) -> AsyncIterator[Console]:
-    profile = Profile(tmp_path / "owner", "owner")
-    profile.create(KeyBundle.generate("x25519"), {"name": "Ada", "recipient_kind": "x25519"})
-    gate = Gate(secret=SECRET, session=SESSION)
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(profile, ready=ready.set_result, gate=gate))
-    url = await asyncio.wait_for(ready, 20)
-    try:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            yield Console(url, gate, http, [])
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _cookie() -> dict[str, str]:
-    return {"Cookie": f"doorward_console={SESSION}"}
 
 
 async def test_the_printed_url_is_loopback_and_its_secret_buys_a_strict_cookie(
@@ -78,11 +22,11 @@ async def test_the_printed_url_is_loopback_and_its_secret_buys_a_strict_cookie(
     assert console.url == f"http://127.0.0.1:{console.gate.port}/?key={SECRET}"
     status, headers, _ = await console.get(f"/?key={SECRET}")
     assert (status, headers["location"]) == (303, "/")
-    cookie = headers["set-cookie"]
-    assert cookie.startswith(f"doorward_console={SESSION};")
-    attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
+    given = headers["set-cookie"]
+    assert given.startswith(f"doorward_console={SESSION};")
+    attributes = {a.strip().lower() for a in given.split(";")[1:]}
     assert {"httponly", "path=/", "samesite=strict"} <= attributes
-    status, headers, body = await console.get("/api/profile", **_cookie())
+    status, headers, body = await console.get("/api/profile", **cookie())
     assert status == 200
     assert '"name": "Ada"' in body
     assert headers["cache-control"] == "no-store"
@@ -95,11 +39,11 @@ async def test_a_wrong_launch_secret_is_refused_and_buys_no_cookie(console: Cons
     assert "not the one printed at launch" in body
 
 
-@pytest.mark.parametrize("cookie", [None, "doorward_console=wrong", f"other={SESSION}"])
+@pytest.mark.parametrize("sent", [None, "doorward_console=wrong", f"other={SESSION}"])
 async def test_no_page_and_no_api_without_the_session_cookie(
-    console: Console, cookie: str | None
+    console: Console, sent: str | None
 ) -> None:
-    headers = {"Cookie": cookie} if cookie else {}
+    headers = {"Cookie": sent} if sent else {}
     for path in ("/", "/api/profile", "/static/app.js", "/api/doorbells"):
         status, _, body = await console.get(path, **headers)
         assert status == 401, path
@@ -112,7 +56,7 @@ async def test_another_host_name_is_refused_even_with_the_cookie(
 ) -> None:
     # DNS rebinding: a name the attacker controls, resolving to 127.0.0.1, names itself in Host.
     named = host.format(port=console.gate.port) if "{port}" in host else host
-    status, headers, body = await console.get("/api/profile", Host=named, **_cookie())
+    status, headers, body = await console.get("/api/profile", Host=named, **cookie())
     assert status == 421
     assert "answers only at http://127.0.0.1:" in body
     status, headers, _ = await console.get(f"/?key={SECRET}", Host=named)
@@ -124,14 +68,14 @@ async def test_another_host_name_is_refused_even_with_the_cookie(
 async def test_a_change_from_another_origin_is_refused_even_with_the_cookie(
     console: Console, origin: str | None
 ) -> None:
-    headers = _cookie() | ({"Origin": origin} if origin else {})
+    headers = cookie() | ({"Origin": origin} if origin else {})
     status, _, body = await console.send("POST", "/api/pair", headers, json={"setup": "x"})
     assert status == 403
     assert "must come from the console's own page" in body
 
 
 async def test_a_change_from_the_console_itself_goes_through(console: Console) -> None:
-    headers = _cookie() | {"Origin": console.base}
+    headers = cookie() | {"Origin": console.base}
     status, _, body = await console.send("POST", "/api/pair", headers, json={"setup": ""})
     assert status == 400  # reached the handler, which wants a code
     assert "type the 8-digit setup code" in body
@@ -140,9 +84,9 @@ async def test_a_change_from_the_console_itself_goes_through(console: Console) -
 async def test_no_cors_and_strict_headers_on_every_answer(console: Console) -> None:
     evil = {"Origin": "http://evil.example"}
     answers = [
-        await console.get("/", **_cookie(), **evil),
-        await console.get("/api/profile", **_cookie(), **evil),
-        await console.get("/static/app.js", **_cookie()),
+        await console.get("/", **cookie(), **evil),
+        await console.get("/api/profile", **cookie(), **evil),
+        await console.get("/static/app.js", **cookie()),
         await console.get("/api/profile"),
         await console.send(
             "OPTIONS",
@@ -170,12 +114,12 @@ async def test_the_launch_secret_is_in_no_log_and_no_response(
     caplog.set_level(logging.DEBUG)
     await console.get(f"/?key={SECRET}")
     await console.get("/?key=guessed")
-    await console.get("/", **_cookie())
-    await console.get("/api/profile", **_cookie())
+    await console.get("/", **cookie())
+    await console.get("/api/profile", **cookie())
     await console.send(
         "POST",
         "/api/pair",
-        _cookie() | {"Origin": console.base},
+        cookie() | {"Origin": console.base},
         json={"setup": "doorward://pair?v=1&c=12345670"},
     )
     logged = "\n".join(r.getMessage() for r in caplog.records)
