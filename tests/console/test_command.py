@@ -55,7 +55,7 @@ def test_the_console_prints_its_url_opens_a_session_and_stops_on_ctrl_c(tmp_path
         assert (url.scheme, url.hostname, url.path) == ("http", "127.0.0.1", "/")
         secret = url.query.removeprefix("key=")
         assert len(secret) >= 43
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", url.port, timeout=10)
         connection.request("GET", f"/?{url.query}")
         answer = connection.getresponse()
         assert answer.status == 303

@@ -170,6 +170,28 @@ async def check_labels(tools: DevTools, page: str, name: str) -> set[str]:
     return {str(n["name"]["value"]) for n in controls}
 
 
+async def focus_order(tools: DevTools, page: str, presses: int) -> list[str]:
+    """What the Tab key focuses, ``presses`` times from the top: each element's id, else text."""
+    await tools.evaluate(page, "document.activeElement && document.activeElement.blur()")
+    order = []
+    for _ in range(presses):
+        for kind in ("rawKeyDown", "keyUp"):
+            await tools.call(
+                "Input.dispatchKeyEvent",
+                page,
+                type=kind,
+                key="Tab",
+                code="Tab",
+                windowsVirtualKeyCode=9,
+            )
+        order.append(
+            await tools.evaluate(
+                page, "document.activeElement.id || document.activeElement.textContent.trim()"
+            )
+        )
+    return order
+
+
 async def screenshot(tools: DevTools, page: str, name: str) -> None:
     folder = os.environ.get("DOORWARD_CONSOLE_SCREENSHOTS")
     png = await tools.screenshot(page)
@@ -219,6 +241,17 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         assert await tools.evaluate(page, "location.href") == url.split("?")[0]
         assert await tools.evaluate(page, "document.cookie") == ""  # HttpOnly
 
+        # Keyboard: Tab goes through the skip link, the pages, then the pairing form in order.
+        assert await focus_order(tools, page, 7) == [
+            "Skip to the page",
+            "nav-doorbells",
+            "nav-requests",
+            "nav-audit",
+            "setup",
+            "pair",
+            "discover",
+        ]
+
         # Pair by typing the setup code the doorbell shows.
         digits = device.uri.code.digits()
         await tools.evaluate(
@@ -256,8 +289,7 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             "--contact",
             "records@springfield.example",
         )
-        asked = await asyncio.to_thread(
-            device.cli,
+        ask = [
             "requester",
             "ask",
             device.url,
@@ -272,14 +304,22 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             str(int(clip.end_s or clip.start_s) + 2),
             "--category",
             "package_theft",
+            "--legal-basis",
+            "voluntary",
+        ]
+        asked = await asyncio.to_thread(
+            device.cli,
+            *ask,
             "--case",
             "SPD-2026-1142",
             "--reason",
             "a parcel was taken from a porch on this street",
-            "--legal-basis",
-            "voluntary",
         )
         request_id = asked["request_id"]
+        again = await asyncio.to_thread(
+            device.cli, *ask, "--case", "SPD-2026-1150", "--reason", "a second look at the porch"
+        )
+        other_id = again["request_id"]
 
         await tools.evaluate(page, 'location.hash = "#requests"')
         await rendered(tools, page, "requests")
@@ -320,6 +360,25 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         )
         assert request_id in decided
         assert "approved" in decided
+
+        # The other request is declined, with a reason the requester sees.
+        reason = "one release for this case is enough"
+        await tools.evaluate(
+            page,
+            f'document.getElementById("reason-{other_id}").value = "{reason}";'
+            f'document.getElementById("decline-{other_id}").click();',
+        )
+        rows = await wait_for(
+            tools,
+            page,
+            "[...document.querySelectorAll('#past tbody tr')].length === 2 && "
+            "[...document.querySelectorAll('#past tbody tr')].map((r) => r.innerText)",
+        )
+        [declined_row] = [r for r in rows if r.startswith(other_id)]
+        assert "declined" in declined_row
+        assert reason in declined_row
+        told = await asyncio.to_thread(device.cli, "requester", "status", other_id)
+        assert (told["status"], told["reason"]) == ("declined", reason)
 
         # The requester's fetch gets exactly those two segments.
         status = await asyncio.to_thread(device.cli, "requester", "status", request_id)
