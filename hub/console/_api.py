@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,12 @@ class ConsoleState:
     discover_s: float = DISCOVER_S
     interfaces: tuple[str, ...] | None = None  # zeroconf's addresses (None: every interface)
     audit_page: int = AUDIT_PAGE  # entries per audit page
+    # One audit at a time per doorbell: each stores the profile's checkpoint (approving audits too).
+    _audit_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def audit_lock(self, device_id: str) -> asyncio.Lock:
+        """The lock held while ``device_id``'s log is audited (and the checkpoint stored)."""
+        return self._audit_locks.setdefault(device_id, asyncio.Lock())
 
 
 STATE = web.AppKey("console_state", ConsoleState)
@@ -310,7 +316,7 @@ async def approve(request: web.Request) -> web.Response:
 
     async def go() -> Any:
         with tempfile.TemporaryDirectory(prefix="doorward-approve-") as workdir:
-            async with _connection(state, device, keys) as api:
+            async with state.audit_lock(device.device_id), _connection(state, device, keys) as api:
                 prepared = await prepare_approval(
                     api,
                     state.profile,
@@ -375,7 +381,7 @@ async def audit(request: web.Request) -> web.Response:
     per_page = state.audit_page
 
     async def go() -> dict[str, Any]:
-        async with _connection(state, device, keys) as api:
+        async with state.audit_lock(device.device_id), _connection(state, device, keys) as api:
             report = await check_audit(
                 api, verifier, signing_key=keys.signing_key, now=int(time.time())
             )

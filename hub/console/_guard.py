@@ -41,6 +41,7 @@ _HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -67,7 +68,7 @@ class Gate:
         return f"{self.origin}/?{SECRET_PARAM}={self.secret}"
 
 
-def gate_middleware(gate: Gate) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def gate_middleware(gate: Gate) -> Middleware:
     """The middleware enforcing :class:`Gate` on every request (see the module doc)."""
 
     @web.middleware

@@ -15,6 +15,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +39,8 @@ def new_gate(token: Callable[[int], str] = secrets.token_urlsafe) -> Gate:
 
 def create_app(state: ConsoleState, gate: Gate) -> web.Application:
     """The console app for ``state``'s profile, guarded by ``gate``."""
-    app = web.Application(middlewares=[gate_middleware(gate), error_middleware])
+    middlewares: list[Any] = [gate_middleware(gate), error_middleware]
+    app = web.Application(middlewares=middlewares)
     app[STATE] = state
     app.on_response_prepare.append(add_headers)
     app.router.add_get("/", _index)

@@ -252,8 +252,29 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             "discover",
         ]
 
-        # Pair by typing the setup code the doorbell shows.
+        # A mistyped code fails with the pairing error, and no digit of it is shown back.
         digits = device.uri.code.digits()
+        wrong = f"{(int(digits[0]) + 1) % 10}{digits[1:]}"
+        await tools.evaluate(
+            page,
+            f'document.getElementById("setup").value = "{wrong}";'
+            'document.getElementById("pair").click();',
+        )
+        failed = await wait_for(
+            tools,
+            page,
+            'document.getElementById("pair-result").className === "error" && '
+            'document.getElementById("pair-result").textContent',
+        )
+        assert failed == (
+            "pairing failed: the setup code was typed wrong, or someone tried to guess it; "
+            "check the code on the doorbell and try again"
+        ), failed
+        shown = await tools.evaluate(page, "document.body.innerText")
+        assert wrong not in shown
+        assert digits not in shown
+
+        # Pair by typing the setup code the doorbell shows.
         await tools.evaluate(
             page,
             f'document.getElementById("setup").value = "{digits}";'
