@@ -8,14 +8,12 @@ each clip's manifest can be checked against the one the device sealed when the c
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import consent.owner
 from consent import Policy
 from consent.policy_doc import sign_policy
 from consent.text import escape
@@ -37,6 +35,7 @@ from hub.cli.owner_ops import (
     decline_request,
     describe_request,
     prepare_approval,
+    revoke_release,
 )
 from hub.client import RequestInfo
 
@@ -210,17 +209,12 @@ def _decline(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     s = OwnerSession(args)
-    token = consent.owner.revoke(
-        s.keys.signing_key,
-        args.release_id,
-        device_id=s.device.device_id,
-        token_id=secrets.token_hex(8),
-        now=int(time.time()),
-    )
 
     async def go() -> Any:
         async with s.client() as api:
-            return await api.revoke(args.release_id, token)
+            return await revoke_release(
+                api, s.device, s.keys, args.release_id, now=int(time.time())
+            )
 
     release = run_async(go(), where=s.where)
     return emit(

@@ -38,6 +38,7 @@ __all__ = [
     "pending_request",
     "post_approval",
     "prepare_approval",
+    "revoke_release",
     "uri_for_code",
     "url_of",
 ]
@@ -285,3 +286,17 @@ async def decline_request(
         now=now,
     )
     return await api.decline(request_id, token)
+
+
+async def revoke_release(
+    api: DoorwardClient, device: PinnedDevice, keys: KeyBundle, release_id: str, *, now: int
+) -> Any:
+    """Withdraw release ``release_id`` (one not downloaded yet); returns the device's record."""
+    token = consent.owner.revoke(
+        keys.signing_key,
+        release_id,
+        device_id=device.device_id,
+        token_id=secrets.token_hex(8),
+        now=now,
+    )
+    return await api.revoke(release_id, token)

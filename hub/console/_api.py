@@ -35,6 +35,7 @@ from hub.cli.owner_ops import (
     pairing_uri,
     post_approval,
     prepare_approval,
+    revoke_release,
     url_of,
 )
 from hub.cli.request_footage import segments_in_window
@@ -111,6 +112,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/doorbells/{device_id}/requests/{request_id}/segments", segments)
     app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/approve", approve)
     app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/decline", decline)
+    app.router.add_post("/api/doorbells/{device_id}/releases/{release_id}/revoke", revoke)
     app.router.add_get("/api/doorbells/{device_id}/audit", audit)
 
 
@@ -361,6 +363,19 @@ async def decline(request: web.Request) -> web.Response:
 
     info = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
     return _json({"request_id": info.request_id, "status": info.status, "reason": info.reason})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """Withdraw a release the requester has not downloaded yet (``doorward owner revoke``)."""
+    state, device, keys = _device(request)
+    release_id = request.match_info["release_id"]
+
+    async def go() -> Any:
+        async with _connection(state, device, keys) as api:
+            return await revoke_release(api, device, keys, release_id, now=int(time.time()))
+
+    release = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return _json({"release_id": release.release_id, "revoked": release.revoked})
 
 
 # -- audit --------------------------------------------------------------------------------------

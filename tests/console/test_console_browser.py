@@ -46,8 +46,16 @@ class Device:
 
     def cli(self, *args: str) -> dict[str, Any]:
         """``doorward ARGS --json`` in a fresh process; it must succeed with one JSON object."""
+        run = self.run(*args)
+        assert run.returncode == 0, run.stderr
+        [line] = run.stdout.splitlines()
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``doorward ARGS --json`` in a fresh process (profiles under this test's home)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(self.home)}
-        run = subprocess.run(
+        return subprocess.run(
             [sys.executable, "-m", "hub.cli.main", *args, "--json"],
             cwd=self.home,
             env=env,
@@ -56,10 +64,6 @@ class Device:
             timeout=90,
             check=False,
         )
-        assert run.returncode == 0, run.stderr
-        [line] = run.stdout.splitlines()
-        result: dict[str, Any] = json.loads(line)
-        return result
 
 
 @pytest.fixture
@@ -131,7 +135,7 @@ async def console(profile: Profile) -> AsyncIterator[str]:
 
 async def wait_for(tools: DevTools, page: str, condition: str) -> Any:
     """Poll the page until the JavaScript expression ``condition`` is truthy; return its value."""
-    return await tools.evaluate(
+    value = await tools.evaluate(
         page,
         f"""(async () => {{
           const deadline = Date.now() + 40000;
@@ -144,6 +148,9 @@ async def wait_for(tools: DevTools, page: str, condition: str) -> Any:
           return {{timeout: true, page: document.body.dataset.page, text: main && main.innerText}};
         }})()""",
     )
+    if isinstance(value, dict) and value.get("timeout"):
+        raise AssertionError(f"waited in vain for {condition}: {value}")
+    return value
 
 
 async def rendered(tools: DevTools, page: str, name: str) -> None:
@@ -341,6 +348,10 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             device.cli, *ask, "--case", "SPD-2026-1150", "--reason", "a second look at the porch"
         )
         other_id = again["request_id"]
+        third = await asyncio.to_thread(
+            device.cli, *ask, "--case", "SPD-2026-1160", "--reason", "the street, a minute later"
+        )
+        third_id = third["request_id"]
 
         await tools.evaluate(page, 'location.hash = "#requests"')
         await rendered(tools, page, "requests")
@@ -401,6 +412,29 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         told = await asyncio.to_thread(device.cli, "requester", "status", other_id)
         assert (told["status"], told["reason"]) == ("declined", reason)
 
+        # A release withdrawn before the requester fetched it can no longer be fetched.
+        await tools.evaluate(page, f'document.getElementById("choose-{third_id}").click()')
+        one = f"{clip.clip_id}.000003"
+        await wait_for(tools, page, f"document.querySelector('input[value=\"{one}\"]')")
+        await tools.evaluate(
+            page,
+            f"document.querySelector('input[value=\"{one}\"]').click();"
+            f'document.getElementById("approve-{third_id}").click();',
+        )
+        await wait_for(tools, page, "document.querySelectorAll('#past tbody tr').length === 3")
+        status = await asyncio.to_thread(device.cli, "requester", "status", third_id)
+        [withdrawn] = status["release_ids"]
+        await tools.evaluate(page, f'document.getElementById("revoke-{withdrawn}").click()')
+        note = await wait_for(
+            tools, page, f'document.getElementById("revoked-{withdrawn}").textContent'
+        )
+        assert note == " revoked: it can no longer be downloaded", note
+        refused = await asyncio.to_thread(
+            device.run, "requester", "fetch", withdrawn, "--out", str(tmp_path / "withdrawn")
+        )
+        assert refused.returncode == 1
+        assert "revoked" in refused.stderr, refused.stderr
+
         # The requester's fetch gets exactly those two segments.
         status = await asyncio.to_thread(device.cli, "requester", "status", request_id)
         [release_id] = status["release_ids"]
@@ -415,9 +449,8 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         await rendered(tools, page, "audit")
         verdict = await tools.evaluate(page, "document.getElementById('verdict').innerText")
         assert verdict.startswith("verified"), verdict
-        entries = await tools.evaluate(page, "document.querySelector('ol.entries').innerText")
-        assert "Footage was released to a requester" in entries
-        assert "A requester downloaded released footage" in entries
+        listed_entries = "document.querySelector('ol.entries').innerText"
+        entries = [await tools.evaluate(page, listed_entries)]
         names = await check_labels(tools, page, "audit")
         assert {"Older entries", "Newer entries"} <= names
         await screenshot(tools, page, "audit")
@@ -433,8 +466,17 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
                 tools, page, f"{heading}.startsWith('Entries (page {number} ') && {heading}"
             )
             assert now == f"Entries (page {number} of {pages})", now
+            entries.append(await tools.evaluate(page, listed_entries))
         assert await tools.evaluate(page, "document.getElementById('older').disabled") is True
-        oldest = await tools.evaluate(page, "document.querySelector('ol.entries').innerText")
+        oldest = entries[-1]
         assert oldest.rstrip().endswith('"via":"pairing"}'), oldest
         assert "#0 " in oldest
         assert "An owner was added" in oldest
+        everything = "\n".join(entries)
+        for sentence in (
+            "Footage was released to a requester",
+            "A requester downloaded released footage",
+            "An owner declined a request",
+            "An owner withdrew a release",
+        ):
+            assert sentence in everything

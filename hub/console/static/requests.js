@@ -18,7 +18,7 @@ export async function render(main) {
     el("h2", { id: "pending-title" }, `Waiting for your decision (${pending.length})`));
   if (pending.length === 0) waiting.append(el("p", { class: "muted" }, "No request is waiting."));
   for (const r of pending) waiting.append(pendingCard(device, r, main));
-  main.append(waiting, pastTable(past));
+  main.append(waiting, pastTable(device, past));
 }
 
 function who(r) {
@@ -139,7 +139,28 @@ async function rerender(main) {
   await render(main);
 }
 
-function pastTable(past) {
+function releaseCell(device, ids) {
+  if (ids.length === 0) return "–";
+  return ids.map((id) => {
+    const note = el("span", { role: "status", id: `revoked-${id}` });
+    const button = el("button", { type: "button", class: "secondary", id: `revoke-${id}`, "aria-label": `Revoke release ${id}` }, "Revoke");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await api(`doorbells/${encodeURIComponent(device)}/releases/${encodeURIComponent(id)}/revoke`, {});
+        note.textContent = " revoked: it can no longer be downloaded";
+        say(`Release ${id} revoked`);
+      } catch (error) {
+        note.textContent = ` ${error.message}`;
+        note.className = "error";
+        button.disabled = false;
+      }
+    });
+    return el("p", {}, `${id} `, button, note);
+  });
+}
+
+function pastTable(device, past) {
   const section = el("section", { "aria-labelledby": "past-title" }, el("h2", { id: "past-title" }, "Past decisions"));
   if (past.length === 0) {
     section.append(el("p", { class: "muted" }, "None yet."));
@@ -149,7 +170,7 @@ function pastTable(past) {
     el("thead", {}, el("tr", {}, ["Request", "Who asked", "Decision", "Why", "Releases"].map((t) => el("th", { scope: "col" }, t)))),
     el("tbody", {}, past.map((r) => el("tr", {},
       el("td", {}, r.request_id), el("td", {}, who(r)), el("td", {}, r.status.replace(/_/g, " ")),
-      el("td", {}, r.rule ? `${r.reason || ""} (rule ${r.rule})` : (r.reason || "–")),
-      el("td", {}, r.release_ids.join(", ") || "–"))))));
+      el("td", {}, r.rule && r.status === "auto_declined" ? `${r.reason || ""} (rule ${r.rule})` : (r.reason || "–")),
+      el("td", {}, releaseCell(device, r.release_ids)))))));
   return section;
 }
