@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from consent.requests import verify_request
+from crypto import age
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle
 from hub.cli.cmd_audit import audit_verifier
@@ -43,6 +45,7 @@ from hub.cli.transport import DeviceConnection
 from hub.client import DoorwardClient
 from hub.client.audit import check_audit
 from hub.client.profile import PinnedDevice, Profile
+from hub.console._thumbs import thumbnail_jpeg
 from hub.console._words import describe_entry
 from hub.wire.discovery import browse
 
@@ -113,6 +116,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/approve", approve)
     app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/decline", decline)
     app.router.add_post("/api/doorbells/{device_id}/releases/{release_id}/revoke", revoke)
+    app.router.add_get("/api/doorbells/{device_id}/segments/{segment_id}/thumbnail", thumbnail)
     app.router.add_get("/api/doorbells/{device_id}/audit", audit)
 
 
@@ -376,6 +380,29 @@ async def revoke(request: web.Request) -> web.Response:
 
     release = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
     return _json({"release_id": release.release_id, "revoked": release.revoked})
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    """A segment's first picture as a small JPEG, decrypted and scaled here (not on the device)."""
+    state, device, keys = _device(request)
+    segment_id = request.match_info["segment_id"]
+    clip_id, dot, _ = segment_id.rpartition(".")
+    if not dot or not clip_id:
+        raise BadInput(f"segment ids look like CLIP_ID.000001, got {segment_id[:64]!r}")
+
+    async def go() -> bytes:
+        async with _connection(state, device, keys) as api:
+            clip = await api.clip(clip_id)
+            sizes = {s.segment_id: s.size for s in clip.segments}
+            if segment_id not in sizes:
+                raise BadInput(f"clip {clip_id} has no segment {segment_id}")
+            buffer = io.BytesIO()
+            await api.download_segment(segment_id, buffer, max_bytes=sizes[segment_id])
+        plain = age.decrypt_bytes([keys.age_identity], buffer.getvalue())
+        return await asyncio.to_thread(thumbnail_jpeg, plain)
+
+    jpeg = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return web.Response(body=jpeg, content_type="image/jpeg")
 
 
 # -- audit --------------------------------------------------------------------------------------

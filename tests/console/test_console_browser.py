@@ -376,6 +376,14 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             "[...document.querySelectorAll('input[name=segment]')].map((b) => b.value)",
         )
         assert set(chosen) <= set(listed), listed
+        # Each segment shows its first picture, decrypted and scaled by the console.
+        sizes = await wait_for(
+            tools,
+            page,
+            "[...document.querySelectorAll('img.thumb')].every((i) => i.complete) && "
+            "[...document.querySelectorAll('img.thumb')].map((i) => i.naturalWidth)",
+        )
+        assert sizes == [192] * len(listed), sizes
         for segment in chosen:
             await tools.evaluate(
                 page, f"document.querySelector('input[value=\"{segment}\"]').click()"

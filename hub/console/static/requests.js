@@ -68,12 +68,17 @@ function pendingCard(device, r, main) {
 }
 
 function approveForm(base, id, segments, result, main) {
+  const device = base.split("/")[1];
   if (segments.length === 0) return el("p", { class: "muted" }, "Nothing was recorded in this window.");
   const boxes = segments.map((s, n) => {
     const box = el("input", { type: "checkbox", name: "segment", value: s.segment_id, id: `seg-${id}-${n}` });
-    const label = el("label", { for: `seg-${id}-${n}` }, box,
-      ` Camera ${s.camera}, ${when(s.start)}, ${s.duration.toFixed(1)} s (clip ${s.clip_id}, segment ${s.index})`);
-    return label;
+    const text = `Camera ${s.camera}, ${when(s.start)}, ${s.duration.toFixed(1)} s (clip ${s.clip_id}, segment ${s.index})`;
+    // The picture is decrypted and scaled by the console; its text is in the label already.
+    const thumb = el("img", {
+      src: `/api/doorbells/${device}/segments/${encodeURIComponent(s.segment_id)}/thumbnail`,
+      alt: "", class: "thumb", width: "96", height: "54",
+    });
+    return el("label", { for: `seg-${id}-${n}`, class: "segment" }, box, thumb, el("span", {}, text));
   });
   const expiry = el("select", { id: `expires-${id}`, name: "expires" },
     EXPIRIES.map(([v, t]) => el("option", { value: v, selected: v === "7d" }, t)));
