@@ -5,23 +5,25 @@ decline. One implementation; the command line and the console only ask and show 
 
 from __future__ import annotations
 
+import io
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import consent.owner
 from consent.audit_verify import AuditVerifier
 from consent.models import ConsentRequest
 from consent.requests import verify_request
+from crypto import age
 from crypto.errors import DoorwardError
 from crypto.keys import KeyBundle
 from crypto.setup_code import PairingURI, SetupCode
 from hub.cli.cmd_audit import audit_verifier
 from hub.cli.common import CliError
 from hub.cli.request_footage import ApiFootage
-from hub.client import DoorwardClient, RequestInfo, pair
+from hub.client import Clip, DoorwardClient, RequestInfo, pair
 from hub.client.audit import check_audit
 from hub.client.profile import PinnedDevice, Profile
 from hub.wire.discovery import DiscoveredDevice, browse
@@ -31,6 +33,7 @@ __all__ = [
     "ApprovalTerms",
     "PreparedApproval",
     "build_approval",
+    "clip_plaintext",
     "decline_request",
     "describe_request",
     "pair_profile",
@@ -38,6 +41,7 @@ __all__ = [
     "pending_request",
     "post_approval",
     "prepare_approval",
+    "remux_to_mp4",
     "revoke_release",
     "uri_for_code",
     "url_of",
@@ -300,3 +304,44 @@ async def revoke_release(
         now=now,
     )
     return await api.revoke(release_id, token)
+
+
+# -- footage ------------------------------------------------------------------------------------
+
+
+async def clip_plaintext(
+    api: DoorwardClient,
+    clip: Clip,
+    identities: Sequence[Any],
+    *,
+    wrap: Callable[[IO[bytes]], IO[bytes]] | None = None,
+) -> bytes:
+    """The segments of ``clip`` (from ``api.clip``) downloaded and decrypted here with
+    ``identities``, joined into one MPEG-TS; ``wrap`` wraps each segment's download buffer (to
+    count progress)."""
+    joined = io.BytesIO()
+    for segment in clip.segments:
+        buffer = io.BytesIO()
+        await api.download_segment(
+            segment.segment_id, wrap(buffer) if wrap else buffer, max_bytes=segment.size
+        )
+        joined.write(age.decrypt_bytes(list(identities), buffer.getvalue()))
+    return joined.getvalue()
+
+
+def remux_to_mp4(ts: bytes, out: Path | IO[bytes]) -> None:
+    """The video of MPEG-TS ``ts`` remuxed (not re-encoded) into an MP4 file at ``out``."""
+    import av  # only remuxing needs the demuxer here
+
+    target_file: Any = str(out) if isinstance(out, Path) else out
+    with (
+        av.open(io.BytesIO(ts), "r", format="mpegts") as src,
+        av.open(target_file, "w", format="mp4") as dst,
+    ):
+        stream = src.streams.video[0]
+        target = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = target
+            dst.mux(packet)

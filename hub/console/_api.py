@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,14 @@ from hub.cli.common import guarded, parse_duration
 from hub.cli.owner_ops import (
     DISCOVER_S,
     ApprovalTerms,
+    clip_plaintext,
     decline_request,
     describe_request,
     pair_profile,
     pairing_uri,
     post_approval,
     prepare_approval,
+    remux_to_mp4,
     revoke_release,
     url_of,
 )
@@ -56,6 +59,7 @@ logger = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 60.0  # one console action, all its device calls together
 HEALTH_TIMEOUT_S = 8.0  # a doorbell that has not answered by then is shown offline
 AUDIT_PAGE = 20
+CLIPS_PAGE = 50
 _MAX_REASON_CHARS = 500
 _MAX_SETUP_CHARS = 2048
 
@@ -117,6 +121,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/doorbells/{device_id}/requests/{request_id}/decline", decline)
     app.router.add_post("/api/doorbells/{device_id}/releases/{release_id}/revoke", revoke)
     app.router.add_get("/api/doorbells/{device_id}/segments/{segment_id}/thumbnail", thumbnail)
+    app.router.add_get("/api/doorbells/{device_id}/clips", clips)
+    app.router.add_get("/api/doorbells/{device_id}/clips/{clip_id}/thumbnail", clip_thumbnail)
+    app.router.add_get("/api/doorbells/{device_id}/clips/{clip_id}/mp4", clip_mp4)
     app.router.add_get("/api/doorbells/{device_id}/audit", audit)
 
 
@@ -389,20 +396,111 @@ async def thumbnail(request: web.Request) -> web.Response:
     clip_id, dot, _ = segment_id.rpartition(".")
     if not dot or not clip_id:
         raise BadInput(f"segment ids look like CLIP_ID.000001, got {segment_id[:64]!r}")
+    return await _thumbnail(state, device, keys, clip_id, segment_id)
+
+
+async def _thumbnail(
+    state: ConsoleState,
+    device: PinnedDevice,
+    keys: KeyBundle,
+    clip_id: str,
+    segment_id: str | None,
+) -> web.Response:
+    """The thumbnail of ``segment_id`` of ``clip_id`` (None: its first segment)."""
 
     async def go() -> bytes:
         async with _connection(state, device, keys) as api:
             clip = await api.clip(clip_id)
             sizes = {s.segment_id: s.size for s in clip.segments}
-            if segment_id not in sizes:
-                raise BadInput(f"clip {clip_id} has no segment {segment_id}")
+            wanted = segment_id or next(iter(sizes), None)
+            if wanted is None or wanted not in sizes:
+                raise BadInput(f"clip {clip_id} has no segment {wanted or 'yet'}")
             buffer = io.BytesIO()
-            await api.download_segment(segment_id, buffer, max_bytes=sizes[segment_id])
+            await api.download_segment(wanted, buffer, max_bytes=sizes[wanted])
         plain = age.decrypt_bytes([keys.age_identity], buffer.getvalue())
         return await asyncio.to_thread(thumbnail_jpeg, plain)
 
     jpeg = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
     return web.Response(body=jpeg, content_type="image/jpeg")
+
+
+# -- clips --------------------------------------------------------------------------------------
+
+
+async def clips(request: web.Request) -> web.Response:
+    """One page of clips, oldest first: ``?camera=NAME`` and ``?day=YYYY-MM-DD`` (UTC) filter,
+    ``?after=CLIP_ID`` continues; with the doorbell's camera names."""
+    state, device, keys = _device(request)
+    camera = request.query.get("camera") or None
+    day = request.query.get("day") or None
+    after = request.query.get("after") or None
+    start_s = end_s = None
+    if day is not None:
+        try:
+            start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise BadInput(f"day must be YYYY-MM-DD, got {day[:32]!r}") from None
+        start_s = start.timestamp()
+        end_s = start_s + 86400
+
+    async def go() -> tuple[Any, list[str]]:
+        async with _connection(state, device, keys) as api:
+            cameras = [c.name for c in await api.cameras()]
+            page = await api.clips(
+                camera=camera, start_s=start_s, end_s=end_s, limit=CLIPS_PAGE, after=after
+            )
+            return page, cameras
+
+    page, cameras = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    return _json(
+        {
+            "cameras": cameras,
+            "next": page.next,
+            "clips": [
+                {
+                    "clip_id": c.clip_id,
+                    "camera": c.camera,
+                    "start": c.start_s,
+                    "end": c.end_s,
+                    "segments": c.segment_count,
+                    "bytes": c.bytes,
+                    "finished": c.finished,
+                }
+                for c in page.clips
+            ],
+        }
+    )
+
+
+async def clip_thumbnail(request: web.Request) -> web.Response:
+    """The first picture of a clip, decrypted and scaled here."""
+    state, device, keys = _device(request)
+    return await _thumbnail(state, device, keys, request.match_info["clip_id"], None)
+
+
+async def clip_mp4(request: web.Request) -> web.Response:
+    """A clip as one MP4 file (segments decrypted here and remuxed, as ``owner view --out
+    CLIP.mp4``), offered as a download."""
+    state, device, keys = _device(request)
+    clip_id = request.match_info["clip_id"]
+
+    async def go() -> bytes:
+        async with _connection(state, device, keys) as api:
+            clip = await api.clip(clip_id)
+            if not clip.segments:
+                raise BadInput(f"clip {clip_id} has no segments yet")
+            video = await clip_plaintext(api, clip, [keys.age_identity])
+        out = io.BytesIO()
+        await asyncio.to_thread(remux_to_mp4, video, out)
+        return out.getvalue()
+
+    mp4 = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    safe = "".join(ch for ch in clip_id if ch.isalnum() or ch in "-_.")[:80] or "clip"
+    return web.Response(
+        body=mp4,
+        content_type="video/mp4",
+        headers={"Content-Disposition": f'attachment; filename="{safe}.mp4"'},
+    )
 
 
 # -- audit --------------------------------------------------------------------------------------

@@ -8,17 +8,21 @@ every control has an accessible name (Chromium's accessibility tree). With
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from crypto.keys import KeyBundle
@@ -35,7 +39,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = "pre_roll_s = 1.0\npost_roll_s = 2.0\nsegment_s = 1.0\n"
 AUDIT_PAGE = 5  # entries per audit page: the story's log spans two pages
-_CONTROL_ROLES = {"button", "checkbox", "combobox", "textbox", "spinbutton", "link", "radio"}
+_CONTROL_ROLES = {
+    "button",
+    "checkbox",
+    "combobox",
+    "textbox",
+    "spinbutton",
+    "link",
+    "radio",
+    "date",
+    "Date",
+}
 
 
 @dataclass
@@ -249,9 +263,10 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         assert await tools.evaluate(page, "document.cookie") == ""  # HttpOnly
 
         # Keyboard: Tab goes through the skip link, the pages, then the pairing form in order.
-        assert await focus_order(tools, page, 7) == [
+        assert await focus_order(tools, page, 8) == [
             "Skip to the page",
             "nav-doorbells",
+            "nav-clips",
             "nav-requests",
             "nav-audit",
             "setup",
@@ -488,3 +503,50 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             "An owner withdrew a release",
         ):
             assert sentence in everything
+
+        # Clips: the clip with its first picture; its MP4 download plays; the filters work.
+        await tools.evaluate(page, 'location.hash = "#clips"')
+        await rendered(tools, page, "clips")
+        item = f"document.getElementById('clip-{clip.clip_id}')"
+        width = await wait_for(
+            tools,
+            page,
+            f"{item} && {item}.querySelector('img').complete && "
+            f"{item}.querySelector('img').naturalWidth",
+        )
+        assert width == 192
+        names = await check_labels(tools, page, "clips")
+        assert {"Camera", "Day (UTC)", "Show", f"Download clip {clip.clip_id} as MP4"} <= names
+        await screenshot(tools, page, "clips")
+        got = await tools.evaluate(
+            page,
+            f"""(async () => {{
+              const response = await fetch({item}.querySelector('a.download').href);
+              const bytes = new Uint8Array(await response.arrayBuffer());
+              let text = "";
+              for (const b of bytes) text += String.fromCharCode(b);
+              return {{status: response.status, type: response.headers.get("content-type"),
+                       data: btoa(text)}};
+            }})()""",
+        )
+        assert (got["status"], got["type"]) == (200, "video/mp4")
+        with av.open(io.BytesIO(base64.b64decode(got["data"])), "r") as mp4:
+            assert "mp4" in mp4.format.name
+            assert sum(1 for _ in mp4.decode(video=0)) > 0
+        day = time.strftime("%Y-%m-%d", time.gmtime(clip.start_s))
+        for chosen_day, expect in ((day, True), ("2001-01-01", False)):
+            await tools.evaluate(
+                page,
+                f'document.getElementById("clip-camera").value = "front";'
+                f'document.getElementById("clip-day").value = "{chosen_day}";'
+                'document.getElementById("filter").click();',
+            )
+            shown = await wait_for(
+                tools,
+                page,
+                f'document.getElementById("clip-day").value === "{chosen_day}" && '
+                "document.getElementById('main').getAttribute('aria-busy') === 'false' && "
+                "document.getElementById('main').innerText",
+            )
+            assert (clip.clip_id in shown) is expect, shown
+            assert ("No clip matches." in shown) is not expect, shown

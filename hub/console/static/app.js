@@ -1,10 +1,11 @@
 // The console's shell: a fetch helper for /api/, a tiny element builder (text only, never
 // HTML), the doorbell picker and a hash router that renders one page at a time.
 import * as doorbells from "./doorbells.js";
+import * as clips from "./clips.js";
 import * as requests from "./requests.js";
 import * as audit from "./audit.js";
 
-const PAGES = { doorbells, requests, audit };
+const PAGES = { doorbells, clips, requests, audit };
 const main = document.getElementById("main");
 const picker = document.getElementById("device");
 const status = document.getElementById("status");
@@ -73,6 +74,7 @@ async function show() {
   }
   main.setAttribute("aria-busy", "true");
   main.replaceChildren();
+  say("");
   try {
     await page.render(main);
   } catch (error) {

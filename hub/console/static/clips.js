@@ -1,0 +1,68 @@
+// Clips: the doorbell's recordings, filtered by camera and day, each with its first picture
+// (decrypted and scaled by the console) and an MP4 download (decrypted and remuxed there too).
+import { api, deviceId, el, when } from "./app.js";
+
+const filters = { camera: "", day: "" };
+
+export async function render(main) {
+  main.append(el("h1", {}, "Clips"));
+  const device = deviceId();
+  if (!device) {
+    main.append(el("p", { class: "muted" }, "Pair a doorbell first (Doorbells page)."));
+    return;
+  }
+  const base = `doorbells/${encodeURIComponent(device)}`;
+  const first = await api(`${base}/clips?${query()}`);
+  const camera = el("select", { id: "clip-camera", name: "camera" },
+    el("option", { value: "" }, "All cameras"),
+    first.cameras.map((name) => el("option", { value: name, selected: name === filters.camera }, name)));
+  const day = el("input", { id: "clip-day", name: "day", type: "date", value: filters.day });
+  const form = el("form", { class: "inline", "aria-label": "Filter clips" },
+    el("p", {}, el("label", { for: "clip-camera" }, "Camera"), camera),
+    el("p", {}, el("label", { for: "clip-day" }, "Day (UTC)"), day),
+    el("p", {}, el("button", { type: "submit", id: "filter" }, "Show")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    filters.camera = camera.value;
+    filters.day = day.value;
+    main.replaceChildren();
+    await render(main);
+  });
+  const list = el("ol", { class: "clips", id: "clip-list", "aria-label": "Clips, oldest first" });
+  main.append(form, list);
+  let page = first;
+  const more = el("button", { type: "button", class: "secondary", id: "more-clips" }, "More clips");
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    page = await api(`${base}/clips?${query(page.next)}`);
+    show();
+  });
+  const show = () => {
+    list.append(...page.clips.map((c) => item(base, c)));
+    more.hidden = !page.next;
+    more.disabled = false;
+  };
+  if (first.clips.length === 0) main.append(el("p", { class: "muted" }, "No clip matches."));
+  main.append(more);
+  show();
+}
+
+function query(after) {
+  const params = new URLSearchParams();
+  if (filters.camera) params.set("camera", filters.camera);
+  if (filters.day) params.set("day", filters.day);
+  if (after) params.set("after", after);
+  return params.toString();
+}
+
+function item(base, c) {
+  const id = encodeURIComponent(c.clip_id);
+  const seconds = c.end ? Math.round(c.end - c.start) : null;
+  return el("li", { class: "card clip", id: `clip-${c.clip_id}` },
+    el("img", { src: `/api/${base}/clips/${id}/thumbnail`, alt: "", class: "clip-thumb", width: "192", height: "108" }),
+    el("div", {},
+      el("h2", {}, `${c.camera}, ${when(c.start)}`),
+      el("p", {}, c.finished ? `${seconds} s, ${c.segments} segments, ${c.bytes} bytes` : `recording (${c.segments} segments so far)`),
+      el("p", { class: "muted" }, `clip ${c.clip_id}`),
+      c.finished ? el("a", { href: `/api/${base}/clips/${id}/mp4`, download: `${c.clip_id}.mp4`, class: "download", "aria-label": `Download clip ${c.clip_id} as MP4` }, "Download MP4") : null));
+}
