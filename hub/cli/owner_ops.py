@@ -329,14 +329,17 @@ async def clip_plaintext(
     return joined.getvalue()
 
 
-def remux_to_mp4(ts: bytes, out: Path | IO[bytes]) -> None:
-    """The video of MPEG-TS ``ts`` remuxed (not re-encoded) into an MP4 file at ``out``."""
+def remux_to_mp4(ts: bytes, out: Path | IO[bytes], *, fragmented: bool = False) -> None:
+    """The video of MPEG-TS ``ts`` remuxed (not re-encoded) into an MP4 file at ``out``;
+    ``fragmented``: a fragment per keyframe after an empty ``moov`` (what a ``<video>`` element or
+    Media Source plays while the rest still loads), with an ``mfra`` index for seeking."""
     import av  # only remuxing needs the demuxer here
 
     target_file: Any = str(out) if isinstance(out, Path) else out
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
     with (
         av.open(io.BytesIO(ts), "r", format="mpegts") as src,
-        av.open(target_file, "w", format="mp4") as dst,
+        av.open(target_file, "w", format="mp4", options=options) as dst,
     ):
         stream = src.streams.video[0]
         target = dst.add_stream_from_template(stream)

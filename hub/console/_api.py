@@ -52,7 +52,17 @@ from hub.console._thumbs import thumbnail_jpeg
 from hub.console._words import describe_entry
 from hub.wire.discovery import browse
 
-__all__ = ["STATE", "ConsoleState", "add_routes", "error_middleware"]
+__all__ = [
+    "CALL_TIMEOUT_S",
+    "STATE",
+    "BadInput",
+    "ConsoleState",
+    "add_routes",
+    "clip_as_mp4",
+    "device_connection",
+    "error_middleware",
+    "paired_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +173,7 @@ async def _doorbell(state: ConsoleState, device: PinnedDevice, keys: KeyBundle) 
     }
 
     async def fetch() -> None:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             health, metrics, backup = await api.health(), await api.metrics(), await api.backup()
             cameras = await api.cameras()
         row.update(
@@ -241,11 +251,11 @@ async def pair(request: web.Request) -> web.Response:
 async def requests(request: web.Request) -> web.Response:
     """Every request on the doorbell, pending ones first: who asks, why, the window, what the
     policy said, and for decided ones the decision."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     now = int(time.time())
 
     async def go() -> list[Any]:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             return await api.requests()
 
     infos = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
@@ -276,12 +286,12 @@ def _verdict(status: str, rule: str | None) -> str:
 
 async def segments(request: web.Request) -> web.Response:
     """The recorded segments in a request's camera and window (what could be released)."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     request_id = request.match_info["request_id"]
     now = int(time.time())
 
     async def go() -> list[dict[str, Any]]:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             info = await api.request(request_id)
             if info.token is None:
                 raise BadInput(f"the device did not send request {request_id}'s token")
@@ -308,7 +318,7 @@ async def segments(request: web.Request) -> web.Response:
 async def approve(request: web.Request) -> web.Response:
     """Release the chosen segments (``{"segments": [ids], "expires": "7d", "max_downloads": N}``)
     to the requester: the same checks and signed approval as ``doorward owner approve``."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     request_id = request.match_info["request_id"]
     body = await _body(request)
     wanted = body.get("segments")
@@ -329,7 +339,10 @@ async def approve(request: web.Request) -> web.Response:
 
     async def go() -> Any:
         with tempfile.TemporaryDirectory(prefix="doorward-approve-") as workdir:
-            async with state.audit_lock(device.device_id), _connection(state, device, keys) as api:
+            async with (
+                state.audit_lock(device.device_id),
+                device_connection(state, device, keys) as api,
+            ):
                 prepared = await prepare_approval(
                     api,
                     state.profile,
@@ -356,7 +369,7 @@ async def approve(request: web.Request) -> web.Response:
 
 async def decline(request: web.Request) -> web.Response:
     """Refuse a request with ``{"reason": …}`` (the requester sees the reason)."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     request_id = request.match_info["request_id"]
     body = await _body(request)
     reason = body.get("reason")
@@ -367,7 +380,7 @@ async def decline(request: web.Request) -> web.Response:
         )
 
     async def go() -> Any:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             return await decline_request(
                 api, device, keys, request_id, reason.strip(), now=int(time.time())
             )
@@ -378,11 +391,11 @@ async def decline(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     """Withdraw a release the requester has not downloaded yet (``doorward owner revoke``)."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     release_id = request.match_info["release_id"]
 
     async def go() -> Any:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             return await revoke_release(api, device, keys, release_id, now=int(time.time()))
 
     release = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
@@ -391,7 +404,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def thumbnail(request: web.Request) -> web.Response:
     """A segment's first picture as a small JPEG, decrypted and scaled here (not on the device)."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     segment_id = request.match_info["segment_id"]
     clip_id, dot, _ = segment_id.rpartition(".")
     if not dot or not clip_id:
@@ -409,7 +422,7 @@ async def _thumbnail(
     """The thumbnail of ``segment_id`` of ``clip_id`` (None: its first segment)."""
 
     async def go() -> bytes:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             clip = await api.clip(clip_id)
             sizes = {s.segment_id: s.size for s in clip.segments}
             wanted = segment_id or next(iter(sizes), None)
@@ -430,7 +443,7 @@ async def _thumbnail(
 async def clips(request: web.Request) -> web.Response:
     """One page of clips, oldest first: ``?camera=NAME`` and ``?day=YYYY-MM-DD`` (UTC) filter,
     ``?after=CLIP_ID`` continues; with the doorbell's camera names."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     camera = request.query.get("camera") or None
     day = request.query.get("day") or None
     after = request.query.get("after") or None
@@ -444,7 +457,7 @@ async def clips(request: web.Request) -> web.Response:
         end_s = start_s + 86400
 
     async def go() -> tuple[Any, list[str]]:
-        async with _connection(state, device, keys) as api:
+        async with device_connection(state, device, keys) as api:
             cameras = [c.name for c in await api.cameras()]
             page = await api.clips(
                 camera=camera, start_s=start_s, end_s=end_s, limit=CLIPS_PAGE, after=after
@@ -474,33 +487,40 @@ async def clips(request: web.Request) -> web.Response:
 
 async def clip_thumbnail(request: web.Request) -> web.Response:
     """The first picture of a clip, decrypted and scaled here."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     return await _thumbnail(state, device, keys, request.match_info["clip_id"], None)
 
 
 async def clip_mp4(request: web.Request) -> web.Response:
     """A clip as one MP4 file (segments decrypted here and remuxed, as ``owner view --out
     CLIP.mp4``), offered as a download."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     clip_id = request.match_info["clip_id"]
-
-    async def go() -> bytes:
-        async with _connection(state, device, keys) as api:
-            clip = await api.clip(clip_id)
-            if not clip.segments:
-                raise BadInput(f"clip {clip_id} has no segments yet")
-            video = await clip_plaintext(api, clip, [keys.age_identity])
-        out = io.BytesIO()
-        await asyncio.to_thread(remux_to_mp4, video, out)
-        return out.getvalue()
-
-    mp4 = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
+    mp4 = await clip_as_mp4(state, device, keys, clip_id, fragmented=False)
     safe = "".join(ch for ch in clip_id if ch.isalnum() or ch in "-_.")[:80] or "clip"
     return web.Response(
         body=mp4,
         content_type="video/mp4",
         headers={"Content-Disposition": f'attachment; filename="{safe}.mp4"'},
     )
+
+
+async def clip_as_mp4(
+    state: ConsoleState, device: PinnedDevice, keys: KeyBundle, clip_id: str, *, fragmented: bool
+) -> bytes:
+    """Clip ``clip_id``'s segments downloaded, decrypted here and remuxed into one MP4."""
+
+    async def go() -> bytes:
+        async with device_connection(state, device, keys) as api:
+            clip = await api.clip(clip_id)
+            if not clip.segments:
+                raise BadInput(f"clip {clip_id} has no segments yet")
+            video = await clip_plaintext(api, clip, [keys.age_identity])
+        out = io.BytesIO()
+        await asyncio.to_thread(remux_to_mp4, video, out, fragmented=fragmented)
+        return out.getvalue()
+
+    return await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
 
 
 # -- audit --------------------------------------------------------------------------------------
@@ -510,7 +530,7 @@ async def audit(request: web.Request) -> web.Response:
     """Verify the doorbell's log against the last accepted checkpoint (as ``doorward owner
     audit``), then one page of entries, newest first (``?page=N`` from 0), each checked to be in
     the verified log by an inclusion proof."""
-    state, device, keys = _device(request)
+    state, device, keys = paired_device(request)
     try:
         page = int(request.query.get("page", "0"))
     except ValueError:
@@ -521,7 +541,10 @@ async def audit(request: web.Request) -> web.Response:
     per_page = state.audit_page
 
     async def go() -> dict[str, Any]:
-        async with state.audit_lock(device.device_id), _connection(state, device, keys) as api:
+        async with (
+            state.audit_lock(device.device_id),
+            device_connection(state, device, keys) as api,
+        ):
             report = await check_audit(
                 api, verifier, signing_key=keys.signing_key, now=int(time.time())
             )
@@ -563,7 +586,8 @@ async def audit(request: web.Request) -> web.Response:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle]:
+def paired_device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle]:
+    """The state, the paired doorbell named by the path's ``device_id`` and the profile's keys."""
     state = request.app[STATE]
     keys = state.profile.keys()
     device_id = request.match_info["device_id"]
@@ -577,15 +601,25 @@ def _device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle
 
 
 @contextlib.asynccontextmanager
-async def _connection(
-    state: ConsoleState, device: PinnedDevice, keys: KeyBundle
+async def device_connection(
+    state: ConsoleState,
+    device: PinnedDevice,
+    keys: KeyBundle,
+    *,
+    events: bool = False,
+    lan_only: str | None = None,
 ) -> AsyncIterator[DoorwardClient]:
+    """A client for ``device`` over the same transport the owner commands use; ``events``: it
+    will read the event stream (through the relay that needs the owner's age identity);
+    ``lan_only``: what needs the LAN (a relay is refused, naming it)."""
     connection = DeviceConnection(
         device,
         keys.signing_key,
         via=state.via,
         account=state.profile.relay_account(),
         login_hint=f"doorward {state.profile.kind} relay login --password-file FILE",
+        lan_only=lan_only,
+        identity=keys.age_identity if events else None,
     )
     async with connection as api:
         yield api

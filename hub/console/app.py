@@ -21,8 +21,10 @@ from aiohttp import web
 
 from hub.cli.common import CliError
 from hub.client.profile import Profile
+from hub.console._alerts import add_alert_routes
 from hub.console._api import AUDIT_PAGE, STATE, ConsoleState, add_routes, error_middleware
 from hub.console._guard import Gate, PathOnlyAccessLogger, add_headers, gate_middleware
+from hub.console._player import add_player_routes
 
 __all__ = ["STATIC_DIR", "create_app", "new_gate", "serve"]
 
@@ -46,6 +48,8 @@ def create_app(state: ConsoleState, gate: Gate) -> web.Application:
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     add_routes(app)
+    add_player_routes(app)
+    add_alert_routes(app)
     return app
 
 

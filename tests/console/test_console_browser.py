@@ -39,6 +39,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = "pre_roll_s = 1.0\npost_roll_s = 2.0\nsegment_s = 1.0\n"
 AUDIT_PAGE = 5  # entries per audit page: the story's log spans two pages
+# A visitor walks up, rings and leaves; then the bell rings every 15 s, so a press comes after
+# the console's alert stream opened however long pairing took.
+SCENARIO = (
+    'description = "A visitor rings; then the bell rings every 15 s."\n'
+    "[camera]\nwidth = 640\nheight = 360\nfps = 15\nseconds = 600\nseed = 1\n"
+    '[[actor]]\nid = "visitor"\nkind = "person"\nenter_s = 7\nleave_s = 24\n'
+    "path = [[-0.1, 0.92], [0.66, 0.86], [0.66, 0.86], [-0.1, 0.92]]\n"
+    "times = [7, 12, 17, 24]\n"
+    + "".join(f"[[press]]\nat_s = {at_s}\n" for at_s in range(13, 600, 15))
+)
+# Records each browser notification the page makes (before the real one is shown).
+HOOK_NOTIFICATIONS = """
+window.shownNotifications = [];
+const RealNotification = window.Notification;
+window.Notification = class extends RealNotification {
+  constructor(title, options) {
+    window.shownNotifications.push({ title, body: options && options.body });
+    super(title, options);
+  }
+};
+"""
 _CONTROL_ROLES = {
     "button",
     "checkbox",
@@ -84,6 +105,8 @@ class Device:
 def device(tmp_path: Path) -> Iterator[Device]:
     config = tmp_path / "serve.toml"
     config.write_text(SERVE_CONFIG)
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(SCENARIO)
     command = [
         sys.executable,
         "-m",
@@ -93,7 +116,7 @@ def device(tmp_path: Path) -> Iterator[Device]:
         "--data",
         str(tmp_path / "data"),
         "--camera",
-        "front=simulated",  # the default scenario: a visitor walks up, rings and leaves
+        f"front=simulated:{scenario}",
         "--host",
         "127.0.0.1",  # advertised on loopback only: the console looks there
         "--port",
@@ -255,6 +278,9 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             deviceScaleFactor=1,
             mobile=False,
         )
+        origin = url.split("/?")[0]
+        await tools.call("Browser.grantPermissions", origin=origin, permissions=["notifications"])
+        await tools.call("Page.addScriptToEvaluateOnNewDocument", page, source=HOOK_NOTIFICATIONS)
         nav = await tools.call("Page.navigate", page, url=url)
         assert "errorText" not in nav, nav
         await rendered(tools, page, "doorbells")
@@ -268,10 +294,10 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             "nav-doorbells",
             "nav-clips",
             "nav-requests",
+            "nav-alerts",
             "nav-audit",
             "setup",
             "pair",
-            "discover",
         ]
 
         # A mistyped code fails with the pairing error, and no digit of it is shown back.
@@ -367,6 +393,34 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             device.cli, *ask, "--case", "SPD-2026-1160", "--reason", "the street, a minute later"
         )
         third_id = third["request_id"]
+
+        # Alerts: the new requests and a press, as browser notifications and in the list.
+        notes = "window.shownNotifications.map((n) => n.title)"
+        titles = await wait_for(
+            tools,
+            page,
+            f"{notes}.filter((t) => t === 'A new request for footage').length === 3 && "
+            f"{notes}.includes('Someone rang the doorbell') && {notes}",
+        )
+        assert set(titles) <= {
+            "A new request for footage",
+            "Someone rang the doorbell",
+            "Motion",
+        }, titles
+        await tools.evaluate(page, 'location.hash = "#alerts"')
+        await rendered(tools, page, "alerts")
+        listed_alerts = await tools.evaluate(
+            page, "document.getElementById('alert-list').innerText"
+        )
+        for text in (
+            f"request {request_id}: decide on the Requests page",
+            "Someone rang the doorbell",
+            "camera front",
+        ):
+            assert text in listed_alerts
+        state = await tools.evaluate(page, "document.getElementById('notify-state').textContent")
+        assert state == "Browser notifications are on."
+        await screenshot(tools, page, "alerts")
 
         await tools.evaluate(page, 'location.hash = "#requests"')
         await rendered(tools, page, "requests")
@@ -515,8 +569,42 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             f"{item}.querySelector('img').naturalWidth",
         )
         assert width == 192
+        # The player: the clip decrypted and remuxed by the console plays in the page and seeks.
+        await tools.evaluate(page, f"document.getElementById('play-{clip.clip_id}').click()")
+        video = "document.getElementById('video')"
+        started = await wait_for(
+            tools,
+            page,
+            f"{video} && {video}.getVideoPlaybackQuality().totalVideoFrames > 0 && "
+            f"{video}.currentTime > 0 && {video}.currentTime",
+        )
+        advanced = await wait_for(
+            tools, page, f"{video}.currentTime > {started} + 0.3 && {video}.currentTime"
+        )
+        assert advanced > started
+        duration = await tools.evaluate(page, f"{video}.duration")
+        assert duration >= 2.5, duration  # three 1-second segments or more
+        seeked = await tools.evaluate(
+            page,
+            f"""new Promise((resolve) => {{
+              const v = {video};
+              v.pause();
+              v.addEventListener("seeked", () => resolve(v.currentTime), {{ once: true }});
+              v.currentTime = v.duration - 1;
+            }})""",
+        )
+        assert abs(seeked - (duration - 1)) < 0.2, (seeked, duration)
+        decoded = await tools.evaluate(page, f"{video}.getVideoPlaybackQuality().totalVideoFrames")
+        assert decoded > 0
         names = await check_labels(tools, page, "clips")
-        assert {"Camera", "Day (UTC)", "Show", f"Download clip {clip.clip_id} as MP4"} <= names
+        assert {
+            "Camera",
+            "Day (UTC)",
+            "Show",
+            f"Play clip {clip.clip_id}",
+            f"Download clip {clip.clip_id} as MP4",
+            "Close player",
+        } <= names
         await screenshot(tools, page, "clips")
         got = await tools.evaluate(
             page,

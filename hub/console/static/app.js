@@ -4,8 +4,9 @@ import * as doorbells from "./doorbells.js";
 import * as clips from "./clips.js";
 import * as requests from "./requests.js";
 import * as audit from "./audit.js";
+import * as alerts from "./alerts.js";
 
-const PAGES = { doorbells, clips, requests, audit };
+const PAGES = { doorbells, clips, requests, alerts, audit };
 const main = document.getElementById("main");
 const picker = document.getElementById("device");
 const status = document.getElementById("status");
@@ -55,8 +56,15 @@ export function when(seconds) {
 
 export function deviceId() { return picker.value || null; }
 
+let listening = null; // the doorbells the alert stream follows
+
 export async function refreshDevices() {
   const profile = await api("profile");
+  const ids = profile.devices.join(",");
+  if (ids !== listening) {
+    listening = ids;
+    alerts.listen();
+  }
   const chosen = picker.value;
   picker.replaceChildren(...profile.devices.map((id) => el("option", { value: id }, id)));
   if (profile.devices.includes(chosen)) picker.value = chosen;

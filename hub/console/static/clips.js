@@ -1,5 +1,6 @@
 // Clips: the doorbell's recordings, filtered by camera and day, each with its first picture
-// (decrypted and scaled by the console) and an MP4 download (decrypted and remuxed there too).
+// (decrypted and scaled by the console), a player and an MP4 download. The player's video is a
+// fragmented MP4 the console decrypts and remuxes; the browser fetches it by range as it seeks.
 import { api, deviceId, el, when } from "./app.js";
 
 const filters = { camera: "", day: "" };
@@ -28,8 +29,13 @@ export async function render(main) {
     main.replaceChildren();
     await render(main);
   });
+  const player = el("section", { class: "card player", id: "player", hidden: true, "aria-labelledby": "player-title" });
   const list = el("ol", { class: "clips", id: "clip-list", "aria-label": "Clips, oldest first" });
-  main.append(form, list);
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button.play");
+    if (button) play(player, base, button.dataset.clip, button.dataset.title);
+  });
+  main.append(form, player, list);
   let page = first;
   const more = el("button", { type: "button", class: "secondary", id: "more-clips" }, "More clips");
   more.addEventListener("click", async () => {
@@ -45,6 +51,21 @@ export async function render(main) {
   if (first.clips.length === 0) main.append(el("p", { class: "muted" }, "No clip matches."));
   main.append(more);
   show();
+}
+
+// Plays a clip in the page: the <video> asks the console for the remuxed clip by range.
+function play(player, base, clipId, title) {
+  const video = el("video", { id: "video", controls: true, autoplay: true, muted: true, playsinline: true,
+    preload: "auto", "aria-label": `Clip ${clipId}`, src: `/api/${base}/clips/${encodeURIComponent(clipId)}/play.mp4` });
+  const note = el("p", { class: "muted", id: "player-note", role: "status" }, "Decrypting and loading the clip…");
+  video.addEventListener("loadeddata", () => { note.textContent = "Decrypted on this machine; seek with the slider or the arrow keys."; });
+  video.addEventListener("error", () => { note.textContent = "This clip could not be played here; try the MP4 download."; note.className = "error"; });
+  const close = el("button", { type: "button", class: "secondary", id: "close-player" }, "Close player");
+  close.addEventListener("click", () => { video.removeAttribute("src"); video.load(); player.hidden = true; player.replaceChildren(); });
+  player.replaceChildren(el("h2", { id: "player-title" }, title), video, note, close);
+  player.hidden = false;
+  player.scrollIntoView({ block: "nearest" });
+  video.focus();
 }
 
 function query(after) {
@@ -64,5 +85,6 @@ function item(base, c) {
       el("h2", {}, `${c.camera}, ${when(c.start)}`),
       el("p", {}, c.finished ? `${seconds} s, ${c.segments} segments, ${c.bytes} bytes` : `recording (${c.segments} segments so far)`),
       el("p", { class: "muted" }, `clip ${c.clip_id}`),
+      c.finished ? el("button", { type: "button", class: "play", id: `play-${c.clip_id}`, "data-clip": c.clip_id, "data-title": `${c.camera}, ${when(c.start)}`, "aria-label": `Play clip ${c.clip_id}` }, "Play") : null,
       c.finished ? el("a", { href: `/api/${base}/clips/${id}/mp4`, download: `${c.clip_id}.mp4`, class: "download", "aria-label": `Download clip ${c.clip_id} as MP4` }, "Download MP4") : null));
 }
