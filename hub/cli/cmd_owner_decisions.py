@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consent import Policy
-from consent.policy_doc import sign_policy
 from consent.text import escape
 from hub.cli import cmd_audit as _cli_audit
 from hub.cli.common import (
@@ -36,6 +34,7 @@ from hub.cli.owner_ops import (
     describe_request,
     prepare_approval,
     revoke_release,
+    signed_policy,
 )
 from hub.client import RequestInfo
 
@@ -233,12 +232,12 @@ def _policy(args: argparse.Namespace) -> int:
     if args.action == "set":
         if args.file is None:
             raise CliError("policy set needs a FILE.json holding the policy")
-        try:
-            policy = Policy.from_json(_read_json_file(args.file))
-        except ValueError as exc:
-            raise CliError(f"{args.file} is not a valid policy: {exc}") from exc
-        document = sign_policy(
-            policy, s.keys.signing_key, device_id=s.device.device_id, issued_at_s=int(time.time())
+        document = signed_policy(
+            _read_json_file(args.file),
+            s.keys,
+            s.device.device_id,
+            now=int(time.time()),
+            source=str(args.file),
         )
 
     async def go() -> dict[str, Any]:

@@ -20,7 +20,14 @@ from hub.cli.common import (
     open_profile,
     run_async,
 )
-from hub.cli.owner_ops import DISCOVER_S, pair_profile, pairing_uri, url_of
+from hub.cli.owner_ops import (
+    DISCOVER_S,
+    OWNER_ACTIONS,
+    change_owners,
+    pair_profile,
+    pairing_uri,
+    url_of,
+)
 from hub.wire.discovery import browse
 
 __all__ = ["add_commands"]
@@ -50,7 +57,7 @@ def add_commands(command: Command) -> None:
 
     p = command("owners", _owners, "list, remove or approve owners")
     add_device_option(p)
-    p.add_argument("action", nargs="?", choices=("list", "remove", "approve"), default="list")
+    p.add_argument("action", nargs="?", choices=OWNER_ACTIONS, default="list")
     p.add_argument(
         "key_id",
         nargs="?",
@@ -164,11 +171,7 @@ def _owners(args: argparse.Namespace) -> int:
 
     async def go() -> list[Any]:
         async with s.client() as api:
-            if args.action == "remove":
-                await api.remove_owner(args.key_id)
-            elif args.action == "approve":
-                await api.approve_owner(args.key_id)
-            return await api.owners()
+            return await change_owners(api, args.action, args.key_id)
 
     owners = run_async(go(), where=s.where)
     rows = [

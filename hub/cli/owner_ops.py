@@ -1,6 +1,6 @@
 """What an owner does to a device, shared by ``doorward owner …`` and the owner's console: pair
 from a setup URI or code, describe a request, list a request's segments, approve chosen segments,
-decline. One implementation; the command line and the console only ask and show differently.
+decline, revoke; the household's owners and the signed policy. One implementation; the command line and the console only ask and show differently.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import consent.owner
+from consent import Policy
 from consent.audit_verify import AuditVerifier
 from consent.models import ConsentRequest
+from consent.policy_doc import sign_policy
 from consent.requests import verify_request
 from crypto import age
 from crypto.errors import DoorwardError
@@ -23,16 +25,18 @@ from crypto.setup_code import PairingURI, SetupCode
 from hub.cli.cmd_audit import audit_verifier
 from hub.cli.common import CliError
 from hub.cli.request_footage import ApiFootage
-from hub.client import Clip, DoorwardClient, RequestInfo, pair
+from hub.client import Clip, DoorwardClient, OwnerInfo, RequestInfo, pair
 from hub.client.audit import check_audit
 from hub.client.profile import PinnedDevice, Profile
 from hub.wire.discovery import DiscoveredDevice, browse
 
 __all__ = [
     "DISCOVER_S",
+    "OWNER_ACTIONS",
     "ApprovalTerms",
     "PreparedApproval",
     "build_approval",
+    "change_owners",
     "clip_plaintext",
     "decline_request",
     "describe_request",
@@ -43,11 +47,13 @@ __all__ = [
     "prepare_approval",
     "remux_to_mp4",
     "revoke_release",
+    "signed_policy",
     "uri_for_code",
     "url_of",
 ]
 
 DISCOVER_S = 3.0
+OWNER_ACTIONS = ("list", "remove", "approve")
 
 
 # -- pairing ------------------------------------------------------------------------------------
@@ -348,3 +354,38 @@ def remux_to_mp4(ts: bytes, out: Path | IO[bytes], *, fragmented: bool = False) 
                 continue
             packet.stream = target
             dst.mux(packet)
+
+
+# -- the household and the policy ---------------------------------------------------------------
+
+
+async def change_owners(
+    api: DoorwardClient, action: str, key_id: str | None = None
+) -> list[OwnerInfo]:
+    """``remove`` the owner ``key_id`` or ``approve`` the phone ``key_id`` to pair during the next
+    few minutes (both admin only, except removing oneself), or just ``list``; then the owners."""
+    if action not in OWNER_ACTIONS:
+        raise CliError(
+            f"the owners action must be one of {', '.join(OWNER_ACTIONS)}, got {action!r}"
+        )
+    if action != "list" and not key_id:
+        raise CliError(f"owners {action} needs the owner's KEY_ID")
+    if action == "remove":
+        assert key_id is not None
+        await api.remove_owner(key_id)
+    elif action == "approve":
+        assert key_id is not None
+        await api.approve_owner(key_id)
+    return await api.owners()
+
+
+def signed_policy(
+    data: Any, keys: KeyBundle, device_id: str, *, now: int, source: str = "the policy"
+) -> str:
+    """``data`` (a policy as JSON) checked and signed by this owner for ``device_id``: the
+    document ``api.set_policy`` installs; ``source`` names where it came from in the error."""
+    try:
+        policy = Policy.from_json(data)
+    except ValueError as exc:
+        raise CliError(f"{source} is not a valid policy: {exc}") from exc
+    return sign_policy(policy, keys.signing_key, device_id=device_id, issued_at_s=now)

@@ -62,6 +62,7 @@ __all__ = [
     "device_connection",
     "error_middleware",
     "paired_device",
+    "read_body",
 ]
 
 logger = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ async def pair(request: web.Request) -> web.Response:
     """Pair with the setup code or setup URI in ``{"setup": …}`` (the code path of
     ``doorward owner pair``); the code is never echoed back."""
     state = request.app[STATE]
-    body = await _body(request)
+    body = await read_body(request)
     setup = body.get("setup")
     if not isinstance(setup, str) or not setup.strip() or len(setup) > _MAX_SETUP_CHARS:
         raise BadInput("type the 8-digit setup code or paste the doorward://pair?… URI")
@@ -320,7 +321,7 @@ async def approve(request: web.Request) -> web.Response:
     to the requester: the same checks and signed approval as ``doorward owner approve``."""
     state, device, keys = paired_device(request)
     request_id = request.match_info["request_id"]
-    body = await _body(request)
+    body = await read_body(request)
     wanted = body.get("segments")
     if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
         raise BadInput("choose at least one segment to release")
@@ -371,7 +372,7 @@ async def decline(request: web.Request) -> web.Response:
     """Refuse a request with ``{"reason": …}`` (the requester sees the reason)."""
     state, device, keys = paired_device(request)
     request_id = request.match_info["request_id"]
-    body = await _body(request)
+    body = await read_body(request)
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > _MAX_REASON_CHARS:
         raise BadInput(
@@ -625,7 +626,8 @@ async def device_connection(
         yield api
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (else BadInput)."""
     try:
         body = await request.json()
     except ValueError:

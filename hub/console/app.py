@@ -24,6 +24,7 @@ from hub.client.profile import Profile
 from hub.console._alerts import add_alert_routes
 from hub.console._api import AUDIT_PAGE, STATE, ConsoleState, add_routes, error_middleware
 from hub.console._guard import Gate, PathOnlyAccessLogger, add_headers, gate_middleware
+from hub.console._household import add_household_routes
 from hub.console._player import add_player_routes
 
 __all__ = ["STATIC_DIR", "create_app", "new_gate", "serve"]
@@ -50,6 +51,7 @@ def create_app(state: ConsoleState, gate: Gate) -> web.Application:
     add_routes(app)
     add_player_routes(app)
     add_alert_routes(app)
+    add_household_routes(app)
     return app
 
 

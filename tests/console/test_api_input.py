@@ -93,3 +93,43 @@ async def test_a_doorbell_that_does_not_answer_is_shown_offline(console: Console
     [row] = json.loads(text)["doorbells"]
     assert (row["device_id"], row["online"]) == (DOOR, False)
     assert row["error"].startswith(f"cannot connect to device {DOOR} (")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "the policy is not a valid policy: policy must be an object with exactly "),
+        (
+            {"policy": {"refused_kinds": []}},
+            "the policy is not a valid policy: policy must be an object with exactly ",
+        ),
+    ],
+)
+async def test_a_policy_the_device_would_refuse_is_refused_before_signing(
+    console: Console, body: dict[str, object], message: str
+) -> None:
+    _pin(console)
+    status, _, text = await console.post(f"/api/doorbells/{DOOR}/policy", body)
+    assert status == 400
+    assert json.loads(text)["error"]["message"].startswith(message)
+
+
+@pytest.mark.parametrize("key_id", [None, "", "  ", "k" * 129, 5])
+async def test_letting_a_phone_pair_needs_its_key_id(console: Console, key_id: object) -> None:
+    _pin(console)
+    status, _, text = await console.post(
+        f"/api/doorbells/{DOOR}/owners/approve", {"key_id": key_id}
+    )
+    assert status == 400
+    assert json.loads(text)["error"]["message"] == (
+        "paste the new phone's key id (its 'doorward owner init' or 'owner status' shows it)"
+    )
+
+
+async def test_a_live_link_names_a_camera_or_none(console: Console) -> None:
+    _pin(console)
+    status, _, text = await console.post(f"/api/doorbells/{DOOR}/live-link", {"camera": ["front"]})
+    assert status == 400
+    assert json.loads(text)["error"]["message"] == (
+        "name one of the doorbell's cameras, or none for the first"
+    )

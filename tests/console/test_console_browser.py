@@ -289,12 +289,14 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
         assert await tools.evaluate(page, "document.cookie") == ""  # HttpOnly
 
         # Keyboard: Tab goes through the skip link, the pages, then the pairing form in order.
-        assert await focus_order(tools, page, 8) == [
+        assert await focus_order(tools, page, 10) == [
             "Skip to the page",
             "nav-doorbells",
+            "nav-live",
             "nav-clips",
             "nav-requests",
             "nav-alerts",
+            "nav-owners",
             "nav-audit",
             "setup",
             "pair",
@@ -638,3 +640,74 @@ async def test_the_owner_pairs_approves_two_segments_and_audits_in_the_console(
             )
             assert (clip.clip_id in shown) is expect, shown
             assert ("No clip matches." in shown) is not expect, shown
+
+        # Owners and policy: this profile is the admin; it lets a new phone pair, then signs a
+        # policy that also refuses insurers and two keywords, which the device then holds.
+        await tools.evaluate(page, 'location.hash = "#owners"')
+        await rendered(tools, page, "owners")
+        listed_owners = await tools.evaluate(
+            page, "document.getElementById('owner-rows').innerText"
+        )
+        assert "Ada (this profile)" in listed_owners
+        assert "admin" in listed_owners
+        phone = KeyBundle.generate("x25519").key_id
+        await tools.evaluate(
+            page,
+            f'document.getElementById("phone-key").value = "{phone}";'
+            'document.getElementById("approve-phone").click();',
+        )
+        told_phone = await wait_for(
+            tools, page, 'document.getElementById("phone-result").textContent'
+        )
+        assert told_phone.startswith("That phone may pair during the next few minutes"), told_phone
+        await tools.evaluate(
+            page,
+            "document.querySelector('input[name=requester_kinds][value=insurer]').checked = true;"
+            'document.getElementById("keywords").value = "protest\\nrally";'
+            'document.getElementById("max-window").value = "90";'
+            'document.getElementById("save-policy").click();',
+        )
+        saved = await wait_for(tools, page, 'document.getElementById("policy-result").textContent')
+        assert saved == "Policy signed and installed.", saved
+        names = await check_labels(tools, page, "owners")
+        assert {
+            "New phone's key id",
+            "Let this phone pair",
+            "Remove Ada (this profile)",
+            "insurer",
+            "Refuse requests whose text contains",
+            "Longest window (minutes)",
+            "Sign and save the policy",
+        } <= names
+        await screenshot(tools, page, "owners")
+        in_force = (await asyncio.to_thread(device.cli, "owner", "policy"))["policy"]
+        assert "insurer" in in_force["refused_kinds"], json.dumps(in_force)
+        assert in_force["refused_keywords"] == ["protest", "rally"]
+        assert in_force["max_window_s"] == 5400
+        # A policy the device would refuse is answered on the page, and nothing is saved.
+        await tools.evaluate(
+            page,
+            'document.getElementById("keywords").value = "x";'
+            'document.getElementById("save-policy").click();',
+        )
+        refused = await wait_for(
+            tools,
+            page,
+            'document.getElementById("policy-result").className === "error" && '
+            'document.getElementById("policy-result").textContent',
+        )
+        assert refused == (
+            "the policy is not a valid policy: each refused keyword must be 2 to 64 "
+            "characters, got 'x'"
+        ), refused
+
+        # Live: the console mints a single-use live link for the doorbell's own page.
+        await tools.evaluate(page, 'location.hash = "#live"')
+        await rendered(tools, page, "live")
+        await wait_for(tools, page, 'document.getElementById("live-camera").value === "front"')
+        await tools.evaluate(page, 'document.getElementById("open-live").click()')
+        link = await wait_for(tools, page, 'document.getElementById("live-link")?.href')
+        assert link.startswith("https://127.0.0.1:"), link
+        names = await check_labels(tools, page, "live")
+        assert {"Camera", "Get a live link", "Open live view (video and sound)"} <= names
+        await screenshot(tools, page, "live")

@@ -5,8 +5,10 @@ import * as clips from "./clips.js";
 import * as requests from "./requests.js";
 import * as audit from "./audit.js";
 import * as alerts from "./alerts.js";
+import * as live from "./live.js";
+import * as owners from "./owners.js";
 
-const PAGES = { doorbells, clips, requests, alerts, audit };
+const PAGES = { doorbells, live, clips, requests, alerts, owners, audit };
 const main = document.getElementById("main");
 const picker = document.getElementById("device");
 const status = document.getElementById("status");
