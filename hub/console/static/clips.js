@@ -80,7 +80,9 @@ function item(base, c) {
   const id = encodeURIComponent(c.clip_id);
   const seconds = c.end ? Math.round(c.end - c.start) : null;
   return el("li", { class: "card clip", id: `clip-${c.clip_id}` },
-    el("img", { src: `/api/${base}/clips/${id}/thumbnail`, alt: "", class: "clip-thumb", width: "192", height: "108" }),
+    c.segments > 0
+      ? el("img", { src: `/api/${base}/clips/${id}/thumbnail`, alt: "", class: "clip-thumb", width: "192", height: "108" })
+      : el("div", { class: "clip-thumb" }),
     el("div", {},
       el("h2", {}, `${c.camera}, ${when(c.start)}`),
       el("p", {}, c.finished ? `${seconds} s, ${c.segments} segments, ${c.bytes} bytes` : `recording (${c.segments} segments so far)`),

@@ -77,7 +77,7 @@ function showOwners(section, base, household) {
     el("table", {}, el("thead", {}, el("tr", {}, ["Name", "Role", "Key id", "Added", ""].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", { id: "owner-rows" }, rows)),
     el("p", { class: "error", id: "owners-error", role: "alert" }),
-    household.admin ? null : el("p", { class: "muted" }, "Only an admin can let a phone pair or remove another owner."),
+    ...(household.admin ? [] : [el("p", { class: "muted" }, "Only an admin can let a phone pair or remove another owner.")]),
     form, result);
 }
 
