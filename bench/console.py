@@ -3,8 +3,8 @@ a thumbnail is made, how fast a 1080p clip starts playing.
 
     python bench/console.py [--json] [--clips 1000] [--runs 5]
 
-A device data directory is prepared beforehand: one 1080p clip (15 fps, about 8 s, 2-s segments)
-recorded through the real pipeline from the simulated camera, ``_PLAY_CLIPS - 1`` copies of it
+A device data directory is prepared beforehand: one 1080p clip (15 fps, 2-s segments; its length
+is ``play_clip_s``) recorded through the real pipeline from the simulated camera, ``_PLAY_CLIPS - 1`` copies of it
 (distinct clips, so each play starts cold), and small 320x180 clips up to ``--clips``. A real
 ``doorward serve`` serves it (its camera sees an empty street, so it records nothing new); the
 console (``hub.console.serve``) runs in this process over an owner profile pinned to it, and
@@ -83,8 +83,10 @@ times = [0.5, {middle}, {leave}]
 
 
 def _scene(path: Path, *, width: int, height: int, seconds: float, start_s: float) -> Path:
+    """A visitor who rings every 2 s, so that one clip lasts about ``seconds``."""
     leave = max(seconds - 3.0, 1.0)
-    presses = "".join(f"\n[[press]]\nat_s = {at:g}\n" for at in (1.0, leave / 2))
+    rings = [1.0 + 2 * n for n in range(int((seconds - 3) // 2))] or [1.0]
+    presses = "".join(f"\n[[press]]\nat_s = {at:g}\n" for at in rings)
     start = datetime.fromtimestamp(int(start_s), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     path.write_text(
         _SCENE.format(
@@ -119,6 +121,7 @@ class Prepared:
     signing_key: Any
     play_ids: list[str]
     segment_1080p: Path
+    play_clip: dict[str, float]  # the 1080p clip's seconds and segments
 
 
 async def _record(device: Device, scene: Path) -> str:
@@ -170,7 +173,7 @@ async def _prepare(work: Path, clips: int) -> Prepared:
         first_s = time.time() - 86400 * 2  # two days ago: well inside retention
         big = await _record(
             device,
-            _scene(work / "1080p.toml", width=1920, height=1080, seconds=10, start_s=first_s),
+            _scene(work / "1080p.toml", width=1920, height=1080, seconds=16, start_s=first_s),
         )
         small = await _record(
             device,
@@ -186,6 +189,11 @@ async def _prepare(work: Path, clips: int) -> Prepared:
             at_s += 60
             made += 1
         segment = device.store.list_segments(big)[0].path
+        record = device.store.clip(big)
+        shape = {
+            "play_clip_s": round((record.end_s or record.start_s) - record.start_s, 1),
+            "play_clip_segments": record.segment_count,
+        }
         return Prepared(
             data,
             owner,
@@ -194,6 +202,7 @@ async def _prepare(work: Path, clips: int) -> Prepared:
             device.identity.public_key,
             play_ids,
             segment,
+            shape,
         )
     finally:
         device.close()
@@ -338,6 +347,7 @@ async def run(clips: int, runs: int) -> dict[str, Any]:
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "prepare_s": round(time.monotonic() - prepared_at, 1),
             "segment_1080p_bytes": prepared.segment_1080p.stat().st_size,
+            **prepared.play_clip,
         }
         thumbs = sorted(await asyncio.to_thread(_thumbnail_ms, prepared))
         result["thumbnail_ms_p50"] = round(statistics.median(thumbs), 1)

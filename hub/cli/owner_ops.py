@@ -344,7 +344,8 @@ def remux_to_mp4(ts: bytes, out: Path | IO[bytes], *, fragmented: bool = False) 
     target_file: Any = str(out) if isinstance(out, Path) else out
     options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
     with (
-        av.open(io.BytesIO(ts), "r", format="mpegts") as src,
+        # FFmpeg's stream probe would decode the first pictures, which a remux never uses.
+        av.open(io.BytesIO(ts), "r", format="mpegts", options={"skip_frame": "all"}) as src,
         av.open(target_file, "w", format="mp4", options=options) as dst,
     ):
         stream = src.streams.video[0]
