@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 ALERT_KINDS = ("doorbell.pressed", "motion", "request.pending")
 MAX_STREAMS = 4  # pages listening at once (each holds one event stream per doorbell)
 RETRY_S = 5.0  # between attempts to reach a doorbell's event stream
-KEEPALIVE_S = 15.0  # an SSE comment this often, so a closed page is noticed
+KEEPALIVE_S = 5.0  # an SSE comment this often, so a closed page frees its place soon
 _QUEUE = 256  # alerts waiting for the page; a page that falls this far behind is dropped
 _STREAMS = web.AppKey("console_alert_streams", set)  # the handlers' tasks
 

@@ -11,8 +11,13 @@ let shown = null; // the list element while the Alerts page is open
 // Opens (or reopens, after the paired doorbells changed) the alert stream.
 export function listen() {
   if (source) source.close();
-  source = new EventSource("/api/alerts");
-  source.addEventListener("message", (message) => {
+  const opened = new EventSource("/api/alerts");
+  source = opened;
+  // A refused stream (every place taken for now) is not retried by the browser: try again later.
+  opened.addEventListener("error", () => {
+    if (opened.readyState === EventSource.CLOSED && source === opened) setTimeout(() => { if (source === opened) listen(); }, 10000);
+  });
+  opened.addEventListener("message", (message) => {
     let alert;
     try { alert = JSON.parse(message.data); } catch { return; }
     kept.unshift(alert);
