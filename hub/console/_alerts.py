@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -32,19 +33,28 @@ ALERT_KINDS = ("doorbell.pressed", "motion", "request.pending")
 MAX_STREAMS = 4  # pages listening at once (each holds one event stream per doorbell)
 RETRY_S = 5.0  # between attempts to reach a doorbell's event stream
 KEEPALIVE_S = 5.0  # an SSE comment this often, so a closed page frees its place soon
-_QUEUE = 256  # alerts waiting for the page; a page that falls this far behind is dropped
-_STREAMS = web.AppKey("console_alert_streams", set)  # the handlers' tasks
+_QUEUE = 256  # alerts waiting for the page; past this, a slow page misses the newest
+
+
+@dataclass(slots=True)
+class _Streams:
+    """The alert handlers' tasks, to end them at shutdown."""
+
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+_STREAMS = web.AppKey("console_alert_streams", _Streams)
 
 
 def add_alert_routes(app: web.Application) -> None:
     """The alerts route; at shutdown the open streams end at once."""
-    app[_STREAMS] = set()
+    app[_STREAMS] = _Streams()
     app.router.add_get("/api/alerts", alerts)
     app.on_shutdown.append(_end_streams)
 
 
 async def _end_streams(app: web.Application) -> None:
-    for task in list(app[_STREAMS]):
+    for task in list(app[_STREAMS].tasks):
         task.cancel()
 
 
@@ -72,7 +82,7 @@ def alert_of(device_id: str, event: EventMessage) -> dict[str, Any]:
 
 async def alerts(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: every paired doorbell's presses, motion and new requests."""
-    streams: set[asyncio.Task[Any]] = request.app[_STREAMS]
+    streams = request.app[_STREAMS].tasks
     if len(streams) >= MAX_STREAMS:
         return web.json_response(
             {

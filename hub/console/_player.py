@@ -16,10 +16,14 @@ from aiohttp import web
 
 from hub.console._api import clip_as_mp4, paired_device
 
-__all__ = ["PLAYER", "PlayerCache", "add_player_routes", "byte_range"]
+__all__ = ["PLAYER", "PlayerCache", "RangeNotSatisfiable", "add_player_routes", "byte_range"]
 
 MAX_CLIPS_KEPT = 4  # remuxed clips held for range requests; each is one clip's decrypted video
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class RangeNotSatisfiable(ValueError):
+    """The ``Range`` asked lies outside the file (answered 416)."""
 
 
 @dataclass(slots=True)
@@ -73,21 +77,22 @@ async def play(request: web.Request) -> web.Response:
             data = await clip_as_mp4(state, device, keys, clip_id, fragmented=True)
             cache.put(key, data)
     headers = {"Accept-Ranges": "bytes"}
-    wanted = byte_range(request.headers.get("Range"), len(data))
-    if wanted is None:
-        return web.Response(body=data, content_type="video/mp4", headers=headers)
-    if wanted == ():
+    try:
+        wanted = byte_range(request.headers.get("Range"), len(data))
+    except RangeNotSatisfiable:
         headers["Content-Range"] = f"bytes */{len(data)}"
         return web.Response(status=416, headers=headers)
+    if wanted is None:
+        return web.Response(body=data, content_type="video/mp4", headers=headers)
     start, end = wanted
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
     return web.Response(status=206, body=data[start:end], content_type="video/mp4", headers=headers)
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | tuple[()] | None:
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The ``[start, end)`` a ``Range`` header asks of ``size`` bytes; None for the whole file
-    (no header, or a form this server does not serve such as several ranges), ``()`` when the
-    range lies outside the file (RFC 9110, 14.1.2)."""
+    (no header, or a form this server does not serve such as several ranges); raises
+    RangeNotSatisfiable when the range lies outside the file (RFC 9110, 14.1.2)."""
     if header is None:
         return None
     match = _RANGE.fullmatch(header.strip())
@@ -100,5 +105,5 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | tuple[()] | N
         start = int(first)
         end = size if last == "" else min(int(last) + 1, size)
     if start >= size or start >= end:
-        return ()
+        raise RangeNotSatisfiable(f"bytes {start}-{end - 1} lie outside the {size}-byte file")
     return start, end

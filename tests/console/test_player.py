@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hub.cli.owner_ops import remux_to_mp4
-from hub.console._player import PlayerCache, byte_range
+from hub.console._player import PlayerCache, RangeNotSatisfiable, byte_range
 
 
 def _clip(seconds: int, fps: int = 10) -> bytes:
@@ -45,17 +45,23 @@ def _boxes(data: bytes) -> list[str]:
         ("bytes=100-", (100, 1000)),
         ("bytes=-200", (800, 1000)),
         ("bytes=990-5000", (990, 1000)),
-        ("bytes=1000-", ()),
-        ("bytes=20-10", ()),
         ("bytes=0-1,5-6", None),  # several ranges: the whole file instead
         ("bytes=-", None),
         ("items=0-1", None),
     ],
 )
 def test_a_range_header_is_read_as_rfc_9110_says(
-    header: str | None, expected: tuple[int, int] | tuple[()] | None
+    header: str | None, expected: tuple[int, int] | None
 ) -> None:
     assert byte_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=20-10"])
+def test_a_range_outside_the_file_is_not_satisfiable(header: str) -> None:
+    with pytest.raises(
+        RangeNotSatisfiable, match=r"^bytes \d+-\d+ lie outside the 1000-byte file$"
+    ):
+        byte_range(header, 1000)
 
 
 def test_the_player_file_is_fragmented_and_plays_from_any_fragment() -> None:
