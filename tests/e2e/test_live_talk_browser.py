@@ -20,7 +20,7 @@ from crypto.keys import KeyBundle
 from crypto.signed import b64url_decode
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
-from tests.e2e.test_live_browser import DevTools, chromium
+from tests.browserkit import DevTools, chromium
 from tests.hub.test_live_kit import LiveDevice, live_device
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(120)]
