@@ -15,7 +15,8 @@ from hardware._audio import (
 )
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
-from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo
+from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo, StreamPacket
+from hardware._packets import PacketCamera, RecordStream
 from hardware._speaker import (
     AudioSink,
     FloorTaken,
@@ -27,15 +28,17 @@ from hardware._speaker import (
     peak_frequency,
     speaker_of,
 )
+from hardware._two_streams import DETECT_TIMEOUT_S, TwoStreamCamera, fit_plane
 from hardware._worker import Worker
 from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
 from hardware.live import LiveCamera, SourceSpec, parse_source
-from hardware.sources import button_of, open_camera, reconnecting
+from hardware.sources import button_of, detect_lost, open_camera, reconnecting
 
 __all__ = [
     "AUDIO_RATE",
+    "DETECT_TIMEOUT_S",
     "AudioChunk",
     "AudioSink",
     "AudioSource",
@@ -52,8 +55,10 @@ __all__ = [
     "Frame",
     "HardwareError",
     "LiveCamera",
+    "PacketCamera",
     "Plane",
     "Played",
+    "RecordStream",
     "ScenarioError",
     "SimulatedSpeaker",
     "SoftButton",
@@ -62,10 +67,14 @@ __all__ = [
     "SpeakerFloor",
     "StreamInfo",
     "StreamMicrophone",
+    "StreamPacket",
     "SystemClock",
+    "TwoStreamCamera",
     "WavSink",
     "Worker",
     "button_of",
+    "detect_lost",
+    "fit_plane",
     "microphone_of",
     "open_camera",
     "parse_source",

@@ -29,6 +29,7 @@ from hardware import (
     DoorbellButton,
     LiveCamera,
     SoftButton,
+    TwoStreamCamera,
     button_of,
     microphone_of,
     open_camera,
@@ -92,7 +93,9 @@ def open_device(
     device = Device.open(config.data_dir, request_limits=config.request_limits())
     try:
         return device, {
-            camera.name: open_camera(camera.kind, camera.target, name=camera.name)
+            camera.name: open_camera(
+                camera.kind, camera.target, name=camera.name, detect=camera.detect
+            )
             for camera in cameras
         }
     except BaseException:
@@ -460,7 +463,11 @@ def _pipelines(
 async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:
     """Wait until every live camera has answered (its size, codec and sound are known only then;
     each retries with backoff meanwhile, logging every attempt), or until ``stop`` (False)."""
-    live = [source.connect() for source in sources.values() if isinstance(source, LiveCamera)]
+    live = [
+        source.connect()
+        for source in sources.values()
+        if isinstance(source, LiveCamera | TwoStreamCamera)
+    ]
     if not live:
         return True
     connecting = asyncio.ensure_future(asyncio.gather(*live))
@@ -493,7 +500,7 @@ def _camera_info(
 
     return CameraInfo(
         camera.name,
-        f"{camera.kind}:{camera.target}",
+        camera.display,
         info.width,
         info.height,
         float(info.fps),

@@ -29,6 +29,10 @@ EVENT_KINDS = frozenset(
         # The off-site backup stopped working (error, message) or works again (target).
         "backup.failed",
         "backup.recovered",
+        # A two-stream camera's detect stream stopped (camera, reason: motion now decodes the
+        # main stream) or delivers again (camera).
+        "camera.detect_lost",
+        "camera.detect_restored",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind
