@@ -147,6 +147,9 @@ class CameraPipeline:
             )
         self._remux = info.codec == "h264" and not config.privacy_zones
         self._parameter_sets = parameter_sets(info.extradata) if self._remux else b""
+        if self._remux and not self._two_streams and hasattr(source, "decode_lightly"):
+            # Its pictures only feed motion (its packets are recorded): decode no more than that.
+            source.decode_lightly()
         self._mask = (
             PrivacyMask(config.privacy_zones, info.width, info.height)
             if config.privacy_zones

@@ -64,11 +64,18 @@ class FileCamera:
         self._start_monotonic: float | None = None
         self._start_wall: float | None = None
         self._closed = False
+        self._light = False
 
     @property
     def info(self) -> StreamInfo:
         """Picture size, nominal rate and codec, read from the file when it was opened."""
         return self._info
+
+    def decode_lightly(self) -> None:
+        """The pictures only feed motion (the packets are what is recorded): decode no more than
+        that needs (see ``StreamReader.decode_lightly``). Call before :meth:`frames`."""
+        self._light = True
+        self._reader.decode_lightly()
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames from where the last iteration stopped, until the end of the file (or forever)."""
@@ -112,7 +119,14 @@ class FileCamera:
                     packet.keyframe,
                 )
             frame = Frame(
-                self._index, pts_s, wall_s, decoded.y, decoded.u, decoded.v, packet=packet
+                self._index,
+                pts_s,
+                wall_s,
+                decoded.y,
+                decoded.u,
+                decoded.v,
+                packet=packet,
+                new_picture=decoded.new_picture,
             )
             self._index += 1
             yield frame  # the trip to the worker for each batch lets other tasks run
@@ -136,7 +150,10 @@ class FileCamera:
         self._first_pts_s = None
 
     def _stream_reader(self, container: object) -> StreamReader:
-        return StreamReader(container, microphone=self._sound, audio_time=self._audio_time)
+        reader = StreamReader(container, microphone=self._sound, audio_time=self._audio_time)
+        if getattr(self, "_light", False):
+            reader.decode_lightly()
+        return reader
 
     def _audio_time(self, stream_s: float) -> float:
         """A sound sample's time in the file as seconds on the frames' clock (on the worker)."""

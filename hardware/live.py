@@ -106,6 +106,7 @@ class LiveCamera:
         self.connections = 0  # successful opens so far
         self.microphone: StreamMicrophone | None = None
         self._sound = StreamMicrophone()
+        self._light = False
 
     @property
     def info(self) -> StreamInfo:
@@ -132,6 +133,8 @@ class LiveCamera:
             self._reader = StreamReader(
                 container, microphone=self._sound, audio_time=self._audio_time
             )
+            if self._light:
+                self._reader.decode_lightly()
             self._decoded = None
             self._info = self._reader.info()
             if self._reader.has_audio:
@@ -140,6 +143,13 @@ class LiveCamera:
             logger.info("camera.connected camera=%s codec=%s", self.name, self._info.codec)
         assert self._info is not None
         return self._info
+
+    def decode_lightly(self) -> None:
+        """The pictures only feed motion (the packets are what is recorded): decode no more than
+        that needs (see ``StreamReader.decode_lightly``), from the next connection on."""
+        self._light = True
+        if self._reader is not None and self._decoded is None:
+            self._reader.decode_lightly()
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames until closed, across reconnects; indices continue, lost frames leave no gap."""
@@ -177,6 +187,7 @@ class LiveCamera:
                 decoded.u,
                 decoded.v,
                 packet=packet,
+                new_picture=decoded.new_picture,
             )
             self._index += 1
             yield frame
