@@ -73,6 +73,8 @@ pre_roll_s = 5.0                # video kept from before motion or a ring
 post_roll_s = 5.0               # recording continues this long after motion stops
 motion_sensitivity = 0.5        # 0 (only large, strong motion) to 1 (small, faint motion)
 segment_s = 2.0                 # length of each encrypted segment (cut at keyframes)
+encoder = "libx264"             # H.264 encoder for raw cameras: libx264, h264_v4l2m2m, h264_vaapi, …
+                                # (used if this PyAV build and device have it, else libx264)
 
 retention_days = 30.0           # clips older than this are deleted (unless a release holds them)
 max_storage_mb = 8192           # oldest clips are deleted past this much video
@@ -429,6 +431,7 @@ class ServeConfig:
     post_roll_s: float = 5.0
     motion_sensitivity: float = 0.5
     segment_s: float = 2.0
+    encoder: str = "libx264"
     retention_days: float = 30.0
     max_storage_mb: int = 8192
     max_pairing_failures: int = 20
@@ -476,6 +479,9 @@ class ServeConfig:
             raise ValueError(f"motion_sensitivity must be in [0, 1], got {self.motion_sensitivity}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
+        from device import RecorderConfig
+
+        RecorderConfig(encoder=self.encoder)  # an encoder's name is checked as the recorder will
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
             raise ValueError("retention_days and max_storage_mb must be positive")
         self.request_limits()  # each limit must be a positive integer

@@ -434,7 +434,10 @@ def _pipelines(
             backup.notice(event)
 
     recording = RecorderConfig(
-        pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s
+        pre_roll_s=config.pre_roll_s,
+        post_roll_s=config.post_roll_s,
+        segment_s=config.segment_s,
+        encoder=config.encoder,
     )
     pipelines = {}
     for name, source in sources.items():
