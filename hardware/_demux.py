@@ -112,6 +112,7 @@ class StreamReader:
     A frame carries the packets in decode order (the n-th frame out gets the n-th packet in):
     for streams without B-frames, which is what cameras send, that is the frame's own packet.
 
+    ``one_thread`` decodes on the calling thread only (for small streams: less memory).
     With a ``microphone``, the container's first audio stream (if any) is its sound: decoded,
     as 20 ms chunks of 48 kHz mono, only while someone listens (otherwise its packets are
     dropped undecoded), each stamped by ``audio_time`` (stream seconds to the camera's).
@@ -123,6 +124,7 @@ class StreamReader:
         *,
         microphone: StreamMicrophone | None = None,
         audio_time: Callable[[float], float] = float,
+        one_thread: bool = False,
     ) -> None:
         self._container = container
         self._stream = container.streams.video[0]
@@ -133,7 +135,12 @@ class StreamReader:
         self._resampler: Any = None
         self._audio_start_s = 0.0
         self._audio_samples = 0
-        self._stream.thread_type = DECODE_THREAD_TYPE
+        if one_thread:
+            # A small stream (a camera's detect substream) decodes in real time on one thread;
+            # frame threads would each hold their own pictures (a few MB per camera).
+            self._stream.codec_context.thread_count = 1
+        else:
+            self._stream.thread_type = DECODE_THREAD_TYPE
         ctx = self._stream.codec_context
         self.is_h264 = ctx.name == "h264"
         extradata = bytes(ctx.extradata or b"")

@@ -27,6 +27,11 @@ __all__ = ["PacketCamera", "RecordStream"]
 logger = logging.getLogger(__name__)
 
 _BATCH = 8  # packets demuxed per trip to the worker thread (a 1080p packet is tens of KB)
+# A file is opened without FFmpeg's stream analysis (which decodes frames for 5 s of stream:
+# a tenth of a second per 1080p open, a second and more at start with many cameras); the size
+# comes from the parameter sets and the rate from the first packets' timestamps (_RATE_PACKETS).
+_FILE_PROBE = {"analyzeduration": "0", "fpsprobesize": "0", "threads": "1"}
+_RATE_PACKETS = 8
 
 
 class RecordStream:
@@ -80,8 +85,10 @@ class PacketCamera(RecordStream):
         self._failures = 0
         self._closed = False
         self._reader: _PacketReader | None = None
+        self._opened: _PacketReader | None = None  # opened by the constructor, read first
         if not live:
-            self._open_reader().close()  # fail now, with the reason, for a file that is not H.264
+            # Fail now, with the reason, for a file that is not H.264; its first pass reads it.
+            self._opened = self._open_reader()
 
     @property
     def info(self) -> StreamInfo:
@@ -116,12 +123,13 @@ class PacketCamera(RecordStream):
         last_s = 0.0
         while not self._closed:
             try:
-                reader = await self._worker.run(self._open_reader)
+                reader = self._opened or await self._worker.run(self._open_reader)
             except CameraOpenFailed as exc:
                 if not self.live:
                     raise
                 await self._failed(str(exc))
                 continue
+            self._opened = None
             self._reader = reader
             if start_mono is None:
                 start_mono = self._clock.monotonic()
@@ -179,14 +187,16 @@ class PacketCamera(RecordStream):
         if self._closed:
             return
         self._closed = True
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            await self._worker.run(reader.close)
+        for reader in (self._reader, self._opened):
+            if reader is not None:
+                await self._worker.run(reader.close)
+        self._reader = self._opened = None
         self._worker.shutdown()
 
     def _open_reader(self) -> _PacketReader:
-        container = open_container(self.url, options=self._options or None)
-        reader = _PacketReader(container, redact_url(self.url))
+        options = self._options or ({} if self.live else dict(_FILE_PROBE))
+        container = open_container(self.url, options=options or None)
+        reader = _PacketReader(container, redact_url(self.url), measure_rate=not self._options)
         self._info = reader.info
         return reader
 
@@ -200,8 +210,9 @@ class PacketCamera(RecordStream):
 class _PacketReader:
     """One opened container's first video stream as Annex B packets (on the worker thread)."""
 
-    def __init__(self, container: Any, display: str) -> None:
+    def __init__(self, container: Any, display: str, *, measure_rate: bool = False) -> None:
         self._container = container
+        self._peeked: list[Any] = []
         stream = container.streams.video[0]
         ctx = stream.codec_context
         if ctx.name != "h264":
@@ -218,7 +229,8 @@ class _PacketReader:
             parameter_sets = avcc_to_annexb(extradata)
         self._stream = stream
         self._time_base = Fraction(stream.time_base or Fraction(1, 90000))
-        fps = Fraction(stream.average_rate or stream.guessed_rate or Fraction(30))
+        fps = self._measured_rate() if measure_rate else None
+        fps = fps or Fraction(stream.average_rate or stream.guessed_rate or Fraction(30))
         self._frame_ticks = float(1 / (fps * self._time_base))
         self._count = 0
         self.info = StreamInfo(
@@ -226,7 +238,8 @@ class _PacketReader:
         )
 
     def packets(self) -> Iterator[tuple[float, EncodedPacket]]:
-        for packet in self._container.demux(self._stream):
+        peeked, self._peeked = self._peeked, []
+        for packet in itertools.chain(peeked, self._container.demux(self._stream)):
             if not packet.size:
                 continue
             for p in self._bsf.filter(packet) if self._bsf is not None else [packet]:
@@ -242,6 +255,21 @@ class _PacketReader:
 
     def close(self) -> None:
         self._container.close()
+
+    def _measured_rate(self) -> Fraction | None:
+        """The frame rate from the first packets' timestamps (kept to be read first), or None."""
+        stamps = []
+        for packet in self._container.demux(self._stream):
+            self._peeked.append(packet)
+            if packet.size and packet.pts is not None:
+                stamps.append(packet.pts)
+            if len(stamps) >= _RATE_PACKETS or len(self._peeked) >= 4 * _RATE_PACKETS:
+                break
+        steps = sorted(b - a for a, b in itertools.pairwise(sorted(stamps)) if b > a)
+        if not steps:
+            return None
+        rate = 1 / (steps[len(steps) // 2] * self._time_base)
+        return Fraction(rate).limit_denominator(1001)
 
 
 def _next_batch(items: Iterator[tuple[float, EncodedPacket]]) -> list[tuple[float, EncodedPacket]]:

@@ -33,7 +33,8 @@ class FileCamera:
     they decode, ``wall_s`` counting from ``clock.now()`` at the first frame; with ``realtime``
     each frame waits for its due time. The planes are read-only views of the decoder's pictures.
     A file with a sound track has a ``microphone`` (else None): its sound, decoded only while
-    someone listens, stamped on the frames' clock.
+    someone listens, stamped on the frames' clock. ``one_thread`` decodes on one thread (a small
+    stream, such as a camera's detect substream: less memory than frame threads).
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class FileCamera:
         realtime: bool = False,
         clock: Clock | None = None,
         name: str | None = None,
+        one_thread: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._one_thread = one_thread
         self.name = name or self.path.stem
         self.loop = loop
         self.realtime = realtime
@@ -150,7 +153,12 @@ class FileCamera:
         self._first_pts_s = None
 
     def _stream_reader(self, container: object) -> StreamReader:
-        reader = StreamReader(container, microphone=self._sound, audio_time=self._audio_time)
+        reader = StreamReader(
+            container,
+            microphone=self._sound,
+            audio_time=self._audio_time,
+            one_thread=self._one_thread,
+        )
         if getattr(self, "_light", False):
             reader.decode_lightly()
         return reader

@@ -84,6 +84,7 @@ class LiveCamera:
         read_timeout_s: float = 10.0,
         v4l2_options: Mapping[str, str] | None = None,
         name: str | None = None,
+        one_thread: bool = False,
     ) -> None:
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -107,6 +108,7 @@ class LiveCamera:
         self.microphone: StreamMicrophone | None = None
         self._sound = StreamMicrophone()
         self._light = False
+        self._one_thread = one_thread  # a small stream: decode on one thread (less memory)
 
     @property
     def info(self) -> StreamInfo:
@@ -131,7 +133,10 @@ class LiveCamera:
                 await self._failed(str(exc), exc)
                 continue
             self._reader = StreamReader(
-                container, microphone=self._sound, audio_time=self._audio_time
+                container,
+                microphone=self._sound,
+                audio_time=self._audio_time,
+                one_thread=self._one_thread,
             )
             if self._light:
                 self._reader.decode_lightly()

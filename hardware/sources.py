@@ -63,6 +63,15 @@ def _record_stream(kind: str, target: str, name: str) -> RecordStream:
     )
 
 
+def _detect_stream(kind: str, target: str, *, name: str) -> CameraSource:
+    """A detect substream: small, so decoded on one thread (frame threads cost memory)."""
+    if kind == "file":
+        return FileCamera(target, loop=True, realtime=True, name=f"{name}-detect", one_thread=True)
+    if kind == "live":
+        return LiveCamera(target, name=f"{name}-detect", one_thread=True)
+    return open_camera(kind, target, name=f"{name}-detect")
+
+
 def detect_lost(camera: object) -> str | None:
     """Why a two-stream camera's motion runs on its main stream (its detect stream is lost), or
     None (it is not, or the camera has one stream)."""
