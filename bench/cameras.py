@@ -171,6 +171,8 @@ class Trial:
     cpu_share: float = 0.0  # of one core, whole process
     rss_mb: float = 0.0
     startup_s: float | None = None
+    startup_https_s: float | None = None
+    startup_discoverable_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -228,11 +230,11 @@ async def trial(
         f"pre_roll_s = 2.0\npost_roll_s = 2.0\nsegment_s = 2.0\ncameras = {json.dumps(specs)}\n"
     )
     env = _serve_env(work)
-    browser = (
-        asyncio.ensure_future(browse(20.0, interfaces=["127.0.0.1"], until_found=[device_id]))
-        if timed
-        else None
-    )
+    async def browse_timed() -> tuple[list[Any], float]:
+        found = await browse(20.0, interfaces=["127.0.0.1"], until_found=[device_id])
+        return found, time.monotonic()
+
+    browser = asyncio.ensure_future(browse_timed()) if timed else None
     launched = time.monotonic()
     with (root / "serve.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
@@ -247,11 +249,12 @@ async def trial(
             url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key, timeout_s=20
         ) as phone:
             await phone.health()
-            https_s = time.monotonic() - launched
+            result.startup_https_s = https_s = time.monotonic() - launched
             if browser is not None:
-                found = await browser
+                found, found_s = await browser
                 if any(d.device_id == device_id for d in found):
-                    result.startup_s = max(https_s, time.monotonic() - launched)
+                    result.startup_discoverable_s = found_s - launched
+                    result.startup_s = max(https_s, found_s - launched)
             await asyncio.sleep(_WARMUP_S)
             before, before_s = await _metrics(phone)
             cpu0 = _proc_cpu_s(process.pid)
@@ -423,6 +426,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": args.window,
         "trials": [t.summary() for t in trials],
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def main() -> None:
