@@ -41,7 +41,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         dest="cameras",
         metavar="SPEC",
-        help="[NAME=]simulated[:SCENARIO], a video file, v4l2:/dev/videoN or rtsp://… (repeat)",
+        help=(
+            "[NAME=]simulated[:SCENARIO], a video file, v4l2:/dev/videoN or rtsp://… (repeat); "
+            "'NAME=MAIN detect=SUB' records MAIN undecoded and runs motion on SUB"
+        ),
     )
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="HTTPS port (default 8443; 0 picks one)")
