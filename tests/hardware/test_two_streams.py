@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hardware import CameraOpenFailed, PacketCamera, TwoStreamCamera, open_camera
+from hardware import Backoff, CameraOpenFailed, PacketCamera, TwoStreamCamera, open_camera
 from tests.hardware._media import rendered, write_video
+from tests.hardware.kit import FakeClock
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,24 @@ async def test_frames_carry_main_packets_and_detect_pictures(streams: tuple[Path
 def test_a_simulated_camera_with_detect_is_refused() -> None:
     with pytest.raises(ValueError, match="a simulated camera makes its own detect stream"):
         open_camera("simulated", "x.toml", name="c", detect=("file", "y.ts"))
+
+
+@pytest.mark.asyncio
+async def test_a_live_record_stream_reconnects_when_it_ends(streams: tuple[Path, Path]) -> None:
+    main, _ = streams
+    clock = FakeClock()
+    camera = PacketCamera(
+        main, live=True, clock=clock, backoff=Backoff(initial_s=0.5, factor=2.0, jitter=0.0)
+    )
+    assert (await camera.connect()).codec == "h264"
+    packets = []
+    async for packet in camera.packets():
+        packets.append(packet)
+        if len(packets) == 60:
+            break
+    await camera.close()
+    # Two connections' worth, numbered on; the second came after a backoff wait, later in time.
+    assert [p.index for p in packets] == list(range(60))
+    assert clock.sleeps == [0.5]
+    assert packets[30].pts_s >= 0.5 > packets[29].pts_s
+    assert packets[30].packet.keyframe

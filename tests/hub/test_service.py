@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -277,3 +278,44 @@ def test_two_stream_cameras_in_the_config_file(tmp_path: Path) -> None:
     path.write_text('cameras = [{ name = "garden", main = "rtsp://b/main" }]\n')
     with pytest.raises(ConfigError, match=r"^a camera table needs record .*unknown key\(s\): main"):
         load_config(path)
+
+
+@pytest.mark.asyncio
+async def test_serve_records_a_two_stream_camera(tmp_path: Path) -> None:
+    from tests.hardware._media import rendered, write_video
+
+    main, sub = tmp_path / "main.ts", tmp_path / "sub.ts"
+    write_video(main, rendered(45, 320, 240))  # a person walks through the picture
+    write_video(sub, rendered(45, 160, 120))
+    config = replace(_config(tmp_path), cameras=(f"garden={main} detect={sub}",))
+    phone = KeyBundle.generate("x25519")
+    device = Device.open(config.data_dir)
+    try:
+        device.owners.add(phone.public(), name="Ada's phone", now=int(time.time()))
+        device_id, fingerprint = device.identity.device_id, device.fingerprint
+    finally:
+        device.close()
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(
+        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+    )
+    try:
+        url = await asyncio.wait_for(ready, 20)
+        async with DoorwardClient(
+            url, fingerprint=fingerprint, device_id=device_id, key=phone.signing_key
+        ) as api:
+            [camera] = await api.cameras()
+            # The record stream's size is what the clips hold; motion ran on the substream.
+            assert (camera.name, camera.width, camera.height, camera.codec) == (
+                "garden",
+                320,
+                240,
+                "h264",
+            )
+            async for event in api.events(("clip.started",)):
+                assert event.data["camera"] == "garden"
+                break
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(server, 20) == 0
