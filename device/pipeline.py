@@ -58,6 +58,7 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # (a few milliseconds even at 1080p: remuxing does not encode). The pipeline holds at most
 # this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
+_MAX_SIZES_LOGGED = 16  # picture sizes other than the first, each logged once
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,8 +367,8 @@ class CameraPipeline:
     def _fit(self, frame: Frame, width: int, height: int) -> tuple[Plane, Plane, Plane]:
         """A picture of another size than the stream began with, scaled to that size."""
         size = (frame.width, frame.height)
-        if size not in self._sizes_seen:
-            self._sizes_seen.add(size)
+        if size not in self._sizes_seen and len(self._sizes_seen) < _MAX_SIZES_LOGGED:
+            self._sizes_seen.add(size)  # capped: a camera that keeps changing is logged a while
             logger.warning(
                 "pipeline.size_changed camera=%s size=%dx%d scaled_to=%dx%d",
                 self.camera_id,

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 DETECT_TIMEOUT_S = 2.0  # no detect picture this long: motion decodes the main stream instead
 _CONNECT_TIMEOUT_S = 10.0  # a detect stream that has not answered by then starts as lost
 _ARRIVED = 16  # detect pictures held between two record packets, at most (real time)
+_MAX_SIZES_LOGGED = 16  # detect picture sizes other than the stream's, each logged once
 
 _Picture = tuple[Plane, Plane, Plane]
 
@@ -235,8 +236,8 @@ class TwoStreamCamera:
         if (frame.width, frame.height) == (info.width, info.height):
             return frame.y, frame.u, frame.v
         size = (frame.width, frame.height)
-        if size not in self._sizes_seen:
-            self._sizes_seen.add(size)
+        if size not in self._sizes_seen and len(self._sizes_seen) < _MAX_SIZES_LOGGED:
+            self._sizes_seen.add(size)  # capped: a stream that keeps changing is logged a while
             logger.warning(
                 "camera.detect_size_changed camera=%s size=%dx%d scaled_to=%dx%d",
                 self.name,
