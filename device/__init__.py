@@ -18,6 +18,8 @@ from device.errors import ClipHeld, ClipRefused, DeviceError, StoreError
 from device.events import (
     ClipFinished,
     ClipStarted,
+    DetectStreamLost,
+    DetectStreamRestored,
     DeviceEvent,
     DoorbellPressed,
     MotionDetected,
@@ -38,6 +40,8 @@ __all__ = [
     "ClipSink",
     "ClipStarted",
     "ClipStore",
+    "DetectStreamLost",
+    "DetectStreamRestored",
     "DeviceError",
     "DeviceEvent",
     "DoorbellPressed",

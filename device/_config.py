@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["Polygon", "RecorderConfig"]
@@ -9,6 +10,7 @@ __all__ = ["Polygon", "RecorderConfig"]
 Polygon = tuple[tuple[float, float], ...]  # normalised (x, y) vertices, 0..1
 
 _PRESETS = ("ultrafast", "superfast", "veryfast")
+_ENCODER = re.compile(r"[a-z0-9_]{1,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,12 @@ class RecorderConfig:
     to a third while the device is busiest (recording, and streaming to a viewer at the door).
     Frigate, for comparison, looks for motion at its detect rate, 5 fps by default, all the time.
 
+    ``encoder`` names the H.264 encoder of a camera that delivers raw pictures: ``libx264`` (the
+    default), or a hardware one (``h264_v4l2m2m`` on a Raspberry Pi, ``h264_vaapi`` on Intel, …)
+    used when the PyAV build has it and it opens on this device; otherwise libx264 is used, with
+    one log line saying why. The x264 options (preset, tune, crf) apply to libx264 only; a
+    hardware encoder gets ``bitrate_kbps`` (4000 when unset) and the keyframe interval.
+
     ``privacy_zones`` are normalised polygons blacked out of every recorded frame before encoding.
     A camera with privacy zones is always encoded with libx264, even when it delivers H.264 itself:
     its own packets contain the unmasked picture, so they cannot be remuxed.
@@ -39,6 +47,7 @@ class RecorderConfig:
     x264_preset: str = "veryfast"
     x264_tune: str = "zerolatency"
     crf: int = 23
+    encoder: str = "libx264"
     bitrate_kbps: int | None = None  # when set, replaces crf with a VBV-capped average bitrate
     max_preroll_bytes: int = 16 * 1024 * 1024
     motion_fps: float = 15.0
@@ -64,6 +73,11 @@ class RecorderConfig:
             )
         if self.x264_tune != "zerolatency":
             raise ValueError(f"x264_tune must be 'zerolatency', got {self.x264_tune!r}")
+        if not _ENCODER.fullmatch(self.encoder):
+            raise ValueError(
+                f"encoder must be an FFmpeg encoder name such as libx264 or h264_v4l2m2m, "
+                f"got {self.encoder!r}"
+            )
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be between 0 and 51, got {self.crf}")
         if self.bitrate_kbps is not None and not 100 <= self.bitrate_kbps <= 50_000:

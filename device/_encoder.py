@@ -19,6 +19,7 @@ __all__ = ["TIME_BASE", "H264Encoder"]
 logger = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90000)  # MPEG-TS clock (ISO/IEC 13818-1 §2.4.3.6)
+_HARDWARE_KBPS = 4000  # a hardware encoder's bitrate when none is configured (1080p-ish)
 
 Plane = npt.NDArray[np.uint8]
 
@@ -32,7 +33,36 @@ class H264Encoder:
     """
 
     def __init__(self, width: int, height: int, fps: Fraction, config: RecorderConfig) -> None:
-        ctx = av.CodecContext.create("libx264", "w")
+        ctx = None
+        if config.encoder != "libx264" and config.encoder not in av.codecs_available:
+            logger.warning(
+                "encoder.fallback wanted=%s using=libx264 reason=not in this PyAV build",
+                config.encoder,
+            )
+        elif config.encoder != "libx264":
+            try:
+                ctx = self._open(config.encoder, width, height, fps, config)
+            except (av.error.FFmpegError, ValueError, OSError) as exc:
+                # No such device here, or it refuses these settings: libx264 does the job.
+                logger.warning(
+                    "encoder.fallback wanted=%s using=libx264 reason=it failed to open: %s",
+                    config.encoder,
+                    exc,
+                )
+            else:
+                logger.info("encoder.open name=%s size=%dx%d", config.encoder, width, height)
+        self._ctx = ctx or self._open("libx264", width, height, fps, config)
+        self.name = self._ctx.name
+        self._width = width
+        self._height = height
+        self._last_pts = -1
+        self._wall_by_pts: dict[int, tuple[float, float]] = {}
+
+    @staticmethod
+    def _open(
+        name: str, width: int, height: int, fps: Fraction, config: RecorderConfig
+    ) -> av.CodecContext:
+        ctx = av.CodecContext.create(name, "w")
         ctx.width = width
         ctx.height = height
         ctx.pix_fmt = "yuv420p"
@@ -40,6 +70,10 @@ class H264Encoder:
         ctx.framerate = fps
         ctx.gop_size = max(1, round(config.keyframe_interval_s * float(fps)))
         ctx.max_b_frames = 0
+        if name != "libx264":
+            ctx.bit_rate = (config.bitrate_kbps or _HARDWARE_KBPS) * 1000
+            ctx.open()
+            return ctx
         options = {"preset": config.x264_preset, "tune": config.x264_tune}
         if config.bitrate_kbps is None:
             options["crf"] = str(config.crf)
@@ -49,11 +83,7 @@ class H264Encoder:
             options["bufsize"] = f"{config.bitrate_kbps * 2}k"
         ctx.options = options
         ctx.open()
-        self._ctx = ctx
-        self._width = width
-        self._height = height
-        self._last_pts = -1
-        self._wall_by_pts: dict[int, tuple[float, float]] = {}
+        return ctx
 
     def encode(
         self, y: Plane, u: Plane, v: Plane, pts_s: float, wall_s: float

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from device._config import Polygon
 from device._motion import MotionConfig, MotionDetector
-from hardware import CameraSource
+from hardware import CameraSource, TwoStreamCamera
 
 __all__ = ["MotionHints", "detector_for"]
 
@@ -34,10 +34,11 @@ class MotionHints(Protocol):
 
 
 def detector_for(source: CameraSource, config: MotionConfig | None = None) -> MotionDetector:
-    """A detector for ``source``'s picture size: ``config`` (default: MotionConfig()) with the
-    source's masks added and its sensitivity, when it has one, in place of the configured one."""
+    """A detector for ``source``'s picture size (a two-stream camera's detect stream's): ``config``
+    (default: MotionConfig()) with the source's masks added and its sensitivity, when it has one,
+    in place of the configured one."""
     base = config or MotionConfig()
-    info = source.info
+    info = source.detect_info if isinstance(source, TwoStreamCamera) else source.info
     if isinstance(source, MotionHints):
         sensitivity = source.motion_sensitivity
         base = replace(

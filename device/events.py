@@ -9,6 +9,8 @@ from device._motion import Box
 __all__ = [
     "ClipFinished",
     "ClipStarted",
+    "DetectStreamLost",
+    "DetectStreamRestored",
     "DeviceEvent",
     "DoorbellPressed",
     "MotionDetected",
@@ -72,6 +74,29 @@ class RecordingError:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class DetectStreamLost:
+    """A two-stream camera's detect stream stopped: motion now decodes the main stream (which
+    costs more), recording goes on. ``reason`` says what happened."""
+
+    camera: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DetectStreamRestored:
+    """A two-stream camera's detect stream delivers again: motion is back on it."""
+
+    camera: str
+
+
 DeviceEvent = (
-    MotionDetected | ClipStarted | ClipFinished | DoorbellPressed | SegmentWritten | RecordingError
+    MotionDetected
+    | ClipStarted
+    | ClipFinished
+    | DoorbellPressed
+    | SegmentWritten
+    | RecordingError
+    | DetectStreamLost
+    | DetectStreamRestored
 )

@@ -25,8 +25,25 @@ from device._privacy import PrivacyMask
 from device._recorder import Recorder, RecorderAction, RecorderState
 from device._segmenter import ClipSink, ClipWriter, VideoFormat
 from device.errors import ClipRefused
-from device.events import DeviceEvent, DoorbellPressed, MotionDetected, RecordingError
-from hardware import CameraSource, Clock, Frame, Plane, SystemClock, Worker
+from device.events import (
+    DetectStreamLost,
+    DetectStreamRestored,
+    DeviceEvent,
+    DoorbellPressed,
+    MotionDetected,
+    RecordingError,
+)
+from hardware import (
+    CameraSource,
+    Clock,
+    Frame,
+    Plane,
+    SystemClock,
+    TwoStreamCamera,
+    Worker,
+    detect_lost,
+    fit_plane,
+)
 from hardware.annexb import has_sps, parameter_sets
 from hardware.button import DoorbellButton
 
@@ -41,6 +58,7 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # (a few milliseconds even at 1080p: remuxing does not encode). The pipeline holds at most
 # this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
+_MAX_SIZES_LOGGED = 16  # picture sizes other than the first, each logged once
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +69,7 @@ class PipelineStats:
     dropped_frames: int = 0  # gaps in the source's frame indices
     motion_frames: int = 0
     analysed_frames: int = 0  # frames the motion detector looked at (see RecorderConfig.motion_fps)
+    resized_frames: int = 0  # pictures of another size than the stream began with, scaled to it
     encoded_frames: int = 0  # frames through libx264 (0 for a remuxed H.264 camera)
     remuxed_packets: int = 0  # source packets passed through untouched
     clips: int = 0
@@ -86,7 +105,12 @@ class CameraPipeline:
     moment. Raw sources are encoded once with libx264; H.264 sources (``info.codec == "h264"``) are
     remuxed untouched, unless the config has privacy zones, which forces an encode of the masked
     picture. Motion is detected on the masked picture, so nothing inside a privacy zone triggers a
-    clip. ``on_event`` and ``on_frame`` run on the event loop.
+    clip. A :class:`~hardware.TwoStreamCamera` records its main stream and the detector (sized to
+    its ``detect_info``) watches its substream; when the substream is lost the pipeline reports
+    :class:`DetectStreamLost` (and :class:`DetectStreamRestored` when it is back). A source whose
+    pictures change size mid-way is scaled back to the size it began with (logged once per size):
+    the encoder, the privacy mask and the detector keep theirs, and no segment is lost.
+    ``on_event`` and ``on_frame`` run on the event loop.
     """
 
     def __init__(
@@ -115,8 +139,18 @@ class CameraPipeline:
         self._on_frame = on_frame
         self._button = button
         self._video = VideoFormat(info.width, info.height, info.fps)
+        self._two_streams = isinstance(source, TwoStreamCamera)
+        if self._two_streams and config.privacy_zones:
+            raise ValueError(
+                f"camera {camera_id} has privacy zones and a detect stream: its main stream is "
+                "recorded as the camera encoded it, so nothing can be blacked out of it; drop "
+                "detect= (the main stream is then decoded, masked and encoded) or the zones"
+            )
         self._remux = info.codec == "h264" and not config.privacy_zones
         self._parameter_sets = parameter_sets(info.extradata) if self._remux else b""
+        if self._remux and not self._two_streams and hasattr(source, "decode_lightly"):
+            # Its pictures only feed motion (its packets are recorded): decode no more than that.
+            source.decode_lightly()
         self._mask = (
             PrivacyMask(config.privacy_zones, info.width, info.height)
             if config.privacy_zones
@@ -137,6 +171,8 @@ class CameraPipeline:
         self._last_motion = _NO_MOTION
         self._last_refusal: str | None = None  # reported once per event, not at every retry
         self._ts_shift = 0
+        self._detect_lost: str | None = None
+        self._sizes_seen: set[tuple[int, int]] = set()
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
 
     @property
@@ -234,6 +270,16 @@ class CameraPipeline:
 
     def _deliver(self, frame: Frame, outcome: tuple[MotionResult, list[DeviceEvent]]) -> None:
         result, events = outcome
+        if self._two_streams:
+            lost = detect_lost(self._source)
+            if lost != self._detect_lost:
+                if lost is not None and self._detect_lost is None:
+                    logger.warning("pipeline.detect_lost camera=%s reason=%s", self.camera_id, lost)
+                    events = [*events, DetectStreamLost(self.camera_id, lost)]
+                elif lost is None:
+                    logger.info("pipeline.detect_restored camera=%s", self.camera_id)
+                    events = [*events, DetectStreamRestored(self.camera_id)]
+                self._detect_lost = lost
         self._emit(events)
         if self._on_frame is not None:
             self._on_frame(frame, result)
@@ -259,9 +305,14 @@ class CameraPipeline:
             counts["dropped_frames"] += frame.index - self._last_index - 1
         self._last_index = frame.index
         y, u, v = frame.y, frame.u, frame.v
+        if not self._two_streams and (frame.width, frame.height) != (
+            self._video.width,
+            self._video.height,
+        ):
+            y, u, v = self._fit(frame, self._video.width, self._video.height)
         if self._mask is not None:
             y, u, v = self._mask.apply(y, u, v)
-        result = self._motion(y, frame.pts_s)
+        result = self._motion(y, frame.pts_s) if frame.new_picture else self._last_motion
         events: list[DeviceEvent] = []
         if result.motion:
             counts["motion_frames"] += 1
@@ -294,6 +345,9 @@ class CameraPipeline:
         answer)."""
         if self._detector is None:
             return _NO_MOTION
+        detector = self._detector
+        if y.shape != (detector.height, detector.width):  # a detect stream that changed size
+            y = fit_plane(y, detector.width, detector.height)
         config = self._config
         fps = config.motion_fps
         if self._last_motion.motion:
@@ -309,6 +363,26 @@ class CameraPipeline:
         self._last_motion = self._detector.process(y, pts_s)
         self._last_motion_s = pts_s
         return self._last_motion
+
+    def _fit(self, frame: Frame, width: int, height: int) -> tuple[Plane, Plane, Plane]:
+        """A picture of another size than the stream began with, scaled to that size."""
+        size = (frame.width, frame.height)
+        if size not in self._sizes_seen and len(self._sizes_seen) < _MAX_SIZES_LOGGED:
+            self._sizes_seen.add(size)  # capped: a camera that keeps changing is logged a while
+            logger.warning(
+                "pipeline.size_changed camera=%s size=%dx%d scaled_to=%dx%d",
+                self.camera_id,
+                frame.width,
+                frame.height,
+                width,
+                height,
+            )
+        self._counts["resized_frames"] += 1
+        return (
+            fit_plane(frame.y, width, height),
+            fit_plane(frame.u, width // 2, height // 2),
+            fit_plane(frame.v, width // 2, height // 2),
+        )
 
     def _packets(self, frame: Frame, y: Plane, u: Plane, v: Plane) -> list[TimedPacket]:
         if self._remux:

@@ -16,7 +16,8 @@ from hardware._audio import (
 )
 from hardware._backoff import Backoff
 from hardware._clock import Clock, SystemClock
-from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo
+from hardware._frames import CameraSource, EncodedPacket, Frame, Plane, StreamInfo, StreamPacket
+from hardware._packets import PacketCamera, RecordStream
 from hardware._speaker import (
     AudioSink,
     FloorTaken,
@@ -28,15 +29,17 @@ from hardware._speaker import (
     peak_frequency,
     speaker_of,
 )
+from hardware._two_streams import DETECT_TIMEOUT_S, TwoStreamCamera, fit_plane
 from hardware._worker import Worker
 from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
 from hardware.file import FileCamera
 from hardware.live import LiveCamera, SourceSpec, parse_source
-from hardware.sources import button_of, open_camera, open_speaker, reconnecting
+from hardware.sources import button_of, detect_lost, open_camera, open_speaker, reconnecting
 
 __all__ = [
     "AUDIO_RATE",
+    "DETECT_TIMEOUT_S",
     "AlsaSink",
     "AudioChunk",
     "AudioSink",
@@ -54,8 +57,10 @@ __all__ = [
     "Frame",
     "HardwareError",
     "LiveCamera",
+    "PacketCamera",
     "Plane",
     "Played",
+    "RecordStream",
     "ScenarioError",
     "SimulatedSpeaker",
     "SoftButton",
@@ -64,11 +69,15 @@ __all__ = [
     "SpeakerFloor",
     "StreamInfo",
     "StreamMicrophone",
+    "StreamPacket",
     "SystemClock",
+    "TwoStreamCamera",
     "WavSink",
     "Worker",
     "alsa_available",
     "button_of",
+    "detect_lost",
+    "fit_plane",
     "microphone_of",
     "open_camera",
     "open_speaker",

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from hardware._audio import AUDIO_RATE, AudioChunk, StreamMicrophone
 from hardware._frames import EncodedPacket, StreamInfo
+from hardware.annexb import is_reference
 from hardware.errors import CameraOpenFailed
 
 __all__ = [
@@ -53,6 +54,7 @@ class Decoded:
     v: U8 = field(repr=False)
     pts_s: float
     packet: EncodedPacket | None
+    new_picture: bool = True  # False: the planes repeat the last picture (this one went undecoded)
 
 
 def open_container(
@@ -110,6 +112,7 @@ class StreamReader:
     A frame carries the packets in decode order (the n-th frame out gets the n-th packet in):
     for streams without B-frames, which is what cameras send, that is the frame's own packet.
 
+    ``one_thread`` decodes on the calling thread only (for small streams: less memory).
     With a ``microphone``, the container's first audio stream (if any) is its sound: decoded,
     as 20 ms chunks of 48 kHz mono, only while someone listens (otherwise its packets are
     dropped undecoded), each stamped by ``audio_time`` (stream seconds to the camera's).
@@ -121,6 +124,7 @@ class StreamReader:
         *,
         microphone: StreamMicrophone | None = None,
         audio_time: Callable[[float], float] = float,
+        one_thread: bool = False,
     ) -> None:
         self._container = container
         self._stream = container.streams.video[0]
@@ -131,7 +135,12 @@ class StreamReader:
         self._resampler: Any = None
         self._audio_start_s = 0.0
         self._audio_samples = 0
-        self._stream.thread_type = DECODE_THREAD_TYPE
+        if one_thread:
+            # A small stream (a camera's detect substream) decodes in real time on one thread;
+            # frame threads would each hold their own pictures (a few MB per camera).
+            self._stream.codec_context.thread_count = 1
+        else:
+            self._stream.thread_type = DECODE_THREAD_TYPE
         ctx = self._stream.codec_context
         self.is_h264 = ctx.name == "h264"
         extradata = bytes(ctx.extradata or b"")
@@ -147,7 +156,9 @@ class StreamReader:
         self.fps = Fraction(rate)
         self._ticks_per_frame = float(1 / (self.fps * self.time_base))
         self._frame_s = float(1 / self.fps)
-        self._pending: deque[EncodedPacket] = deque()
+        self._pending: deque[tuple[EncodedPacket, bool]] = deque()  # (packet, decoded)
+        self._light = False
+        self._last: Decoded | None = None
         self._packets_in = 0
         self._frames_out = 0
 
@@ -161,6 +172,16 @@ class StreamReader:
             extradata=self.extradata,
         )
 
+    def decode_lightly(self) -> None:
+        """The pictures only feed motion detection: decode no more than that needs. Pictures that
+        no other references (``nal_ref_idc`` 0) are not decoded (the frame repeats the last picture,
+        ``new_picture`` False), and the deblocking filter is skipped (about a fifth of an H.264
+        decode; motion on a downscaled luma plane does not see its blocks). Call before reading."""
+        if not self.is_h264:
+            return
+        self._light = True
+        self._stream.codec_context.options = {"skip_loop_filter": "all"}
+
     @property
     def has_audio(self) -> bool:
         """Whether the container has a sound track for the microphone."""
@@ -173,6 +194,15 @@ class StreamReader:
             if packet.stream_index != self._stream.index:
                 self._hear(packet)
                 continue
+            if (
+                self._light
+                and packet.size
+                and self._last is not None
+                and not packet.is_keyframe
+                and not is_reference(bytes(packet), length_prefixed=self._bsf is not None)
+            ):
+                self._queue_packets(packet, decoded=False)  # nothing depends on this picture
+                continue
             # Decode before filtering: the bitstream filter takes the packet's data.
             try:
                 frames = packet.decode()
@@ -182,7 +212,9 @@ class StreamReader:
             if packet.size and self.is_h264:
                 self._queue_packets(packet)
             for frame in frames:
+                yield from self._skipped()
                 yield self._decoded(frame)
+        yield from self._skipped()
 
     def close(self) -> None:
         self._container.close()
@@ -211,7 +243,15 @@ class StreamReader:
                 self._audio_samples += samples.shape[0]
                 microphone.feed(AudioChunk(self._audio_time(at_s), samples))
 
-    def _queue_packets(self, packet: Any) -> None:
+    def _skipped(self) -> Iterator[Decoded]:
+        """The undecoded pictures queued before the next decoded one, as repeats of the last."""
+        last = self._last
+        while self._pending and not self._pending[0][1] and last is not None:
+            packet, _ = self._pending.popleft()
+            pts_s = float(packet.pts * packet.time_base)
+            yield Decoded(last.y, last.u, last.v, pts_s, packet, new_picture=False)
+
+    def _queue_packets(self, packet: Any, *, decoded: bool = True) -> None:
         out = self._bsf.filter(packet) if self._bsf is not None else [packet]
         for p in out:
             pts, dts = p.pts, p.dts
@@ -222,7 +262,7 @@ class StreamReader:
                 dts = pts
             self._packets_in += 1
             self._pending.append(
-                EncodedPacket(bytes(p), pts, dts, self.time_base, bool(p.is_keyframe))
+                (EncodedPacket(bytes(p), pts, dts, self.time_base, bool(p.is_keyframe)), decoded)
             )
 
     def _decoded(self, frame: Any) -> Decoded:
@@ -234,8 +274,9 @@ class StreamReader:
         v = plane_view(frame.planes[2], w // 2, h // 2)
         pts_s = float(frame.time) if frame.time is not None else self._frames_out * self._frame_s
         self._frames_out += 1
-        packet = self._pending.popleft() if self._pending else None
-        return Decoded(y, u, v, pts_s, packet)
+        packet = self._pending.popleft()[0] if self._pending else None
+        self._last = Decoded(y, u, v, pts_s, packet)
+        return self._last
 
 
 def plane_view(plane: Any, width: int, height: int) -> U8:

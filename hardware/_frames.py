@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CameraSource", "EncodedPacket", "Frame", "StreamInfo"]
+__all__ = ["CameraSource", "EncodedPacket", "Frame", "StreamInfo", "StreamPacket"]
 
 Plane = npt.NDArray[np.uint8]
 
@@ -40,6 +40,12 @@ class Frame:
     visible (simulator only). ``packet`` is the encoded form of this same picture when the source
     delivers H.264. The planes may be read-only views of a decoder's buffers: copy a plane
     before changing it.
+
+    From a two-stream camera the planes are the detect stream's latest picture (smaller than the
+    record stream, see ``TwoStreamCamera.detect_info``) and ``packet`` the record stream's access
+    unit of the same moment; ``new_picture`` is False when the planes repeat the picture of an
+    earlier frame (the detect stream runs slower, or has not delivered yet), so motion need not
+    look at them again.
     """
 
     index: int
@@ -50,6 +56,7 @@ class Frame:
     v: Plane = field(repr=False)
     truth: frozenset[str] = frozenset()
     packet: EncodedPacket | None = None
+    new_picture: bool = True
 
     def __post_init__(self) -> None:
         if self.index < 0:
@@ -68,6 +75,18 @@ class Frame:
     @property
     def height(self) -> int:
         return int(self.y.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPacket:
+    """One access unit of a record stream that is never decoded: the packet and its times
+    (``pts_s`` from the stream's start, ``wall_s`` UTC capture time), as :class:`Frame` has them."""
+
+    index: int
+    pts_s: float
+    wall_s: float
+    packet: EncodedPacket
+    truth: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ class FileCamera:
     they decode, ``wall_s`` counting from ``clock.now()`` at the first frame; with ``realtime``
     each frame waits for its due time. The planes are read-only views of the decoder's pictures.
     A file with a sound track has a ``microphone`` (else None): its sound, decoded only while
-    someone listens, stamped on the frames' clock.
+    someone listens, stamped on the frames' clock. ``one_thread`` decodes on one thread (a small
+    stream, such as a camera's detect substream: less memory than frame threads).
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class FileCamera:
         realtime: bool = False,
         clock: Clock | None = None,
         name: str | None = None,
+        one_thread: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._one_thread = one_thread
         self.name = name or self.path.stem
         self.loop = loop
         self.realtime = realtime
@@ -64,11 +67,18 @@ class FileCamera:
         self._start_monotonic: float | None = None
         self._start_wall: float | None = None
         self._closed = False
+        self._light = False
 
     @property
     def info(self) -> StreamInfo:
         """Picture size, nominal rate and codec, read from the file when it was opened."""
         return self._info
+
+    def decode_lightly(self) -> None:
+        """The pictures only feed motion (the packets are what is recorded): decode no more than
+        that needs (see ``StreamReader.decode_lightly``). Call before :meth:`frames`."""
+        self._light = True
+        self._reader.decode_lightly()
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames from where the last iteration stopped, until the end of the file (or forever)."""
@@ -112,7 +122,14 @@ class FileCamera:
                     packet.keyframe,
                 )
             frame = Frame(
-                self._index, pts_s, wall_s, decoded.y, decoded.u, decoded.v, packet=packet
+                self._index,
+                pts_s,
+                wall_s,
+                decoded.y,
+                decoded.u,
+                decoded.v,
+                packet=packet,
+                new_picture=decoded.new_picture,
             )
             self._index += 1
             yield frame  # the trip to the worker for each batch lets other tasks run
@@ -136,7 +153,15 @@ class FileCamera:
         self._first_pts_s = None
 
     def _stream_reader(self, container: object) -> StreamReader:
-        return StreamReader(container, microphone=self._sound, audio_time=self._audio_time)
+        reader = StreamReader(
+            container,
+            microphone=self._sound,
+            audio_time=self._audio_time,
+            one_thread=self._one_thread,
+        )
+        if getattr(self, "_light", False):
+            reader.decode_lightly()
+        return reader
 
     def _audio_time(self, stream_s: float) -> float:
         """A sound sample's time in the file as seconds on the frames' clock (on the worker)."""

@@ -84,6 +84,7 @@ class LiveCamera:
         read_timeout_s: float = 10.0,
         v4l2_options: Mapping[str, str] | None = None,
         name: str | None = None,
+        one_thread: bool = False,
     ) -> None:
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -106,6 +107,8 @@ class LiveCamera:
         self.connections = 0  # successful opens so far
         self.microphone: StreamMicrophone | None = None
         self._sound = StreamMicrophone()
+        self._light = False
+        self._one_thread = one_thread  # a small stream: decode on one thread (less memory)
 
     @property
     def info(self) -> StreamInfo:
@@ -130,8 +133,13 @@ class LiveCamera:
                 await self._failed(str(exc), exc)
                 continue
             self._reader = StreamReader(
-                container, microphone=self._sound, audio_time=self._audio_time
+                container,
+                microphone=self._sound,
+                audio_time=self._audio_time,
+                one_thread=self._one_thread,
             )
+            if self._light:
+                self._reader.decode_lightly()
             self._decoded = None
             self._info = self._reader.info()
             if self._reader.has_audio:
@@ -140,6 +148,13 @@ class LiveCamera:
             logger.info("camera.connected camera=%s codec=%s", self.name, self._info.codec)
         assert self._info is not None
         return self._info
+
+    def decode_lightly(self) -> None:
+        """The pictures only feed motion (the packets are what is recorded): decode no more than
+        that needs (see ``StreamReader.decode_lightly``), from the next connection on."""
+        self._light = True
+        if self._reader is not None and self._decoded is None:
+            self._reader.decode_lightly()
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames until closed, across reconnects; indices continue, lost frames leave no gap."""
@@ -177,6 +192,7 @@ class LiveCamera:
                 decoded.u,
                 decoded.v,
                 packet=packet,
+                new_picture=decoded.new_picture,
             )
             self._index += 1
             yield frame

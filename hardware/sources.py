@@ -10,21 +10,43 @@ from __future__ import annotations
 from pathlib import Path
 
 from hardware._frames import CameraSource
+from hardware._packets import PacketCamera, RecordStream
 from hardware._speaker import AudioSink, SimulatedSpeaker, WavSink, speaker_of
+from hardware._two_streams import TwoStreamCamera
 from hardware.button import DoorbellButton
 from hardware.file import FileCamera
-from hardware.live import LiveCamera
+from hardware.live import LiveCamera, parse_source
 
-__all__ = ["button_of", "open_camera", "open_speaker", "reconnecting"]
+__all__ = ["button_of", "detect_lost", "open_camera", "open_speaker", "reconnecting"]
 
 
-def open_camera(kind: str, target: str, *, name: str) -> CameraSource:
+def open_camera(
+    kind: str, target: str, *, name: str, detect: tuple[str, str] | None = None
+) -> CameraSource:
     """A real-time source called ``name``: a scenario file played by the simulator, a video file
-    played in a loop, or a live camera (``v4l2:/dev/videoN``, ``rtsp://…``)."""
-    if kind == "simulated":
-        from hardware.sim import SimulatedCamera, load_scenario
+    played in a loop, or a live camera (``v4l2:/dev/videoN``, ``rtsp://…``).
 
-        return SimulatedCamera(load_scenario(target), realtime=True, name=name, reconnect=True)
+    With ``detect`` (its kind and target, as for the camera) the camera has two streams: ``target``
+    is recorded as it comes (H.264, never decoded) and motion runs on the detect stream (a
+    :class:`TwoStreamCamera`). A scenario with ``detect_width`` gives both streams by itself."""
+    if detect is not None:
+        if kind == "simulated":
+            raise ValueError(
+                "a simulated camera makes its own detect stream: set detect_width and "
+                "detect_height in the scenario's [camera] instead of detect="
+            )
+        return TwoStreamCamera(
+            _record_stream(kind, target, name),
+            open_camera(*detect, name=f"{name}-detect"),
+            name=name,
+        )
+    if kind == "simulated":
+        from hardware.sim import SimulatedCamera, load_scenario, two_stream_camera
+
+        scenario = load_scenario(target)
+        if scenario.camera.two_streams:
+            return two_stream_camera(scenario, realtime=True, name=name, reconnect=True)
+        return SimulatedCamera(scenario, realtime=True, name=name, reconnect=True)
     if kind == "file":
         return FileCamera(target, loop=True, realtime=True, name=name)
     if kind == "live":
@@ -49,6 +71,34 @@ def open_speaker(kind: str, target: str = "", *, camera: object = None) -> Audio
 
         return AlsaSink(target)
     raise ValueError(f"speaker kind must be sim, wav, alsa or none, got {kind!r}")
+
+
+def _record_stream(kind: str, target: str, name: str) -> RecordStream:
+    if kind == "file":
+        return PacketCamera(target, name=name, loop=True, realtime=True)
+    if kind == "live" and target.startswith(("rtsp://", "rtsps://")):
+        spec = parse_source(target)
+        return PacketCamera(spec.url, name=name, live=True, options=dict(spec.options))
+    raise ValueError(
+        f"camera {name}: a record stream must be an H.264 file or rtsp://…, got {kind} "
+        f"{target!r} (a V4L2 or simulated camera has one stream: drop detect=)"
+    )
+
+
+def _detect_stream(kind: str, target: str, *, name: str) -> CameraSource:
+    """A detect substream: small, so decoded on one thread (frame threads cost memory)."""
+    if kind == "file":
+        return FileCamera(target, loop=True, realtime=True, name=f"{name}-detect", one_thread=True)
+    if kind == "live":
+        return LiveCamera(target, name=f"{name}-detect", one_thread=True)
+    return open_camera(kind, target, name=f"{name}-detect")
+
+
+def detect_lost(camera: object) -> str | None:
+    """Why a two-stream camera's motion runs on its main stream (its detect stream is lost), or
+    None (it is not, or the camera has one stream)."""
+    lost = getattr(camera, "detect_lost", None)
+    return lost if isinstance(lost, str) else None
 
 
 def button_of(camera: object) -> DoorbellButton | None:

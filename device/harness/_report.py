@@ -99,6 +99,12 @@ class HarnessReport:
     errors: tuple[str, ...] = ()  # RecordingError messages the pipeline reported
     encoded_frames: int = 0  # frames the pipeline encoded with libx264
     remuxed_packets: int = 0  # camera H.264 packets the pipeline passed through untouched
+    analysed_frames: int = 0  # pictures the motion detector looked at
+    # A two-stream camera: what its detect stream did (losses reported to owners, pictures decoded
+    # from the main stream meanwhile, detect pictures of another size scaled back).
+    detect_losses: int = 0
+    fallback_pictures: int = 0
+    resized_pictures: int = 0
     plot: Path | None = None
     samples: tuple[FrameSample, ...] = field(default=(), repr=False)
 
@@ -164,6 +170,10 @@ class HarnessReport:
             "recording_errors": list(self.errors),
             "encoded_frames": self.encoded_frames,
             "remuxed_packets": self.remuxed_packets,
+            "analysed_frames": self.analysed_frames,
+            "detect_losses": self.detect_losses,
+            "fallback_pictures": self.fallback_pictures,
+            "resized_pictures": self.resized_pictures,
             "plot": None if self.plot is None else str(self.plot),
             "event_details": [
                 {
@@ -222,6 +232,11 @@ class HarnessReport:
             f"  pipeline encoded {self.encoded_frames} frames, "
             f"remuxed {self.remuxed_packets} camera packets"
         )
+        if self.detect_losses or self.fallback_pictures or self.resized_pictures:
+            lines.append(
+                f"  detect stream lost {self.detect_losses} times, {self.fallback_pictures} "
+                f"pictures decoded from the main stream, {self.resized_pictures} rescaled"
+            )
         lines.append(
             f"  cpu {self.cpu_s:.2f} s, wall {self.wall_s:.2f} s, peak RSS {self.peak_rss_mb:.0f} MB"
         )

@@ -29,7 +29,13 @@ from crypto.keys import DeviceIdentity
 from device._config import RecorderConfig
 from device._motion import MotionDetector, MotionResult
 from device.detector import detector_for
-from device.events import ClipFinished, ClipStarted, DeviceEvent, RecordingError
+from device.events import (
+    ClipFinished,
+    ClipStarted,
+    DetectStreamLost,
+    DeviceEvent,
+    RecordingError,
+)
 from device.harness._plot import plot_run, require_matplotlib
 from device.harness._report import (
     ClipCheck,
@@ -42,9 +48,17 @@ from device.harness._report import (
 from device.harness.faults import FaultyStore, StorageFaults
 from device.pipeline import CameraPipeline
 from device.store import ClipStore
-from hardware import Frame, StreamInfo
+from hardware import CameraSource, Frame, StreamInfo, TwoStreamCamera
 from hardware.errors import CameraDisconnected
-from hardware.sim import Scenario, SimulatedCamera, load_scenario, read_strip, strip_rows
+from hardware.sim import (
+    Scenario,
+    SimulatedCamera,
+    SimulatedRecordStream,
+    load_scenario,
+    read_strip,
+    strip_rows,
+    two_stream_camera,
+)
 
 __all__ = ["run_scenario", "run_scenario_async"]
 
@@ -104,8 +118,16 @@ class _Run:
         self.scenario = scenario
         self.data_dir = data_dir
         self.owner = age.X25519Identity.generate()
-        self.camera = SimulatedCamera(scenario, realtime=False)
-        self.detector: MotionDetector = detector_for(self.camera)
+        self.streams: TwoStreamCamera | None = None
+        if scenario.camera.two_streams:
+            # Both streams from the same scene; the main stream is the judged one (its strip).
+            self.streams = two_stream_camera(scenario, realtime=False, reconnect=True)
+            assert isinstance(self.streams.record, SimulatedRecordStream)
+            self.camera = self.streams.record.camera
+        else:
+            self.camera = SimulatedCamera(scenario, realtime=False)
+        self.detector: MotionDetector = detector_for(self.streams or self.camera)
+        self.detect_losses = 0
         self.faults = StorageFaults()
         self.samples: list[FrameSample] = []
         self.errors: list[str] = []
@@ -114,7 +136,7 @@ class _Run:
     async def execute(self, report_dir: Path | None) -> HarnessReport:
         scenario = self.scenario
         camera = self.camera
-        source = _Reconnecting(camera)
+        source: CameraSource = self.streams or _Reconnecting(camera)
         store = ClipStore(self.data_dir / "data", DeviceIdentity.generate())
         recipient = self.owner.recipient()
         pipeline = CameraPipeline(
@@ -157,6 +179,10 @@ class _Run:
             errors=tuple(self.errors),
             encoded_frames=stats.encoded_frames,
             remuxed_packets=stats.remuxed_packets,
+            analysed_frames=stats.analysed_frames,
+            detect_losses=self.detect_losses,
+            fallback_pictures=self.streams.fallback_pictures if self.streams else 0,
+            resized_pictures=self.streams.resized_pictures if self.streams else 0,
             samples=tuple(self.samples),
         )
         if report_dir is not None:
@@ -178,6 +204,8 @@ class _Run:
             self._recording = False
         elif isinstance(event, RecordingError):
             self.errors.append(event.message)
+        elif isinstance(event, DetectStreamLost):
+            self.detect_losses += 1
 
     def _on_frame(self, frame: Frame, result: MotionResult) -> None:
         self.samples.append(

@@ -28,6 +28,7 @@ from hardware.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
+from hardware.sim.streams import SimulatedRecordStream, two_stream_camera
 from hardware.sim.strip import StripReading, draw_strip, read_strip, strip_rows
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Scenario",
     "SimulatedCamera",
     "SimulatedMicrophone",
+    "SimulatedRecordStream",
     "StripReading",
     "TruthSpan",
     "draw_strip",
@@ -48,6 +50,7 @@ __all__ = [
     "parse_scenario",
     "read_strip",
     "strip_rows",
+    "two_stream_camera",
 ]
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "default_scenario.toml"

@@ -34,6 +34,8 @@ LIGHT_KINDS = ("cloud", "flicker", "headlights", "ir_switch")
 FAULT_KINDS = (
     "clock_jump",
     "corrupt_packets",
+    "detect_resize",
+    "detect_stop",
     "disconnect",
     "disk_full",
     "drop_frames",
@@ -188,6 +190,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "audio": Key(_boolean),
         "tone_hz": Key(_number(20.0, 20_000.0)),
         "start": Key(_datetime),
+        "detect_width": Key(_integer(96, 1920, even=True)),
+        "detect_height": Key(_integer(64, 1080, even=True)),
+        "detect_fps": Key(_integer(1, 60)),
     },
     "actor": {
         "id": Key(_identifier),
@@ -217,6 +222,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _DURATION,
             kinds=(
                 "corrupt_packets",
+                "detect_resize",
+                "detect_stop",
                 "disconnect",
                 "disk_full",
                 "drop_frames",
@@ -229,6 +236,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "flips": Key(_integer(1, 64), kinds=("corrupt_packets",)),
         "jump_s": Key(_number(-_MAX_S * 365, _MAX_S * 365), kinds=("clock_jump",)),
         "delay_s": Key(_number(0.0, 60.0, lo_open=True), kinds=("slow_disk",)),
+        "width": Key(_integer(96, 1920, even=True), kinds=("detect_resize",)),
+        "height": Key(_integer(64, 1080, even=True), kinds=("detect_resize",)),
     },
     "expect": {
         "all_events_recorded": Key(_boolean),
@@ -245,6 +254,15 @@ ARRAYS = ("actor", "fault", "light", "press")
 REQUIRED_FOR_KIND = {
     "fault": {
         "jump_s": ("clock_jump",),
-        "duration_s": ("corrupt_packets", "disconnect", "drop_frames", "slow_disk", "stall"),
+        "duration_s": (
+            "corrupt_packets",
+            "detect_stop",
+            "disconnect",
+            "drop_frames",
+            "slow_disk",
+            "stall",
+        ),
+        "width": ("detect_resize",),
+        "height": ("detect_resize",),
     }
 }

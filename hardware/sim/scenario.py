@@ -69,6 +69,15 @@ class CameraSpec:
     audio: bool = False  # has a microphone that hears a tone (and a chime while pressed)
     tone_hz: float = 440.0  # the tone the microphone hears
     start: dt.datetime = DEFAULT_START  # wall-clock time of the first frame
+    # A second, smaller stream for motion (a two-stream camera); None: one stream only.
+    detect_width: int | None = None
+    detect_height: int | None = None
+    detect_fps: int | None = None  # None: the main stream's rate
+
+    @property
+    def two_streams(self) -> bool:
+        """Whether the camera delivers a detect substream beside its (H.264) main stream."""
+        return self.detect_width is not None
 
     @property
     def frame_count(self) -> int:
@@ -120,6 +129,8 @@ class Fault:
     flips: int = 4  # corrupt_packets: bytes flipped per packet
     jump_s: float = 0.0  # clock_jump: how far the wall clock jumps
     delay_s: float = 0.5  # slow_disk: extra seconds per write
+    width: int = 0  # detect_resize: the detect stream's size while the fault lasts
+    height: int = 0
 
     @property
     def end_s(self) -> float:
@@ -220,6 +231,7 @@ class _Parser:
                 "height, fps and seconds)"
             )
         camera = CameraSpec(**self.table("camera", 0, data["camera"]))
+        self.check_streams(camera, data.get("fault", []))
         actors = self.actors(data.get("actor", []), camera)
         lights = tuple(self.light(i, raw, camera) for i, raw in enumerate(data.get("light", [])))
         presses = tuple(
@@ -246,6 +258,36 @@ class _Parser:
             motion_sensitivity=motion.get("sensitivity"),
             description=top.get("description", ""),
         )
+
+    def check_streams(self, camera: CameraSpec, faults: Any) -> None:
+        """A detect substream needs both sizes and an H.264 main stream; its faults need it."""
+        if (camera.detect_width is None) != (camera.detect_height is None):
+            key = "detect_height" if camera.detect_height is None else "detect_width"
+            raise self.error(
+                "camera", 0, None, f"camera needs {key} too: a detect stream has both sizes"
+            )
+        if camera.detect_fps is not None and not camera.two_streams:
+            raise self.error(
+                "camera", 0, "detect_fps", "camera detect_fps needs detect_width and detect_height"
+            )
+        if camera.two_streams and not camera.h264:
+            raise self.error(
+                "camera",
+                0,
+                "detect_width",
+                "camera with a detect stream must set h264 = true: its main stream is recorded "
+                "as the camera encodes it",
+            )
+        for i, raw in enumerate(faults if isinstance(faults, list) else []):
+            kind = raw.get("kind") if isinstance(raw, dict) else None
+            if kind in ("detect_stop", "detect_resize") and not camera.two_streams:
+                raise self.error(
+                    "fault",
+                    i,
+                    "kind",
+                    f"fault kind '{kind}' needs a detect stream: set detect_width and "
+                    "detect_height in [camera]",
+                )
 
     def check_form(self, table: str, value: Any) -> None:
         is_array = table in ARRAYS

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -39,7 +41,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         dest="cameras",
         metavar="SPEC",
-        help="[NAME=]simulated[:SCENARIO], a video file, v4l2:/dev/videoN or rtsp://… (repeat)",
+        help=(
+            "[NAME=]simulated[:SCENARIO], a video file, v4l2:/dev/videoN or rtsp://… (repeat); "
+            "'NAME=MAIN detect=SUB' records MAIN undecoded and runs motion on SUB"
+        ),
     )
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="HTTPS port (default 8443; 0 picks one)")
@@ -89,12 +94,35 @@ def run(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     config = with_backup_flags(config, args)
+    _limit_malloc_arenas()
     return asyncio.run(
         serve(
             config,
             reload=lambda: with_backup_flags(load_config(args.config, overrides), args),
         )
     )
+
+
+# glibc's mallopt(M_ARENA_MAX): by default every thread that allocates may get its own arena (up
+# to 8 per core), each keeping its freed memory. A doorbell serving many cameras runs three
+# threads per camera; with two arenas 16 two-stream cameras held about 70 MB less (409 against
+# 340 MB, measured once on 2 shared cores).
+_M_ARENA_MAX = -8
+_ARENAS = 2
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas before the cameras' threads start (unless MALLOC_ARENA_MAX is
+    set, which wins); elsewhere than glibc, nothing."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    if mallopt(_M_ARENA_MAX, _ARENAS) != 1:
+        logging.getLogger(__name__).debug("serve.mallopt_refused arenas=%d", _ARENAS)
 
 
 def with_backup_flags(config: ServeConfig, args: argparse.Namespace) -> ServeConfig:

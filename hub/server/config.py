@@ -63,6 +63,9 @@ data_dir = "doorward-data"      # keys, database, audit log and encrypted clips 
 name = "Doorward"               # display name advertised on the LAN (at most 63 bytes)
 
 # One entry per camera: [NAME=]simulated[:SCENARIO] | a video file | v4l2:/dev/videoN | rtsp://...
+# A camera with two streams records its main stream as it comes (H.264, never decoded) and runs
+# motion on its small substream: "NAME=rtsp://cam/main detect=rtsp://cam/sub", or as a table
+# { name = "garden", record = "rtsp://cam/main", detect = "rtsp://cam/sub" }.
 cameras = ["simulated"]
 
 host = "0.0.0.0"                # address the HTTPS API listens on
@@ -73,6 +76,8 @@ pre_roll_s = 5.0                # video kept from before motion or a ring
 post_roll_s = 5.0               # recording continues this long after motion stops
 motion_sensitivity = 0.5        # 0 (only large, strong motion) to 1 (small, faint motion)
 segment_s = 2.0                 # length of each encrypted segment (cut at keyframes)
+encoder = "libx264"             # H.264 encoder for raw cameras: libx264, h264_v4l2m2m, h264_vaapi, …
+                                # (used if this PyAV build and device have it, else libx264)
 
 retention_days = 30.0           # clips older than this are deleted (unless a release holds them)
 max_storage_mb = 8192           # oldest clips are deleted past this much video
@@ -438,6 +443,7 @@ class ServeConfig:
     post_roll_s: float = 5.0
     motion_sensitivity: float = 0.5
     segment_s: float = 2.0
+    encoder: str = "libx264"
     retention_days: float = 30.0
     max_storage_mb: int = 8192
     max_pairing_failures: int = 20
@@ -487,6 +493,9 @@ class ServeConfig:
             raise ValueError(f"motion_sensitivity must be in [0, 1], got {self.motion_sensitivity}")
         if not self.cameras:
             raise ValueError("at least one camera is needed")
+        from device import RecorderConfig
+
+        RecorderConfig(encoder=self.encoder)  # an encoder's name is checked as the recorder will
         if self.retention_days <= 0 or self.max_storage_mb <= 0:
             raise ValueError("retention_days and max_storage_mb must be positive")
         self.request_limits()  # each limit must be a positive integer
@@ -555,9 +564,9 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         values["data_dir"] = Path(values["data_dir"])
     if "cameras" in values:
         cams = values["cameras"]
-        if isinstance(cams, str) or not all(isinstance(c, str) for c in cams):
+        if isinstance(cams, str) or not all(isinstance(c, str | dict) for c in cams):
             raise ConfigError("cameras must be a list of camera specs")
-        values["cameras"] = tuple(cams)
+        values["cameras"] = tuple(c if isinstance(c, str) else _camera_table(c) for c in cams)
     for option in ("privacy_zones", "motion_masks"):
         if option in values:
             values[option] = _polygons_per_camera(option, values[option])
@@ -669,26 +678,67 @@ def _button(table: Any) -> GpioButtonSpec | None:
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
-    """A parsed ``--camera`` value: ``[NAME=]simulated[:SCENARIO] | PATH | v4l2:/dev/videoN | rtsp://…``."""
+    """A parsed ``--camera`` value: ``[NAME=]simulated[:SCENARIO] | PATH | v4l2:/dev/videoN |
+    rtsp://…``, optionally followed by `` detect=SPEC`` (a two-stream camera: the first spec is
+    recorded, never decoded, and motion runs on the detect stream)."""
 
     name: str
     kind: str  # simulated, file, live
     target: str
+    detect: tuple[str, str] | None = None  # the detect stream's kind and target
+
+    @property
+    def display(self) -> str:
+        """How the API lists the camera's source (credentials in a url are the camera's own)."""
+        text = f"{self.kind}:{self.target}"
+        return text if self.detect is None else f"{text} detect={':'.join(self.detect)}"
 
 
 def parse_camera(text: str, index: int) -> CameraConfig:
     """Parse one camera spec; unnamed cameras are called ``cam1``, ``cam2``, …"""
     name = f"cam{index + 1}"
-    head, sep, rest = text.partition("=")
+    words = text.split()
+    if not words:
+        raise ConfigError("camera spec is empty: give simulated, a file, v4l2:… or rtsp://…")
+    first, *more = words
+    head, sep, rest = first.partition("=")
     if sep and head.replace("-", "").replace("_", "").isalnum() and "://" not in head:
-        name, text = head, rest
+        name, first = head, rest
+    first = first.removeprefix("record=")
+    kind, target = _camera_source(first)
+    detect = None
+    for extra in more:
+        key, sep, value = extra.partition("=")
+        if key != "detect" or not sep or detect is not None:
+            raise ConfigError(
+                f"camera {name}: {extra!r} is not understood; a camera is "
+                "'[NAME=]RECORD' or 'NAME=RECORD detect=DETECT' (one detect stream, the two "
+                "separated by a space)"
+            )
+        detect = _camera_source(value)
+    if detect is not None:
+        if kind == "simulated" or detect[0] == "simulated":
+            raise ConfigError(
+                f"camera {name}: a simulated camera makes its own detect stream; set "
+                "detect_width and detect_height in its scenario's [camera] instead of detect="
+            )
+        if kind == "live" and not target.startswith(("rtsp://", "rtsps://")):
+            raise ConfigError(
+                f"camera {name}: its record stream {target!r} must be an H.264 file or "
+                "rtsp://… to be recorded without decoding; a V4L2 camera has one stream: drop "
+                "detect="
+            )
+    return CameraConfig(name, kind, target, detect)
+
+
+def _camera_source(text: str) -> tuple[str, str]:
     if text == "simulated" or text.startswith("simulated:"):
         scenario = text.removeprefix("simulated").removeprefix(":") or str(_DEFAULT_SCENARIO)
-        return CameraConfig(name, "simulated", scenario)
+        return "simulated", scenario
     if text.startswith(("v4l2:", "rtsp://", "rtsps://")):
-        return CameraConfig(name, "live", text)
+        return "live", text
     if Path(text).is_file():
-        return CameraConfig(name, "file", text)
+        return "file", text
     raise ConfigError(
         f"camera spec {text!r} is not simulated[:SCENARIO], an existing file, v4l2:/dev/videoN "
         "or rtsp://…"
@@ -729,3 +779,24 @@ def speaker_for(config: ServeConfig, camera: CameraConfig) -> SpeakerConfig:
     if camera.name in named:
         return named[camera.name]
     return SpeakerConfig("sim" if camera.kind == "simulated" else "none")
+
+
+def _camera_table(table: Any) -> str:
+    """A ``cameras`` entry written as a table (``{name, record, detect}``) as its spec string."""
+    known = {"name", "record", "detect"}
+    unknown = sorted(set(table) - known)
+    if unknown or not isinstance(table.get("record"), str):
+        raise ConfigError(
+            "a camera table needs record (and may have name and detect), e.g. "
+            '{ name = "front", record = "rtsp://cam/main", detect = "rtsp://cam/sub" }'
+            + (f"; unknown key(s): {', '.join(unknown)}" if unknown else "")
+        )
+    values = [table.get(k) for k in ("name", "record", "detect") if k in table]
+    if not all(isinstance(v, str) and v and not any(c.isspace() for c in v) for v in values):
+        raise ConfigError("camera name, record and detect must be strings without spaces")
+    spec = table["record"]
+    if "name" in table:
+        spec = f"{table['name']}={spec}"
+    if "detect" in table:
+        spec = f"{spec} detect={table['detect']}"
+    return spec

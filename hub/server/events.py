@@ -15,7 +15,15 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from device.events import ClipFinished, ClipStarted, DeviceEvent, DoorbellPressed, MotionDetected
+from device.events import (
+    ClipFinished,
+    ClipStarted,
+    DetectStreamLost,
+    DetectStreamRestored,
+    DeviceEvent,
+    DoorbellPressed,
+    MotionDetected,
+)
 from hub.wire.events import EVENT_KINDS, Event
 
 __all__ = [
@@ -176,4 +184,8 @@ def device_event(event: DeviceEvent) -> tuple[str, dict[str, Any]] | None:
         }
     if isinstance(event, DoorbellPressed):
         return "doorbell.pressed", {"camera": event.camera}
+    if isinstance(event, DetectStreamLost):
+        return "camera.detect_lost", {"camera": event.camera, "reason": event.reason}
+    if isinstance(event, DetectStreamRestored):
+        return "camera.detect_restored", {"camera": event.camera}
     return None

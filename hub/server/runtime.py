@@ -17,6 +17,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from hardware import (
     DoorbellButton,
     LiveCamera,
     SoftButton,
+    TwoStreamCamera,
     button_of,
     microphone_of,
     open_camera,
@@ -73,6 +75,7 @@ HOLD_TO_UNLOCK_S = 3.0
 # (or the post-roll, if longer) after the detector's last rising edge.
 MOTION_HOLD_S = 10.0
 RETENTION_EVERY_S = 60.0
+_OPENERS = 4  # cameras opened at once at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +105,17 @@ def open_device(
 ) -> tuple[Device, dict[str, CameraSource]]:
     """Open the data directory and the cameras (blocking: run it in a worker thread)."""
     device = Device.open(config.data_dir, request_limits=config.request_limits())
+
+    def one(camera: CameraConfig) -> CameraSource:
+        return open_camera(camera.kind, camera.target, name=camera.name, detect=camera.detect)
+
     try:
+        # Opening probes each stream (a tenth of a second for a 1080p file); a box with many
+        # cameras opens a few at once, so start-up does not grow with the camera count as much.
+        with ThreadPoolExecutor(_OPENERS, thread_name_prefix="camera-open") as pool:
+            sources = list(pool.map(one, cameras))
         return device, {
-            camera.name: open_camera(camera.kind, camera.target, name=camera.name)
-            for camera in cameras
+            camera.name: source for camera, source in zip(cameras, sources, strict=True)
         }
     except BaseException:
         device.close()
@@ -467,7 +477,10 @@ def _pipelines(
             backup.notice(event)
 
     recording = RecorderConfig(
-        pre_roll_s=config.pre_roll_s, post_roll_s=config.post_roll_s, segment_s=config.segment_s
+        pre_roll_s=config.pre_roll_s,
+        post_roll_s=config.post_roll_s,
+        segment_s=config.segment_s,
+        encoder=config.encoder,
     )
     pipelines = {}
     for name, source in sources.items():
@@ -499,7 +512,11 @@ def _pipelines(
 async def _connect_cameras(sources: Mapping[str, CameraSource], stop: asyncio.Event) -> bool:
     """Wait until every live camera has answered (its size, codec and sound are known only then;
     each retries with backoff meanwhile, logging every attempt), or until ``stop`` (False)."""
-    live = [source.connect() for source in sources.values() if isinstance(source, LiveCamera)]
+    live = [
+        source.connect()
+        for source in sources.values()
+        if isinstance(source, LiveCamera | TwoStreamCamera)
+    ]
     if not live:
         return True
     connecting = asyncio.ensure_future(asyncio.gather(*live))
@@ -532,7 +549,7 @@ def _camera_info(
 
     return CameraInfo(
         camera.name,
-        f"{camera.kind}:{camera.target}",
+        camera.display,
         info.width,
         info.height,
         float(info.fps),

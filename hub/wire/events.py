@@ -37,6 +37,10 @@ EVENT_KINDS = frozenset(
         "reply.added",
         "reply.removed",
         "reply.played",
+        # A two-stream camera's detect stream stopped (camera, reason: motion now decodes the
+        # main stream) or delivers again (camera).
+        "camera.detect_lost",
+        "camera.detect_restored",
     }
 )
 CLOSE_TOO_SLOW = 4008  # WebSocket close code for a subscriber dropped for falling behind

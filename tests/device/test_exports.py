@@ -17,6 +17,8 @@ def test_all_is_pinned() -> None:
         "ClipSink",
         "ClipStarted",
         "ClipStore",
+        "DetectStreamLost",
+        "DetectStreamRestored",
         "DeviceError",
         "DeviceEvent",
         "DoorbellPressed",

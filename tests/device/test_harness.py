@@ -138,7 +138,7 @@ def test_bad_scenario_is_one_line_and_exit_2(
     assert captured.out == ""
     assert captured.err == (
         f"doorward: error: {scenario} line 6: [camera] key 'zoom' is not known (known keys: "
-        "ambient, audio, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)\n"
+        "ambient, audio, detect_fps, detect_height, detect_width, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)\n"
     )
 
 

@@ -210,7 +210,7 @@ ERRORS = [
     ("[[camera]]\nwidth = 160\n", " line 1: camera must be written [camera] (one table)"),
     (
         CAM + "colour = true\n",
-        " line 6: [camera] key 'colour' is not known (known keys: ambient, audio, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)",
+        " line 6: [camera] key 'colour' is not known (known keys: ambient, audio, detect_fps, detect_height, detect_width, fps, h264, height, noise, realtime, seconds, seed, start, tone_hz, width)",
     ),
     (
         "[camera]\nwidth = 160\nheight = 96\nfps = 10\n",
@@ -340,7 +340,7 @@ ERRORS = [
     ),
     (
         CAM + "[[fault]]\nkind = 'fire'\nat_s = 1\n",
-        " line 7: [[fault]] kind must be one of clock_jump, corrupt_packets, disconnect, disk_full, drop_frames, hang, slow_disk, stall, got 'fire'",
+        " line 7: [[fault]] kind must be one of clock_jump, corrupt_packets, detect_resize, detect_stop, disconnect, disk_full, drop_frames, hang, slow_disk, stall, got 'fire'",
     ),
     (
         CAM + "[[fault]]\nkind = 'clock_jump'\nat_s = 1\n",
@@ -348,7 +348,7 @@ ERRORS = [
     ),
     (
         CAM + "[[fault]]\nkind = 'clock_jump'\nat_s = 1\njump_s = 5\nduration_s = 1\n",
-        " line 10: [[fault]] key 'duration_s' does not apply to kind 'clock_jump' (it applies to: corrupt_packets, disconnect, disk_full, drop_frames, hang, slow_disk, stall)",
+        " line 10: [[fault]] key 'duration_s' does not apply to kind 'clock_jump' (it applies to: corrupt_packets, detect_resize, detect_stop, disconnect, disk_full, drop_frames, hang, slow_disk, stall)",
     ),
     (
         CAM + "[[fault]]\nkind = 'stall'\nat_s = 1\n",
@@ -454,3 +454,32 @@ def test_any_bad_value_is_a_scenario_error_naming_a_line(line: int, literal: str
     except ScenarioError as err:
         message = str(err)
     assert message == "" or re.match(r"^x\.toml line \d+: ", message), message
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "h264 = true\ndetect_width = 320\n",
+            "line 1: camera needs detect_height too: a detect stream has both sizes",
+        ),
+        (
+            "detect_width = 320\ndetect_height = 180\n",
+            "line 6: camera with a detect stream must set h264 = true",
+        ),
+        ("h264 = true\ndetect_fps = 5\n", "line 7: camera detect_fps needs detect_width"),
+    ],
+)
+def test_a_detect_stream_is_checked(extra: str, message: str) -> None:
+    text = "[camera]\nwidth = 640\nheight = 360\nfps = 15\nseconds = 4\n" + extra
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(text, "two.toml")
+
+
+def test_detect_faults_need_a_detect_stream() -> None:
+    text = (
+        "[camera]\nwidth = 640\nheight = 360\nfps = 15\nseconds = 4\n\n"
+        '[[fault]]\nkind = "detect_stop"\nat_s = 1\nduration_s = 1\n'
+    )
+    with pytest.raises(ScenarioError, match="fault kind 'detect_stop' needs a detect stream"):
+        parse_scenario(text, "two.toml")

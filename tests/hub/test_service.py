@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -243,3 +244,78 @@ async def test_a_live_camera_that_does_not_answer_is_awaited_until_stopped(
     status = await asyncio.wait_for(serve(config, stop=stop, out=out), 30)
     assert status == 0
     assert "serving" not in out.getvalue()  # it never got as far as answering
+
+
+def test_two_stream_camera_specs(tmp_path: Path) -> None:
+    main, sub = tmp_path / "main.ts", tmp_path / "sub.ts"
+    main.write_bytes(b"")
+    sub.write_bytes(b"")
+    camera = parse_camera("garden=rtsp://cam/main detect=rtsp://cam/sub", 0)
+    assert (camera.name, camera.kind, camera.target) == ("garden", "live", "rtsp://cam/main")
+    assert camera.detect == ("live", "rtsp://cam/sub")
+    assert parse_camera(f"record={main} detect={sub}", 1).detect == ("file", str(sub))
+    assert parse_camera("rtsp://cam/main", 0).detect is None  # one stream: as before
+    with pytest.raises(ConfigError, match=r"^camera garden: 'sub=x' is not understood"):
+        parse_camera("garden=rtsp://cam/main sub=x", 0)
+    with pytest.raises(ConfigError, match=r"^camera porch: a simulated camera makes its own"):
+        parse_camera("porch=simulated detect=rtsp://cam/sub", 0)
+    with pytest.raises(ConfigError, match=r"a V4L2 camera has one stream: drop detect="):
+        parse_camera("door=v4l2:/dev/video0 detect=rtsp://cam/sub", 0)
+
+
+def test_two_stream_cameras_in_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "doorward.toml"
+    path.write_text(
+        'cameras = ["front=rtsp://a/main detect=rtsp://a/sub",\n'
+        '  { name = "garden", record = "rtsp://b/main", detect = "rtsp://b/sub" }]\n'
+    )
+    config = load_config(path)
+    assert config.cameras == (
+        "front=rtsp://a/main detect=rtsp://a/sub",
+        "garden=rtsp://b/main detect=rtsp://b/sub",
+    )
+    assert parse_camera(config.cameras[1], 1).detect == ("live", "rtsp://b/sub")
+    path.write_text('cameras = [{ name = "garden", main = "rtsp://b/main" }]\n')
+    with pytest.raises(ConfigError, match=r"^a camera table needs record .*unknown key\(s\): main"):
+        load_config(path)
+
+
+@pytest.mark.asyncio
+async def test_serve_records_a_two_stream_camera(tmp_path: Path) -> None:
+    from tests.hardware._media import rendered, write_video
+
+    main, sub = tmp_path / "main.ts", tmp_path / "sub.ts"
+    write_video(main, rendered(45, 320, 240))  # a person walks through the picture
+    write_video(sub, rendered(45, 160, 120))
+    config = replace(_config(tmp_path), cameras=(f"garden={main} detect={sub}",))
+    phone = KeyBundle.generate("x25519")
+    device = Device.open(config.data_dir)
+    try:
+        device.owners.add(phone.public(), name="Ada's phone", now=int(time.time()))
+        device_id, fingerprint = device.identity.device_id, device.fingerprint
+    finally:
+        device.close()
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    server = asyncio.ensure_future(
+        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+    )
+    try:
+        url = await asyncio.wait_for(ready, 20)
+        async with DoorwardClient(
+            url, fingerprint=fingerprint, device_id=device_id, key=phone.signing_key
+        ) as api:
+            [camera] = await api.cameras()
+            # The record stream's size is what the clips hold; motion ran on the substream.
+            assert (camera.name, camera.width, camera.height, camera.codec) == (
+                "garden",
+                320,
+                240,
+                "h264",
+            )
+            async for event in api.events(("clip.started",)):
+                assert event.data["camera"] == "garden"
+                break
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(server, 20) == 0
