@@ -170,7 +170,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), BAD)
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_bad_addresses_get_an_error_naming_the_part(text: str, message: str) -> None:
     with pytest.raises(AddressError) as refused:
         RequestAddress.parse(text)
