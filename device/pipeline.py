@@ -86,7 +86,10 @@ class CameraPipeline:
     moment. Raw sources are encoded once with libx264; H.264 sources (``info.codec == "h264"``) are
     remuxed untouched, unless the config has privacy zones, which forces an encode of the masked
     picture. Motion is detected on the masked picture, so nothing inside a privacy zone triggers a
-    clip. ``on_event`` and ``on_frame`` run on the event loop.
+    clip. ``on_event``, ``on_capture`` and ``on_frame`` run on the event loop: ``on_capture`` gets
+    each frame as it arrives from the source, before the worker processes it (live view, whose
+    picture must not wait for motion and the recording encode), ``on_frame`` once processed,
+    with its motion result.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class CameraPipeline:
         config: RecorderConfig | None = None,
         on_event: Callable[[DeviceEvent], None] | None = None,
         on_frame: Callable[[Frame, MotionResult], None] | None = None,
+        on_capture: Callable[[Frame], None] | None = None,
         button: DoorbellButton | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -113,6 +117,7 @@ class CameraPipeline:
         self._config = config
         self._on_event = on_event
         self._on_frame = on_frame
+        self._on_capture = on_capture
         self._button = button
         self._video = VideoFormat(info.width, info.height, info.fps)
         self._remux = info.codec == "h264" and not config.privacy_zones
@@ -173,6 +178,7 @@ class CameraPipeline:
         try:
             if burst is None:
                 async for frame in frames:
+                    self._captured(frame)
                     presses, self._pending_presses = self._pending_presses, 0
                     self._busy()
                     outcome = await worker.run(self._process, frame, presses)
@@ -180,6 +186,8 @@ class CameraPipeline:
                     self._deliver(frame, outcome)
             else:
                 async for batch in burst:
+                    for frame in batch:
+                        self._captured(frame)
                     presses, self._pending_presses = self._pending_presses, 0
                     self._busy()
                     done = await worker.run(self._process_batch, batch, presses)
@@ -231,6 +239,10 @@ class CameraPipeline:
         async for event in self._button.events():
             if event.kind == "press":
                 self._pending_presses += 1
+
+    def _captured(self, frame: Frame) -> None:
+        if self._on_capture is not None:
+            self._on_capture(frame)
 
     def _deliver(self, frame: Frame, outcome: tuple[MotionResult, list[DeviceEvent]]) -> None:
         result, events = outcome

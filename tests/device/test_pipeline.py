@@ -587,3 +587,30 @@ def test_motion_fps_is_checked() -> None:
         RecorderConfig(motion_fps=0)
     with pytest.raises(ValueError, match=r"^event_motion_fps must be between 1 and 60, got 61$"):
         RecorderConfig(event_motion_fps=61)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("h264", [False, True])
+async def test_on_capture_gets_each_frame_before_the_worker_processes_it(
+    store: ClipStore, owner: age.X25519Identity, h264: bool
+) -> None:
+    # Live view hangs on on_capture: its picture must not wait for motion and the recording.
+    source = camera(2, fps=10, h264=h264)
+    captured: list[tuple[int, int]] = []  # (index, frames the worker had processed by then)
+    processed: list[int] = []
+    pipeline = CameraPipeline(
+        "front",
+        source,
+        store,
+        lambda: [owner.recipient()],
+        on_capture=lambda frame: captured.append((frame.index, pipeline.stats.frames)),
+        on_frame=lambda frame, _result: processed.append(frame.index),
+    )
+    stats = await pipeline.run()
+    assert [index for index, _ in captured] == processed == list(range(20))
+    assert stats.frames == 20
+    # No frame had been through the worker when it was captured (a remuxed source's frames go
+    # in small batches, so there a frame may find fewer than its index processed, never more).
+    assert all(done <= index for index, done in captured)
+    if not h264:
+        assert [done for _, done in captured] == list(range(20))
