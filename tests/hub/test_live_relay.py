@@ -15,7 +15,7 @@ import pytest
 from hardware import AudioChunk, EncodedPacket, Frame, SystemClock
 from hardware.sim import SimulatedMicrophone
 from hub.server.live.audio import MAX_QUEUED_AUDIO
-from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
+from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed, frame_to_av
 from hub.server.live.relay import FrameRelay
 from hub.wire.errors import NotFound
 from tests.hub.test_live_kit import dominant_hz
@@ -132,6 +132,20 @@ async def test_live_h264_is_encoded_for_latency_one_picture_out_per_picture_in()
     assert (options["bframes"], options["cabac"]) == ("0", "0")
     assert units[0].data.startswith(b"\x00\x00\x00\x01\x67\x42")  # SPS: baseline profile
     viewer.close()
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (100, 60)])  # rows as wide, rows padded
+async def test_frame_to_av_keeps_every_plane_exactly(size: tuple[int, int]) -> None:
+    width, height = size
+    rng = np.random.default_rng(3)
+    y, u, v = (
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in ((height, width), (height // 2, width // 2), (height // 2, width // 2))
+    )
+    picture = frame_to_av(Frame(0, 0.0, 0.0, y, u, v))
+    assert (picture.width, picture.height, picture.format.name) == (width, height, "yuv420p")
+    stacked = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)])
+    assert np.array_equal(picture.to_ndarray(), stacked.reshape(height * 3 // 2, width))
 
 
 class HandMicrophone:

