@@ -192,19 +192,19 @@ class _DeviceStamps:
             finally:
                 stages["encoded"][frame.index] = time.time()
 
-        feed._Encoder.encode = stamped_encode  # type: ignore[method-assign]
+        feed._Encoder.encode = stamped_encode  # type: ignore[method-assign,assignment]
         recv = webrtc.PacketTrack.recv
 
         async def stamped_recv(track: Any) -> Any:
             packet = await recv(track)
             if track.kind == "video":
-                stages["sent"][index_of(packet.pts)] = time.time()
+                stages["sent"][index_of(packet.pts or 0)] = time.time()
             return packet
 
-        webrtc.PacketTrack.recv = stamped_recv  # type: ignore[method-assign]
+        webrtc.PacketTrack.recv = stamped_recv  # type: ignore[method-assign,assignment]
 
     def _index_of(self, pts: int) -> int:
-        return round(pts / 90000 * self._fps)
+        return round(pts / 90000 * float(self._fps))
 
     @property
     def info(self) -> Any:
@@ -432,7 +432,7 @@ class _ClientStamps:
                 released.append((frame, frame.timestamp, time.time()))
             return pli, frame
 
-        self._module.JitterBuffer.add = add  # type: ignore[method-assign]
+        self._module.JitterBuffer.add = add  # type: ignore[method-assign,assignment]
 
     def stop(self) -> None:
         self._module.JitterBuffer.add = self._original  # type: ignore[method-assign]
@@ -492,7 +492,7 @@ def _strip_luma(picture: av.VideoFrame) -> Any:
         return np.asarray(picture.to_ndarray(format="gray"), dtype=np.uint8)
     plane = picture.planes[0]
     rows = min(strip_rows(picture.width), picture.height)
-    luma = np.frombuffer(plane, dtype=np.uint8)[: rows * plane.line_size]
+    luma = np.frombuffer(plane, dtype=np.uint8)[: rows * plane.line_size]  # type: ignore[call-overload]
     return luma.reshape(rows, plane.line_size)[:, : picture.width]
 
 

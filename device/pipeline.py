@@ -41,6 +41,13 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # (a few milliseconds even at 1080p: remuxing does not encode). The pipeline holds at most
 # this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
+# Frames of a raw source read ahead of the worker when live view watches (``on_capture``), at
+# most: a worker that falls behind by up to this many frames (a spike of the recording encode
+# on a busy box) no longer makes the camera, and so live view, late. The price is the same as
+# above: a press counts at the first frame of the next trip, at most this many frames before
+# the one it came with, and only while the worker is behind. At most this many decoded
+# pictures wait (about 12 MB at 1080p).
+_CAPTURE_AHEAD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +181,14 @@ class CameraPipeline:
         )
         # A remuxed source (a file, an RTSP camera) may deliver frames in bursts: send what is
         # waiting to the worker in one trip. See _REMUX_BATCH for what that does to a press.
-        burst = batches(frames, _REMUX_BATCH) if self._remux else None
+        # With ``on_capture`` (live view) frames are read ahead of the worker as well, so that
+        # each reaches live view when the camera delivers it even while the worker is late
+        # (a slow recording encode on a busy box): see _CAPTURE_AHEAD.
+        ahead = _REMUX_BATCH if self._remux else _CAPTURE_AHEAD if self._on_capture else 0
+        burst = batches(frames, ahead, on_item=self._on_capture) if ahead else None
         try:
             if burst is None:
                 async for frame in frames:
-                    self._captured(frame)
                     presses, self._pending_presses = self._pending_presses, 0
                     self._busy()
                     outcome = await worker.run(self._process, frame, presses)
@@ -186,8 +196,6 @@ class CameraPipeline:
                     self._deliver(frame, outcome)
             else:
                 async for batch in burst:
-                    for frame in batch:
-                        self._captured(frame)
                     presses, self._pending_presses = self._pending_presses, 0
                     self._busy()
                     done = await worker.run(self._process_batch, batch, presses)
@@ -239,10 +247,6 @@ class CameraPipeline:
         async for event in self._button.events():
             if event.kind == "press":
                 self._pending_presses += 1
-
-    def _captured(self, frame: Frame) -> None:
-        if self._on_capture is not None:
-            self._on_capture(frame)
 
     def _deliver(self, frame: Frame, outcome: tuple[MotionResult, list[DeviceEvent]]) -> None:
         result, events = outcome

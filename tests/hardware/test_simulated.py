@@ -227,7 +227,7 @@ async def test_realtime_frames_are_drawn_off_the_event_loop_and_match_virtual_on
         drawn_on.append(threading.current_thread().name)
         return render(index)
 
-    cam._renderer.render = spy  # type: ignore[method-assign]
+    cam._renderer.render = spy  # type: ignore[method-assign,assignment]
     live = await collect(cam)
     virtual = await collect(camera(text))
     assert [f.index for f in live] == list(range(10))
