@@ -97,7 +97,7 @@ async def run_device(data_dir: Path, owner_json: str, settings: dict[str, Any]) 
     from hub.server.app import create_app
     from hub.server.config import ServeConfig
     from hub.server.deps import CameraInfo
-    from hub.server.live.relay import FrameRelay
+    from hub.server.live.relay import FrameRelay, LiveConfig
     from hub.server.routes.live import LiveSetup
     from hub.server.speakers import Speakers
     from hub.server.state import Device
@@ -114,7 +114,10 @@ async def run_device(data_dir: Path, owner_json: str, settings: dict[str, Any]) 
     stamps = _DeviceStamps(camera, relay) if settings["breakdown"] else None
     deps = device.deps({"front": info}, ServeConfig(data_dir=data_dir))
     speaker = camera.speaker
-    app = create_app(deps, live_view=LiveSetup(relay), speakers=Speakers({"front": speaker}))
+    # The talk CPU windows pause the owner's sound for seconds at a time; a paused phone would
+    # otherwise give the speaker back after LiveConfig's default 2 s of silence.
+    live = LiveSetup(relay, config=LiveConfig(talk_silence_s=3600.0))
+    app = create_app(deps, live_view=live, speakers=Speakers({"front": speaker}))
     hook = relay.add_camera("front", microphone=microphone_of(camera))
     first = asyncio.get_running_loop().create_future()
 

@@ -183,6 +183,7 @@ PINNED = {
     "hub.cli": [],
     "hub.wire": [],
     "hub.relay": [],
+    "hub.console": ["ConsoleState", "Gate", "create_app", "new_gate", "serve"],
 }
 
 

@@ -8,6 +8,7 @@ and re-headed here, never on the device. ``python -m hub.cli.cmd_owner ARGS`` ru
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Any
 
@@ -53,6 +54,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
 
     add_live_commands(commands)
+    # The console builds on these commands' code, so it is looked up by name (as main.py does
+    # for each group): the command line never depends on the console's package.
+    importlib.import_module("hub.console.command").add_commands(command)
     return group
 
 

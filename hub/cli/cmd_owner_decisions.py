@@ -8,19 +8,13 @@ each clip's manifest can be checked against the one the device sealed when the c
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import consent.owner
-from consent import Policy
-from consent.policy_doc import sign_policy
-from consent.requests import verify_request
 from consent.text import escape
-from crypto.errors import DoorwardError
 from hub.cli import cmd_audit as _cli_audit
 from hub.cli.common import (
     CliError,
@@ -32,9 +26,17 @@ from hub.cli.common import (
     parse_duration,
     run_async,
 )
-from hub.cli.request_footage import ApiFootage
+from hub.cli.owner_ops import (
+    ApprovalTerms,
+    PreparedApproval,
+    build_approval,
+    decline_request,
+    describe_request,
+    prepare_approval,
+    revoke_release,
+    signed_policy,
+)
 from hub.client import RequestInfo
-from hub.client.audit import check_audit
 
 __all__ = ["add_commands"]
 
@@ -99,7 +101,7 @@ def _requests(args: argparse.Namespace) -> int:
             "requester_key_id": r.requester_key_id,
         }
         line = f"{r.request_id}  {r.status}"
-        detail = _describe(r, now)
+        detail = describe_request(r, now)
         if detail is not None:
             row.update(detail)
             line += (
@@ -115,29 +117,6 @@ def _requests(args: argparse.Namespace) -> int:
     return emit(args, {"requests": rows}, lines or ["no requests"])
 
 
-def _describe(r: RequestInfo, now: int) -> dict[str, Any] | None:
-    if r.token is None:
-        return None
-    try:
-        request = verify_request(r.token, min(now, r.expires_s - 1), strict_text=False)
-    except (DoorwardError, ValueError):
-        return None
-    who = request.identity
-    return {
-        "name": who.name,
-        "organisation": who.organisation,
-        "kind": who.kind,
-        "jurisdiction": who.jurisdiction,
-        "contact": who.contact,
-        "camera": request.camera,
-        "window": [request.window_start_s, request.window_end_s],
-        "category": request.category,
-        "case_reference": request.case_reference,
-        "request_reason": request.reason,
-        "legal_basis": request.legal_basis,
-    }
-
-
 def _approve(args: argparse.Namespace) -> int:
     # The chosen segments' age files are downloaded here for approve to check, then removed.
     with tempfile.TemporaryDirectory(prefix="doorward-approve-") as workdir:
@@ -146,40 +125,26 @@ def _approve(args: argparse.Namespace) -> int:
 
 def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
     s = OwnerSession(args)
-    disclosures = _disclosures(args.disclose)
     if args.max_downloads < 1:
         raise CliError(f"--max-downloads must be at least 1, got {args.max_downloads}")
+    terms = ApprovalTerms(args.expires, args.max_downloads, _disclosures(args.disclose) or None)
     wanted = None if args.all else [x for x in args.segments.split(",") if x]
-    device_key = s.device.signing_key
-    if device_key is None:
-        raise CliError(
-            f"this profile has no signing key pinned for device {s.device.device_id}, so the "
-            "footage it serves cannot be checked; pair with the device again"
-        )
     now = int(time.time())
-    verifier = _cli_audit.audit_verifier(s.profile, s.device)
 
-    async def prepare() -> tuple[Any, ApiFootage]:
+    async def prepare() -> PreparedApproval:
         # Approving checks the chosen segments' files, which are downloaded (not over the relay).
         async with s.client() as api:
-            info = await api.request(args.request_id)
-            if info.status != "pending":
-                raise CliError(f"request {args.request_id} is {info.status}, not pending")
-            if info.token is None:
-                raise CliError(f"the device did not send request {args.request_id}'s token")
-            request = verify_request(info.token, now, strict_text=False)
-            footage = await ApiFootage.load(api, request, wanted, workdir=workdir)
-            # After the footage: a clip that finished meanwhile is sealed by now.
-            await check_audit(api, verifier, signing_key=s.keys.signing_key, now=now)
-            return request, footage
+            return await prepare_approval(
+                api, s.profile, s.device, s.keys, args.request_id, wanted, workdir=workdir, now=now
+            )
 
-    request, footage = run_async(prepare(), where=s.where)
-    segments = footage.chosen()
-    who = request.identity
+    prepared = run_async(prepare(), where=s.where)
+    segments = prepared.footage.chosen()
+    who = prepared.request.identity
     print(
         escape(
             f"Releasing {len(segments)} segment(s) to {who.name} ({who.organisation or who.kind}),"
-            f" up to {args.max_downloads} download(s). Releases cannot be unsent: once "
+            f" up to {terms.max_downloads} download(s). Releases cannot be unsent: once "
             "downloaded, the requester keeps the video."
         ),
         file=sys.stderr,
@@ -191,22 +156,7 @@ def _approve_with(args: argparse.Namespace, workdir: Path) -> int:
             print(file=sys.stderr)  # a terminal echoed the newline; a pipe did not
         if answer.strip().lower() not in ("y", "yes"):
             raise CliError("approval cancelled; nothing was released")
-    approval = consent.owner.approve(
-        s.keys.signing_key,
-        [s.keys.age_identity],
-        request,
-        segments,
-        footage,
-        device_id=s.device.device_id,
-        device_key=device_key,
-        sealed=verifier.sealed({segment.clip_id for segment in segments}),
-        token_id=secrets.token_hex(8),
-        now=now,
-        expires_at_s=now + args.expires,
-        max_downloads=args.max_downloads,
-        disclosures=disclosures or None,
-        checkpoint=verifier.last_checkpoint,
-    )
+    approval = build_approval(prepared, s.device, s.keys, terms, now=now)
 
     async def post() -> Any:
         async with s.client() as api:
@@ -244,20 +194,9 @@ def _decline(args: argparse.Namespace) -> int:
 
     async def go() -> RequestInfo:
         async with s.client() as api:
-            info = await api.request(args.request_id)
-            if info.token is None:
-                raise CliError(f"the device did not send request {args.request_id}'s token")
-            now = int(time.time())
-            request = verify_request(info.token, now, strict_text=False)
-            token = consent.owner.decline(
-                s.keys.signing_key,
-                request,
-                args.reason,
-                device_id=s.device.device_id,
-                token_id=secrets.token_hex(8),
-                now=now,
+            return await decline_request(
+                api, s.device, s.keys, args.request_id, args.reason, now=int(time.time())
             )
-            return await api.decline(args.request_id, token)
 
     info = run_async(go(), where=s.where)
     return emit(
@@ -269,17 +208,12 @@ def _decline(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     s = OwnerSession(args)
-    token = consent.owner.revoke(
-        s.keys.signing_key,
-        args.release_id,
-        device_id=s.device.device_id,
-        token_id=secrets.token_hex(8),
-        now=int(time.time()),
-    )
 
     async def go() -> Any:
         async with s.client() as api:
-            return await api.revoke(args.release_id, token)
+            return await revoke_release(
+                api, s.device, s.keys, args.release_id, now=int(time.time())
+            )
 
     release = run_async(go(), where=s.where)
     return emit(
@@ -298,12 +232,12 @@ def _policy(args: argparse.Namespace) -> int:
     if args.action == "set":
         if args.file is None:
             raise CliError("policy set needs a FILE.json holding the policy")
-        try:
-            policy = Policy.from_json(_read_json_file(args.file))
-        except ValueError as exc:
-            raise CliError(f"{args.file} is not a valid policy: {exc}") from exc
-        document = sign_policy(
-            policy, s.keys.signing_key, device_id=s.device.device_id, issued_at_s=int(time.time())
+        document = signed_policy(
+            _read_json_file(args.file),
+            s.keys,
+            s.device.device_id,
+            now=int(time.time()),
+            source=str(args.file),
         )
 
     async def go() -> dict[str, Any]:

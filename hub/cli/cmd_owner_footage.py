@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import IO, Any, cast
 
-from crypto import age
 from hub.cli.common import (
     CliError,
     Command,
@@ -18,6 +16,7 @@ from hub.cli.common import (
     parse_time,
     run_async,
 )
+from hub.cli.owner_ops import clip_plaintext, remux_to_mp4
 from hub.cli.progress import Progress, ProgressWriter
 
 __all__ = ["add_commands"]
@@ -79,17 +78,15 @@ def _view(args: argparse.Namespace) -> int:
 
     progress = Progress(f"clip {args.clip_id}")
 
+    def counted(buffer: IO[bytes]) -> IO[bytes]:
+        return cast(IO[bytes], ProgressWriter(buffer, progress))
+
     async def fetch() -> tuple[int, bytes]:
-        joined = io.BytesIO()
         async with s.client() as api:
             clip = await api.clip(args.clip_id)
             progress.total = clip.bytes
-            for segment in clip.segments:
-                buffer = io.BytesIO()
-                writer = cast(IO[bytes], ProgressWriter(buffer, progress))
-                await api.download_segment(segment.segment_id, writer)
-                joined.write(age.decrypt_bytes(identities, buffer.getvalue()))
-            return len(clip.segments), joined.getvalue()
+            video = await clip_plaintext(api, clip, identities, wrap=counted)
+            return len(clip.segments), video
 
     try:
         count, video = run_async(fetch(), where=s.where)
@@ -98,7 +95,7 @@ def _view(args: argparse.Namespace) -> int:
     if count == 0:
         raise CliError(f"clip {args.clip_id} has no segments yet")
     if out.suffix.lower() == ".mp4":
-        _remux_to_mp4(video, out)
+        remux_to_mp4(video, out)
     else:
         out.write_bytes(video)
     return emit(
@@ -106,16 +103,3 @@ def _view(args: argparse.Namespace) -> int:
         {"clip_id": args.clip_id, "segments": count, "video": str(out)},
         [f"clip {args.clip_id}: {count} segments decrypted here and written to {out}"],
     )
-
-
-def _remux_to_mp4(ts: bytes, out: Path) -> None:
-    import av
-
-    with av.open(io.BytesIO(ts), "r", format="mpegts") as src, av.open(str(out), "w") as dst:
-        stream = src.streams.video[0]
-        target = dst.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is None:
-                continue
-            packet.stream = target
-            dst.mux(packet)

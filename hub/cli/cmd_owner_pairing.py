@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import KeyBundle, write_secret_file
-from crypto.setup_code import PairingURI, SetupCode
 from hub.cli.common import (
     CliError,
     Command,
@@ -21,13 +20,19 @@ from hub.cli.common import (
     open_profile,
     run_async,
 )
-from hub.client import pair
-from hub.client.profile import PinnedDevice
+from hub.cli.owner_ops import (
+    DISCOVER_S,
+    OWNER_ACTIONS,
+    change_owners,
+    pair_profile,
+    pairing_uri,
+    url_of,
+)
 from hub.wire.discovery import browse
 
 __all__ = ["add_commands"]
 
-_DISCOVER_S = 3.0
+_DISCOVER_S = DISCOVER_S
 
 
 def add_commands(command: Command) -> None:
@@ -52,7 +57,7 @@ def add_commands(command: Command) -> None:
 
     p = command("owners", _owners, "list, remove or approve owners")
     add_device_option(p)
-    p.add_argument("action", nargs="?", choices=("list", "remove", "approve"), default="list")
+    p.add_argument("action", nargs="?", choices=OWNER_ACTIONS, default="list")
     p.add_argument(
         "key_id",
         nargs="?",
@@ -110,21 +115,11 @@ def _discover(args: argparse.Namespace) -> int:
 
 def _pair(args: argparse.Namespace) -> int:
     profile = open_profile(args)
-    keys = profile.keys()
-    name = str(profile.info().get("name", "owner"))
-    uri = _pairing_uri(args)
-    url = args.url or _url_of(uri)
-    device_keys = run_async(pair(url, uri, keys, name=name), where=f"the device at {url}")
-    relay_config, relay_note = _relay_config_of(device_keys.relay_key_config)
-    device = PinnedDevice(
-        device_id=device_keys.device_id,
-        fingerprint=device_keys.tls_fingerprint,
-        url=url,
-        signing_key=device_keys.signing_key,
-        relay_key_config=relay_config,
-        relay_url=device_keys.relay_url if relay_config is not None else None,
-    )
-    profile.pin(device)
+    profile.keys()  # no keys yet: say so before asking for the code
+    text = _setup_text(args.uri)
+    uri = run_async(pairing_uri(text), where="the LAN")
+    url = args.url or url_of(uri)
+    device, relay_note = run_async(pair_profile(profile, uri, url), where=f"the device at {url}")
     lines = [
         f"paired with device {device.device_id} at {url}",
         f"pinned its TLS key {device.fingerprint}; clips recorded from now on are "
@@ -141,47 +136,9 @@ def _pair(args: argparse.Namespace) -> int:
             "fingerprint": device.fingerprint,
             "url": url,
             "relay_url": device.relay_url,
-            "relay_key_pinned": relay_config is not None,
+            "relay_key_pinned": device.relay_key_config is not None,
         },
         lines,
-    )
-
-
-def _relay_config_of(config: bytes | None) -> tuple[bytes | None, str | None]:
-    """The relay key configuration the device gave at pairing, if usable, and a note if not."""
-    from hub.wire import ohttp
-    from hub.wire.relay_keys import RelayKeys
-
-    if config is None:
-        return None, None
-    try:
-        RelayKeys.parse(config)
-    except ohttp.OhttpError as exc:
-        return None, f"its relay key is unusable ({exc}); calls through the relay are off for it"
-    return config, None
-
-
-def _pairing_uri(args: argparse.Namespace) -> PairingURI:
-    text = _setup_text(args.uri).strip()
-    if not text:
-        raise CliError(
-            "no setup URI or code was given; type the one the doorbell printed, or pipe it in: "
-            "doorward owner pair - < FILE"
-        )
-    if text.startswith("doorward:"):
-        return PairingURI.parse(text)
-    code = SetupCode.parse(text)
-    # A bare code: the device, its address and its TLS pin come from zeroconf.
-    found = [d for d in run_async(browse(_DISCOVER_S), where="the LAN") if d.pairing == "open"]
-    if len(found) != 1:
-        raise CliError(
-            f"{len(found)} devices are open for pairing on the LAN; "
-            "pass the pairing URI (doorward://pair?…) instead of the code"
-        )
-    device = found[0]
-    host = device.addresses[0] if device.addresses else None
-    return PairingURI(
-        device.device_id, code, device.fingerprint, host, device.port if host else None
     )
 
 
@@ -193,13 +150,6 @@ def _setup_text(arg: str) -> str:
     if sys.stdin.isatty():
         return getpass.getpass("setup URI or code (not shown): ")
     return sys.stdin.readline()
-
-
-def _url_of(uri: PairingURI) -> str:
-    if uri.host is None:
-        raise CliError("this pairing URI has no address; pass --url https://HOST:PORT")
-    host = f"[{uri.host}]" if ":" in uri.host else uri.host
-    return f"https://{host}:{uri.port}"
 
 
 def _export_identity(args: argparse.Namespace) -> int:
@@ -221,11 +171,7 @@ def _owners(args: argparse.Namespace) -> int:
 
     async def go() -> list[Any]:
         async with s.client() as api:
-            if args.action == "remove":
-                await api.remove_owner(args.key_id)
-            elif args.action == "approve":
-                await api.approve_owner(args.key_id)
-            return await api.owners()
+            return await change_owners(api, args.action, args.key_id)
 
     owners = run_async(go(), where=s.where)
     rows = [

@@ -36,6 +36,7 @@ __all__ = [
     "connect",
     "emit",
     "entry_point",
+    "guarded",
     "iso",
     "open_profile",
     "parse_duration",
@@ -154,10 +155,12 @@ def run_async(
 ) -> T:
     """Run ``coro`` to completion (within ``deadline_s``; None: for as long as it runs); TLS pin,
     connection and timeout failures become CliErrors."""
-    return asyncio.run(_guarded(coro, where, deadline_s))
+    return asyncio.run(guarded(coro, where, deadline_s))
 
 
-async def _guarded(coro: Awaitable[T], where: str, deadline_s: float | None) -> T:
+async def guarded(coro: Awaitable[T], where: str, deadline_s: float | None) -> T:
+    """Await ``coro`` within ``deadline_s``; TLS pin, connection and timeout failures (and a
+    malformed record) become CliErrors that say what to do."""
     try:
         return await asyncio.wait_for(coro, deadline_s)
     except DoorwardError:  # a relay timeout, too, says what happened better than we could

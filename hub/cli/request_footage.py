@@ -17,7 +17,7 @@ from consent.models import ALL_CAMERAS, ConsentRequest
 from crypto.errors import DoorwardError
 from hub.client import Clip, DoorwardClient, Segment
 
-__all__ = ["ApiFootage"]
+__all__ = ["ApiFootage", "segments_in_window"]
 
 _PAGE = 100
 _MAX_CLIPS = 1000  # a 12 h window of a busy doorbell stays well below this
@@ -55,27 +55,7 @@ class ApiFootage:
         The chosen segments' age files are downloaded into ``workdir`` (an empty directory that
         the caller removes afterwards); each may be at most the size the device listed for it.
         """
-        camera = None if request.camera == ALL_CAMERAS else request.camera
-        clips: list[tuple[Clip, Sequence[Segment]]] = []
-        after = None
-        while len(clips) < _MAX_CLIPS:
-            page = await api.clips(
-                camera=camera,
-                start_s=request.window_start_s,
-                end_s=request.window_end_s,
-                limit=_PAGE,
-                after=after,
-            )
-            for summary in page.clips:
-                clip = await api.clip(summary.clip_id)
-                in_scope = [
-                    s for s in clip.segments if request.covers(s.camera, s.start_s, s.duration_s)
-                ]
-                if in_scope:
-                    clips.append((clip, in_scope))
-            if page.next is None:
-                break
-            after = page.next
+        clips = await segments_in_window(api, request)
         in_window = {s.segment_id: s for _, segments in clips for s in segments}
         if not in_window:
             raise DoorwardError(
@@ -133,6 +113,35 @@ class ApiFootage:
     def manifest_bytes(self, clip_id: str) -> bytes:
         """A chosen segment's clip manifest; raises KeyError for any other clip."""
         return self._manifests[clip_id]
+
+
+async def segments_in_window(
+    api: DoorwardClient, request: ConsentRequest
+) -> list[tuple[Clip, list[Segment]]]:
+    """Each clip overlapping the request's camera and window, with the segments it covers (clips
+    with none left out), oldest first; at most ``_MAX_CLIPS`` clips."""
+    camera = None if request.camera == ALL_CAMERAS else request.camera
+    clips: list[tuple[Clip, list[Segment]]] = []
+    after = None
+    while len(clips) < _MAX_CLIPS:
+        page = await api.clips(
+            camera=camera,
+            start_s=request.window_start_s,
+            end_s=request.window_end_s,
+            limit=_PAGE,
+            after=after,
+        )
+        for summary in page.clips:
+            clip = await api.clip(summary.clip_id)
+            in_scope = [
+                s for s in clip.segments if request.covers(s.camera, s.start_s, s.duration_s)
+            ]
+            if in_scope:
+                clips.append((clip, in_scope))
+        if page.next is None:
+            break
+        after = page.next
+    return clips
 
 
 async def _download(api: DoorwardClient, segment: Segment, path: Path) -> None:

@@ -90,7 +90,7 @@ class RequestInfo:
     """A footage request as the device stores it: ``status`` (``pending``, ``approved``,
     ``declined``, ``auto_declined`` or ``expired``), the ``rule`` and ``reason`` behind a decision,
     times in seconds since 1970. ``token`` (the requester's signed JWS) comes only with
-    ``requests()`` and ``request()``, ``release_ids`` only with ``request_status()``."""
+    ``requests()`` and ``request()``, ``release_ids`` with those and ``request_status()``."""
 
     request_id: str
     status: str

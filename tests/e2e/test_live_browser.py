@@ -5,17 +5,9 @@ doorbell press; a second visit with the same link shows a clear error."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import itertools
-import re
-import time
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 
@@ -24,9 +16,8 @@ from crypto.signed import b64url_decode
 from hardware.sim import read_strip, strip_rows
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
-from hub.wire.live_link import mint_link_token
-from tests.hub.test_live_kit import LiveDevice, live_device
-from tests.kit import require_tool
+from tests.browserkit import DevTools, chromium
+from tests.hub.test_live_kit import live_device
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -86,133 +77,6 @@ _SOUND = """
 """
 
 
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over one browser WebSocket (flat sessions)."""
-
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self._socket = socket
-        self._ids = itertools.count(1)
-        self._events: list[dict[str, Any]] = []
-
-    async def call(self, method: str, session: str | None = None, **params: Any) -> Any:
-        message_id = next(self._ids)
-        message: dict[str, Any] = {"id": message_id, "method": method, "params": params}
-        if session is not None:
-            message["sessionId"] = session
-        await self._socket.send_json(message)
-        while True:
-            reply = await asyncio.wait_for(self._socket.receive_json(), _TIMEOUT_S)
-            if reply.get("id") == message_id:
-                if "error" in reply:
-                    raise AssertionError(f"{method} failed: {reply['error']}")
-                return reply["result"]
-            if "method" in reply:
-                self._events.append(reply)
-
-    async def wait_event(self, method: str, session: str) -> dict[str, Any]:
-        while True:
-            for event in self._events:
-                if event["method"] == method and event.get("sessionId") == session:
-                    self._events.remove(event)
-                    return event
-            message = await asyncio.wait_for(self._socket.receive_json(), _TIMEOUT_S)
-            if "method" in message:
-                self._events.append(message)
-
-    async def open_page(self, url: str, *, new_window: bool = False) -> str:
-        """Open ``url`` in a new tab (or window, so that it stays visible beside the others) and
-        return its session once the page has loaded."""
-        target = await self.call("Target.createTarget", url="about:blank", newWindow=new_window)
-        attached = await self.call(
-            "Target.attachToTarget", targetId=target["targetId"], flatten=True
-        )
-        session = str(attached["sessionId"])
-        await self.call("Page.enable", session)
-        nav = await self.call("Page.navigate", session, url=url)
-        assert "errorText" not in nav, nav
-        await self.wait_event("Page.loadEventFired", session)
-        return session
-
-    async def evaluate(self, session: str, expression: str) -> Any:
-        result = await self.call(
-            "Runtime.evaluate",
-            session,
-            expression=expression,
-            awaitPromise=True,
-            returnByValue=True,
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-
-@contextlib.asynccontextmanager
-async def chromium(
-    tmp_path: Path, spki_pin: str, extra_args: Sequence[str] = ()
-) -> AsyncIterator[DevTools]:
-    """Headless Chromium trusting the page port's key; ``extra_args`` are further switches."""
-    binary = require_tool("chromium")
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--autoplay-policy=no-user-gesture-required",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-        # Trust exactly the device's key, as a paired phone does (SHA-256 of the SPKI, base64).
-        f"--ignore-certificate-errors-spki-list={spki_pin}",
-        "--remote-debugging-port=0",
-        *extra_args,
-        "about:blank",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stderr is not None
-        endpoint = None
-        while endpoint is None:
-            line = await asyncio.wait_for(process.stderr.readline(), _TIMEOUT_S)
-            assert line, "chromium exited before opening its DevTools port"
-            found = re.search(rb"DevTools listening on (ws://\S+)", line)
-            endpoint = found.group(1).decode() if found else None
-        drain = asyncio.ensure_future(process.stderr.read())
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(endpoint, max_msg_size=64 * 1024 * 1024) as socket,
-        ):
-            yield DevTools(socket)
-        drain.cancel()
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 10)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def _mint_link(live: LiveDevice, owner: KeyBundle) -> str:
-    token = mint_link_token(
-        owner.signing_key,
-        device_id=live.device.identity.device_id,
-        camera="front",
-        now_s=int(time.time()),
-        ttl_s=120,
-    )
-    async with live.client(owner) as api:
-        body = await api._json("POST", "/live/link", body={"token": token})
-    return str(body["url"])
-
-
 async def _counter(tools: DevTools, page: str, width: int) -> int | None:
     rows = strip_rows(width)
     reading = await tools.evaluate(page, f"{_READ_STRIP}({rows})")
@@ -227,7 +91,7 @@ async def test_the_page_plays_live_view_and_refuses_a_used_link(tmp_path: Path) 
     owner = KeyBundle.generate("x25519")
     async with live_device(tmp_path / "data", audio=True) as live:
         live.add_owner(owner)
-        url = await _mint_link(live, owner)
+        url = await live.link_url(owner)
         pin = base64.b64encode(b64url_decode(page_spki_sha256(tmp_path / "data" / "keys")))
         async with chromium(tmp_path, pin.decode()) as tools:
             page = await tools.open_page(url)

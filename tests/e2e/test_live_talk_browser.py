@@ -20,7 +20,7 @@ from crypto.keys import KeyBundle
 from crypto.signed import b64url_decode
 from hub.server import appkeys
 from hub.server.live.page_tls import page_spki_sha256
-from tests.e2e.test_live_browser import DevTools, _mint_link, chromium
+from tests.browserkit import DevTools, chromium
 from tests.hub.test_live_kit import LiveDevice, live_device
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(120)]
@@ -143,7 +143,7 @@ async def _key(tools: DevTools, page: str, kind: str, key: str) -> None:
 
 async def _open(live: LiveDevice, tools: DevTools, owner: KeyBundle) -> str:
     # Each page in a window of its own: a hidden page lets go of its talk button.
-    page = await tools.open_page(await _mint_link(live, owner), new_window=True)
+    page = await tools.open_page(await live.link_url(owner), new_window=True)
     ready = await tools.evaluate(page, _READY)
     assert ready == {
         "state": "live",

@@ -21,6 +21,7 @@ from crypto.keys import KeyBundle
 from crypto.tls import client_context
 from hub.client import DoorwardClient
 from hub.server.config import ServeConfig
+from hub.server.runtime import Running
 from hub.server.serve import serve
 from hub.server.state import Device
 
@@ -50,6 +51,8 @@ class Doorbell:
     fingerprint: str
     device_id: str
     owner: KeyBundle
+    # The device's parts (its speakers, pipelines, store) when it runs in this process.
+    running: Running | None = None
 
     def client(self) -> DoorwardClient:
         return DoorwardClient(
@@ -92,13 +95,22 @@ async def serving(config: ServeConfig) -> AsyncIterator[Doorbell]:
     """Run ``doorward serve`` with ``config`` (one owner paired first) until the block ends."""
     owner, device_id, fingerprint = paired_data_dir(config.data_dir)
     stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    running: asyncio.Future[Running] = loop.create_future()
+    ready: asyncio.Future[str] = loop.create_future()
     server = asyncio.ensure_future(
-        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
+        serve(
+            config,
+            stop=stop,
+            out=io.StringIO(),
+            on_running=running.set_result,
+            on_ready=ready.set_result,
+        )
     )
     try:
         url = await asyncio.wait_for(asyncio.shield(ready), 30)
-        yield Doorbell(url, int(url.rsplit(":", 1)[1]), fingerprint, device_id, owner)
+        port = int(url.rsplit(":", 1)[1])
+        yield Doorbell(url, port, fingerprint, device_id, owner, await running)
     finally:
         stop.set()
         await asyncio.wait_for(server, 30)

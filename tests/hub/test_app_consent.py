@@ -130,6 +130,10 @@ async def test_consent_round_trip_over_https(recorded, tmp_path: Path) -> None:
 
         status = await agency.request_status(request.request_id)
         assert (status.status, status.release_ids) == ("approved", (release.release_id,))
+        # The owners' listings name the release too (the console offers to revoke it).
+        [listed] = [r for r in await phone.requests() if r.request_id == request.request_id]
+        assert listed.release_ids == (release.release_id,)
+        assert (await phone.request(request.request_id)).release_ids == (release.release_id,)
         bundle = tmp_path / "release.tar"
         size = await agency.fetch_release(release.release_id, bundle)
         assert size == bundle.stat().st_size > 0

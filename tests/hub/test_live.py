@@ -4,10 +4,7 @@ recorded by a real pipeline; frames reach viewers through the relay, never a sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +15,15 @@ from crypto.keys import KeyBundle
 from hub.client import ApiError, DoorwardClient
 from hub.client.live import receive_live
 from hub.server import appkeys
-from hub.server.config import ServeConfig
 from hub.server.live.relay import LiveConfig
 from hub.server.routes.live import LIVE
-from hub.server.serve import serve
-from hub.server.state import Device
 from tests.hardware._media import write_video_with_tone
 from tests.hub.test_live_kit import (
     SCENARIO,
     LiveDevice,
     dominant_hz,
     live_device,
+    serving,
     strip_counter,
 )
 
@@ -280,18 +275,11 @@ async def test_sessions_are_capped_and_end_after_the_maximum(tmp_path: Path) -> 
 async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) -> None:
     scenario = tmp_path / "cam.toml"
     scenario.write_text(SCENARIO + "audio = true\n")
-    async with _serving(tmp_path, f"front=simulated:{scenario}", live_max_viewers=1) as (
-        url,
-        owner,
-        fingerprint,
-        device_id,
-    ):
+    async with serving(tmp_path, f"front=simulated:{scenario}", live_max_viewers=1) as served:
         counters: list[int] = []
         sounds: list[av.AudioFrame] = []
         done = asyncio.Event()
-        async with DoorwardClient(
-            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
-        ) as api:
+        async with served.client() as api:
             sink = _counter_sink(counters, 15, done)
             watching_now = asyncio.Event()
 
@@ -319,7 +307,7 @@ async def test_doorward_serve_relays_its_pipelines_to_live_view(tmp_path: Path) 
         assert dominant_hz(sounds[5:]) == pytest.approx(440.0, abs=1.0)
         # The page is served on its own port (a certificate browsers accept).
         assert link.url.startswith("https://127.0.0.1:")
-        assert not link.url.startswith(url + "/")
+        assert not link.url.startswith(served.url + "/")
 
 
 @pytest.mark.slow
@@ -360,7 +348,7 @@ async def test_a_video_file_camera_with_sound_is_heard_in_live_view(tmp_path: Pa
     # microphone's tone: decoded once on the camera's worker, encoded once to Opus.
     video = tmp_path / "door.mp4"
     write_video_with_tone(video, seconds=4)
-    async with _serving(tmp_path, f"porch={video}") as (url, owner, fingerprint, device_id):
+    async with serving(tmp_path, f"porch={video}") as served:
         sounds: list[av.AudioFrame] = []
         heard = asyncio.Event()
 
@@ -369,42 +357,9 @@ async def test_a_video_file_camera_with_sound_is_heard_in_live_view(tmp_path: Pa
             if len(sounds) >= 60:
                 heard.set()
 
-        async with DoorwardClient(
-            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
-        ) as api:
+        async with served.client() as api:
             stats = await api.live("porch", on_audio=on_audio, stop=heard, seconds=60)
     assert stats.frames > 0
     assert len(sounds) >= 60
     # The file loops every 4 s: the jump in phase where it restarts smears the peak a little.
     assert dominant_hz(sounds[10:]) == pytest.approx(440.0, abs=5.0)
-
-
-@contextlib.asynccontextmanager
-async def _serving(
-    tmp_path: Path, camera: str, **options: Any
-) -> AsyncIterator[tuple[str, KeyBundle, str, str]]:
-    """``doorward serve`` with one camera and one paired owner, on loopback: its URL, the
-    owner's keys, the device's TLS pin and its id."""
-    config = ServeConfig(
-        data_dir=tmp_path / "data",
-        cameras=(camera,),
-        host="127.0.0.1",
-        port=0,
-        advertise=False,
-        **options,
-    )
-    owner = KeyBundle.generate("x25519")
-    device = Device.open(config.data_dir)
-    device.owners.add(owner.public(), name="phone", now=int(time.time()))
-    fingerprint, device_id = device.fingerprint, device.identity.device_id
-    device.close()
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    server = asyncio.ensure_future(
-        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
-    )
-    try:
-        yield await asyncio.wait_for(ready, 30), owner, fingerprint, device_id
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(server, 30) == 0

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -30,6 +31,9 @@ from hub.server.live.relay import FrameRelay, LiveConfig
 from hub.server.routes.live import LiveSetup
 from hub.server.speakers import Speakers
 from hub.server.state import Device
+from hub.wire.live_link import mint_link_token
+from tests.hub.attackkit import Doorbell
+from tests.hub.attackkit import serving as attack_serving
 
 SCENARIO = """[camera]
 width = 320
@@ -86,6 +90,20 @@ class LiveDevice:
 
     def add_owner(self, keys: KeyBundle, name: str = "phone") -> None:
         self.device.owners.add(keys.public(), name=name, now=int(time.time()))
+
+    async def link_url(self, keys: KeyBundle, camera: str = "front") -> str:
+        """A live link the owner ``keys`` minted for ``camera`` (what ``owner live --link``
+        prints): the page's URL with its one-use token."""
+        token = mint_link_token(
+            keys.signing_key,
+            device_id=self.device.identity.device_id,
+            camera=camera,
+            now_s=int(time.time()),
+            ttl_s=120,
+        )
+        async with self.client(keys) as api:
+            body = await api._json("POST", "/live/link", body={"token": token})
+        return str(body["url"])
 
 
 @contextlib.asynccontextmanager
@@ -179,3 +197,19 @@ def dominant_hz(frames: list[av.AudioFrame]) -> float:
     pcm = np.concatenate([mono(f) for f in frames])
     spectrum = np.abs(np.fft.rfft(pcm))
     return float(np.fft.rfftfreq(len(pcm), 1 / frames[0].sample_rate)[int(np.argmax(spectrum))])
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, *cameras: str, **options: Any) -> AsyncIterator[Doorbell]:
+    """``doorward serve`` (the whole command, in this process) with ``cameras`` and the serve
+    ``options``, one owner paired; stopped on the way out."""
+    config = ServeConfig(
+        data_dir=tmp_path / "data",
+        cameras=cameras,
+        host="127.0.0.1",
+        port=0,
+        advertise=False,
+        **options,
+    )
+    async with attack_serving(config) as doorbell:
+        yield doorbell

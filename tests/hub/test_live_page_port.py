@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import secrets
 import ssl
 import time
@@ -21,11 +20,8 @@ from crypto.keys import KeyBundle
 from hub.client import DoorwardClient
 from hub.client.live import receive_live
 from hub.server import appkeys
-from hub.server.config import ServeConfig
-from hub.server.serve import serve
-from hub.server.state import Device
 from hub.wire.httpsig import sign_http_request
-from tests.hub.test_live_kit import live_device
+from tests.hub.test_live_kit import live_device, serving
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -67,34 +63,13 @@ async def _serving(tmp_path: Path) -> AsyncIterator[tuple[DoorwardClient, KeyBun
     keys and the live page's base URL (from a link it minted)."""
     scenario = tmp_path / "cam.toml"
     scenario.write_text(SCENARIO)
-    config = ServeConfig(
-        data_dir=tmp_path / "data",
-        cameras=(f"front=simulated:{scenario}",),
-        host="127.0.0.1",
-        port=0,
-        advertise=False,
-    )
-    owner = KeyBundle.generate("x25519")
-    device = Device.open(config.data_dir)
-    device.owners.add(owner.public(), name="phone", now=int(time.time()))
-    fingerprint, device_id = device.fingerprint, device.identity.device_id
-    device.close()
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    server = asyncio.ensure_future(
-        serve(config, stop=stop, out=io.StringIO(), on_ready=ready.set_result)
-    )
-    try:
-        url = await asyncio.wait_for(ready, 30)
-        async with DoorwardClient(
-            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
-        ) as api:
-            link = await api.live_link("front")
-            parts = urlsplit(link.url)
-            yield api, owner, f"{parts.scheme}://{parts.netloc}"
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(server, 30) == 0
+    async with (
+        serving(tmp_path, f"front=simulated:{scenario}") as served,
+        served.client() as api,
+    ):
+        link = await api.live_link("front")
+        parts = urlsplit(link.url)
+        yield api, served.owner, f"{parts.scheme}://{parts.netloc}"
 
 
 @pytest.mark.slow

@@ -23,7 +23,6 @@ from hub.client.talk import TalkSound
 from hub.server import appkeys
 from hub.server.live.relay import LiveSession
 from hub.server.routes.live import LIVE
-from hub.wire.live_link import mint_link_token
 from hub.wire.webrtc import peer_connection
 from tests.hub.test_live_kit import LiveDevice, live_device
 
@@ -33,17 +32,22 @@ _WAIT_S = 30.0
 
 
 class Tone(MediaStreamTrack):
-    """A page's microphone: a steady tone in 20 ms frames at 48 kHz, paced in real time."""
+    """A page's microphone: a steady tone in 20 ms frames at 48 kHz, paced in real time. After
+    ``stall_after`` frames, if given, it sends nothing more (the page or phone is gone, but its
+    connection is not closed)."""
 
     kind = "audio"
 
-    def __init__(self, hz: float) -> None:
+    def __init__(self, hz: float, *, stall_after: int | None = None) -> None:
         super().__init__()
         self._hz = hz
         self._index = 0
         self._start: float | None = None
+        self._stall_after = stall_after
 
     async def recv(self) -> av.AudioFrame:
+        if self._index == self._stall_after:
+            await asyncio.Event().wait()  # until the peer closes (and cancels this)
         if self._start is None:
             self._start = time.monotonic()
         wait = self._start + self._index * 0.02 - time.monotonic()
@@ -60,16 +64,7 @@ class Tone(MediaStreamTrack):
 
 
 async def _link_token(live: LiveDevice, owner: KeyBundle) -> str:
-    token = mint_link_token(
-        owner.signing_key,
-        device_id=live.device.identity.device_id,
-        camera="front",
-        now_s=int(time.time()),
-        ttl_s=120,
-    )
-    async with live.client(owner) as api:
-        body = await api._json("POST", "/live/link", body={"token": token})
-    return str(URL(body["url"]).query["t"])
+    return str(URL(await live.link_url(owner)).query["t"])
 
 
 async def _post(live: LiveDevice, path: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -81,13 +76,14 @@ async def _post(live: LiveDevice, path: str, body: dict[str, Any]) -> tuple[int,
 
 
 async def _page(
-    live: LiveDevice, owner: KeyBundle, *, talks: bool
+    live: LiveDevice, owner: KeyBundle, *, talks: bool, microphone: Tone | None = None
 ) -> tuple[RTCPeerConnection, dict[str, Any]]:
-    """A page's session: video and sound received, the microphone sent when ``talks``."""
+    """A page's session: video and sound received, the microphone (a 500 Hz tone unless
+    ``microphone``) sent when ``talks``."""
     peer = peer_connection()
     peer.addTransceiver("video", direction="recvonly")
     if talks:
-        audio = peer.addTransceiver(Tone(500.0), direction="sendrecv")
+        audio = peer.addTransceiver(microphone or Tone(500.0), direction="sendrecv")
         audio.setCodecPreferences(
             [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
         )
@@ -196,6 +192,38 @@ async def test_a_link_session_takes_the_speaker_only_while_the_button_is_held(
         ("talk.started", None, "link"),
         ("talk.ended", "owner_removed", "link"),
     ]
+
+
+async def test_a_press_whose_sound_stops_gives_the_speaker_back_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    # The page vanished mid-press (its tab was killed, the phone lost the network) without
+    # letting go: its sound stops. The speaker is freed, not held until ICE consent expires.
+    owner = KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data", audio=True) as live:
+        live.add_owner(owner, "owner")
+        floor = live.app[appkeys.SPEAKERS].floor("front")
+        peer, body = await _page(live, owner, talks=True, microphone=Tone(500.0, stall_after=100))
+        session = _session(live, body["session_id"])
+        assert await _post(live, "/live/link-talk", {"feed": body["feed"], "talk": True}) == (
+            200,
+            {"talk": True},
+        )
+        assert floor.holder == f"owner {owner.key_id}"
+        await _until(lambda: live.speaker.first_sound() is not None, "the speaker played nothing")
+        await _until(lambda: floor.holder is None, "a silent press kept the speaker")
+        assert session.end_reason is None  # the session itself is still up
+        assert session.press_talk is not None
+        assert not session.press_talk.pressed
+        await peer.close()
+        await asyncio.wait_for(session.ended.wait(), _WAIT_S)
+        ended = [
+            e.body()
+            for e in live.device.audit.entries(0, live.device.audit.size)
+            if e.body()["kind"] == "talk.ended"
+        ]
+    assert [e["reason"] for e in ended] == ["no_sound"]
+    assert 0 < ended[0]["talked_ms"] <= 100 * 20
 
 
 async def test_a_page_without_speaker_or_microphone_cannot_talk(tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
-import io
 import json
-import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -22,19 +20,17 @@ from aiortc.mediastreams import MediaStreamError
 
 from crypto.keys import KeyBundle
 from hub.cli.cmd_owner_live import _tone_hz
-from hub.client import ApiError, DoorwardClient
+from hub.client import ApiError
 from hub.client.talk import TalkFileError, TalkSound
 from hub.server import appkeys
-from hub.server.config import ServeConfig
+from hub.server.live.webrtc import _mono_chunk
 from hub.server.routes.live import LIVE
-from hub.server.runtime import Running
-from hub.server.serve import serve
-from hub.server.state import Device
 from hub.wire.webrtc import peer_connection
 from tests.hub.hubkit import run_owner_cli
 from tests.hub.test_live import HandTimer
 from tests.hub.test_live_cli import _cli, _profile
-from tests.hub.test_live_kit import SCENARIO, LiveDevice, live_device, mono
+from tests.hub.test_live_kit import SCENARIO, LiveDevice, live_device, mono, serving
+from tests.hub.test_live_press_talk import Tone
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -174,6 +170,10 @@ async def test_a_second_talker_is_refused_naming_the_holder_and_removal_ends_the
             await admin_api.remove_owner(guest.key_id)
             await asyncio.wait_for(session.ended.wait(), 30)
             await asyncio.wait_for(talking, 60)
+            # A removed owner's next talk offer is refused before it touches the speaker.
+            with pytest.raises(ApiError) as gone:
+                await guest_api.live("front", talk=TalkSound.tone(500.0), seconds=1)
+            assert (gone.value.status, gone.value.code) == (403, "unknown_key")
         assert session.end_reason == "owner_removed"
         assert session.talk_end_reason == "owner_removed"
         assert floor.holder is None
@@ -297,33 +297,9 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
 ) -> None:
     scenario = tmp_path / "cam.toml"
     scenario.write_text(SCENARIO + "audio = true\n")
-    config = ServeConfig(
-        data_dir=tmp_path / "data",
-        cameras=(f"front=simulated:{scenario}",),
-        host="127.0.0.1",
-        port=0,
-        advertise=False,
-    )
-    owner = KeyBundle.generate("x25519")
-    device = Device.open(config.data_dir)
-    device.owners.add(owner.public(), name="phone", now=int(time.time()))
-    fingerprint, device_id = device.fingerprint, device.identity.device_id
-    device.close()
-    stop = asyncio.Event()
-    running: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    server = asyncio.ensure_future(
-        serve(
-            config,
-            stop=stop,
-            out=io.StringIO(),
-            on_running=running.set_result,
-            on_ready=ready.set_result,
-        )
-    )
-    try:
-        url = await asyncio.wait_for(ready, 30)
-        speaker = (await running).speakers.simulated("front")
+    async with serving(tmp_path, f"front=simulated:{scenario}") as served:
+        assert served.running is not None
+        speaker = served.running.speakers.simulated("front")
         heard: list[av.AudioFrame] = []
         enough = asyncio.Event()
 
@@ -332,9 +308,7 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
             if speaker.samples().size >= 48_000:
                 enough.set()
 
-        async with DoorwardClient(
-            url, fingerprint=fingerprint, device_id=device_id, key=owner.signing_key
-        ) as api:
+        async with served.client() as api:
             await api.live(
                 "front", on_audio=on_audio, stop=enough, talk=TalkSound.tone(620.0), seconds=60
             )
@@ -344,9 +318,6 @@ async def test_doorward_serve_plays_an_owner_on_the_configured_speaker_and_ducks
         # The device ducked its own microphone (the scenario's 440 Hz) while the owner talked.
         assert len(heard) >= 25
         assert not any(loud(f) for f in heard[10:])
-    finally:
-        stop.set()
-        assert await asyncio.wait_for(server, 30) == 0
 
 
 class FloodTrack(AudioStreamTrack):
@@ -372,6 +343,46 @@ class FloodTrack(AudioStreamTrack):
         self._pts += 960
         await asyncio.sleep(0)
         return frame
+
+
+@pytest.mark.asyncio
+async def test_a_phone_that_goes_silent_mid_talk_gives_the_speaker_back_to_the_next_owner(
+    tmp_path: Path,
+) -> None:
+    # The phone's app froze or lost the network without hanging up: its sound stops, its peer
+    # stays open. The speaker is freed for the next owner instead of being held until ICE
+    # consent expires (or, while the connection lives, all session).
+    owner, other = KeyBundle.generate("x25519"), KeyBundle.generate("x25519")
+    async with live_device(tmp_path / "data") as live:
+        live.add_owner(owner)
+        live.add_owner(other, "other")
+        floor = live.app[appkeys.SPEAKERS].floor("front")
+        peer = peer_connection()
+        peer.addTransceiver("video", direction="recvonly")
+        sending = peer.addTransceiver(Tone(450.0, stall_after=75), direction="sendrecv")
+        sending.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+        )
+        await peer.setLocalDescription(await peer.createOffer())
+        async with live.client(owner) as api:
+            answer = await api.live_offer(peer.localDescription.sdp, camera="front")
+        await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        session = live.app[LIVE].sessions[0]
+        assert floor.holder == f"owner {owner.key_id}"
+        assert session.talk_task is not None
+        await asyncio.wait_for(session.talk_task, 30)
+        assert (session.talk_end_reason, session.end_reason) == ("no_sound", None)
+        assert floor.holder is None
+        assert live.speaker.peak_hz() == pytest.approx(450.0, abs=3.0)
+        # The next owner takes the speaker while the silent phone's session is still up.
+        async with live.client(other) as api:
+            stats = await api.live("front", talk=TalkSound.tone(300.0), seconds=1.0)
+        assert stats.frames >= 1
+        await peer.close()
+        entries = await _audit(live, "talk.ended")
+    assert [e["owner_key_id"] for e in entries] == [owner.key_id, other.key_id]
+    assert entries[0]["reason"] == "no_sound"  # the next one hung up or stopped: either is fine
+    assert 0 < entries[0]["talked_ms"] <= 75 * 20
 
 
 @pytest.mark.asyncio
@@ -445,3 +456,31 @@ async def test_a_talk_ends_with_its_session_at_the_maximum_and_recording_goes_on
         assert captured[1] > captured[0]
         assert live.pipeline.stats.frames >= captured[1]
         assert live.pipeline.stats.errors == 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [("s16", "stereo"), ("s16p", "stereo"), ("s16", "mono"), ("fltp", "stereo")]
+)
+def test_the_owners_frames_are_mixed_to_mono_by_averaging_their_channels(
+    fmt: str, layout: str
+) -> None:
+    # aiortc's Opus decoder hands packed 16-bit stereo; other layouts and sample formats are
+    # converted first. Left and right differ, so taking one channel would be caught.
+    left = np.array([1000, -3000, 32767, -32768] * 240, dtype=np.int16)
+    right = np.array([3000, -1001, 32767, -32768] * 240, dtype=np.int16)
+    channels = [left] if layout == "mono" else [left, right]
+    if fmt == "s16":
+        data = np.column_stack(channels).reshape(1, -1)
+    elif fmt == "s16p":
+        data = np.vstack(channels)
+    else:
+        data = np.vstack(channels).astype(np.float32) / 32768
+    frame = av.AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+    frame.sample_rate, frame.pts = 48_000, 4800
+    frame.time_base = fractions.Fraction(1, 48_000)
+    chunk = _mono_chunk(frame)
+    expected = np.floor(np.mean([c.astype(np.int32) for c in channels], axis=0))
+    assert chunk.samples.dtype == np.int16
+    assert chunk.samples.shape == (960,)
+    assert np.abs(chunk.samples.astype(np.int32) - expected).max() <= 1
+    assert (chunk.pts_s, chunk.sample_rate) == (0.1, 48_000)

@@ -22,13 +22,19 @@ from typing import Any
 from hardware import AudioChunk, SpeakerError
 from hub.server.speakers import SpeakerClaim, Speakers
 
-__all__ = ["MAX_QUEUED_PRESS_CHUNKS", "PressToTalk"]
+__all__ = ["MAX_QUEUED_PRESS_CHUNKS", "TALK_FIRST_SOUND_S", "TALK_SILENCE_S", "PressToTalk"]
 
 logger = logging.getLogger(__name__)
 
 # Half a second of 20 ms chunks waiting for the speaker during a press; past it the oldest go, so
 # a page that sends faster than real time never makes the device hold more.
 MAX_QUEUED_PRESS_CHUNKS = 25
+
+# A talk whose sound stops gives the speaker back: a phone that vanished (its network went, its
+# app was killed) would otherwise hold the floor until ICE consent expires, about 30 s later. Its
+# first sound may take longer (ICE and DTLS set-up, or the browser asking for the microphone).
+TALK_FIRST_SOUND_S = 15.0
+TALK_SILENCE_S = 2.0
 
 # Records a talk entry in the audit log and on the bus: (kind, fields) -> None.
 TalkRecorder = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -48,7 +54,9 @@ class PressToTalk:
         sound: AsyncIterable[AudioChunk],
         speakers: Speakers,
         record: TalkRecorder,
+        silence_s: float = TALK_SILENCE_S,
     ) -> None:
+        """``silence_s``: a press whose sound stops this long ends (the page is gone)."""
         self.session_id = session_id
         self.camera = camera
         self.owner_key_id = owner_key_id
@@ -57,6 +65,7 @@ class PressToTalk:
         self.dropped_chunks = 0  # arrived between presses, or past the queue's cap
         self._speakers = speakers
         self._record = record
+        self._silence_s = silence_s
         self._queue: collections.deque[AudioChunk] | None = None  # while pressed
         self._ready = asyncio.Event()
         self._playing: asyncio.Task[None] | None = None
@@ -137,16 +146,24 @@ class PressToTalk:
         self._ready.set()
 
     async def _chunks(self, queue: collections.deque[AudioChunk]) -> AsyncIterator[AudioChunk]:
+        limit = max(TALK_FIRST_SOUND_S, self._silence_s)
         while True:
             if queue:
                 chunk = queue.popleft()
                 self._press_s += chunk.samples.shape[0] / chunk.sample_rate
+                limit = self._silence_s
                 yield chunk
                 continue
             if self._queue is not queue:  # released (or a new press has its own queue)
                 return
             self._ready.clear()
-            await self._ready.wait()
+            try:
+                await asyncio.wait_for(self._ready.wait(), limit)
+            except TimeoutError:  # held, but nothing arrives: the page is gone
+                self._end_reason = "no_sound"
+                if self._queue is queue:
+                    self._queue = None
+                return
 
     async def _play(self, claim: SpeakerClaim, queue: collections.deque[AudioChunk]) -> None:
         try:

@@ -14,8 +14,9 @@ hang-up, when its owner is removed, after ``max_session_s``, or at shutdown. ``l
 
 Talking back: an offer that sends audio claims the camera's speaker floor (``hub.server.speakers``)
 as ``owner <key id>`` before it is answered, so a second talker is refused naming the holder; the
-owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends or the
-session does. ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
+owner's sound, decoded once, plays through :meth:`Speakers.play` until their track ends, the
+session does, or their sound stops coming (``TALK_SILENCE_S``: a phone that vanished gives the
+speaker back within seconds, not when ICE consent expires). ``talk.started`` and ``talk.ended`` go to the audit log and the event bus. A session
 started with ``press_to_talk`` (the live page's) claims nothing at the answer: its owner takes the
 speaker per press of a button instead (``hub.server.live.press_talk``).
 """
@@ -32,7 +33,7 @@ from typing import Any
 from hardware import AudioChunk, AudioSource, Frame, SpeakerError, SpeakerFloor
 from hub.server.live.audio import AudioFeed
 from hub.server.live.feed import CODECS, PacketFeed, PacketViewer
-from hub.server.live.press_talk import PressToTalk
+from hub.server.live.press_talk import TALK_FIRST_SOUND_S, TALK_SILENCE_S, PressToTalk
 from hub.server.speakers import SpeakerClaim, Speakers
 from hub.wire.errors import Conflict, NotFound
 
@@ -58,12 +59,16 @@ class LiveConfig:
     max_session_s: float = 600.0
     # How long an answer may take (ICE gathering on the LAN is quick; this bounds a stuck one).
     answer_timeout_s: float = 20.0
+    # A talk whose sound stops this long gives the speaker back (``press_talk.TALK_SILENCE_S``).
+    talk_silence_s: float = TALK_SILENCE_S
 
     def __post_init__(self) -> None:
         if self.max_viewers < 1:
             raise ValueError(f"max_viewers must be >= 1, got {self.max_viewers}")
         if self.max_session_s <= 0:
             raise ValueError(f"max_session_s must be > 0, got {self.max_session_s}")
+        if self.talk_silence_s <= 0:
+            raise ValueError(f"talk_silence_s must be > 0, got {self.talk_silence_s}")
 
 
 class FrameRelay:
@@ -143,6 +148,7 @@ class LiveSession:
     talk_seconds: float = 0.0  # of the owner's sound received and played
     talk_sound: Any = field(repr=False, default=None)  # Answered.talk, while the owner talks
     talk_end_reason: str | None = None
+    talk_silent: bool = False  # the owner's sound stopped coming (talk_silence_s)
     # Hold-to-talk (the live page): the floor is taken per press instead (``press_talk``).
     press_talk: PressToTalk | None = field(repr=False, default=None)
 
@@ -270,6 +276,7 @@ class LiveSessions:
                 sound=answered.talk,
                 speakers=self.speakers,
                 record=self._record_talk,
+                silence_s=self.config.talk_silence_s,
             )
         self._sessions[session.session_id] = session
         self._spawn(self._expire(session))
@@ -381,10 +388,12 @@ class LiveSessions:
                 session.talk_seconds += chunk.samples.shape[0] / chunk.sample_rate
                 yield chunk
 
-        owner_sound = counted()
+        owner_sound = self._until_silent(session, counted())
         reason = "stopped"  # the owner's track ended: they stopped talking
         try:
             await self.speakers.play(session.camera, owner_sound, session.talk.holder)
+            if session.talk_silent:
+                reason = "no_sound"  # the phone went quiet mid-talk: it is gone, or muted
         except SpeakerError as exc:
             logger.error(
                 "talk.speaker_failed session_id=%s camera=%s error=%s",
@@ -397,6 +406,27 @@ class LiveSessions:
             async for _ in owner_sound:  # aiortc queues what is not taken
                 pass
         await self._end_talk(session, reason)
+
+    async def _until_silent(
+        self, session: LiveSession, sound: AsyncIterable[AudioChunk]
+    ) -> AsyncIterator[AudioChunk]:
+        """``sound`` until it ends, or until none has come for ``talk_silence_s`` (the first
+        within ``TALK_FIRST_SOUND_S``): then ``session.talk_silent`` is set. (``OwnerSound``,
+        closed by the timeout, goes on reading and dropping what a phone that comes back sends,
+        so nothing piles up.)"""
+        chunks = aiter(sound)
+        limit = max(TALK_FIRST_SOUND_S, self.config.talk_silence_s)
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                session.talk_silent = True
+                return
+            limit = self.config.talk_silence_s
+            yield chunk
 
     async def _end_talk(self, session: LiveSession, reason: str) -> None:
         """Give the floor back and audit the end of the owner's talk, once."""

@@ -240,9 +240,16 @@ async def list_requests(request: web.Request) -> web.Response:
         ) from None
     writes = request.app[appkeys.WORKER]
     records = await writes.run(desk.list_requests, status)
-    tokens = await writes.run(_tokens, desk, [r.request_id for r in records])
+    ids = [r.request_id for r in records]
+    tokens = await writes.run(_tokens, desk, ids)
+    releases = await writes.run(_releases, desk, ids)
     return web.json_response(
-        {"requests": [_request_json(r, tokens.get(r.request_id)) for r in records]}
+        {
+            "requests": [
+                _request_json(r, tokens.get(r.request_id), releases.get(r.request_id))
+                for r in records
+            ]
+        }
     )
 
 
@@ -253,7 +260,10 @@ async def get_request(request: web.Request) -> web.Response:
     writes = request.app[appkeys.WORKER]
     record = await writes.run(desk.request, request_id)
     tokens = await writes.run(_tokens, desk, [request_id])
-    return web.json_response(_request_json(record, tokens.get(request_id)))
+    releases = await writes.run(_releases, desk, [request_id])
+    return web.json_response(
+        _request_json(record, tokens.get(request_id), releases.get(request_id))
+    )
 
 
 @max_body(LARGEST_BODY_BYTES)  # the release manifest: new headers for up to 1000 segments
@@ -457,7 +467,14 @@ def _tokens(desk: ConsentDesk, request_ids: list[str]) -> dict[str, str]:
     return {request_id: desk.request_token(request_id) for request_id in request_ids}
 
 
-def _request_json(record: Any, token: str | None) -> dict[str, Any]:
+def _releases(desk: ConsentDesk, request_ids: list[str]) -> dict[str, list[str]]:
+    """The releases made for each request, oldest first (owners see what they released)."""
+    return {request_id: desk.releases_for(request_id) for request_id in request_ids}
+
+
+def _request_json(
+    record: Any, token: str | None, release_ids: list[str] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "request_id": record.request_id,
         "requester_key_id": record.requester_key_id,
@@ -469,4 +486,6 @@ def _request_json(record: Any, token: str | None) -> dict[str, Any]:
     }
     if token is not None:
         body["token"] = token
+    if release_ids is not None:
+        body["release_ids"] = release_ids
     return body
