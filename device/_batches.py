@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 __all__ = ["batches"]
@@ -28,16 +28,19 @@ class _End:
         self.error = error
 
 
-async def batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
+async def batches(
+    source: AsyncIterator[T], size: int, *, on_item: Callable[[T], None] | None = None
+) -> AsyncIterator[list[T]]:
     """Lists of 1 to ``size`` items of ``source``, in order: all that are waiting, at most
     ``size``. A task reads ahead, but no more than ``size`` items are out at once: those of the
-    last batch count until the next one is asked for. An error the source raises is raised here
-    after the items before it. Closing this generator cancels the task."""
+    last batch count until the next one is asked for. ``on_item`` gets each item as the task
+    reads it, before it waits for a batch. An error the source raises is raised here after the
+    items before it. Closing this generator cancels the task."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     waiting: asyncio.Queue[T | _End] = asyncio.Queue()
     free = asyncio.Semaphore(size)
-    reader = asyncio.create_task(_read(source, waiting, free))
+    reader = asyncio.create_task(_read(source, waiting, free, on_item))
     try:
         while True:
             batch: list[T] = []
@@ -62,7 +65,10 @@ async def batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]
 
 
 async def _read(
-    source: AsyncIterator[T], waiting: asyncio.Queue[T | _End], free: asyncio.Semaphore
+    source: AsyncIterator[T],
+    waiting: asyncio.Queue[T | _End],
+    free: asyncio.Semaphore,
+    on_item: Callable[[T], None] | None,
 ) -> None:
     try:
         while True:
@@ -71,6 +77,8 @@ async def _read(
                 item = await anext(source)
             except StopAsyncIteration:
                 break
+            if on_item is not None:
+                on_item(item)
             waiting.put_nowait(item)
     except Exception as exc:  # handed to the consumer, which raises it
         waiting.put_nowait(_End(exc))

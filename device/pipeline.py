@@ -59,6 +59,13 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
 _MAX_SIZES_LOGGED = 16  # picture sizes other than the first, each logged once
+# Frames of a raw source read ahead of the worker when live view watches (``on_capture``), at
+# most: a worker that falls behind by up to this many frames (a spike of the recording encode
+# on a busy box) no longer makes the camera, and so live view, late. The price is the same as
+# above: a press counts at the first frame of the next trip, at most this many frames before
+# the one it came with, and only while the worker is behind. At most this many decoded
+# pictures wait (about 12 MB at 1080p).
+_CAPTURE_AHEAD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,10 @@ class CameraPipeline:
     :class:`DetectStreamLost` (and :class:`DetectStreamRestored` when it is back). A source whose
     pictures change size mid-way is scaled back to the size it began with (logged once per size):
     the encoder, the privacy mask and the detector keep theirs, and no segment is lost.
-    ``on_event`` and ``on_frame`` run on the event loop.
+    ``on_event``, ``on_capture`` and ``on_frame`` run on the event loop: ``on_capture`` gets
+    each frame as it arrives from the source, before the worker processes it (live view, whose
+    picture must not wait for motion and the recording encode), ``on_frame`` once processed,
+    with its motion result.
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class CameraPipeline:
         config: RecorderConfig | None = None,
         on_event: Callable[[DeviceEvent], None] | None = None,
         on_frame: Callable[[Frame, MotionResult], None] | None = None,
+        on_capture: Callable[[Frame], None] | None = None,
         button: DoorbellButton | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -137,6 +148,7 @@ class CameraPipeline:
         self._config = config
         self._on_event = on_event
         self._on_frame = on_frame
+        self._on_capture = on_capture
         self._button = button
         self._video = VideoFormat(info.width, info.height, info.fps)
         self._two_streams = isinstance(source, TwoStreamCamera)
@@ -205,7 +217,11 @@ class CameraPipeline:
         )
         # A remuxed source (a file, an RTSP camera) may deliver frames in bursts: send what is
         # waiting to the worker in one trip. See _REMUX_BATCH for what that does to a press.
-        burst = batches(frames, _REMUX_BATCH) if self._remux else None
+        # With ``on_capture`` (live view) frames are read ahead of the worker as well, so that
+        # each reaches live view when the camera delivers it even while the worker is late
+        # (a slow recording encode on a busy box): see _CAPTURE_AHEAD.
+        ahead = _REMUX_BATCH if self._remux else _CAPTURE_AHEAD if self._on_capture else 0
+        burst = batches(frames, ahead, on_item=self._on_capture) if ahead else None
         try:
             if burst is None:
                 async for frame in frames:

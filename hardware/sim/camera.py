@@ -25,6 +25,7 @@ import numpy as np
 from hardware._clock import Clock, SystemClock
 from hardware._frames import EncodedPacket, Frame, StreamInfo
 from hardware._speaker import SimulatedSpeaker
+from hardware._worker import Worker
 from hardware.button import SoftButton
 from hardware.errors import CameraDisconnected
 from hardware.sim._microphone import SimulatedMicrophone
@@ -82,6 +83,7 @@ class SimulatedCamera:
         self._clock = clock or SystemClock()
         self.button = button or SoftButton(clock=self._clock)
         self._renderer = SceneRenderer(scenario)
+        self._drawer = Worker(f"sim-{self.name}")  # draws real-time frames (started on use)
         self._encoder = self._new_encoder()
         self._info = StreamInfo(
             cam.width, cam.height, Fraction(cam.fps), "h264" if cam.h264 else None
@@ -186,13 +188,20 @@ class SimulatedCamera:
                 logger.debug("camera.frame_dropped camera=%s index=%s", self.name, index)
                 continue
             if self.realtime:
+                # Drawn on the camera's own thread while the frame is not yet due, as a real
+                # sensor's picture is ready at its capture time: the drawing (milliseconds at
+                # 720p) neither delays the frame nor holds up the event loop.
+                drawing = self._drawer.run(self._frame, index, t)
                 wait_s = self._due_s(t) - self._clock.monotonic()
                 if wait_s > 0:
                     await self._clock.sleep(wait_s)
+                frame = await drawing
+            else:
+                frame = self._frame(index, t)
             if self.reconnecting:
                 self.reconnecting = False
                 logger.info("camera.connected camera=%s at_s=%s", self.name, t)
-            yield self._frame(index, t)
+            yield frame
             if not self.realtime:
                 await asyncio.sleep(0)  # let other cameras and tasks run between frames
 
@@ -200,6 +209,7 @@ class SimulatedCamera:
         """Stop delivering frames; close the microphone (if any) and the button."""
         self._closed = True
         self._closing.set()
+        self._drawer.shutdown()
         if self.microphone is not None:
             self.microphone.close()
         await self.button.close()

@@ -497,7 +497,7 @@ def _pipelines(
             detector=detector_for(source, motion),
             config=replace(recording, privacy_zones=zones.get(name, ())),
             on_event=on_event,
-            on_frame=relay.add_camera(
+            on_capture=relay.add_camera(
                 name, microphone=microphone_of(source), floor=speakers.floor(name)
             ),
             button=button,

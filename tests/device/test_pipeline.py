@@ -6,7 +6,7 @@ import asyncio
 import io
 import itertools
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from device import (
     SegmentRecord,
     SegmentWritten,
 )
+from device.harness import FaultyStore, StorageFaults
 from hardware import EncodedPacket, Frame, SoftButton, StreamInfo
 from hardware.sim import strip_rows
 from hardware.sim.strip import draw_strip
@@ -587,3 +588,107 @@ def test_motion_fps_is_checked() -> None:
         RecorderConfig(motion_fps=0)
     with pytest.raises(ValueError, match=r"^event_motion_fps must be between 1 and 60, got 61$"):
         RecorderConfig(event_motion_fps=61)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("h264", [False, True])
+async def test_on_capture_gets_each_frame_before_the_worker_processes_it(
+    store: ClipStore, owner: age.X25519Identity, h264: bool
+) -> None:
+    # Live view hangs on on_capture: its picture must not wait for motion and the recording.
+    source = camera(2, fps=10, h264=h264)
+    captured: list[tuple[int, int]] = []  # (index, frames the worker had processed by then)
+    processed: list[int] = []
+    pipeline = CameraPipeline(
+        "front",
+        source,
+        store,
+        lambda: [owner.recipient()],
+        on_capture=lambda frame: captured.append((frame.index, pipeline.stats.frames)),
+        on_frame=lambda frame, _result: processed.append(frame.index),
+    )
+    stats = await pipeline.run()
+    assert [index for index, _ in captured] == processed == list(range(20))
+    assert stats.frames == 20
+    assert all(done <= index for index, done in captured)
+
+
+class _HandCamera:
+    """A raw camera the test feeds frame by frame (``None`` ends it)."""
+
+    info = StreamInfo(64, 48, Fraction(10), None)
+    name = "hand"
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+
+    async def close(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        while (frame := await self.queue.get()) is not None:
+            yield frame
+
+    def put(self, index: int) -> None:
+        y = np.full((48, 64), index % 200, dtype=np.uint8)
+        uv = np.full((24, 32), 128, dtype=np.uint8)
+        self.queue.put_nowait(Frame(index, index / 10, T0 + index / 10, y, uv, uv.copy()))
+
+
+async def _until(condition: Callable[[], bool]) -> bool:
+    """Whether ``condition`` came true, polling the loop; gives up after about 20 s (a guard
+    against waiting forever, not a measure of speed)."""
+    for _ in range(2000):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.asyncio
+async def test_frames_reach_on_capture_while_the_worker_is_held_up(
+    store: ClipStore, owner: age.X25519Identity
+) -> None:
+    # A recording worker stuck on a slow disk (or a slow encode on a busy box) must not make
+    # live view late: up to a few frames go on reaching on_capture meanwhile.
+    source = _HandCamera()
+    faults = StorageFaults()
+    button = SoftButton()
+    button.press(at_s=0.0)  # a clip from the start: the worker soon writes a segment
+    captured: list[int] = []
+    processed: list[int] = []
+    pipeline = CameraPipeline(
+        "front",
+        source,
+        FaultyStore(store, faults),
+        lambda: [owner.recipient()],
+        config=RecorderConfig(segment_s=1.0, keyframe_interval_s=1.0, post_roll_s=0.5),
+        on_capture=lambda frame: captured.append(frame.index),
+        on_frame=lambda frame, _result: processed.append(frame.index),
+        button=button,
+    )
+    faults.block()
+    task = asyncio.ensure_future(pipeline.run())
+    try:
+        index = 0
+        while not faults.waiting.is_set():  # one frame at a time until a write is held
+            assert index < 100, "no segment write was ever held"
+            source.put(index)
+            index += 1
+            fed = index
+
+            def done(fed: int = fed) -> bool:
+                return len(processed) == fed or faults.waiting.is_set()
+
+            assert await _until(done)
+        held = processed[:]
+        for later in range(index, index + 3):
+            source.put(later)
+        assert await _until(lambda: len(captured) == index + 3), captured
+        assert processed == held  # still held: these frames reached live view first
+    finally:
+        faults.unblock()
+    source.queue.put_nowait(None)
+    stats = await task
+    assert processed == captured == list(range(index + 3))
+    assert stats.frames == index + 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from fractions import Fraction
 
 import av
@@ -209,6 +210,38 @@ async def test_realtime_paces_on_the_clock_and_stall_delays_delivery(clock: Fake
     assert [d[2] for d in delivered] == pytest.approx(
         [clock.start_wall + i / 10 for i in range(10)], abs=1e-6
     )
+
+
+@pytest.mark.asyncio
+async def test_realtime_frames_are_drawn_off_the_event_loop_and_match_virtual_ones(
+    clock: FakeClock,
+) -> None:
+    # Drawing a 720p picture takes milliseconds: in real time it must not hold up the loop
+    # (live view's packets go out from there) nor delay the frame past its capture time.
+    text = camera_toml(seconds=1.0, noise=5.0) + PERSON
+    cam = camera(text, realtime=True, clock=clock)
+    drawn_on: list[str] = []
+    render = cam._renderer.render
+
+    def spy(index: int) -> object:
+        drawn_on.append(threading.current_thread().name)
+        return render(index)
+
+    cam._renderer.render = spy  # type: ignore[method-assign,assignment]
+    live = await collect(cam)
+    virtual = await collect(camera(text))
+    assert [f.index for f in live] == list(range(10))
+    assert len(drawn_on) == 10
+    assert threading.main_thread().name not in drawn_on
+    assert set(drawn_on) == {"camera-sim-sim"}
+    for a, b in zip(live, virtual, strict=True):
+        assert (a.y.tobytes(), a.u.tobytes(), a.v.tobytes()) == (
+            b.y.tobytes(),
+            b.u.tobytes(),
+            b.v.tobytes(),
+        )
+        assert a.truth == b.truth
+    await cam.close()
 
 
 @pytest.mark.asyncio

@@ -140,7 +140,7 @@ async def live_device(
         source,
         device.store,
         device.owners.recipients,
-        on_frame=relay.add_camera(
+        on_capture=relay.add_camera(
             camera,
             microphone=microphone_of(simulated),
             floor=app[appkeys.SPEAKERS].floor(camera),

@@ -15,7 +15,7 @@ import pytest
 from hardware import AudioChunk, EncodedPacket, Frame, SystemClock
 from hardware.sim import SimulatedMicrophone
 from hub.server.live.audio import MAX_QUEUED_AUDIO
-from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed
+from hub.server.live.feed import MAX_QUEUED_PACKETS, LivePacket, PacketFeed, frame_to_av
 from hub.server.live.relay import FrameRelay
 from hub.wire.errors import NotFound
 from tests.hub.test_live_kit import dominant_hz
@@ -34,7 +34,7 @@ async def test_the_relay_hands_each_frame_to_every_codec_feed_of_its_camera() ->
     hook = relay.add_camera("front")
     h264, vp8 = relay.feed("front", "h264"), relay.feed("front", "vp8")
     viewers = [h264.subscribe(), vp8.subscribe()]
-    hook(_frame(0), None)
+    hook(_frame(0))
     for viewer in viewers:
         unit = await viewer.next()
         assert unit is not None
@@ -105,6 +105,47 @@ async def test_one_shared_encode_feeds_every_viewer_of_a_codec(codec: str) -> No
     assert received[0][0].keyframe
     for viewer in viewers:
         viewer.close()
+
+
+async def test_live_h264_is_encoded_for_latency_one_picture_out_per_picture_in() -> None:
+    """The live encode's own settings, as libx264 writes them into its first picture: the
+    ultrafast preset (diamond motion search, no subpixel refinement, no deblocking), no B-frames
+    and constrained baseline (no CABAC); and, with no look-ahead, each picture comes out as it
+    goes in."""
+    feed = PacketFeed("front", "h264")
+    viewer = feed.subscribe()
+    size = (96, 128)
+    units = []
+    for index in range(4):
+        y = np.full(size, 40 + 30 * index, dtype=np.uint8)
+        uv = np.full((size[0] // 2, size[1] // 2), 128, dtype=np.uint8)
+        feed.push(Frame(index, index / 30, 1000 + index / 30, y, uv, uv.copy()))
+        unit = await viewer.next()  # this picture's own access unit, before the next goes in
+        assert unit is not None
+        units.append(unit)
+    assert [u.pts for u in units] == [round(i / 30 * 90000) for i in range(4)]
+    assert units[0].keyframe
+    assert not any(u.keyframe for u in units[1:])
+    info = units[0].data.split(b"options: ", 1)[1].split(b"\x00", 1)[0].decode()
+    options = dict(item.split("=", 1) for item in info.split())
+    assert (options["me"], options["subme"], options["deblock"]) == ("dia", "0", "0:0:0")
+    assert (options["bframes"], options["cabac"]) == ("0", "0")
+    assert units[0].data.startswith(b"\x00\x00\x00\x01\x67\x42")  # SPS: baseline profile
+    viewer.close()
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (100, 60)])  # rows as wide, rows padded
+async def test_frame_to_av_keeps_every_plane_exactly(size: tuple[int, int]) -> None:
+    width, height = size
+    rng = np.random.default_rng(3)
+    y, u, v = (
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in ((height, width), (height // 2, width // 2), (height // 2, width // 2))
+    )
+    picture = frame_to_av(Frame(0, 0.0, 0.0, y, u, v))
+    assert (picture.width, picture.height, picture.format.name) == (width, height, "yuv420p")
+    stacked = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)])
+    assert np.array_equal(picture.to_ndarray(), stacked.reshape(height * 3 // 2, width))
 
 
 class HandMicrophone:

@@ -1,7 +1,8 @@
 """Live view: one relay of the running pipelines' frames, and the WebRTC sessions that watch it.
 
-:class:`FrameRelay` is fed by each camera pipeline's ``on_frame`` hook, so a viewer never opens
-the camera again: however many watch, the camera is captured once, and each codec is encoded
+:class:`FrameRelay` is fed by each camera pipeline's ``on_capture`` hook as each frame arrives
+from the camera, before motion detection and the recording encode see it (a viewer's picture
+does not wait for them), so a viewer never opens the camera again: however many watch, the camera is captured once, and each codec is encoded
 once (H.264 passed through when the camera has it). The camera's microphone is read once and
 encoded to Opus once, while anyone listens. Each viewer has a short queue that is dropped when
 it stalls, so a stalled viewer only skips pictures (or sound); the relay never waits and never
@@ -88,17 +89,17 @@ class FrameRelay:
         extradata: bytes | None = None,
         microphone: AudioSource | None = None,
         floor: SpeakerFloor | None = None,
-    ) -> Callable[[Frame, Any], None]:
+    ) -> Callable[[Frame], None]:
         """Register a camera (``extradata``: its H.264 parameter sets, if any; ``microphone``:
         its sound, if any, ducked while ``floor``, its speaker's, is held); returns the hook to
-        pass as the pipeline's ``on_frame``."""
+        pass as the pipeline's ``on_capture``."""
         self._feeds.setdefault(
             camera, {codec: PacketFeed(camera, codec, extradata=extradata) for codec in CODECS}
         )
         if microphone is not None:
             self._audio.setdefault(camera, AudioFeed(camera, microphone, floor=floor))
         self.frames_in.setdefault(camera, 0)
-        return lambda frame, _result: self.push(camera, frame)
+        return lambda frame: self.push(camera, frame)
 
     def feed(self, camera: str, codec: str) -> PacketFeed:
         """The camera's video in ``codec`` (``"h264"``: passthrough or one shared encode;
