@@ -38,6 +38,7 @@ from hardware import (
     Clock,
     Frame,
     Plane,
+    SizeChanges,
     SystemClock,
     TwoStreamCamera,
     Worker,
@@ -58,7 +59,6 @@ _NO_MOTION = MotionResult(score=0.0, motion=False)
 # (a few milliseconds even at 1080p: remuxing does not encode). The pipeline holds at most
 # this many decoded pictures (about 12 MB at 1080p), waiting or in the worker.
 _REMUX_BATCH = 4
-_MAX_SIZES_LOGGED = 16  # picture sizes other than the first, each logged once
 # Frames of a raw source read ahead of the worker when live view watches (``on_capture``), at
 # most: a worker that falls behind by up to this many frames (a spike of the recording encode
 # on a busy box) no longer makes the camera, and so live view, late. The price is the same as
@@ -184,7 +184,7 @@ class CameraPipeline:
         self._last_refusal: str | None = None  # reported once per event, not at every retry
         self._ts_shift = 0
         self._detect_lost: str | None = None
-        self._sizes_seen: set[tuple[int, int]] = set()
+        self._sizes = SizeChanges()
         self._counts = dict.fromkeys(PipelineStats.__slots__, 0)
 
     @property
@@ -382,9 +382,7 @@ class CameraPipeline:
 
     def _fit(self, frame: Frame, width: int, height: int) -> tuple[Plane, Plane, Plane]:
         """A picture of another size than the stream began with, scaled to that size."""
-        size = (frame.width, frame.height)
-        if size not in self._sizes_seen and len(self._sizes_seen) < _MAX_SIZES_LOGGED:
-            self._sizes_seen.add(size)  # capped: a camera that keeps changing is logged a while
+        if self._sizes.is_new(frame):  # a camera that keeps changing is logged a while
             logger.warning(
                 "pipeline.size_changed camera=%s size=%dx%d scaled_to=%dx%d",
                 self.camera_id,
@@ -394,11 +392,7 @@ class CameraPipeline:
                 height,
             )
         self._counts["resized_frames"] += 1
-        return (
-            fit_plane(frame.y, width, height),
-            fit_plane(frame.u, width // 2, height // 2),
-            fit_plane(frame.v, width // 2, height // 2),
-        )
+        return self._sizes.fit(frame, width, height)
 
     def _packets(self, frame: Frame, y: Plane, u: Plane, v: Plane) -> list[TimedPacket]:
         if self._remux:

@@ -29,7 +29,7 @@ from hardware._speaker import (
     peak_frequency,
     speaker_of,
 )
-from hardware._two_streams import DETECT_TIMEOUT_S, TwoStreamCamera, fit_plane
+from hardware._two_streams import DETECT_TIMEOUT_S, SizeChanges, TwoStreamCamera, fit_plane
 from hardware._worker import Worker
 from hardware.button import ButtonEvent, DoorbellButton, SoftButton
 from hardware.errors import CameraDisconnected, CameraOpenFailed, HardwareError, ScenarioError
@@ -63,6 +63,7 @@ __all__ = [
     "RecordStream",
     "ScenarioError",
     "SimulatedSpeaker",
+    "SizeChanges",
     "SoftButton",
     "SourceSpec",
     "SpeakerError",

@@ -36,14 +36,13 @@ from hardware._worker import Worker
 from hardware.annexb import has_sps
 from hardware.errors import HardwareError
 
-__all__ = ["DETECT_TIMEOUT_S", "TwoStreamCamera", "fit_plane"]
+__all__ = ["DETECT_TIMEOUT_S", "SizeChanges", "TwoStreamCamera", "fit_plane"]
 
 logger = logging.getLogger(__name__)
 
 DETECT_TIMEOUT_S = 2.0  # no detect picture this long: motion decodes the main stream instead
 _CONNECT_TIMEOUT_S = 10.0  # a detect stream that has not answered by then starts as lost
 _ARRIVED = 16  # detect pictures held between two record packets, at most (real time)
-_MAX_SIZES_LOGGED = 16  # detect picture sizes other than the stream's, each logged once
 
 _Picture = tuple[Plane, Plane, Plane]
 
@@ -72,8 +71,6 @@ class TwoStreamCamera:
         self.detect_timeout_s = detect_timeout_s
         self.record = record
         self.detect = detect
-        self._record = record
-        self._detect = detect
         self._clock = clock or SystemClock()
         self._detect_info: StreamInfo | None = None
         self.detect_lost: str | None = None
@@ -84,7 +81,7 @@ class TwoStreamCamera:
         self._ahead: Frame | None = None  # virtual time: the next detect picture, not yet due
         self._arrived: deque[Frame] = deque(maxlen=_ARRIVED)
         self._detect_ended = False
-        self._sizes_seen: set[tuple[int, int]] = set()
+        self._sizes = SizeChanges()
         self._decoder: _MainDecoder | None = None
         self._worker: Worker | None = None
         self._closed = False
@@ -92,47 +89,47 @@ class TwoStreamCamera:
     @property
     def info(self) -> StreamInfo:
         """The record stream: what the clips hold."""
-        return self._record.info
+        return self.record.info
 
     @property
     def detect_info(self) -> StreamInfo:
         """The size and rate of the pictures the frames carry (the detect stream's)."""
         if self._detect_info is None:
-            self._detect_info = self._detect.info
+            self._detect_info = self.detect.info
         return self._detect_info
 
     @property
     def button(self) -> Any:
-        return getattr(self._record, "button", None)
+        return getattr(self.record, "button", None)
 
     @property
     def microphone(self) -> Any:
-        return getattr(self._record, "microphone", None)
+        return getattr(self.record, "microphone", None)
 
     @property
     def motion_masks(self) -> Any:
-        return getattr(self._detect, "motion_masks", ())
+        return getattr(self.detect, "motion_masks", ())
 
     @property
     def motion_sensitivity(self) -> float | None:
-        return getattr(self._detect, "motion_sensitivity", None)
+        return getattr(self.detect, "motion_sensitivity", None)
 
     @property
     def reconnecting(self) -> bool:
-        return getattr(self._record, "reconnecting", False) is True
+        return getattr(self.record, "reconnecting", False) is True
 
     async def connect(self) -> StreamInfo:
         """Open the record stream (retrying); give the detect stream a while, else start lost."""
-        connect = getattr(self._record, "connect", None)
+        connect = getattr(self.record, "connect", None)
         if connect is not None:
             await connect()
-        detect_connect = getattr(self._detect, "connect", None)
+        detect_connect = getattr(self.detect, "connect", None)
         if detect_connect is not None and self._detect_info is None:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                     self._detect_info = await detect_connect()
             except TimeoutError:
-                info = self._record.info
+                info = self.record.info
                 width = 640
                 height = max(2, round(width * info.height / info.width / 2) * 2)
                 self._detect_info = StreamInfo(width, height, info.fps)
@@ -141,11 +138,11 @@ class TwoStreamCamera:
 
     async def frames(self) -> AsyncIterator[Frame]:
         """One frame per record packet, until the record stream ends."""
-        detect_frames = self._detect.frames()
+        detect_frames = self.detect.frames()
         reader = asyncio.create_task(self._read_detect(detect_frames)) if self.realtime else None
         start_s = self._clock.monotonic()
         try:
-            async for item in self._record.packets():
+            async for item in self.record.packets():
                 if self.realtime:
                     now_s = self._clock.monotonic() - start_s
                     latest = self._arrived.pop() if self._arrived else None
@@ -191,9 +188,9 @@ class TwoStreamCamera:
             return
         self._closed = True
         try:
-            await self._record.close()
+            await self.record.close()
         finally:
-            await self._detect.close()
+            await self.detect.close()
 
     # -- detect pictures -----------------------------------------------------------------------
 
@@ -235,9 +232,7 @@ class TwoStreamCamera:
         info = self.detect_info
         if (frame.width, frame.height) == (info.width, info.height):
             return frame.y, frame.u, frame.v
-        size = (frame.width, frame.height)
-        if size not in self._sizes_seen and len(self._sizes_seen) < _MAX_SIZES_LOGGED:
-            self._sizes_seen.add(size)  # capped: a stream that keeps changing is logged a while
+        if self._sizes.is_new(frame):  # a stream that keeps changing is logged a while
             logger.warning(
                 "camera.detect_size_changed camera=%s size=%dx%d scaled_to=%dx%d",
                 self.name,
@@ -247,12 +242,7 @@ class TwoStreamCamera:
                 info.height,
             )
         self.resized_pictures += 1
-        w, h = info.width, info.height
-        return (
-            fit_plane(frame.y, w, h),
-            fit_plane(frame.u, w // 2, h // 2),
-            fit_plane(frame.v, w // 2, h // 2),
-        )
+        return self._sizes.fit(frame, info.width, info.height)
 
     def _black(self) -> _Picture:
         info = self.detect_info
@@ -315,6 +305,33 @@ class _MainDecoder:
             plane_view(frame.planes[0], w, h),
             plane_view(frame.planes[1], w // 2, h // 2),
             plane_view(frame.planes[2], w // 2, h // 2),
+        )
+
+
+class SizeChanges:
+    """A stream's pictures of another size than it began with: scaled back to that size, and
+    each new size reported once (at most ``max_logged`` of them, for a stream that keeps
+    changing)."""
+
+    def __init__(self, max_logged: int = 16) -> None:
+        self._seen: set[tuple[int, int]] = set()
+        self._max_logged = max_logged
+
+    def is_new(self, frame: Frame) -> bool:
+        """Whether ``frame``'s size is one to report (not seen before, within the cap)."""
+        size = (frame.width, frame.height)
+        if size in self._seen or len(self._seen) >= self._max_logged:
+            return False
+        self._seen.add(size)
+        return True
+
+    @staticmethod
+    def fit(frame: Frame, width: int, height: int) -> tuple[Plane, Plane, Plane]:
+        """``frame``'s planes scaled to ``width`` x ``height`` (4:2:0)."""
+        return (
+            fit_plane(frame.y, width, height),
+            fit_plane(frame.u, width // 2, height // 2),
+            fit_plane(frame.v, width // 2, height // 2),
         )
 
 

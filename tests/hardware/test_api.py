@@ -38,6 +38,7 @@ def test_all_is_pinned() -> None:
         "RecordStream",
         "ScenarioError",
         "SimulatedSpeaker",
+        "SizeChanges",
         "SoftButton",
         "SourceSpec",
         "SpeakerError",
