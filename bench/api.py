@@ -55,6 +55,7 @@ sys.path.insert(0, str(_REPO))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench._process import stop_process  # noqa: E402
 from crypto.keys import KeyBundle  # noqa: E402
 from crypto.tls import client_context, server_context  # noqa: E402
 from device import CameraPipeline, RecorderConfig  # noqa: E402
@@ -199,7 +200,7 @@ async def _start_serves(
         serve, times = await _start_serve(bench, scene, log)
         runs.append(times)
         if attempt < _STARTUP_RUNS - 1:
-            await _stop(serve)
+            await stop_process(serve)
     ranked = sorted(runs, key=lambda times: times.get("startup_s", float("inf")))
     median: dict[str, Any] = dict(ranked[len(ranked) // 2])
     median["startup_runs_s"] = [times.get("startup_s") for times in runs]
@@ -334,17 +335,6 @@ def _serve_static(data: Path) -> None:
     asyncio.run(main())
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            async with asyncio.timeout(30):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def run(seconds: float, clients: list[int], fps: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="doorward-api-bench-") as tmp:
         work = Path(tmp)
@@ -372,8 +362,8 @@ async def run(seconds: float, clients: list[int], fps: int) -> dict[str, Any]:
                 result["segment_bytes"] = sum(p.stat().st_size for p in bench.segments.values())
             finally:
                 if static is not None:
-                    await _stop(static)
-                await _stop(serve)
+                    await stop_process(static)
+                await stop_process(serve)
         result["serve_exit"] = serve.returncode
         return result
 

@@ -43,7 +43,6 @@ import json
 import os
 import resource
 import secrets
-import signal
 import ssl
 import statistics
 import subprocess
@@ -58,6 +57,7 @@ _SELF = Path(__file__).resolve()
 _REPO = _SELF.parent.parent
 sys.path.insert(0, str(_REPO))
 
+from bench._process import stop_process  # noqa: E402
 from crypto.keys import KeyBundle  # noqa: E402
 from crypto.tls import client_context  # noqa: E402
 
@@ -366,17 +366,6 @@ async def _start(
     return process, Device(url, port, device_id, fingerprint, owner, process.pid, log)
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(30):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def run(seconds: float, connections: int, addresses: int, nofile: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="doorward-attack-bench-") as tmp:
         work = Path(tmp)
@@ -401,7 +390,7 @@ async def run(seconds: float, connections: int, addresses: int, nofile: int) -> 
             await attacker.wait()
             log_after = device.log.stat().st_size
         finally:
-            await _stop(process)
+            await stop_process(process)
         serve_log = device.log.read_text(errors="replace")
     rss_growth = max(0, attacked["rss_peak"] - rss_before)
     return {

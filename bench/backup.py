@@ -56,7 +56,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -75,6 +74,7 @@ sys.path.insert(0, str(_REPO))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench._process import stop_process  # noqa: E402
 from crypto import age  # noqa: E402
 from crypto.keys import KeyBundle  # noqa: E402
 from device import RecorderConfig  # noqa: E402
@@ -462,20 +462,9 @@ async def start_serve(work: Path, video: Path, server: SeaweedServer) -> Serving
                 if not line:
                     raise RuntimeError((work / "serve.log").read_text(errors="replace")[-3000:])
     except BaseException:
-        await stop_serve(process)
+        await stop_process(process)
         raise
     return Serving(process, line.split()[2].decode(), device_id, fingerprint, owner)
-
-
-async def stop_serve(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(30):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 def segment_rows(data: Path) -> list[tuple[float, float, float | None]]:
@@ -515,7 +504,7 @@ async def lag_run(work: Path, video: Path, server: SeaweedServer, seconds: float
                 break
             await asyncio.sleep(0.25)
     finally:
-        await stop_serve(serving.process)
+        await stop_process(serving.process)
     log = (work / "serve.log").read_text(errors="replace")
     lags = [done - mtime for mtime, _, done in closed if done is not None]
     queue_delays = [queued - mtime for mtime, queued, _ in closed]

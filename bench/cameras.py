@@ -51,7 +51,6 @@ import itertools
 import json
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -68,6 +67,7 @@ sys.path.insert(0, str(_REPO))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench._process import stop_process  # noqa: E402
 from crypto.keys import KeyBundle  # noqa: E402
 from device import RecorderConfig  # noqa: E402
 from device._encoder import H264Encoder  # noqa: E402
@@ -272,7 +272,7 @@ async def trial(
             result.behind_frames = max(result.behind_frames, expected - got)
             result.dropped_frames += after[name]["dropped_frames"] - before[name]["dropped_frames"]
     finally:
-        await _stop(process)
+        await stop_process(process, 60.0)
     _judge_disk(result, data, t0, t1, window_s)
     result.passed = (
         result.behind_frames <= _BEHIND_FRAMES
@@ -302,17 +302,6 @@ async def _serving_url(process: asyncio.subprocess.Process, root: Path) -> str:
                 tail = (root / "serve.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"doorward serve exited before serving:\n{tail}")
     return line.split()[2].decode()
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(60):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 def _judge_disk(result: Trial, data: Path, t0: float, t1: float, window_s: float) -> None:
