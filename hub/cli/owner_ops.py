@@ -5,6 +5,7 @@ decline, revoke; the household's owners and the signed policy. One implementatio
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
 from collections.abc import Callable, Sequence
@@ -331,7 +332,10 @@ async def clip_plaintext(
         await api.download_segment(
             segment.segment_id, wrap(buffer) if wrap else buffer, max_bytes=segment.size
         )
-        joined.write(age.decrypt_bytes(list(identities), buffer.getvalue()))
+        # Off the event loop: a console serving other pages runs this too.
+        joined.write(
+            await asyncio.to_thread(age.decrypt_bytes, list(identities), buffer.getvalue())
+        )
     return joined.getvalue()
 
 

@@ -103,7 +103,7 @@ async def alerts(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None  # a handler runs in a task
     streams.add(task)
-    keys = state.profile.keys()
+    keys = state.keys()
     try:
         async with asyncio.TaskGroup() as group:
             feeds = [

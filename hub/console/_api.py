@@ -86,6 +86,13 @@ class ConsoleState:
     audit_page: int = AUDIT_PAGE  # entries per audit page
     # One audit at a time per doorbell: each stores the profile's checkpoint (approving audits too).
     _audit_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _keys: KeyBundle | None = field(default=None, repr=False)
+
+    def keys(self) -> KeyBundle:
+        """The profile's keys, read from its folder once (not at every page or thumbnail)."""
+        if self._keys is None:
+            self._keys = self.profile.keys()
+        return self._keys
 
     def audit_lock(self, device_id: str) -> asyncio.Lock:
         """The lock held while ``device_id``'s log is audited (and the checkpoint stored)."""
@@ -144,7 +151,7 @@ def add_routes(app: web.Application) -> None:
 async def profile_info(request: web.Request) -> web.Response:
     """The profile's name and key id and its paired doorbells' ids."""
     state = request.app[STATE]
-    keys = state.profile.keys()
+    keys = state.keys()
     return _json(
         {
             "name": state.profile.info().get("name", "owner"),
@@ -157,7 +164,7 @@ async def profile_info(request: web.Request) -> web.Response:
 async def doorbells(request: web.Request) -> web.Response:
     """Each paired doorbell: online, its health (cameras, storage), backup and relay state."""
     state = request.app[STATE]
-    keys = state.profile.keys()
+    keys = state.keys()
     devices = state.profile.devices()
     rows = await asyncio.gather(*(_doorbell(state, d, keys) for d in devices))
     return _json({"doorbells": list(rows)})
@@ -229,7 +236,7 @@ async def pair(request: web.Request) -> web.Response:
     setup = body.get("setup")
     if not isinstance(setup, str) or not setup.strip() or len(setup) > _MAX_SETUP_CHARS:
         raise BadInput("type the 8-digit setup code or paste the doorward://pair?… URI")
-    state.profile.keys()  # no keys yet: say so before using the code
+    state.keys()  # no keys yet: say so before using the code
 
     async def go() -> tuple[PinnedDevice, str | None]:
         uri = await pairing_uri(setup, discover_s=state.discover_s, interfaces=state.interfaces)
@@ -431,8 +438,10 @@ async def _thumbnail(
                 raise BadInput(f"clip {clip_id} has no segment {wanted or 'yet'}")
             buffer = io.BytesIO()
             await api.download_segment(wanted, buffer, max_bytes=sizes[wanted])
-        plain = age.decrypt_bytes([keys.age_identity], buffer.getvalue())
-        return await asyncio.to_thread(thumbnail_jpeg, plain)
+        sealed = buffer.getvalue()
+        return await asyncio.to_thread(
+            lambda: thumbnail_jpeg(age.decrypt_bytes([keys.age_identity], sealed))
+        )
 
     jpeg = await guarded(go(), f"device {device.device_id}", CALL_TIMEOUT_S)
     return web.Response(body=jpeg, content_type="image/jpeg")
@@ -590,7 +599,7 @@ async def audit(request: web.Request) -> web.Response:
 def paired_device(request: web.Request) -> tuple[ConsoleState, PinnedDevice, KeyBundle]:
     """The state, the paired doorbell named by the path's ``device_id`` and the profile's keys."""
     state = request.app[STATE]
-    keys = state.profile.keys()
+    keys = state.keys()
     device_id = request.match_info["device_id"]
     paired = {d.device_id: d for d in state.profile.devices()}
     if device_id not in paired:
